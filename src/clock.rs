@@ -1,0 +1,336 @@
+//! Time as the policies see it: a [`Clock`] that reads [`Ticks`].
+//!
+//! Policies never call `std::time::Instant::now()` themselves. They read the clock they were
+//! built with and pass the reading into their cores, which are pure functions of it. That is
+//! what makes their decisions reproducible in tests:
+//!
+//! - [`TokioClock`] (feature `tokio`, the default) reads `tokio::time::Instant`, so
+//!   `tokio::time::pause()` and `advance()` drive every policy in a test;
+//! - [`MonotonicClock`] reads `std::time::Instant`, for use without tokio;
+//! - `FakeClock` (feature `test-util`) is moved by hand.
+//!
+//! [`DefaultClock`] is `TokioClock` when the `tokio` feature is on and `MonotonicClock`
+//! otherwise. Both have the same API.
+//!
+//! Every clock counts from its own origin (the moment it was created), so readings of two
+//! clocks cannot be compared. A clone shares its origin with the original.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A reading of a [`Clock`]: nanoseconds since the clock's origin.
+///
+/// Arithmetic saturates instead of overflowing: a `u64` of nanoseconds lasts 584 years.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::clock::Ticks;
+/// use std::time::Duration;
+///
+/// let start = Ticks::from_duration(Duration::from_secs(1));
+/// let later = start + Duration::from_millis(500);
+/// assert_eq!(later.saturating_duration_since(start), Duration::from_millis(500));
+/// assert_eq!(start.saturating_duration_since(later), Duration::ZERO);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Ticks(u64);
+
+impl Ticks {
+    /// The clock's origin.
+    pub const ZERO: Ticks = Ticks(0);
+
+    /// The latest representable reading.
+    pub const MAX: Ticks = Ticks(u64::MAX);
+
+    /// A reading `nanos` nanoseconds after the origin.
+    #[inline]
+    pub const fn from_nanos(nanos: u64) -> Self {
+        Ticks(nanos)
+    }
+
+    /// A reading `d` after the origin, saturating at [`Ticks::MAX`].
+    #[inline]
+    pub const fn from_duration(d: Duration) -> Self {
+        Ticks(saturating_nanos(d))
+    }
+
+    /// Nanoseconds since the origin.
+    #[inline]
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    /// The time since the origin.
+    #[inline]
+    pub const fn as_duration(self) -> Duration {
+        Duration::from_nanos(self.0)
+    }
+
+    /// The time from `earlier` to `self`, or zero if `earlier` is later.
+    #[inline]
+    pub const fn saturating_duration_since(self, earlier: Ticks) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+
+    /// `self + d`, saturating at [`Ticks::MAX`].
+    #[inline]
+    pub const fn saturating_add(self, d: Duration) -> Ticks {
+        Ticks(self.0.saturating_add(saturating_nanos(d)))
+    }
+
+    /// `self - d`, saturating at [`Ticks::ZERO`].
+    #[inline]
+    pub const fn saturating_sub(self, d: Duration) -> Ticks {
+        Ticks(self.0.saturating_sub(saturating_nanos(d)))
+    }
+}
+
+impl std::ops::Add<Duration> for Ticks {
+    type Output = Ticks;
+
+    #[inline]
+    fn add(self, rhs: Duration) -> Ticks {
+        self.saturating_add(rhs)
+    }
+}
+
+impl fmt::Debug for Ticks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Ticks({:?})", self.as_duration())
+    }
+}
+
+#[inline]
+pub(crate) const fn saturating_nanos(d: Duration) -> u64 {
+    let nanos = d.as_nanos();
+    if nanos > u64::MAX as u128 {
+        u64::MAX
+    } else {
+        nanos as u64
+    }
+}
+
+/// A source of [`Ticks`] that never goes backwards.
+///
+/// Implement it to drive policies from your own notion of time (a simulation, a test
+/// harness). Readings must be monotonic: a policy may treat a reading earlier than one it has
+/// already seen as equal to it.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::clock::{Clock, Ticks};
+///
+/// // A clock frozen at one instant, for a table test.
+/// #[derive(Clone)]
+/// struct Frozen(Ticks);
+///
+/// impl Clock for Frozen {
+///     fn now(&self) -> Ticks {
+///         self.0
+///     }
+/// }
+///
+/// assert_eq!(Frozen(Ticks::from_nanos(7)).now().as_nanos(), 7);
+/// ```
+pub trait Clock: Send + Sync + 'static {
+    /// The current reading.
+    fn now(&self) -> Ticks;
+}
+
+impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
+    #[inline]
+    fn now(&self) -> Ticks {
+        (**self).now()
+    }
+}
+
+/// The clock policies use unless given another: [`TokioClock`] with the `tokio` feature,
+/// [`MonotonicClock`] without it.
+#[cfg(feature = "tokio")]
+pub type DefaultClock = TokioClock;
+
+/// The clock policies use unless given another: [`TokioClock`] with the `tokio` feature,
+/// [`MonotonicClock`] without it.
+#[cfg(not(feature = "tokio"))]
+pub type DefaultClock = MonotonicClock;
+
+/// A clock that reads `std::time::Instant`.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::clock::{Clock, MonotonicClock};
+///
+/// let clock = MonotonicClock::new();
+/// let a = clock.now();
+/// assert!(clock.now() >= a);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct MonotonicClock {
+    origin: std::time::Instant,
+}
+
+impl MonotonicClock {
+    /// A clock whose origin is now.
+    pub fn new() -> Self {
+        MonotonicClock {
+            origin: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for MonotonicClock {
+    #[inline]
+    fn now(&self) -> Ticks {
+        Ticks(saturating_nanos(
+            std::time::Instant::now().saturating_duration_since(self.origin),
+        ))
+    }
+}
+
+/// A clock that reads `tokio::time::Instant`, so `tokio::time::pause()` and
+/// `tokio::time::advance()` move it.
+///
+/// It can be created and read outside a runtime; there it reads real time, like
+/// `tokio::time::Instant::now()`.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::clock::{Clock, TokioClock};
+/// use std::time::Duration;
+///
+/// #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// async fn main() {
+///     let clock = TokioClock::new();
+///     let before = clock.now();
+///     tokio::time::advance(Duration::from_secs(5)).await;
+///     assert_eq!(clock.now().saturating_duration_since(before), Duration::from_secs(5));
+/// }
+/// ```
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    origin: tokio::time::Instant,
+}
+
+#[cfg(feature = "tokio")]
+impl TokioClock {
+    /// A clock whose origin is now.
+    pub fn new() -> Self {
+        TokioClock {
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Clock for TokioClock {
+    #[inline]
+    fn now(&self) -> Ticks {
+        Ticks(saturating_nanos(
+            tokio::time::Instant::now().saturating_duration_since(self.origin),
+        ))
+    }
+}
+
+#[cfg(any(test, feature = "test-util"))]
+pub use fake::FakeClock;
+
+#[cfg(any(test, feature = "test-util"))]
+mod fake {
+    use super::{Clock, Ticks, saturating_nanos};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    /// A clock that only moves when told to; clones share the same time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::{Clock, FakeClock, Ticks};
+    /// use std::time::Duration;
+    ///
+    /// let clock = FakeClock::new();
+    /// let shared = clock.clone();
+    /// clock.advance(Duration::from_secs(3));
+    /// assert_eq!(shared.now(), Ticks::from_duration(Duration::from_secs(3)));
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+    #[derive(Debug, Clone, Default)]
+    pub struct FakeClock {
+        nanos: Arc<AtomicU64>,
+    }
+
+    impl FakeClock {
+        /// A clock at its origin.
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// Moves the clock forward by `d` (saturating).
+        pub fn advance(&self, d: Duration) {
+            let d = saturating_nanos(d);
+            // fetch_update instead of fetch_add so the clock saturates instead of wrapping.
+            let _ = self
+                .nanos
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    Some(n.saturating_add(d))
+                });
+        }
+
+        /// Sets the clock to `t`, unless that would move it backwards.
+        pub fn set(&self, t: Ticks) {
+            self.nanos.fetch_max(t.as_nanos(), Ordering::AcqRel);
+        }
+    }
+
+    impl Clock for FakeClock {
+        #[inline]
+        fn now(&self) -> Ticks {
+            Ticks::from_nanos(self.nanos.load(Ordering::Acquire))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_saturate_instead_of_overflowing() {
+        assert_eq!(Ticks::MAX + Duration::from_secs(1), Ticks::MAX);
+        assert_eq!(Ticks::from_duration(Duration::MAX), Ticks::MAX);
+        assert_eq!(
+            Ticks::ZERO.saturating_sub(Duration::from_secs(1)),
+            Ticks::ZERO
+        );
+    }
+
+    #[test]
+    fn fake_clock_never_goes_backwards() {
+        let clock = FakeClock::new();
+        clock.advance(Duration::from_secs(10));
+        clock.set(Ticks::from_duration(Duration::from_secs(2)));
+        assert_eq!(clock.now(), Ticks::from_duration(Duration::from_secs(10)));
+        clock.advance(Duration::MAX);
+        assert_eq!(clock.now(), Ticks::MAX);
+    }
+}

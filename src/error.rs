@@ -1,0 +1,525 @@
+//! The crate's error model: one rejection type for every policy, a wrapper for callers whose
+//! error type cannot absorb it, and the error returned by config builders.
+//!
+//! # Why one type
+//!
+//! Every policy keeps the caller's error type `E` and turns its own rejections into it with
+//! `E: From<Rejected>`. Stacking any number of policies, in any order, therefore leaves the
+//! error type unchanged: one `impl From<Rejected> for MyError` serves the whole crate.
+//! [`AsRejected`] goes the other way, so classifiers can tell a rejection from an error of the
+//! called service once both live inside `E`.
+//!
+//! Callers who cannot implement `From<Rejected>` (foreign error types such as
+//! `std::io::Error`, because of the orphan rule) have two paths that need no impl at all:
+//! - `tower::BoxError` (`Box<dyn Error + Send + Sync>`): std's blanket `From<E: Error>`
+//!   already covers [`Rejected`], and [`AsRejected`] finds it again by downcasting;
+//! - [`Error<E>`], which holds either a [`Rejected`] or the inner `E`.
+//!
+//! [`ConfigError`] never appears at run time: it only comes out of a config builder's `build()`
+//! (or from deserialising a config) and names the field, the rule it broke and the value.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+/// A call that a policy refused or cut short.
+///
+/// Each variant wraps a small `Copy` struct that says which policy acted and what the caller
+/// needs to react (for example how long to wait before trying again).
+///
+/// # Examples
+///
+/// ```
+/// use palisade::{Rejected, error::Elapsed};
+/// use std::time::Duration;
+///
+/// let rejected = Rejected::from(Elapsed::new("search", Duration::from_millis(250)));
+/// assert!(rejected.is_timeout());
+/// assert_eq!(rejected.policy_name(), "search");
+/// assert_eq!(rejected.to_string(), "policy `search`: timed out after 250ms");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejected {
+    /// A timeout policy cut the call short.
+    #[error(transparent)]
+    Timeout(#[from] Elapsed),
+    /// A circuit breaker refused the call because it is open.
+    #[error(transparent)]
+    CircuitOpen(#[from] CircuitOpen),
+    /// A bulkhead refused the call because it had no free slot.
+    #[error(transparent)]
+    BulkheadFull(#[from] BulkheadFull),
+}
+
+impl Rejected {
+    /// The name of the policy that rejected the call.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Rejected, error::CircuitOpen};
+    ///
+    /// let rejected = Rejected::from(CircuitOpen::isolated("payments"));
+    /// assert_eq!(rejected.policy_name(), "payments");
+    /// ```
+    pub const fn policy_name(&self) -> &'static str {
+        match self {
+            Rejected::Timeout(e) => e.policy_name(),
+            Rejected::CircuitOpen(e) => e.policy_name(),
+            Rejected::BulkheadFull(e) => e.policy_name(),
+        }
+    }
+
+    /// How long the caller should wait before the same call can be admitted, when the policy
+    /// knows.
+    ///
+    /// An open breaker knows when it will half-open; a timeout or a full bulkhead does not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Rejected, error::CircuitOpen};
+    /// use std::time::Duration;
+    ///
+    /// let rejected = Rejected::from(CircuitOpen::new("payments", Duration::from_secs(3)));
+    /// assert_eq!(rejected.retry_after(), Some(Duration::from_secs(3)));
+    /// ```
+    pub const fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Rejected::Timeout(_) => None,
+            Rejected::CircuitOpen(e) => e.retry_after(),
+            Rejected::BulkheadFull(_) => None,
+        }
+    }
+
+    /// Whether this is a timeout.
+    ///
+    /// Timeouts are failures of the called service (it was too slow); the other rejections are
+    /// load shedding by a policy and are ignored by the default classifiers of other policies.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Rejected, error::Elapsed};
+    /// use std::time::Duration;
+    ///
+    /// assert!(Rejected::from(Elapsed::new("db", Duration::from_secs(1))).is_timeout());
+    /// ```
+    pub const fn is_timeout(&self) -> bool {
+        matches!(self, Rejected::Timeout(_))
+    }
+}
+
+/// A timeout policy gave up waiting for the call.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::error::Elapsed;
+/// use std::time::Duration;
+///
+/// let elapsed = Elapsed::new("search", Duration::from_secs(2));
+/// assert_eq!(elapsed.duration(), Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("policy `{policy}`: timed out after {duration:?}")]
+pub struct Elapsed {
+    policy: &'static str,
+    duration: Duration,
+}
+
+impl Elapsed {
+    /// A timeout of `duration` by the policy named `policy`.
+    pub const fn new(policy: &'static str, duration: Duration) -> Self {
+        Elapsed { policy, duration }
+    }
+
+    /// The name of the timeout policy.
+    pub const fn policy_name(&self) -> &'static str {
+        self.policy
+    }
+
+    /// The duration the call was given before it was cut short.
+    pub const fn duration(&self) -> Duration {
+        self.duration
+    }
+}
+
+/// A circuit breaker refused the call because it is open.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::error::CircuitOpen;
+/// use std::time::Duration;
+///
+/// let open = CircuitOpen::new("payments", Duration::from_millis(1500));
+/// assert_eq!(open.retry_after(), Some(Duration::from_millis(1500)));
+/// assert!(!open.is_isolated());
+/// assert!(CircuitOpen::isolated("payments").retry_after().is_none());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("policy `{policy}`: circuit open{}", OpenFor(*.retry_after))]
+pub struct CircuitOpen {
+    policy: &'static str,
+    // `None` while the breaker is isolated by hand: nobody knows when it will close.
+    retry_after: Option<Duration>,
+}
+
+struct OpenFor(Option<Duration>);
+
+impl fmt::Display for OpenFor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(d) => write!(f, ", retry after {d:?}"),
+            None => f.write_str(" (isolated)"),
+        }
+    }
+}
+
+impl CircuitOpen {
+    /// An open breaker named `policy` that will admit a probe in `retry_after`.
+    pub const fn new(policy: &'static str, retry_after: Duration) -> Self {
+        CircuitOpen {
+            policy,
+            retry_after: Some(retry_after),
+        }
+    }
+
+    /// A breaker named `policy` held open by hand, with no time at which it will close.
+    pub const fn isolated(policy: &'static str) -> Self {
+        CircuitOpen {
+            policy,
+            retry_after: None,
+        }
+    }
+
+    /// The name of the circuit breaker.
+    pub const fn policy_name(&self) -> &'static str {
+        self.policy
+    }
+
+    /// The time left until the breaker half-opens, or `None` while it is isolated.
+    pub const fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// Whether the breaker was isolated (forced open) by hand.
+    pub const fn is_isolated(&self) -> bool {
+        self.retry_after.is_none()
+    }
+}
+
+/// Why a bulkhead refused a call.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::error::{BulkheadFull, FullCause};
+///
+/// let full = BulkheadFull::new("db", 8, FullCause::WaitTimedOut);
+/// assert_eq!(full.cause(), FullCause::WaitTimedOut);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FullCause {
+    /// Every slot was taken and the queue was full (or the bulkhead has no queue).
+    QueueFull,
+    /// The call waited in the queue for the bulkhead's `max_wait` without getting a slot.
+    WaitTimedOut,
+}
+
+/// A bulkhead refused the call because all of its slots were taken.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::error::{BulkheadFull, FullCause};
+///
+/// let full = BulkheadFull::new("db", 8, FullCause::QueueFull);
+/// assert_eq!(full.max_concurrent(), 8);
+/// assert_eq!(full.to_string(), "policy `db`: bulkhead full (8 concurrent calls, queue full)");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("policy `{policy}`: bulkhead full ({max_concurrent} concurrent calls, {})", match .cause {
+    FullCause::QueueFull => "queue full",
+    FullCause::WaitTimedOut => "wait timed out",
+})]
+pub struct BulkheadFull {
+    policy: &'static str,
+    max_concurrent: u32,
+    cause: FullCause,
+}
+
+impl BulkheadFull {
+    /// A full bulkhead named `policy` with a limit of `max_concurrent` calls.
+    pub const fn new(policy: &'static str, max_concurrent: u32, cause: FullCause) -> Self {
+        BulkheadFull {
+            policy,
+            max_concurrent,
+            cause,
+        }
+    }
+
+    /// The name of the bulkhead.
+    pub const fn policy_name(&self) -> &'static str {
+        self.policy
+    }
+
+    /// The bulkhead's limit on concurrent calls when it refused this one.
+    pub const fn max_concurrent(&self) -> u32 {
+        self.max_concurrent
+    }
+
+    /// Whether the queue was full or the wait ran out.
+    pub const fn cause(&self) -> FullCause {
+        self.cause
+    }
+}
+
+/// Either a rejection by a policy or the error of the called service.
+///
+/// For callers whose error type cannot implement `From<Rejected>` (foreign types, because of
+/// the orphan rule). Lift the innermost call once with `.map_err(Error::Inner)` (or the tower
+/// [`LiftLayer`](crate::LiftLayer)) and every policy above it can add its rejections.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::{Error, Rejected, error::Elapsed};
+/// use std::time::Duration;
+///
+/// let io: Error<std::io::Error> = Error::Inner(std::io::ErrorKind::ConnectionReset.into());
+/// assert!(io.rejected().is_none());
+///
+/// let timed_out: Error<std::io::Error> =
+///     Rejected::from(Elapsed::new("db", Duration::from_secs(1))).into();
+/// assert!(timed_out.rejected().is_some_and(Rejected::is_timeout));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error<E> {
+    /// A policy refused the call or cut it short.
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
+    /// The called service failed.
+    #[error(transparent)]
+    Inner(E),
+}
+
+impl<E> Error<E> {
+    /// The rejection, if this is one.
+    pub const fn rejected(&self) -> Option<&Rejected> {
+        match self {
+            Error::Rejected(r) => Some(r),
+            Error::Inner(_) => None,
+        }
+    }
+
+    /// The inner service's error, if this is one.
+    pub fn into_inner(self) -> Option<E> {
+        match self {
+            Error::Rejected(_) => None,
+            Error::Inner(e) => Some(e),
+        }
+    }
+}
+
+/// Finds a [`Rejected`] inside an error type, if it holds one.
+///
+/// Default classifiers require it so they can tell load shedding by an inner policy (ignored)
+/// from a failure of the called service. Implement it next to `From<Rejected>` for your own
+/// error type.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::{AsRejected, Rejected};
+///
+/// #[derive(Debug)]
+/// enum MyError {
+///     Rejected(Rejected),
+///     Http(u16),
+/// }
+///
+/// impl From<Rejected> for MyError {
+///     fn from(r: Rejected) -> Self {
+///         MyError::Rejected(r)
+///     }
+/// }
+///
+/// impl AsRejected for MyError {
+///     fn as_rejected(&self) -> Option<&Rejected> {
+///         match self {
+///             MyError::Rejected(r) => Some(r),
+///             _ => None,
+///         }
+///     }
+/// }
+///
+/// assert!(MyError::Http(503).as_rejected().is_none());
+/// ```
+pub trait AsRejected {
+    /// The rejection held by `self`, if any.
+    fn as_rejected(&self) -> Option<&Rejected>;
+}
+
+impl AsRejected for Rejected {
+    #[inline]
+    fn as_rejected(&self) -> Option<&Rejected> {
+        Some(self)
+    }
+}
+
+impl<E> AsRejected for Error<E> {
+    #[inline]
+    fn as_rejected(&self) -> Option<&Rejected> {
+        self.rejected()
+    }
+}
+
+impl AsRejected for Box<dyn std::error::Error + Send + Sync> {
+    #[inline]
+    fn as_rejected(&self) -> Option<&Rejected> {
+        self.downcast_ref::<Rejected>()
+    }
+}
+
+impl AsRejected for Box<dyn std::error::Error> {
+    #[inline]
+    fn as_rejected(&self) -> Option<&Rejected> {
+        self.downcast_ref::<Rejected>()
+    }
+}
+
+impl AsRejected for std::convert::Infallible {
+    #[inline]
+    fn as_rejected(&self) -> Option<&Rejected> {
+        match *self {}
+    }
+}
+
+/// An invalid configuration: which field, which rule it broke, and the offending value.
+///
+/// Returned only by config builders (and config deserialisation); policies never fail at run
+/// time because of their configuration.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::timeout::TimeoutConfig;
+/// use std::time::Duration;
+///
+/// let err = TimeoutConfig::builder().duration(Duration::ZERO).build().unwrap_err();
+/// assert_eq!(err.field(), "duration");
+/// assert_eq!(err.to_string(), "duration must be greater than zero, got 0ns");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {rule}, got {value}")]
+pub struct ConfigError {
+    field: Cow<'static, str>,
+    rule: Cow<'static, str>,
+    value: String,
+}
+
+impl ConfigError {
+    /// A config error for `field`, which broke `rule` (phrased to follow the field's name,
+    /// such as "must be greater than zero") with `value`.
+    #[cold]
+    pub fn new(
+        field: impl Into<Cow<'static, str>>,
+        rule: impl Into<Cow<'static, str>>,
+        value: impl fmt::Debug,
+    ) -> Self {
+        ConfigError {
+            field: field.into(),
+            rule: rule.into(),
+            value: format!("{value:?}"),
+        }
+    }
+
+    /// The same error with `prefix.` in front of the field name, for configs nested inside
+    /// others (such as a named policy in a config file).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::ConfigError;
+    ///
+    /// let err = ConfigError::new("duration", "must be greater than zero", 0);
+    /// assert_eq!(err.in_section("timeouts.search").field(), "timeouts.search.duration");
+    /// ```
+    #[cold]
+    pub fn in_section(self, prefix: &str) -> Self {
+        ConfigError {
+            field: format!("{prefix}.{}", self.field).into(),
+            ..self
+        }
+    }
+
+    /// The name of the field (or config-file key) that is invalid.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// The rule the value broke, such as "must be greater than zero".
+    pub fn rule(&self) -> &str {
+        &self.rule
+    }
+
+    /// The offending value, as written in the message.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_are_small_and_copy() {
+        fn is_copy<T: Copy + Send + Sync + 'static>() {}
+        is_copy::<Rejected>();
+        // A rejection travels inside every caller's error type: a name and a duration at most.
+        assert!(std::mem::size_of::<Rejected>() <= 40);
+    }
+
+    #[test]
+    fn box_error_downcasts_to_rejected() {
+        let boxed: Box<dyn std::error::Error + Send + Sync> =
+            Rejected::from(BulkheadFull::new("db", 4, FullCause::QueueFull)).into();
+        let found = boxed.as_rejected().copied();
+        assert_eq!(
+            found,
+            Some(Rejected::BulkheadFull(BulkheadFull::new(
+                "db",
+                4,
+                FullCause::QueueFull
+            )))
+        );
+        let other: Box<dyn std::error::Error + Send + Sync> = "boom".into();
+        assert!(other.as_rejected().is_none());
+    }
+
+    #[test]
+    fn circuit_open_display_says_when_to_retry() {
+        let open = CircuitOpen::new("payments", Duration::from_millis(1500));
+        assert_eq!(
+            open.to_string(),
+            "policy `payments`: circuit open, retry after 1.5s"
+        );
+        assert_eq!(
+            CircuitOpen::isolated("payments").to_string(),
+            "policy `payments`: circuit open (isolated)"
+        );
+    }
+
+    #[test]
+    fn config_error_names_field_rule_and_value() {
+        let err = ConfigError::new("failure_ratio", "must be in (0, 1]", 1.5);
+        assert_eq!(err.to_string(), "failure_ratio must be in (0, 1], got 1.5");
+        assert_eq!(err.rule(), "must be in (0, 1]");
+        assert_eq!(err.value(), "1.5");
+    }
+}

@@ -1,0 +1,153 @@
+//! Resilience policies for async Rust: keep a service alive when the things it calls fail.
+//!
+//! Every policy is one handle that works two ways: as a tower [`Layer`](tower::Layer) around
+//! any `Service` (reqwest, tonic, hyper, axum), and as a plain async wrapper around any
+//! closure or future, with no tower in sight. A handle shared by a tower stack and a closure
+//! call site is one policy, with one state.
+//!
+//! | Policy | tower layer | async wrapper | feature |
+//! |---|---|---|---|
+//! | [Timeout](timeout) | [`TimeoutLayer`](timeout::TimeoutLayer) | [`Timeout::run`](timeout::Timeout::run), [`run_once`](timeout::Timeout::run_once) | `tower` for the layer |
+//!
+//! Circuit breaker, bulkhead, retry and fallback build on the same foundation (error model,
+//! clock, classifiers, telemetry) and land next.
+//!
+//! # Quick start: closures
+//!
+//! ```
+//! use palisade::{Rejected, timeout::{Timeout, TimeoutConfig}};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), palisade::ConfigError> {
+//! let timeout = Timeout::new(TimeoutConfig::builder().duration(Duration::from_millis(200)).build()?);
+//! let answer: Result<u32, Rejected> = timeout.run(|| async { Ok(42) }).await;
+//! assert_eq!(answer, Ok(42));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Quick start: tower
+//!
+//! ```
+//! use palisade::timeout::{Timeout, TimeoutConfig};
+//! use std::time::Duration;
+//! use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), BoxError> {
+//! let timeout = Timeout::new(TimeoutConfig::builder().duration(Duration::from_millis(200)).build()?);
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(timeout.layer())
+//!     .service_fn(|x: u32| async move { Ok::<_, BoxError>(x * 2) });
+//! assert_eq!(svc.ready().await?.call(21).await?, 42);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Error model
+//!
+//! Policies never wrap the caller's error in a per-policy error type. They keep it, and turn
+//! their own refusals into it through `From<`[`Rejected`]`>`: a tower service keeps
+//! `type Error = S::Error` and asks `S::Error: From<Rejected>`; `run` keeps `E` and asks
+//! `E: From<Rejected>`. Stacking any number of policies in any order leaves the error type
+//! unchanged, so one `impl From<Rejected> for MyError` serves the whole crate.
+//!
+//! [`Rejected`] is one `#[non_exhaustive]` enum for every policy: a timeout
+//! ([`Elapsed`](error::Elapsed)), an open circuit ([`CircuitOpen`](error::CircuitOpen), with
+//! the time until it half-opens in `retry_after()`), a full bulkhead
+//! ([`BulkheadFull`](error::BulkheadFull)). Each names the policy that acted.
+//!
+//! Classifiers must tell a rejection by an inner policy from a failure of the called service
+//! once both live in `E`; [`AsRejected`] finds a rejection inside `E`. Implement it next to
+//! `From<Rejected>`:
+//!
+//! ```
+//! use palisade::{AsRejected, Rejected};
+//!
+//! #[derive(Debug)]
+//! enum MyError {
+//!     Rejected(Rejected),
+//!     Db(String),
+//! }
+//! impl From<Rejected> for MyError {
+//!     fn from(r: Rejected) -> Self {
+//!         MyError::Rejected(r)
+//!     }
+//! }
+//! impl AsRejected for MyError {
+//!     fn as_rejected(&self) -> Option<&Rejected> {
+//!         match self {
+//!             MyError::Rejected(r) => Some(r),
+//!             MyError::Db(_) => None,
+//!         }
+//!     }
+//! }
+//! # let _ = MyError::Db(String::new());
+//! ```
+//!
+//! Two paths need no impl at all, and are the only ones for foreign error types (the orphan
+//! rule forbids `impl From<Rejected> for std::io::Error`):
+//!
+//! - `tower::BoxError`: std's blanket `From<E: Error>` already turns a [`Rejected`] into it,
+//!   and [`AsRejected`] finds it again by downcasting;
+//! - [`Error<E>`](Error): `Rejected(Rejected)` or `Inner(E)`. Lift the innermost call once
+//!   (`.map_err(Error::Inner)`, or [`LiftLayer`] in a tower stack).
+//!
+//! Invalid configuration is a [`ConfigError`] from the builder's `build()`, naming the field,
+//! the rule and the value. It never appears at run time, and no policy panics on any input.
+//!
+//! # Time and runtimes
+//!
+//! Policies read time from a [`Clock`](clock::Clock) and sleep on a [`Timer`](timer::Timer),
+//! never from `std::time::Instant::now()` directly. The defaults (feature `tokio`) follow
+//! tokio's clock, so `tokio::time::pause()` and `advance()` drive every policy in tests
+//! without real waiting. Without tokio, [`MonotonicClock`](clock::MonotonicClock) reads std's
+//! clock and any `Fn(Duration) -> impl Future` serves as a timer. Jitter draws from a seedable
+//! [`RngSource`](rng::RngSource).
+//!
+//! # Feature flags
+//!
+//! | Feature | Default | Enables |
+//! |---|---|---|
+//! | `tokio` | yes | [`TokioClock`](clock::TokioClock), [`TokioTimer`](timer::TokioTimer) as the defaults |
+//! | `tower` | yes | the `Layer` / `Service` adapters, [`LiftLayer`] |
+//! | `tracing` | no | [`TracingListener`](telemetry::TracingListener) |
+//! | `serde` | no | `Serialize` / `Deserialize` for outcomes (configs follow) |
+//! | `http` | no | reserved for `http::Response` classifiers and `Retry-After` hints |
+//! | `test-util` | no | [`FakeClock`](clock::FakeClock) |
+//!
+//! With no features, the policy cores, the closure wrappers (given a timer) and the error
+//! model build on std alone.
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.85 (edition 2024). Raising it is a minor-version change, announced in the changelog.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![deny(unsafe_code)]
+
+pub mod classify;
+pub mod clock;
+pub mod error;
+#[cfg(feature = "tower")]
+mod lift;
+pub mod rng;
+mod sync;
+pub mod telemetry;
+pub mod timeout;
+pub mod timer;
+mod validate;
+
+pub use classify::{AllErrors, Classifier, DefaultClassifier, Outcome};
+pub use error::{AsRejected, ConfigError, Error, Rejected};
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use lift::{Lift, LiftFuture, LiftLayer};
+pub use timeout::Timeout;

@@ -1,0 +1,15 @@
+//! The atomics and `Arc` the lock-free cores use: std's normally, loom's under `--cfg loom`, so
+//! the same core code is model-checked by the loom tests (`RUSTFLAGS="--cfg loom" cargo test
+//! --release --lib`). Cores import from here, never from `std::sync` directly.
+
+#![allow(unused_imports)]
+
+#[cfg(loom)]
+pub(crate) use loom::sync::Arc;
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::Arc;
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};

@@ -1,0 +1,211 @@
+//! Events the policies report, and the listener that receives them.
+//!
+//! Every policy handle may carry one [`Listener`], set on its config. When none is set,
+//! reporting costs one branch and nothing is built. When one is set, it receives each
+//! [`Event`] by reference, on the thread and inside the call that caused it, so it should be
+//! quick (count, log, or hand the `Copy` event to a channel).
+//!
+//! Events are `Copy` and carry the policy's name as a `&'static str`: nothing is allocated to
+//! report them.
+//!
+//! With the `tracing` feature, [`TracingListener`] turns events into `tracing` records.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Rejected;
+
+/// Something a policy did, and which policy did it.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::telemetry::{Event, EventKind};
+///
+/// fn log(event: &Event) {
+///     if let EventKind::TimedOut { after } = event.kind() {
+///         println!("{} gave up after {after:?}", event.policy_name());
+///     }
+/// }
+/// # let _ = log;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Event {
+    policy: &'static str,
+    kind: EventKind,
+}
+
+impl Event {
+    /// An event of `kind` reported by the policy named `policy`.
+    pub const fn new(policy: &'static str, kind: EventKind) -> Self {
+        Event { policy, kind }
+    }
+
+    /// The name of the policy that reported the event.
+    pub const fn policy_name(&self) -> &'static str {
+        self.policy
+    }
+
+    /// What happened.
+    pub const fn kind(&self) -> EventKind {
+        self.kind
+    }
+}
+
+/// What a policy did.
+///
+/// New kinds are added as policies land, so matches need a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A timeout cut a call short after `after`; its future was dropped.
+    TimedOut {
+        /// The duration the call was given.
+        after: Duration,
+    },
+    /// A policy refused a call without running it.
+    Rejected(Rejected),
+}
+
+/// Receives the events of the policies it is attached to.
+///
+/// Any `Fn(&Event) + Send + Sync + 'static` closure is a listener.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::telemetry::{Event, EventKind, Listener};
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// let timeouts = Arc::new(AtomicU64::new(0));
+/// let counter = timeouts.clone();
+/// let listener = move |event: &Event| {
+///     if matches!(event.kind(), EventKind::TimedOut { .. }) {
+///         counter.fetch_add(1, Ordering::Relaxed);
+///     }
+/// };
+/// let after = std::time::Duration::from_secs(1);
+/// listener.on_event(&Event::new("search", EventKind::TimedOut { after }));
+/// assert_eq!(timeouts.load(Ordering::Relaxed), 1);
+/// ```
+pub trait Listener: Send + Sync + 'static {
+    /// Called once for each event, in the order the policy decided them.
+    fn on_event(&self, event: &Event);
+}
+
+impl<F> Listener for F
+where
+    F: Fn(&Event) + Send + Sync + 'static,
+{
+    #[inline]
+    fn on_event(&self, event: &Event) {
+        self(event)
+    }
+}
+
+/// A policy's name and optional listener, cloned into the futures that report for it.
+#[derive(Clone)]
+pub(crate) struct Telemetry {
+    name: &'static str,
+    listener: Option<Arc<dyn Listener>>,
+}
+
+impl Telemetry {
+    pub(crate) fn new(name: &'static str, listener: Option<Arc<dyn Listener>>) -> Self {
+        Telemetry { name, listener }
+    }
+
+    #[inline]
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Reports an event; `kind` is only built when a listener is set.
+    #[inline]
+    pub(crate) fn emit(&self, kind: impl FnOnce() -> EventKind) {
+        if let Some(listener) = &self.listener {
+            emit_cold(&**listener, Event::new(self.name, kind()));
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn emit_cold(listener: &dyn Listener, event: Event) {
+    listener.on_event(&event);
+}
+
+impl fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("name", &self.name)
+            .field("listener", &self.listener.as_ref().map(|_| "..."))
+            .finish()
+    }
+}
+
+/// A listener that writes events as `tracing` records under the target `palisade`.
+///
+/// Rejections and timeouts are logged at `DEBUG` (they can be frequent under load and are
+/// expected behaviour); state changes, as policies add them, at `INFO`. Every record has a
+/// `policy` field.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::telemetry::TracingListener;
+/// use palisade::timeout::TimeoutConfig;
+/// use std::time::Duration;
+///
+/// let config = TimeoutConfig::builder()
+///     .duration(Duration::from_secs(2))
+///     .name("search")
+///     .listener(TracingListener)
+///     .build()
+///     .unwrap();
+/// # let _ = config;
+/// ```
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingListener;
+
+#[cfg(feature = "tracing")]
+impl Listener for TracingListener {
+    fn on_event(&self, event: &Event) {
+        let policy = event.policy_name();
+        match event.kind() {
+            EventKind::TimedOut { after } => tracing::debug!(
+                target: "palisade",
+                policy,
+                after_ms = after.as_millis() as u64,
+                "call timed out"
+            ),
+            EventKind::Rejected(rejected) => tracing::debug!(
+                target: "palisade",
+                policy,
+                retry_after_ms = rejected.retry_after().map(|d| d.as_millis() as u64),
+                reason = %rejected,
+                "call rejected"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_is_object_safe() {
+        fn _obj_safe(_: &dyn Listener) {}
+    }
+
+    #[test]
+    fn emit_builds_nothing_without_listener() {
+        let quiet = Telemetry::new("t", None);
+        quiet.emit(|| unreachable!("the event must not be built without a listener"));
+    }
+}

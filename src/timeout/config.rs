@@ -1,0 +1,142 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+use crate::telemetry::{Listener, Telemetry};
+use crate::validate;
+
+/// The duration a call gets unless configured otherwise: 30 seconds (Polly's default).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest timeout a config accepts: 365 days. Anything longer is almost certainly a unit
+/// mistake, and would overflow some runtimes' deadline arithmetic.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// The name a timeout reports under unless given one: `"timeout"`.
+pub const DEFAULT_NAME: &str = "timeout";
+
+/// A validated timeout configuration. Build it with [`TimeoutConfig::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use palisade::timeout::TimeoutConfig;
+/// use std::time::Duration;
+///
+/// let config = TimeoutConfig::builder()
+///     .duration(Duration::from_millis(800))
+///     .name("search")
+///     .build()?;
+/// assert_eq!(config.duration(), Duration::from_millis(800));
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct TimeoutConfig {
+    pub(super) duration: Duration,
+    pub(super) telemetry: Telemetry,
+}
+
+impl TimeoutConfig {
+    /// A builder with every field at its default.
+    pub fn builder() -> TimeoutConfigBuilder {
+        TimeoutConfigBuilder::default()
+    }
+
+    /// The time a call gets before it is cut short.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// The name the policy reports under.
+    pub fn name(&self) -> &'static str {
+        self.telemetry.name()
+    }
+}
+
+impl fmt::Debug for TimeoutConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimeoutConfig")
+            .field("duration", &self.duration)
+            .field("telemetry", &self.telemetry)
+            .finish()
+    }
+}
+
+/// Builds a [`TimeoutConfig`]; nothing is checked until [`build`](Self::build).
+///
+/// # Examples
+///
+/// ```
+/// use palisade::timeout::TimeoutConfig;
+/// use std::time::Duration;
+///
+/// let err = TimeoutConfig::builder().name("").build().unwrap_err();
+/// assert_eq!(err.field(), "name");
+/// ```
+#[derive(Clone)]
+pub struct TimeoutConfigBuilder {
+    duration: Duration,
+    name: &'static str,
+    listener: Option<Arc<dyn Listener>>,
+}
+
+impl Default for TimeoutConfigBuilder {
+    fn default() -> Self {
+        TimeoutConfigBuilder {
+            duration: DEFAULT_TIMEOUT,
+            name: DEFAULT_NAME,
+            listener: None,
+        }
+    }
+}
+
+impl fmt::Debug for TimeoutConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimeoutConfigBuilder")
+            .field("duration", &self.duration)
+            .field("name", &self.name)
+            .field("listener", &self.listener.as_ref().map(|_| "..."))
+            .finish()
+    }
+}
+
+impl TimeoutConfigBuilder {
+    /// The time a call gets before it is cut short.
+    ///
+    /// Default [`DEFAULT_TIMEOUT`] (30 s); valid range: greater than zero, at most
+    /// [`MAX_TIMEOUT`].
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.duration = duration;
+        self
+    }
+
+    /// The name the policy reports under, in events and rejections.
+    ///
+    /// Default [`DEFAULT_NAME`]; must not be empty or blank.
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// A listener for this policy's events. Default: none.
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// Checks every field and returns the config.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first invalid field: `duration` when zero or longer than
+    /// [`MAX_TIMEOUT`], `name` when blank.
+    pub fn build(self) -> Result<TimeoutConfig, ConfigError> {
+        let duration = validate::duration_in("duration", self.duration, MAX_TIMEOUT)?;
+        let name = validate::name(self.name)?;
+        Ok(TimeoutConfig {
+            duration,
+            telemetry: Telemetry::new(name, self.listener),
+        })
+    }
+}

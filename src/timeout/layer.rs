@@ -1,0 +1,101 @@
+use std::time::Duration;
+
+use tower::Layer;
+
+use super::{Timeout, TimeoutService};
+use crate::timer::DefaultTimer;
+
+/// Applies a [`Timeout`] to a tower service.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::timeout::{Timeout, TimeoutConfig, TimeoutLayer};
+/// use std::time::Duration;
+///
+/// let timeout = Timeout::new(TimeoutConfig::builder().duration(Duration::from_secs(1)).build()?);
+/// // A request may ask for less time than the default.
+/// let layer = TimeoutLayer::new(timeout)
+///     .per_request(|budget_ms: &u64| Some(Duration::from_millis(*budget_ms)));
+/// # let _ = layer;
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct TimeoutLayer<T = DefaultTimer, D = ConfiguredDuration> {
+    timeout: Timeout<T>,
+    per_request: D,
+}
+
+impl<T> TimeoutLayer<T> {
+    /// A layer that applies `timeout` to every request.
+    pub fn new(timeout: Timeout<T>) -> Self {
+        TimeoutLayer {
+            timeout,
+            per_request: ConfiguredDuration,
+        }
+    }
+}
+
+impl<T, D> TimeoutLayer<T, D> {
+    /// Takes each request's duration from `f`; requests for which it returns `None` get the
+    /// configured duration. The duration returned is used as is (zero times out at once).
+    pub fn per_request<F>(self, f: F) -> TimeoutLayer<T, F> {
+        TimeoutLayer {
+            timeout: self.timeout,
+            per_request: f,
+        }
+    }
+}
+
+impl<T> From<Timeout<T>> for TimeoutLayer<T> {
+    fn from(timeout: Timeout<T>) -> Self {
+        TimeoutLayer::new(timeout)
+    }
+}
+
+impl<T> Timeout<T> {
+    /// A tower layer applying this timeout; the same as [`TimeoutLayer::new`] on a clone.
+    pub fn layer(&self) -> TimeoutLayer<T>
+    where
+        T: Clone,
+    {
+        TimeoutLayer::new(self.clone())
+    }
+}
+
+impl<S, T: Clone, D: Clone> Layer<S> for TimeoutLayer<T, D> {
+    type Service = TimeoutService<S, T, D>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TimeoutService::new(inner, self.timeout.clone(), self.per_request.clone())
+    }
+}
+
+/// Chooses a request's timeout: `None` means the configured duration.
+///
+/// Implemented for every `Fn(&Req) -> Option<Duration>`.
+pub trait RequestDuration<Req> {
+    /// The duration for `req`, or `None` for the configured one.
+    fn duration_for(&self, req: &Req) -> Option<Duration>;
+}
+
+impl<Req, F> RequestDuration<Req> for F
+where
+    F: Fn(&Req) -> Option<Duration>,
+{
+    #[inline]
+    fn duration_for(&self, req: &Req) -> Option<Duration> {
+        self(req)
+    }
+}
+
+/// Every request gets the configured duration (the default for [`TimeoutLayer`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConfiguredDuration;
+
+impl<Req> RequestDuration<Req> for ConfiguredDuration {
+    #[inline]
+    fn duration_for(&self, _: &Req) -> Option<Duration> {
+        None
+    }
+}
