@@ -1,0 +1,105 @@
+//! Counts heap allocations on the admitted hot paths; each must make none.
+//!
+//! The counting allocator keeps a per-thread count, so tests running in parallel on other
+//! threads do not disturb each other. Each case warms up once (first-use setup such as lazy
+//! statics may allocate), then counts a batch of calls.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: delegates every call to the system allocator unchanged; the thread-local counter is
+// const-initialised and has no destructor, so touching it never allocates or recurses.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by `f` on this thread, after one warm-up call.
+fn allocations(mut f: impl FnMut()) -> u64 {
+    f();
+    let before = ALLOCATIONS.with(Cell::get);
+    for _ in 0..100 {
+        f();
+    }
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+/// Polls a future that must be ready at its first poll.
+fn poll_ready_now<F: Future>(fut: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(fut).poll(&mut cx) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("the future was expected to be ready at once"),
+    }
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    // Guards against a counter that always says zero.
+    assert_eq!(allocations(|| drop(std::hint::black_box(Box::new(1u64)))), 100);
+}
+
+#[cfg(feature = "tokio")]
+mod timeout {
+    use super::*;
+    use palisade::Rejected;
+    use palisade::timeout::{Timeout, TimeoutConfig};
+    use std::time::Duration;
+
+    fn timeout() -> Timeout {
+        Timeout::new(TimeoutConfig::builder().duration(Duration::from_secs(1)).build().unwrap())
+    }
+
+    #[test]
+    fn run_once_on_a_ready_future_does_not_allocate() {
+        let timeout = timeout();
+        let n = allocations(|| {
+            let out: Result<u32, Rejected> =
+                poll_ready_now(timeout.run_once(std::future::ready(Ok(7))));
+            assert_eq!(out, Ok(7));
+        });
+        assert_eq!(n, 0);
+    }
+
+    #[cfg(feature = "tower")]
+    #[test]
+    fn layer_on_a_ready_service_does_not_allocate() {
+        use tower::{Layer, Service};
+        let mut svc = timeout()
+            .layer()
+            .layer(tower::service_fn(|x: u32| std::future::ready(Ok::<_, Rejected>(x))));
+        let n = allocations(|| {
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(svc.poll_ready(&mut cx).is_ready());
+            assert_eq!(poll_ready_now(svc.call(3)), Ok(3));
+        });
+        assert_eq!(n, 0);
+    }
+}
