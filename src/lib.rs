@@ -18,6 +18,7 @@
 //! use palisade::{Rejected, timeout::{Timeout, TimeoutConfig}};
 //! use std::time::Duration;
 //!
+//! # #[cfg(all(feature = "tokio"))]
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), palisade::ConfigError> {
 //! let timeout = Timeout::new(TimeoutConfig::builder().duration(Duration::from_millis(200)).build()?);
@@ -25,6 +26,7 @@
 //! assert_eq!(answer, Ok(42));
 //! # Ok(())
 //! # }
+//! # #[cfg(not(all(feature = "tokio")))] fn main() {}
 //! ```
 //!
 //! # Quick start: tower
@@ -34,6 +36,7 @@
 //! use std::time::Duration;
 //! use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 //!
+//! # #[cfg(all(feature = "tokio", feature = "tower"))]
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), BoxError> {
 //! let timeout = Timeout::new(TimeoutConfig::builder().duration(Duration::from_millis(200)).build()?);
@@ -43,6 +46,7 @@
 //! assert_eq!(svc.ready().await?.call(21).await?, 42);
 //! # Ok(())
 //! # }
+//! # #[cfg(not(all(feature = "tokio", feature = "tower")))] fn main() {}
 //! ```
 //!
 //! # Error model

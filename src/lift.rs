@@ -19,6 +19,7 @@ use crate::error::Error;
 /// use std::time::Duration;
 /// use tower::{Service, ServiceBuilder, ServiceExt};
 ///
+/// # #[cfg(all(feature = "tokio", feature = "tower"))]
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let timeout = Timeout::new(TimeoutConfig::builder().duration(Duration::from_secs(1)).build()?);
@@ -31,6 +32,7 @@ use crate::error::Error;
 /// assert!(matches!(err, Error::Inner(_)));
 /// # Ok(())
 /// # }
+/// # #[cfg(not(all(feature = "tokio", feature = "tower")))] fn main() {}
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LiftLayer;

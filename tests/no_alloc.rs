@@ -52,6 +52,7 @@ fn allocations(mut f: impl FnMut()) -> u64 {
 }
 
 /// Polls a future that must be ready at its first poll.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 fn poll_ready_now<F: Future>(fut: F) -> F::Output {
     let mut cx = Context::from_waker(Waker::noop());
     match pin!(fut).poll(&mut cx) {
@@ -63,7 +64,10 @@ fn poll_ready_now<F: Future>(fut: F) -> F::Output {
 #[test]
 fn the_counter_sees_allocations() {
     // Guards against a counter that always says zero.
-    assert_eq!(allocations(|| drop(std::hint::black_box(Box::new(1u64)))), 100);
+    assert_eq!(
+        allocations(|| drop(std::hint::black_box(Box::new(1u64)))),
+        100
+    );
 }
 
 #[cfg(feature = "tokio")]
@@ -74,7 +78,12 @@ mod timeout {
     use std::time::Duration;
 
     fn timeout() -> Timeout {
-        Timeout::new(TimeoutConfig::builder().duration(Duration::from_secs(1)).build().unwrap())
+        Timeout::new(
+            TimeoutConfig::builder()
+                .duration(Duration::from_secs(1))
+                .build()
+                .unwrap(),
+        )
     }
 
     #[test]
@@ -92,9 +101,9 @@ mod timeout {
     #[test]
     fn layer_on_a_ready_service_does_not_allocate() {
         use tower::{Layer, Service};
-        let mut svc = timeout()
-            .layer()
-            .layer(tower::service_fn(|x: u32| std::future::ready(Ok::<_, Rejected>(x))));
+        let mut svc = timeout().layer().layer(tower::service_fn(|x: u32| {
+            std::future::ready(Ok::<_, Rejected>(x))
+        }));
         let n = allocations(|| {
             let mut cx = Context::from_waker(Waker::noop());
             assert!(svc.poll_ready(&mut cx).is_ready());

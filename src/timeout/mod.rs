@@ -27,6 +27,7 @@
 //! use palisade::{Rejected, timeout::{Timeout, TimeoutConfig}};
 //! use std::time::Duration;
 //!
+//! # #[cfg(all(feature = "tokio"))]
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let timeout = Timeout::new(TimeoutConfig::builder().duration(Duration::from_secs(1)).build()?);
@@ -43,6 +44,7 @@
 //! assert!(slow.unwrap_err().is_timeout());
 //! # Ok(())
 //! # }
+//! # #[cfg(not(all(feature = "tokio")))] fn main() {}
 //! ```
 //!
 //! As a tower layer (the same handle):
@@ -52,6 +54,7 @@
 //! use std::time::Duration;
 //! use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 //!
+//! # #[cfg(all(feature = "tokio", feature = "tower"))]
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), BoxError> {
 //! let timeout = Timeout::new(TimeoutConfig::builder().duration(Duration::from_secs(1)).build()?);
@@ -61,6 +64,7 @@
 //! assert_eq!(svc.ready().await?.call("ann").await?, "hi ann");
 //! # Ok(())
 //! # }
+//! # #[cfg(not(all(feature = "tokio", feature = "tower")))] fn main() {}
 //! ```
 //!
 //! # Cancellation
@@ -177,6 +181,7 @@ impl<T: Timer + Clone> Timeout<T> {
     /// use palisade::{Rejected, timeout::{Timeout, TimeoutConfig}};
     /// use std::time::Duration;
     ///
+    /// # #[cfg(all(feature = "tokio"))]
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), palisade::ConfigError> {
     /// let timeout = Timeout::new(TimeoutConfig::builder().duration(Duration::from_secs(1)).build()?);
@@ -184,6 +189,7 @@ impl<T: Timer + Clone> Timeout<T> {
     /// assert_eq!(out, Ok("done"));
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(all(feature = "tokio")))] fn main() {}
     /// ```
     ///
     /// # Cancel safety
@@ -206,6 +212,7 @@ impl<T: Timer + Clone> Timeout<T> {
     /// use palisade::{Rejected, timeout::{Timeout, TimeoutConfig}};
     /// use std::time::Duration;
     ///
+    /// # #[cfg(all(feature = "tokio"))]
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), palisade::ConfigError> {
     /// let timeout = Timeout::new(TimeoutConfig::builder().duration(Duration::from_millis(10)).build()?);
@@ -214,6 +221,7 @@ impl<T: Timer + Clone> Timeout<T> {
     /// assert!(err.is_timeout());
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(all(feature = "tokio")))] fn main() {}
     /// ```
     ///
     /// # Cancel safety
