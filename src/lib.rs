@@ -137,6 +137,7 @@
 )]
 #![deny(unsafe_code)]
 
+pub mod circuit_breaker;
 pub mod classify;
 pub mod clock;
 pub mod error;
@@ -149,6 +150,7 @@ pub mod timeout;
 pub mod timer;
 mod validate;
 
+pub use circuit_breaker::CircuitBreaker;
 pub use classify::{AllErrors, Classifier, DefaultClassifier, Outcome};
 pub use error::{AsRejected, ConfigError, Error, Rejected};
 #[cfg(feature = "tower")]

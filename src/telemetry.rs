@@ -14,6 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::circuit_breaker::CircuitState;
 use crate::error::Rejected;
 
 /// Something a policy did, and which policy did it.
@@ -66,6 +67,22 @@ pub enum EventKind {
     },
     /// A policy refused a call without running it.
     Rejected(Rejected),
+    /// A circuit breaker changed state. Reported once per transition, by the thread whose
+    /// compare-and-swap made it, in the order the transitions happened.
+    StateChanged {
+        /// The state before.
+        from: CircuitState,
+        /// The state after.
+        to: CircuitState,
+    },
+    /// A circuit breaker counted a call's outcome (not reported while disabled, nor for
+    /// ignored outcomes or results that arrive after a transition).
+    CallRecorded {
+        /// Whether it counted as a failure.
+        failure: bool,
+        /// Whether it was slower than the slow-call threshold.
+        slow: bool,
+    },
 }
 
 /// Receives the events of the policies it is attached to.
@@ -189,6 +206,20 @@ impl Listener for TracingListener {
                 retry_after_ms = rejected.retry_after().map(|d| d.as_millis() as u64),
                 reason = %rejected,
                 "call rejected"
+            ),
+            EventKind::StateChanged { from, to } => tracing::info!(
+                target: "palisade",
+                policy,
+                from = ?from,
+                to = ?to,
+                "circuit breaker state changed"
+            ),
+            EventKind::CallRecorded { failure, slow } => tracing::trace!(
+                target: "palisade",
+                policy,
+                failure,
+                slow,
+                "circuit breaker recorded a call"
             ),
         }
     }

@@ -31,3 +31,12 @@ pub(crate) fn name(name: &'static str) -> Result<&'static str, ConfigError> {
     }
     Ok(name)
 }
+
+/// A ratio must be in (0, 1]; NaN is rejected.
+pub(crate) fn ratio(field: &'static str, r: f64) -> Result<f64, ConfigError> {
+    // Written so that NaN fails the comparison.
+    if !(r > 0.0 && r <= 1.0) {
+        return Err(ConfigError::new(field, "must be in (0, 1]", r));
+    }
+    Ok(r)
+}

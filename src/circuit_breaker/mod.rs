@@ -1,0 +1,708 @@
+//! Circuit breaker: stop calling a dependency that keeps failing, and probe it back to health.
+//!
+//! # Semantics
+//!
+//! ```text
+//!            trip rule met                      break duration over:
+//!  Closed ─────────────────────► Open ─────────► HalfOpen (first caller is a probe)
+//!    ▲                            ▲                 │
+//!    │  success_threshold probes  │  a probe fails, │
+//!    └──────── succeed ───────────┼── or probes ────┘
+//!                                 │   never report within max_wait_in_half_open
+//!                                 └──────────────────
+//!  isolate() ──► Isolated (rejects everything)     disable() ──► Disabled (admits everything)
+//!  reset()   ──► Closed, window cleared (from any state)
+//! ```
+//!
+//! - **Closed**: calls pass; their outcomes feed the [`TripModel`]: failures in a row, a
+//!   count window, a time window by ratio, or a number of failures within a duration. With
+//!   [`SlowCalls`], calls slower than a threshold can trip it too.
+//! - **Open**: calls are rejected with [`Rejected::CircuitOpen`], whose `retry_after()` is the
+//!   time left until half-open. The break grows on each re-open without an intervening close
+//!   when [`max_break_duration`](CircuitBreakerConfigBuilder::max_break_duration) is set.
+//! - **HalfOpen**: up to `permitted_in_half_open` probes pass. The breaker closes when
+//!   `success_threshold` of them succeed and opens again as soon as that can no longer happen.
+//!   A slow probe counts as a failed one. If probes do not report within
+//!   `max_wait_in_half_open`, the next call opens it again: it can never stay stuck.
+//!
+//! Transitions are lazy: they happen on the call that observes them, from the clock. There is
+//! no background task, and [`state`](CircuitBreaker::state) shows the state as of the last
+//! call (an open breaker whose break is over reads `Open` until a call arrives).
+//!
+//! Every transition bumps an epoch that permits carry. A result recorded against an older
+//! epoch is ignored: a failure that arrives after the breaker closed again cannot re-open it,
+//! and a success from before a trip cannot close it.
+//!
+//! Outcomes come from a [`Classifier`](crate::Classifier), by default
+//! [`DefaultClassifier`](crate::DefaultClassifier): `Err` is a failure, except rejections by
+//! inner policies that only shed load (an open circuit, a full bulkhead), which are ignored; a
+//! timeout is a failure. An `Ok` can be made a failure with a classifier of your own.
+//!
+//! # Examples
+//!
+//! With closures:
+//!
+//! ```
+//! use palisade::Rejected;
+//! use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
+//!
+//! # #[cfg(feature = "tokio")]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), palisade::ConfigError> {
+//! let breaker = CircuitBreaker::new(CircuitBreaker::builder().consecutive_failures(2).build()?);
+//! for _ in 0..2 {
+//!     let _: Result<(), Rejected> = breaker
+//!         .run(|| async { Err(palisade::error::Elapsed::new("db", std::time::Duration::from_secs(1)).into()) })
+//!         .await;
+//! }
+//! assert_eq!(breaker.state(), CircuitState::Open);
+//! let rejected: Result<(), Rejected> = breaker.run(|| async { Ok(()) }).await;
+//! assert!(matches!(rejected, Err(Rejected::CircuitOpen(_))));
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "tokio"))] fn main() {}
+//! ```
+//!
+//! As a tower layer (the same handle):
+//!
+//! ```
+//! use palisade::circuit_breaker::CircuitBreaker;
+//! use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[cfg(all(feature = "tokio", feature = "tower"))]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), BoxError> {
+//! let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(breaker.layer())
+//!     .service_fn(|x: u32| async move { Ok::<_, BoxError>(x + 1) });
+//! assert_eq!(svc.ready().await?.call(1).await?, 2);
+//! # Ok(())
+//! # }
+//! # #[cfg(not(all(feature = "tokio", feature = "tower")))] fn main() {}
+//! ```
+//!
+//! # Cancellation
+//!
+//! A call dropped before it produced a result counts as nothing: its permit is released on
+//! drop, and a half-open probe slot is freed at once for the next caller. Cancellation is
+//! never a failure. A panic inside the call drops the permit the same way.
+//!
+//! # Clone semantics
+//!
+//! Clones share one breaker: state, window, counters and listener. A breaker shared by a
+//! tower stack and a closure call site is one breaker.
+//!
+//! # Performance
+//!
+//! Admission in the closed state is one atomic load; a permit borrows the breaker, so the
+//! closure surface moves no reference count. Recording a success under the consecutive model
+//! is one more load, and writes nothing unless a failure preceded it. The clock is read only
+//! where the semantics need it: by time windows and slow-call detection (once at admission,
+//! once at record), and outside the closed state. No lock, no allocation per call. The tower
+//! surface holds an owned permit (one reference-count increment per call), as its response
+//! futures must be `'static`.
+
+mod config;
+pub mod future;
+#[cfg(feature = "tower")]
+mod layer;
+mod permit;
+#[cfg(feature = "tower")]
+mod service;
+mod state;
+mod window;
+
+#[cfg(all(test, loom))]
+mod loom;
+
+pub use config::{
+    CircuitBreakerConfig, CircuitBreakerConfigBuilder, DEFAULT_BREAK_DURATION,
+    DEFAULT_BREAK_GROWTH_FACTOR, DEFAULT_BUCKETS, DEFAULT_CONSECUTIVE_FAILURES,
+    DEFAULT_FAILURE_RATIO, DEFAULT_MAX_WAIT_IN_HALF_OPEN, DEFAULT_MINIMUM_CALLS, DEFAULT_NAME,
+    DEFAULT_PERMITTED_IN_HALF_OPEN, MAX_BUCKETS, MAX_DURATION, MAX_WINDOW_SIZE, SlowCalls,
+    TripModel,
+};
+#[cfg(feature = "tower")]
+pub use layer::CircuitBreakerLayer;
+pub use permit::{CallPermit, OwnedCallPermit, Permit};
+#[cfg(feature = "tower")]
+pub use service::CircuitBreakerService;
+pub use state::CircuitState;
+
+use std::fmt;
+use std::future::Future;
+
+use crate::classify::{DefaultClassifier, Outcome};
+use crate::clock::{Clock, DefaultClock};
+use crate::error::{CircuitOpen, Rejected};
+use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::telemetry::{EventKind, Telemetry};
+
+use self::future::RunFuture;
+use self::state::{Admission, AtomicState, Epoch, Phase, Tally, Timing, Word};
+use self::window::{CountRing, Sample, TimeRing, Window};
+
+/// A circuit breaker. Cheap to clone; clones share state.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
+///
+/// let breaker = CircuitBreaker::new(CircuitBreaker::builder().consecutive_failures(1).build()?);
+/// let permit = breaker.try_acquire()?;
+/// permit.failure();
+/// assert_eq!(breaker.state(), CircuitState::Open);
+/// assert!(breaker.try_acquire().is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct CircuitBreaker<C = DefaultClock> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C> Clone for CircuitBreaker<C> {
+    fn clone(&self) -> Self {
+        CircuitBreaker {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+pub(crate) struct Shared<C> {
+    state: AtomicState,
+    // Successes and failures of the current half-open period: epoch << 32 | failures << 16 |
+    // successes. Touched only by probes.
+    tally: AtomicU64,
+    window: Window,
+    timing: Timing,
+    slow_threshold_ns: Option<u64>,
+    clock: C,
+    telemetry: Telemetry,
+    rejected: AtomicU64,
+    config: CircuitBreakerConfig,
+}
+
+/// What a permit remembers about its admission.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    phase: Phase,
+    epoch: Epoch,
+    // Clock reading at admission, only taken when slow calls are detected.
+    start_ns: u64,
+}
+
+impl CircuitBreaker {
+    /// A breaker from `config`, reading the [`DefaultClock`].
+    pub fn new(config: CircuitBreakerConfig) -> Self {
+        Self::with_clock(config, DefaultClock::default())
+    }
+
+    /// A builder for a breaker's config (shortcut for [`CircuitBreakerConfig::builder`]).
+    pub fn builder() -> CircuitBreakerConfigBuilder {
+        CircuitBreakerConfig::builder()
+    }
+}
+
+impl<C: Clock> CircuitBreaker<C> {
+    /// A breaker from `config` that reads `clock`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreaker;
+    /// use palisade::clock::MonotonicClock;
+    ///
+    /// let breaker = CircuitBreaker::with_clock(CircuitBreaker::builder().build()?, MonotonicClock::new());
+    /// # let _ = breaker;
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    pub fn with_clock(config: CircuitBreakerConfig, clock: C) -> Self {
+        let slow = config.slow_rule();
+        let window = match config.model {
+            TripModel::ConsecutiveFailures(threshold) => Window::Consecutive {
+                threshold,
+                failures: crate::sync::AtomicU32::new(0),
+                slow: slow.map(|s| (CountRing::new(s.min_calls), s)),
+            },
+            TripModel::CountWindow { size, .. } => Window::Count {
+                ring: CountRing::new(size),
+                rule: config.rule().expect("window models have a rule"),
+                slow,
+            },
+            TripModel::TimeWindow {
+                duration, buckets, ..
+            }
+            | TripModel::FailuresWithin {
+                duration, buckets, ..
+            } => Window::Time {
+                ring: TimeRing::new(buckets, duration.as_nanos() as u64 / u64::from(buckets)),
+                rule: config.rule().expect("window models have a rule"),
+                slow,
+            },
+        };
+        CircuitBreaker {
+            shared: Arc::new(Shared {
+                state: AtomicState::new(),
+                tally: AtomicU64::new(0),
+                window,
+                timing: config.timing(),
+                slow_threshold_ns: config.slow.map(|s| s.threshold().as_nanos() as u64),
+                clock,
+                telemetry: config.telemetry.clone(),
+                rejected: AtomicU64::new(0),
+                config,
+            }),
+        }
+    }
+
+    /// Asks to make a call: a permit if the breaker admits it, the rejection otherwise.
+    ///
+    /// Record the call's outcome with the permit; dropping it unrecorded counts as nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected::CircuitOpen`] while open, isolated, or half-open with every probe slot
+    /// taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreaker;
+    ///
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+    /// match breaker.try_acquire() {
+    ///     Ok(permit) => permit.success(),
+    ///     Err(rejected) => println!("not now: {rejected}"),
+    /// }
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    #[inline]
+    pub fn try_acquire(&self) -> Result<CallPermit<'_, C>, Rejected> {
+        self.shared
+            .admit()
+            .map(|ticket| CallPermit::new(self, ticket))
+    }
+
+    /// [`try_acquire`](Self::try_acquire) with a permit that owns a handle to the breaker, for
+    /// permits that must outlive the borrow (spawned tasks, `'static` futures).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire`](Self::try_acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreaker;
+    ///
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+    /// let permit = breaker.try_acquire_owned()?;
+    /// std::thread::spawn(move || permit.success()).join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn try_acquire_owned(&self) -> Result<OwnedCallPermit<C>, Rejected> {
+        self.shared
+            .admit()
+            .map(|ticket| OwnedCallPermit::new(self.clone(), ticket))
+    }
+
+    /// Runs the future made by `make` if the breaker admits it, and records its outcome with
+    /// the [`DefaultClassifier`] (chain [`classify`](future::ResponseFuture::classify) on the
+    /// returned future to use another).
+    ///
+    /// Admission is decided now; when the breaker rejects, `make` is not called and the future
+    /// resolves to `Err(E::from(Rejected::CircuitOpen(..)))`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Outcome, Rejected, circuit_breaker::CircuitBreaker};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().consecutive_failures(1).build()?);
+    /// // A 503 answered as `Ok` is a failure for this call site.
+    /// let status: Result<u16, Rejected> = breaker
+    ///     .run(|| async { Ok(503) })
+    ///     .classify(|r: &Result<u16, Rejected>| match r {
+    ///         Ok(s) if *s >= 500 => Outcome::Failure,
+    ///         Ok(_) => Outcome::Success,
+    ///         Err(_) => Outcome::Failure,
+    ///     })
+    ///     .await;
+    /// assert_eq!(status, Ok(503));
+    /// assert!(breaker.try_acquire().is_err(), "the 503 opened the breaker");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the returned future drops the call and releases its permit; nothing is
+    /// counted.
+    pub fn run<M, F, T, E>(&self, make: M) -> RunFuture<'_, F, C>
+    where
+        M: FnOnce() -> F,
+        F: Future<Output = Result<T, E>>,
+        E: From<Rejected>,
+    {
+        match self.try_acquire() {
+            Ok(permit) => RunFuture::admitted(make(), permit, DefaultClassifier),
+            Err(rejected) => RunFuture::rejected(rejected, DefaultClassifier),
+        }
+    }
+
+    /// Runs `fut` if the breaker admits it; see [`run`](Self::run). A rejected `fut` is
+    /// dropped unpolled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Rejected, circuit_breaker::CircuitBreaker};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+    /// let out: Result<u8, Rejected> = breaker.run_once(async { Ok(1) }).await;
+    /// assert_eq!(out, Ok(1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run`](Self::run).
+    pub fn run_once<F, T, E>(&self, fut: F) -> RunFuture<'_, F, C>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: From<Rejected>,
+    {
+        self.run(|| fut)
+    }
+
+    /// The state as of the last call or manual change.
+    pub fn state(&self) -> CircuitState {
+        self.shared.state.load().state()
+    }
+
+    /// Forces the breaker open until [`reset`](Self::reset): every call is rejected, with no
+    /// `retry_after`.
+    pub fn isolate(&self) {
+        self.shared.force(CircuitState::Isolated);
+    }
+
+    /// Closes the breaker and clears its window, from any state.
+    pub fn reset(&self) {
+        self.shared.window.clear();
+        self.shared.force(CircuitState::Closed);
+    }
+
+    /// Switches the breaker off until [`reset`](Self::reset): every call passes and nothing
+    /// is counted.
+    pub fn disable(&self) {
+        self.shared.force(CircuitState::Disabled);
+    }
+
+    /// A snapshot of the breaker's state and window.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
+    ///
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+    /// breaker.try_acquire()?.failure();
+    /// let m = breaker.metrics();
+    /// assert_eq!(m.state, CircuitState::Closed);
+    /// assert_eq!(m.failures, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn metrics(&self) -> CircuitBreakerMetrics {
+        let shared = &*self.shared;
+        let now_ns = shared.clock.now().as_nanos();
+        let counts = shared.window.counts(now_ns);
+        let ratio = |part: u32| {
+            if counts.calls == 0 {
+                0.0
+            } else {
+                (f64::from(part) / f64::from(counts.calls)).min(1.0)
+            }
+        };
+        CircuitBreakerMetrics {
+            state: self.state(),
+            calls: counts.calls,
+            failures: counts.failures,
+            slow_calls: counts.slow,
+            failure_ratio: ratio(counts.failures),
+            slow_ratio: ratio(counts.slow),
+            rejected: shared.rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The config the breaker was built from.
+    pub fn config(&self) -> &CircuitBreakerConfig {
+        &self.shared.config
+    }
+
+    /// The name the breaker reports under.
+    pub fn name(&self) -> &'static str {
+        self.shared.telemetry.name()
+    }
+}
+
+impl<C> fmt::Debug for CircuitBreaker<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("name", &self.shared.telemetry.name())
+            .field("word", &self.shared.state.load())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot of a breaker, from [`CircuitBreaker::metrics`].
+///
+/// The window's counts can lag concurrent calls by a few (see the window's docs). For the
+/// consecutive model, `calls` and `failures` are the current run of failures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct CircuitBreakerMetrics {
+    /// The state as of the last call.
+    pub state: CircuitState,
+    /// Calls in the window.
+    pub calls: u32,
+    /// Failures in the window.
+    pub failures: u32,
+    /// Slow calls in the window.
+    pub slow_calls: u32,
+    /// `failures / calls`, 0 for an empty window.
+    pub failure_ratio: f64,
+    /// `slow_calls / calls`, 0 for an empty window.
+    pub slow_ratio: f64,
+    /// Calls rejected since the breaker was built.
+    pub rejected: u64,
+}
+
+// ===== impl Shared =====
+
+const TALLY_EPOCH_SHIFT: u32 = 32;
+
+fn tally_word(epoch: Epoch, t: Tally) -> u64 {
+    (u64::from(epoch) << TALLY_EPOCH_SHIFT)
+        | (u64::from(t.failures.min(0xffff)) << 16)
+        | u64::from(t.successes.min(0xffff))
+}
+
+impl<C: Clock> Shared<C> {
+    #[inline]
+    fn now_ns(&self) -> u64 {
+        self.clock.now().as_nanos()
+    }
+
+    #[inline]
+    fn admit(&self) -> Result<Ticket, Rejected> {
+        let w = self.state.load();
+        // The closed fast path: no clock unless slow calls are timed, no write.
+        if w.state() == CircuitState::Closed || w.state() == CircuitState::Disabled {
+            let phase = if w.state() == CircuitState::Closed {
+                Phase::Closed
+            } else {
+                Phase::Disabled
+            };
+            let start_ns = match (phase, self.slow_threshold_ns) {
+                (Phase::Closed, Some(_)) => self.now_ns(),
+                _ => 0,
+            };
+            return Ok(Ticket {
+                phase,
+                epoch: w.epoch(),
+                start_ns,
+            });
+        }
+        self.admit_slow(w)
+    }
+
+    #[cold]
+    fn admit_slow(&self, mut current: Word) -> Result<Ticket, Rejected> {
+        let now_ns = self.now_ns();
+        let now_ms = now_ns / 1_000_000;
+        loop {
+            let decision = state::admit(current, now_ms, &self.timing);
+            let next = match decision {
+                Admission::Admit { next, .. } | Admission::Reject { next, .. } => next,
+            };
+            if let Some(next) = next {
+                if let Err(actual) = self.state.cas(current, next) {
+                    current = actual;
+                    continue;
+                }
+                self.report_transition(current, next);
+            }
+            return match decision {
+                Admission::Admit { phase, epoch, .. } => Ok(Ticket {
+                    phase,
+                    epoch,
+                    start_ns: now_ns,
+                }),
+                Admission::Reject { retry_after, .. } => Err(self.reject(retry_after)),
+            };
+        }
+    }
+
+    #[cold]
+    fn reject(&self, retry_after: Option<std::time::Duration>) -> Rejected {
+        // Relaxed: a statistic, read only by snapshots.
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        let open = match retry_after {
+            Some(d) => CircuitOpen::new(self.telemetry.name(), d),
+            None => CircuitOpen::isolated(self.telemetry.name()),
+        };
+        let rejected = Rejected::CircuitOpen(open);
+        self.telemetry.emit(|| EventKind::Rejected(rejected));
+        rejected
+    }
+
+    /// Records the outcome of the call admitted with `ticket`.
+    #[inline]
+    pub(crate) fn finish(&self, ticket: Ticket, outcome: Outcome) {
+        match ticket.phase {
+            Phase::Disabled => {}
+            Phase::Closed => {
+                if outcome == Outcome::Ignore {
+                    return;
+                }
+                let now_ns = if self.slow_threshold_ns.is_some() || self.window.needs_clock() {
+                    self.now_ns()
+                } else {
+                    0
+                };
+                let sample = Sample {
+                    failure: outcome == Outcome::Failure,
+                    slow: self.is_slow(ticket, now_ns),
+                };
+                let w = self.state.load();
+                if w.state() != CircuitState::Closed || w.epoch() != ticket.epoch {
+                    // A result from before a transition: it says nothing about this period.
+                    return;
+                }
+                self.telemetry.emit(|| EventKind::CallRecorded {
+                    failure: sample.failure,
+                    slow: sample.slow,
+                });
+                if self.window.record(sample, now_ns) {
+                    self.trip(ticket.epoch);
+                }
+            }
+            Phase::Probe => self.finish_probe(ticket, outcome),
+        }
+    }
+
+    #[inline]
+    fn is_slow(&self, ticket: Ticket, now_ns: u64) -> bool {
+        self.slow_threshold_ns
+            .is_some_and(|threshold| now_ns.saturating_sub(ticket.start_ns) >= threshold)
+    }
+
+    #[cold]
+    fn trip(&self, epoch: Epoch) {
+        let now_ms = self.now_ns() / 1_000_000;
+        let current = self.state.load();
+        if let Some((from, to)) = self
+            .state
+            .update(current, |w| state::trip(w, epoch, now_ms, &self.timing))
+        {
+            self.report_transition(from, to);
+        }
+    }
+
+    #[cold]
+    fn finish_probe(&self, ticket: Ticket, outcome: Outcome) {
+        if outcome == Outcome::Ignore {
+            return self.release(ticket);
+        }
+        let now_ns = self.now_ns();
+        let failed = outcome == Outcome::Failure || self.is_slow(ticket, now_ns);
+        let current = self.state.load();
+        if current.state() != CircuitState::HalfOpen || current.epoch() != ticket.epoch {
+            return;
+        }
+        self.telemetry.emit(|| EventKind::CallRecorded {
+            failure: failed,
+            slow: self.is_slow(ticket, now_ns),
+        });
+        let tally = self.add_to_tally(ticket.epoch, failed);
+        if tally.successes >= self.timing.success_threshold {
+            // Before the CAS that closes: the new closed period must start empty, and no
+            // current permit writes the window while half-open.
+            self.window.clear();
+        }
+        let now_ms = now_ns / 1_000_000;
+        if let Some((from, to)) = self.state.update(current, |w| {
+            state::settle_probe(w, ticket.epoch, tally, now_ms, &self.timing)
+        }) {
+            self.report_transition(from, to);
+        }
+    }
+
+    fn add_to_tally(&self, epoch: Epoch, failed: bool) -> Tally {
+        // AcqRel/Acquire: probes of one period must see each other's counts to settle it once.
+        let mut current = self.tally.load(Ordering::Acquire);
+        loop {
+            let mut tally = if (current >> TALLY_EPOCH_SHIFT) as Epoch == epoch {
+                Tally {
+                    successes: (current & 0xffff) as u32,
+                    failures: ((current >> 16) & 0xffff) as u32,
+                }
+            } else {
+                // The first result of this half-open period.
+                Tally {
+                    successes: 0,
+                    failures: 0,
+                }
+            };
+            if failed {
+                tally.failures += 1;
+            } else {
+                tally.successes += 1;
+            }
+            match self.tally.compare_exchange_weak(
+                current,
+                tally_word(epoch, tally),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return tally,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Ends the call admitted with `ticket` without a result.
+    #[inline]
+    pub(crate) fn release(&self, ticket: Ticket) {
+        if ticket.phase != Phase::Probe {
+            // A closed or disabled permit holds nothing.
+            return;
+        }
+        let current = self.state.load();
+        self.state
+            .update(current, |w| state::release_probe(w, ticket.epoch));
+    }
+
+    fn force(&self, to: CircuitState) {
+        let current = self.state.load();
+        if let Some((from, next)) = self.state.update(current, |w| state::force(w, to)) {
+            self.report_transition(from, next);
+        }
+    }
+
+    fn report_transition(&self, from: Word, to: Word) {
+        if from.state() != to.state() {
+            self.telemetry.emit(|| EventKind::StateChanged {
+                from: from.state(),
+                to: to.state(),
+            });
+        }
+    }
+}

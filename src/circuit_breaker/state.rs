@@ -1,0 +1,678 @@
+//! CORE: the breaker's admission state, packed in one `AtomicU64` and changed only through the
+//! pure functions below inside compare-and-swap loops.
+//!
+//! # Layout
+//!
+//! ```text
+//!  63   61 60      49 48    43 42     38 37                       0
+//! [state ][  epoch  ][probes ][reopens ][ deadline, ms since origin ]
+//!   3 bits  12 bits    6 bits   5 bits    38 bits, wrapping
+//! ```
+//!
+//! - `state`: [`CircuitState`].
+//! - `epoch`: bumped by every transition; permits carry the epoch they were admitted in, and a
+//!   result recorded against another epoch is ignored. It wraps after 4096 transitions: a call
+//!   that stays in flight across 4096 transitions could be counted in the wrong period, which
+//!   the docs accept.
+//! - `probes`: half-open probes in flight (at most 63).
+//! - `reopens`: how many times the breaker re-opened from half-open since it last closed
+//!   (saturating at 31); it grows the break duration.
+//! - `deadline`: while open, when the breaker may half-open; while half-open, when it gives
+//!   up on its probes and re-opens. Milliseconds since the clock's origin, modulo 2^38. Every
+//!   deadline is at most [`MAX_DEADLINE_MS`] ahead of the reading it was computed from, so a
+//!   wrapped distance beyond that means the deadline is long past (see [`reached`]); a breaker
+//!   left idle for years still opens its gate.
+//!
+//! # Memory ordering
+//!
+//! The word is read with `Acquire` and replaced with `AcqRel` compare-and-swap, so a thread
+//! that sees a transition also sees what its winner wrote before it (the window reset on
+//! close, the probe tally). Nothing else is published through the word.
+
+use std::time::Duration;
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// The state of a circuit breaker.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::circuit_breaker::CircuitState;
+///
+/// assert!(CircuitState::Closed.admits_calls());
+/// assert!(!CircuitState::Isolated.admits_calls());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum CircuitState {
+    /// Calls pass and their outcomes are counted.
+    Closed,
+    /// Calls are rejected until the break duration has passed.
+    Open,
+    /// A limited number of probe calls pass; their outcomes decide between closed and open.
+    HalfOpen,
+    /// Forced open by hand: calls are rejected until [`reset`](super::CircuitBreaker::reset).
+    Isolated,
+    /// Switched off by hand: every call passes and nothing is counted.
+    Disabled,
+}
+
+impl CircuitState {
+    /// Whether calls can pass in this state (half-open admits a limited number).
+    pub const fn admits_calls(self) -> bool {
+        matches!(
+            self,
+            CircuitState::Closed | CircuitState::HalfOpen | CircuitState::Disabled
+        )
+    }
+
+    const fn bits(self) -> u64 {
+        match self {
+            CircuitState::Closed => 0,
+            CircuitState::Open => 1,
+            CircuitState::HalfOpen => 2,
+            CircuitState::Isolated => 3,
+            CircuitState::Disabled => 4,
+        }
+    }
+
+    const fn from_bits(bits: u64) -> CircuitState {
+        match bits {
+            0 => CircuitState::Closed,
+            1 => CircuitState::Open,
+            2 => CircuitState::HalfOpen,
+            3 => CircuitState::Isolated,
+            // Only `bits()` writes the field, so 4 is the only other value.
+            _ => CircuitState::Disabled,
+        }
+    }
+}
+
+const DEADLINE_BITS: u32 = 38;
+const REOPENS_SHIFT: u32 = 38;
+const PROBES_SHIFT: u32 = 43;
+const EPOCH_SHIFT: u32 = 49;
+const STATE_SHIFT: u32 = 61;
+
+const DEADLINE_MASK: u64 = (1 << DEADLINE_BITS) - 1;
+const REOPENS_MASK: u64 = 0x1f;
+const PROBES_MASK: u64 = 0x3f;
+const EPOCH_MASK: u64 = 0xfff;
+
+/// The most half-open probes the word can count.
+pub(crate) const MAX_PROBES: u32 = PROBES_MASK as u32;
+/// The most re-opens the word counts; the break duration stops growing long before.
+const MAX_REOPENS: u32 = REOPENS_MASK as u32;
+/// No deadline is ever set further ahead than this (config validation caps break durations
+/// and the half-open wait below it); it must stay under half the deadline's range.
+pub(crate) const MAX_DEADLINE_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+const _: () = assert!(MAX_DEADLINE_MS < (1 << (DEADLINE_BITS - 1)));
+
+/// An epoch as carried by permits.
+pub(crate) type Epoch = u16;
+
+/// The packed admission word.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Word(u64);
+
+impl Word {
+    #[inline]
+    pub(crate) const fn new(
+        state: CircuitState,
+        epoch: Epoch,
+        probes: u32,
+        reopens: u32,
+        deadline_ms: u64,
+    ) -> Word {
+        Word(
+            (state.bits() << STATE_SHIFT)
+                | ((epoch as u64 & EPOCH_MASK) << EPOCH_SHIFT)
+                | ((probes as u64 & PROBES_MASK) << PROBES_SHIFT)
+                | ((reopens as u64 & REOPENS_MASK) << REOPENS_SHIFT)
+                | (deadline_ms & DEADLINE_MASK),
+        )
+    }
+
+    #[inline]
+    pub(crate) const fn state(self) -> CircuitState {
+        CircuitState::from_bits(self.0 >> STATE_SHIFT)
+    }
+
+    #[inline]
+    pub(crate) const fn epoch(self) -> Epoch {
+        ((self.0 >> EPOCH_SHIFT) & EPOCH_MASK) as Epoch
+    }
+
+    #[inline]
+    pub(crate) const fn probes(self) -> u32 {
+        ((self.0 >> PROBES_SHIFT) & PROBES_MASK) as u32
+    }
+
+    #[inline]
+    pub(crate) const fn reopens(self) -> u32 {
+        ((self.0 >> REOPENS_SHIFT) & REOPENS_MASK) as u32
+    }
+
+    #[inline]
+    const fn deadline(self) -> u64 {
+        self.0 & DEADLINE_MASK
+    }
+
+    const fn next_epoch(self) -> Epoch {
+        (self.epoch().wrapping_add(1)) & EPOCH_MASK as Epoch
+    }
+
+    const fn with_probes(self, probes: u32) -> Word {
+        Word::new(
+            self.state(),
+            self.epoch(),
+            probes,
+            self.reopens(),
+            self.deadline(),
+        )
+    }
+}
+
+impl std::fmt::Debug for Word {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Word")
+            .field("state", &self.state())
+            .field("epoch", &self.epoch())
+            .field("probes", &self.probes())
+            .field("reopens", &self.reopens())
+            .field("deadline_ms", &self.deadline())
+            .finish()
+    }
+}
+
+/// Whether `now_ms` has reached `deadline` (both modulo 2^38).
+///
+/// A deadline is never set more than [`MAX_DEADLINE_MS`] ahead, so a deadline that appears to
+/// be further ahead than that is in fact behind us by a wrapped distance: reached.
+#[inline]
+const fn reached(now_ms: u64, deadline: u64) -> bool {
+    let ahead = deadline.wrapping_sub(now_ms) & DEADLINE_MASK;
+    ahead == 0 || ahead > MAX_DEADLINE_MS
+}
+
+/// Milliseconds from `now_ms` until `deadline`, zero if reached.
+#[inline]
+const fn remaining_ms(now_ms: u64, deadline: u64) -> u64 {
+    if reached(now_ms, deadline) {
+        0
+    } else {
+        deadline.wrapping_sub(now_ms) & DEADLINE_MASK
+    }
+}
+
+/// The timing rules the transitions follow, from the config.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    pub(crate) break_ms: u64,
+    pub(crate) max_break_ms: u64,
+    pub(crate) break_factor: f64,
+    pub(crate) half_open_wait_ms: u64,
+    pub(crate) permitted_probes: u32,
+    pub(crate) success_threshold: u32,
+}
+
+impl Timing {
+    /// The break duration after `reopens` re-opens without a close: exponential, capped.
+    pub(crate) fn break_ms(&self, reopens: u32) -> u64 {
+        if reopens == 0 || self.max_break_ms <= self.break_ms {
+            return self.break_ms;
+        }
+        let grown = self.break_ms as f64 * self.break_factor.powi(reopens as i32);
+        // `as` saturates on overflow and the cap bounds it; NaN cannot occur (factor >= 1).
+        (grown as u64).min(self.max_break_ms)
+    }
+}
+
+/// What a permit was admitted as, which decides what its result does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Closed,
+    Probe,
+    Disabled,
+}
+
+/// The outcome of an admission attempt, before the CAS that makes it real.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Admission {
+    /// Admitted; `next` is the word to install first, if it changes.
+    Admit {
+        phase: Phase,
+        epoch: Epoch,
+        next: Option<Word>,
+    },
+    /// Rejected; `next` is the word to install first, if it changes.
+    Reject {
+        retry_after: Option<Duration>,
+        next: Option<Word>,
+    },
+}
+
+/// Decides an admission at `now_ms`.
+pub(crate) fn admit(w: Word, now_ms: u64, t: &Timing) -> Admission {
+    match w.state() {
+        CircuitState::Closed => Admission::Admit {
+            phase: Phase::Closed,
+            epoch: w.epoch(),
+            next: None,
+        },
+        CircuitState::Disabled => Admission::Admit {
+            phase: Phase::Disabled,
+            epoch: w.epoch(),
+            next: None,
+        },
+        CircuitState::Isolated => Admission::Reject {
+            retry_after: None,
+            next: None,
+        },
+        CircuitState::Open => {
+            if reached(now_ms, w.deadline()) {
+                let epoch = w.next_epoch();
+                let deadline = now_ms.wrapping_add(t.half_open_wait_ms);
+                Admission::Admit {
+                    phase: Phase::Probe,
+                    epoch,
+                    next: Some(Word::new(
+                        CircuitState::HalfOpen,
+                        epoch,
+                        1,
+                        w.reopens(),
+                        deadline,
+                    )),
+                }
+            } else {
+                Admission::Reject {
+                    retry_after: Some(Duration::from_millis(remaining_ms(now_ms, w.deadline()))),
+                    next: None,
+                }
+            }
+        }
+        CircuitState::HalfOpen => {
+            if reached(now_ms, w.deadline()) {
+                // The probes never reported: give up on them and open again.
+                let next = reopen(w, now_ms, t);
+                Admission::Reject {
+                    retry_after: Some(Duration::from_millis(t.break_ms(next.reopens()))),
+                    next: Some(next),
+                }
+            } else if w.probes() < t.permitted_probes {
+                Admission::Admit {
+                    phase: Phase::Probe,
+                    epoch: w.epoch(),
+                    next: Some(w.with_probes(w.probes() + 1)),
+                }
+            } else {
+                // Every probe slot is taken; the probes decide within the half-open wait.
+                Admission::Reject {
+                    retry_after: Some(Duration::from_millis(remaining_ms(now_ms, w.deadline()))),
+                    next: None,
+                }
+            }
+        }
+    }
+}
+
+/// The word after re-opening from half-open at `now_ms`: one more re-open, a longer break.
+fn reopen(w: Word, now_ms: u64, t: &Timing) -> Word {
+    let reopens = (w.reopens() + 1).min(MAX_REOPENS);
+    Word::new(
+        CircuitState::Open,
+        w.next_epoch(),
+        0,
+        reopens,
+        now_ms.wrapping_add(t.break_ms(reopens)),
+    )
+}
+
+/// The word after the closed breaker admitted in `epoch` trips at `now_ms`, if it still is.
+pub(crate) fn trip(w: Word, epoch: Epoch, now_ms: u64, t: &Timing) -> Option<Word> {
+    (w.state() == CircuitState::Closed && w.epoch() == epoch).then(|| {
+        Word::new(
+            CircuitState::Open,
+            w.next_epoch(),
+            0,
+            0,
+            now_ms.wrapping_add(t.break_ms(0)),
+        )
+    })
+}
+
+/// The word after a probe of `epoch` ends without deciding anything (dropped, ignored, or a
+/// result that does not settle the half-open period yet), if it is still current.
+pub(crate) fn release_probe(w: Word, epoch: Epoch) -> Option<Word> {
+    (w.state() == CircuitState::HalfOpen && w.epoch() == epoch && w.probes() > 0)
+        .then(|| w.with_probes(w.probes() - 1))
+}
+
+/// How the probes of one half-open period have done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) successes: u32,
+    pub(crate) failures: u32,
+}
+
+/// The word after a probe of `epoch` reports, given the period's tally including it.
+pub(crate) fn settle_probe(
+    w: Word,
+    epoch: Epoch,
+    tally: Tally,
+    now_ms: u64,
+    t: &Timing,
+) -> Option<Word> {
+    if w.state() != CircuitState::HalfOpen || w.epoch() != epoch {
+        return None;
+    }
+    if tally.successes >= t.success_threshold {
+        return Some(Word::new(CircuitState::Closed, w.next_epoch(), 0, 0, 0));
+    }
+    // Once more probes have failed than the rule can spare, the period cannot close.
+    if tally.failures > t.permitted_probes - t.success_threshold {
+        return Some(reopen(w, now_ms, t));
+    }
+    release_probe(w, epoch)
+}
+
+/// The word after a manual move to `to` (isolate, reset, disable). The epoch moves on even when
+/// the state does not, so calls in flight from before a reset are not counted after it.
+pub(crate) fn force(w: Word, to: CircuitState) -> Option<Word> {
+    Some(Word::new(to, w.next_epoch(), 0, 0, 0))
+}
+
+/// The atomic word and its CAS loop.
+#[derive(Debug)]
+pub(crate) struct AtomicState {
+    word: AtomicU64,
+}
+
+impl AtomicState {
+    pub(crate) fn new() -> Self {
+        AtomicState {
+            word: AtomicU64::new(Word::new(CircuitState::Closed, 0, 0, 0, 0).0),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn load(&self) -> Word {
+        // Acquire pairs with the AcqRel CAS below: whatever a transition's winner wrote
+        // before its CAS is visible to a thread that sees the new word.
+        Word(self.word.load(Ordering::Acquire))
+    }
+
+    /// Replaces `current` with `next`, or returns the word found instead.
+    #[inline]
+    pub(crate) fn cas(&self, current: Word, next: Word) -> Result<(), Word> {
+        self.word
+            .compare_exchange(current.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+            .map(drop)
+            .map_err(Word)
+    }
+
+    /// Installs `f(current)` when it returns a word; retries on contention, re-running only the
+    /// pure decision. Returns the word replaced and the new one, or `None` when `f` declined.
+    #[inline]
+    pub(crate) fn update(
+        &self,
+        mut current: Word,
+        mut f: impl FnMut(Word) -> Option<Word>,
+    ) -> Option<(Word, Word)> {
+        loop {
+            let next = f(current)?;
+            match self.word.compare_exchange_weak(
+                current.0,
+                next.0,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some((current, next)),
+                Err(actual) => current = Word(actual),
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    const T: Timing = Timing {
+        break_ms: 1_000,
+        max_break_ms: 8_000,
+        break_factor: 2.0,
+        half_open_wait_ms: 500,
+        permitted_probes: 2,
+        success_threshold: 2,
+    };
+
+    fn closed(epoch: Epoch) -> Word {
+        Word::new(CircuitState::Closed, epoch, 0, 0, 0)
+    }
+
+    #[test]
+    fn fields_round_trip_through_the_word() {
+        let w = Word::new(CircuitState::HalfOpen, 4095, 63, 31, DEADLINE_MASK);
+        assert_eq!(w.state(), CircuitState::HalfOpen);
+        assert_eq!(w.epoch(), 4095);
+        assert_eq!(w.probes(), 63);
+        assert_eq!(w.reopens(), 31);
+        assert_eq!(w.deadline(), DEADLINE_MASK);
+        assert_eq!(w.next_epoch(), 0, "the epoch wraps");
+        for s in [
+            CircuitState::Closed,
+            CircuitState::Open,
+            CircuitState::HalfOpen,
+            CircuitState::Isolated,
+            CircuitState::Disabled,
+        ] {
+            assert_eq!(Word::new(s, 1, 2, 3, 4).state(), s);
+        }
+    }
+
+    #[test]
+    fn transition_table() {
+        struct Case {
+            name: &'static str,
+            word: Word,
+            now_ms: u64,
+            want: Admission,
+        }
+        let open = Word::new(CircuitState::Open, 3, 0, 0, 10_000);
+        let half = Word::new(CircuitState::HalfOpen, 4, 1, 0, 10_500);
+        let full = Word::new(CircuitState::HalfOpen, 4, 2, 1, 10_500);
+        let cases = [
+            Case {
+                name: "closed admits without change",
+                word: closed(7),
+                now_ms: 5,
+                want: Admission::Admit {
+                    phase: Phase::Closed,
+                    epoch: 7,
+                    next: None,
+                },
+            },
+            Case {
+                name: "disabled admits without change",
+                word: Word::new(CircuitState::Disabled, 2, 0, 0, 0),
+                now_ms: 5,
+                want: Admission::Admit {
+                    phase: Phase::Disabled,
+                    epoch: 2,
+                    next: None,
+                },
+            },
+            Case {
+                name: "isolated rejects with no retry-after",
+                word: Word::new(CircuitState::Isolated, 2, 0, 0, 0),
+                now_ms: 5,
+                want: Admission::Reject {
+                    retry_after: None,
+                    next: None,
+                },
+            },
+            Case {
+                name: "open before its deadline rejects with the time left",
+                word: open,
+                now_ms: 9_250,
+                want: Admission::Reject {
+                    retry_after: Some(Duration::from_millis(750)),
+                    next: None,
+                },
+            },
+            Case {
+                name: "open at its deadline half-opens and admits the first probe",
+                word: open,
+                now_ms: 10_000,
+                want: Admission::Admit {
+                    phase: Phase::Probe,
+                    epoch: 4,
+                    next: Some(Word::new(CircuitState::HalfOpen, 4, 1, 0, 10_500)),
+                },
+            },
+            Case {
+                name: "half-open with a free slot admits another probe",
+                word: half,
+                now_ms: 10_100,
+                want: Admission::Admit {
+                    phase: Phase::Probe,
+                    epoch: 4,
+                    next: Some(half.with_probes(2)),
+                },
+            },
+            Case {
+                name: "half-open with every slot taken rejects until its deadline",
+                word: full,
+                now_ms: 10_100,
+                want: Admission::Reject {
+                    retry_after: Some(Duration::from_millis(400)),
+                    next: None,
+                },
+            },
+            Case {
+                name: "half-open past its deadline re-opens with a longer break",
+                word: full,
+                now_ms: 10_500,
+                want: Admission::Reject {
+                    retry_after: Some(Duration::from_millis(4_000)),
+                    next: Some(Word::new(CircuitState::Open, 5, 0, 2, 14_500)),
+                },
+            },
+        ];
+        for case in cases {
+            assert_eq!(
+                admit(case.word, case.now_ms, &T),
+                case.want,
+                "{}",
+                case.name
+            );
+        }
+    }
+
+    #[test]
+    fn trip_needs_the_closed_epoch_the_permit_saw() {
+        let w = closed(9);
+        assert_eq!(
+            trip(w, 9, 100, &T),
+            Some(Word::new(CircuitState::Open, 10, 0, 0, 1_100))
+        );
+        assert_eq!(
+            trip(w, 8, 100, &T),
+            None,
+            "a late failure from an older epoch"
+        );
+        let open = Word::new(CircuitState::Open, 10, 0, 0, 1_100);
+        assert_eq!(trip(open, 10, 100, &T), None);
+    }
+
+    #[test]
+    fn probes_settle_by_the_success_threshold() {
+        let half = Word::new(CircuitState::HalfOpen, 4, 2, 1, 10_500);
+        let one_ok = Tally {
+            successes: 1,
+            failures: 0,
+        };
+        assert_eq!(
+            settle_probe(half, 4, one_ok, 10_100, &T),
+            Some(half.with_probes(1))
+        );
+        let two_ok = Tally {
+            successes: 2,
+            failures: 0,
+        };
+        assert_eq!(
+            settle_probe(half, 4, two_ok, 10_100, &T),
+            Some(Word::new(CircuitState::Closed, 5, 0, 0, 0))
+        );
+        let one_bad = Tally {
+            successes: 0,
+            failures: 1,
+        };
+        assert_eq!(
+            settle_probe(half, 4, one_bad, 10_100, &T),
+            Some(Word::new(CircuitState::Open, 5, 0, 2, 14_100)),
+            "with a threshold of 2 out of 2, one failure re-opens"
+        );
+        assert_eq!(
+            settle_probe(half, 3, two_ok, 10_100, &T),
+            None,
+            "stale probe"
+        );
+    }
+
+    #[test]
+    fn release_probe_only_touches_its_own_epoch() {
+        let half = Word::new(CircuitState::HalfOpen, 4, 1, 0, 10_500);
+        assert_eq!(release_probe(half, 4), Some(half.with_probes(0)));
+        assert_eq!(release_probe(half, 3), None);
+        assert_eq!(release_probe(half.with_probes(0), 4), None);
+        assert_eq!(release_probe(closed(4), 4), None);
+    }
+
+    #[test]
+    fn break_grows_exponentially_up_to_the_cap() {
+        let got: Vec<u64> = (0..6).map(|r| T.break_ms(r)).collect();
+        assert_eq!(got, [1_000, 2_000, 4_000, 8_000, 8_000, 8_000]);
+        assert_eq!(T.break_ms(MAX_REOPENS), 8_000);
+        let fixed = Timing {
+            max_break_ms: 1_000,
+            ..T
+        };
+        assert_eq!(fixed.break_ms(5), 1_000);
+    }
+
+    #[test]
+    fn deadlines_survive_wrapping_and_long_idleness() {
+        let near_wrap = DEADLINE_MASK - 10;
+        let deadline = near_wrap.wrapping_add(100) & DEADLINE_MASK;
+        assert!(!reached(near_wrap, deadline));
+        assert_eq!(remaining_ms(near_wrap, deadline), 100);
+        assert!(reached((near_wrap + 100) & DEADLINE_MASK, deadline));
+        // Idle far longer than any deadline can be ahead: reached, not "almost a cycle ahead".
+        assert!(reached(
+            deadline.wrapping_add(1 << 37) & DEADLINE_MASK,
+            deadline
+        ));
+        assert!(reached(
+            deadline.wrapping_add(MAX_DEADLINE_MS * 3) & DEADLINE_MASK,
+            deadline
+        ));
+    }
+
+    #[test]
+    fn force_always_moves_the_epoch_on() {
+        let w = Word::new(CircuitState::HalfOpen, 1, 3, 2, 77);
+        let isolated = force(w, CircuitState::Isolated).unwrap();
+        assert_eq!(isolated, Word::new(CircuitState::Isolated, 2, 0, 0, 0));
+        let reset = force(closed(5), CircuitState::Closed).unwrap();
+        assert_eq!(
+            reset.epoch(),
+            6,
+            "a reset of a closed breaker still starts a new period"
+        );
+    }
+}

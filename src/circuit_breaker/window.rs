@@ -1,0 +1,468 @@
+//! CORE: the closed breaker's memory of recent outcomes, and the rule that trips it.
+//!
+//! Three models, all lock-free and allocation-free after construction:
+//!
+//! - **consecutive**: one counter of failures in a row; a success clears it. A success while
+//!   the counter is already zero only reads it, so a healthy breaker shared by many threads
+//!   writes nothing and keeps its cache line shared.
+//! - **count window**: the last `size` calls, as a ring of one-byte slots. A call takes the
+//!   next slot with `fetch_add` and swaps its outcome in; the aggregate counters change only
+//!   when the outcome differs from the one it replaced.
+//! - **time window**: a ring of buckets, each covering `duration / buckets` and tagged with the
+//!   time slice it holds. The first call of a new slice claims the bucket by compare-and-swap
+//!   on the tag and clears it.
+//!
+//! Slow calls are counted beside failures in the same window. Under the consecutive model, a
+//! small count window of the last `minimum_calls` calls tracks them.
+//!
+//! # Approximation
+//!
+//! The counters are separate atomics, read one after another, so under concurrent recording
+//! the trip decision may see a count that is one or two calls behind. Two calls racing on the
+//! same count slot (more calls in flight than the window has slots), or a call landing in a
+//! bucket between its claim and its clearing, can lose a count. The trip rule is evaluated
+//! again on every failure, so a decision missed by a race is taken by the next failure.
+//!
+//! # Memory ordering
+//!
+//! Every counter uses `Relaxed`: each is an independent tally, and no other memory is
+//! published through it. The bucket tag is claimed with `AcqRel` so the clearing that follows
+//! a claim is ordered after it for threads that see the new tag.
+
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// One call's contribution to a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sample {
+    pub(crate) failure: bool,
+    pub(crate) slow: bool,
+}
+
+impl Sample {
+    const fn code(self) -> u8 {
+        // 0 is an empty slot.
+        1 | ((self.failure as u8) << 1) | ((self.slow as u8) << 2)
+    }
+}
+
+/// Totals over a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) calls: u32,
+    pub(crate) failures: u32,
+    pub(crate) slow: u32,
+}
+
+/// When the counts of a window trip the breaker.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Rule {
+    /// `failures / calls >= ratio` once `calls >= min_calls`.
+    Ratio { ratio: f64, min_calls: u32 },
+    /// `failures >= failures`.
+    Count { failures: u32 },
+}
+
+/// Slow-call rule: `slow / calls >= ratio` once `calls >= min_calls`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct SlowRule {
+    pub(crate) ratio: f64,
+    pub(crate) min_calls: u32,
+}
+
+#[inline]
+fn ratio_reached(part: u32, calls: u32, ratio: f64, min_calls: u32) -> bool {
+    // A racing reader can see `part > calls`; that is still a ratio of at least 1.
+    calls >= min_calls && calls > 0 && f64::from(part) >= ratio * f64::from(calls)
+}
+
+impl Counts {
+    fn trips(self, rule: Option<Rule>, slow: Option<SlowRule>) -> bool {
+        let failed = match rule {
+            Some(Rule::Ratio { ratio, min_calls }) => {
+                ratio_reached(self.failures, self.calls, ratio, min_calls)
+            }
+            Some(Rule::Count { failures }) => self.failures >= failures,
+            None => false,
+        };
+        failed || slow.is_some_and(|s| ratio_reached(self.slow, self.calls, s.ratio, s.min_calls))
+    }
+}
+
+/// The trip model with its state.
+#[derive(Debug)]
+pub(crate) enum Window {
+    Consecutive {
+        threshold: u32,
+        failures: AtomicU32,
+        // Only with a slow-call rule: the last `min_calls` calls.
+        slow: Option<(CountRing, SlowRule)>,
+    },
+    Count {
+        ring: CountRing,
+        rule: Rule,
+        slow: Option<SlowRule>,
+    },
+    Time {
+        ring: TimeRing,
+        rule: Rule,
+        slow: Option<SlowRule>,
+    },
+}
+
+impl Window {
+    /// Whether the window needs the time of each record (to pick its bucket).
+    pub(crate) fn needs_clock(&self) -> bool {
+        matches!(self, Window::Time { .. })
+    }
+
+    /// Records one call at `now_ns` (ignored by windows that keep no time) and says whether
+    /// the breaker should trip.
+    #[inline]
+    pub(crate) fn record(&self, sample: Sample, now_ns: u64) -> bool {
+        match self {
+            Window::Consecutive {
+                threshold,
+                failures,
+                slow,
+            } => {
+                let tripped = if sample.failure {
+                    // Relaxed: a tally; the trip itself is decided by the state word's CAS.
+                    failures.fetch_add(1, Ordering::Relaxed).saturating_add(1) >= *threshold
+                } else {
+                    // Read first: a healthy breaker writes nothing, so its line stays shared.
+                    if failures.load(Ordering::Relaxed) != 0 {
+                        failures.store(0, Ordering::Relaxed);
+                    }
+                    false
+                };
+                let slow_tripped = slow.as_ref().is_some_and(|(ring, rule)| {
+                    ring.record(sample);
+                    sample.slow && ring.counts().trips(None, Some(*rule))
+                });
+                tripped || slow_tripped
+            }
+            Window::Count { ring, rule, slow } => {
+                ring.record(sample);
+                // Only a failure or a slow call can raise a ratio; skip the reads otherwise.
+                (sample.failure || sample.slow) && ring.counts().trips(Some(*rule), *slow)
+            }
+            Window::Time { ring, rule, slow } => {
+                ring.record(sample, now_ns);
+                (sample.failure || sample.slow) && ring.counts(now_ns).trips(Some(*rule), *slow)
+            }
+        }
+    }
+
+    /// The counts as of `now_ns`, for snapshots. The consecutive model reports its run of
+    /// failures as both calls and failures.
+    pub(crate) fn counts(&self, now_ns: u64) -> Counts {
+        match self {
+            Window::Consecutive { failures, slow, .. } => {
+                let f = failures.load(Ordering::Relaxed);
+                let slow = slow
+                    .as_ref()
+                    .map(|(ring, _)| ring.counts())
+                    .unwrap_or_default();
+                Counts {
+                    calls: slow.calls.max(f),
+                    failures: f,
+                    slow: slow.slow,
+                }
+            }
+            Window::Count { ring, .. } => ring.counts(),
+            Window::Time { ring, .. } => ring.counts(now_ns),
+        }
+    }
+
+    /// Forgets everything (on close and on reset).
+    pub(crate) fn clear(&self) {
+        match self {
+            Window::Consecutive { failures, slow, .. } => {
+                failures.store(0, Ordering::Relaxed);
+                if let Some((ring, _)) = slow {
+                    ring.clear();
+                }
+            }
+            Window::Count { ring, .. } => ring.clear(),
+            Window::Time { ring, .. } => ring.clear(),
+        }
+    }
+}
+
+/// The last `size` calls.
+#[derive(Debug)]
+pub(crate) struct CountRing {
+    slots: Box<[crate::sync::AtomicU8]>,
+    next: AtomicU32,
+    calls: AtomicU32,
+    failures: AtomicU32,
+    slow: AtomicU32,
+}
+
+impl CountRing {
+    pub(crate) fn new(size: u32) -> Self {
+        CountRing {
+            slots: (0..size.max(1))
+                .map(|_| crate::sync::AtomicU8::new(0))
+                .collect(),
+            next: AtomicU32::new(0),
+            calls: AtomicU32::new(0),
+            failures: AtomicU32::new(0),
+            slow: AtomicU32::new(0),
+        }
+    }
+
+    #[inline]
+    fn record(&self, sample: Sample) {
+        // Relaxed throughout: see the module's memory-ordering section.
+        let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.slots.len();
+        let new = sample.code();
+        let old = self.slots[i].swap(new, Ordering::Relaxed);
+        if old == new {
+            return;
+        }
+        if old == 0 {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+        }
+        adjust(&self.failures, old & 2 != 0, new & 2 != 0);
+        adjust(&self.slow, old & 4 != 0, new & 4 != 0);
+    }
+
+    fn counts(&self) -> Counts {
+        Counts {
+            calls: self.calls.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            slow: self.slow.load(Ordering::Relaxed),
+        }
+    }
+
+    fn clear(&self) {
+        for slot in self.slots.iter() {
+            slot.store(0, Ordering::Relaxed);
+        }
+        self.calls.store(0, Ordering::Relaxed);
+        self.failures.store(0, Ordering::Relaxed);
+        self.slow.store(0, Ordering::Relaxed);
+    }
+}
+
+#[inline]
+fn adjust(counter: &AtomicU32, was: bool, is: bool) {
+    match (was, is) {
+        (false, true) => {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        (true, false) => {
+            // Saturating: a racing clear may already have zeroed the counter.
+            let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                Some(c.saturating_sub(1))
+            });
+        }
+        _ => {}
+    }
+}
+
+/// Buckets of `bucket_ns` each, covering `buckets.len() * bucket_ns`.
+#[derive(Debug)]
+pub(crate) struct TimeRing {
+    buckets: Box<[Bucket]>,
+    bucket_ns: u64,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    // The time slice (now / bucket_ns) the counts belong to; u64::MAX for never used.
+    slice: AtomicU64,
+    calls: AtomicU32,
+    failures: AtomicU32,
+    slow: AtomicU32,
+}
+
+const UNUSED: u64 = u64::MAX;
+
+impl TimeRing {
+    pub(crate) fn new(buckets: u32, bucket_ns: u64) -> Self {
+        TimeRing {
+            buckets: (0..buckets.max(1))
+                .map(|_| Bucket {
+                    slice: AtomicU64::new(UNUSED),
+                    calls: AtomicU32::new(0),
+                    failures: AtomicU32::new(0),
+                    slow: AtomicU32::new(0),
+                })
+                .collect(),
+            bucket_ns: bucket_ns.max(1),
+        }
+    }
+
+    #[inline]
+    fn record(&self, sample: Sample, now_ns: u64) {
+        let slice = now_ns / self.bucket_ns;
+        let bucket = &self.buckets[(slice % self.buckets.len() as u64) as usize];
+        let seen = bucket.slice.load(Ordering::Acquire);
+        // Claim a bucket left over from an older slice; `seen < slice` also keeps a clock that
+        // stutters backwards from wiping a newer bucket.
+        if (seen == UNUSED || seen < slice)
+            && bucket
+                .slice
+                .compare_exchange(seen, slice, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            bucket.calls.store(0, Ordering::Relaxed);
+            bucket.failures.store(0, Ordering::Relaxed);
+            bucket.slow.store(0, Ordering::Relaxed);
+        }
+        bucket.calls.fetch_add(1, Ordering::Relaxed);
+        if sample.failure {
+            bucket.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        if sample.slow {
+            bucket.slow.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn counts(&self, now_ns: u64) -> Counts {
+        let current = now_ns / self.bucket_ns;
+        let oldest = current.saturating_sub(self.buckets.len() as u64 - 1);
+        let mut total = Counts::default();
+        for bucket in self.buckets.iter() {
+            let slice = bucket.slice.load(Ordering::Acquire);
+            if slice != UNUSED && (oldest..=current).contains(&slice) {
+                total.calls = total
+                    .calls
+                    .saturating_add(bucket.calls.load(Ordering::Relaxed));
+                total.failures = total
+                    .failures
+                    .saturating_add(bucket.failures.load(Ordering::Relaxed));
+                total.slow = total
+                    .slow
+                    .saturating_add(bucket.slow.load(Ordering::Relaxed));
+            }
+        }
+        total
+    }
+
+    fn clear(&self) {
+        for bucket in self.buckets.iter() {
+            bucket.slice.store(UNUSED, Ordering::Release);
+            bucket.calls.store(0, Ordering::Relaxed);
+            bucket.failures.store(0, Ordering::Relaxed);
+            bucket.slow.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    const OK: Sample = Sample {
+        failure: false,
+        slow: false,
+    };
+    const FAIL: Sample = Sample {
+        failure: true,
+        slow: false,
+    };
+    const SLOW: Sample = Sample {
+        failure: false,
+        slow: true,
+    };
+
+    #[test]
+    fn consecutive_trips_on_the_nth_failure_in_a_row() {
+        let w = Window::Consecutive {
+            threshold: 3,
+            failures: AtomicU32::new(0),
+            slow: None,
+        };
+        assert!(!w.record(FAIL, 0));
+        assert!(!w.record(FAIL, 0));
+        assert!(!w.record(OK, 0), "a success breaks the run");
+        assert!(!w.record(FAIL, 0));
+        assert!(!w.record(FAIL, 0));
+        assert!(w.record(FAIL, 0));
+    }
+
+    #[test]
+    fn count_window_forgets_calls_older_than_its_size() {
+        let rule = Rule::Ratio {
+            ratio: 0.5,
+            min_calls: 4,
+        };
+        let w = Window::Count {
+            ring: CountRing::new(4),
+            rule,
+            slow: None,
+        };
+        assert!(!w.record(FAIL, 0));
+        assert!(!w.record(FAIL, 0));
+        assert!(!w.record(OK, 0));
+        assert!(w.record(FAIL, 0), "3 of 4 failed");
+        w.clear();
+        for _ in 0..4 {
+            assert!(!w.record(OK, 0));
+        }
+        assert!(!w.record(FAIL, 0), "1 of the last 4 failed");
+        assert!(w.record(FAIL, 0), "2 of the last 4 failed");
+        assert_eq!(
+            w.counts(0),
+            Counts {
+                calls: 4,
+                failures: 2,
+                slow: 0
+            }
+        );
+    }
+
+    #[test]
+    fn time_window_counts_only_its_duration() {
+        // 4 buckets of 1 s.
+        let s = 1_000_000_000;
+        let w = Window::Time {
+            ring: TimeRing::new(4, s),
+            rule: Rule::Count { failures: 3 },
+            slow: None,
+        };
+        assert!(!w.record(FAIL, 0));
+        assert!(!w.record(FAIL, s));
+        // The first failure falls out of the 4 s window at t = 4 s.
+        assert!(!w.record(FAIL, 4 * s));
+        assert_eq!(w.counts(4 * s).failures, 2);
+        assert!(w.record(FAIL, 4 * s + 1));
+    }
+
+    #[test]
+    fn slow_calls_trip_by_ratio_without_being_failures() {
+        let slow = SlowRule {
+            ratio: 0.5,
+            min_calls: 2,
+        };
+        let w = Window::Count {
+            ring: CountRing::new(10),
+            rule: Rule::Ratio {
+                ratio: 1.0,
+                min_calls: 10,
+            },
+            slow: Some(slow),
+        };
+        assert!(!w.record(OK, 0));
+        assert!(w.record(SLOW, 0));
+        assert_eq!(
+            w.counts(0),
+            Counts {
+                calls: 2,
+                failures: 0,
+                slow: 1
+            }
+        );
+
+        let c = Window::Consecutive {
+            threshold: 5,
+            failures: AtomicU32::new(0),
+            slow: Some((CountRing::new(2), slow)),
+        };
+        assert!(!c.record(SLOW, 0), "below the minimum of calls");
+        assert!(c.record(SLOW, 0));
+    }
+}
