@@ -1,0 +1,511 @@
+//! The real breaker against a plain reference model (VecDeque windows, no atomics): random
+//! configs and random sequences of admissions, results, drops, clock moves and manual
+//! changes must give the same admissions, states and state-change events after every step.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use palisade::circuit_breaker::{
+    CircuitBreaker, CircuitBreakerConfig, CircuitState, OwnedCallPermit, SlowCalls, TripModel,
+};
+use palisade::clock::{Clock, Ticks};
+use palisade::telemetry::{Event, EventKind};
+use palisade::{Outcome, Rejected};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone, Default)]
+struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    fn advance_ms(&self, ms: u64) {
+        self.0.fetch_add(ms * 1_000_000, Ordering::SeqCst);
+    }
+    fn ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst) / 1_000_000
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Ticks {
+        Ticks::from_nanos(self.0.load(Ordering::SeqCst))
+    }
+}
+
+// ===== the configuration under test =====
+
+#[derive(Debug, Clone, Copy)]
+enum Model {
+    Consecutive(u32),
+    Count {
+        size: u32,
+        ratio: f64,
+        min: u32,
+    },
+    Time {
+        duration_ms: u64,
+        buckets: u32,
+        ratio: f64,
+        min: u32,
+    },
+    Within {
+        failures: u32,
+        duration_ms: u64,
+        buckets: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Spec {
+    model: Model,
+    slow: Option<(u64, f64, u32)>, // threshold ms, ratio, minimum calls
+    break_ms: u64,
+    max_break_ms: u64,
+    permitted: u32,
+    threshold: u32,
+    wait_ms: u64,
+}
+
+fn ratio() -> impl Strategy<Value = f64> {
+    prop_oneof![Just(0.25), Just(0.5), Just(0.75), Just(1.0)]
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    let model = prop_oneof![
+        (1u32..5).prop_map(Model::Consecutive),
+        (1u32..7, ratio())
+            .prop_flat_map(|(size, ratio)| (Just(size), Just(ratio), 1..=size))
+            .prop_map(|(size, ratio, min)| Model::Count { size, ratio, min }),
+        (1u32..5, 1u64..6, ratio(), 1u32..5).prop_map(|(buckets, secs, ratio, min)| {
+            Model::Time {
+                duration_ms: secs * 1000,
+                buckets,
+                ratio,
+                min,
+            }
+        }),
+        (1u32..5, 1u32..5, 1u64..6).prop_map(|(failures, buckets, secs)| Model::Within {
+            failures,
+            duration_ms: secs * 1000,
+            buckets,
+        }),
+    ];
+    let slow = proptest::option::of((50u64..400, ratio(), 1u32..4));
+    (model, slow, 100u64..1000, 0u64..4, 1u32..4, 50u64..3000).prop_flat_map(
+        |(model, slow, break_ms, growth, permitted, wait_ms)| {
+            (1..=permitted).prop_map(move |threshold| Spec {
+                model,
+                slow,
+                break_ms,
+                max_break_ms: break_ms << growth,
+                permitted,
+                threshold,
+                wait_ms,
+            })
+        },
+    )
+}
+
+fn config(spec: &Spec, log: Arc<Mutex<Vec<(CircuitState, CircuitState)>>>) -> CircuitBreakerConfig {
+    let model = match spec.model {
+        Model::Consecutive(n) => TripModel::ConsecutiveFailures(n),
+        Model::Count { size, ratio, min } => TripModel::CountWindow {
+            size,
+            failure_ratio: ratio,
+            minimum_calls: min,
+        },
+        Model::Time {
+            duration_ms,
+            buckets,
+            ratio,
+            min,
+        } => TripModel::TimeWindow {
+            duration: Duration::from_millis(duration_ms),
+            buckets,
+            failure_ratio: ratio,
+            minimum_calls: min,
+        },
+        Model::Within {
+            failures,
+            duration_ms,
+            buckets,
+        } => TripModel::FailuresWithin {
+            failures,
+            duration: Duration::from_millis(duration_ms),
+            buckets,
+        },
+    };
+    let mut b = CircuitBreaker::builder()
+        .trip_model(model)
+        .break_duration(Duration::from_millis(spec.break_ms))
+        .max_break_duration(Duration::from_millis(spec.max_break_ms))
+        .permitted_in_half_open(spec.permitted)
+        .success_threshold(spec.threshold)
+        .max_wait_in_half_open(Duration::from_millis(spec.wait_ms))
+        .listener(move |e: &Event| {
+            if let EventKind::StateChanged { from, to } = e.kind() {
+                log.lock().unwrap().push((from, to));
+            }
+        });
+    if let Some((threshold, ratio, min)) = spec.slow {
+        b = b
+            .slow_calls(SlowCalls::new(Duration::from_millis(threshold), ratio).minimum_calls(min));
+    }
+    b.build().unwrap()
+}
+
+// ===== the reference =====
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Closed,
+    Probe,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RefPermit {
+    phase: Phase,
+    epoch: u32,
+    start_ms: u64,
+}
+
+#[derive(Debug)]
+struct Reference {
+    spec: Spec,
+    state: CircuitState,
+    epoch: u32,
+    probes: u32,
+    reopens: u32,
+    deadline_ms: u64,
+    consecutive: u32,
+    // (failure, slow), newest last; also used for the consecutive model's slow calls.
+    calls: VecDeque<(bool, bool)>,
+    // (time slice, failure, slow).
+    timed: Vec<(u64, bool, bool)>,
+    tally: (u32, u32, u32), // epoch, successes, failures
+    events: Vec<(CircuitState, CircuitState)>,
+}
+
+impl Reference {
+    fn new(spec: Spec) -> Self {
+        Reference {
+            spec,
+            state: CircuitState::Closed,
+            epoch: 0,
+            probes: 0,
+            reopens: 0,
+            deadline_ms: 0,
+            consecutive: 0,
+            calls: VecDeque::new(),
+            timed: Vec::new(),
+            tally: (u32::MAX, 0, 0),
+            events: Vec::new(),
+        }
+    }
+
+    fn go(&mut self, to: CircuitState) {
+        if self.state != to {
+            self.events.push((self.state, to));
+        }
+        self.state = to;
+        self.epoch = (self.epoch + 1) % 4096;
+        self.probes = 0;
+    }
+
+    fn break_ms(&self, reopens: u32) -> u64 {
+        if reopens == 0 || self.spec.max_break_ms <= self.spec.break_ms {
+            return self.spec.break_ms;
+        }
+        ((self.spec.break_ms as f64 * 2f64.powi(reopens as i32)) as u64).min(self.spec.max_break_ms)
+    }
+
+    fn reopen(&mut self, now: u64) {
+        self.reopens = (self.reopens + 1).min(31);
+        self.go(CircuitState::Open);
+        self.deadline_ms = now + self.break_ms(self.reopens);
+    }
+
+    fn admit(&mut self, now: u64) -> Result<RefPermit, Option<Duration>> {
+        let permit = |phase, epoch| RefPermit {
+            phase,
+            epoch,
+            start_ms: now,
+        };
+        match self.state {
+            CircuitState::Closed => Ok(permit(Phase::Closed, self.epoch)),
+            CircuitState::Disabled => Ok(permit(Phase::Disabled, self.epoch)),
+            CircuitState::Isolated => Err(None),
+            CircuitState::Open if now >= self.deadline_ms => {
+                self.go(CircuitState::HalfOpen);
+                self.probes = 1;
+                self.deadline_ms = now + self.spec.wait_ms;
+                Ok(permit(Phase::Probe, self.epoch))
+            }
+            CircuitState::Open => Err(Some(Duration::from_millis(self.deadline_ms - now))),
+            CircuitState::HalfOpen if now >= self.deadline_ms => {
+                self.reopen(now);
+                Err(Some(Duration::from_millis(self.break_ms(self.reopens))))
+            }
+            CircuitState::HalfOpen if self.probes < self.spec.permitted => {
+                self.probes += 1;
+                Ok(permit(Phase::Probe, self.epoch))
+            }
+            CircuitState::HalfOpen => Err(Some(Duration::from_millis(self.deadline_ms - now))),
+            s => unreachable!("{s:?}"),
+        }
+    }
+
+    fn is_slow(&self, p: RefPermit, now: u64) -> bool {
+        self.spec
+            .slow
+            .is_some_and(|(threshold, _, _)| now - p.start_ms >= threshold)
+    }
+
+    fn clear(&mut self) {
+        self.consecutive = 0;
+        self.calls.clear();
+        self.timed.clear();
+    }
+
+    fn ratio_reached(part: u32, calls: u32, ratio: f64, min: u32) -> bool {
+        calls >= min && calls > 0 && f64::from(part) >= ratio * f64::from(calls)
+    }
+
+    fn record_closed(&mut self, failure: bool, slow: bool, now: u64) -> bool {
+        let slow_rule = self.spec.slow;
+        let slow_trips = |calls: u32, slow_n: u32| {
+            slow_rule.is_some_and(|(_, r, min)| Self::ratio_reached(slow_n, calls, r, min))
+        };
+        match self.spec.model {
+            Model::Consecutive(n) => {
+                let mut trips = false;
+                if failure {
+                    self.consecutive += 1;
+                    trips = self.consecutive >= n;
+                } else {
+                    self.consecutive = 0;
+                }
+                if let Some((_, _, min)) = slow_rule {
+                    self.calls.push_back((failure, slow));
+                    if self.calls.len() > min as usize {
+                        self.calls.pop_front();
+                    }
+                    let s = self.calls.iter().filter(|c| c.1).count() as u32;
+                    trips |= slow && slow_trips(self.calls.len() as u32, s);
+                }
+                trips
+            }
+            Model::Count { size, ratio, min } => {
+                self.calls.push_back((failure, slow));
+                if self.calls.len() > size as usize {
+                    self.calls.pop_front();
+                }
+                let calls = self.calls.len() as u32;
+                let f = self.calls.iter().filter(|c| c.0).count() as u32;
+                let s = self.calls.iter().filter(|c| c.1).count() as u32;
+                (failure || slow)
+                    && (Self::ratio_reached(f, calls, ratio, min) || slow_trips(calls, s))
+            }
+            Model::Time {
+                duration_ms,
+                buckets,
+                ..
+            }
+            | Model::Within {
+                duration_ms,
+                buckets,
+                ..
+            } => {
+                let bucket_ns = duration_ms * 1_000_000 / u64::from(buckets);
+                let slice = now * 1_000_000 / bucket_ns;
+                self.timed.push((slice, failure, slow));
+                if !(failure || slow) {
+                    return false;
+                }
+                let oldest = slice.saturating_sub(u64::from(buckets) - 1);
+                let live: Vec<_> = self.timed.iter().filter(|t| t.0 >= oldest).collect();
+                let calls = live.len() as u32;
+                let f = live.iter().filter(|t| t.1).count() as u32;
+                let s = live.iter().filter(|t| t.2).count() as u32;
+                let failed = match self.spec.model {
+                    Model::Time { ratio, min, .. } => Self::ratio_reached(f, calls, ratio, min),
+                    Model::Within { failures, .. } => f >= failures,
+                    _ => unreachable!(),
+                };
+                failed || slow_trips(calls, s)
+            }
+        }
+    }
+
+    fn finish(&mut self, p: RefPermit, outcome: Outcome, now: u64) {
+        match p.phase {
+            Phase::Disabled => {}
+            Phase::Closed => {
+                if outcome == Outcome::Ignore
+                    || self.state != CircuitState::Closed
+                    || self.epoch != p.epoch
+                {
+                    return;
+                }
+                let slow = self.is_slow(p, now);
+                if self.record_closed(outcome == Outcome::Failure, slow, now) {
+                    self.reopens = 0;
+                    self.go(CircuitState::Open);
+                    self.deadline_ms = now + self.break_ms(0);
+                }
+            }
+            Phase::Probe => {
+                if outcome == Outcome::Ignore {
+                    return self.release(p);
+                }
+                if self.state != CircuitState::HalfOpen || self.epoch != p.epoch {
+                    return;
+                }
+                let failed = outcome == Outcome::Failure || self.is_slow(p, now);
+                if self.tally.0 != p.epoch {
+                    self.tally = (p.epoch, 0, 0);
+                }
+                if failed {
+                    self.tally.2 += 1;
+                } else {
+                    self.tally.1 += 1;
+                }
+                if self.tally.1 >= self.spec.threshold {
+                    self.clear();
+                    self.reopens = 0;
+                    self.go(CircuitState::Closed);
+                } else if self.tally.2 > self.spec.permitted - self.spec.threshold {
+                    self.reopen(now);
+                } else {
+                    self.probes = self.probes.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    fn release(&mut self, p: RefPermit) {
+        if p.phase == Phase::Probe
+            && self.state == CircuitState::HalfOpen
+            && self.epoch == p.epoch
+            && self.probes > 0
+        {
+            self.probes -= 1;
+        }
+    }
+
+    fn force(&mut self, to: CircuitState) {
+        if to == CircuitState::Closed {
+            self.clear();
+        }
+        self.reopens = 0;
+        self.go(to);
+    }
+}
+
+// ===== the ops =====
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// A whole call: admit, take `ms`, record (if admitted). Most sequences are made of these,
+    /// which is what carries them deep into trips, probes and re-opens.
+    Call(Outcome, u64),
+    Admit,
+    Record(usize, Outcome),
+    Drop(usize),
+    Advance(u64),
+    Isolate,
+    Reset,
+    Disable,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let outcome = prop_oneof![
+        4 => Just(Outcome::Success),
+        4 => Just(Outcome::Failure),
+        1 => Just(Outcome::Ignore),
+    ];
+    let duration = prop_oneof![Just(0u64), 1u64..500];
+    prop_oneof![
+        16 => (outcome.clone(), duration).prop_map(|(o, ms)| Op::Call(o, ms)),
+        6 => Just(Op::Admit),
+        6 => (any::<usize>(), outcome).prop_map(|(i, o)| Op::Record(i, o)),
+        2 => any::<usize>().prop_map(Op::Drop),
+        6 => prop_oneof![1u64..100, 100u64..3000].prop_map(Op::Advance),
+        1 => Just(Op::Isolate),
+        1 => Just(Op::Reset),
+        1 => Just(Op::Disable),
+    ]
+}
+
+fn open_retry_after(r: &Rejected) -> Option<Duration> {
+    match r {
+        Rejected::CircuitOpen(open) => open.retry_after(),
+        other => panic!("unexpected rejection {other:?}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn breaker_matches_reference(spec in spec(), ops in proptest::collection::vec(op(), 1..120)) {
+        let clock = ManualClock::default();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let breaker = CircuitBreaker::with_clock(config(&spec, log.clone()), clock.clone());
+        let mut reference = Reference::new(spec);
+        let mut live: Vec<(OwnedCallPermit<ManualClock>, RefPermit)> = Vec::new();
+
+        for (step, op) in ops.into_iter().enumerate() {
+            let now = clock.ms();
+            match op {
+                Op::Call(outcome, ms) => {
+                    let real = breaker.try_acquire_owned();
+                    let want = reference.admit(now);
+                    clock.advance_ms(ms);
+                    match (real, want) {
+                        (Ok(p), Ok(r)) => {
+                            p.record(outcome);
+                            reference.finish(r, outcome, now + ms);
+                        }
+                        (Err(e), Err(retry)) => prop_assert_eq!(open_retry_after(&e), retry, "step {}", step),
+                        (real, want) => prop_assert!(false, "step {}: real {:?} vs reference {:?}", step, real.map(drop), want.map(drop)),
+                    }
+                }
+                Op::Admit => {
+                    let real = breaker.try_acquire_owned();
+                    let want = reference.admit(now);
+                    match (real, want) {
+                        (Ok(p), Ok(r)) => live.push((p, r)),
+                        (Err(e), Err(retry)) => prop_assert_eq!(open_retry_after(&e), retry, "step {}", step),
+                        (real, want) => prop_assert!(false, "step {}: real {:?} vs reference {:?}", step, real.map(drop), want.map(drop)),
+                    }
+                }
+                Op::Record(i, outcome) if !live.is_empty() => {
+                    let (p, r) = live.remove(i % live.len());
+                    p.record(outcome);
+                    reference.finish(r, outcome, now);
+                }
+                Op::Drop(i) if !live.is_empty() => {
+                    let (p, r) = live.remove(i % live.len());
+                    drop(p);
+                    reference.release(r);
+                }
+                Op::Record(..) | Op::Drop(_) => {}
+                Op::Advance(ms) => clock.advance_ms(ms),
+                Op::Isolate => { breaker.isolate(); reference.force(CircuitState::Isolated); }
+                Op::Reset => { breaker.reset(); reference.force(CircuitState::Closed); }
+                Op::Disable => { breaker.disable(); reference.force(CircuitState::Disabled); }
+            }
+            prop_assert_eq!(breaker.state(), reference.state, "step {}", step);
+            prop_assert_eq!(&*log.lock().unwrap(), &reference.events, "step {}", step);
+        }
+        // Whatever happened, dropping every permit leaves no probe slot taken.
+        live.clear();
+        reference.probes = 0;
+        if reference.state == CircuitState::HalfOpen {
+            prop_assert!(breaker.try_acquire().is_ok() || clock.ms() >= reference.deadline_ms);
+        }
+    }
+}
