@@ -101,5 +101,185 @@ fn timeout_benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, timeout_benches);
+/// Aggregate cost per operation with `threads` threads doing `op` at once: wall time over
+/// all operations, so a figure at or below the 1-thread one means the operation scales.
+fn per_op_on_threads(threads: u32, iters: u64, op: &(impl Fn() + Sync)) -> Duration {
+    let barrier = std::sync::Barrier::new(threads as usize);
+    let start = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                barrier.wait();
+                start
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(std::time::Instant::now);
+                for _ in 0..iters {
+                    op();
+                }
+            });
+        }
+    });
+    let started = start.into_inner().unwrap().unwrap();
+    started.elapsed() / threads
+}
+
+fn breaker_benches(c: &mut Criterion) {
+    use palisade::circuit_breaker::{CircuitBreaker, TripModel};
+    use palisade::clock::MonotonicClock;
+
+    let consecutive = CircuitBreaker::with_clock(
+        CircuitBreaker::builder()
+            .consecutive_failures(5)
+            .build()
+            .unwrap(),
+        MonotonicClock::new(),
+    );
+    let count_window = CircuitBreaker::with_clock(
+        CircuitBreaker::builder()
+            .trip_model(TripModel::CountWindow {
+                size: 100,
+                failure_ratio: 0.5,
+                minimum_calls: 100,
+            })
+            .build()
+            .unwrap(),
+        MonotonicClock::new(),
+    );
+    let time_window = CircuitBreaker::with_clock(
+        CircuitBreaker::builder()
+            .failures_within(5, Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        MonotonicClock::new(),
+    );
+    let failsafe_consecutive = failsafe::Config::new()
+        .failure_policy(failsafe::failure_policy::consecutive_failures(
+            5,
+            failsafe::backoff::constant(Duration::from_secs(5)),
+        ))
+        .build();
+    let recloser = recloser::Recloser::custom()
+        .closed_len(100)
+        .error_rate(0.5)
+        .build();
+
+    let ours_consecutive = || consecutive.try_acquire().unwrap().success();
+    let ours_count = || count_window.try_acquire().unwrap().success();
+    let ours_time = || time_window.try_acquire().unwrap().success();
+    let failsafe_call = || {
+        use failsafe::CircuitBreaker as _;
+        failsafe_consecutive
+            .call(|| Ok::<_, ()>(black_box(1)))
+            .unwrap();
+    };
+    let recloser_call = || {
+        recloser.call(|| Ok::<_, ()>(black_box(1))).unwrap();
+    };
+
+    let mut g = c.benchmark_group("breaker/closed admit+record");
+    g.bench_function("palisade consecutive", |b| b.iter(ours_consecutive));
+    g.bench_function("failsafe consecutive", |b| b.iter(failsafe_call));
+    g.bench_function("palisade count window (100)", |b| b.iter(ours_count));
+    g.bench_function("recloser ring (100)", |b| b.iter(recloser_call));
+    g.bench_function("palisade time window (failures within 30 s)", |b| {
+        b.iter(ours_time)
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("breaker/closed admit+record, 2 threads");
+    g.bench_function("palisade consecutive", |b| {
+        b.iter_custom(|iters| per_op_on_threads(2, iters, &ours_consecutive))
+    });
+    g.bench_function("failsafe consecutive", |b| {
+        b.iter_custom(|iters| per_op_on_threads(2, iters, &failsafe_call))
+    });
+    g.bench_function("palisade count window (100)", |b| {
+        b.iter_custom(|iters| per_op_on_threads(2, iters, &ours_count))
+    });
+    g.bench_function("recloser ring (100)", |b| {
+        b.iter_custom(|iters| per_op_on_threads(2, iters, &recloser_call))
+    });
+    g.bench_function("palisade time window (failures within 30 s)", |b| {
+        b.iter_custom(|iters| per_op_on_threads(2, iters, &ours_time))
+    });
+    g.finish();
+
+    // Open: every call is rejected.
+    consecutive.isolate();
+    let open = CircuitBreaker::with_clock(
+        CircuitBreaker::builder()
+            .consecutive_failures(1)
+            .break_duration(Duration::from_secs(3600))
+            .build()
+            .unwrap(),
+        MonotonicClock::new(),
+    );
+    open.try_acquire().unwrap().failure();
+    let failsafe_open = failsafe::Config::new()
+        .failure_policy(failsafe::failure_policy::consecutive_failures(
+            1,
+            failsafe::backoff::constant(Duration::from_secs(3600)),
+        ))
+        .build();
+    {
+        use failsafe::CircuitBreaker as _;
+        let _ = failsafe_open.call(|| Err::<(), _>(()));
+    }
+    let recloser_open = recloser::Recloser::custom()
+        .closed_len(1)
+        .open_wait(Duration::from_secs(3600))
+        .build();
+    for _ in 0..2 {
+        let _ = recloser_open.call(|| Err::<(), _>(()));
+    }
+    let mut g = c.benchmark_group("breaker/open reject");
+    // The floor for any breaker whose open state ends on time: one reading of the clock.
+    let clock = MonotonicClock::new();
+    g.bench_function("baseline: one clock read", |b| {
+        use palisade::clock::Clock;
+        b.iter(|| black_box(clock.now()))
+    });
+    g.bench_function("palisade", |b| {
+        b.iter(|| assert!(open.try_acquire().is_err()))
+    });
+    g.bench_function("failsafe", |b| {
+        use failsafe::CircuitBreaker as _;
+        b.iter(|| assert!(failsafe_open.call(|| Ok::<_, ()>(())).is_err()))
+    });
+    g.bench_function("recloser", |b| {
+        b.iter(|| assert!(recloser_open.call(|| Ok::<_, ()>(())).is_err()))
+    });
+    g.finish();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let mut g = c.benchmark_group("breaker/layer");
+    let mut bare = Echo;
+    g.bench_function("bare service", |b| {
+        b.iter(|| call_now(&mut bare, black_box(1)))
+    });
+    let breaker = CircuitBreaker::builder()
+        .consecutive_failures(5)
+        .build()
+        .unwrap();
+    let mut ours = CircuitBreaker::new(breaker).layer().layer(Echo);
+    g.bench_function("palisade CircuitBreakerLayer", |b| {
+        b.iter(|| call_now(&mut ours, black_box(1)))
+    });
+    let mut theirs = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+        .consecutive_failures(5)
+        .build()
+        .unwrap()
+        .layer(Echo);
+    g.bench_function("tower-resilience CircuitBreakerLayer", |b| {
+        b.iter(|| call_now(&mut theirs, black_box(1)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, timeout_benches, breaker_benches);
 criterion_main!(benches);

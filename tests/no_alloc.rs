@@ -52,7 +52,6 @@ fn allocations(mut f: impl FnMut()) -> u64 {
 }
 
 /// Polls a future that must be ready at its first poll.
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 fn poll_ready_now<F: Future>(fut: F) -> F::Output {
     let mut cx = Context::from_waker(Waker::noop());
     match pin!(fut).poll(&mut cx) {
@@ -102,6 +101,86 @@ mod timeout {
     fn layer_on_a_ready_service_does_not_allocate() {
         use tower::{Layer, Service};
         let mut svc = timeout().layer().layer(tower::service_fn(|x: u32| {
+            std::future::ready(Ok::<_, Rejected>(x))
+        }));
+        let n = allocations(|| {
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(svc.poll_ready(&mut cx).is_ready());
+            assert_eq!(poll_ready_now(svc.call(3)), Ok(3));
+        });
+        assert_eq!(n, 0);
+    }
+}
+
+mod circuit_breaker {
+    use super::*;
+    use palisade::circuit_breaker::{CircuitBreaker, CircuitBreakerConfigBuilder, TripModel};
+    use palisade::clock::MonotonicClock;
+    use palisade::{Outcome, Rejected};
+    use std::time::Duration;
+
+    fn breaker(b: CircuitBreakerConfigBuilder) -> CircuitBreaker<MonotonicClock> {
+        CircuitBreaker::with_clock(b.build().unwrap(), MonotonicClock::new())
+    }
+
+    fn every_model() -> Vec<CircuitBreaker<MonotonicClock>> {
+        vec![
+            breaker(CircuitBreaker::builder().consecutive_failures(1_000_000)),
+            breaker(
+                CircuitBreaker::builder().trip_model(TripModel::CountWindow {
+                    size: 100,
+                    failure_ratio: 1.0,
+                    minimum_calls: 100,
+                }),
+            ),
+            breaker(CircuitBreaker::builder().failures_within(1_000_000, Duration::from_secs(30))),
+            breaker(CircuitBreaker::builder().slow_calls(
+                palisade::circuit_breaker::SlowCalls::new(Duration::from_secs(10), 1.0),
+            )),
+        ]
+    }
+
+    #[test]
+    fn closed_admit_and_record_do_not_allocate() {
+        for breaker in every_model() {
+            let n = allocations(|| {
+                breaker.try_acquire().unwrap().success();
+                breaker.try_acquire().unwrap().failure();
+                breaker.try_acquire().unwrap().record(Outcome::Ignore);
+                drop(breaker.try_acquire().unwrap());
+            });
+            assert_eq!(n, 0, "{:?}", breaker.config().trip_model());
+        }
+    }
+
+    #[test]
+    fn open_reject_does_not_allocate() {
+        let breaker = breaker(CircuitBreaker::builder().consecutive_failures(1));
+        breaker.try_acquire().unwrap().failure();
+        let n = allocations(|| assert!(breaker.try_acquire().is_err()));
+        assert_eq!(n, 0);
+        breaker.isolate();
+        let n = allocations(|| assert!(breaker.try_acquire().is_err()));
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn run_on_a_ready_future_does_not_allocate() {
+        let breaker = breaker(CircuitBreaker::builder());
+        let n = allocations(|| {
+            let out: Result<u8, Rejected> =
+                poll_ready_now(breaker.run(|| std::future::ready(Ok(1))));
+            assert_eq!(out, Ok(1));
+        });
+        assert_eq!(n, 0);
+    }
+
+    #[cfg(feature = "tower")]
+    #[test]
+    fn layer_on_a_ready_service_does_not_allocate() {
+        use tower::{Layer, Service};
+        let breaker = breaker(CircuitBreaker::builder());
+        let mut svc = breaker.layer().layer(tower::service_fn(|x: u32| {
             std::future::ready(Ok::<_, Rejected>(x))
         }));
         let n = allocations(|| {

@@ -217,7 +217,13 @@ impl CountRing {
         // Relaxed throughout: see the module's memory-ordering section.
         let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.slots.len();
         let new = sample.code();
-        let old = self.slots[i].swap(new, Ordering::Relaxed);
+        let slot = &self.slots[i];
+        // A full window of successes is the steady state: a slot that already holds this
+        // outcome needs no write, which saves a read-modify-write per call.
+        if slot.load(Ordering::Relaxed) == new {
+            return;
+        }
+        let old = slot.swap(new, Ordering::Relaxed);
         if old == new {
             return;
         }
