@@ -31,13 +31,10 @@ fn breaker(b: CircuitBreakerConfigBuilder) -> CircuitBreaker {
     CircuitBreaker::new(b.build().unwrap())
 }
 
+type Transitions = Arc<Mutex<Vec<(CircuitState, CircuitState)>>>;
+
 /// Records every state change the breaker reports.
-fn transitions(
-    b: CircuitBreakerConfigBuilder,
-) -> (
-    CircuitBreakerConfigBuilder,
-    Arc<Mutex<Vec<(CircuitState, CircuitState)>>>,
-) {
+fn transitions(b: CircuitBreakerConfigBuilder) -> (CircuitBreakerConfigBuilder, Transitions) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let seen = log.clone();
     let b = b.listener(move |e: &Event| {
