@@ -193,6 +193,9 @@ impl Window {
 #[derive(Debug)]
 pub(crate) struct CountRing {
     slots: Box<[crate::sync::AtomicU8]>,
+    // Lemire's fastmod constant for `slots.len()`: `next % len` without a division, which
+    // would cost as much as the rest of a record.
+    modulus: u64,
     next: AtomicU32,
     calls: AtomicU32,
     failures: AtomicU32,
@@ -201,10 +204,10 @@ pub(crate) struct CountRing {
 
 impl CountRing {
     pub(crate) fn new(size: u32) -> Self {
+        let size = size.max(1);
         CountRing {
-            slots: (0..size.max(1))
-                .map(|_| crate::sync::AtomicU8::new(0))
-                .collect(),
+            slots: (0..size).map(|_| crate::sync::AtomicU8::new(0)).collect(),
+            modulus: (u64::MAX / u64::from(size)).wrapping_add(1),
             next: AtomicU32::new(0),
             calls: AtomicU32::new(0),
             failures: AtomicU32::new(0),
@@ -215,7 +218,8 @@ impl CountRing {
     #[inline]
     fn record(&self, sample: Sample) {
         // Relaxed throughout: see the module's memory-ordering section.
-        let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.slots.len();
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let i = fastmod(n, self.modulus, self.slots.len() as u32) as usize;
         let new = sample.code();
         let slot = &self.slots[i];
         // A full window of successes is the steady state: a slot that already holds this
@@ -250,6 +254,14 @@ impl CountRing {
         self.failures.store(0, Ordering::Relaxed);
         self.slow.store(0, Ordering::Relaxed);
     }
+}
+
+/// `a % d` for `m = u64::MAX / d + 1`, wrapping to 0 for `d = 1` (Lemire, Kaser and Kurz, "Faster remainder by direct
+/// computation", 2019): exact for every 32-bit `a` and `d`.
+#[inline]
+fn fastmod(a: u32, m: u64, d: u32) -> u32 {
+    let low = m.wrapping_mul(u64::from(a));
+    ((u128::from(low) * u128::from(d)) >> 64) as u32
 }
 
 #[inline]
@@ -374,6 +386,27 @@ mod tests {
         failure: false,
         slow: true,
     };
+
+    #[test]
+    fn fastmod_is_the_remainder() {
+        for d in [1u32, 2, 3, 7, 10, 100, 65_536, 65_537, u32::MAX] {
+            let m = (u64::MAX / u64::from(d)).wrapping_add(1);
+            for a in [
+                0u32,
+                1,
+                2,
+                99,
+                100,
+                101,
+                65_535,
+                65_536,
+                u32::MAX - 1,
+                u32::MAX,
+            ] {
+                assert_eq!(fastmod(a, m, d), a % d, "{a} % {d}");
+            }
+        }
+    }
 
     #[test]
     fn consecutive_trips_on_the_nth_failure_in_a_row() {
