@@ -34,7 +34,7 @@
 //! and a success from before a trip cannot close it.
 //!
 //! Outcomes come from a [`Classifier`](crate::Classifier), by default
-//! [`DefaultClassifier`](crate::DefaultClassifier): `Err` is a failure, except rejections by
+//! [`DefaultClassifier`]: `Err` is a failure, except rejections by
 //! inner policies that only shed load (an open circuit, a full bulkhead), which are ignored; a
 //! timeout is a failure. An `Ok` can be made a failure with a classifier of your own.
 //!
