@@ -252,6 +252,27 @@ fn breaker_benches(c: &mut Criterion) {
     });
     g.finish();
 
+    let mut g = c.benchmark_group("breaker/open reject, 2 threads");
+    g.bench_function("palisade", |b| {
+        b.iter_custom(|iters| per_op_on_threads(2, iters, &|| assert!(open.try_acquire().is_err())))
+    });
+    g.bench_function("failsafe", |b| {
+        use failsafe::CircuitBreaker as _;
+        b.iter_custom(|iters| {
+            per_op_on_threads(2, iters, &|| {
+                assert!(failsafe_open.call(|| Ok::<_, ()>(())).is_err())
+            })
+        })
+    });
+    g.bench_function("recloser", |b| {
+        b.iter_custom(|iters| {
+            per_op_on_threads(2, iters, &|| {
+                assert!(recloser_open.call(|| Ok::<_, ()>(())).is_err())
+            })
+        })
+    });
+    g.finish();
+
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

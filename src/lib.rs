@@ -140,6 +140,7 @@
 pub mod circuit_breaker;
 pub mod classify;
 pub mod clock;
+mod counter;
 pub mod error;
 #[cfg(feature = "tower")]
 mod lift;

@@ -135,6 +135,7 @@ use std::future::Future;
 
 use crate::classify::{DefaultClassifier, Outcome};
 use crate::clock::{Clock, DefaultClock};
+use crate::counter::StripedCounter;
 use crate::error::{CircuitOpen, Rejected};
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::telemetry::{EventKind, Telemetry};
@@ -179,7 +180,9 @@ pub(crate) struct Shared<C> {
     slow_threshold_ns: Option<u64>,
     clock: C,
     telemetry: Telemetry,
-    rejected: AtomicU64,
+    // Striped: every rejecting thread writes it, and a shared line would serialise the
+    // threads of an open breaker (and evict the state word every admission reads).
+    rejected: StripedCounter,
     config: CircuitBreakerConfig,
 }
 
@@ -250,7 +253,7 @@ impl<C: Clock> CircuitBreaker<C> {
                 slow_threshold_ns: config.slow.map(|s| s.threshold().as_nanos() as u64),
                 clock,
                 telemetry: config.telemetry.clone(),
-                rejected: AtomicU64::new(0),
+                rejected: StripedCounter::new(),
                 config,
             }),
         }
@@ -437,7 +440,7 @@ impl<C: Clock> CircuitBreaker<C> {
             slow_calls: counts.slow,
             failure_ratio: ratio(counts.failures),
             slow_ratio: ratio(counts.slow),
-            rejected: shared.rejected.load(Ordering::Relaxed),
+            rejected: shared.rejected.sum(),
         }
     }
 
@@ -552,8 +555,7 @@ impl<C: Clock> Shared<C> {
 
     #[cold]
     fn reject(&self, retry_after: Option<std::time::Duration>) -> Rejected {
-        // Relaxed: a statistic, read only by snapshots.
-        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.rejected.incr();
         let open = match retry_after {
             Some(d) => CircuitOpen::new(self.telemetry.name(), d),
             None => CircuitOpen::isolated(self.telemetry.name()),
