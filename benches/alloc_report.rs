@@ -1,0 +1,192 @@
+//! Heap allocations and bytes per call, for palisade and the peers doing the same work.
+//!
+//! Run with `cargo bench --bench alloc_report`. It prints a table; it measures counts, not
+//! time, so its figures are the same on every machine.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::{Future, Ready, ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use palisade::Rejected;
+use palisade::circuit_breaker::CircuitBreaker;
+use palisade::timeout::{Timeout, TimeoutConfig};
+use tower::{BoxError, Layer, Service};
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; the counters are plain
+// atomics that never allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on as is.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is passed on as is.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on as is.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const CALLS: u64 = 1000;
+
+/// (allocations, bytes) per call of `f`, after a warm-up call.
+fn per_call(mut f: impl FnMut()) -> (f64, f64) {
+    f();
+    let (a0, b0) = (
+        ALLOCS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    );
+    for _ in 0..CALLS {
+        f();
+    }
+    let (a1, b1) = (
+        ALLOCS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    );
+    (
+        (a1 - a0) as f64 / CALLS as f64,
+        (b1 - b0) as f64 / CALLS as f64,
+    )
+}
+
+fn poll_now<F: Future>(fut: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(fut).poll(&mut cx) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("measured futures must complete at their first poll"),
+    }
+}
+
+fn call_now<S: Service<u64>>(svc: &mut S) {
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    let _ = poll_now(svc.call(black_box(1)));
+}
+
+#[derive(Clone, Copy)]
+struct Echo;
+
+impl Service<u64> for Echo {
+    type Response = u64;
+    type Error = BoxError;
+    type Future = Ready<Result<u64, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: u64) -> Self::Future {
+        ready(Ok(req))
+    }
+}
+
+fn main() {
+    // criterion-style flags (`--bench`, filters) are accepted and ignored.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let mut rows: Vec<(&str, &str, (f64, f64))> = Vec::new();
+
+    let breaker = CircuitBreaker::new(CircuitBreaker::builder().build().unwrap());
+    rows.push((
+        "breaker admit+record",
+        "palisade try_acquire + success",
+        per_call(|| breaker.try_acquire().unwrap().success()),
+    ));
+    rows.push((
+        "breaker admit+record",
+        "palisade run",
+        per_call(|| {
+            let _: Result<u64, Rejected> = poll_now(breaker.run(|| ready(Ok(1))));
+        }),
+    ));
+    let failsafe = failsafe::Config::new().build();
+    rows.push((
+        "breaker admit+record",
+        "failsafe call",
+        per_call(|| {
+            use failsafe::CircuitBreaker as _;
+            failsafe.call(|| Ok::<_, ()>(black_box(1))).unwrap();
+        }),
+    ));
+    let recloser = recloser::Recloser::custom().build();
+    rows.push((
+        "breaker admit+record",
+        "recloser call",
+        per_call(|| {
+            recloser.call(|| Ok::<_, ()>(black_box(1))).unwrap();
+        }),
+    ));
+
+    let mut ours = breaker.layer().layer(Echo);
+    rows.push((
+        "breaker layer",
+        "palisade CircuitBreakerLayer",
+        per_call(|| call_now(&mut ours)),
+    ));
+    let mut theirs = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+        .build()
+        .unwrap()
+        .layer(Echo);
+    rows.push((
+        "breaker layer",
+        "tower-resilience CircuitBreakerLayer",
+        per_call(|| call_now(&mut theirs)),
+    ));
+
+    let timeout = Timeout::new(
+        TimeoutConfig::builder()
+            .duration(Duration::from_secs(1))
+            .build()
+            .unwrap(),
+    );
+    let mut ours = timeout.layer().layer(Echo);
+    rows.push((
+        "timeout layer",
+        "palisade TimeoutLayer",
+        per_call(|| call_now(&mut ours)),
+    ));
+    let mut tower_timeout = tower::timeout::TimeoutLayer::new(Duration::from_secs(1)).layer(Echo);
+    rows.push((
+        "timeout layer",
+        "tower TimeoutLayer",
+        per_call(|| call_now(&mut tower_timeout)),
+    ));
+    let mut tr = tower_resilience::timelimiter::TimeLimiterLayer::builder()
+        .timeout_duration(Duration::from_secs(1))
+        .build()
+        .layer(Echo);
+    rows.push((
+        "timeout layer",
+        "tower-resilience TimeLimiter",
+        per_call(|| call_now(&mut tr)),
+    ));
+
+    println!("| operation | implementation | allocations per call | bytes per call |");
+    println!("|---|---|---:|---:|");
+    for (op, who, (allocs, bytes)) in rows {
+        println!("| {op} | {who} | {allocs:.2} | {bytes:.0} |");
+    }
+}
