@@ -137,6 +137,7 @@
 )]
 #![deny(unsafe_code)]
 
+pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod clock;
@@ -151,6 +152,7 @@ pub mod timeout;
 pub mod timer;
 mod validate;
 
+pub use bulkhead::Bulkhead;
 pub use circuit_breaker::CircuitBreaker;
 pub use classify::{AllErrors, Classifier, DefaultClassifier, Outcome};
 pub use error::{AsRejected, ConfigError, Error, Rejected};

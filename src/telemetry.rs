@@ -75,6 +75,16 @@ pub enum EventKind {
         /// The state after.
         to: CircuitState,
     },
+    /// A bulkhead gave a call a slot; `in_flight` counts it.
+    BulkheadAdmitted {
+        /// Calls holding a slot, this one included.
+        in_flight: u32,
+    },
+    /// A call gave its bulkhead slot back (finished, failed, or dropped).
+    BulkheadReleased {
+        /// Calls still holding a slot, as seen just before the release.
+        in_flight: u32,
+    },
     /// A circuit breaker counted a call's outcome (not reported while disabled, nor for
     /// ignored outcomes or results that arrive after a transition).
     CallRecorded {
@@ -213,6 +223,18 @@ impl Listener for TracingListener {
                 from = ?from,
                 to = ?to,
                 "circuit breaker state changed"
+            ),
+            EventKind::BulkheadAdmitted { in_flight } => tracing::trace!(
+                target: "palisade",
+                policy,
+                in_flight,
+                "bulkhead admitted a call"
+            ),
+            EventKind::BulkheadReleased { in_flight } => tracing::trace!(
+                target: "palisade",
+                policy,
+                in_flight,
+                "bulkhead slot released"
             ),
             EventKind::CallRecorded { failure, slow } => tracing::trace!(
                 target: "palisade",

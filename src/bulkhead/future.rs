@@ -1,0 +1,361 @@
+//! The futures returned by [`Bulkhead`](super::Bulkhead) and
+//! [`BulkheadService`](super::BulkheadService).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+
+use super::semaphore::{Cancelled, Enqueued, Node};
+use super::{Bulkhead, BulkheadPermit, OwnedBulkheadPermit, Shared};
+use crate::error::{FullCause, Rejected};
+use crate::sync::Arc;
+use crate::timer::Timer;
+
+pin_project! {
+    /// Waiting for a slot: the shared state machine of every acquiring future.
+    struct Waiter<S> {
+        started: bool,
+        // Our place in line while queued.
+        node: Option<Arc<Node>>,
+        // The max_wait timer, armed when we join the queue.
+        #[pin]
+        sleep: Option<S>,
+    }
+}
+
+impl<S: Future<Output = ()>> Waiter<S> {
+    fn new() -> Self {
+        Waiter {
+            started: false,
+            node: None,
+            sleep: None,
+        }
+    }
+
+    /// Ready with `Ok` once this waiter owns a slot (to be wrapped in a permit).
+    fn poll_slot<T: Timer<Sleep = S>>(
+        self: Pin<&mut Self>,
+        shared: &Shared,
+        timer: &T,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Rejected>> {
+        let mut this = self.project();
+        if !*this.started {
+            *this.started = true;
+            match shared.sem.enqueue() {
+                Enqueued::Admitted => return Poll::Ready(Ok(())),
+                Enqueued::Full => return Poll::Ready(Err(shared.reject(FullCause::QueueFull))),
+                Enqueued::Waiting(node) => {
+                    *this.node = Some(node);
+                    if let Some(max_wait) = shared.max_wait {
+                        this.sleep.set(Some(timer.sleep(max_wait)));
+                    }
+                }
+            }
+        }
+        let Some(node) = this.node.as_ref() else {
+            panic!("bulkhead acquire future polled after completion");
+        };
+        if shared.sem.poll_granted(node, cx).is_ready() {
+            *this.node = None;
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(sleep) = this.sleep.as_pin_mut() {
+            ready!(sleep.poll(cx));
+            if let Some(node) = this.node.take() {
+                // The grant may have raced the timer: a granted slot is ours to keep.
+                return Poll::Ready(match shared.sem.cancel(&node) {
+                    Cancelled::WasGranted => Ok(()),
+                    Cancelled::Left => Err(shared.reject(FullCause::WaitTimedOut)),
+                });
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Leaves the line if still in it, giving back a slot granted meanwhile.
+    fn abandon(self: Pin<&mut Self>, shared: &Shared) {
+        if let Some(node) = self.project().node.take() {
+            if shared.sem.cancel(&node) == Cancelled::WasGranted {
+                shared.sem.release();
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The future returned by [`Bulkhead::acquire`](super::Bulkhead::acquire).
+    ///
+    /// Dropped while queued, it leaves the queue and takes no slot.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Acquire<'a, T>
+    where
+        T: Timer,
+    {
+        bulkhead: &'a Bulkhead<T>,
+        #[pin]
+        waiter: Waiter<T::Sleep>,
+    }
+
+    impl<T> PinnedDrop for Acquire<'_, T>
+    where
+        T: Timer,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            this.waiter.abandon(&this.bulkhead.shared);
+        }
+    }
+}
+
+impl<'a, T: Timer> Acquire<'a, T> {
+    pub(super) fn new(bulkhead: &'a Bulkhead<T>) -> Self {
+        Acquire {
+            bulkhead,
+            waiter: Waiter::new(),
+        }
+    }
+}
+
+impl<'a, T: Timer> Future for Acquire<'a, T> {
+    type Output = Result<BulkheadPermit<'a>, Rejected>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let bulkhead: &'a Bulkhead<T> = this.bulkhead;
+        ready!(this.waiter.poll_slot(&bulkhead.shared, &bulkhead.timer, cx))?;
+        Poll::Ready(Ok(BulkheadPermit::new(&bulkhead.shared)))
+    }
+}
+
+pin_project! {
+    /// The future returned by [`Bulkhead::acquire_owned`](super::Bulkhead::acquire_owned).
+    ///
+    /// Dropped while queued, it leaves the queue and takes no slot.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct AcquireOwned<T>
+    where
+        T: Timer,
+    {
+        bulkhead: Bulkhead<T>,
+        #[pin]
+        waiter: Waiter<T::Sleep>,
+    }
+
+    impl<T> PinnedDrop for AcquireOwned<T>
+    where
+        T: Timer,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            this.waiter.abandon(&this.bulkhead.shared);
+        }
+    }
+}
+
+impl<T: Timer> AcquireOwned<T> {
+    pub(super) fn new(bulkhead: Bulkhead<T>) -> Self {
+        AcquireOwned {
+            bulkhead,
+            waiter: Waiter::new(),
+        }
+    }
+}
+
+impl<T: Timer> Future for AcquireOwned<T> {
+    type Output = Result<OwnedBulkheadPermit, Rejected>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        ready!(
+            this.waiter
+                .poll_slot(&this.bulkhead.shared, &this.bulkhead.timer, cx)
+        )?;
+        Poll::Ready(Ok(OwnedBulkheadPermit::new(this.bulkhead.shared.clone())))
+    }
+}
+
+pin_project! {
+    /// The future returned by [`Bulkhead::run`](super::Bulkhead::run) and
+    /// [`run_once`](super::Bulkhead::run_once): waits for a slot if the bulkhead queues, then
+    /// runs the call holding it.
+    ///
+    /// Resolves to the call's output, or to `Err(E::from(Rejected::BulkheadFull(..)))` (the call
+    /// was then never made). The slot is given back when the call finishes, fails, panics or
+    /// is dropped.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct RunFuture<'a, M, F, T>
+    where
+        T: Timer,
+    {
+        bulkhead: &'a Bulkhead<T>,
+        make: Option<M>,
+        #[pin]
+        waiter: Waiter<T::Sleep>,
+        permit: Option<BulkheadPermit<'a>>,
+        rejected: Option<Rejected>,
+        #[pin]
+        call: Option<F>,
+    }
+
+    impl<M, F, T> PinnedDrop for RunFuture<'_, M, F, T>
+    where
+        T: Timer,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            this.waiter.abandon(&this.bulkhead.shared);
+        }
+    }
+}
+
+impl<'a, M, F, T: Timer> RunFuture<'a, M, F, T> {
+    /// A run that already holds a slot (the fail-fast path) or will wait for one.
+    pub(super) fn new(
+        bulkhead: &'a Bulkhead<T>,
+        make: M,
+        slot: Result<BulkheadPermit<'a>, Option<Rejected>>,
+    ) -> Self {
+        let (permit, rejected) = match slot {
+            Ok(permit) => (Some(permit), None),
+            Err(rejected) => (None, rejected),
+        };
+        RunFuture {
+            bulkhead,
+            make: Some(make),
+            waiter: Waiter::new(),
+            permit,
+            rejected,
+            call: None,
+        }
+    }
+}
+
+impl<'a, M, F, T, R, E> Future for RunFuture<'a, M, F, T>
+where
+    M: FnOnce() -> F,
+    F: Future<Output = Result<R, E>>,
+    T: Timer,
+    E: From<Rejected>,
+{
+    type Output = Result<R, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(rejected) = this.rejected.take() {
+            return Poll::Ready(Err(E::from(rejected)));
+        }
+        if this.call.is_none() {
+            let bulkhead: &'a Bulkhead<T> = this.bulkhead;
+            if this.permit.is_none() {
+                ready!(this.waiter.poll_slot(&bulkhead.shared, &bulkhead.timer, cx))
+                    .map_err(E::from)?;
+                *this.permit = Some(BulkheadPermit::new(&bulkhead.shared));
+            }
+            let Some(make) = this.make.take() else {
+                panic!("bulkhead run future polled after completion");
+            };
+            this.call.set(Some(make()));
+        }
+        let Some(call) = this.call.as_mut().as_pin_mut() else {
+            unreachable!("the call was just made");
+        };
+        let out = ready!(call.poll(cx));
+        this.call.set(None);
+        // The slot goes back as soon as the call is done, not when this future is dropped.
+        *this.permit = None;
+        Poll::Ready(out)
+    }
+}
+
+impl<M, F, T: Timer> std::fmt::Debug for RunFuture<'_, M, F, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunFuture")
+            .field("policy", &self.bulkhead.shared.telemetry.name())
+            .field("holds_slot", &self.permit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Timer> std::fmt::Debug for Acquire<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acquire")
+            .field("policy", &self.bulkhead.shared.telemetry.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Timer> std::fmt::Debug for AcquireOwned<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcquireOwned")
+            .field("policy", &self.bulkhead.shared.telemetry.name())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "tower")]
+pin_project! {
+    /// The response future of [`BulkheadService`](super::BulkheadService): the inner call,
+    /// holding its slot until it completes (or is dropped), or the rejection.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        permit: Option<OwnedBulkheadPermit>,
+        rejected: Option<Rejected>,
+    }
+}
+
+#[cfg(feature = "tower")]
+impl<F> ResponseFuture<F> {
+    pub(super) fn admitted(inner: F, permit: OwnedBulkheadPermit) -> Self {
+        ResponseFuture {
+            inner: Some(inner),
+            permit: Some(permit),
+            rejected: None,
+        }
+    }
+
+    pub(super) fn rejected(rejected: Rejected) -> Self {
+        ResponseFuture {
+            inner: None,
+            permit: None,
+            rejected: Some(rejected),
+        }
+    }
+}
+
+#[cfg(feature = "tower")]
+impl<F, R, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<R, E>>,
+    E: From<Rejected>,
+{
+    type Output = Result<R, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(rejected) = this.rejected.take() {
+            return Poll::Ready(Err(E::from(rejected)));
+        }
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            panic!("bulkhead response future polled after completion");
+        };
+        let out = ready!(inner.poll(cx));
+        this.inner.set(None);
+        *this.permit = None;
+        Poll::Ready(out)
+    }
+}
+
+#[cfg(feature = "tower")]
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("permit", &self.permit)
+            .field("rejected", &self.rejected)
+            .finish_non_exhaustive()
+    }
+}

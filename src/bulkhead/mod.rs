@@ -1,0 +1,448 @@
+//! Bulkhead: cap how many calls run at once, so one slow dependency cannot take every task,
+//! connection and thread.
+//!
+//! # Semantics
+//!
+//! A [`Bulkhead`] has `max_concurrent` slots. A call takes one before it starts and gives it
+//! back when it ends, however it ends. When every slot is taken:
+//!
+//! - with no queue (`max_queue = 0`, the default), the call is rejected at once with
+//!   [`Rejected::BulkheadFull`] ([`FullCause::QueueFull`]);
+//! - with a queue, up to `max_queue` calls wait, served **first in, first out**; a call that
+//!   finds the queue full is rejected at once, and one that waits longer than `max_wait` is
+//!   rejected with [`FullCause::WaitTimedOut`]. A newcomer never overtakes a waiter: a slot
+//!   given back while calls wait goes straight to the oldest.
+//!
+//! [`set_max_concurrent`](Bulkhead::set_max_concurrent) resizes it at run time: a raise admits
+//! waiters at once; a cut lets the calls in flight finish and admits no one until they are
+//! under the new limit.
+//!
+//! # Examples
+//!
+//! With closures:
+//!
+//! ```
+//! use palisade::{Rejected, bulkhead::Bulkhead};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), palisade::ConfigError> {
+//! let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(2).build()?);
+//! let out: Result<u32, Rejected> = bulkhead.run(|| async { Ok(7) }).await;
+//! assert_eq!(out, Ok(7));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! As a tower layer (the same handle, the same slots):
+//!
+//! ```
+//! use palisade::bulkhead::Bulkhead;
+//! use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[cfg(all(feature = "tokio", feature = "tower"))]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(8).build()?);
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(bulkhead.layer())
+//!     .service_fn(|x: u32| async move { Ok::<_, BoxError>(x * 2) });
+//! assert_eq!(svc.ready().await?.call(21).await?, 42);
+//! # Ok(())
+//! # }
+//! # #[cfg(not(all(feature = "tokio", feature = "tower")))] fn main() {}
+//! ```
+//!
+//! With tower, the slot is reserved in `poll_ready` (waiting there while queued) and moves
+//! into the response future, which gives it back when it completes or is dropped. A full
+//! bulkhead is not a readiness error, which tower treats as fatal: `poll_ready` returns
+//! `Ready(Ok(()))` and the call's future fails with the rejection. A clone of the service
+//! starts without a reservation.
+//!
+//! # Cancellation
+//!
+//! A call dropped while queued leaves the queue and takes no slot; if a slot was handed to it
+//! at that very moment, it passes it on to the next waiter. A slot is given back exactly once
+//! however the call ends: success, error, panic inside the call, or drop.
+//!
+//! # Clone semantics
+//!
+//! Clones share the same slots, queue and counters: clone the handle into every place that
+//! calls the same dependency.
+//!
+//! # Why our own queue
+//!
+//! Fail-fast admission is a compare-and-swap on one counter, with no lock and no allocation.
+//! The queue could have been `tokio::sync::Semaphore`, but a second counter beside ours would
+//! give two sources of truth for resizing, `try_acquire` and snapshots, and would tie the
+//! queue to tokio. Ours is a mutex-guarded `VecDeque` next to the counter: the mutex is taken
+//! only when a queue is configured (on release and when joining the queue), as tokio's
+//! semaphore takes its waiter lock on release. Its correctness is checked by loom models and
+//! a proptest against a reference model; its cost by `benches/hot_path.rs`.
+
+mod config;
+pub mod future;
+#[cfg(feature = "tower")]
+mod layer;
+mod permit;
+mod semaphore;
+#[cfg(feature = "tower")]
+mod service;
+
+pub use config::{
+    BulkheadConfig, BulkheadConfigBuilder, DEFAULT_MAX_QUEUE, DEFAULT_NAME, MAX_LIMIT, MAX_WAIT,
+};
+#[cfg(feature = "tower")]
+pub use layer::BulkheadLayer;
+pub use permit::{BulkheadPermit, OwnedBulkheadPermit};
+#[cfg(feature = "tower")]
+pub use service::BulkheadService;
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use crate::counter::StripedCounter;
+use crate::error::{BulkheadFull, ConfigError, FullCause, Rejected};
+use crate::sync::Arc;
+use crate::telemetry::{EventKind, Telemetry};
+use crate::timer::{DefaultTimer, Timer};
+
+use self::future::{Acquire, AcquireOwned, RunFuture};
+use self::semaphore::Semaphore;
+
+/// A bulkhead. Cheap to clone; clones share slots.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::bulkhead::Bulkhead;
+///
+/// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
+/// let held = bulkhead.try_acquire()?;
+/// assert!(bulkhead.try_acquire().is_err());
+/// drop(held);
+/// assert_eq!(bulkhead.metrics().available, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Bulkhead<T = DefaultTimer> {
+    shared: Arc<Shared>,
+    timer: T,
+}
+
+impl<T: Clone> Clone for Bulkhead<T> {
+    fn clone(&self) -> Self {
+        Bulkhead {
+            shared: self.shared.clone(),
+            timer: self.timer.clone(),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    sem: Semaphore,
+    max_wait: Option<Duration>,
+    telemetry: Telemetry,
+    rejected: StripedCounter,
+    config: BulkheadConfig,
+}
+
+impl Bulkhead {
+    /// A bulkhead from `config`; queued calls time out on the [`DefaultTimer`].
+    pub fn new(config: BulkheadConfig) -> Self {
+        Self::with_timer(config, DefaultTimer::default())
+    }
+
+    /// A builder for a bulkhead's config (shortcut for [`BulkheadConfig::builder`]).
+    pub fn builder() -> BulkheadConfigBuilder {
+        BulkheadConfig::builder()
+    }
+}
+
+impl<T> Bulkhead<T> {
+    /// A bulkhead from `config` whose queued calls time out on `timer` (only used when
+    /// `max_wait` is set).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    /// use std::time::Duration;
+    ///
+    /// let config = Bulkhead::builder().max_concurrent(4).build()?;
+    /// let bulkhead = Bulkhead::with_timer(config, |d: Duration| tokio::time::sleep(d));
+    /// # let _ = bulkhead;
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    pub fn with_timer(config: BulkheadConfig, timer: T) -> Self {
+        Bulkhead {
+            shared: Arc::new(Shared {
+                sem: Semaphore::new(config.max_concurrent, config.max_queue),
+                max_wait: config.max_wait,
+                telemetry: config.telemetry.clone(),
+                rejected: StripedCounter::new(),
+                config,
+            }),
+            timer,
+        }
+    }
+
+    /// Takes a slot if one is free, without waiting (and without overtaking queued calls).
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected::BulkheadFull`] when no slot is free.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    ///
+    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
+    /// let _slot = bulkhead.try_acquire()?;
+    /// assert!(bulkhead.try_acquire().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn try_acquire(&self) -> Result<BulkheadPermit<'_>, Rejected> {
+        if self.shared.sem.try_acquire() {
+            Ok(BulkheadPermit::new(&self.shared))
+        } else {
+            Err(self.shared.reject(FullCause::QueueFull))
+        }
+    }
+
+    /// [`try_acquire`](Self::try_acquire) with a permit that owns a handle to the bulkhead.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire`](Self::try_acquire).
+    #[inline]
+    pub fn try_acquire_owned(&self) -> Result<OwnedBulkheadPermit, Rejected> {
+        if self.shared.sem.try_acquire() {
+            Ok(OwnedBulkheadPermit::new(self.shared.clone()))
+        } else {
+            Err(self.shared.reject(FullCause::QueueFull))
+        }
+    }
+
+    /// Changes the number of slots for calls admitted from now on; calls in flight are not
+    /// disturbed. Values outside `1..=`[`MAX_LIMIT`] are refused.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `max_concurrent` for an invalid value; the limit is unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    ///
+    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
+    /// bulkhead.set_max_concurrent(3)?;
+    /// assert_eq!(bulkhead.metrics().max_concurrent, 3);
+    /// assert!(bulkhead.set_max_concurrent(0).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_max_concurrent(&self, n: u32) -> Result<(), ConfigError> {
+        if !(1..=MAX_LIMIT).contains(&n) {
+            return Err(ConfigError::new(
+                "max_concurrent",
+                format!("must be in 1..={MAX_LIMIT}"),
+                n,
+            ));
+        }
+        self.shared.sem.set_limit(n);
+        Ok(())
+    }
+
+    /// A snapshot of the bulkhead.
+    pub fn metrics(&self) -> BulkheadMetrics {
+        let sem = &self.shared.sem;
+        let (in_flight, max_concurrent) = (sem.in_flight(), sem.limit());
+        BulkheadMetrics {
+            in_flight,
+            queued: sem.queued(),
+            available: max_concurrent.saturating_sub(in_flight),
+            max_concurrent,
+            rejected: self.shared.rejected.sum(),
+        }
+    }
+
+    /// The config the bulkhead was built from (its `max_concurrent` is the initial limit).
+    pub fn config(&self) -> &BulkheadConfig {
+        &self.shared.config
+    }
+
+    /// The name the bulkhead reports under.
+    pub fn name(&self) -> &'static str {
+        self.shared.telemetry.name()
+    }
+}
+
+impl<T: Timer> Bulkhead<T> {
+    /// Waits for a slot, in line behind earlier callers, if the bulkhead has a queue.
+    ///
+    /// # Errors
+    ///
+    /// The future resolves to [`Rejected::BulkheadFull`] when the queue is full (or there is
+    /// none) or `max_wait` runs out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).max_queue(10).build()?);
+    /// let permit = bulkhead.acquire().await?;
+    /// drop(permit);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the queue; no slot is taken or lost.
+    pub fn acquire(&self) -> Acquire<'_, T> {
+        Acquire::new(self)
+    }
+
+    /// [`acquire`](Self::acquire) with a permit that owns a handle to the bulkhead.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`acquire`](Self::acquire).
+    pub fn acquire_owned(&self) -> AcquireOwned<T>
+    where
+        T: Clone,
+    {
+        AcquireOwned::new(self.clone())
+    }
+
+    /// Runs the future made by `make` holding a slot, waiting for one if the bulkhead queues.
+    /// `make` is only called once the slot is held.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Rejected, bulkhead::Bulkhead};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
+    /// let _busy = bulkhead.try_acquire().unwrap();
+    /// let out: Result<(), Rejected> = bulkhead.run(|| async { Ok(()) }).await;
+    /// assert!(matches!(out, Err(Rejected::BulkheadFull(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the queue or gives the slot back.
+    pub fn run<M, F, R, E>(&self, make: M) -> RunFuture<'_, M, F, T>
+    where
+        M: FnOnce() -> F,
+        F: Future<Output = Result<R, E>>,
+        E: From<Rejected>,
+    {
+        // Fail fast without touching the queue machinery when a slot is free (or nobody may
+        // wait for one).
+        let slot = if self.shared.sem.try_acquire() {
+            Ok(BulkheadPermit::new(&self.shared))
+        } else if self.shared.config.max_queue == 0 {
+            Err(Some(self.shared.reject(FullCause::QueueFull)))
+        } else {
+            Err(None)
+        };
+        RunFuture::new(self, make, slot)
+    }
+
+    /// Runs `fut` holding a slot; see [`run`](Self::run). A rejected `fut` is dropped unpolled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Rejected, bulkhead::Bulkhead};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
+    /// let out: Result<u8, Rejected> = bulkhead.run_once(async { Ok(1) }).await;
+    /// assert_eq!(out, Ok(1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run`](Self::run).
+    pub fn run_once<F, R, E>(&self, fut: F) -> RunFuture<'_, impl FnOnce() -> F, F, T>
+    where
+        F: Future<Output = Result<R, E>>,
+        E: From<Rejected>,
+    {
+        self.run(move || fut)
+    }
+}
+
+impl<T> fmt::Debug for Bulkhead<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bulkhead")
+            .field("name", &self.shared.telemetry.name())
+            .field("metrics", &self.metrics())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot of a bulkhead, from [`Bulkhead::metrics`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BulkheadMetrics {
+    /// Calls holding a slot.
+    pub in_flight: u32,
+    /// Calls waiting for one.
+    pub queued: u32,
+    /// Free slots (0 while the calls in flight exceed a lowered limit).
+    pub available: u32,
+    /// The current limit.
+    pub max_concurrent: u32,
+    /// Calls rejected since the bulkhead was built.
+    pub rejected: u64,
+}
+
+// ===== impl Shared =====
+
+impl Shared {
+    #[inline]
+    fn admitted(&self) {
+        self.telemetry.emit(|| EventKind::BulkheadAdmitted {
+            in_flight: self.sem.in_flight(),
+        });
+    }
+
+    #[inline]
+    fn release(&self) {
+        self.telemetry.emit(|| EventKind::BulkheadReleased {
+            in_flight: self.sem.in_flight(),
+        });
+        self.sem.release();
+    }
+
+    #[cold]
+    fn reject(&self, cause: FullCause) -> Rejected {
+        self.rejected.incr();
+        let rejected = Rejected::BulkheadFull(BulkheadFull::new(
+            self.telemetry.name(),
+            self.sem.limit(),
+            cause,
+        ));
+        self.telemetry.emit(|| EventKind::Rejected(rejected));
+        rejected
+    }
+}

@@ -1,0 +1,429 @@
+//! CORE: the bulkhead's slots, as an atomic counter with a FIFO queue of waiters beside it.
+//!
+//! # Fail-fast admission
+//!
+//! `in_flight` counts the calls holding a slot. Taking one is a compare-and-swap that only
+//! succeeds below `limit`; giving one back is a decrement. Without a queue (`max_queue = 0`),
+//! that is all: no lock, no allocation.
+//!
+//! # The queue
+//!
+//! With a queue, the waiters live in a `VecDeque` under a mutex, oldest first. Every change to
+//! the queue, and every release while a queue exists, happens under that mutex, which gives
+//! three invariants:
+//!
+//! 1. A slot given back while waiters exist goes **to the oldest waiter** (`in_flight` is not
+//!    decremented: the slot changes hands), so a newcomer can never take it first. A
+//!    newcomer queues whenever the queue is not empty.
+//! 2. A waiter is either in the queue and `Waiting`, or out of it and `Granted` (it owns a
+//!    slot) or `Abandoned`. A waiter that gives up (dropped, or its `max_wait` ran out)
+//!    removes itself under the mutex; if it was granted in the meantime, it gives the slot
+//!    back, so the slot moves on to the next waiter. No slot is ever lost or counted twice.
+//! 3. A waker is woken after the mutex is released.
+//!
+//! # Resizing
+//!
+//! `limit` can change at any time. Raising it grants queued waiters at once; lowering it lets
+//! the calls in flight finish, and admits no one until `in_flight` is below the new limit.
+//!
+//! # Memory ordering
+//!
+//! The counter's compare-and-swap is `AcqRel` and its decrement `Release` (tokio's semaphore
+//! makes the same choice), so work done under a slot happens-before the next holder of that
+//! slot starts, for users who rely on it. `limit` is `Relaxed`: a resize only has to be seen
+//! eventually, and the queue's mutex orders it against grants. `queued` mirrors the queue's
+//! length for lock-free reads by `try_acquire` and snapshots; it is written under the mutex.
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll, Waker};
+
+use crate::sync::{Arc, AtomicU32, Mutex, Ordering};
+
+/// A waiter's place in line.
+#[derive(Debug)]
+pub(crate) struct Node {
+    state: Mutex<NodeState>,
+}
+
+#[derive(Debug)]
+enum NodeState {
+    Waiting(Option<Waker>),
+    Granted,
+    Abandoned,
+}
+
+/// How a queued acquisition began.
+#[derive(Debug)]
+pub(crate) enum Enqueued {
+    /// A slot was free and nobody was waiting: it is ours.
+    Admitted,
+    /// In line; poll the node until granted.
+    Waiting(Arc<Node>),
+    /// No slot and no room in the queue.
+    Full,
+}
+
+/// What a waiter that gave up was holding.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Cancelled {
+    /// It left the queue without a slot.
+    Left,
+    /// It had been granted a slot, which it now owns.
+    WasGranted,
+}
+
+#[derive(Debug)]
+pub(crate) struct Semaphore {
+    in_flight: AtomicU32,
+    limit: AtomicU32,
+    queued: AtomicU32,
+    max_queue: u32,
+    queue: Mutex<VecDeque<Arc<Node>>>,
+}
+
+impl Semaphore {
+    pub(crate) fn new(limit: u32, max_queue: u32) -> Self {
+        Semaphore {
+            in_flight: AtomicU32::new(0),
+            limit: AtomicU32::new(limit),
+            queued: AtomicU32::new(0),
+            max_queue,
+            queue: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    #[inline]
+    fn has_queue(&self) -> bool {
+        self.max_queue > 0
+    }
+
+    #[inline]
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn limit(&self) -> u32 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn queued(&self) -> u32 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Takes a slot if one is free below the limit. The only step of fail-fast admission.
+    #[inline]
+    fn take(&self) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed);
+        let mut current = self.in_flight.load(Ordering::Relaxed);
+        loop {
+            if current >= limit {
+                return false;
+            }
+            match self.in_flight.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Takes a slot without waiting, and without overtaking anyone already in line.
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> bool {
+        if self.has_queue() && self.queued.load(Ordering::Relaxed) > 0 {
+            return false;
+        }
+        self.take()
+    }
+
+    /// Takes a slot, or a place in line.
+    pub(crate) fn enqueue(&self) -> Enqueued {
+        if !self.has_queue() {
+            return if self.take() {
+                Enqueued::Admitted
+            } else {
+                Enqueued::Full
+            };
+        }
+        let mut queue = self.queue.lock();
+        if queue.is_empty() && self.take() {
+            return Enqueued::Admitted;
+        }
+        if queue.len() >= self.max_queue as usize {
+            return Enqueued::Full;
+        }
+        let node = Arc::new(Node {
+            state: Mutex::new(NodeState::Waiting(None)),
+        });
+        queue.push_back(node.clone());
+        self.queued.store(queue.len() as u32, Ordering::Relaxed);
+        Enqueued::Waiting(node)
+    }
+
+    /// Whether `node` has been granted its slot; registers the waker if not.
+    pub(crate) fn poll_granted(&self, node: &Node, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = node.state.lock();
+        match &mut *state {
+            NodeState::Granted => Poll::Ready(()),
+            NodeState::Waiting(waker) => {
+                if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            // Only the owner abandons a node, and it stops polling when it does.
+            NodeState::Abandoned => Poll::Pending,
+        }
+    }
+
+    /// Takes `node` out of line. If it was granted a slot meanwhile, the caller now owns it.
+    pub(crate) fn cancel(&self, node: &Arc<Node>) -> Cancelled {
+        let mut queue = self.queue.lock();
+        let mut state = node.state.lock();
+        match *state {
+            NodeState::Granted => Cancelled::WasGranted,
+            NodeState::Waiting(_) | NodeState::Abandoned => {
+                *state = NodeState::Abandoned;
+                drop(state);
+                if let Some(i) = queue.iter().position(|n| Arc::ptr_eq(n, node)) {
+                    queue.remove(i);
+                    self.queued.store(queue.len() as u32, Ordering::Relaxed);
+                }
+                Cancelled::Left
+            }
+        }
+    }
+
+    /// Gives a slot back: to the oldest waiter if there is one and the limit allows, to the
+    /// pool otherwise.
+    #[inline]
+    pub(crate) fn release(&self) {
+        if !self.has_queue() {
+            // Release: what the holder did happens-before the next holder's acquire.
+            self.in_flight.fetch_sub(1, Ordering::Release);
+            return;
+        }
+        let waker = {
+            let mut queue = self.queue.lock();
+            // The slot may only change hands while the calls in flight fit the limit: after a
+            // shrink, releases first bring `in_flight` down.
+            let within_limit =
+                self.in_flight.load(Ordering::Relaxed) <= self.limit.load(Ordering::Relaxed);
+            let next = if within_limit {
+                queue.pop_front()
+            } else {
+                None
+            };
+            match next {
+                Some(node) => {
+                    self.queued.store(queue.len() as u32, Ordering::Relaxed);
+                    grant(&node)
+                }
+                None => {
+                    self.in_flight.fetch_sub(1, Ordering::Release);
+                    None
+                }
+            }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Changes the limit; waiters are granted the room a raise makes.
+    pub(crate) fn set_limit(&self, limit: u32) {
+        self.limit.store(limit, Ordering::Relaxed);
+        if !self.has_queue() {
+            return;
+        }
+        let mut wakers = Vec::new();
+        {
+            let mut queue = self.queue.lock();
+            while !queue.is_empty() && self.take() {
+                if let Some(node) = queue.pop_front() {
+                    wakers.extend(grant(&node));
+                }
+            }
+            self.queued.store(queue.len() as u32, Ordering::Relaxed);
+        }
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+}
+
+/// Marks a waiter granted; returns its waker, to be woken once the queue is unlocked.
+fn grant(node: &Node) -> Option<Waker> {
+    let mut state = node.state.lock();
+    match std::mem::replace(&mut *state, NodeState::Granted) {
+        NodeState::Waiting(waker) => waker,
+        // Nodes in the queue are always waiting: cancel() removes a node before abandoning it.
+        NodeState::Granted | NodeState::Abandoned => None,
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn waiting(e: Enqueued) -> Arc<Node> {
+        match e {
+            Enqueued::Waiting(node) => node,
+            other => panic!("expected to wait, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fail_fast_admits_up_to_the_limit() {
+        let s = Semaphore::new(2, 0);
+        assert!(s.try_acquire());
+        assert!(s.try_acquire());
+        assert!(!s.try_acquire());
+        assert!(matches!(s.enqueue(), Enqueued::Full));
+        s.release();
+        assert!(s.try_acquire());
+        assert_eq!(s.in_flight(), 2);
+    }
+
+    #[test]
+    fn released_slots_go_to_waiters_in_order() {
+        let s = Semaphore::new(1, 2);
+        assert!(matches!(s.enqueue(), Enqueued::Admitted));
+        let first = waiting(s.enqueue());
+        let second = waiting(s.enqueue());
+        assert!(matches!(s.enqueue(), Enqueued::Full), "the queue holds 2");
+        assert!(!s.try_acquire(), "no barging past the queue");
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(s.poll_granted(&first, &mut cx).is_pending());
+        s.release();
+        assert!(s.poll_granted(&first, &mut cx).is_ready());
+        assert!(s.poll_granted(&second, &mut cx).is_pending());
+        assert_eq!((s.in_flight(), s.queued()), (1, 1));
+    }
+
+    #[test]
+    fn a_cancelled_waiter_leaves_and_a_granted_one_owns_its_slot() {
+        let s = Semaphore::new(1, 2);
+        assert!(matches!(s.enqueue(), Enqueued::Admitted));
+        let first = waiting(s.enqueue());
+        let second = waiting(s.enqueue());
+        assert_eq!(s.cancel(&first), Cancelled::Left);
+        s.release();
+        assert_eq!(s.cancel(&second), Cancelled::WasGranted);
+        s.release();
+        assert_eq!((s.in_flight(), s.queued()), (0, 0));
+    }
+
+    #[test]
+    fn resizing_grants_waiters_and_shrinking_waits_for_calls_to_finish() {
+        let s = Semaphore::new(1, 4);
+        assert!(s.try_acquire());
+        let a = waiting(s.enqueue());
+        let b = waiting(s.enqueue());
+        s.set_limit(3);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(s.poll_granted(&a, &mut cx).is_ready());
+        assert!(s.poll_granted(&b, &mut cx).is_ready());
+        assert_eq!(s.in_flight(), 3);
+        s.set_limit(1);
+        let c = waiting(s.enqueue());
+        s.release();
+        s.release();
+        assert!(
+            s.poll_granted(&c, &mut cx).is_pending(),
+            "still at the new limit"
+        );
+        s.release();
+        assert!(s.poll_granted(&c, &mut cx).is_ready());
+        assert_eq!(s.in_flight(), 1);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::thread;
+
+    #[test]
+    fn fail_fast_never_exceeds_the_limit_and_every_slot_comes_back() {
+        loom::model(|| {
+            let s = Arc::new(Semaphore::new(1, 0));
+            let active = Arc::new(AtomicU32::new(0));
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let (s, active) = (s.clone(), active.clone());
+                    thread::spawn(move || {
+                        if s.try_acquire() {
+                            let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                            assert!(now <= 1, "{now} calls in flight with a limit of 1");
+                            active.fetch_sub(1, Ordering::SeqCst);
+                            s.release();
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(s.in_flight(), 0);
+        });
+    }
+
+    #[test]
+    fn a_waiter_cancelled_while_a_slot_is_released_never_leaks_it() {
+        loom::model(|| {
+            let s = Arc::new(Semaphore::new(1, 1));
+            assert!(matches!(s.enqueue(), Enqueued::Admitted));
+            let node = match s.enqueue() {
+                Enqueued::Waiting(node) => node,
+                other => panic!("{other:?}"),
+            };
+            let releaser = {
+                let s = s.clone();
+                thread::spawn(move || s.release())
+            };
+            let canceller = {
+                let s = s.clone();
+                thread::spawn(move || {
+                    if s.cancel(&node) == Cancelled::WasGranted {
+                        s.release();
+                    }
+                })
+            };
+            releaser.join().unwrap();
+            canceller.join().unwrap();
+            assert_eq!((s.in_flight(), s.queued()), (0, 0));
+            assert!(s.try_acquire(), "the slot is free again");
+        });
+    }
+
+    #[test]
+    fn a_slot_released_while_another_caller_queues_is_not_lost() {
+        loom::model(|| {
+            let s = Arc::new(Semaphore::new(1, 1));
+            assert!(s.try_acquire());
+            let releaser = {
+                let s = s.clone();
+                thread::spawn(move || s.release())
+            };
+            let outcome = s.enqueue();
+            releaser.join().unwrap();
+            match outcome {
+                Enqueued::Admitted => {}
+                Enqueued::Waiting(node) => {
+                    let mut cx = Context::from_waker(Waker::noop());
+                    assert!(s.poll_granted(&node, &mut cx).is_ready(), "lost wake-up");
+                }
+                Enqueued::Full => panic!("the queue had room"),
+            }
+            assert_eq!(s.in_flight(), 1);
+            s.release();
+            assert_eq!(s.in_flight(), 0);
+        });
+    }
+}

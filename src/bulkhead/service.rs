@@ -1,0 +1,140 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tower::Service;
+
+use super::future::{AcquireOwned, ResponseFuture};
+use super::{Bulkhead, OwnedBulkheadPermit};
+use crate::error::Rejected;
+use crate::timer::{DefaultTimer, Timer};
+
+/// A tower service whose calls hold a bulkhead slot; made by
+/// [`BulkheadLayer`](super::BulkheadLayer).
+///
+/// `poll_ready` reserves a slot (waiting while queued), then waits for the inner service. A
+/// full bulkhead is not a readiness error: `poll_ready` returns `Ready(Ok(()))` and the next
+/// `call` fails with [`Rejected::BulkheadFull`] without calling the inner service. A clone
+/// starts without a reservation; dropping the service gives a reserved slot back.
+///
+/// # Panics
+///
+/// `call` panics if `poll_ready` did not return `Ready(Ok(()))` since the last `call`.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::bulkhead::{Bulkhead, BulkheadService};
+///
+/// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(4).build()?);
+/// let svc = BulkheadService::new(
+///     tower::service_fn(|x: u32| async move { Ok::<_, tower::BoxError>(x) }),
+///     bulkhead,
+/// );
+/// # let _ = svc;
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
+pub struct BulkheadService<S, T: Timer = DefaultTimer> {
+    inner: S,
+    bulkhead: Bulkhead<T>,
+    reserved: Option<Result<OwnedBulkheadPermit, Rejected>>,
+    // Boxed only while this service waits in the queue; the fail-fast path never allocates.
+    waiting: Option<Pin<Box<AcquireOwned<T>>>>,
+}
+
+impl<S: Clone, T: Timer + Clone> Clone for BulkheadService<S, T> {
+    fn clone(&self) -> Self {
+        BulkheadService {
+            inner: self.inner.clone(),
+            bulkhead: self.bulkhead.clone(),
+            // A clone reserves its own slot in its own poll_ready.
+            reserved: None,
+            waiting: None,
+        }
+    }
+}
+
+impl<S, T: Timer> BulkheadService<S, T> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, bulkhead: Bulkhead<T>) -> Self {
+        BulkheadService {
+            inner,
+            bulkhead,
+            reserved: None,
+            waiting: None,
+        }
+    }
+
+    /// The bulkhead guarding this service.
+    pub fn bulkhead(&self) -> &Bulkhead<T> {
+        &self.bulkhead
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service, giving back any slot reserved.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req, T> Service<Req> for BulkheadService<S, T>
+where
+    S: Service<Req>,
+    S::Error: From<Rejected>,
+    T: Timer + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        if self.reserved.is_none() {
+            if self.waiting.is_none() {
+                if self.bulkhead.shared.sem.try_acquire() {
+                    self.reserved =
+                        Some(Ok(OwnedBulkheadPermit::new(self.bulkhead.shared.clone())));
+                } else {
+                    self.waiting = Some(Box::pin(self.bulkhead.acquire_owned()));
+                }
+            }
+            if let Some(waiting) = self.waiting.as_mut() {
+                let slot = ready!(waiting.as_mut().poll(cx));
+                self.waiting = None;
+                self.reserved = Some(slot);
+            }
+        }
+        if let Some(Ok(_)) = self.reserved {
+            ready!(self.inner.poll_ready(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        match self.reserved.take() {
+            Some(Ok(permit)) => ResponseFuture::admitted(self.inner.call(req), permit),
+            Some(Err(rejected)) => ResponseFuture::rejected(rejected),
+            None => panic!("BulkheadService: poll_ready must be called before call"),
+        }
+    }
+}
+
+impl<S: fmt::Debug, T: Timer> fmt::Debug for BulkheadService<S, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BulkheadService")
+            .field("inner", &self.inner)
+            .field("bulkhead", &self.bulkhead)
+            .field("reserved", &self.reserved)
+            .field("waiting", &self.waiting.is_some())
+            .finish()
+    }
+}
