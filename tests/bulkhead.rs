@@ -1,0 +1,395 @@
+//! The bulkhead on both surfaces, with paused tokio time.
+
+mod support;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use palisade::bulkhead::{Bulkhead, BulkheadConfigBuilder, BulkheadLayer};
+use palisade::error::{BulkheadFull, FullCause};
+use palisade::{AsRejected, Rejected};
+use rand::{Rng, SeedableRng};
+use support::AppError;
+use tokio::time::{advance, sleep};
+use tokio_test::{assert_pending, assert_ready, assert_ready_ok, task};
+use tower::{BoxError, Layer, Service};
+use tower_test::{assert_request_eq, mock};
+
+fn bulkhead(b: BulkheadConfigBuilder) -> Bulkhead {
+    Bulkhead::new(b.name("db").build().unwrap())
+}
+
+fn full(limit: u32, cause: FullCause) -> Rejected {
+    Rejected::BulkheadFull(BulkheadFull::new("db", limit, cause))
+}
+
+#[tokio::test(start_paused = true)]
+async fn layer_reserves_in_poll_ready_and_fails_the_call_when_full() {
+    let bh = bulkhead(Bulkhead::builder().max_concurrent(1));
+    let (svc, mut handle) = mock::pair::<&str, &str>();
+    handle.allow(2);
+    let mut first = mock::Spawn::new(BulkheadLayer::new(bh.clone()).layer(svc.clone()));
+    let mut second = mock::Spawn::new(bh.layer().layer(svc));
+
+    assert_ready_ok!(first.poll_ready());
+    assert_eq!(
+        bh.metrics().in_flight,
+        1,
+        "the slot is reserved by poll_ready"
+    );
+    assert_ready_ok!(second.poll_ready(), "full is not a readiness error");
+    let err = second.call("b").await.unwrap_err();
+    assert_eq!(err.as_rejected(), Some(&full(1, FullCause::QueueFull)));
+
+    let mut call = task::spawn(first.call("a"));
+    assert_request_eq!(handle, "a").send_response("ok");
+    assert_eq!(assert_ready_ok!(call.poll()), "ok");
+    assert_eq!(
+        bh.metrics().in_flight,
+        0,
+        "the slot came back when the call completed"
+    );
+    assert_eq!(bh.metrics().rejected, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clone_never_inherits_a_reservation() {
+    let bh = bulkhead(Bulkhead::builder().max_concurrent(2));
+    let svc = bh
+        .layer()
+        .layer(tower::service_fn(|_: ()| async { Ok::<_, BoxError>(()) }));
+    let mut ready = mock::Spawn::new(svc);
+    assert_ready_ok!(ready.poll_ready());
+    let mut clone = ready.get_ref().clone();
+    assert_eq!(bh.metrics().in_flight, 1, "cloning reserved nothing");
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(clone.call(()))))
+        .unwrap_err();
+    assert_eq!(
+        panic.downcast_ref::<&str>().copied(),
+        Some("BulkheadService: poll_ready must be called before call")
+    );
+    ready.call(()).await.unwrap();
+    assert_eq!(bh.metrics().in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_ready_service_or_a_response_future_gives_the_slot_back() {
+    let bh = bulkhead(Bulkhead::builder().max_concurrent(1));
+    let (svc, mut handle) = mock::pair::<(), ()>();
+    handle.allow(1);
+    let mut ready = mock::Spawn::new(bh.layer().layer(svc.clone()));
+    assert_ready_ok!(ready.poll_ready());
+    drop(ready);
+    assert_eq!(bh.metrics().in_flight, 0);
+
+    let mut svc = mock::Spawn::new(bh.layer().layer(svc));
+    assert_ready_ok!(svc.poll_ready());
+    let call = svc.call(());
+    assert_eq!(bh.metrics().in_flight, 1);
+    drop(call);
+    assert_eq!(bh.metrics().in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn queued_poll_ready_waits_for_a_slot_then_times_out_at_max_wait() {
+    let bh = bulkhead(
+        Bulkhead::builder()
+            .max_concurrent(1)
+            .max_queue(1)
+            .max_wait(Duration::from_millis(100)),
+    );
+    let held = bh.try_acquire().unwrap();
+    let mut svc = mock::Spawn::new(bh.layer().layer(tower::service_fn(|_: ()| async {
+        Ok::<_, BoxError>("served")
+    })));
+    assert!(
+        svc.poll_ready().is_pending(),
+        "queued: Pending, not an error"
+    );
+    assert_eq!(bh.metrics().queued, 1);
+    advance(Duration::from_millis(60)).await;
+    drop(held);
+    assert_ready_ok!(svc.poll_ready(), "granted the released slot");
+    assert_eq!(svc.call(()).await.unwrap(), "served");
+
+    let held = bh.try_acquire().unwrap();
+    assert!(svc.poll_ready().is_pending());
+    advance(Duration::from_millis(100)).await;
+    assert_ready_ok!(
+        svc.poll_ready(),
+        "the wait ran out: ready, with the call failing"
+    );
+    let err = svc.call(()).await.unwrap_err();
+    assert_eq!(err.as_rejected(), Some(&full(1, FullCause::WaitTimedOut)));
+    assert_eq!(bh.metrics().queued, 0);
+    drop(held);
+    assert_eq!(bh.metrics().in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiters_are_served_first_in_first_out() {
+    let bh = bulkhead(Bulkhead::builder().max_concurrent(1).max_queue(8));
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let held = bh.try_acquire().unwrap();
+    let mut waiters: Vec<_> = (0..5)
+        .map(|i| {
+            let order = order.clone();
+            task::spawn(bh.run(move || async move {
+                order.lock().unwrap().push(i);
+                sleep(Duration::from_millis(10)).await;
+                Ok::<_, Rejected>(())
+            }))
+        })
+        .collect();
+    for w in &mut waiters {
+        assert_pending!(w.poll());
+    }
+    // A newcomer that does not wait cannot overtake them.
+    assert!(bh.try_acquire().is_err());
+    drop(held);
+    let mut done = [false; 5];
+    for _ in 0..5 {
+        for (w, done) in waiters.iter_mut().zip(&mut done) {
+            if !*done && w.poll().is_ready() {
+                *done = true;
+            }
+        }
+        advance(Duration::from_millis(10)).await;
+    }
+    for (w, done) in waiters.iter_mut().zip(&mut done) {
+        if !*done {
+            assert_ready_ok!(w.poll());
+        }
+    }
+    assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_dropped_while_queued_takes_no_slot() {
+    let bh = bulkhead(Bulkhead::builder().max_concurrent(1).max_queue(2));
+    let held = bh.try_acquire().unwrap();
+    let mut first = task::spawn(bh.run(|| async { Ok::<_, Rejected>(1) }));
+    let mut second = task::spawn(bh.run(|| async { Ok::<_, Rejected>(2) }));
+    assert_pending!(first.poll());
+    assert_pending!(second.poll());
+    drop(first);
+    assert_eq!(bh.metrics().queued, 1);
+    drop(held);
+    assert!(second.is_woken());
+    assert_eq!(assert_ready!(second.poll()), Ok(2));
+    assert_eq!((bh.metrics().in_flight, bh.metrics().queued), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_gives_the_slot_back_on_success_error_panic_and_drop() {
+    let bh = bulkhead(Bulkhead::builder().max_concurrent(1));
+    let ok: Result<u8, AppError> = bh.run(|| async { Ok(1) }).await;
+    assert_eq!(ok, Ok(1));
+    let err: Result<u8, AppError> = bh.run(|| async { Err(AppError::Backend("boom")) }).await;
+    assert_eq!(
+        err,
+        Err(AppError::Backend("boom")),
+        "the caller's error passes unchanged"
+    );
+
+    let panicking = tokio::spawn({
+        let bh = bh.clone();
+        async move {
+            let _: Result<(), Rejected> = bh
+                .run(|| async {
+                    panic!("the call panicked");
+                })
+                .await;
+        }
+    });
+    assert!(panicking.await.unwrap_err().is_panic());
+    assert_eq!(bh.metrics().in_flight, 0, "the panic gave the slot back");
+
+    let mut dropped = task::spawn(bh.run(|| async {
+        sleep(Duration::from_secs(60)).await;
+        Ok::<_, Rejected>(())
+    }));
+    assert_pending!(dropped.poll());
+    assert_eq!(bh.metrics().in_flight, 1);
+    drop(dropped);
+    assert_eq!(bh.metrics().in_flight, 0);
+
+    let _held = bh.try_acquire().unwrap();
+    let mut made = false;
+    let rejected: Result<(), AppError> = bh
+        .run(|| {
+            made = true;
+            async { Ok(()) }
+        })
+        .await;
+    assert_eq!(
+        rejected,
+        Err(AppError::Rejected(full(1, FullCause::QueueFull)))
+    );
+    assert!(!made, "a rejected call is never made");
+}
+
+/// Counts the calls running at once, however they end.
+struct Running<'a>(&'a AtomicU32);
+
+impl<'a> Running<'a> {
+    fn enter(active: &'a AtomicU32, peak: &AtomicU32) -> Self {
+        let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+        peak.fetch_max(now, Ordering::SeqCst);
+        Running(active)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn thousands_of_calls_cancelled_at_random_points_leave_every_slot_free() {
+    const LIMIT: u32 = 16;
+    let bh = bulkhead(
+        Bulkhead::builder()
+            .max_concurrent(LIMIT)
+            .max_queue(256)
+            .max_wait(Duration::from_millis(400)),
+    );
+    let active = Arc::new(AtomicU32::new(0));
+    let peak = Arc::new(AtomicU32::new(0));
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    let mut tasks = Vec::new();
+    for _ in 0..4000 {
+        let (bh, active, peak) = (bh.clone(), active.clone(), peak.clone());
+        let work = Duration::from_millis(rng.random_range(1..50));
+        tasks.push(tokio::spawn(async move {
+            let _: Result<(), Rejected> = bh
+                .run(|| async {
+                    // Counted down on drop too: an aborted call leaves through its guard.
+                    let _running = Running::enter(&active, &peak);
+                    sleep(work).await;
+                    Ok(())
+                })
+                .await;
+        }));
+    }
+    // Cancel half of them at random points: queued, running, or already done.
+    for _ in 0..2000 {
+        let i = rng.random_range(0..tasks.len());
+        tasks[i].abort();
+        if rng.random_bool(0.1) {
+            tokio::task::yield_now().await;
+            advance(Duration::from_millis(rng.random_range(0..5))).await;
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let m = bh.metrics();
+    assert_eq!((m.in_flight, m.queued, m.available), (0, 0, LIMIT));
+    assert_eq!(active.load(Ordering::SeqCst), 0);
+    assert!(
+        peak.load(Ordering::SeqCst) <= LIMIT,
+        "peak {}",
+        peak.load(Ordering::SeqCst)
+    );
+    assert!(
+        peak.load(Ordering::SeqCst) > 1,
+        "the test must actually run calls at once"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn resizing_takes_effect_for_new_admissions_only() {
+    let bh = bulkhead(Bulkhead::builder().max_concurrent(2).max_queue(4));
+    let a = bh.try_acquire().unwrap();
+    let b = bh.try_acquire().unwrap();
+    let mut waiting = task::spawn(bh.acquire());
+    assert_pending!(waiting.poll());
+    bh.set_max_concurrent(3).unwrap();
+    assert!(waiting.is_woken());
+    let c = assert_ready_ok!(waiting.poll());
+    assert_eq!(bh.metrics().in_flight, 3);
+
+    bh.set_max_concurrent(1).unwrap();
+    assert_eq!(
+        bh.metrics().in_flight,
+        3,
+        "calls in flight are not disturbed"
+    );
+    assert!(bh.try_acquire().is_err());
+    drop(a);
+    drop(b);
+    assert!(bh.try_acquire().is_err(), "still at the new limit of 1");
+    drop(c);
+    assert!(bh.try_acquire().is_ok());
+    let err = bh.set_max_concurrent(0).unwrap_err();
+    assert_eq!(err.field(), "max_concurrent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_rejects_at_once() {
+    let bh = bulkhead(Bulkhead::builder().max_concurrent(1).max_queue(1));
+    let _held = bh.try_acquire().unwrap();
+    let mut queued = task::spawn(bh.acquire());
+    assert_pending!(queued.poll());
+    let rejected = bh.acquire().await.unwrap_err();
+    assert_eq!(rejected, full(1, FullCause::QueueFull));
+    assert_eq!(bh.metrics().rejected, 1);
+}
+
+#[test]
+fn every_invalid_config_names_its_field() {
+    let cases = [
+        (Bulkhead::builder(), "max_concurrent"),
+        (Bulkhead::builder().max_concurrent(0), "max_concurrent"),
+        (
+            Bulkhead::builder().max_concurrent(u32::MAX),
+            "max_concurrent",
+        ),
+        (
+            Bulkhead::builder().max_concurrent(1).max_queue(u32::MAX),
+            "max_queue",
+        ),
+        (
+            Bulkhead::builder()
+                .max_concurrent(1)
+                .max_wait(Duration::from_secs(1)),
+            "max_wait",
+        ),
+        (
+            Bulkhead::builder()
+                .max_concurrent(1)
+                .max_queue(1)
+                .max_wait(Duration::ZERO),
+            "max_wait",
+        ),
+        (
+            Bulkhead::builder()
+                .max_concurrent(1)
+                .max_queue(1)
+                .max_wait(Duration::from_secs(2 * 86_400)),
+            "max_wait",
+        ),
+        (Bulkhead::builder().max_concurrent(1).name(" "), "name"),
+    ];
+    for (b, field) in cases {
+        let err = b.build().unwrap_err();
+        assert_eq!(err.field(), field, "{err}");
+        assert!(err.to_string().starts_with(field), "{err}");
+    }
+}
+
+#[test]
+fn handles_services_and_futures_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Bulkhead>();
+    send_sync::<BulkheadLayer>();
+    send_sync::<palisade::bulkhead::BulkheadPermit<'static>>();
+    send_sync::<palisade::bulkhead::OwnedBulkheadPermit>();
+    send::<palisade::bulkhead::BulkheadService<tower::util::BoxCloneSyncService<(), (), BoxError>>>(
+    );
+    send::<palisade::bulkhead::future::AcquireOwned<palisade::timer::TokioTimer>>();
+}
