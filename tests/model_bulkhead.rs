@@ -211,20 +211,20 @@ proptest! {
             }
             // Poll every waiter: exactly the ones the reference granted get their slot, exactly
             // the expired ones are rejected, in the reference's order.
-            for id in 0..calls.len() {
-                let Some(Call::Waiting(fut)) = &mut calls[id] else { continue };
+            for (id, call) in calls.iter_mut().enumerate() {
+                let Some(Call::Waiting(fut)) = call else { continue };
                 match fut.poll() {
                     std::task::Poll::Pending => {
                         prop_assert!(!granted.contains(&id) && !expired.contains(&id), "step {}: {} still waits", step, id);
                     }
                     std::task::Poll::Ready(Ok(p)) => {
                         prop_assert!(granted.contains(&id), "step {}: {} granted unexpectedly", step, id);
-                        calls[id] = Some(Call::Held(p));
+                        *call = Some(Call::Held(p));
                     }
                     std::task::Poll::Ready(Err(Rejected::BulkheadFull(f))) => {
                         prop_assert_eq!(f.cause(), FullCause::WaitTimedOut);
                         prop_assert!(expired.contains(&id), "step {}: {} timed out unexpectedly", step, id);
-                        calls[id] = None;
+                        *call = None;
                     }
                     std::task::Poll::Ready(Err(other)) => prop_assert!(false, "{:?}", other),
                 }
