@@ -302,5 +302,72 @@ fn breaker_benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, timeout_benches, breaker_benches);
+fn bulkhead_benches(c: &mut Criterion) {
+    use palisade::bulkhead::Bulkhead;
+
+    let ours = Bulkhead::new(Bulkhead::builder().max_concurrent(1024).build().unwrap());
+    let tokio_sem = tokio::sync::Semaphore::new(1024);
+    let ours_op = || drop(ours.try_acquire().unwrap());
+    let tokio_op = || drop(tokio_sem.try_acquire().unwrap());
+
+    let mut g = c.benchmark_group("bulkhead/fail-fast acquire+release");
+    g.bench_function("palisade try_acquire", |b| b.iter(ours_op));
+    g.bench_function("tokio Semaphore::try_acquire", |b| b.iter(tokio_op));
+    g.finish();
+
+    let mut g = c.benchmark_group("bulkhead/fail-fast acquire+release, 2 threads");
+    g.bench_function("palisade try_acquire", |b| {
+        b.iter_custom(|iters| per_op_on_threads(2, iters, &ours_op))
+    });
+    g.bench_function("tokio Semaphore::try_acquire", |b| {
+        b.iter_custom(|iters| per_op_on_threads(2, iters, &tokio_op))
+    });
+    g.finish();
+
+    let queued = Bulkhead::new(
+        Bulkhead::builder()
+            .max_concurrent(1024)
+            .max_queue(64)
+            .build()
+            .unwrap(),
+    );
+    let mut g = c.benchmark_group("bulkhead/queue-enabled acquire+release (slot free)");
+    g.bench_function("palisade acquire", |b| {
+        b.iter(|| drop(poll_now(queued.acquire()).unwrap()))
+    });
+    g.bench_function("tokio Semaphore::acquire", |b| {
+        b.iter(|| drop(poll_now(tokio_sem.acquire()).unwrap()))
+    });
+    g.finish();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let mut g = c.benchmark_group("bulkhead/layer");
+    let mut bare = Echo;
+    g.bench_function("bare service", |b| {
+        b.iter(|| call_now(&mut bare, black_box(1)))
+    });
+    let mut ours = ours.layer().layer(Echo);
+    g.bench_function("palisade BulkheadLayer", |b| {
+        b.iter(|| call_now(&mut ours, black_box(1)))
+    });
+    let mut tower_limit = tower::limit::ConcurrencyLimitLayer::new(1024).layer(Echo);
+    g.bench_function("tower ConcurrencyLimitLayer", |b| {
+        b.iter(|| call_now(&mut tower_limit, black_box(1)))
+    });
+    let mut theirs = tower_resilience::bulkhead::BulkheadLayer::builder()
+        .max_concurrent_calls(1024)
+        .build()
+        .unwrap()
+        .layer(Echo);
+    g.bench_function("tower-resilience BulkheadLayer", |b| {
+        b.iter(|| call_now(&mut theirs, black_box(1)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, timeout_benches, breaker_benches, bulkhead_benches);
 criterion_main!(benches);

@@ -211,3 +211,63 @@ mod circuit_breaker {
         );
     }
 }
+
+mod bulkhead {
+    use super::*;
+    use palisade::bulkhead::Bulkhead;
+
+    fn bulkheads() -> [Bulkhead; 2] {
+        [
+            Bulkhead::new(Bulkhead::builder().max_concurrent(4).build().unwrap()),
+            // A queue that nobody is waiting in must cost nothing either.
+            Bulkhead::new(
+                Bulkhead::builder()
+                    .max_concurrent(4)
+                    .max_queue(8)
+                    .build()
+                    .unwrap(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn fail_fast_acquire_and_release_do_not_allocate() {
+        for bulkhead in bulkheads() {
+            let n = allocations(|| {
+                let a = bulkhead.try_acquire().unwrap();
+                let b = bulkhead.try_acquire_owned().unwrap();
+                drop((a, b));
+            });
+            assert_eq!(n, 0);
+        }
+    }
+
+    #[test]
+    fn a_full_bulkhead_rejects_without_allocating() {
+        let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build().unwrap());
+        let _held = bulkhead.try_acquire().unwrap();
+        assert_eq!(allocations(|| assert!(bulkhead.try_acquire().is_err())), 0);
+    }
+
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn run_with_a_free_slot_does_not_allocate() {
+        for bulkhead in bulkheads() {
+            let n = allocations(|| {
+                let out: Result<u8, palisade::Rejected> =
+                    poll_ready_now(bulkhead.run(|| std::future::ready(Ok(1))));
+                assert_eq!(out, Ok(1));
+                drop(poll_ready_now(bulkhead.acquire()).unwrap());
+            });
+            assert_eq!(n, 0);
+        }
+    }
+
+    #[cfg(all(feature = "tokio", feature = "tower"))]
+    #[test]
+    fn layer_with_a_free_slot_does_not_allocate() {
+        for bulkhead in bulkheads() {
+            assert_eq!(layer_allocations(bulkhead.layer()), 0);
+        }
+    }
+}

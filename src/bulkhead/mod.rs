@@ -74,10 +74,11 @@
 //! Fail-fast admission is a compare-and-swap on one counter, with no lock and no allocation.
 //! The queue could have been `tokio::sync::Semaphore`, but a second counter beside ours would
 //! give two sources of truth for resizing, `try_acquire` and snapshots, and would tie the
-//! queue to tokio. Ours is a mutex-guarded `VecDeque` next to the counter: the mutex is taken
-//! only when a queue is configured (on release and when joining the queue), as tokio's
-//! semaphore takes its waiter lock on release. Its correctness is checked by loom models and
-//! a proptest against a reference model; its cost by `benches/hot_path.rs`.
+//! queue to tokio. Ours is a mutex-guarded `VecDeque` next to the counter. The mutex is taken
+//! only to join the queue and to hand a slot to a waiter: with a queue configured but nobody
+//! waiting, acquire and release stay lock-free (tokio's semaphore takes its waiter lock on
+//! every release). Its correctness is checked by loom models and a proptest against a
+//! reference model; its cost by `benches/hot_path.rs`.
 
 mod config;
 pub mod future;

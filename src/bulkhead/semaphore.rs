@@ -2,19 +2,24 @@
 //!
 //! # Fail-fast admission
 //!
-//! `in_flight` counts the calls holding a slot. Taking one is a compare-and-swap that only
-//! succeeds below `limit`; giving one back is a decrement. Without a queue (`max_queue = 0`),
-//! that is all: no lock, no allocation.
+//! One `AtomicU32` word holds the number of calls holding a slot (low 31 bits) and a
+//! `WAITERS` flag (top bit) set while the queue is not empty. Taking a slot is a
+//! compare-and-swap that only succeeds below `limit` and with the flag clear; giving one back
+//! is a compare-and-swap that decrements while the flag is clear. Without waiters, that is
+//! all: no lock, no allocation.
 //!
 //! # The queue
 //!
-//! With a queue, the waiters live in a `VecDeque` under a mutex, oldest first. Every change to
-//! the queue, and every release while a queue exists, happens under that mutex, which gives
-//! three invariants:
+//! With a queue, the waiters live in a `VecDeque` under a mutex, oldest first. The flag is set
+//! and cleared under that mutex, and a release that finds it set takes the mutex. Because
+//! "is a slot free?" and "is anybody waiting?" are answered by the same word, a caller joining
+//! the queue and a call giving its slot back cannot miss each other: the caller sets the flag
+//! with a compare-and-swap that also checks the count (taking the slot instead if one is
+//! free), and the release either decrements before that (and the caller takes the slot) or
+//! sees the flag after it (and hands the slot over). This gives three invariants:
 //!
-//! 1. A slot given back while waiters exist goes **to the oldest waiter** (`in_flight` is not
-//!    decremented: the slot changes hands), so a newcomer can never take it first. A
-//!    newcomer queues whenever the queue is not empty.
+//! 1. A slot given back while waiters exist goes **to the oldest waiter** (the count is not
+//!    decremented: the slot changes hands), so a newcomer can never take it first.
 //! 2. A waiter is either in the queue and `Waiting`, or out of it and `Granted` (it owns a
 //!    slot) or `Abandoned`. A waiter that gives up (dropped, or its `max_wait` ran out)
 //!    removes itself under the mutex; if it was granted in the meantime, it gives the slot
@@ -24,20 +29,25 @@
 //! # Resizing
 //!
 //! `limit` can change at any time. Raising it grants queued waiters at once; lowering it lets
-//! the calls in flight finish, and admits no one until `in_flight` is below the new limit.
+//! the calls in flight finish, and admits no one until the count is below the new limit.
 //!
 //! # Memory ordering
 //!
-//! The counter's compare-and-swap is `AcqRel` and its decrement `Release` (tokio's semaphore
-//! makes the same choice), so work done under a slot happens-before the next holder of that
-//! slot starts, for users who rely on it. `limit` is `Relaxed`: a resize only has to be seen
-//! eventually, and the queue's mutex orders it against grants. `queued` mirrors the queue's
-//! length for lock-free reads by `try_acquire` and snapshots; it is written under the mutex.
+//! Compare-and-swaps on the word are `AcqRel` (tokio's semaphore makes the same choice), so
+//! work done under a slot happens-before the next holder of that slot starts, for users who
+//! rely on it; every race above is decided by the word's modification order, which needs no
+//! stronger ordering. `limit` is `Relaxed`: a resize only has to be seen eventually, and the
+//! queue's mutex orders it against grants. `queued` mirrors the queue's length for
+//! snapshots only; it is written under the mutex.
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 
 use crate::sync::{Arc, AtomicU32, Mutex, Ordering};
+
+/// Set in the word while the queue has waiters.
+const WAITERS: u32 = 1 << 31;
+const COUNT: u32 = WAITERS - 1;
 
 /// A waiter's place in line.
 #[derive(Debug)]
@@ -74,7 +84,8 @@ pub(crate) enum Cancelled {
 
 #[derive(Debug)]
 pub(crate) struct Semaphore {
-    in_flight: AtomicU32,
+    // Calls holding a slot, plus the WAITERS flag.
+    word: AtomicU32,
     limit: AtomicU32,
     queued: AtomicU32,
     max_queue: u32,
@@ -84,7 +95,7 @@ pub(crate) struct Semaphore {
 impl Semaphore {
     pub(crate) fn new(limit: u32, max_queue: u32) -> Self {
         Semaphore {
-            in_flight: AtomicU32::new(0),
+            word: AtomicU32::new(0),
             limit: AtomicU32::new(limit),
             queued: AtomicU32::new(0),
             max_queue,
@@ -99,7 +110,7 @@ impl Semaphore {
 
     #[inline]
     pub(crate) fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
+        self.word.load(Ordering::Relaxed) & COUNT
     }
 
     #[inline]
@@ -111,18 +122,17 @@ impl Semaphore {
         self.queued.load(Ordering::Relaxed)
     }
 
-    /// Takes a slot if one is free below the limit. The only step of fail-fast admission.
+    /// Applies `f` to the word until it declines or its result is installed.
     #[inline]
-    fn take(&self) -> bool {
-        let limit = self.limit.load(Ordering::Relaxed);
-        let mut current = self.in_flight.load(Ordering::Relaxed);
+    fn update(&self, mut f: impl FnMut(u32) -> Option<u32>) -> bool {
+        let mut current = self.word.load(Ordering::Relaxed);
         loop {
-            if current >= limit {
+            let Some(next) = f(current) else {
                 return false;
-            }
-            match self.in_flight.compare_exchange_weak(
+            };
+            match self.word.compare_exchange_weak(
                 current,
-                current + 1,
+                next,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
@@ -132,29 +142,43 @@ impl Semaphore {
         }
     }
 
-    /// Takes a slot without waiting, and without overtaking anyone already in line.
+    /// Takes a slot without waiting, and without overtaking anyone in line. The only step of
+    /// fail-fast admission.
     #[inline]
     pub(crate) fn try_acquire(&self) -> bool {
-        if self.has_queue() && self.queued.load(Ordering::Relaxed) > 0 {
-            return false;
-        }
-        self.take()
+        let limit = self.limit.load(Ordering::Relaxed);
+        self.update(|w| (w & WAITERS == 0 && w < limit).then_some(w + 1))
+    }
+
+    /// Takes a free slot for the queue's front (called with the queue locked).
+    fn take_for_queue(&self) -> bool {
+        let limit = self.limit.load(Ordering::Relaxed);
+        self.update(|w| (w & COUNT < limit).then_some(w + 1))
     }
 
     /// Takes a slot, or a place in line.
     pub(crate) fn enqueue(&self) -> Enqueued {
-        if !self.has_queue() {
-            return if self.take() {
-                Enqueued::Admitted
-            } else {
-                Enqueued::Full
-            };
-        }
-        let mut queue = self.queue.lock();
-        if queue.is_empty() && self.take() {
+        if self.try_acquire() {
             return Enqueued::Admitted;
         }
-        if queue.len() >= self.max_queue as usize {
+        if !self.has_queue() {
+            return Enqueued::Full;
+        }
+        let mut queue = self.queue.lock();
+        if queue.is_empty() {
+            // One step decides between a free slot and joining the line: a release racing us
+            // either freed the slot before (we take it) or sees the flag after (and hands its
+            // slot over under the mutex we hold).
+            let limit = self.limit.load(Ordering::Relaxed);
+            let mut admitted = false;
+            self.update(|w| {
+                admitted = w & COUNT < limit;
+                Some(if admitted { w + 1 } else { w | WAITERS })
+            });
+            if admitted {
+                return Enqueued::Admitted;
+            }
+        } else if queue.len() >= self.max_queue as usize {
             return Enqueued::Full;
         }
         let node = Arc::new(Node {
@@ -163,6 +187,14 @@ impl Semaphore {
         queue.push_back(node.clone());
         self.queued.store(queue.len() as u32, Ordering::Relaxed);
         Enqueued::Waiting(node)
+    }
+
+    /// Clears the flag once the queue is empty (called with the queue locked).
+    fn settle_flag_locked(&self, queue: &VecDeque<Arc<Node>>) {
+        self.queued.store(queue.len() as u32, Ordering::Relaxed);
+        if queue.is_empty() {
+            self.word.fetch_and(COUNT, Ordering::AcqRel);
+        }
     }
 
     /// Whether `node` has been granted its slot; registers the waker if not.
@@ -192,7 +224,7 @@ impl Semaphore {
                 drop(state);
                 if let Some(i) = queue.iter().position(|n| Arc::ptr_eq(n, node)) {
                     queue.remove(i);
-                    self.queued.store(queue.len() as u32, Ordering::Relaxed);
+                    self.settle_flag_locked(&queue);
                 }
                 Cancelled::Left
             }
@@ -203,32 +235,32 @@ impl Semaphore {
     /// pool otherwise.
     #[inline]
     pub(crate) fn release(&self) {
-        if !self.has_queue() {
-            // Release: what the holder did happens-before the next holder's acquire.
-            self.in_flight.fetch_sub(1, Ordering::Release);
-            return;
+        if !self.update(|w| (w & WAITERS == 0).then(|| w - 1)) {
+            self.release_to_queue();
         }
+    }
+
+    #[cold]
+    fn release_to_queue(&self) {
         let waker = {
             let mut queue = self.queue.lock();
             // The slot may only change hands while the calls in flight fit the limit: after a
-            // shrink, releases first bring `in_flight` down.
-            let within_limit =
-                self.in_flight.load(Ordering::Relaxed) <= self.limit.load(Ordering::Relaxed);
+            // shrink, releases first bring the count down.
+            let within_limit = self.in_flight() <= self.limit.load(Ordering::Relaxed);
             let next = if within_limit {
                 queue.pop_front()
             } else {
                 None
             };
-            match next {
-                Some(node) => {
-                    self.queued.store(queue.len() as u32, Ordering::Relaxed);
-                    grant(&node)
-                }
+            let waker = match &next {
+                Some(node) => grant(node),
                 None => {
-                    self.in_flight.fetch_sub(1, Ordering::Release);
+                    self.word.fetch_sub(1, Ordering::AcqRel);
                     None
                 }
-            }
+            };
+            self.settle_flag_locked(&queue);
+            waker
         };
         if let Some(waker) = waker {
             waker.wake();
@@ -244,16 +276,14 @@ impl Semaphore {
         let mut wakers = Vec::new();
         {
             let mut queue = self.queue.lock();
-            while !queue.is_empty() && self.take() {
+            while !queue.is_empty() && self.take_for_queue() {
                 if let Some(node) = queue.pop_front() {
                     wakers.extend(grant(&node));
                 }
             }
-            self.queued.store(queue.len() as u32, Ordering::Relaxed);
+            self.settle_flag_locked(&queue);
         }
-        for waker in wakers {
-            waker.wake();
-        }
+        wakers.into_iter().for_each(Waker::wake);
     }
 }
 
