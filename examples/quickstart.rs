@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use palisade::Rejected;
+use palisade::bulkhead::Bulkhead;
 use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
 use palisade::telemetry::{Event, EventKind};
 use palisade::timeout::{Timeout, TimeoutConfig};
@@ -38,6 +39,12 @@ fn describe(e: &BoxError) -> String {
             "rejected by `{}` without calling the backend; retry after {:?}",
             open.policy_name(),
             open.retry_after().unwrap_or_default()
+        ),
+        Some(Rejected::BulkheadFull(full)) => format!(
+            "rejected by `{}`: all {} slots busy ({:?})",
+            full.policy_name(),
+            full.max_concurrent(),
+            full.cause()
         ),
         Some(other) => format!("rejected: {other}"),
         None => format!("backend failed: {e}"),
@@ -130,10 +137,47 @@ async fn circuit_breaker(t: &Stamp) -> Result<(), BoxError> {
     Ok(())
 }
 
+async fn bulkhead(t: &Stamp) -> Result<(), BoxError> {
+    println!("\n== Bulkhead: at most 2 calls at once, 1 more may wait up to 200 ms ==");
+    let bulkhead = Bulkhead::new(
+        Bulkhead::builder()
+            .name("reports")
+            .max_concurrent(2)
+            .max_queue(1)
+            .max_wait(Duration::from_millis(200))
+            .build()?,
+    );
+    // Five slow calls (150 ms each) arrive together.
+    let calls = (1..=5).map(|i| {
+        let bulkhead = bulkhead.clone();
+        async move {
+            let out = bulkhead.run(|| backend(Duration::from_millis(150))).await;
+            (i, out, t.now())
+        }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    for (i, out, at) in results {
+        match out {
+            Ok(v) => println!("{at} call {i}: {v}"),
+            Err(e) => println!("{at} call {i}: {}", describe(&e)),
+        }
+    }
+    let m = bulkhead.metrics();
+    println!(
+        "{} in flight {}, queued {}, rejected so far {}",
+        t.now(),
+        m.in_flight,
+        m.queued,
+        m.rejected
+    );
+    Ok(())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
     let t = Stamp(Instant::now());
     timeout(&t).await?;
     circuit_breaker(&t).await?;
+    bulkhead(&t).await?;
     Ok(())
 }
