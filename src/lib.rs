@@ -145,6 +145,7 @@ mod counter;
 pub mod error;
 #[cfg(feature = "tower")]
 mod lift;
+pub mod retry;
 pub mod rng;
 mod sync;
 pub mod telemetry;
@@ -159,4 +160,5 @@ pub use error::{AsRejected, ConfigError, Error, Rejected};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use lift::{Lift, LiftFuture, LiftLayer};
+pub use retry::Retry;
 pub use timeout::Timeout;

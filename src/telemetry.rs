@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::circuit_breaker::CircuitState;
 use crate::error::Rejected;
+use crate::retry::GiveUp;
 
 /// Something a policy did, and which policy did it.
 ///
@@ -74,6 +75,25 @@ pub enum EventKind {
         from: CircuitState,
         /// The state after.
         to: CircuitState,
+    },
+    /// A retry will make attempt number `attempt` after `delay`.
+    RetryScheduled {
+        /// The attempt about to be made (2 for the first retry).
+        attempt: u32,
+        /// The wait before it.
+        delay: Duration,
+    },
+    /// A retry stopped without a success; the caller gets the last result as it was.
+    RetryGaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// Why it stopped.
+        reason: GiveUp,
+    },
+    /// A call succeeded after at least one retry (a first-attempt success reports nothing).
+    RetrySucceeded {
+        /// Attempts made, the successful one included.
+        attempts: u32,
     },
     /// A bulkhead gave a call a slot; `in_flight` counts it.
     BulkheadAdmitted {
@@ -223,6 +243,26 @@ impl Listener for TracingListener {
                 from = ?from,
                 to = ?to,
                 "circuit breaker state changed"
+            ),
+            EventKind::RetryScheduled { attempt, delay } => tracing::debug!(
+                target: "palisade",
+                policy,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                "retry scheduled"
+            ),
+            EventKind::RetryGaveUp { attempts, reason } => tracing::debug!(
+                target: "palisade",
+                policy,
+                attempts,
+                reason = ?reason,
+                "retry gave up"
+            ),
+            EventKind::RetrySucceeded { attempts } => tracing::debug!(
+                target: "palisade",
+                policy,
+                attempts,
+                "call succeeded after retrying"
             ),
             EventKind::BulkheadAdmitted { in_flight } => tracing::trace!(
                 target: "palisade",

@@ -1,0 +1,249 @@
+//! CORE: a retry budget, shared by every clone of a [`Retry`](super::Retry) handle.
+//!
+//! Max-attempts alone lets a fleet multiply its load during an outage: every caller retries,
+//! so a service at its limit receives three or four times its normal traffic just when it can
+//! least take it. A budget caps retries as a fraction of recent first attempts (Finagle's
+//! `RetryBudget`, tower's `TpsBudget`): each first attempt deposits one call, each retry
+//! withdraws one, and a retry is only allowed while
+//!
+//! ```text
+//! first attempts in the last ttl × retry_ratio + min_per_sec × ttl  >  retries in the last ttl
+//! ```
+//!
+//! The `min_per_sec` floor keeps a trickle of retries going for callers with little traffic.
+//!
+//! The window is a ring of ten time slots, each claimed by compare-and-swap on its slot
+//! number when time moves into it, as the breaker's time window does. Reads are approximate
+//! in the same way: concurrent callers may together overdraw the budget by the number of
+//! threads racing on its last token, and a deposit landing in a slot between its claim and
+//! its clearing can be lost.
+//!
+//! # Memory ordering
+//!
+//! Counters are `Relaxed` (independent tallies); a slot's number is claimed with `AcqRel` so
+//! that its clearing is ordered after the claim for threads that see the new number.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+use crate::sync::{AtomicU64, Ordering};
+
+const SLOTS: u64 = 10;
+
+/// The settings of a retry budget.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::RetryBudget;
+/// use std::time::Duration;
+///
+/// // Retries may add 20% to the first attempts of the last 10 s, plus 1 retry per second.
+/// let budget = RetryBudget::new(Duration::from_secs(10), 1, 0.2);
+/// # let _ = budget;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBudget {
+    ttl: Duration,
+    min_per_sec: u32,
+    retry_ratio: f64,
+}
+
+impl RetryBudget {
+    /// A budget over the last `ttl` (1 s to 60 s) allowing `retry_ratio` retries per first
+    /// attempt (in (0, 1000]) plus `min_per_sec` retries per second.
+    pub const fn new(ttl: Duration, min_per_sec: u32, retry_ratio: f64) -> Self {
+        RetryBudget {
+            ttl,
+            min_per_sec,
+            retry_ratio,
+        }
+    }
+
+    /// The window over which attempts are counted.
+    pub const fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Retries always allowed per second.
+    pub const fn min_per_sec(&self) -> u32 {
+        self.min_per_sec
+    }
+
+    /// Retries allowed per first attempt.
+    pub const fn retry_ratio(&self) -> f64 {
+        self.retry_ratio
+    }
+
+    pub(crate) fn validate(self) -> Result<Self, ConfigError> {
+        let in_section = |e: ConfigError| e.in_section("budget");
+        if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&self.ttl) {
+            return Err(in_section(ConfigError::new(
+                "ttl",
+                "must be between 1s and 60s",
+                self.ttl,
+            )));
+        }
+        if !(self.retry_ratio > 0.0 && self.retry_ratio <= 1000.0) {
+            return Err(in_section(ConfigError::new(
+                "retry_ratio",
+                "must be in (0, 1000]",
+                self.retry_ratio,
+            )));
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    // The slot number (now / slot_ns) the counts belong to; u64::MAX when never used.
+    number: AtomicU64,
+    deposits: AtomicU64,
+    withdrawals: AtomicU64,
+}
+
+/// The shared state of a budget.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    slots: Box<[Slot]>,
+    slot_ns: u64,
+    retry_ratio: f64,
+    reserve: f64,
+}
+
+impl Budget {
+    pub(crate) fn new(settings: RetryBudget) -> Self {
+        Budget {
+            slots: (0..SLOTS)
+                .map(|_| Slot {
+                    number: AtomicU64::new(u64::MAX),
+                    deposits: AtomicU64::new(0),
+                    withdrawals: AtomicU64::new(0),
+                })
+                .collect(),
+            slot_ns: (settings.ttl.as_nanos() as u64 / SLOTS).max(1),
+            retry_ratio: settings.retry_ratio,
+            reserve: f64::from(settings.min_per_sec) * settings.ttl.as_secs_f64(),
+        }
+    }
+
+    /// The slot for `now_ns`, cleared first if it held an older time slice.
+    fn slot(&self, now_ns: u64) -> &Slot {
+        let number = now_ns / self.slot_ns;
+        let slot = &self.slots[(number % SLOTS) as usize];
+        let seen = slot.number.load(Ordering::Acquire);
+        if (seen == u64::MAX || seen < number)
+            && slot
+                .number
+                .compare_exchange(seen, number, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            slot.deposits.store(0, Ordering::Relaxed);
+            slot.withdrawals.store(0, Ordering::Relaxed);
+        }
+        slot
+    }
+
+    /// Records a first attempt.
+    pub(crate) fn deposit(&self, now_ns: u64) {
+        self.slot(now_ns).deposits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a retry if the budget allows one.
+    pub(crate) fn withdraw(&self, now_ns: u64) -> bool {
+        if self.balance(now_ns) < 1.0 {
+            return false;
+        }
+        self.slot(now_ns)
+            .withdrawals
+            .fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Retries the budget allows now.
+    pub(crate) fn balance(&self, now_ns: u64) -> f64 {
+        let current = now_ns / self.slot_ns;
+        let oldest = current.saturating_sub(SLOTS - 1);
+        let (mut deposits, mut withdrawals) = (0u64, 0u64);
+        for slot in self.slots.iter() {
+            let number = slot.number.load(Ordering::Acquire);
+            if number != u64::MAX && (oldest..=current).contains(&number) {
+                deposits = deposits.saturating_add(slot.deposits.load(Ordering::Relaxed));
+                withdrawals = withdrawals.saturating_add(slot.withdrawals.load(Ordering::Relaxed));
+            }
+        }
+        deposits as f64 * self.retry_ratio + self.reserve - withdrawals as f64
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn retries_are_a_fraction_of_first_attempts_plus_a_floor() {
+        let b = Budget::new(RetryBudget::new(Duration::from_secs(10), 0, 0.5));
+        assert!(!b.withdraw(0), "nothing deposited, no floor");
+        for _ in 0..4 {
+            b.deposit(0);
+        }
+        assert!(b.withdraw(0));
+        assert!(b.withdraw(S));
+        assert!(!b.withdraw(S), "2 retries for 4 first attempts at 50%");
+
+        let floor = Budget::new(RetryBudget::new(Duration::from_secs(10), 1, 0.1));
+        let allowed = (0..100).filter(|_| floor.withdraw(0)).count();
+        assert_eq!(allowed, 10, "1 per second over 10 s");
+    }
+
+    #[test]
+    fn old_attempts_leave_the_window() {
+        let b = Budget::new(RetryBudget::new(Duration::from_secs(10), 0, 1.0));
+        for _ in 0..3 {
+            b.deposit(0);
+        }
+        assert!(b.withdraw(0));
+        assert!((b.balance(9 * S) - 2.0).abs() < 1e-9);
+        assert!(
+            b.balance(10 * S) < 1.0,
+            "the deposits at t=0 are older than 10 s"
+        );
+        assert!(!b.withdraw(10 * S));
+        b.deposit(11 * S);
+        assert!(b.withdraw(11 * S), "refilled by new first attempts");
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::sync::Arc;
+
+    #[test]
+    fn concurrent_withdrawals_overdraw_by_at_most_the_racers() {
+        loom::model(|| {
+            let b = Arc::new(Budget::new(RetryBudget::new(
+                Duration::from_secs(10),
+                0,
+                1.0,
+            )));
+            b.deposit(0);
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let b = b.clone();
+                    loom::thread::spawn(move || b.withdraw(0))
+                })
+                .collect();
+            let granted = threads
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .filter(|&g| g)
+                .count();
+            assert!((1..=2).contains(&granted), "{granted}");
+            assert!(b.balance(0) >= -1.0);
+        });
+    }
+}

@@ -1,0 +1,266 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::backoff::{Backoff, Jitter};
+use super::budget::RetryBudget;
+use crate::error::ConfigError;
+use crate::telemetry::{Listener, Telemetry};
+use crate::validate;
+
+/// Attempts in all, the first call included, unless set: 3.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// The delays unless set: exponential from 100 ms, doubling, capped at 10 s, full jitter.
+pub const DEFAULT_BACKOFF: Backoff =
+    Backoff::exponential(Duration::from_millis(100), 2.0, Duration::from_secs(10))
+        .jitter(Jitter::Full);
+/// The longest delay a server may ask for (`Retry-After`) unless set: 60 s.
+pub const DEFAULT_MAX_HINT: Duration = Duration::from_secs(60);
+/// The name a retry reports under unless given one: `"retry"`.
+pub const DEFAULT_NAME: &str = "retry";
+/// The most attempts a config accepts: 1000.
+pub const MAX_ATTEMPTS: u32 = 1000;
+/// The longest delay, hint cap or deadline a config accepts: one day.
+pub const MAX_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A validated retry configuration. Build it with [`RetryConfig::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::{Backoff, Jitter, RetryConfig};
+/// use std::time::Duration;
+///
+/// let config = RetryConfig::builder()
+///     .max_attempts(4)
+///     .backoff(Backoff::exponential(Duration::from_millis(200), 2.0, Duration::from_secs(5)).jitter(Jitter::Equal))
+///     .deadline(Duration::from_secs(10))
+///     .build()?;
+/// assert_eq!(config.max_attempts(), 4);
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct RetryConfig {
+    pub(super) max_attempts: u32,
+    pub(super) backoff: Backoff,
+    pub(super) deadline: Option<Duration>,
+    pub(super) max_hint: Duration,
+    pub(super) retry_rejections: bool,
+    pub(super) budget: Option<RetryBudget>,
+    pub(super) seed: Option<u64>,
+    pub(super) telemetry: Telemetry,
+}
+
+impl RetryConfig {
+    /// A builder with every field at its default.
+    pub fn builder() -> RetryConfigBuilder {
+        RetryConfigBuilder::default()
+    }
+
+    /// Attempts in all, the first call included.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The delays between attempts.
+    pub fn backoff(&self) -> Backoff {
+        self.backoff
+    }
+
+    /// The total time allowed from the first attempt, if bounded.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.deadline
+    }
+
+    /// The longest delay a server hint may impose.
+    pub fn max_hint(&self) -> Duration {
+        self.max_hint
+    }
+
+    /// Whether open circuits and full bulkheads below are retried (after their
+    /// `retry_after`).
+    pub fn retry_rejections(&self) -> bool {
+        self.retry_rejections
+    }
+
+    /// The retry budget, if any.
+    pub fn budget(&self) -> Option<RetryBudget> {
+        self.budget
+    }
+
+    /// The name the policy reports under.
+    pub fn name(&self) -> &'static str {
+        self.telemetry.name()
+    }
+}
+
+impl fmt::Debug for RetryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryConfig")
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .field("deadline", &self.deadline)
+            .field("max_hint", &self.max_hint)
+            .field("retry_rejections", &self.retry_rejections)
+            .field("budget", &self.budget)
+            .field("seed", &self.seed)
+            .field("telemetry", &self.telemetry)
+            .finish()
+    }
+}
+
+/// Builds a [`RetryConfig`]; nothing is checked until [`build`](Self::build).
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::RetryConfig;
+///
+/// let err = RetryConfig::builder().max_attempts(0).build().unwrap_err();
+/// assert_eq!(err.to_string(), "max_attempts must be in 1..=1000, got 0");
+/// ```
+#[derive(Clone)]
+pub struct RetryConfigBuilder {
+    max_attempts: u32,
+    backoff: Backoff,
+    deadline: Option<Duration>,
+    max_hint: Duration,
+    retry_rejections: bool,
+    budget: Option<RetryBudget>,
+    seed: Option<u64>,
+    name: &'static str,
+    listener: Option<Arc<dyn Listener>>,
+}
+
+impl Default for RetryConfigBuilder {
+    fn default() -> Self {
+        RetryConfigBuilder {
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff: DEFAULT_BACKOFF,
+            deadline: None,
+            max_hint: DEFAULT_MAX_HINT,
+            retry_rejections: false,
+            budget: None,
+            seed: None,
+            name: DEFAULT_NAME,
+            listener: None,
+        }
+    }
+}
+
+impl fmt::Debug for RetryConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryConfigBuilder")
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RetryConfigBuilder {
+    /// Attempts in all, **the first call included**: 3 means one call and up to two retries.
+    ///
+    /// Default [`DEFAULT_MAX_ATTEMPTS`]; valid: 1 to [`MAX_ATTEMPTS`].
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// The delays between attempts. Default [`DEFAULT_BACKOFF`]; the cap must be non-zero
+    /// (but for a constant delay) and at most [`MAX_DELAY`], `initial` at most the cap, the
+    /// factor finite and at least 1, a proportional jitter in (0, 1].
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The total time allowed from the start of the first attempt: a delay is cut to the time
+    /// left, and no attempt starts after it; then the last result is returned.
+    ///
+    /// Default: none; valid: greater than zero, at most [`MAX_DELAY`].
+    pub fn deadline(mut self, d: Duration) -> Self {
+        self.deadline = Some(d);
+        self
+    }
+
+    /// The longest delay a server hint (such as `Retry-After`) may impose; longer hints are
+    /// cut to it.
+    ///
+    /// Default [`DEFAULT_MAX_HINT`]; valid: greater than zero, at most [`MAX_DELAY`].
+    pub fn max_hint(mut self, d: Duration) -> Self {
+        self.max_hint = d;
+        self
+    }
+
+    /// Retry calls that an inner circuit breaker or bulkhead refused, waiting the
+    /// rejection's `retry_after()` when it has one. Default: `false` (they are not retried:
+    /// retrying an open circuit is what it exists to prevent).
+    pub fn retry_rejections(mut self, yes: bool) -> Self {
+        self.retry_rejections = yes;
+        self
+    }
+
+    /// Limits retries to a fraction of recent first attempts, across every clone of the
+    /// handle. Default: none.
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Seeds the jitter, so the same calls get the same delays on every run. Default: seeded
+    /// from the operating system.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The name the policy reports under. Default [`DEFAULT_NAME`]; must not be blank.
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// A listener for this policy's events. Default: none.
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// Checks every field and returns the config.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first invalid field (`backoff.<field>` and
+    /// `budget.<field>` for the nested settings).
+    pub fn build(self) -> Result<RetryConfig, ConfigError> {
+        if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
+            return Err(ConfigError::new(
+                "max_attempts",
+                format!("must be in 1..={MAX_ATTEMPTS}"),
+                self.max_attempts,
+            ));
+        }
+        let backoff = self.backoff.validate()?;
+        let deadline = match self.deadline {
+            Some(d) => Some(validate::duration_in("deadline", d, MAX_DELAY)?),
+            None => None,
+        };
+        let max_hint = validate::duration_in("max_hint", self.max_hint, MAX_DELAY)?;
+        let budget = match self.budget {
+            Some(b) => Some(b.validate()?),
+            None => None,
+        };
+        let name = validate::name(self.name)?;
+        Ok(RetryConfig {
+            max_attempts: self.max_attempts,
+            backoff,
+            deadline,
+            max_hint,
+            retry_rejections: self.retry_rejections,
+            budget,
+            seed: self.seed,
+            telemetry: Telemetry::new(name, self.listener),
+        })
+    }
+}

@@ -1,0 +1,260 @@
+//! The futures returned by [`Retry`](super::Retry) and [`RetryService`](super::RetryService),
+//! and the small traits their builder methods take.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+
+use super::{Attempts, Classified, Defaults, Next, Retry, RetryPredicate, Verdict};
+use crate::clock::Clock;
+use crate::timer::Timer;
+
+/// The delay a result asks for (such as an HTTP `Retry-After`); any
+/// `Fn(&Result<R, E>) -> Option<Duration>` is one.
+pub trait Hint<R, E> {
+    /// The delay `result` asks for, if any.
+    fn hint(&self, result: &Result<R, E>) -> Option<Duration>;
+}
+
+impl<R, E, F> Hint<R, E> for F
+where
+    F: Fn(&Result<R, E>) -> Option<Duration>,
+{
+    #[inline]
+    fn hint(&self, result: &Result<R, E>) -> Option<Duration> {
+        self(result)
+    }
+}
+
+/// No hints: the backoff decides every delay.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHint;
+
+impl<R, E> Hint<R, E> for NoHint {
+    #[inline]
+    fn hint(&self, _: &Result<R, E>) -> Option<Duration> {
+        None
+    }
+}
+
+/// Called before each retry with the result being retried, the number of the attempt that
+/// produced it, and the delay before the next; any `Fn(&Result<R, E>, u32, Duration)` is one.
+pub trait Notify<R, E> {
+    /// Sees a result about to be retried.
+    fn notify(&self, result: &Result<R, E>, attempt: u32, delay: Duration);
+}
+
+impl<R, E, F> Notify<R, E> for F
+where
+    F: Fn(&Result<R, E>, u32, Duration),
+{
+    #[inline]
+    fn notify(&self, result: &Result<R, E>, attempt: u32, delay: Duration) {
+        self(result, attempt, delay)
+    }
+}
+
+/// No callback.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoNotify;
+
+impl<R, E> Notify<R, E> for NoNotify {
+    #[inline]
+    fn notify(&self, _: &Result<R, E>, _: u32, _: Duration) {}
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, S> {
+        Start,
+        Attempt {
+            #[pin]
+            fut: F,
+        },
+        Sleep {
+            #[pin]
+            sleep: S,
+        },
+        Done,
+    }
+}
+
+pin_project! {
+    /// The future returned by [`Retry::run`](super::Retry::run): makes attempts until one is
+    /// final, then resolves to its result, unchanged.
+    ///
+    /// Before it is first polled, [`when`](Self::when), [`hint`](Self::hint) and
+    /// [`on_retry`](Self::on_retry) adjust it; nothing happens until it is polled.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct RunFuture<'a, M, F, T, C, P, H, N>
+    where
+        T: Timer,
+    {
+        retry: &'a Retry<T, C>,
+        make: M,
+        predicate: P,
+        hint: H,
+        notify: N,
+        attempts: Attempts,
+        #[pin]
+        state: State<F, T::Sleep>,
+    }
+}
+
+impl<'a, M, F, T: Timer, C> RunFuture<'a, M, F, T, C, Defaults, NoHint, NoNotify> {
+    pub(super) fn new(retry: &'a Retry<T, C>, make: M) -> Self {
+        RunFuture {
+            retry,
+            make,
+            predicate: Defaults,
+            hint: NoHint,
+            notify: NoNotify,
+            attempts: Attempts::new(),
+            state: State::Start,
+        }
+    }
+}
+
+impl<'a, M, F, T: Timer, C, P, H, N> RunFuture<'a, M, F, T, C, P, H, N> {
+    /// Retries what `classifier` calls a [`Failure`](crate::Outcome::Failure), and nothing
+    /// else, instead of the default rules.
+    pub fn when<Cl>(self, classifier: Cl) -> RunFuture<'a, M, F, T, C, Classified<Cl>, H, N> {
+        RunFuture {
+            retry: self.retry,
+            make: self.make,
+            predicate: Classified(classifier),
+            hint: self.hint,
+            notify: self.notify,
+            attempts: self.attempts,
+            state: self.state,
+        }
+    }
+
+    /// Takes the delay before a retry from the result when `hint` returns one (capped by the
+    /// config's `max_hint` and the deadline), instead of the backoff.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::Retry;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let retry = Retry::new(Retry::builder().max_attempts(2).build()?);
+    /// let start = tokio::time::Instant::now();
+    /// // The server answers "busy, come back in 3 s": (status, retry-after seconds).
+    /// let out: Result<u16, palisade::Error<(u16, u64)>> = retry
+    ///     .run(|| async { Err(palisade::Error::Inner((503, 3))) })
+    ///     .hint(|r: &Result<u16, palisade::Error<(u16, u64)>>| match r {
+    ///         Err(palisade::Error::Inner((_, secs))) => Some(Duration::from_secs(*secs)),
+    ///         _ => None,
+    ///     })
+    ///     .await;
+    /// assert!(out.is_err());
+    /// assert_eq!(start.elapsed(), Duration::from_secs(3));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn hint<H2>(self, hint: H2) -> RunFuture<'a, M, F, T, C, P, H2, N> {
+        RunFuture {
+            retry: self.retry,
+            make: self.make,
+            predicate: self.predicate,
+            hint,
+            notify: self.notify,
+            attempts: self.attempts,
+            state: self.state,
+        }
+    }
+
+    /// Calls `notify` before each retry with the result being retried, its attempt number
+    /// and the delay before the next attempt.
+    pub fn on_retry<N2>(self, notify: N2) -> RunFuture<'a, M, F, T, C, P, H, N2> {
+        RunFuture {
+            retry: self.retry,
+            make: self.make,
+            predicate: self.predicate,
+            hint: self.hint,
+            notify,
+            attempts: self.attempts,
+            state: self.state,
+        }
+    }
+}
+
+impl<M, F, T, C, P, H, N, R, E> Future for RunFuture<'_, M, F, T, C, P, H, N>
+where
+    M: FnMut(u32) -> F,
+    F: Future<Output = Result<R, E>>,
+    T: Timer,
+    C: Clock,
+    P: RetryPredicate<R, E>,
+    H: super::future::Hint<R, E>,
+    N: Notify<R, E>,
+{
+    type Output = Result<R, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let shared = &*this.retry.shared;
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Start => {
+                    let n = shared.begin(this.attempts);
+                    this.state.set(State::Attempt {
+                        fut: (this.make)(n),
+                    });
+                }
+                StateProj::Attempt { fut } => {
+                    let out = ready!(fut.poll(cx));
+                    let verdict = this.predicate.verdict(&out, shared.config.retry_rejections);
+                    let hint = match verdict {
+                        Verdict::Retry { after: None } => this.hint.hint(&out),
+                        _ => None,
+                    };
+                    match shared.next(this.attempts, verdict, out.is_err(), hint, true) {
+                        Next::Return => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(out);
+                        }
+                        Next::RetryAfter(delay) => {
+                            this.notify.notify(&out, this.attempts.made(), delay);
+                            drop(out);
+                            if delay.is_zero() {
+                                let n = shared.begin(this.attempts);
+                                this.state.set(State::Attempt {
+                                    fut: (this.make)(n),
+                                });
+                            } else {
+                                this.state.set(State::Sleep {
+                                    sleep: this.retry.timer.sleep(delay),
+                                });
+                            }
+                        }
+                    }
+                }
+                StateProj::Sleep { sleep } => {
+                    ready!(sleep.poll(cx));
+                    let n = shared.begin(this.attempts);
+                    this.state.set(State::Attempt {
+                        fut: (this.make)(n),
+                    });
+                }
+                StateProj::Done => panic!("retry future polled after completion"),
+            }
+        }
+    }
+}
+
+impl<M, F, T: Timer, C, P, H, N> std::fmt::Debug for RunFuture<'_, M, F, T, C, P, H, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunFuture")
+            .field("policy", &self.retry.shared.telemetry.name())
+            .field("attempts", &self.attempts.made())
+            .finish_non_exhaustive()
+    }
+}

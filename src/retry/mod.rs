@@ -1,0 +1,492 @@
+//! Retry: try a failed call again, after a delay, within limits that keep retries from making
+//! an outage worse.
+//!
+//! # Semantics
+//!
+//! A call is made; its result is classified. A success (or a result that is not retryable)
+//! is returned as is. A retryable failure is tried again after a delay, until one of the limits
+//! stops it, and then **the last result is returned unchanged** (never wrapped): the reason it
+//! stopped goes to a [`RetryGaveUp`](crate::telemetry::EventKind::RetryGaveUp) event.
+//!
+//! - **What is retried**: by default, results the [`DefaultClassifier`](crate::DefaultClassifier)
+//!   calls failures: every `Err` except an inner circuit breaker's or bulkhead's rejection
+//!   (retrying those is what they exist to prevent). With
+//!   [`retry_rejections`](RetryConfigBuilder::retry_rejections) they are retried after their
+//!   `retry_after()`. Chain [`when`](future::RunFuture::when) with any
+//!   [`Classifier`](crate::Classifier) to decide otherwise, for instance to retry an `Ok(503)`.
+//! - **Delays**: a [`Backoff`] (constant, linear or exponential, with jitter), or the delay a
+//!   server asked for, from a [`hint`](future::RunFuture::hint) function (`Retry-After`),
+//!   capped by [`max_hint`](RetryConfigBuilder::max_hint).
+//! - **Limits**: [`max_attempts`](RetryConfigBuilder::max_attempts) counts **all** attempts,
+//!   the first one included. A total [`deadline`](RetryConfigBuilder::deadline) cuts each
+//!   delay to the time left and starts no attempt after it. A [`RetryBudget`] caps retries as
+//!   a fraction of recent first attempts across every clone of the handle.
+//!
+//! # Examples
+//!
+//! ```
+//! use palisade::retry::{Backoff, Retry};
+//! use std::time::Duration;
+//!
+//! # #[cfg(feature = "tokio")]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), palisade::ConfigError> {
+//! let retry = Retry::new(
+//!     Retry::builder()
+//!         .max_attempts(4)
+//!         .backoff(Backoff::exponential(Duration::from_millis(100), 2.0, Duration::from_secs(2)))
+//!         .build()?,
+//! );
+//! let mut calls = 0;
+//! let out: Result<&str, palisade::Rejected> = retry
+//!     .run(|| {
+//!         calls += 1;
+//!         let n = calls;
+//!         async move {
+//!             if n < 3 { Err(palisade::error::Elapsed::new("db", Duration::from_secs(1)).into()) } else { Ok("done") }
+//!         }
+//!     })
+//!     .await;
+//! assert_eq!(out, Ok("done"));
+//! assert_eq!(calls, 3);
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "tokio"))] fn main() {}
+//! ```
+//!
+//! As a tower layer, the request is re-sent through a [`RequestCloner`] (by default
+//! `Req: Clone`), and the inner service's readiness is polled again before each attempt. A
+//! request that cannot be cloned is sent once; if it fails, the caller gets that failure and
+//! a `RetryGaveUp` event with [`GiveUp::NotCloneable`] says why it was not retried.
+//!
+//! # Cancellation
+//!
+//! Dropping the future stops everything at once: the attempt in flight or the sleep is
+//! dropped, and no further attempt is made.
+//!
+//! # Clone semantics
+//!
+//! Clones share the config, the budget and the jitter's seed stream. Each call keeps its own
+//! attempt count and backoff sequence.
+
+mod backoff;
+mod budget;
+mod config;
+pub mod future;
+#[cfg(feature = "tower")]
+mod layer;
+#[cfg(feature = "tower")]
+mod service;
+
+pub use backoff::{Backoff, BackoffIter, Jitter};
+pub use budget::RetryBudget;
+pub use config::{
+    DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_HINT, DEFAULT_NAME, MAX_ATTEMPTS, MAX_DELAY,
+    RetryConfig, RetryConfigBuilder,
+};
+#[cfg(feature = "tower")]
+pub use layer::{CloneRequest, RequestCloner, RetryLayer};
+#[cfg(feature = "tower")]
+pub use service::RetryService;
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use crate::classify::{Classifier, DefaultClassifier, Outcome};
+use crate::clock::{Clock, DefaultClock};
+use crate::error::AsRejected;
+use crate::rng::{RngSource, SmallRng};
+use crate::sync::Arc;
+use crate::telemetry::{EventKind, Telemetry};
+use crate::timer::{DefaultTimer, Timer};
+
+use self::budget::Budget;
+use self::future::{NoHint, NoNotify, RunFuture};
+
+/// Why a retry stopped without a success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GiveUp {
+    /// `max_attempts` attempts were made.
+    AttemptsExhausted,
+    /// The deadline left no time for another attempt.
+    Deadline,
+    /// The retry budget was spent.
+    Budget,
+    /// The last result was not retryable (an inner policy's rejection, or what a classifier
+    /// said).
+    NotRetryable,
+    /// The request could not be cloned, so it was sent once.
+    NotCloneable,
+}
+
+/// A retry policy. Cheap to clone; clones share the budget.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::Retry;
+///
+/// let retry = Retry::new(Retry::builder().max_attempts(2).build()?);
+/// assert_eq!(retry.config().max_attempts(), 2);
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
+pub struct Retry<T = DefaultTimer, C = DefaultClock> {
+    shared: Arc<Shared<C>>,
+    timer: T,
+}
+
+impl<T: Clone, C> Clone for Retry<T, C> {
+    fn clone(&self) -> Self {
+        Retry {
+            shared: self.shared.clone(),
+            timer: self.timer.clone(),
+        }
+    }
+}
+
+pub(crate) struct Shared<C> {
+    config: RetryConfig,
+    clock: C,
+    budget: Option<Budget>,
+    rng: RngSource,
+    telemetry: Telemetry,
+}
+
+impl Retry {
+    /// A retry from `config`, sleeping on the [`DefaultTimer`] and reading the
+    /// [`DefaultClock`].
+    pub fn new(config: RetryConfig) -> Self {
+        Self::with_timer_and_clock(config, DefaultTimer::default(), DefaultClock::default())
+    }
+
+    /// A builder for a retry's config (shortcut for [`RetryConfig::builder`]).
+    pub fn builder() -> RetryConfigBuilder {
+        RetryConfig::builder()
+    }
+}
+
+impl<T, C> Retry<T, C> {
+    /// A retry from `config` that sleeps on `timer` and reads `clock` (for the deadline and
+    /// the budget).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::MonotonicClock;
+    /// use palisade::retry::Retry;
+    /// use std::time::Duration;
+    ///
+    /// let retry = Retry::with_timer_and_clock(
+    ///     Retry::builder().build()?,
+    ///     |d: Duration| tokio::time::sleep(d),
+    ///     MonotonicClock::new(),
+    /// );
+    /// # let _ = retry;
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    pub fn with_timer_and_clock(config: RetryConfig, timer: T, clock: C) -> Self {
+        Retry {
+            shared: Arc::new(Shared {
+                budget: config.budget.map(Budget::new),
+                rng: config
+                    .seed
+                    .map_or_else(RngSource::from_entropy, RngSource::seeded),
+                telemetry: config.telemetry.clone(),
+                config,
+                clock,
+            }),
+            timer,
+        }
+    }
+
+    /// The config the policy was built from.
+    pub fn config(&self) -> &RetryConfig {
+        &self.shared.config
+    }
+
+    /// The name the policy reports under.
+    pub fn name(&self) -> &'static str {
+        self.shared.telemetry.name()
+    }
+}
+
+impl<T: Timer, C: Clock> Retry<T, C> {
+    /// Runs the future made by `make`, again after each retryable failure.
+    ///
+    /// Chain [`when`](RunFuture::when), [`hint`](RunFuture::hint) and
+    /// [`on_retry`](RunFuture::on_retry) on the returned future to change what is retried,
+    /// honour server hints, or watch the retries.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Outcome, retry::{Backoff, Retry}};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let retry = Retry::new(Retry::builder().backoff(Backoff::constant(Duration::from_millis(10))).build()?);
+    /// // A 503 answered as Ok is worth another try; anything else is final.
+    /// let status: Result<u16, palisade::Rejected> = retry
+    ///     .run(|| async { Ok(503) })
+    ///     .when(|r: &Result<u16, palisade::Rejected>| match r {
+    ///         Ok(503) => Outcome::Failure,
+    ///         _ => Outcome::Success,
+    ///     })
+    ///     .await;
+    /// assert_eq!(status, Ok(503), "the last result, after 3 attempts");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the attempt in flight or the sleep; nothing else is tried.
+    pub fn run<M, F, R, E>(
+        &self,
+        mut make: M,
+    ) -> RunFuture<'_, impl FnMut(u32) -> F, F, T, C, Defaults, NoHint, NoNotify>
+    where
+        M: FnMut() -> F,
+        F: Future<Output = Result<R, E>>,
+    {
+        RunFuture::new(self, move |_attempt| make())
+    }
+
+    /// [`run`](Self::run) with a closure that receives the attempt number (1 for the first).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::{Backoff, Retry};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let retry = Retry::new(Retry::builder().backoff(Backoff::constant(Duration::ZERO)).build()?);
+    /// let out: Result<u32, palisade::Error<&str>> = retry
+    ///     .run_with_attempt(|attempt| async move {
+    ///         if attempt < 3 { Err(palisade::Error::Inner("flaky")) } else { Ok(attempt) }
+    ///     })
+    ///     .await;
+    /// assert_eq!(out, Ok(3));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`run`](Self::run).
+    pub fn run_with_attempt<M, F, R, E>(
+        &self,
+        make: M,
+    ) -> RunFuture<'_, M, F, T, C, Defaults, NoHint, NoNotify>
+    where
+        M: FnMut(u32) -> F,
+        F: Future<Output = Result<R, E>>,
+    {
+        RunFuture::new(self, make)
+    }
+}
+
+impl<T, C> fmt::Debug for Retry<T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+// ===== what is retried =====
+
+/// Whether a result is worth another attempt, and what delay the result itself asks for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    /// Return this result.
+    Done,
+    /// Try again; `after` overrides the backoff when set.
+    Retry {
+        /// The delay the result asks for (a rejection's `retry_after`), if any.
+        after: Option<Duration>,
+    },
+}
+
+/// Decides what a result means for a retry; see [`Defaults`] and [`Classified`].
+pub trait RetryPredicate<R, E> {
+    /// The verdict on `result`; `retry_rejections` is the config's flag.
+    fn verdict(&self, result: &Result<R, E>, retry_rejections: bool) -> Verdict;
+}
+
+/// The default: [`DefaultClassifier`]'s failures are retried; an inner breaker's or
+/// bulkhead's rejection is retried after its `retry_after` only with
+/// [`retry_rejections`](RetryConfigBuilder::retry_rejections).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Defaults;
+
+impl<R, E: AsRejected> RetryPredicate<R, E> for Defaults {
+    #[inline]
+    fn verdict(&self, result: &Result<R, E>, retry_rejections: bool) -> Verdict {
+        match DefaultClassifier.classify(result) {
+            Outcome::Success => Verdict::Done,
+            Outcome::Failure => Verdict::Retry { after: None },
+            Outcome::Ignore => match result.as_ref().err().and_then(AsRejected::as_rejected) {
+                Some(rejected) if retry_rejections && !rejected.is_timeout() => Verdict::Retry {
+                    after: rejected.retry_after(),
+                },
+                _ => Verdict::Done,
+            },
+        }
+    }
+}
+
+/// Retries what a [`Classifier`] calls a failure; made by [`RunFuture::when`].
+#[derive(Debug, Clone, Copy)]
+pub struct Classified<Cl>(pub Cl);
+
+impl<R, E, Cl: Classifier<R, E>> RetryPredicate<R, E> for Classified<Cl> {
+    #[inline]
+    fn verdict(&self, result: &Result<R, E>, _: bool) -> Verdict {
+        match self.0.classify(result) {
+            Outcome::Failure => Verdict::Retry { after: None },
+            Outcome::Success | Outcome::Ignore => Verdict::Done,
+        }
+    }
+}
+
+// ===== per-call bookkeeping, shared by both surfaces =====
+
+/// The state of one call across its attempts.
+#[derive(Debug)]
+pub(crate) struct Attempts {
+    /// Attempts started so far.
+    made: u32,
+    /// Clock reading at the first attempt, when a deadline or budget needs it.
+    started_ns: u64,
+    /// Forked from the shared seed stream at the first retry only.
+    backoff: Option<BackoffIter<SmallRng>>,
+}
+
+impl Attempts {
+    pub(crate) fn new() -> Self {
+        Attempts {
+            made: 0,
+            started_ns: 0,
+            backoff: None,
+        }
+    }
+
+    pub(crate) fn made(&self) -> u32 {
+        self.made
+    }
+}
+
+/// What to do after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Next {
+    Return,
+    RetryAfter(Duration),
+}
+
+impl<C: Clock> Shared<C> {
+    /// Records the start of an attempt; returns its number.
+    #[inline]
+    pub(crate) fn begin(&self, a: &mut Attempts) -> u32 {
+        a.made += 1;
+        if a.made == 1 && (self.config.deadline.is_some() || self.budget.is_some()) {
+            a.started_ns = self.clock.now().as_nanos();
+            if let Some(budget) = &self.budget {
+                budget.deposit(a.started_ns);
+            }
+        }
+        a.made
+    }
+
+    /// Decides what follows an attempt whose result (an `Err` when `failed`) got `verdict`;
+    /// `hint` is the delay a server asked for, and `cloneable` whether the request can be
+    /// sent again.
+    pub(crate) fn next(
+        &self,
+        a: &mut Attempts,
+        verdict: Verdict,
+        failed: bool,
+        hint: Option<Duration>,
+        cloneable: bool,
+    ) -> Next {
+        let after = match verdict {
+            Verdict::Done if failed => {
+                self.telemetry.emit(|| EventKind::RetryGaveUp {
+                    attempts: a.made,
+                    reason: GiveUp::NotRetryable,
+                });
+                return Next::Return;
+            }
+            Verdict::Done => {
+                if a.made > 1 {
+                    self.telemetry
+                        .emit(|| EventKind::RetrySucceeded { attempts: a.made });
+                }
+                return Next::Return;
+            }
+            Verdict::Retry { after } => after,
+        };
+        self.retry_or_give_up(a, after.or(hint), cloneable)
+    }
+
+    #[cold]
+    fn retry_or_give_up(
+        &self,
+        a: &mut Attempts,
+        hinted: Option<Duration>,
+        cloneable: bool,
+    ) -> Next {
+        let give_up = |reason| {
+            self.telemetry.emit(|| EventKind::RetryGaveUp {
+                attempts: a.made,
+                reason,
+            });
+            Next::Return
+        };
+        if !cloneable {
+            return give_up(GiveUp::NotCloneable);
+        }
+        if a.made >= self.config.max_attempts {
+            return give_up(GiveUp::AttemptsExhausted);
+        }
+        let now_ns = if self.config.deadline.is_some() || self.budget.is_some() {
+            self.clock.now().as_nanos()
+        } else {
+            0
+        };
+        let mut delay = match hinted {
+            Some(hint) => hint.min(self.config.max_hint),
+            None => {
+                let rng = &self.rng;
+                let backoff = self.config.backoff;
+                a.backoff
+                    .get_or_insert_with(|| backoff.iter(rng.fork()))
+                    .next()
+                    .unwrap_or(Duration::ZERO)
+            }
+        };
+        if let Some(deadline) = self.config.deadline {
+            let spent = Duration::from_nanos(now_ns.saturating_sub(a.started_ns));
+            let left = deadline.saturating_sub(spent);
+            if left.is_zero() {
+                return give_up(GiveUp::Deadline);
+            }
+            delay = delay.min(left);
+        }
+        if let Some(budget) = &self.budget {
+            if !budget.withdraw(now_ns) {
+                return give_up(GiveUp::Budget);
+            }
+        }
+        self.telemetry.emit(|| EventKind::RetryScheduled {
+            attempt: a.made + 1,
+            delay,
+        });
+        Next::RetryAfter(delay)
+    }
+}

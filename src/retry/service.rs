@@ -1,0 +1,238 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use super::future::{Hint, NoHint};
+use super::layer::{CloneRequest, RequestCloner};
+use super::{Attempts, Defaults, Next, Retry, RetryPredicate, Verdict};
+use crate::clock::{Clock, DefaultClock};
+use crate::timer::{DefaultTimer, Timer};
+
+/// A tower service whose failed calls are retried; made by [`RetryLayer`](super::RetryLayer).
+///
+/// `poll_ready` is the inner service's. `call` takes the instance that was made ready (a
+/// clone stays behind, tower's rule for services that keep calling), sends the request, and
+/// keeps a copy made by the [`RequestCloner`] for the next attempt; before each retry the
+/// future polls its instance's readiness again.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::{Retry, RetryService};
+///
+/// let retry = Retry::new(Retry::builder().build()?);
+/// let svc = RetryService::new(
+///     tower::service_fn(|x: u32| async move { Ok::<_, palisade::Error<&str>>(x) }),
+///     retry,
+///     palisade::retry::Defaults,
+///     palisade::retry::CloneRequest,
+///     palisade::retry::future::NoHint,
+/// );
+/// # let _ = svc;
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct RetryService<
+    S,
+    T = DefaultTimer,
+    C = DefaultClock,
+    P = Defaults,
+    RC = CloneRequest,
+    H = NoHint,
+> {
+    inner: S,
+    retry: Retry<T, C>,
+    predicate: P,
+    cloner: RC,
+    hint: H,
+}
+
+impl<S, T, C, P, RC, H> RetryService<S, T, C, P, RC, H> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, retry: Retry<T, C>, predicate: P, cloner: RC, hint: H) -> Self {
+        RetryService {
+            inner,
+            retry,
+            predicate,
+            cloner,
+            hint,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug, T, C, P, RC, H> fmt::Debug for RetryService<S, T, C, P, RC, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryService")
+            .field("inner", &self.inner)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, Req, T, C, P, RC, H> Service<Req> for RetryService<S, T, C, P, RC, H>
+where
+    S: Service<Req> + Clone,
+    T: Timer + Clone,
+    C: Clock,
+    P: RetryPredicate<S::Response, S::Error> + Clone,
+    RC: RequestCloner<Req> + Clone,
+    H: Hint<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, Req, T, C, P, RC, H>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        // The instance made ready goes with this call; a fresh clone waits for the next one.
+        let clone = self.inner.clone();
+        let mut svc = std::mem::replace(&mut self.inner, clone);
+        let mut attempts = Attempts::new();
+        self.retry.shared.begin(&mut attempts);
+        let next_req = self.cloner.try_clone(&req);
+        let fut = svc.call(req);
+        ResponseFuture {
+            svc,
+            retry: self.retry.clone(),
+            predicate: self.predicate.clone(),
+            cloner: self.cloner.clone(),
+            hint: self.hint.clone(),
+            req: next_req,
+            attempts,
+            state: State::Calling { fut },
+        }
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, Sl> {
+        Calling {
+            #[pin]
+            fut: F,
+        },
+        Sleeping {
+            #[pin]
+            sleep: Sl,
+        },
+        Readying,
+        Done,
+    }
+}
+
+pin_project! {
+    /// The response future of [`RetryService`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<S, Req, T, C, P, RC, H>
+    where
+        S: Service<Req>,
+        T: Timer,
+    {
+        svc: S,
+        retry: Retry<T, C>,
+        predicate: P,
+        cloner: RC,
+        hint: H,
+        // A copy of the request for the next attempt; None once it could not be made.
+        req: Option<Req>,
+        attempts: Attempts,
+        #[pin]
+        state: State<S::Future, T::Sleep>,
+    }
+}
+
+impl<S, Req, T, C, P, RC, H> Future for ResponseFuture<S, Req, T, C, P, RC, H>
+where
+    S: Service<Req>,
+    T: Timer,
+    C: Clock,
+    P: RetryPredicate<S::Response, S::Error>,
+    RC: RequestCloner<Req>,
+    H: Hint<S::Response, S::Error>,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let shared = &*this.retry.shared;
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { fut } => {
+                    let out = ready!(fut.poll(cx));
+                    let verdict = this.predicate.verdict(&out, shared.config.retry_rejections);
+                    let hint = match verdict {
+                        Verdict::Retry { after: None } => this.hint.hint(&out),
+                        _ => None,
+                    };
+                    let cloneable = this.req.is_some();
+                    match shared.next(this.attempts, verdict, out.is_err(), hint, cloneable) {
+                        Next::Return => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(out);
+                        }
+                        Next::RetryAfter(delay) if delay.is_zero() => {
+                            this.state.set(State::Readying);
+                        }
+                        Next::RetryAfter(delay) => this.state.set(State::Sleeping {
+                            sleep: this.retry.timer.sleep(delay),
+                        }),
+                    }
+                }
+                StateProj::Sleeping { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Readying);
+                }
+                StateProj::Readying => {
+                    // Readiness again before every retry: the instance may have changed state
+                    // since the last attempt (a pool emptied, a connection dropped).
+                    if let Err(e) = ready!(this.svc.poll_ready(cx)) {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(e));
+                    }
+                    let Some(req) = this.req.take() else {
+                        unreachable!("a retry is only scheduled with a copy of the request");
+                    };
+                    *this.req = this.cloner.try_clone(&req);
+                    shared.begin(this.attempts);
+                    this.state.set(State::Calling {
+                        fut: this.svc.call(req),
+                    });
+                }
+                StateProj::Done => panic!("retry response future polled after completion"),
+            }
+        }
+    }
+}
+
+impl<S: Service<Req>, Req, T: Timer, C, P, RC, H> fmt::Debug
+    for ResponseFuture<S, Req, T, C, P, RC, H>
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("attempts", &self.attempts.made())
+            .finish_non_exhaustive()
+    }
+}
