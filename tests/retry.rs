@@ -1,0 +1,511 @@
+//! Retry on both surfaces, with paused tokio time.
+
+mod support;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use palisade::error::{BulkheadFull, CircuitOpen, FullCause};
+use palisade::retry::{
+    Backoff, GiveUp, Jitter, Retry, RetryBudget, RetryConfigBuilder, RetryLayer,
+};
+use palisade::telemetry::{Event, EventKind};
+use palisade::{Outcome, Rejected};
+use proptest::prelude::*;
+use support::AppError;
+use tokio::time::{Instant, advance};
+use tokio_test::{assert_pending, assert_ready, task};
+use tower::{BoxError, Layer, Service, ServiceExt};
+use tower_test::{assert_request_eq, mock};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+type Log = Arc<Mutex<Vec<EventKind>>>;
+
+/// A retry built from `b`, with every event it reports logged.
+fn logged(b: RetryConfigBuilder) -> (Retry, Log) {
+    let log: Log = Arc::default();
+    let seen = log.clone();
+    let retry = Retry::new(
+        b.name("api")
+            .listener(move |e: &Event| seen.lock().unwrap().push(e.kind()))
+            .build()
+            .unwrap(),
+    );
+    (retry, log)
+}
+
+/// Runs a call that fails `failures` times, then succeeds; returns the result and the times
+/// (since the start) at which each attempt began.
+async fn flaky(retry: &Retry, failures: u32) -> (Result<u32, AppError>, Vec<Duration>) {
+    let start = Instant::now();
+    let times = Mutex::new(Vec::new());
+    let out = retry
+        .run_with_attempt(|n| {
+            times.lock().unwrap().push(start.elapsed());
+            async move {
+                if n <= failures {
+                    Err(AppError::Backend("down"))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+    (out, times.into_inner().unwrap())
+}
+
+fn gave_up(log: &Log) -> Option<GiveUp> {
+    log.lock().unwrap().iter().find_map(|e| match e {
+        EventKind::RetryGaveUp { reason, .. } => Some(*reason),
+        _ => None,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_backoff_gives_its_exact_delays() {
+    let cases = [
+        (Backoff::constant(ms(50)), [0, 50, 100, 150]),
+        (
+            Backoff::linear(ms(100), ms(50), ms(1000)),
+            [0, 100, 250, 450],
+        ),
+        (
+            Backoff::exponential(ms(100), 2.0, ms(300)),
+            [0, 100, 300, 600],
+        ),
+    ];
+    for (backoff, starts) in cases {
+        let (retry, log) = logged(Retry::builder().max_attempts(4).backoff(backoff));
+        let (out, times) = flaky(&retry, 10).await;
+        assert_eq!(
+            out,
+            Err(AppError::Backend("down")),
+            "the last error, unchanged"
+        );
+        assert_eq!(times, starts.map(ms), "{backoff:?}");
+        assert_eq!(gave_up(&log), Some(GiveUp::AttemptsExhausted));
+        let scheduled: Vec<_> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::RetryScheduled { attempt, delay } => Some((*attempt, *delay)),
+                _ => None,
+            })
+            .collect();
+        let want: Vec<_> = (1..4)
+            .map(|i| (i as u32 + 1, starts[i] - starts[i - 1]))
+            .map(|(a, d)| (a, ms(d)))
+            .collect();
+        assert_eq!(scheduled, want);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_returns_at_once_and_reports_the_attempts() {
+    let (retry, log) = logged(
+        Retry::builder()
+            .max_attempts(5)
+            .backoff(Backoff::constant(ms(10))),
+    );
+    let (out, times) = flaky(&retry, 2).await;
+    assert_eq!(out, Ok(3));
+    assert_eq!(times.len(), 3);
+    assert!(
+        log.lock()
+            .unwrap()
+            .contains(&EventKind::RetrySucceeded { attempts: 3 })
+    );
+    log.lock().unwrap().clear();
+    let (out, _) = flaky(&retry, 0).await;
+    assert_eq!(out, Ok(1));
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "a first-attempt success reports nothing"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn seeded_jitter_stays_within_bounds_and_repeats() {
+    let backoff = Backoff::exponential(ms(100), 2.0, ms(1600));
+    for jitter in [
+        Jitter::Full,
+        Jitter::Equal,
+        Jitter::Decorrelated,
+        Jitter::Proportional(0.5),
+    ] {
+        let (retry, _) = logged(
+            Retry::builder()
+                .max_attempts(8)
+                .seed(5)
+                .backoff(backoff.jitter(jitter)),
+        );
+        let (_, a) = flaky(&retry, 10).await;
+        let (retry2, _) = retry_with_seed(backoff.jitter(jitter), 5);
+        let (_, b) = flaky(&retry2, 10).await;
+        assert_eq!(a, b, "{jitter:?}: same seed, same delays");
+        for (i, pair) in a.windows(2).enumerate() {
+            let delay = pair[1] - pair[0];
+            let base = ms(100 * (1 << i)).min(ms(1600));
+            let ok = match jitter {
+                Jitter::Full => delay <= base,
+                Jitter::Equal => delay >= base / 2 && delay <= base,
+                Jitter::Decorrelated => delay >= ms(100) && delay <= ms(1600),
+                _ => delay <= ms(1600) && delay >= base / 2,
+            };
+            assert!(ok, "{jitter:?}: delay {delay:?} for base {base:?}");
+        }
+    }
+}
+
+fn retry_with_seed(backoff: Backoff, seed: u64) -> (Retry, Log) {
+    logged(Retry::builder().max_attempts(8).seed(seed).backoff(backoff))
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_clips_the_last_delay_and_no_attempt_starts_after_it() {
+    let (retry, log) = logged(
+        Retry::builder()
+            .max_attempts(10)
+            .backoff(Backoff::exponential(ms(100), 2.0, ms(10_000)))
+            .deadline(ms(500)),
+    );
+    let (out, times) = flaky(&retry, 10).await;
+    assert!(out.is_err());
+    // 0, +100, +200, then +400 would pass 500 ms: the last delay is cut to 200 ms.
+    assert_eq!(times, [0, 100, 300, 500].map(ms));
+    assert!(times.iter().all(|t| *t <= ms(500)));
+    assert_eq!(gave_up(&log), Some(GiveUp::Deadline));
+}
+
+#[tokio::test(start_paused = true)]
+async fn ok_results_are_retried_through_a_classifier() {
+    let (retry, _) = logged(
+        Retry::builder()
+            .max_attempts(4)
+            .backoff(Backoff::constant(ms(10))),
+    );
+    let statuses = Mutex::new(vec![503, 503, 200].into_iter());
+    let out: Result<u16, AppError> = retry
+        .run(|| {
+            let status = statuses.lock().unwrap().next().unwrap();
+            async move { Ok(status) }
+        })
+        .when(|r: &Result<u16, AppError>| match r {
+            Ok(s) if *s >= 500 => Outcome::Failure,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        })
+        .await;
+    assert_eq!(out, Ok(200));
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_hints_replace_the_backoff_and_are_capped() {
+    let (retry, _) = logged(
+        Retry::builder()
+            .max_attempts(3)
+            .backoff(Backoff::constant(ms(10)))
+            .max_hint(Duration::from_secs(5)),
+    );
+    let start = Instant::now();
+    let times = Mutex::new(Vec::new());
+    let asked = Mutex::new(vec![2u64, 60].into_iter());
+    let out: Result<(), palisade::Error<u64>> = retry
+        .run(|| {
+            times.lock().unwrap().push(start.elapsed());
+            let secs = asked.lock().unwrap().next().unwrap_or(0);
+            async move { Err(palisade::Error::Inner(secs)) }
+        })
+        .hint(|r: &Result<(), palisade::Error<u64>>| match r {
+            Err(palisade::Error::Inner(secs)) => Some(Duration::from_secs(*secs)),
+            _ => None,
+        })
+        .await;
+    assert!(out.is_err());
+    // The server asked for 2 s, then 60 s, which the 5 s cap cuts.
+    assert_eq!(*times.lock().unwrap(), [0, 2_000, 7_000].map(ms));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_budget_stops_retries_until_it_refills() {
+    let (retry, log) = logged(
+        Retry::builder()
+            .max_attempts(5)
+            .backoff(Backoff::constant(ms(1)))
+            .budget(RetryBudget::new(Duration::from_secs(10), 0, 0.5)),
+    );
+    // Each first attempt deposits half a retry (50%). One success on the handle, then a
+    // failing call on a clone: together one retry's worth, which only a shared budget has.
+    assert!(flaky(&retry, 0).await.0.is_ok());
+    let (_, times) = flaky(&retry.clone(), 10).await;
+    assert_eq!(
+        times.len(),
+        2,
+        "one retry allowed, from the budget the clone shares"
+    );
+    let (_, times) = flaky(&retry, 10).await;
+    assert_eq!(times.len(), 1, "the budget is spent");
+    assert_eq!(gave_up(&log), Some(GiveUp::Budget));
+    advance(Duration::from_secs(11)).await;
+    for _ in 0..4 {
+        let (out, _) = flaky(&retry, 0).await;
+        assert!(out.is_ok());
+    }
+    let (_, times) = flaky(&retry, 10).await;
+    assert!(times.len() > 1, "new first attempts refilled the budget");
+}
+
+#[tokio::test(start_paused = true)]
+async fn inner_rejections_are_not_retried_unless_asked() {
+    let open = Rejected::CircuitOpen(CircuitOpen::new("db", ms(700)));
+    let (retry, log) = logged(
+        Retry::builder()
+            .max_attempts(3)
+            .backoff(Backoff::constant(ms(10))),
+    );
+    let calls = AtomicU32::new(0);
+    let out: Result<(), AppError> = retry
+        .run(|| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move { Err(AppError::Rejected(open)) }
+        })
+        .await;
+    assert_eq!(out, Err(AppError::Rejected(open)));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(gave_up(&log), Some(GiveUp::NotRetryable));
+
+    let (retry, _) = logged(
+        Retry::builder()
+            .max_attempts(3)
+            .backoff(Backoff::constant(ms(10)))
+            .retry_rejections(true),
+    );
+    let start = Instant::now();
+    let times = Mutex::new(Vec::new());
+    let full = Rejected::BulkheadFull(BulkheadFull::new("pool", 4, FullCause::QueueFull));
+    let out: Result<(), AppError> = retry
+        .run_with_attempt(|n| {
+            times.lock().unwrap().push(start.elapsed());
+            async move { Err(AppError::Rejected(if n == 1 { open } else { full })) }
+        })
+        .await;
+    assert_eq!(out, Err(AppError::Rejected(full)));
+    // The open circuit said 700 ms; the full bulkhead says nothing, so the backoff applies.
+    assert_eq!(*times.lock().unwrap(), [0, 700, 710].map(ms));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_future_mid_sleep_stops_everything() {
+    let (retry, _) = logged(
+        Retry::builder()
+            .max_attempts(5)
+            .backoff(Backoff::constant(Duration::from_secs(1))),
+    );
+    let calls = AtomicU32::new(0);
+    let mut fut = task::spawn(retry.run(|| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async { Err::<(), _>(AppError::Backend("down")) }
+    }));
+    assert_pending!(fut.poll());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    advance(ms(500)).await;
+    drop(fut);
+    advance(Duration::from_secs(10)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "no attempt after the drop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_layer_polls_readiness_again_before_each_retry() {
+    let (retry, _) = logged(
+        Retry::builder()
+            .max_attempts(3)
+            .backoff(Backoff::constant(ms(100))),
+    );
+    let (svc, mut handle) = mock::pair::<&str, &str>();
+    let mut svc = RetryLayer::new(retry).layer(svc);
+    handle.allow(1);
+    let mut call = task::spawn(async move { svc.ready().await?.call("req").await });
+    assert_pending!(call.poll());
+    assert_request_eq!(handle, "req").send_error("down");
+    assert_pending!(call.poll());
+    advance(ms(100)).await;
+    assert_pending!(
+        call.poll(),
+        "the inner service is not ready: the retry waits for it"
+    );
+    assert!(handle.poll_request().is_pending());
+    handle.allow(1);
+    assert_pending!(call.poll());
+    assert_request_eq!(handle, "req").send_response("ok");
+    assert_eq!(assert_ready!(call.poll()).unwrap(), "ok");
+}
+
+/// A request that cannot be cloned (a one-shot body).
+#[derive(Debug, PartialEq)]
+struct Upload(&'static str);
+
+#[tokio::test(start_paused = true)]
+async fn a_request_without_clone_is_resent_through_a_cloner() {
+    let (retry, _) = logged(
+        Retry::builder()
+            .max_attempts(3)
+            .backoff(Backoff::constant(ms(1))),
+    );
+    let seen = Arc::new(AtomicU32::new(0));
+    let counter = seen.clone();
+    let inner = tower::service_fn(move |req: Upload| {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            if n < 3 {
+                Err(palisade::Error::Inner("flaky"))
+            } else {
+                Ok(req.0)
+            }
+        }
+    });
+    let mut svc = RetryLayer::new(retry)
+        .cloner(|r: &Upload| Some(Upload(r.0)))
+        .layer(inner);
+    let out = svc.ready().await.unwrap().call(Upload("file")).await;
+    assert_eq!(out, Ok("file"));
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_cannot_be_cloned_is_sent_once_and_says_why() {
+    let (retry, log) = logged(
+        Retry::builder()
+            .max_attempts(3)
+            .backoff(Backoff::constant(ms(1))),
+    );
+    let seen = Arc::new(AtomicU32::new(0));
+    let counter = seen.clone();
+    let inner = tower::service_fn(move |_: Upload| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Err::<(), _>(palisade::Error::Inner("flaky")) }
+    });
+    let mut svc = RetryLayer::new(retry)
+        .cloner(|_: &Upload| None)
+        .layer(inner);
+    let out = svc.ready().await.unwrap().call(Upload("stream")).await;
+    assert_eq!(out, Err(palisade::Error::Inner("flaky")));
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    assert_eq!(gave_up(&log), Some(GiveUp::NotCloneable));
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_retry_sees_each_retried_outcome() {
+    let (retry, _) = logged(
+        Retry::builder()
+            .max_attempts(3)
+            .backoff(Backoff::constant(ms(5))),
+    );
+    let seen = Mutex::new(Vec::new());
+    let _: Result<(), AppError> = retry
+        .run(|| async { Err(AppError::Backend("down")) })
+        .on_retry(|r: &Result<(), AppError>, attempt: u32, delay: Duration| {
+            seen.lock().unwrap().push((r.is_err(), attempt, delay));
+        })
+        .await;
+    assert_eq!(*seen.lock().unwrap(), [(true, 1, ms(5)), (true, 2, ms(5))]);
+}
+
+#[test]
+fn every_invalid_config_names_its_field() {
+    let d = Duration::from_secs;
+    let cases = [
+        (Retry::builder().max_attempts(0), "max_attempts"),
+        (Retry::builder().max_attempts(1001), "max_attempts"),
+        (
+            Retry::builder().backoff(Backoff::exponential(ms(10), f64::NAN, d(1))),
+            "backoff.factor",
+        ),
+        (
+            Retry::builder().backoff(Backoff::exponential(ms(10), 0.5, d(1))),
+            "backoff.factor",
+        ),
+        (
+            Retry::builder().backoff(Backoff::exponential(ms(10), 2.0, Duration::ZERO)),
+            "backoff.max",
+        ),
+        (
+            Retry::builder().backoff(Backoff::linear(d(2), ms(1), d(1))),
+            "backoff.initial",
+        ),
+        (
+            Retry::builder().backoff(Backoff::constant(d(2 * 86_400))),
+            "backoff.max",
+        ),
+        (
+            Retry::builder().backoff(Backoff::constant(d(1)).jitter(Jitter::Proportional(1.5))),
+            "backoff.jitter",
+        ),
+        (
+            Retry::builder()
+                .backoff(Backoff::constant(Duration::ZERO).jitter(Jitter::Decorrelated)),
+            "backoff.initial",
+        ),
+        (Retry::builder().deadline(Duration::ZERO), "deadline"),
+        (Retry::builder().max_hint(Duration::ZERO), "max_hint"),
+        (
+            Retry::builder().budget(RetryBudget::new(ms(10), 1, 0.2)),
+            "budget.ttl",
+        ),
+        (
+            Retry::builder().budget(RetryBudget::new(d(10), 1, f64::NAN)),
+            "budget.retry_ratio",
+        ),
+        (Retry::builder().name(""), "name"),
+    ];
+    for (b, field) in cases {
+        let err = b.build().unwrap_err();
+        assert_eq!(err.field(), field, "{err}");
+        assert!(err.to_string().starts_with(field), "{err}");
+    }
+}
+
+#[test]
+fn handles_services_and_futures_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Retry>();
+    send_sync::<RetryLayer>();
+    send::<palisade::retry::RetryService<tower::util::BoxCloneSyncService<(), (), BoxError>>>();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// For random schedules and deadlines, the waits add up to at most the deadline and each
+    /// is within [0, cap].
+    #[test]
+    fn delays_respect_the_cap_and_the_deadline(
+        initial_ms in 0u64..500,
+        factor in 1.0f64..4.0,
+        cap_ms in 1u64..5_000,
+        deadline_ms in 1u64..20_000,
+        jitter in prop_oneof![Just(Jitter::None), Just(Jitter::Full), Just(Jitter::Equal), Just(Jitter::Proportional(0.3))],
+        seed in any::<u64>(),
+    ) {
+        let initial_ms = initial_ms.min(cap_ms);
+        let backoff = Backoff::exponential(ms(initial_ms), factor, ms(cap_ms)).jitter(jitter);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let (times, delays) = rt.block_on(async {
+            let (retry, log) = logged(Retry::builder().max_attempts(50).seed(seed).backoff(backoff).deadline(ms(deadline_ms)));
+            let (_, times) = flaky(&retry, 1000).await;
+            let delays: Vec<Duration> = log.lock().unwrap().iter().filter_map(|e| match e {
+                EventKind::RetryScheduled { delay, .. } => Some(*delay),
+                _ => None,
+            }).collect();
+            (times, delays)
+        });
+        prop_assert!(delays.iter().sum::<Duration>() <= ms(deadline_ms));
+        prop_assert!(delays.iter().all(|d| *d <= ms(cap_ms)));
+        prop_assert!(times.iter().all(|t| *t <= ms(deadline_ms)), "{:?}", times);
+    }
+}
