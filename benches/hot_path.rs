@@ -369,5 +369,79 @@ fn bulkhead_benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, timeout_benches, breaker_benches, bulkhead_benches);
+fn retry_benches(c: &mut Criterion) {
+    use palisade::retry::Retry;
+
+    let ours = Retry::new(Retry::builder().build().unwrap());
+    let mut g = c.benchmark_group("retry/closure, first attempt succeeds");
+    g.bench_function("bare future", |b| {
+        b.iter(|| poll_now(ready(Ok::<_, Rejected>(black_box(1u64)))))
+    });
+    g.bench_function("palisade run", |b| {
+        b.iter(|| poll_now(ours.run(|| ready(Ok::<_, Rejected>(black_box(1u64))))))
+    });
+    g.bench_function("backon Retryable", |b| {
+        use backon::Retryable;
+        let builder = backon::ExponentialBuilder::default();
+        b.iter(|| poll_now((|| ready(Ok::<_, Rejected>(black_box(1u64)))).retry(builder)))
+    });
+    g.finish();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let mut g = c.benchmark_group("retry/layer, first attempt succeeds");
+    let mut bare = Echo;
+    g.bench_function("bare service", |b| {
+        b.iter(|| call_now(&mut bare, black_box(1)))
+    });
+    let mut layered = ours.layer().layer(Echo);
+    g.bench_function("palisade RetryLayer", |b| {
+        b.iter(|| call_now(&mut layered, black_box(1)))
+    });
+    let mut tower_retry = tower::retry::RetryLayer::new(Attempts(3)).layer(Echo);
+    g.bench_function("tower RetryLayer", |b| {
+        b.iter(|| call_now(&mut tower_retry, black_box(1)))
+    });
+    let mut theirs = tower_resilience::retry::RetryLayer::<u64, u64, BoxError>::builder()
+        .max_attempts(3)
+        .build()
+        .layer(Echo);
+    g.bench_function("tower-resilience RetryLayer", |b| {
+        b.iter(|| call_now(&mut theirs, black_box(1)))
+    });
+    g.finish();
+}
+
+/// tower's retry policy for the comparison: up to `n` attempts on any error, no delay.
+#[derive(Clone)]
+struct Attempts(u32);
+
+impl tower::retry::Policy<u64, u64, BoxError> for Attempts {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut u64, result: &mut Result<u64, BoxError>) -> Option<Self::Future> {
+        match result {
+            Err(_) if self.0 > 1 => {
+                self.0 -= 1;
+                Some(ready(()))
+            }
+            _ => None,
+        }
+    }
+
+    fn clone_request(&mut self, req: &u64) -> Option<u64> {
+        Some(*req)
+    }
+}
+
+criterion_group!(
+    benches,
+    timeout_benches,
+    breaker_benches,
+    bulkhead_benches,
+    retry_benches
+);
 criterion_main!(benches);

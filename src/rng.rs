@@ -1,13 +1,16 @@
 //! Randomness for jitter (and later fault injection), reproducible when seeded.
 //!
 //! [`Rng`] is the small interface the policies draw from; rand's `SmallRng` implements it.
-//! [`RngSource`] is what a policy handle keeps: a shared, thread-safe stream of seeds from
-//! which each call forks its own `SmallRng` the first time it needs a random number (so the
-//! happy path never touches it).
+//! [`RngSource`] is what a policy handle keeps: a stream of seeds from which each call forks
+//! its own `SmallRng` the first time it needs a random number (so the happy path never
+//! touches it).
 //!
-//! A source seeded with [`RngSource::seeded`] hands out the same sequence of generators on
-//! every run, so a test that drives calls one after another sees the same jitter every time.
-//! Calls racing on several threads fork in whatever order they arrive.
+//! A source seeded with [`RngSource::seeded`] is shared by its clones and hands out the same
+//! sequence of generators on every run, so a test that drives calls one after another sees
+//! the same jitter every time (calls racing on several threads fork in whatever order they
+//! arrive). A source from [`RngSource::from_entropy`] holds no state at all: it forks from a
+//! per-thread seed stream, itself seeded once per thread from the operating system, so
+//! cloning it into every call costs nothing.
 
 use rand::SeedableRng;
 use std::sync::Arc;
@@ -51,7 +54,7 @@ impl<R: Rng + ?Sized> Rng for &mut R {
     }
 }
 
-/// A shared stream of seeds; clones share it.
+/// A stream of seeds for per-call generators; clones of a seeded source share it.
 ///
 /// # Examples
 ///
@@ -64,32 +67,35 @@ impl<R: Rng + ?Sized> Rng for &mut R {
 /// ```
 #[derive(Debug, Clone)]
 pub struct RngSource {
-    state: Arc<AtomicU64>,
+    // `None`: fork from this thread's entropy-seeded stream.
+    seeded: Option<Arc<AtomicU64>>,
 }
 
 // SplitMix64's increment (the golden ratio in 64 bits): adding it walks a full-period sequence.
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
 impl RngSource {
-    /// A source whose generators are the same on every run.
+    /// A source whose generators are the same on every run; clones share its stream.
     pub fn seeded(seed: u64) -> Self {
         RngSource {
-            state: Arc::new(AtomicU64::new(seed)),
+            seeded: Some(Arc::new(AtomicU64::new(seed))),
         }
     }
 
-    /// A source seeded from the operating system's entropy.
+    /// A source seeded from the operating system's entropy (once per thread).
     pub fn from_entropy() -> Self {
-        Self::seeded(rand::RngCore::next_u64(&mut SmallRng::from_os_rng()))
+        RngSource { seeded: None }
     }
 
     /// A new generator, independent of the ones forked before it.
     pub fn fork(&self) -> SmallRng {
-        // Relaxed: the counter only has to hand out distinct values; it orders nothing else.
-        let z = self
-            .state
-            .fetch_add(GAMMA, Ordering::Relaxed)
-            .wrapping_add(GAMMA);
+        let z = match &self.seeded {
+            // Relaxed: the counter only has to hand out distinct values; it orders nothing.
+            Some(state) => state
+                .fetch_add(GAMMA, Ordering::Relaxed)
+                .wrapping_add(GAMMA),
+            None => thread_seed(),
+        };
         SmallRng::seed_from_u64(mix64(z))
     }
 }
@@ -98,6 +104,23 @@ impl Default for RngSource {
     fn default() -> Self {
         Self::from_entropy()
     }
+}
+
+/// The next value of this thread's seed stream, seeded from the OS on first use.
+fn thread_seed() -> u64 {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    STATE.with(|state| {
+        let mut z = state.get();
+        if z == 0 {
+            // `| 1`: a seed of 0 would mean "not seeded yet" forever.
+            z = rand::RngCore::next_u64(&mut SmallRng::from_os_rng()) | 1;
+        }
+        z = z.wrapping_add(GAMMA);
+        state.set(z);
+        z
+    })
 }
 
 // SplitMix64's output function (Steele, Lea and Flood, 2014): decorrelates consecutive states.
@@ -113,10 +136,24 @@ mod tests {
 
     #[test]
     fn forks_differ_from_each_other() {
-        let source = RngSource::seeded(1);
-        let a = source.fork().next_u64();
-        let b = source.fork().next_u64();
-        assert_ne!(a, b);
+        for source in [RngSource::seeded(1), RngSource::from_entropy()] {
+            let a = source.fork().next_u64();
+            let b = source.fork().next_u64();
+            assert_ne!(a, b);
+        }
+    }
+
+    #[test]
+    fn clones_of_a_seeded_source_share_its_stream() {
+        let a = RngSource::seeded(5);
+        let b = a.clone();
+        let first = a.fork().next_u64();
+        assert_ne!(
+            b.fork().next_u64(),
+            first,
+            "the clone continues the same stream"
+        );
+        assert_eq!(RngSource::seeded(5).fork().next_u64(), first);
     }
 
     #[test]

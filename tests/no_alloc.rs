@@ -271,3 +271,27 @@ mod bulkhead {
         }
     }
 }
+
+#[cfg(feature = "tokio")]
+mod retry {
+    use super::*;
+    use palisade::retry::Retry;
+
+    #[test]
+    fn a_first_attempt_success_does_not_allocate() {
+        let retry = Retry::new(Retry::builder().build().unwrap());
+        let n = allocations(|| {
+            let out: Result<u8, palisade::Rejected> =
+                poll_ready_now(retry.run(|| std::future::ready(Ok(1))));
+            assert_eq!(out, Ok(1));
+        });
+        assert_eq!(n, 0);
+    }
+
+    #[cfg(feature = "tower")]
+    #[test]
+    fn the_layer_without_a_retry_does_not_allocate() {
+        let retry = Retry::new(Retry::builder().build().unwrap());
+        assert_eq!(layer_allocations(retry.layer()), 0);
+    }
+}

@@ -200,7 +200,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let shared = &*this.retry.shared;
+        let shared = &*this.retry;
         loop {
             match this.state.as_mut().project() {
                 StateProj::Start => {
@@ -253,7 +253,7 @@ where
 impl<M, F, T: Timer, C, P, H, N> std::fmt::Debug for RunFuture<'_, M, F, T, C, P, H, N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunFuture")
-            .field("policy", &self.retry.shared.telemetry.name())
+            .field("policy", &self.retry.name())
             .field("attempts", &self.attempts.made())
             .finish_non_exhaustive()
     }

@@ -129,14 +129,14 @@ impl<T, C> From<Retry<T, C>> for RetryLayer<T, C> {
     }
 }
 
-impl<T: Clone, C> Retry<T, C> {
+impl<T: Clone, C: Clone> Retry<T, C> {
     /// A tower layer retrying with this policy; the same as [`RetryLayer::new`] on a clone.
     pub fn layer(&self) -> RetryLayer<T, C> {
         RetryLayer::new(self.clone())
     }
 }
 
-impl<S, T: Clone, C, P: Clone, RC: Clone, H: Clone> Layer<S> for RetryLayer<T, C, P, RC, H> {
+impl<S, T: Clone, C: Clone, P: Clone, RC: Clone, H: Clone> Layer<S> for RetryLayer<T, C, P, RC, H> {
     type Service = RetryService<S, T, C, P, RC, H>;
 
     fn layer(&self, inner: S) -> Self::Service {

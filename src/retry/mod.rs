@@ -132,26 +132,20 @@ pub enum GiveUp {
 /// assert_eq!(retry.config().max_attempts(), 2);
 /// # Ok::<(), palisade::ConfigError>(())
 /// ```
+///
+/// # Cost of a clone
+///
+/// A handle holds its config by value and shares only what must be shared: the budget and a
+/// seeded jitter stream, each behind an `Arc` when configured. Without them (and without a
+/// listener) a clone touches no shared memory, which is what lets the tower layer give every
+/// call its own copy at no cost.
+#[derive(Clone)]
 pub struct Retry<T = DefaultTimer, C = DefaultClock> {
-    shared: Arc<Shared<C>>,
-    timer: T,
-}
-
-impl<T: Clone, C> Clone for Retry<T, C> {
-    fn clone(&self) -> Self {
-        Retry {
-            shared: self.shared.clone(),
-            timer: self.timer.clone(),
-        }
-    }
-}
-
-pub(crate) struct Shared<C> {
     config: RetryConfig,
     clock: C,
-    budget: Option<Budget>,
+    budget: Option<Arc<Budget>>,
     rng: RngSource,
-    telemetry: Telemetry,
+    timer: T,
 }
 
 impl Retry {
@@ -188,27 +182,28 @@ impl<T, C> Retry<T, C> {
     /// ```
     pub fn with_timer_and_clock(config: RetryConfig, timer: T, clock: C) -> Self {
         Retry {
-            shared: Arc::new(Shared {
-                budget: config.budget.map(Budget::new),
-                rng: config
-                    .seed
-                    .map_or_else(RngSource::from_entropy, RngSource::seeded),
-                telemetry: config.telemetry.clone(),
-                config,
-                clock,
-            }),
+            budget: config.budget.map(|b| Arc::new(Budget::new(b))),
+            rng: config
+                .seed
+                .map_or_else(RngSource::from_entropy, RngSource::seeded),
+            config,
+            clock,
             timer,
         }
     }
 
     /// The config the policy was built from.
     pub fn config(&self) -> &RetryConfig {
-        &self.shared.config
+        &self.config
     }
 
     /// The name the policy reports under.
     pub fn name(&self) -> &'static str {
-        self.shared.telemetry.name()
+        self.config.telemetry.name()
+    }
+
+    fn telemetry(&self) -> &Telemetry {
+        &self.config.telemetry
     }
 }
 
@@ -294,7 +289,7 @@ impl<T: Timer, C: Clock> Retry<T, C> {
 impl<T, C> fmt::Debug for Retry<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
-            .field("config", &self.shared.config)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
@@ -364,8 +359,9 @@ pub(crate) struct Attempts {
     made: u32,
     /// Clock reading at the first attempt, when a deadline or budget needs it.
     started_ns: u64,
-    /// Forked from the shared seed stream at the first retry only.
-    backoff: Option<BackoffIter<SmallRng>>,
+    /// Forked from the seed stream at the first retry only, and boxed so that the happy
+    /// path's futures stay small (a retry allocates; a first-attempt success does not).
+    backoff: Option<Box<BackoffIter<SmallRng>>>,
 }
 
 impl Attempts {
@@ -389,7 +385,7 @@ pub(crate) enum Next {
     RetryAfter(Duration),
 }
 
-impl<C: Clock> Shared<C> {
+impl<T, C: Clock> Retry<T, C> {
     /// Records the start of an attempt; returns its number.
     #[inline]
     pub(crate) fn begin(&self, a: &mut Attempts) -> u32 {
@@ -416,7 +412,7 @@ impl<C: Clock> Shared<C> {
     ) -> Next {
         let after = match verdict {
             Verdict::Done if failed => {
-                self.telemetry.emit(|| EventKind::RetryGaveUp {
+                self.telemetry().emit(|| EventKind::RetryGaveUp {
                     attempts: a.made,
                     reason: GiveUp::NotRetryable,
                 });
@@ -424,7 +420,7 @@ impl<C: Clock> Shared<C> {
             }
             Verdict::Done => {
                 if a.made > 1 {
-                    self.telemetry
+                    self.telemetry()
                         .emit(|| EventKind::RetrySucceeded { attempts: a.made });
                 }
                 return Next::Return;
@@ -442,7 +438,7 @@ impl<C: Clock> Shared<C> {
         cloneable: bool,
     ) -> Next {
         let give_up = |reason| {
-            self.telemetry.emit(|| EventKind::RetryGaveUp {
+            self.telemetry().emit(|| EventKind::RetryGaveUp {
                 attempts: a.made,
                 reason,
             });
@@ -465,7 +461,7 @@ impl<C: Clock> Shared<C> {
                 let rng = &self.rng;
                 let backoff = self.config.backoff;
                 a.backoff
-                    .get_or_insert_with(|| backoff.iter(rng.fork()))
+                    .get_or_insert_with(|| Box::new(backoff.iter(rng.fork())))
                     .next()
                     .unwrap_or(Duration::ZERO)
             }
@@ -483,7 +479,7 @@ impl<C: Clock> Shared<C> {
                 return give_up(GiveUp::Budget);
             }
         }
-        self.telemetry.emit(|| EventKind::RetryScheduled {
+        self.telemetry().emit(|| EventKind::RetryScheduled {
             attempt: a.made + 1,
             delay,
         });

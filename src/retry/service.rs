@@ -92,7 +92,7 @@ impl<S, Req, T, C, P, RC, H> Service<Req> for RetryService<S, T, C, P, RC, H>
 where
     S: Service<Req> + Clone,
     T: Timer + Clone,
-    C: Clock,
+    C: Clock + Clone,
     P: RetryPredicate<S::Response, S::Error> + Clone,
     RC: RequestCloner<Req> + Clone,
     H: Hint<S::Response, S::Error> + Clone,
@@ -111,7 +111,7 @@ where
         let clone = self.inner.clone();
         let mut svc = std::mem::replace(&mut self.inner, clone);
         let mut attempts = Attempts::new();
-        self.retry.shared.begin(&mut attempts);
+        self.retry.begin(&mut attempts);
         let next_req = self.cloner.try_clone(&req);
         let fut = svc.call(req);
         ResponseFuture {
@@ -134,9 +134,10 @@ pin_project! {
             #[pin]
             fut: F,
         },
+        // Boxed: only a retry sleeps, and a timer's sleep is large enough to double the size
+        // (and the cost of moving) every response future.
         Sleeping {
-            #[pin]
-            sleep: Sl,
+            sleep: Pin<Box<Sl>>,
         },
         Readying,
         Done,
@@ -177,7 +178,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let shared = &*this.retry.shared;
+        let shared = &*this.retry;
         loop {
             match this.state.as_mut().project() {
                 StateProj::Calling { fut } => {
@@ -197,12 +198,12 @@ where
                             this.state.set(State::Readying);
                         }
                         Next::RetryAfter(delay) => this.state.set(State::Sleeping {
-                            sleep: this.retry.timer.sleep(delay),
+                            sleep: Box::pin(this.retry.timer.sleep(delay)),
                         }),
                     }
                 }
                 StateProj::Sleeping { sleep } => {
-                    ready!(sleep.poll(cx));
+                    ready!(sleep.as_mut().poll(cx));
                     this.state.set(State::Readying);
                 }
                 StateProj::Readying => {
