@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use palisade::Rejected;
 use palisade::bulkhead::Bulkhead;
 use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
+use palisade::retry::{Backoff, Jitter, Retry};
 use palisade::telemetry::{Event, EventKind};
 use palisade::timeout::{Timeout, TimeoutConfig};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
@@ -137,6 +138,35 @@ async fn circuit_breaker(t: &Stamp) -> Result<(), BoxError> {
     Ok(())
 }
 
+async fn retry(t: &Stamp) -> Result<(), BoxError> {
+    println!("\n== Retry: up to 4 attempts, exponential backoff with jitter ==");
+    let retry = Retry::new(
+        Retry::builder()
+            .name("search-retry")
+            .max_attempts(4)
+            .backoff(
+                Backoff::exponential(Duration::from_millis(50), 2.0, Duration::from_millis(400))
+                    .jitter(Jitter::Equal),
+            )
+            .listener(|e: &Event| println!("    `{}`: {:?}", e.policy_name(), e.kind()))
+            .build()?,
+    );
+    // Fails twice with a transient error, then answers.
+    let out = retry
+        .run_with_attempt(|attempt| async move {
+            if attempt < 3 {
+                println!("{} attempt {attempt}: 503, transient", t.now());
+                Err::<&str, BoxError>("503 Service Unavailable".into())
+            } else {
+                println!("{} attempt {attempt}: 200", t.now());
+                Ok("200 OK")
+            }
+        })
+        .await;
+    println!("{} result: {out:?}", t.now());
+    Ok(())
+}
+
 async fn bulkhead(t: &Stamp) -> Result<(), BoxError> {
     println!("\n== Bulkhead: at most 2 calls at once, 1 more may wait up to 200 ms ==");
     let bulkhead = Bulkhead::new(
@@ -177,6 +207,7 @@ async fn bulkhead(t: &Stamp) -> Result<(), BoxError> {
 async fn main() -> Result<(), BoxError> {
     let t = Stamp(Instant::now());
     timeout(&t).await?;
+    retry(&t).await?;
     circuit_breaker(&t).await?;
     bulkhead(&t).await?;
     Ok(())
