@@ -215,6 +215,7 @@ impl Clock for MonotonicClock {
 ///     tokio::time::advance(Duration::from_secs(5)).await;
 ///     assert_eq!(clock.now().saturating_duration_since(before), Duration::from_secs(5));
 /// }
+/// # #[cfg(not(all(feature = "tokio")))] fn main() {}
 /// ```
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

@@ -64,6 +64,7 @@ where
 ///     TokioTimer.sleep(Duration::from_secs(60)).await;
 ///     assert_eq!(start.elapsed(), Duration::from_secs(60));
 /// }
+/// # #[cfg(not(all(feature = "tokio")))] fn main() {}
 /// ```
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

@@ -24,6 +24,7 @@
 //! ```
 //! use palisade::{Rejected, bulkhead::Bulkhead};
 //!
+//! # #[cfg(all(feature = "tokio"))]
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), palisade::ConfigError> {
 //! let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(2).build()?);
@@ -31,6 +32,7 @@
 //! assert_eq!(out, Ok(7));
 //! # Ok(())
 //! # }
+//! # #[cfg(not(all(feature = "tokio")))] fn main() {}
 //! ```
 //!
 //! As a tower layer (the same handle, the same slots):
@@ -293,6 +295,7 @@ impl<T: Timer> Bulkhead<T> {
     /// ```
     /// use palisade::bulkhead::Bulkhead;
     ///
+    /// # #[cfg(all(feature = "tokio"))]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).max_queue(10).build()?);
@@ -300,6 +303,7 @@ impl<T: Timer> Bulkhead<T> {
     /// drop(permit);
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(all(feature = "tokio")))] fn main() {}
     /// ```
     ///
     /// # Cancel safety
@@ -333,6 +337,7 @@ impl<T: Timer> Bulkhead<T> {
     /// ```
     /// use palisade::{Rejected, bulkhead::Bulkhead};
     ///
+    /// # #[cfg(all(feature = "tokio"))]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), palisade::ConfigError> {
     /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
@@ -341,6 +346,7 @@ impl<T: Timer> Bulkhead<T> {
     /// assert!(matches!(out, Err(Rejected::BulkheadFull(_))));
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(all(feature = "tokio")))] fn main() {}
     /// ```
     ///
     /// # Cancel safety
@@ -371,6 +377,7 @@ impl<T: Timer> Bulkhead<T> {
     /// ```
     /// use palisade::{Rejected, bulkhead::Bulkhead};
     ///
+    /// # #[cfg(all(feature = "tokio"))]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), palisade::ConfigError> {
     /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
@@ -378,6 +385,7 @@ impl<T: Timer> Bulkhead<T> {
     /// assert_eq!(out, Ok(1));
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(all(feature = "tokio")))] fn main() {}
     /// ```
     ///
     /// # Cancel safety

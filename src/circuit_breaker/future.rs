@@ -57,6 +57,7 @@ impl<F, P, Cl> ResponseFuture<F, P, Cl> {
     /// ```
     /// use palisade::{AllErrors, circuit_breaker::CircuitBreaker};
     ///
+    /// # #[cfg(all(feature = "tokio"))]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), palisade::ConfigError> {
     /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
@@ -65,6 +66,7 @@ impl<F, P, Cl> ResponseFuture<F, P, Cl> {
     /// assert!(out.is_ok());
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(all(feature = "tokio")))] fn main() {}
     /// ```
     pub fn classify<Cl2>(self, classifier: Cl2) -> ResponseFuture<F, P, Cl2> {
         ResponseFuture {

@@ -142,6 +142,7 @@ impl<'a, M, F, T: Timer, C, P, H, N> RunFuture<'a, M, F, T, C, P, H, N> {
     /// use palisade::retry::Retry;
     /// use std::time::Duration;
     ///
+    /// # #[cfg(all(feature = "tokio"))]
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), palisade::ConfigError> {
     /// let retry = Retry::new(Retry::builder().max_attempts(2).build()?);
@@ -158,6 +159,7 @@ impl<'a, M, F, T: Timer, C, P, H, N> RunFuture<'a, M, F, T, C, P, H, N> {
     /// assert_eq!(start.elapsed(), Duration::from_secs(3));
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(all(feature = "tokio")))] fn main() {}
     /// ```
     pub fn hint<H2>(self, hint: H2) -> RunFuture<'a, M, F, T, C, P, H2, N> {
         RunFuture {

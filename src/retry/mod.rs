@@ -220,6 +220,7 @@ impl<T: Timer, C: Clock> Retry<T, C> {
     /// use palisade::{Outcome, retry::{Backoff, Retry}};
     /// use std::time::Duration;
     ///
+    /// # #[cfg(all(feature = "tokio"))]
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), palisade::ConfigError> {
     /// let retry = Retry::new(Retry::builder().backoff(Backoff::constant(Duration::from_millis(10))).build()?);
@@ -234,6 +235,7 @@ impl<T: Timer, C: Clock> Retry<T, C> {
     /// assert_eq!(status, Ok(503), "the last result, after 3 attempts");
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(all(feature = "tokio")))] fn main() {}
     /// ```
     ///
     /// # Cancel safety
@@ -258,6 +260,7 @@ impl<T: Timer, C: Clock> Retry<T, C> {
     /// use palisade::retry::{Backoff, Retry};
     /// use std::time::Duration;
     ///
+    /// # #[cfg(all(feature = "tokio"))]
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), palisade::ConfigError> {
     /// let retry = Retry::new(Retry::builder().backoff(Backoff::constant(Duration::ZERO)).build()?);
@@ -269,6 +272,7 @@ impl<T: Timer, C: Clock> Retry<T, C> {
     /// assert_eq!(out, Ok(3));
     /// # Ok(())
     /// # }
+    /// # #[cfg(not(all(feature = "tokio")))] fn main() {}
     /// ```
     ///
     /// # Cancel safety
