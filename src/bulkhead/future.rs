@@ -1,4 +1,4 @@
-//! The futures returned by [`Bulkhead`](super::Bulkhead) and
+//! The futures returned by [`Bulkhead`] and
 //! [`BulkheadService`](super::BulkheadService).
 
 use std::future::Future;

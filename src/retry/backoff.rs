@@ -61,7 +61,19 @@ enum Schedule {
     },
 }
 
-/// How delays are randomised; see the [module docs](self) for the formulas.
+/// How delays are randomised, so that many callers retrying at once do not hit a recovering
+/// service in lock-step (the formulas of Marc Brooker's "Exponential Backoff And Jitter",
+/// AWS Architecture Blog, 2015). For a base delay `b`:
+///
+/// | Jitter | delay |
+/// |---|---|
+/// | `None` | `b` |
+/// | `Full` | uniform in `[0, b]` |
+/// | `Equal` | `b/2` + uniform in `[0, b/2]` |
+/// | `Decorrelated` | uniform in `[initial, 3 × previous delay]` (ignores `b`) |
+/// | `Proportional(p)` | `b × (1 + u)`, `u` uniform in `[-p, p]` |
+///
+/// Every delay is then capped at the schedule's maximum.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum Jitter {

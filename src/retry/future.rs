@@ -1,4 +1,4 @@
-//! The futures returned by [`Retry`](super::Retry) and [`RetryService`](super::RetryService),
+//! The futures returned by [`Retry`] and [`RetryService`](super::RetryService),
 //! and the small traits their builder methods take.
 
 use std::future::Future;

@@ -8,12 +8,12 @@
 //! stops it, and then **the last result is returned unchanged** (never wrapped): the reason it
 //! stopped goes to a [`RetryGaveUp`](crate::telemetry::EventKind::RetryGaveUp) event.
 //!
-//! - **What is retried**: by default, results the [`DefaultClassifier`](crate::DefaultClassifier)
+//! - **What is retried**: by default, results the [`DefaultClassifier`]
 //!   calls failures: every `Err` except an inner circuit breaker's or bulkhead's rejection
 //!   (retrying those is what they exist to prevent). With
 //!   [`retry_rejections`](RetryConfigBuilder::retry_rejections) they are retried after their
 //!   `retry_after()`. Chain [`when`](future::RunFuture::when) with any
-//!   [`Classifier`](crate::Classifier) to decide otherwise, for instance to retry an `Ok(503)`.
+//!   [`Classifier`] to decide otherwise, for instance to retry an `Ok(503)`.
 //! - **Delays**: a [`Backoff`] (constant, linear or exponential, with jitter), or the delay a
 //!   server asked for, from a [`hint`](future::RunFuture::hint) function (`Retry-After`),
 //!   capped by [`max_hint`](RetryConfigBuilder::max_hint).
