@@ -4,17 +4,17 @@
 //! time, so its figures are the same on every machine.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::future::{Future, Ready, ready};
+use std::future::ready;
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+mod common;
+use common::{Echo, call_now, poll_now};
 use palisade::Rejected;
 use palisade::circuit_breaker::CircuitBreaker;
 use palisade::timeout::{Timeout, TimeoutConfig};
-use tower::{BoxError, Layer, Service};
+use tower::Layer;
 
 struct Counting;
 
@@ -69,37 +69,6 @@ fn per_call(mut f: impl FnMut()) -> (f64, f64) {
     )
 }
 
-fn poll_now<F: Future>(fut: F) -> F::Output {
-    let mut cx = Context::from_waker(Waker::noop());
-    match pin!(fut).poll(&mut cx) {
-        Poll::Ready(out) => out,
-        Poll::Pending => panic!("measured futures must complete at their first poll"),
-    }
-}
-
-fn call_now<S: Service<u64>>(svc: &mut S) {
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
-    let _ = poll_now(svc.call(black_box(1)));
-}
-
-#[derive(Clone, Copy)]
-struct Echo;
-
-impl Service<u64> for Echo {
-    type Response = u64;
-    type Error = BoxError;
-    type Future = Ready<Result<u64, BoxError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: u64) -> Self::Future {
-        ready(Ok(req))
-    }
-}
-
 fn main() {
     // criterion-style flags (`--bench`, filters) are accepted and ignored.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -144,7 +113,7 @@ fn main() {
     rows.push((
         "breaker layer",
         "palisade CircuitBreakerLayer",
-        per_call(|| call_now(&mut ours)),
+        per_call(|| drop(call_now(&mut ours, black_box(1)))),
     ));
     let mut theirs = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
         .build()
@@ -153,7 +122,7 @@ fn main() {
     rows.push((
         "breaker layer",
         "tower-resilience CircuitBreakerLayer",
-        per_call(|| call_now(&mut theirs)),
+        per_call(|| drop(call_now(&mut theirs, black_box(1)))),
     ));
 
     let timeout = Timeout::new(
@@ -166,13 +135,13 @@ fn main() {
     rows.push((
         "timeout layer",
         "palisade TimeoutLayer",
-        per_call(|| call_now(&mut ours)),
+        per_call(|| drop(call_now(&mut ours, black_box(1)))),
     ));
     let mut tower_timeout = tower::timeout::TimeoutLayer::new(Duration::from_secs(1)).layer(Echo);
     rows.push((
         "timeout layer",
         "tower TimeoutLayer",
-        per_call(|| call_now(&mut tower_timeout)),
+        per_call(|| drop(call_now(&mut tower_timeout, black_box(1)))),
     ));
     let mut tr = tower_resilience::timelimiter::TimeLimiterLayer::builder()
         .timeout_duration(Duration::from_secs(1))
@@ -181,7 +150,80 @@ fn main() {
     rows.push((
         "timeout layer",
         "tower-resilience TimeLimiter",
-        per_call(|| call_now(&mut tr)),
+        per_call(|| drop(call_now(&mut tr, black_box(1)))),
+    ));
+
+    let bulkhead = palisade::bulkhead::Bulkhead::new(
+        palisade::bulkhead::Bulkhead::builder()
+            .max_concurrent(64)
+            .build()
+            .unwrap(),
+    );
+    rows.push((
+        "bulkhead acquire+release",
+        "palisade try_acquire",
+        per_call(|| drop(bulkhead.try_acquire().unwrap())),
+    ));
+    let semaphore = tokio::sync::Semaphore::new(64);
+    rows.push((
+        "bulkhead acquire+release",
+        "tokio Semaphore::try_acquire",
+        per_call(|| drop(semaphore.try_acquire().unwrap())),
+    ));
+    let mut ours = bulkhead.layer().layer(Echo);
+    rows.push((
+        "bulkhead layer",
+        "palisade BulkheadLayer",
+        per_call(|| drop(call_now(&mut ours, black_box(1)))),
+    ));
+    let mut limit = tower::limit::ConcurrencyLimitLayer::new(64).layer(Echo);
+    rows.push((
+        "bulkhead layer",
+        "tower ConcurrencyLimitLayer",
+        per_call(|| drop(call_now(&mut limit, black_box(1)))),
+    ));
+    let mut theirs = tower_resilience::bulkhead::BulkheadLayer::builder()
+        .max_concurrent_calls(64)
+        .build()
+        .unwrap()
+        .layer(Echo);
+    rows.push((
+        "bulkhead layer",
+        "tower-resilience BulkheadLayer",
+        per_call(|| drop(call_now(&mut theirs, black_box(1)))),
+    ));
+
+    let retry = palisade::retry::Retry::new(palisade::retry::Retry::builder().build().unwrap());
+    rows.push((
+        "retry, first attempt succeeds",
+        "palisade run",
+        per_call(|| {
+            let _: Result<u64, Rejected> = poll_now(retry.run(|| ready(Ok(1))));
+        }),
+    ));
+    rows.push((
+        "retry, first attempt succeeds",
+        "backon Retryable",
+        per_call(|| {
+            use backon::Retryable;
+            let _: Result<u64, Rejected> =
+                poll_now((|| ready(Ok(1))).retry(backon::ExponentialBuilder::default()));
+        }),
+    ));
+    let mut ours = retry.layer().layer(Echo);
+    rows.push((
+        "retry layer, first attempt succeeds",
+        "palisade RetryLayer",
+        per_call(|| drop(call_now(&mut ours, black_box(1)))),
+    ));
+    let mut theirs = tower_resilience::retry::RetryLayer::<u64, u64, tower::BoxError>::builder()
+        .max_attempts(3)
+        .build()
+        .layer(Echo);
+    rows.push((
+        "retry layer, first attempt succeeds",
+        "tower-resilience RetryLayer",
+        per_call(|| drop(call_now(&mut theirs, black_box(1)))),
     ));
 
     println!("| operation | implementation | allocations per call | bytes per call |");

@@ -5,51 +5,17 @@
 //! policy's own overhead. Compare figures within a group only, as ratios: the machines are
 //! shared and noisy.
 
-use std::future::{Future, Ready, ready};
+use std::future::{Ready, ready};
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+mod common;
+use common::{Echo, call_now, poll_now};
 use palisade::Rejected;
 use palisade::timeout::{Timeout, TimeoutConfig};
-use tower::{BoxError, Layer, Service};
-
-fn poll_now<F: Future>(fut: F) -> F::Output {
-    let mut cx = Context::from_waker(Waker::noop());
-    match pin!(fut).poll(&mut cx) {
-        Poll::Ready(out) => out,
-        Poll::Pending => panic!("benchmarked futures must complete at their first poll"),
-    }
-}
-
-/// One ready-then-call round trip through a tower service.
-fn call_now<S: Service<u64>>(svc: &mut S, req: u64) -> Result<S::Response, S::Error> {
-    let mut cx = Context::from_waker(Waker::noop());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        _ => panic!("benchmarked services must be ready at once"),
-    }
-    poll_now(svc.call(req))
-}
-
-#[derive(Clone, Copy)]
-struct Echo;
-
-impl Service<u64> for Echo {
-    type Response = u64;
-    type Error = BoxError;
-    type Future = Ready<Result<u64, BoxError>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: u64) -> Self::Future {
-        ready(Ok(req))
-    }
-}
+use tower::{BoxError, Layer};
 
 fn timeout_benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()

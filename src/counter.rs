@@ -1,15 +1,42 @@
-//! A statistics counter that threads can bump without contending: one cache line per stripe,
-//! each thread on its own stripe, summed when read. For counts that many threads write on a
-//! path that must scale (rejections while a breaker is open) and that only snapshots read.
+//! Counters shared by the policies.
+//!
+//! - [`StripedCounter`]: a statistics counter that threads can bump without contending: one
+//!   cache line per stripe, each thread on its own stripe, summed when read. For counts that
+//!   many threads write on a path that must scale (rejections while a breaker is open) and
+//!   that only snapshots read.
+//! - [`claim_slot`] / [`slot_is_live`]: the bookkeeping of rings of time slots (the breaker's
+//!   time window, the retry budget), each slot tagged with the time-slice number it counts.
 //!
 //! # Memory ordering
 //!
-//! `Relaxed` throughout: each stripe is an independent tally, and a snapshot's sum only has to
-//! be a value the counter passed through while it was read, not a point in time.
+//! Stripes are `Relaxed`: each is an independent tally, and a snapshot's sum only has to be a
+//! value the counter passed through while it was read. A slot's tag is claimed with `AcqRel`,
+//! so the clearing that follows a claim is ordered after it for threads that see the new tag.
 
 use std::cell::Cell;
 
 use crate::sync::{AtomicU64, CachePadded, Ordering};
+
+/// The tag of a time slot that has never counted anything.
+pub(crate) const UNCLAIMED: u64 = u64::MAX;
+
+/// Moves the slot tagged by `tag` to time slice `number` if it holds an older one; true for
+/// the one caller that must then clear its counts. `seen < number` also keeps a clock that
+/// stutters backwards from wiping a newer slot.
+#[inline]
+pub(crate) fn claim_slot(tag: &AtomicU64, number: u64) -> bool {
+    let seen = tag.load(Ordering::Acquire);
+    (seen == UNCLAIMED || seen < number)
+        && tag
+            .compare_exchange(seen, number, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+}
+
+/// Whether a slot tagged `tag` counts in a window of `len` slices ending at `current`.
+#[inline]
+pub(crate) fn slot_is_live(tag: u64, current: u64, len: u64) -> bool {
+    tag != UNCLAIMED && (current.saturating_sub(len.saturating_sub(1))..=current).contains(&tag)
+}
 
 #[derive(Debug)]
 pub(crate) struct StripedCounter {

@@ -152,6 +152,28 @@ where
     }
 }
 
+/// The `name` and `listener` setters every config builder has (fields `name` and
+/// `listener`; the builder's module defines `DEFAULT_NAME`).
+macro_rules! telemetry_setters {
+    () => {
+        /// The name the policy reports under, in events and rejections.
+        ///
+        /// Default [`DEFAULT_NAME`]; must not be empty or blank.
+        pub fn name(mut self, name: &'static str) -> Self {
+            self.name = name;
+            self
+        }
+
+        /// A listener for this policy's events. Default: none.
+        pub fn listener(mut self, listener: impl $crate::telemetry::Listener) -> Self {
+            self.listener = Some(std::sync::Arc::new(listener));
+            self
+        }
+    };
+}
+
+pub(crate) use telemetry_setters;
+
 /// A policy's name and optional listener, cloned into the futures that report for it.
 #[derive(Clone)]
 pub(crate) struct Telemetry {
@@ -162,6 +184,14 @@ pub(crate) struct Telemetry {
 impl Telemetry {
     pub(crate) fn new(name: &'static str, listener: Option<Arc<dyn Listener>>) -> Self {
         Telemetry { name, listener }
+    }
+
+    /// Checks a builder's name (see [`validate::name`](crate::validate::name)).
+    pub(crate) fn build(
+        name: &'static str,
+        listener: Option<Arc<dyn Listener>>,
+    ) -> Result<Self, crate::error::ConfigError> {
+        Ok(Telemetry::new(crate::validate::name(name)?, listener))
     }
 
     #[inline]

@@ -144,17 +144,7 @@ impl BulkheadConfigBuilder {
         self
     }
 
-    /// The name the bulkhead reports under. Default [`DEFAULT_NAME`]; must not be blank.
-    pub fn name(mut self, name: &'static str) -> Self {
-        self.name = name;
-        self
-    }
-
-    /// A listener for this bulkhead's events. Default: none.
-    pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listener = Some(Arc::new(listener));
-        self
-    }
+    crate::telemetry::telemetry_setters!();
 
     /// Checks every field and returns the config.
     ///
@@ -192,12 +182,11 @@ impl BulkheadConfigBuilder {
             Some(d) => Some(validate::duration_in("max_wait", d, MAX_WAIT)?),
             None => None,
         };
-        let name = validate::name(self.name)?;
         Ok(BulkheadConfig {
             max_concurrent,
             max_queue: self.max_queue,
             max_wait,
-            telemetry: Telemetry::new(name, self.listener),
+            telemetry: Telemetry::build(self.name, self.listener)?,
         })
     }
 }

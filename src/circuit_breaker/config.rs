@@ -412,17 +412,7 @@ impl CircuitBreakerConfigBuilder {
         self
     }
 
-    /// The name the breaker reports under. Default [`DEFAULT_NAME`]; must not be blank.
-    pub fn name(mut self, name: &'static str) -> Self {
-        self.name = name;
-        self
-    }
-
-    /// A listener for this breaker's events. Default: none.
-    pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listener = Some(Arc::new(listener));
-        self
-    }
+    crate::telemetry::telemetry_setters!();
 
     /// Checks every field and returns the config.
     ///
@@ -478,7 +468,6 @@ impl CircuitBreakerConfigBuilder {
             self.max_wait_in_half_open,
             MAX_DURATION,
         )?;
-        let name = validate::name(self.name)?;
         Ok(CircuitBreakerConfig {
             model,
             slow,
@@ -488,7 +477,7 @@ impl CircuitBreakerConfigBuilder {
             permitted_in_half_open: permitted,
             success_threshold,
             max_wait_in_half_open,
-            telemetry: Telemetry::new(name, self.listener),
+            telemetry: Telemetry::build(self.name, self.listener)?,
         })
     }
 }

@@ -29,6 +29,7 @@
 //! published through it. The bucket tag is claimed with `AcqRel` so the clearing that follows
 //! a claim is ordered after it for threads that see the new tag.
 
+use crate::counter::{UNCLAIMED, claim_slot, slot_is_live};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// One call's contribution to a window.
@@ -296,14 +297,12 @@ struct Bucket {
     slow: AtomicU32,
 }
 
-const UNUSED: u64 = u64::MAX;
-
 impl TimeRing {
     pub(crate) fn new(buckets: u32, bucket_ns: u64) -> Self {
         TimeRing {
             buckets: (0..buckets.max(1))
                 .map(|_| Bucket {
-                    slice: AtomicU64::new(UNUSED),
+                    slice: AtomicU64::new(UNCLAIMED),
                     calls: AtomicU32::new(0),
                     failures: AtomicU32::new(0),
                     slow: AtomicU32::new(0),
@@ -317,15 +316,7 @@ impl TimeRing {
     fn record(&self, sample: Sample, now_ns: u64) {
         let slice = now_ns / self.bucket_ns;
         let bucket = &self.buckets[(slice % self.buckets.len() as u64) as usize];
-        let seen = bucket.slice.load(Ordering::Acquire);
-        // Claim a bucket left over from an older slice; `seen < slice` also keeps a clock that
-        // stutters backwards from wiping a newer bucket.
-        if (seen == UNUSED || seen < slice)
-            && bucket
-                .slice
-                .compare_exchange(seen, slice, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
+        if claim_slot(&bucket.slice, slice) {
             bucket.calls.store(0, Ordering::Relaxed);
             bucket.failures.store(0, Ordering::Relaxed);
             bucket.slow.store(0, Ordering::Relaxed);
@@ -341,11 +332,10 @@ impl TimeRing {
 
     fn counts(&self, now_ns: u64) -> Counts {
         let current = now_ns / self.bucket_ns;
-        let oldest = current.saturating_sub(self.buckets.len() as u64 - 1);
         let mut total = Counts::default();
         for bucket in self.buckets.iter() {
             let slice = bucket.slice.load(Ordering::Acquire);
-            if slice != UNUSED && (oldest..=current).contains(&slice) {
+            if slot_is_live(slice, current, self.buckets.len() as u64) {
                 total.calls = total
                     .calls
                     .saturating_add(bucket.calls.load(Ordering::Relaxed));
@@ -362,7 +352,7 @@ impl TimeRing {
 
     fn clear(&self) {
         for bucket in self.buckets.iter() {
-            bucket.slice.store(UNUSED, Ordering::Release);
+            bucket.slice.store(UNCLAIMED, Ordering::Release);
             bucket.calls.store(0, Ordering::Relaxed);
             bucket.failures.store(0, Ordering::Relaxed);
             bucket.slow.store(0, Ordering::Relaxed);

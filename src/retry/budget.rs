@@ -13,7 +13,8 @@
 //! The `min_per_sec` floor keeps a trickle of retries going for callers with little traffic.
 //!
 //! The window is a ring of ten time slots, each claimed by compare-and-swap on its slot
-//! number when time moves into it, as the breaker's time window does. Reads are approximate
+//! number when time moves into it ([`claim_slot`](crate::counter), shared with the breaker's
+//! time window). Reads are approximate
 //! in the same way: concurrent callers may together overdraw the budget by the number of
 //! threads racing on its last token, and a deposit landing in a slot between its claim and
 //! its clearing can be lost.
@@ -25,6 +26,7 @@
 
 use std::time::Duration;
 
+use crate::counter::{UNCLAIMED, claim_slot, slot_is_live};
 use crate::error::ConfigError;
 use crate::sync::{AtomicU64, Ordering};
 
@@ -117,7 +119,7 @@ impl Budget {
         Budget {
             slots: (0..SLOTS)
                 .map(|_| Slot {
-                    number: AtomicU64::new(u64::MAX),
+                    number: AtomicU64::new(UNCLAIMED),
                     deposits: AtomicU64::new(0),
                     withdrawals: AtomicU64::new(0),
                 })
@@ -132,13 +134,7 @@ impl Budget {
     fn slot(&self, now_ns: u64) -> &Slot {
         let number = now_ns / self.slot_ns;
         let slot = &self.slots[(number % SLOTS) as usize];
-        let seen = slot.number.load(Ordering::Acquire);
-        if (seen == u64::MAX || seen < number)
-            && slot
-                .number
-                .compare_exchange(seen, number, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
+        if claim_slot(&slot.number, number) {
             slot.deposits.store(0, Ordering::Relaxed);
             slot.withdrawals.store(0, Ordering::Relaxed);
         }
@@ -164,11 +160,9 @@ impl Budget {
     /// Retries the budget allows now.
     pub(crate) fn balance(&self, now_ns: u64) -> f64 {
         let current = now_ns / self.slot_ns;
-        let oldest = current.saturating_sub(SLOTS - 1);
         let (mut deposits, mut withdrawals) = (0u64, 0u64);
         for slot in self.slots.iter() {
-            let number = slot.number.load(Ordering::Acquire);
-            if number != u64::MAX && (oldest..=current).contains(&number) {
+            if slot_is_live(slot.number.load(Ordering::Acquire), current, SLOTS) {
                 deposits = deposits.saturating_add(slot.deposits.load(Ordering::Relaxed));
                 withdrawals = withdrawals.saturating_add(slot.withdrawals.load(Ordering::Relaxed));
             }

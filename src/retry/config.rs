@@ -215,17 +215,7 @@ impl RetryConfigBuilder {
         self
     }
 
-    /// The name the policy reports under. Default [`DEFAULT_NAME`]; must not be blank.
-    pub fn name(mut self, name: &'static str) -> Self {
-        self.name = name;
-        self
-    }
-
-    /// A listener for this policy's events. Default: none.
-    pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listener = Some(Arc::new(listener));
-        self
-    }
+    crate::telemetry::telemetry_setters!();
 
     /// Checks every field and returns the config.
     ///
@@ -251,7 +241,6 @@ impl RetryConfigBuilder {
             Some(b) => Some(b.validate()?),
             None => None,
         };
-        let name = validate::name(self.name)?;
         Ok(RetryConfig {
             max_attempts: self.max_attempts,
             backoff,
@@ -260,7 +249,7 @@ impl RetryConfigBuilder {
             retry_rejections: self.retry_rejections,
             budget,
             seed: self.seed,
-            telemetry: Telemetry::new(name, self.listener),
+            telemetry: Telemetry::build(self.name, self.listener)?,
         })
     }
 }

@@ -111,19 +111,7 @@ impl TimeoutConfigBuilder {
         self
     }
 
-    /// The name the policy reports under, in events and rejections.
-    ///
-    /// Default [`DEFAULT_NAME`]; must not be empty or blank.
-    pub fn name(mut self, name: &'static str) -> Self {
-        self.name = name;
-        self
-    }
-
-    /// A listener for this policy's events. Default: none.
-    pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listener = Some(Arc::new(listener));
-        self
-    }
+    crate::telemetry::telemetry_setters!();
 
     /// Checks every field and returns the config.
     ///
@@ -133,10 +121,9 @@ impl TimeoutConfigBuilder {
     /// [`MAX_TIMEOUT`], `name` when blank.
     pub fn build(self) -> Result<TimeoutConfig, ConfigError> {
         let duration = validate::duration_in("duration", self.duration, MAX_TIMEOUT)?;
-        let name = validate::name(self.name)?;
         Ok(TimeoutConfig {
             duration,
-            telemetry: Telemetry::new(name, self.listener),
+            telemetry: Telemetry::build(self.name, self.listener)?,
         })
     }
 }
