@@ -7,10 +7,14 @@
 //!
 //! | Policy | tower layer | async wrapper | feature |
 //! |---|---|---|---|
-//! | [Timeout](timeout) | [`TimeoutLayer`](timeout::TimeoutLayer) | [`Timeout::run`](timeout::Timeout::run), [`run_once`](timeout::Timeout::run_once) | `tower` for the layer |
+//! | [Timeout](timeout) | [`TimeoutLayer`](timeout::TimeoutLayer) | [`Timeout::run`](timeout::Timeout::run), [`run_once`](timeout::Timeout::run_once) | a timer (`tokio`) |
+//! | [Circuit breaker](circuit_breaker) | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer) | [`CircuitBreaker::run`](circuit_breaker::CircuitBreaker::run), [`run_once`](circuit_breaker::CircuitBreaker::run_once), permits | none |
+//! | [Bulkhead](bulkhead) | [`BulkheadLayer`](bulkhead::BulkheadLayer) | [`Bulkhead::run`](bulkhead::Bulkhead::run), [`run_once`](bulkhead::Bulkhead::run_once), permits | a timer for `max_wait` |
+//! | [Retry](retry) | [`RetryLayer`](retry::RetryLayer) | [`Retry::run`](retry::Retry::run), [`run_with_attempt`](retry::Retry::run_with_attempt) | a timer (`tokio`) |
 //!
-//! Circuit breaker, bulkhead, retry and fallback build on the same foundation (error model,
-//! clock, classifiers, telemetry) and land next.
+//! Layers need the `tower` feature (on by default). The cores (breaker state machine and
+//! windows, bulkhead slots, backoff, retry budget) build with no features at all. A fallback
+//! chain and a `Pipeline` that composes these in the recommended order are next.
 //!
 //! # Quick start: closures
 //!
@@ -29,18 +33,51 @@
 //! # #[cfg(not(all(feature = "tokio")))] fn main() {}
 //! ```
 //!
+//! The same handles compose; outermost first, the recommended order is retry → circuit
+//! breaker → bulkhead → timeout → call:
+//!
+//! ```
+//! use palisade::{Rejected, bulkhead::Bulkhead, circuit_breaker::CircuitBreaker, retry::Retry,
+//!     timeout::{Timeout, TimeoutConfig}};
+//! use std::time::Duration;
+//!
+//! # #[cfg(feature = "tokio")]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), palisade::ConfigError> {
+//! let retry = Retry::new(Retry::builder().max_attempts(3).build()?);
+//! let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+//! let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(10).build()?);
+//! let timeout = Timeout::new(TimeoutConfig::builder().duration(Duration::from_secs(2)).build()?);
+//!
+//! let answer: Result<u32, Rejected> = retry
+//!     .run(|| breaker.run(|| bulkhead.run(|| timeout.run(|| async { Ok(42) }))))
+//!     .await;
+//! assert_eq!(answer, Ok(42));
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "tokio"))] fn main() {}
+//! ```
+//!
 //! # Quick start: tower
 //!
 //! ```
-//! use palisade::timeout::{Timeout, TimeoutConfig};
+//! use palisade::{bulkhead::Bulkhead, circuit_breaker::CircuitBreaker, retry::Retry,
+//!     timeout::{Timeout, TimeoutConfig}};
 //! use std::time::Duration;
 //! use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 //!
 //! # #[cfg(all(feature = "tokio", feature = "tower"))]
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), BoxError> {
+//! let retry = Retry::new(Retry::builder().max_attempts(3).build()?);
+//! let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+//! let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(10).build()?);
 //! let timeout = Timeout::new(TimeoutConfig::builder().duration(Duration::from_millis(200)).build()?);
+//!
 //! let mut svc = ServiceBuilder::new()
+//!     .layer(retry.layer())
+//!     .layer(breaker.layer())
+//!     .layer(bulkhead.layer())
 //!     .layer(timeout.layer())
 //!     .service_fn(|x: u32| async move { Ok::<_, BoxError>(x * 2) });
 //! assert_eq!(svc.ready().await?.call(21).await?, 42);
