@@ -11,10 +11,12 @@
 //! | [Circuit breaker](circuit_breaker) | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer) | [`CircuitBreaker::run`](circuit_breaker::CircuitBreaker::run), [`run_once`](circuit_breaker::CircuitBreaker::run_once), permits | none |
 //! | [Bulkhead](bulkhead) | [`BulkheadLayer`](bulkhead::BulkheadLayer) | [`Bulkhead::run`](bulkhead::Bulkhead::run), [`run_once`](bulkhead::Bulkhead::run_once), permits | a timer for `max_wait` |
 //! | [Retry](retry) | [`RetryLayer`](retry::RetryLayer) | [`Retry::run`](retry::Retry::run), [`run_with_attempt`](retry::Retry::run_with_attempt) | a timer (`tokio`) |
+//! | [Fallback](fallback) | not yet | [`Fallback::run`](fallback::Fallback::run) + [`or_else`](fallback::Chain::or_else) / [`or_cached`](fallback::Chain::or_cached) / [`or_value`](fallback::Chain::or_value) | none |
 //!
 //! Layers need the `tower` feature (on by default). The cores (breaker state machine and
-//! windows, bulkhead slots, backoff, retry budget) build with no features at all. A fallback
-//! chain and a `Pipeline` that composes these in the recommended order are next.
+//! windows, bulkhead slots, backoff, retry budget) build with no features at all. The
+//! fallback's tower layer and a `Pipeline` that composes every policy in the recommended
+//! order are next.
 //!
 //! # Quick start: closures
 //!
@@ -180,6 +182,7 @@ pub mod classify;
 pub mod clock;
 mod counter;
 pub mod error;
+pub mod fallback;
 #[cfg(feature = "tower")]
 mod lift;
 pub mod retry;
@@ -194,6 +197,7 @@ pub use bulkhead::Bulkhead;
 pub use circuit_breaker::CircuitBreaker;
 pub use classify::{AllErrors, Classifier, DefaultClassifier, Outcome};
 pub use error::{AsRejected, ConfigError, Error, Rejected};
+pub use fallback::Fallback;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use lift::{Lift, LiftFuture, LiftLayer};

@@ -95,6 +95,12 @@ pub enum EventKind {
         /// Attempts made, the successful one included.
         attempts: u32,
     },
+    /// A fallback served level `level` (1 for the first alternative) because everything
+    /// before it failed.
+    FallbackUsed {
+        /// The level that was used.
+        level: u8,
+    },
     /// A bulkhead gave a call a slot; `in_flight` counts it.
     BulkheadAdmitted {
         /// Calls holding a slot, this one included.
@@ -293,6 +299,12 @@ impl Listener for TracingListener {
                 policy,
                 attempts,
                 "call succeeded after retrying"
+            ),
+            EventKind::FallbackUsed { level } => tracing::debug!(
+                target: "palisade",
+                policy,
+                level,
+                "fallback used"
             ),
             EventKind::BulkheadAdmitted { in_flight } => tracing::trace!(
                 target: "palisade",

@@ -1,0 +1,223 @@
+//! The fallback chain with paused tokio time.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use palisade::bulkhead::Bulkhead;
+use palisade::error::FullCause;
+use palisade::fallback::{Chain, Fallback};
+use palisade::telemetry::{Event, EventKind};
+use palisade::{Outcome, Rejected};
+use support::AppError;
+use tokio::time::{advance, sleep};
+use tokio_test::{assert_pending, task};
+
+type Levels = Arc<Mutex<Vec<u8>>>;
+
+fn fallback(max_age: Option<Duration>) -> (Fallback<String>, Levels) {
+    let levels: Levels = Arc::default();
+    let seen = levels.clone();
+    let mut b = Fallback::builder()
+        .name("profile")
+        .listener(move |e: &Event| {
+            if let EventKind::FallbackUsed { level } = e.kind() {
+                seen.lock().unwrap().push(level);
+            }
+        });
+    if let Some(age) = max_age {
+        b = b.cache_max_age(age);
+    }
+    (Fallback::new(b.build().unwrap()), levels)
+}
+
+async fn ok(s: &str) -> Result<String, AppError> {
+    Ok(s.to_string())
+}
+
+async fn down(what: &'static str) -> Result<String, AppError> {
+    Err(AppError::Backend(what))
+}
+
+#[tokio::test(start_paused = true)]
+async fn alternatives_are_tried_in_order_until_one_works() {
+    let (fb, levels) = fallback(Some(Duration::from_secs(60)));
+    assert_eq!(fb.run(|| ok("v1")).or_cached().await.unwrap(), "v1");
+    assert!(
+        levels.lock().unwrap().is_empty(),
+        "a working primary uses no fallback"
+    );
+
+    let out = fb
+        .run(|| down("primary"))
+        .or_else(|failed| async move {
+            assert_eq!(
+                failed,
+                Err(AppError::Backend("primary")),
+                "the alternative sees the failure"
+            );
+            down("replica").await
+        })
+        .or_cached()
+        .or_value("static".to_string())
+        .await;
+    assert_eq!(out.unwrap(), "v1", "the cached primary answer");
+    assert_eq!(*levels.lock().unwrap(), [1, 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cache_is_served_only_while_younger_than_its_max_age() {
+    let (fb, levels) = fallback(Some(Duration::from_secs(30)));
+    fb.run(|| ok("fresh")).or_cached().await.unwrap();
+    advance(Duration::from_secs(30)).await;
+    assert_eq!(
+        fb.run(|| down("p")).or_cached().await.unwrap(),
+        "fresh",
+        "30 s old: still served"
+    );
+    advance(Duration::from_secs(1)).await;
+    let out = fb
+        .run(|| down("p"))
+        .or_cached()
+        .or_value("default".into())
+        .await;
+    assert_eq!(out.unwrap(), "default", "31 s old: too old");
+    assert_eq!(*levels.lock().unwrap(), [1, 2]);
+    // A new primary success refreshes it.
+    fb.run(|| ok("newer")).or_cached().await.unwrap();
+    assert_eq!(fb.cached().as_deref(), Some("newer"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_the_primarys_own_successes_are_cached() {
+    let (fb, _) = fallback(Some(Duration::from_secs(60)));
+    let out = fb
+        .run(|| down("p"))
+        .or_else(|_| ok("from replica"))
+        .or_cached()
+        .await;
+    assert_eq!(out.unwrap(), "from replica");
+    assert_eq!(
+        fb.cached(),
+        None,
+        "a fallback's answer is not the last good primary answer"
+    );
+    // Without a max age nothing is cached at all.
+    let (plain, _) = fallback(None);
+    plain.run(|| ok("v")).or_cached().await.unwrap();
+    assert_eq!(plain.cached(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_every_level_fails_the_last_levels_error_comes_out() {
+    let (fb, levels) = fallback(Some(Duration::from_secs(60)));
+    let out = fb
+        .run(|| down("primary"))
+        .or_else(|_| down("replica"))
+        .or_cached()
+        .await;
+    assert_eq!(out, Err(AppError::Backend("replica")));
+    assert_eq!(
+        *levels.lock().unwrap(),
+        [1],
+        "an empty cache is not a level used"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_bulkhead_falls_back_to_the_cached_value() {
+    let (fb, _) = fallback(Some(Duration::from_secs(60)));
+    let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build().unwrap());
+    let call = || bulkhead.run(|| ok("live"));
+    assert_eq!(fb.run(call).or_cached().await.unwrap(), "live");
+
+    let _busy = bulkhead.try_acquire().unwrap();
+    let shed: Result<String, AppError> = bulkhead.run(|| ok("live")).await;
+    assert!(
+        matches!(shed, Err(AppError::Rejected(Rejected::BulkheadFull(f))) if f.cause() == FullCause::QueueFull)
+    );
+    assert_eq!(
+        fb.run(call).or_cached().await.unwrap(),
+        "live",
+        "served from the cache"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_classifier_decides_what_falls_back() {
+    let (fb, _) = fallback(None);
+    let by_status = |r: &Result<String, AppError>| match r {
+        Ok(s) if s.starts_with("503") => Outcome::Failure,
+        Ok(_) => Outcome::Success,
+        Err(AppError::Backend("not found")) => Outcome::Success,
+        Err(_) => Outcome::Failure,
+    };
+    let out = fb
+        .run(|| ok("503 busy"))
+        .when(by_status)
+        .or_value("cached page".into())
+        .await;
+    assert_eq!(out.unwrap(), "cached page", "an Ok(503) fell back");
+    let out = fb
+        .run(|| down("not found"))
+        .when(by_status)
+        .or_value("default".into())
+        .await;
+    assert_eq!(
+        out,
+        Err(AppError::Backend("not found")),
+        "a 404 is an answer, not a failure"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_chain_mid_alternative_caches_and_reports_nothing() {
+    let (fb, levels) = fallback(Some(Duration::from_secs(60)));
+    let mut chain = task::spawn(
+        fb.run(|| down("primary"))
+            .or_else(|_| async {
+                sleep(Duration::from_secs(10)).await;
+                ok("late").await
+            })
+            .or_cached(),
+    );
+    assert_pending!(chain.poll());
+    assert_eq!(*levels.lock().unwrap(), [1], "the alternative started");
+    drop(chain);
+    advance(Duration::from_secs(20)).await;
+    assert_eq!(fb.cached(), None);
+    assert_eq!(*levels.lock().unwrap(), [1]);
+}
+
+#[test]
+fn every_invalid_config_names_its_field() {
+    for (b, field) in [
+        (
+            Fallback::builder().cache_max_age(Duration::ZERO),
+            "cache_max_age",
+        ),
+        (
+            Fallback::builder().cache_max_age(Duration::from_secs(8 * 24 * 3600)),
+            "cache_max_age",
+        ),
+        (Fallback::builder().name(""), "name"),
+    ] {
+        let err = b.build().unwrap_err();
+        assert_eq!(err.field(), field, "{err}");
+    }
+}
+
+#[test]
+fn handles_and_futures_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Fallback<String>>();
+    fn future_is_send<F: std::future::Future + Send>(_: F) {}
+    let (fb, _) = fallback(Some(Duration::from_secs(1)));
+    future_is_send(
+        fb.run(|| ok("x"))
+            .or_else(|_| ok("y"))
+            .or_cached()
+            .or_value("z".into()),
+    );
+}
