@@ -41,7 +41,7 @@ impl<T: Clone> Bulkhead<T> {
     }
 }
 
-impl<S, T: crate::timer::Timer + Clone> Layer<S> for BulkheadLayer<T> {
+impl<S, T: Clone> Layer<S> for BulkheadLayer<T> {
     type Service = BulkheadService<S, T>;
 
     fn layer(&self, inner: S) -> Self::Service {

@@ -5,7 +5,7 @@ use std::task::{Context, Poll, ready};
 
 use tower::Service;
 
-use super::future::{AcquireOwned, ResponseFuture};
+use super::future::ResponseFuture;
 use super::{Bulkhead, OwnedBulkheadPermit};
 use crate::error::Rejected;
 use crate::timer::{DefaultTimer, Timer};
@@ -35,15 +35,19 @@ use crate::timer::{DefaultTimer, Timer};
 /// # let _ = svc;
 /// # Ok::<(), palisade::ConfigError>(())
 /// ```
-pub struct BulkheadService<S, T: Timer = DefaultTimer> {
+pub struct BulkheadService<S, T = DefaultTimer> {
     inner: S,
     bulkhead: Bulkhead<T>,
     reserved: Option<Result<OwnedBulkheadPermit, Rejected>>,
     // Boxed only while this service waits in the queue; the fail-fast path never allocates.
-    waiting: Option<Pin<Box<AcquireOwned<T>>>>,
+    // A trait object, so that naming the service does not require `T` to be a timer (the
+    // default timer is not one without the `tokio` feature).
+    waiting: Option<Waiting>,
 }
 
-impl<S: Clone, T: Timer + Clone> Clone for BulkheadService<S, T> {
+type Waiting = Pin<Box<dyn Future<Output = Result<OwnedBulkheadPermit, Rejected>> + Send>>;
+
+impl<S: Clone, T: Clone> Clone for BulkheadService<S, T> {
     fn clone(&self) -> Self {
         BulkheadService {
             inner: self.inner.clone(),
@@ -55,7 +59,7 @@ impl<S: Clone, T: Timer + Clone> Clone for BulkheadService<S, T> {
     }
 }
 
-impl<S, T: Timer> BulkheadService<S, T> {
+impl<S, T> BulkheadService<S, T> {
     /// Wraps `inner`.
     pub fn new(inner: S, bulkhead: Bulkhead<T>) -> Self {
         BulkheadService {
@@ -91,7 +95,8 @@ impl<S, Req, T> Service<Req> for BulkheadService<S, T>
 where
     S: Service<Req>,
     S::Error: From<Rejected>,
-    T: Timer + Clone,
+    T: Timer + Clone + Send,
+    T::Sleep: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -128,7 +133,7 @@ where
     }
 }
 
-impl<S: fmt::Debug, T: Timer> fmt::Debug for BulkheadService<S, T> {
+impl<S: fmt::Debug, T> fmt::Debug for BulkheadService<S, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BulkheadService")
             .field("inner", &self.inner)
