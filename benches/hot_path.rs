@@ -403,11 +403,62 @@ impl tower::retry::Policy<u64, u64, BoxError> for Attempts {
     }
 }
 
+fn stack_benches(c: &mut Criterion) {
+    use palisade::bulkhead::Bulkhead;
+    use palisade::circuit_breaker::CircuitBreaker;
+    use palisade::pipeline::Pipeline;
+    use palisade::retry::Retry;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let retry = Retry::new(Retry::builder().build().unwrap());
+    let breaker = CircuitBreaker::new(CircuitBreaker::builder().build().unwrap());
+    let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1024).build().unwrap());
+    let timeout = Timeout::new(
+        TimeoutConfig::builder()
+            .duration(Duration::from_secs(1))
+            .build()
+            .unwrap(),
+    );
+
+    let pipeline = Pipeline::builder()
+        .retry(retry.clone())
+        .circuit_breaker(breaker.clone())
+        .bulkhead(bulkhead.clone())
+        .timeout(timeout.clone())
+        .build();
+    let mut g = c.benchmark_group("stack/retry+breaker+bulkhead+timeout, happy path");
+    g.bench_function("bare future", |b| {
+        b.iter(|| poll_now(ready(Ok::<_, Rejected>(black_box(1u64)))))
+    });
+    g.bench_function("palisade Pipeline::run", |b| {
+        b.iter(|| poll_now(pipeline.run(|| ready(Ok::<_, Rejected>(black_box(1u64))))))
+    });
+    let mut bare = Echo;
+    g.bench_function("bare service", |b| {
+        b.iter(|| call_now(&mut bare, black_box(1)))
+    });
+    let mut stack = tower::ServiceBuilder::new()
+        .layer(retry.layer())
+        .layer(breaker.layer())
+        .layer(bulkhead.layer())
+        .layer(timeout.layer())
+        .service(Echo);
+    g.bench_function("palisade tower stack", |b| {
+        b.iter(|| call_now(&mut stack, black_box(1)))
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     timeout_benches,
     breaker_benches,
     bulkhead_benches,
-    retry_benches
+    retry_benches,
+    stack_benches
 );
 criterion_main!(benches);

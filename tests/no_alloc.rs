@@ -295,3 +295,46 @@ mod retry {
         assert_eq!(layer_allocations(retry.layer()), 0);
     }
 }
+
+#[cfg(feature = "tokio")]
+mod pipeline {
+    use super::*;
+    use palisade::bulkhead::Bulkhead;
+    use palisade::circuit_breaker::CircuitBreaker;
+    use palisade::pipeline::Pipeline;
+    use palisade::retry::Retry;
+    use palisade::timeout::{Timeout, TimeoutConfig};
+    use std::time::Duration;
+
+    #[test]
+    fn the_pipeline_on_a_ready_call_does_not_allocate() {
+        let without_retry = Pipeline::builder()
+            .circuit_breaker(CircuitBreaker::new(
+                CircuitBreaker::builder().build().unwrap(),
+            ))
+            .bulkhead(Bulkhead::new(
+                Bulkhead::builder().max_concurrent(8).build().unwrap(),
+            ))
+            .timeout(Timeout::new(
+                TimeoutConfig::builder()
+                    .duration(Duration::from_secs(1))
+                    .build()
+                    .unwrap(),
+            ))
+            .build();
+        let with_retry = Pipeline::builder()
+            .retry(Retry::new(Retry::builder().build().unwrap()))
+            .circuit_breaker(CircuitBreaker::new(
+                CircuitBreaker::builder().build().unwrap(),
+            ))
+            .build();
+        for pipeline in [without_retry, with_retry] {
+            let n = allocations(|| {
+                let out: Result<u8, palisade::Rejected> =
+                    poll_ready_now(pipeline.run(|| std::future::ready(Ok(1))));
+                assert_eq!(out, Ok(1));
+            });
+            assert_eq!(n, 0);
+        }
+    }
+}

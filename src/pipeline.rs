@@ -1,0 +1,305 @@
+//! Pipeline: several policies around one call, in the order that makes them work together.
+//!
+//! # Order
+//!
+//! [`Pipeline::builder`] takes any subset of a [`Retry`], a [`CircuitBreaker`], a [`Bulkhead`]
+//! and a [`Timeout`], in any order, and always runs them the same way, outermost first:
+//!
+//! ```text
+//! retry (total deadline, budget)
+//!   └─ circuit breaker        every attempt is counted, and an open circuit stops the retries
+//!        └─ bulkhead          every attempt waits for its own slot
+//!             └─ timeout      every attempt gets its own time, cut to the deadline's rest
+//!                  └─ call
+//! ```
+//!
+//! Retry outside the breaker means an open circuit is a rejection the retry does not retry
+//! (by default), instead of a retry storm against a dependency known to be down; the breaker
+//! outside the bulkhead means load shedding below does not trip it; the timeout inside the
+//! bulkhead means time spent waiting for a slot is not charged to the call. A
+//! [`Fallback`](crate::fallback::Fallback) goes around the whole pipeline:
+//! `fallback.run(|| pipeline.run(..)).or_cached()`.
+//!
+//! # Deadline
+//!
+//! When the retry has a total [`deadline`](crate::retry::RetryConfigBuilder::deadline), each
+//! attempt's timeout is cut to the time left, so the last attempt cannot run past it; an
+//! attempt left with no time at all is not made, and fails as a timeout.
+//!
+//! # Errors
+//!
+//! The caller's error type comes out unchanged: every policy turns its refusals into `E` with
+//! `From<Rejected>`.
+//!
+//! # Examples
+//!
+//! ```
+//! use palisade::pipeline::Pipeline;
+//! use palisade::{Rejected, circuit_breaker::CircuitBreaker, retry::Retry, timeout::{Timeout, TimeoutConfig}};
+//! use std::time::Duration;
+//!
+//! # #[cfg(feature = "tokio")]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), palisade::ConfigError> {
+//! let pipeline = Pipeline::builder()
+//!     .timeout(Timeout::new(TimeoutConfig::builder().duration(Duration::from_secs(1)).build()?))
+//!     .retry(Retry::new(Retry::builder().max_attempts(3).build()?))
+//!     .circuit_breaker(CircuitBreaker::new(CircuitBreaker::builder().build()?))
+//!     .build();
+//! let out: Result<u32, Rejected> = pipeline.run(|| async { Ok(7) }).await;
+//! assert_eq!(out, Ok(7));
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "tokio"))] fn main() {}
+//! ```
+//!
+//! # Cancellation
+//!
+//! Dropping the future drops the attempt in flight (releasing its slot and breaker permit,
+//! counting nothing) or the retry's sleep.
+//!
+//! # Clone semantics
+//!
+//! A pipeline holds clones of the handles it was given: it shares their state (breaker, slots,
+//! budget) with every other clone of them.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use crate::bulkhead::Bulkhead;
+use crate::circuit_breaker::CircuitBreaker;
+use crate::clock::{Clock, DefaultClock, Ticks};
+use crate::error::{AsRejected, Elapsed, Rejected};
+use crate::retry::Retry;
+use crate::timeout::Timeout;
+use crate::timer::{DefaultTimer, Timer};
+
+/// Policies run around a call in the recommended order; see the [module docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use palisade::pipeline::Pipeline;
+///
+/// let empty: Pipeline = Pipeline::builder().build();
+/// assert!(empty.retry().is_none());
+/// ```
+#[derive(Clone)]
+pub struct Pipeline<T = DefaultTimer, C = DefaultClock> {
+    retry: Option<Retry<T, C>>,
+    breaker: Option<CircuitBreaker<C>>,
+    bulkhead: Option<Bulkhead<T>>,
+    timeout: Option<Timeout<T>>,
+    clock: C,
+}
+
+/// Collects the policies of a [`Pipeline`], in any order.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::pipeline::Pipeline;
+/// use palisade::bulkhead::Bulkhead;
+///
+/// let pipeline = Pipeline::builder()
+///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(4).build()?))
+///     .build();
+/// assert!(pipeline.bulkhead().is_some());
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
+pub struct PipelineBuilder<T = DefaultTimer, C = DefaultClock> {
+    pipeline: Pipeline<T, C>,
+}
+
+impl<T, C: Clock> fmt::Debug for PipelineBuilder<T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineBuilder")
+            .field("pipeline", &self.pipeline)
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// A builder with no policies, reading the [`DefaultClock`] for the deadline.
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder::with_clock(DefaultClock::default())
+    }
+}
+
+impl<T, C> PipelineBuilder<T, C> {
+    /// A builder with no policies, reading `clock` for the deadline.
+    pub fn with_clock(clock: C) -> Self {
+        PipelineBuilder {
+            pipeline: Pipeline {
+                retry: None,
+                breaker: None,
+                bulkhead: None,
+                timeout: None,
+                clock,
+            },
+        }
+    }
+
+    /// Retries around everything else; its deadline, if any, bounds the whole run.
+    pub fn retry(mut self, retry: Retry<T, C>) -> Self {
+        self.pipeline.retry = Some(retry);
+        self
+    }
+
+    /// A breaker around each attempt.
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker<C>) -> Self {
+        self.pipeline.breaker = Some(breaker);
+        self
+    }
+
+    /// A bulkhead slot for each attempt.
+    pub fn bulkhead(mut self, bulkhead: Bulkhead<T>) -> Self {
+        self.pipeline.bulkhead = Some(bulkhead);
+        self
+    }
+
+    /// A timeout on each attempt, cut to the retry deadline's rest.
+    pub fn timeout(mut self, timeout: Timeout<T>) -> Self {
+        self.pipeline.timeout = Some(timeout);
+        self
+    }
+
+    /// The pipeline; the order of the calls above does not matter.
+    pub fn build(self) -> Pipeline<T, C> {
+        self.pipeline
+    }
+}
+
+impl<T, C> Pipeline<T, C> {
+    /// The retry, if any.
+    pub fn retry(&self) -> Option<&Retry<T, C>> {
+        self.retry.as_ref()
+    }
+
+    /// The circuit breaker, if any.
+    pub fn circuit_breaker(&self) -> Option<&CircuitBreaker<C>> {
+        self.breaker.as_ref()
+    }
+
+    /// The bulkhead, if any.
+    pub fn bulkhead(&self) -> Option<&Bulkhead<T>> {
+        self.bulkhead.as_ref()
+    }
+
+    /// The timeout, if any.
+    pub fn timeout(&self) -> Option<&Timeout<T>> {
+        self.timeout.as_ref()
+    }
+}
+
+impl<T, C> Pipeline<T, C>
+where
+    T: Timer + Clone,
+    C: Clock,
+{
+    /// Runs the future made by `make` through every policy of the pipeline; `make` is called
+    /// once per attempt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::pipeline::Pipeline;
+    /// use palisade::{Rejected, bulkhead::Bulkhead};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let pipeline = Pipeline::builder()
+    ///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?))
+    ///     .build();
+    /// let out: Result<&str, Rejected> = pipeline.run(|| async { Ok("done") }).await;
+    /// assert_eq!(out, Ok("done"));
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the attempt in flight or the retry's sleep; see the module
+    /// docs.
+    pub async fn run<M, F, R, E>(&self, mut make: M) -> Result<R, E>
+    where
+        M: FnMut() -> F,
+        F: Future<Output = Result<R, E>>,
+        E: From<Rejected> + AsRejected,
+    {
+        // The clock is only read when a deadline needs it.
+        let deadline = self.retry.as_ref().and_then(|r| r.config().deadline());
+        let started = deadline.map(|_| self.clock.now());
+        // Each attempt calls `make` only once it is admitted (breaker closed, slot held): a
+        // refused attempt never runs the caller's code. The cell lets every attempt's future
+        // reach `make` through a shared reference.
+        let make = std::cell::RefCell::new(&mut make);
+        let make_one = || (make.borrow_mut())();
+        match &self.retry {
+            Some(retry) => retry.run(|| self.attempt(make_one, started)).await,
+            None => self.attempt(make_one, started).await,
+        }
+    }
+
+    /// The time the current attempt may take: the timeout, cut to the deadline's rest.
+    fn attempt_time(&self, timeout: &Timeout<T>, started: Option<Ticks>) -> Duration {
+        let deadline = self.retry.as_ref().and_then(|r| r.config().deadline());
+        match (deadline, started) {
+            (Some(deadline), Some(started)) => {
+                let spent = self.clock.now().saturating_duration_since(started);
+                timeout.duration().min(deadline.saturating_sub(spent))
+            }
+            _ => timeout.duration(),
+        }
+    }
+
+    /// One attempt: breaker, then bulkhead, then timeout, around the call `make` makes.
+    async fn attempt<G, F, R, E>(&self, make: G, started: Option<Ticks>) -> Result<R, E>
+    where
+        G: FnOnce() -> F,
+        F: Future<Output = Result<R, E>>,
+        E: From<Rejected> + AsRejected,
+    {
+        // The timeout is computed when the attempt starts, after any wait for a slot.
+        let timed = || async move {
+            match &self.timeout {
+                Some(t) => {
+                    let time = self.attempt_time(t, started);
+                    if time.is_zero() {
+                        // The deadline has passed: do not start a call that has no time.
+                        return Err(E::from(Rejected::Timeout(Elapsed::new(t.name(), time))));
+                    }
+                    t.run_once_for(make(), time).await
+                }
+                None => make().await,
+            }
+        };
+        let slotted = || async move {
+            match &self.bulkhead {
+                Some(b) => b.run(timed).await,
+                None => timed().await,
+            }
+        };
+        match &self.breaker {
+            Some(cb) => cb.run(slotted).await,
+            None => slotted().await,
+        }
+    }
+}
+
+impl<T, C: Clock> fmt::Debug for Pipeline<T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("retry", &self.retry.as_ref().map(Retry::name))
+            .field(
+                "circuit_breaker",
+                &self.breaker.as_ref().map(CircuitBreaker::name),
+            )
+            .field("bulkhead", &self.bulkhead.as_ref().map(Bulkhead::name))
+            .field("timeout", &self.timeout.as_ref().map(|t| t.name()))
+            .finish()
+    }
+}

@@ -1,0 +1,235 @@
+//! The pipeline (closures) and composed tower stacks, with paused tokio time.
+
+mod support;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use palisade::bulkhead::Bulkhead;
+use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
+use palisade::error::Elapsed;
+use palisade::fallback::{Chain, Fallback};
+use palisade::pipeline::{Pipeline, PipelineBuilder};
+use palisade::retry::{Backoff, Retry};
+use palisade::timeout::{Timeout, TimeoutConfig};
+use palisade::{Error, Rejected};
+use support::AppError;
+use tokio::time::{Instant, sleep};
+use tower::{BoxError, Layer, Service};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn retry(attempts: u32) -> Retry {
+    Retry::new(
+        Retry::builder()
+            .max_attempts(attempts)
+            .backoff(Backoff::constant(ms(10)))
+            .build()
+            .unwrap(),
+    )
+}
+
+fn breaker(failures: u32) -> CircuitBreaker {
+    CircuitBreaker::new(
+        CircuitBreaker::builder()
+            .consecutive_failures(failures)
+            .break_duration(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    )
+}
+
+fn timeout(d: Duration) -> Timeout {
+    Timeout::new(TimeoutConfig::builder().duration(d).build().unwrap())
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_breaker_opens_during_retries_and_the_retry_stops_on_circuit_open() {
+    let cb = breaker(2);
+    let pipeline = Pipeline::builder()
+        .retry(retry(5))
+        .circuit_breaker(cb.clone())
+        .build();
+    let calls = AtomicU32::new(0);
+    let out: Result<(), AppError> = pipeline
+        .run(|| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(AppError::Backend("down")) }
+        })
+        .await;
+    assert!(
+        matches!(out, Err(AppError::Rejected(Rejected::CircuitOpen(_)))),
+        "{out:?}"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "the third attempt was refused, not made"
+    );
+    assert_eq!(cb.state(), CircuitState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_order_does_not_depend_on_the_builder_calls() {
+    let builders: Vec<fn(CircuitBreaker) -> PipelineBuilder> = vec![
+        |cb| Pipeline::builder().retry(retry(5)).circuit_breaker(cb),
+        |cb| Pipeline::builder().circuit_breaker(cb).retry(retry(5)),
+        |cb| {
+            Pipeline::builder()
+                .timeout(timeout(Duration::from_secs(1)))
+                .circuit_breaker(cb)
+                .bulkhead(Bulkhead::new(
+                    Bulkhead::builder().max_concurrent(2).build().unwrap(),
+                ))
+                .retry(retry(5))
+        },
+    ];
+    for make in builders {
+        let cb = breaker(2);
+        let pipeline = make(cb.clone()).build();
+        let calls = AtomicU32::new(0);
+        let out: Result<(), AppError> = pipeline
+            .run(|| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err(AppError::Backend("down")) }
+            })
+            .await;
+        // Retry outermost, breaker inside it: the same outcome whatever the call order.
+        assert!(matches!(
+            out,
+            Err(AppError::Rejected(Rejected::CircuitOpen(_)))
+        ));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_clips_the_last_attempts_timeout() {
+    let pipeline = Pipeline::builder()
+        .retry(Retry::new(
+            Retry::builder()
+                .max_attempts(10)
+                .backoff(Backoff::constant(ms(100)))
+                .deadline(ms(1000))
+                .build()
+                .unwrap(),
+        ))
+        .timeout(timeout(ms(400)))
+        .build();
+    let start = Instant::now();
+    let starts = std::sync::Mutex::new(Vec::new());
+    let out: Result<(), AppError> = pipeline
+        .run(|| {
+            starts.lock().unwrap().push(start.elapsed());
+            async {
+                sleep(Duration::from_secs(60)).await;
+                Ok(())
+            }
+        })
+        .await;
+    // Attempts at 0 and 500 ms time out after 400 ms each. The second ends at 900 ms; the
+    // 100 ms delay is cut to the 100 ms left; at 1000 ms no time is left, so no third call.
+    assert_eq!(starts.into_inner().unwrap(), [ms(0), ms(500)]);
+    assert_eq!(start.elapsed(), ms(1000));
+    assert!(
+        matches!(out, Err(AppError::Rejected(Rejected::Timeout(_)))),
+        "{out:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_bulkhead_falls_back_to_the_cached_value() {
+    let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build().unwrap());
+    let pipeline = Pipeline::builder()
+        .bulkhead(bulkhead.clone())
+        .retry(retry(3))
+        .build();
+    let fallback = Fallback::new(
+        Fallback::builder()
+            .cache_max_age(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let fresh: Result<String, AppError> = fallback
+        .run(|| pipeline.run(|| async { Ok("live".to_string()) }))
+        .or_cached()
+        .await;
+    assert_eq!(fresh.unwrap(), "live");
+
+    let _busy = bulkhead.try_acquire().unwrap();
+    let served: Result<String, AppError> = fallback
+        .run(|| pipeline.run(|| async { Ok("never made".to_string()) }))
+        .or_cached()
+        .await;
+    assert_eq!(
+        served.unwrap(),
+        "live",
+        "the rejection fell back to the cache"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_callers_error_type_comes_out_unchanged() {
+    let pipeline = Pipeline::builder()
+        .retry(retry(2))
+        .circuit_breaker(breaker(100))
+        .bulkhead(Bulkhead::new(
+            Bulkhead::builder().max_concurrent(4).build().unwrap(),
+        ))
+        .timeout(timeout(ms(50)))
+        .build();
+    let inner: Result<(), AppError> = pipeline.run(|| async { Err(AppError::Backend("x")) }).await;
+    assert_eq!(inner, Err(AppError::Backend("x")));
+    let slow: Result<(), AppError> = pipeline
+        .run(|| async {
+            sleep(Duration::from_secs(1)).await;
+            Ok(())
+        })
+        .await;
+    assert_eq!(
+        slow,
+        Err(AppError::Rejected(Rejected::Timeout(Elapsed::new(
+            "timeout",
+            ms(50)
+        ))))
+    );
+    let foreign: Result<(), Error<std::io::Error>> = pipeline
+        .run(|| async { Err(Error::Inner(std::io::Error::other("reset"))) })
+        .await;
+    assert!(matches!(foreign, Err(Error::Inner(_))));
+}
+
+/// Every order of the four tower layers keeps the inner service's error type: checked by the
+/// compiler for all 24 permutations.
+#[test]
+fn every_permutation_of_the_layers_keeps_the_error_type() {
+    fn same_error<S: Service<u32, Error = BoxError>>(_: &S) {}
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let r = || retry(2).layer();
+    let c = || breaker(5).layer();
+    let b = || Bulkhead::new(Bulkhead::builder().max_concurrent(4).build().unwrap()).layer();
+    let t = || timeout(ms(100)).layer();
+    let svc = || tower::service_fn(|x: u32| async move { Ok::<_, BoxError>(x) });
+    macro_rules! stack {
+        ($($l:ident)*) => {{
+            let s = svc();
+            $( let s = $l().layer(s); )*
+            same_error(&s);
+        }};
+    }
+    macro_rules! permutations {
+        ($($a:ident $b:ident $c:ident $d:ident),*) => {{ $( stack!($a $b $c $d); )* }};
+    }
+    permutations!(
+        r c b t, r c t b, r b c t, r b t c, r t c b, r t b c,
+        c r b t, c r t b, c b r t, c b t r, c t r b, c t b r,
+        b r c t, b r t c, b c r t, b c t r, b t r c, b t c r,
+        t r c b, t r b c, t c r b, t c b r, t b r c, t b c r
+    );
+}
