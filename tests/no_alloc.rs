@@ -328,6 +328,10 @@ mod pipeline {
                 CircuitBreaker::builder().build().unwrap(),
             ))
             .build();
+        #[cfg(feature = "tower")]
+        for pipeline in [&without_retry, &with_retry] {
+            assert_eq!(layer_allocations(pipeline.layer()), 0);
+        }
         for pipeline in [without_retry, with_retry] {
             let n = allocations(|| {
                 let out: Result<u8, palisade::Rejected> =

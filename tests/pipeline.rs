@@ -233,3 +233,38 @@ fn every_permutation_of_the_layers_keeps_the_error_type() {
         t r c b, t r b c, t c r b, t c b r, t b r c, t b c r
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_layer_runs_the_same_order_as_run() {
+    use tower::ServiceExt;
+    let cb = breaker(2);
+    let pipeline = Pipeline::builder()
+        .timeout(timeout(Duration::from_secs(1)))
+        .circuit_breaker(cb.clone())
+        .retry(retry(5))
+        .build();
+    let calls = std::sync::Arc::new(AtomicU32::new(0));
+    let seen = calls.clone();
+    let mut svc = pipeline.layer().layer(tower::service_fn(move |_: ()| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        async { Err::<(), _>(AppError::Backend("down")) }
+    }));
+    let out: Result<(), AppError> = svc.ready().await.unwrap().call(()).await;
+    assert!(
+        matches!(out, Err(AppError::Rejected(Rejected::CircuitOpen(_)))),
+        "{out:?}"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "retry outside the breaker, as with run"
+    );
+    assert_eq!(cb.state(), CircuitState::Open);
+
+    // With nothing configured the layer is the inner service.
+    let empty: Pipeline = Pipeline::builder().build();
+    let mut bare = empty.layer().layer(tower::service_fn(
+        |x: u8| async move { Ok::<_, AppError>(x) },
+    ));
+    assert_eq!(bare.ready().await.unwrap().call(9).await, Ok(9));
+}

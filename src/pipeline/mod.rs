@@ -3,7 +3,9 @@
 //! # Order
 //!
 //! [`Pipeline::builder`] takes any subset of a [`Retry`], a [`CircuitBreaker`], a [`Bulkhead`]
-//! and a [`Timeout`], in any order, and always runs them the same way, outermost first:
+//! and a [`Timeout`], in any order, and always runs them the same way, with
+//! [`run`](Pipeline::run) for closures or as one tower layer with `layer()` (feature `tower`),
+//! outermost first:
 //!
 //! ```text
 //! retry (total deadline, budget)
@@ -62,6 +64,12 @@
 //!
 //! A pipeline holds clones of the handles it was given: it shares their state (breaker, slots,
 //! budget) with every other clone of them.
+
+#[cfg(feature = "tower")]
+mod layer;
+
+#[cfg(feature = "tower")]
+pub use layer::{Either, EitherFuture, PipelineLayer, PipelineService, Slotted, Stacked};
 
 use std::fmt;
 use std::future::Future;

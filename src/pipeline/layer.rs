@@ -1,0 +1,194 @@
+//! The pipeline as one tower layer: the same policies, in the same order.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use super::Pipeline;
+use crate::bulkhead::{BulkheadLayer, BulkheadService};
+use crate::circuit_breaker::{CircuitBreakerLayer, CircuitBreakerService};
+use crate::classify::DefaultClassifier;
+use crate::clock::Clock;
+use crate::error::Rejected;
+use crate::retry::future::NoHint;
+use crate::retry::{CloneRequest, Defaults, RetryLayer, RetryService};
+use crate::timeout::{ConfiguredDuration, TimeoutLayer, TimeoutService};
+use crate::timer::Timer;
+
+/// A service that is either `A` (a policy is configured) or `B` (it is not).
+#[derive(Debug, Clone)]
+pub enum Either<A, B> {
+    /// The policy's service.
+    With(A),
+    /// The inner service, untouched.
+    Without(B),
+}
+
+impl<A, B, Req> Service<Req> for Either<A, B>
+where
+    A: Service<Req>,
+    B: Service<Req, Response = A::Response, Error = A::Error>,
+{
+    type Response = A::Response;
+    type Error = A::Error;
+    type Future = EitherFuture<A::Future, B::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), A::Error>> {
+        match self {
+            Either::With(a) => a.poll_ready(cx),
+            Either::Without(b) => b.poll_ready(cx),
+        }
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        match self {
+            Either::With(a) => EitherFuture {
+                inner: Inner::With { fut: a.call(req) },
+            },
+            Either::Without(b) => EitherFuture {
+                inner: Inner::Without { fut: b.call(req) },
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Either`].
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless polled"]
+    pub struct EitherFuture<A, B> {
+        #[pin]
+        inner: Inner<A, B>,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    #[derive(Debug)]
+    enum Inner<A, B> {
+        With { #[pin] fut: A },
+        Without { #[pin] fut: B },
+    }
+}
+
+impl<A, B, T> Future for EitherFuture<A, B>
+where
+    A: Future<Output = T>,
+    B: Future<Output = T>,
+{
+    type Output = T;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match self.project().inner.project() {
+            InnerProj::With { fut } => fut.poll(cx),
+            InnerProj::Without { fut } => fut.poll(cx),
+        }
+    }
+}
+
+fn wrap<L: Layer<S>, S>(layer: Option<&L>, inner: S) -> Either<L::Service, S> {
+    match layer {
+        Some(layer) => Either::With(layer.layer(inner)),
+        None => Either::Without(inner),
+    }
+}
+
+/// The service a [`PipelineLayer`] makes: the configured policies around `S`, outermost
+/// first retry, circuit breaker, bulkhead, timeout.
+pub type PipelineService<S, T, C> =
+    Either<RetryService<Stacked<S, T, C>, T, C, Defaults, CloneRequest, NoHint>, Stacked<S, T, C>>;
+
+/// The breaker, bulkhead and timeout part of a [`PipelineService`].
+pub type Stacked<S, T, C> =
+    Either<CircuitBreakerService<Slotted<S, T>, C, DefaultClassifier>, Slotted<S, T>>;
+
+/// The bulkhead and timeout part of a [`PipelineService`].
+pub type Slotted<S, T> = Either<
+    BulkheadService<Either<TimeoutService<S, T, ConfiguredDuration>, S>, T>,
+    Either<TimeoutService<S, T, ConfiguredDuration>, S>,
+>;
+
+/// A pipeline's policies as one tower layer, in the pipeline's order; from
+/// [`Pipeline::layer`].
+///
+/// Each attempt's timeout is the configured one: a retry deadline is not visible to separate
+/// tower layers, so unlike [`Pipeline::run`] the layer does not cut the last attempt's
+/// timeout to it.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::pipeline::Pipeline;
+/// use palisade::{bulkhead::Bulkhead, retry::Retry};
+/// use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), BoxError> {
+/// let pipeline = Pipeline::builder()
+///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(8).build()?))
+///     .retry(Retry::new(Retry::builder().build()?))
+///     .build();
+/// let mut svc = ServiceBuilder::new()
+///     .layer(pipeline.layer())
+///     .service_fn(|x: u32| async move { Ok::<_, BoxError>(x + 1) });
+/// assert_eq!(svc.ready().await?.call(1).await?, 2);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PipelineLayer<T, C: Clock> {
+    retry: Option<RetryLayer<T, C>>,
+    breaker: Option<CircuitBreakerLayer<C>>,
+    bulkhead: Option<BulkheadLayer<T>>,
+    timeout: Option<TimeoutLayer<T>>,
+}
+
+impl<T: Clone, C: Clock + Clone> Pipeline<T, C> {
+    /// The pipeline's policies as one tower layer, in the same order.
+    pub fn layer(&self) -> PipelineLayer<T, C> {
+        PipelineLayer {
+            retry: self.retry.as_ref().map(|r| r.layer()),
+            breaker: self.breaker.as_ref().map(|b| b.layer()),
+            bulkhead: self.bulkhead.as_ref().map(|b| b.layer()),
+            timeout: self.timeout.as_ref().map(|t| t.layer()),
+        }
+    }
+}
+
+impl<S, T, C> Layer<S> for PipelineLayer<T, C>
+where
+    S: Clone,
+    T: Timer + Clone,
+    C: Clock + Clone,
+{
+    type Service = PipelineService<S, T, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let timed = wrap(self.timeout.as_ref(), inner);
+        let slotted = wrap(self.bulkhead.as_ref(), timed);
+        let guarded = wrap(self.breaker.as_ref(), slotted);
+        wrap(self.retry.as_ref(), guarded)
+    }
+}
+
+/// A compile-time reminder of the contract: every layer keeps the inner error type.
+#[allow(dead_code)]
+fn _error_type_is_kept<S, Req, T, C>(
+    svc: PipelineService<S, T, C>,
+) -> impl Service<Req, Error = S::Error>
+where
+    S: Service<Req> + Clone,
+    S::Error: From<Rejected> + crate::AsRejected,
+    Req: Clone,
+    T: Timer + Clone + Send,
+    T::Sleep: Send + 'static,
+    C: Clock + Clone,
+{
+    svc
+}
