@@ -221,3 +221,113 @@ fn handles_and_futures_are_send_and_sync() {
             .or_value("z".into()),
     );
 }
+
+mod layer {
+    use super::*;
+    use palisade::fallback::FallbackLayer;
+    use tower::{Layer, Service, ServiceExt};
+
+    /// A primary that answers its first `ok` calls, then fails.
+    fn primary(
+        ok: u32,
+    ) -> impl Service<u32, Response = String, Error = AppError, Future: Send> + Clone {
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        tower::service_fn(move |id: u32| {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if n < ok {
+                    Ok(format!("primary {id}"))
+                } else {
+                    Err(AppError::Backend("primary down"))
+                }
+            }
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_layer_tries_its_steps_in_order_with_a_copy_of_the_request() {
+        let (fb, levels) = fallback(Some(Duration::from_secs(60)));
+        let replica = tower::service_fn(|id: u32| async move {
+            if id == 1 {
+                Ok(format!("replica {id}"))
+            } else {
+                Err(AppError::Backend("replica down"))
+            }
+        });
+        let mut svc = FallbackLayer::new(fb.clone())
+            .or_else(|id: u32, failed: Result<String, AppError>| async move {
+                assert_eq!(failed, Err(AppError::Backend("primary down")));
+                let _ = id;
+                Err(AppError::Backend("closure down"))
+            })
+            .or_service(replica)
+            .or_cached()
+            .or_value("default".to_string())
+            .layer(primary(1));
+
+        assert_eq!(
+            svc.ready().await.unwrap().call(0).await.unwrap(),
+            "primary 0"
+        );
+        assert!(levels.lock().unwrap().is_empty());
+        assert_eq!(
+            fb.cached().as_deref(),
+            Some("primary 0"),
+            "the primary's success was cached"
+        );
+
+        assert_eq!(
+            svc.ready().await.unwrap().call(1).await.unwrap(),
+            "replica 1"
+        );
+        assert_eq!(
+            *levels.lock().unwrap(),
+            [1, 2],
+            "closure (level 1) failed, replica (2) served"
+        );
+        assert_eq!(
+            fb.cached().as_deref(),
+            Some("primary 0"),
+            "a fallback's answer is not cached"
+        );
+
+        levels.lock().unwrap().clear();
+        assert_eq!(
+            svc.ready().await.unwrap().call(2).await.unwrap(),
+            "primary 0"
+        );
+        assert_eq!(
+            *levels.lock().unwrap(),
+            [1, 2, 3],
+            "the cache (level 3) served"
+        );
+
+        advance(Duration::from_secs(61)).await;
+        levels.lock().unwrap().clear();
+        assert_eq!(svc.ready().await.unwrap().call(2).await.unwrap(), "default");
+        assert_eq!(
+            *levels.lock().unwrap(),
+            [1, 2, 4],
+            "the cache was too old; the value served"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn when_every_step_fails_the_last_error_comes_out_and_the_classifier_decides() {
+        let (fb, _) = fallback(None);
+        let mut svc = FallbackLayer::new(fb.clone())
+            .or_else(|_: u32, _| async { Err::<String, _>(AppError::Backend("secondary down")) })
+            .layer(primary(0));
+        let out = svc.ready().await.unwrap().call(1).await;
+        assert_eq!(out, Err(AppError::Backend("secondary down")));
+
+        let never_falls_back = FallbackLayer::new(fb)
+            .when(|_: &Result<String, AppError>| Outcome::Success)
+            .or_value("unused".to_string());
+        let mut svc = never_falls_back.layer(primary(0));
+        assert_eq!(
+            svc.ready().await.unwrap().call(1).await,
+            Err(AppError::Backend("primary down"))
+        );
+    }
+}

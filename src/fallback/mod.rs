@@ -49,8 +49,9 @@
 //! # }
 //! ```
 //!
-//! A tower layer over the same chain is not written yet (see the crate's issue tracker);
-//! wrap a service call in `fallback.run(|| svc.call(req))` meanwhile.
+//! As a tower layer, [`FallbackLayer`] runs the same chain with the inner service as the
+//! primary; its alternatives get a copy of the request (so requests must be `Clone`), and
+//! one of them can be another service ([`or_service`](FallbackLayer::or_service)).
 //!
 //! # Cancellation
 //!
@@ -64,9 +65,13 @@
 
 mod config;
 pub mod future;
+#[cfg(feature = "tower")]
+pub mod layer;
 
 pub use config::{DEFAULT_NAME, FallbackConfig, FallbackConfigBuilder, MAX_CACHE_AGE};
 pub use future::{Chain, OrCached, OrElse, OrValue, Primary};
+#[cfg(feature = "tower")]
+pub use layer::{FallbackLayer, FallbackService};
 
 use std::fmt;
 use std::future::Future;
