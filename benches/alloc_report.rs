@@ -226,6 +226,50 @@ fn main() {
         per_call(|| drop(call_now(&mut theirs, black_box(1)))),
     ));
 
+    let breaker = CircuitBreaker::new(CircuitBreaker::builder().build().unwrap());
+    let mut ours = tower::ServiceBuilder::new()
+        .layer(retry.layer())
+        .layer(breaker.layer())
+        .layer(bulkhead.layer())
+        .layer(timeout.layer())
+        .service(Echo);
+    rows.push((
+        "4-policy tower stack",
+        "palisade",
+        per_call(|| drop(call_now(&mut ours, black_box(1)))),
+    ));
+    type E1 = tower_resilience::timelimiter::TimeLimiterError<tower::BoxError>;
+    type E2 = tower_resilience::bulkhead::BulkheadServiceError<E1>;
+    type E3 = tower_resilience::circuitbreaker::CircuitBreakerError<E2>;
+    let mut theirs = tower::ServiceBuilder::new()
+        .layer(
+            tower_resilience::retry::RetryLayer::<u64, u64, E3>::builder()
+                .max_attempts(3)
+                .build(),
+        )
+        .layer(
+            tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+                .build()
+                .unwrap(),
+        )
+        .layer(
+            tower_resilience::bulkhead::BulkheadLayer::builder()
+                .max_concurrent_calls(64)
+                .build()
+                .unwrap(),
+        )
+        .layer(
+            tower_resilience::timelimiter::TimeLimiterLayer::builder()
+                .timeout_duration(Duration::from_secs(1))
+                .build(),
+        )
+        .service(Echo);
+    rows.push((
+        "4-policy tower stack",
+        "tower-resilience",
+        per_call(|| drop(call_now(&mut theirs, black_box(1)))),
+    ));
+
     println!("| operation | implementation | allocations per call | bytes per call |");
     println!("|---|---|---:|---:|");
     for (op, who, (allocs, bytes)) in rows {
