@@ -268,3 +268,68 @@ async fn the_layer_runs_the_same_order_as_run() {
     ));
     assert_eq!(bare.ready().await.unwrap().call(9).await, Ok(9));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_custom_order_is_asked_for_by_name_and_followed() {
+    use palisade::pipeline::Stage;
+    let make = |custom: bool| {
+        let b = Pipeline::builder()
+            .retry(Retry::new(
+                Retry::builder()
+                    .max_attempts(3)
+                    .backoff(Backoff::constant(ms(100)))
+                    .build()
+                    .unwrap(),
+            ))
+            .bulkhead(Bulkhead::new(
+                Bulkhead::builder().max_concurrent(1).build().unwrap(),
+            ));
+        if custom {
+            b.custom_order(&[Stage::Bulkhead, Stage::Retry])
+                .unwrap()
+                .build()
+        } else {
+            b.build()
+        }
+    };
+    for custom in [false, true] {
+        let pipeline = make(custom);
+        // A call that fails and retries; while it sleeps between attempts, another arrives.
+        let mut failing = tokio_test::task::spawn(
+            pipeline.run(|| async { Err::<&str, AppError>(AppError::Backend("down")) }),
+        );
+        assert!(
+            failing.poll().is_pending(),
+            "sleeping before its second attempt"
+        );
+        let other: Result<&str, AppError> = pipeline.run(|| async { Ok("served") }).await;
+        if custom {
+            // Bulkhead outside retry: one slot held across every attempt and sleep.
+            assert!(
+                matches!(other, Err(AppError::Rejected(Rejected::BulkheadFull(_)))),
+                "{other:?}"
+            );
+        } else {
+            // The recommended order: each attempt takes a slot, so the sleep frees it.
+            assert_eq!(other, Ok("served"));
+        }
+    }
+}
+
+#[test]
+fn a_custom_order_must_name_each_configured_policy_once() {
+    use palisade::pipeline::Stage;
+    let with_retry = || Pipeline::builder().retry(retry(2)).timeout(timeout(ms(10)));
+    let twice = with_retry()
+        .custom_order(&[Stage::Retry, Stage::Timeout, Stage::Retry])
+        .unwrap_err();
+    assert_eq!(twice.field(), "order");
+    let missing = with_retry().custom_order(&[Stage::Timeout]).unwrap_err();
+    assert_eq!(missing.field(), "order");
+    assert!(missing.rule().contains("Retry"), "{missing}");
+    assert!(
+        with_retry()
+            .custom_order(&[Stage::Timeout, Stage::Retry])
+            .is_ok()
+    );
+}

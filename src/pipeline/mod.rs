@@ -22,6 +22,14 @@
 //! [`Fallback`](crate::fallback::Fallback) goes around the whole pipeline:
 //! `fallback.run(|| pipeline.run(..)).or_cached()`.
 //!
+//! # A custom order
+//!
+//! Another order can be asked for by name, with
+//! [`custom_order`](PipelineBuilder::custom_order): say which policy goes outside which. It
+//! costs a heap allocation per policy per attempt (the nesting is decided at run time), so
+//! the recommended order stays the fast default. With tower, stack the layers by hand in any
+//! order you like.
+//!
 //! # Deadline
 //!
 //! When the retry has a total [`deadline`](crate::retry::RetryConfigBuilder::deadline), each
@@ -73,12 +81,13 @@ pub use layer::{Either, EitherFuture, PipelineLayer, PipelineService, Slotted, S
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::CircuitBreaker;
 use crate::clock::{Clock, DefaultClock, Ticks};
-use crate::error::{AsRejected, Elapsed, Rejected};
+use crate::error::{AsRejected, ConfigError, Elapsed, Rejected};
 use crate::retry::Retry;
 use crate::timeout::Timeout;
 use crate::timer::{DefaultTimer, Timer};
@@ -100,6 +109,22 @@ pub struct Pipeline<T = DefaultTimer, C = DefaultClock> {
     bulkhead: Option<Bulkhead<T>>,
     timeout: Option<Timeout<T>>,
     clock: C,
+    // Outermost first; `None` for the recommended order.
+    custom: Option<Vec<Stage>>,
+}
+
+/// A policy's place in a [`custom_order`](PipelineBuilder::custom_order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// The [`Retry`].
+    Retry,
+    /// The [`CircuitBreaker`].
+    CircuitBreaker,
+    /// The [`Bulkhead`].
+    Bulkhead,
+    /// The [`Timeout`].
+    Timeout,
 }
 
 /// Collects the policies of a [`Pipeline`], in any order.
@@ -145,6 +170,7 @@ impl<T, C> PipelineBuilder<T, C> {
                 bulkhead: None,
                 timeout: None,
                 clock,
+                custom: None,
             },
         }
     }
@@ -171,6 +197,60 @@ impl<T, C> PipelineBuilder<T, C> {
     pub fn timeout(mut self, timeout: Timeout<T>) -> Self {
         self.pipeline.timeout = Some(timeout);
         self
+    }
+
+    /// Runs the policies in `order`, outermost first, instead of the recommended order.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `order` when a stage appears twice, or when a configured
+    /// policy is missing from it (it would silently do nothing).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::pipeline::{Pipeline, Stage};
+    /// use palisade::{bulkhead::Bulkhead, retry::Retry};
+    ///
+    /// // Each retry attempt waits for a slot of its own (the default), or, here, one slot is
+    /// // held across all the attempts of a call.
+    /// let pipeline = Pipeline::builder()
+    ///     .retry(Retry::new(Retry::builder().build()?))
+    ///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(4).build()?))
+    ///     .custom_order(&[Stage::Bulkhead, Stage::Retry])?
+    ///     .build();
+    /// # let _ = pipeline;
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    pub fn custom_order(mut self, order: &[Stage]) -> Result<Self, ConfigError> {
+        for (i, stage) in order.iter().enumerate() {
+            if order[..i].contains(stage) {
+                return Err(ConfigError::new(
+                    "order",
+                    "must name each stage at most once",
+                    order,
+                ));
+            }
+        }
+        let p = &self.pipeline;
+        let configured = [
+            (p.retry.is_some(), Stage::Retry),
+            (p.breaker.is_some(), Stage::CircuitBreaker),
+            (p.bulkhead.is_some(), Stage::Bulkhead),
+            (p.timeout.is_some(), Stage::Timeout),
+        ];
+        if let Some((_, missing)) = configured
+            .iter()
+            .find(|(set, stage)| *set && !order.contains(stage))
+        {
+            return Err(ConfigError::new(
+                "order",
+                format!("must name every configured policy ({missing:?} is missing)"),
+                order,
+            ));
+        }
+        self.pipeline.custom = Some(order.to_vec());
+        Ok(self)
     }
 
     /// The pipeline; the order of the calls above does not matter.
@@ -246,9 +326,57 @@ where
         // reach `make` through a shared reference.
         let make = std::cell::RefCell::new(&mut make);
         let make_one = || (make.borrow_mut())();
+        if let Some(order) = &self.custom {
+            return self.nest(order, &make_one, started).await;
+        }
         match &self.retry {
             Some(retry) => retry.run(|| self.attempt(make_one, started)).await,
             None => self.attempt(make_one, started).await,
+        }
+    }
+
+    /// The policies of `order` around the call, outermost first (a custom order).
+    fn nest<'a, G, F, R, E>(
+        &'a self,
+        order: &'a [Stage],
+        make: &'a G,
+        started: Option<Ticks>,
+    ) -> Pin<Box<dyn Future<Output = Result<R, E>> + 'a>>
+    where
+        G: Fn() -> F,
+        F: Future<Output = Result<R, E>> + 'a,
+        E: From<Rejected> + AsRejected + 'a,
+        R: 'a,
+    {
+        let Some((stage, inner)) = order.split_first() else {
+            return Box::pin(make());
+        };
+        let next = move || self.nest(inner, make, started);
+        match stage {
+            Stage::Retry => match &self.retry {
+                Some(r) => Box::pin(r.run(next)),
+                None => next(),
+            },
+            Stage::CircuitBreaker => match &self.breaker {
+                Some(cb) => Box::pin(cb.run(next)),
+                None => next(),
+            },
+            Stage::Bulkhead => match &self.bulkhead {
+                Some(b) => Box::pin(b.run(next)),
+                None => next(),
+            },
+            Stage::Timeout => match &self.timeout {
+                Some(t) => {
+                    let time = self.attempt_time(t, started);
+                    if time.is_zero() {
+                        // As in the recommended order: no call is started without time.
+                        let elapsed = Rejected::Timeout(Elapsed::new(t.name(), time));
+                        return Box::pin(std::future::ready(Err(E::from(elapsed))));
+                    }
+                    Box::pin(t.run_once_for(next(), time))
+                }
+                None => next(),
+            },
         }
     }
 
