@@ -238,32 +238,7 @@ fn main() {
         "palisade",
         per_call(|| drop(call_now(&mut ours, black_box(1)))),
     ));
-    type E1 = tower_resilience::timelimiter::TimeLimiterError<tower::BoxError>;
-    type E2 = tower_resilience::bulkhead::BulkheadServiceError<E1>;
-    type E3 = tower_resilience::circuitbreaker::CircuitBreakerError<E2>;
-    let mut theirs = tower::ServiceBuilder::new()
-        .layer(
-            tower_resilience::retry::RetryLayer::<u64, u64, E3>::builder()
-                .max_attempts(3)
-                .build(),
-        )
-        .layer(
-            tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
-                .build()
-                .unwrap(),
-        )
-        .layer(
-            tower_resilience::bulkhead::BulkheadLayer::builder()
-                .max_concurrent_calls(64)
-                .build()
-                .unwrap(),
-        )
-        .layer(
-            tower_resilience::timelimiter::TimeLimiterLayer::builder()
-                .timeout_duration(Duration::from_secs(1))
-                .build(),
-        )
-        .service(Echo);
+    let mut theirs = common::tower_resilience_stack();
     rows.push((
         "4-policy tower stack",
         "tower-resilience",

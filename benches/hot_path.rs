@@ -450,35 +450,8 @@ fn stack_benches(c: &mut Criterion) {
     g.bench_function("palisade tower stack", |b| {
         b.iter(|| call_now(&mut stack, black_box(1)))
     });
-    // The same four policies from tower-resilience, in the same order. Each wraps the error
-    // type of the layer below, so the retry must name the whole tower of them.
-    type E1 = tower_resilience::timelimiter::TimeLimiterError<BoxError>;
-    type E2 = tower_resilience::bulkhead::BulkheadServiceError<E1>;
-    type E3 = tower_resilience::circuitbreaker::CircuitBreakerError<E2>;
-    let mut theirs = tower::ServiceBuilder::new()
-        .layer(
-            tower_resilience::retry::RetryLayer::<u64, u64, E3>::builder()
-                .max_attempts(3)
-                .build(),
-        )
-        .layer(
-            tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
-                .consecutive_failures(5)
-                .build()
-                .unwrap(),
-        )
-        .layer(
-            tower_resilience::bulkhead::BulkheadLayer::builder()
-                .max_concurrent_calls(1024)
-                .build()
-                .unwrap(),
-        )
-        .layer(
-            tower_resilience::timelimiter::TimeLimiterLayer::builder()
-                .timeout_duration(Duration::from_secs(1))
-                .build(),
-        )
-        .service(Echo);
+    // The same four policies from tower-resilience, in the same order.
+    let mut theirs = common::tower_resilience_stack();
     g.bench_function("tower-resilience tower stack", |b| {
         b.iter(|| poll_until_ready(&mut theirs, black_box(1)))
     });

@@ -44,3 +44,36 @@ impl Service<u64> for Echo {
         ready(Ok(req))
     }
 }
+
+/// tower-resilience's retry, circuit breaker, bulkhead and time limiter around [`Echo`], in
+/// the order palisade's pipeline uses. Each wraps the error type of the layer below, so the
+/// retry must name the whole tower of them.
+pub fn tower_resilience_stack() -> impl Service<u64, Response = u64, Error = impl std::fmt::Debug> {
+    type E1 = tower_resilience::timelimiter::TimeLimiterError<BoxError>;
+    type E2 = tower_resilience::bulkhead::BulkheadServiceError<E1>;
+    type E3 = tower_resilience::circuitbreaker::CircuitBreakerError<E2>;
+    tower::ServiceBuilder::new()
+        .layer(
+            tower_resilience::retry::RetryLayer::<u64, u64, E3>::builder()
+                .max_attempts(3)
+                .build(),
+        )
+        .layer(
+            tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+                .consecutive_failures(5)
+                .build()
+                .unwrap(),
+        )
+        .layer(
+            tower_resilience::bulkhead::BulkheadLayer::builder()
+                .max_concurrent_calls(1024)
+                .build()
+                .unwrap(),
+        )
+        .layer(
+            tower_resilience::timelimiter::TimeLimiterLayer::builder()
+                .timeout_duration(std::time::Duration::from_secs(1))
+                .build(),
+        )
+        .service(Echo)
+}
