@@ -333,3 +333,37 @@ fn a_custom_order_must_name_each_configured_policy_once() {
             .is_ok()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_builder_takes_a_fallback_and_run_chains_its_alternatives() {
+    let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build().unwrap());
+    let fallback = Fallback::new(
+        Fallback::builder()
+            .cache_max_age(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let pipeline = Pipeline::builder()
+        .retry(retry(2))
+        .fallback(fallback.clone())
+        .bulkhead(bulkhead.clone())
+        .build();
+    let fresh: Result<String, AppError> = pipeline
+        .run(|| async { Ok("live".to_string()) })
+        .or_cached()
+        .await;
+    assert_eq!(fresh.unwrap(), "live");
+    assert_eq!(fallback.cached().as_deref(), Some("live"));
+
+    let _busy = bulkhead.try_acquire().unwrap();
+    let served: Result<String, AppError> = pipeline
+        .run(|| async { Ok("never made".to_string()) })
+        .or_cached()
+        .or_value("default".to_string())
+        .await;
+    assert_eq!(
+        served.unwrap(),
+        "live",
+        "the full bulkhead fell back to the cache"
+    );
+}

@@ -127,7 +127,7 @@ pin_project! {
 }
 
 impl<'a, F, T, C, Cl> Primary<'a, F, T, C, Cl> {
-    pub(super) fn new(fallback: &'a Fallback<T, C>, call: F, classifier: Cl) -> Self {
+    pub(crate) fn new(fallback: &'a Fallback<T, C>, call: F, classifier: Cl) -> Self {
         Primary {
             fallback,
             classifier,

@@ -149,8 +149,10 @@ pub struct PipelineLayer<T, C: Clock> {
     timeout: Option<TimeoutLayer<T>>,
 }
 
-impl<T: Clone, C: Clock + Clone> Pipeline<T, C> {
-    /// The pipeline's policies as one tower layer, in the same order.
+impl<T: Clone, C: Clock + Clone, Fb> Pipeline<T, C, Fb> {
+    /// The pipeline's policies as one tower layer, in the same order. A fallback given to the
+    /// builder is not part of it: put [`Fallback::layer`](crate::fallback::Fallback::layer),
+    /// with its alternatives, above it.
     pub fn layer(&self) -> PipelineLayer<T, C> {
         PipelineLayer {
             retry: self.retry.as_ref().map(|r| r.layer()),

@@ -19,8 +19,10 @@
 //! (by default), instead of a retry storm against a dependency known to be down; the breaker
 //! outside the bulkhead means load shedding below does not trip it; the timeout inside the
 //! bulkhead means time spent waiting for a slot is not charged to the call. A
-//! [`Fallback`](crate::fallback::Fallback) goes around the whole pipeline:
-//! `fallback.run(|| pipeline.run(..)).or_cached()`.
+//! [`Fallback`] goes around the whole pipeline: give it to the builder
+//! ([`fallback`](PipelineBuilder::fallback)) and chain its alternatives on `run`'s future
+//! (`pipeline.run(..).or_cached().or_value(..)`); with tower, put
+//! [`Fallback::layer`](crate::fallback::Fallback::layer) above `pipeline.layer()`.
 //!
 //! # A custom order
 //!
@@ -86,8 +88,10 @@ use std::time::Duration;
 
 use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::CircuitBreaker;
+use crate::classify::AllErrors;
 use crate::clock::{Clock, DefaultClock, Ticks};
 use crate::error::{AsRejected, ConfigError, Elapsed, Rejected};
+use crate::fallback::{Fallback, Primary};
 use crate::retry::Retry;
 use crate::timeout::Timeout;
 use crate::timer::{DefaultTimer, Timer};
@@ -103,7 +107,7 @@ use crate::timer::{DefaultTimer, Timer};
 /// assert!(empty.retry().is_none());
 /// ```
 #[derive(Clone)]
-pub struct Pipeline<T = DefaultTimer, C = DefaultClock> {
+pub struct Pipeline<T = DefaultTimer, C = DefaultClock, Fb = NoFallback> {
     retry: Option<Retry<T, C>>,
     breaker: Option<CircuitBreaker<C>>,
     bulkhead: Option<Bulkhead<T>>,
@@ -111,7 +115,12 @@ pub struct Pipeline<T = DefaultTimer, C = DefaultClock> {
     clock: C,
     // Outermost first; `None` for the recommended order.
     custom: Option<Vec<Stage>>,
+    fallback: Fb,
 }
+
+/// A pipeline without a fallback (the default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoFallback;
 
 /// A policy's place in a [`custom_order`](PipelineBuilder::custom_order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -141,11 +150,11 @@ pub enum Stage {
 /// assert!(pipeline.bulkhead().is_some());
 /// # Ok::<(), palisade::ConfigError>(())
 /// ```
-pub struct PipelineBuilder<T = DefaultTimer, C = DefaultClock> {
-    pipeline: Pipeline<T, C>,
+pub struct PipelineBuilder<T = DefaultTimer, C = DefaultClock, Fb = NoFallback> {
+    pipeline: Pipeline<T, C, Fb>,
 }
 
-impl<T, C: Clock> fmt::Debug for PipelineBuilder<T, C> {
+impl<T, C: Clock, Fb> fmt::Debug for PipelineBuilder<T, C, Fb> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PipelineBuilder")
             .field("pipeline", &self.pipeline)
@@ -171,10 +180,54 @@ impl<T, C> PipelineBuilder<T, C> {
                 timeout: None,
                 clock,
                 custom: None,
+                fallback: NoFallback,
             },
         }
     }
 
+    /// A fallback around everything: [`Pipeline::run`] then returns the fallback chain's
+    /// primary future, on which to chain the alternatives (`.or_cached()`, `.or_value(..)`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::{Chain, Fallback};
+    /// use palisade::pipeline::Pipeline;
+    /// use palisade::retry::Retry;
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let pipeline = Pipeline::builder()
+    ///     .retry(Retry::new(Retry::builder().build()?))
+    ///     .fallback(Fallback::new(Fallback::builder().build()?))
+    ///     .build();
+    /// let out: Result<String, palisade::Rejected> = pipeline
+    ///     .run(|| async { Err(palisade::error::Elapsed::new("db", std::time::Duration::from_secs(1)).into()) })
+    ///     .or_value("default".to_string())
+    ///     .await;
+    /// assert_eq!(out.as_deref(), Ok("default"));
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    pub fn fallback<V>(self, fallback: Fallback<V, C>) -> PipelineBuilder<T, C, Fallback<V, C>> {
+        let p = self.pipeline;
+        PipelineBuilder {
+            pipeline: Pipeline {
+                retry: p.retry,
+                breaker: p.breaker,
+                bulkhead: p.bulkhead,
+                timeout: p.timeout,
+                clock: p.clock,
+                custom: p.custom,
+                fallback,
+            },
+        }
+    }
+}
+
+impl<T, C, Fb> PipelineBuilder<T, C, Fb> {
     /// Retries around everything else; its deadline, if any, bounds the whole run.
     pub fn retry(mut self, retry: Retry<T, C>) -> Self {
         self.pipeline.retry = Some(retry);
@@ -254,12 +307,12 @@ impl<T, C> PipelineBuilder<T, C> {
     }
 
     /// The pipeline; the order of the calls above does not matter.
-    pub fn build(self) -> Pipeline<T, C> {
+    pub fn build(self) -> Pipeline<T, C, Fb> {
         self.pipeline
     }
 }
 
-impl<T, C> Pipeline<T, C> {
+impl<T, C, Fb> Pipeline<T, C, Fb> {
     /// The retry, if any.
     pub fn retry(&self) -> Option<&Retry<T, C>> {
         self.retry.as_ref()
@@ -281,7 +334,7 @@ impl<T, C> Pipeline<T, C> {
     }
 }
 
-impl<T, C> Pipeline<T, C>
+impl<T, C> Pipeline<T, C, NoFallback>
 where
     T: Timer + Clone,
     C: Clock,
@@ -312,7 +365,48 @@ where
     ///
     /// Dropping the future drops the attempt in flight or the retry's sleep; see the module
     /// docs.
-    pub async fn run<M, F, R, E>(&self, mut make: M) -> Result<R, E>
+    pub async fn run<M, F, R, E>(&self, make: M) -> Result<R, E>
+    where
+        M: FnMut() -> F,
+        F: Future<Output = Result<R, E>>,
+        E: From<Rejected> + AsRejected,
+    {
+        self.run_policies(make).await
+    }
+}
+
+impl<T, C, V> Pipeline<T, C, Fallback<V, C>>
+where
+    T: Timer + Clone,
+    C: Clock,
+{
+    /// Runs the future made by `make` through every policy, inside the fallback: chain the
+    /// fallback's alternatives on the returned future (see
+    /// [`PipelineBuilder::fallback`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for a pipeline without a fallback.
+    pub fn run<'a, M, F, E>(
+        &'a self,
+        make: M,
+    ) -> Primary<'a, impl Future<Output = Result<V, E>> + 'a, V, C, AllErrors>
+    where
+        M: FnMut() -> F + 'a,
+        F: Future<Output = Result<V, E>> + 'a,
+        E: From<Rejected> + AsRejected + 'a,
+        V: 'a,
+    {
+        Primary::new(&self.fallback, self.run_policies(make), AllErrors)
+    }
+}
+
+impl<T, C, Fb> Pipeline<T, C, Fb>
+where
+    T: Timer + Clone,
+    C: Clock,
+{
+    async fn run_policies<M, F, R, E>(&self, mut make: M) -> Result<R, E>
     where
         M: FnMut() -> F,
         F: Future<Output = Result<R, E>>,
@@ -426,7 +520,7 @@ where
     }
 }
 
-impl<T, C: Clock> fmt::Debug for Pipeline<T, C> {
+impl<T, C: Clock, Fb> fmt::Debug for Pipeline<T, C, Fb> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pipeline")
             .field("retry", &self.retry.as_ref().map(Retry::name))
