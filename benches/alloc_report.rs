@@ -227,20 +227,23 @@ fn main() {
     ));
 
     let breaker = CircuitBreaker::new(CircuitBreaker::builder().build().unwrap());
+    let fallback =
+        palisade::fallback::Fallback::new(palisade::fallback::Fallback::builder().build().unwrap());
     let mut ours = tower::ServiceBuilder::new()
+        .layer(fallback.layer().or_value(0))
         .layer(retry.layer())
         .layer(breaker.layer())
         .layer(bulkhead.layer())
         .layer(timeout.layer())
         .service(Echo);
     rows.push((
-        "4-policy tower stack",
+        "5-policy tower stack",
         "palisade",
         per_call(|| drop(call_now(&mut ours, black_box(1)))),
     ));
     let mut theirs = common::tower_resilience_stack();
     rows.push((
-        "4-policy tower stack",
+        "5-policy tower stack",
         "tower-resilience",
         per_call(|| drop(call_now(&mut theirs, black_box(1)))),
     ));

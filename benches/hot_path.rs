@@ -424,24 +424,35 @@ fn stack_benches(c: &mut Criterion) {
             .unwrap(),
     );
 
+    let fallback =
+        palisade::fallback::Fallback::new(palisade::fallback::Fallback::builder().build().unwrap());
     let pipeline = Pipeline::builder()
         .retry(retry.clone())
         .circuit_breaker(breaker.clone())
         .bulkhead(bulkhead.clone())
         .timeout(timeout.clone())
+        .fallback(fallback.clone())
         .build();
-    let mut g = c.benchmark_group("stack/retry+breaker+bulkhead+timeout, happy path");
+    let mut g = c.benchmark_group("stack/fallback+retry+breaker+bulkhead+timeout, happy path");
     g.bench_function("bare future", |b| {
         b.iter(|| poll_now(ready(Ok::<_, Rejected>(black_box(1u64)))))
     });
     g.bench_function("palisade Pipeline::run", |b| {
-        b.iter(|| poll_now(pipeline.run(|| ready(Ok::<_, Rejected>(black_box(1u64))))))
+        use palisade::fallback::Chain;
+        b.iter(|| {
+            poll_now(
+                pipeline
+                    .run(|| ready(Ok::<_, Rejected>(black_box(1u64))))
+                    .or_value(0),
+            )
+        })
     });
     let mut bare = Echo;
     g.bench_function("bare service", |b| {
         b.iter(|| call_now(&mut bare, black_box(1)))
     });
     let mut stack = tower::ServiceBuilder::new()
+        .layer(fallback.layer().or_value(0))
         .layer(retry.layer())
         .layer(breaker.layer())
         .layer(bulkhead.layer())

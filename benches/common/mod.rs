@@ -45,14 +45,15 @@ impl Service<u64> for Echo {
     }
 }
 
-/// tower-resilience's retry, circuit breaker, bulkhead and time limiter around [`Echo`], in
-/// the order palisade's pipeline uses. Each wraps the error type of the layer below, so the
-/// retry must name the whole tower of them.
+/// tower-resilience's fallback, retry, circuit breaker, bulkhead and time limiter around
+/// [`Echo`], in the order palisade's pipeline uses. Each wraps the error type of the layer
+/// below, so the retry and the fallback must name the whole tower of them.
 pub fn tower_resilience_stack() -> impl Service<u64, Response = u64, Error = impl std::fmt::Debug> {
     type E1 = tower_resilience::timelimiter::TimeLimiterError<BoxError>;
     type E2 = tower_resilience::bulkhead::BulkheadServiceError<E1>;
     type E3 = tower_resilience::circuitbreaker::CircuitBreakerError<E2>;
     tower::ServiceBuilder::new()
+        .layer(tower_resilience::fallback::FallbackLayer::<u64, u64, E3>::value(0))
         .layer(
             tower_resilience::retry::RetryLayer::<u64, u64, E3>::builder()
                 .max_attempts(3)
