@@ -156,6 +156,7 @@
 //! | `tokio` | yes | [`TokioClock`](clock::TokioClock), [`TokioTimer`](timer::TokioTimer) as the defaults |
 //! | `tower` | yes | the `Layer` / `Service` adapters, [`LiftLayer`] |
 //! | `tracing` | no | [`TracingListener`](telemetry::TracingListener) |
+//! | `metrics` | no | `MetricsListener`: every event as `palisade_*` series through the `metrics` facade |
 //! | `serde` | no | `Serialize` / `Deserialize` for outcomes (configs follow) |
 //! | `http` | no | reserved for `http::Response` classifiers and `Retry-After` hints |
 //! | `test-util` | no | [`FakeClock`](clock::FakeClock) |

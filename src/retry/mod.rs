@@ -95,9 +95,10 @@ use std::time::Duration;
 
 use crate::classify::{Classifier, DefaultClassifier, Outcome};
 use crate::clock::{Clock, DefaultClock};
+use crate::counter::StripedCounter;
 use crate::error::AsRejected;
 use crate::rng::{RngSource, SmallRng};
-use crate::sync::Arc;
+use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::telemetry::{EventKind, Telemetry};
 use crate::timer::{DefaultTimer, Timer};
 
@@ -135,17 +136,50 @@ pub enum GiveUp {
 ///
 /// # Cost of a clone
 ///
-/// A handle holds its config by value and shares only what must be shared: the budget and a
-/// seeded jitter stream, each behind an `Arc` when configured. Without them (and without a
-/// listener) a clone touches no shared memory, which is what lets the tower layer give every
-/// call its own copy at no cost.
+/// A handle holds its config by value and shares only what must be shared: the budget and
+/// the counters behind [`metrics`](Self::metrics) (one `Arc`), and a seeded jitter stream
+/// when configured. A clone bumps that one reference count, which is what the tower layer
+/// pays to give every call its own copy.
 #[derive(Clone)]
 pub struct Retry<T = DefaultTimer, C = DefaultClock> {
     config: RetryConfig,
     clock: C,
-    budget: Option<Arc<Budget>>,
+    shared: Arc<Shared>,
     rng: RngSource,
     timer: T,
+}
+
+/// What clones of a handle share.
+#[derive(Debug)]
+struct Shared {
+    budget: Option<Budget>,
+    /// First attempts: bumped on every call, so striped to scale across threads.
+    calls: StripedCounter,
+    // The rest only move when a call fails, which is the cold path.
+    retries: AtomicU64,
+    gave_up: AtomicU64,
+    recovered: AtomicU64,
+}
+
+/// A snapshot of a retry policy's counters, from [`Retry::metrics`].
+///
+/// Counts are since the handle was built and shared by its clones.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct RetryMetrics {
+    /// Calls made through the policy (each call's first attempt).
+    pub calls: u64,
+    /// Attempts in all: `calls + retries`.
+    pub attempts: u64,
+    /// Retries scheduled.
+    pub retries: u64,
+    /// Calls that succeeded after at least one retry.
+    pub recovered: u64,
+    /// Calls that ended without a success after being found retryable or failed (every
+    /// [`RetryGaveUp`](crate::telemetry::EventKind::RetryGaveUp) event).
+    pub gave_up: u64,
+    /// Retries the budget allows right now; `None` without a budget.
+    pub budget_left: Option<f64>,
 }
 
 impl Retry {
@@ -182,7 +216,13 @@ impl<T, C> Retry<T, C> {
     /// ```
     pub fn with_timer_and_clock(config: RetryConfig, timer: T, clock: C) -> Self {
         Retry {
-            budget: config.budget.map(|b| Arc::new(Budget::new(b))),
+            shared: Arc::new(Shared {
+                budget: config.budget.map(Budget::new),
+                calls: StripedCounter::new(),
+                retries: AtomicU64::new(0),
+                gave_up: AtomicU64::new(0),
+                recovered: AtomicU64::new(0),
+            }),
             rng: config
                 .seed
                 .map_or_else(RngSource::from_entropy, RngSource::seeded),
@@ -204,6 +244,38 @@ impl<T, C> Retry<T, C> {
 
     fn telemetry(&self) -> &Telemetry {
         &self.config.telemetry
+    }
+}
+
+impl<T, C: Clock> Retry<T, C> {
+    /// A snapshot of the policy's counters, shared by every clone of the handle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::Retry;
+    ///
+    /// let retry = Retry::new(Retry::builder().build()?);
+    /// let m = retry.metrics();
+    /// assert_eq!((m.calls, m.retries, m.gave_up), (0, 0, 0));
+    /// assert!(m.budget_left.is_none(), "no budget configured");
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    pub fn metrics(&self) -> RetryMetrics {
+        let s = &*self.shared;
+        let calls = s.calls.sum();
+        let retries = s.retries.load(Ordering::Relaxed);
+        RetryMetrics {
+            calls,
+            attempts: calls.wrapping_add(retries),
+            retries,
+            recovered: s.recovered.load(Ordering::Relaxed),
+            gave_up: s.gave_up.load(Ordering::Relaxed),
+            budget_left: s
+                .budget
+                .as_ref()
+                .map(|b| b.balance(self.clock.now().as_nanos()).max(0.0)),
+        }
     }
 }
 
@@ -394,10 +466,13 @@ impl<T, C: Clock> Retry<T, C> {
     #[inline]
     pub(crate) fn begin(&self, a: &mut Attempts) -> u32 {
         a.made += 1;
-        if a.made == 1 && (self.config.deadline.is_some() || self.budget.is_some()) {
-            a.started_ns = self.clock.now().as_nanos();
-            if let Some(budget) = &self.budget {
-                budget.deposit(a.started_ns);
+        if a.made == 1 {
+            self.shared.calls.incr();
+            if self.config.deadline.is_some() || self.shared.budget.is_some() {
+                a.started_ns = self.clock.now().as_nanos();
+                if let Some(budget) = &self.shared.budget {
+                    budget.deposit(a.started_ns);
+                }
             }
         }
         a.made
@@ -415,17 +490,10 @@ impl<T, C: Clock> Retry<T, C> {
         cloneable: bool,
     ) -> Next {
         let after = match verdict {
-            Verdict::Done if failed => {
-                self.telemetry().emit(|| EventKind::RetryGaveUp {
-                    attempts: a.made,
-                    reason: GiveUp::NotRetryable,
-                });
-                return Next::Return;
-            }
+            Verdict::Done if failed => return self.give_up(a, GiveUp::NotRetryable),
             Verdict::Done => {
                 if a.made > 1 {
-                    self.telemetry()
-                        .emit(|| EventKind::RetrySucceeded { attempts: a.made });
+                    self.recovered(a);
                 }
                 return Next::Return;
             }
@@ -441,20 +509,13 @@ impl<T, C: Clock> Retry<T, C> {
         hinted: Option<Duration>,
         cloneable: bool,
     ) -> Next {
-        let give_up = |reason| {
-            self.telemetry().emit(|| EventKind::RetryGaveUp {
-                attempts: a.made,
-                reason,
-            });
-            Next::Return
-        };
         if !cloneable {
-            return give_up(GiveUp::NotCloneable);
+            return self.give_up(a, GiveUp::NotCloneable);
         }
         if a.made >= self.config.max_attempts {
-            return give_up(GiveUp::AttemptsExhausted);
+            return self.give_up(a, GiveUp::AttemptsExhausted);
         }
-        let now_ns = if self.config.deadline.is_some() || self.budget.is_some() {
+        let now_ns = if self.config.deadline.is_some() || self.shared.budget.is_some() {
             self.clock.now().as_nanos()
         } else {
             0
@@ -474,19 +535,37 @@ impl<T, C: Clock> Retry<T, C> {
             let spent = Duration::from_nanos(now_ns.saturating_sub(a.started_ns));
             let left = deadline.saturating_sub(spent);
             if left.is_zero() {
-                return give_up(GiveUp::Deadline);
+                return self.give_up(a, GiveUp::Deadline);
             }
             delay = delay.min(left);
         }
-        if let Some(budget) = &self.budget {
+        if let Some(budget) = &self.shared.budget {
             if !budget.withdraw(now_ns) {
-                return give_up(GiveUp::Budget);
+                return self.give_up(a, GiveUp::Budget);
             }
         }
+        self.shared.retries.fetch_add(1, Ordering::Relaxed);
         self.telemetry().emit(|| EventKind::RetryScheduled {
             attempt: a.made + 1,
             delay,
         });
         Next::RetryAfter(delay)
+    }
+
+    #[cold]
+    fn give_up(&self, a: &Attempts, reason: GiveUp) -> Next {
+        self.shared.gave_up.fetch_add(1, Ordering::Relaxed);
+        self.telemetry().emit(|| EventKind::RetryGaveUp {
+            attempts: a.made,
+            reason,
+        });
+        Next::Return
+    }
+
+    #[cold]
+    fn recovered(&self, a: &Attempts) {
+        self.shared.recovered.fetch_add(1, Ordering::Relaxed);
+        self.telemetry()
+            .emit(|| EventKind::RetrySucceeded { attempts: a.made });
     }
 }

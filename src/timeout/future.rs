@@ -8,7 +8,11 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 
 use crate::error::{Elapsed, Rejected};
-use crate::telemetry::{EventKind, Telemetry};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::Shared;
+use crate::telemetry::EventKind;
 use crate::timer::Timer;
 
 /// The future returned by [`TimeoutService`](super::TimeoutService): the same type as
@@ -31,7 +35,7 @@ pin_project! {
         state: State<F, T::Sleep>,
         timer: T,
         duration: Duration,
-        telemetry: Telemetry,
+        shared: Arc<Shared>,
     }
 }
 
@@ -50,12 +54,12 @@ pin_project! {
 }
 
 impl<F, T: Timer> RunFuture<F, T> {
-    pub(super) fn new(inner: F, timer: T, duration: Duration, telemetry: Telemetry) -> Self {
+    pub(super) fn new(inner: F, timer: T, duration: Duration, shared: Arc<Shared>) -> Self {
         RunFuture {
             state: State::Running { inner, sleep: None },
             timer,
             duration,
-            telemetry,
+            shared,
         }
     }
 }
@@ -88,8 +92,10 @@ where
         // to dropping this future.
         this.state.set(State::Done);
         let after = *this.duration;
-        this.telemetry.emit(|| EventKind::TimedOut { after });
-        let elapsed = Elapsed::new(this.telemetry.name(), after);
+        this.shared.timed_out.fetch_add(1, Ordering::Relaxed);
+        let telemetry = &this.shared.telemetry;
+        telemetry.emit(|| EventKind::TimedOut { after });
+        let elapsed = Elapsed::new(telemetry.name(), after);
         Poll::Ready(Err(E::from(Rejected::Timeout(elapsed))))
     }
 }
@@ -97,7 +103,7 @@ where
 impl<F, T: Timer> std::fmt::Debug for RunFuture<F, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunFuture")
-            .field("policy", &self.telemetry.name())
+            .field("policy", &self.shared.telemetry.name())
             .field("duration", &self.duration)
             .field("done", &matches!(self.state, State::Done))
             .finish_non_exhaustive()

@@ -96,6 +96,8 @@ use std::time::Duration;
 use crate::error::Rejected;
 use crate::telemetry::Telemetry;
 use crate::timer::{DefaultTimer, Timer};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use self::future::RunFuture;
 
@@ -117,8 +119,26 @@ use self::future::RunFuture;
 #[derive(Clone)]
 pub struct Timeout<T = DefaultTimer> {
     duration: Duration,
-    telemetry: Telemetry,
+    shared: Arc<Shared>,
     timer: T,
+}
+
+/// What clones of a handle and the futures they make share: each call holds one reference,
+/// so a timeout that fires can count itself.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) telemetry: Telemetry,
+    pub(crate) timed_out: AtomicU64,
+}
+
+/// A snapshot of a timeout policy, from [`Timeout::metrics`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TimeoutMetrics {
+    /// Calls cut short since the handle was built, by any of its clones.
+    pub timed_out: u64,
+    /// The configured duration.
+    pub duration: Duration,
 }
 
 impl Timeout {
@@ -153,7 +173,10 @@ impl<T> Timeout<T> {
     pub fn with_timer(config: TimeoutConfig, timer: T) -> Self {
         Timeout {
             duration: config.duration,
-            telemetry: config.telemetry,
+            shared: Arc::new(Shared {
+                telemetry: config.telemetry,
+                timed_out: AtomicU64::new(0),
+            }),
             timer,
         }
     }
@@ -165,7 +188,26 @@ impl<T> Timeout<T> {
 
     /// The name the policy reports under.
     pub fn name(&self) -> &'static str {
-        self.telemetry.name()
+        self.shared.telemetry.name()
+    }
+
+    /// A snapshot of the policy: how many calls it cut short.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::timeout::{Timeout, TimeoutConfig};
+    /// use std::time::Duration;
+    ///
+    /// let timeout = Timeout::new(TimeoutConfig::builder().duration(Duration::from_secs(2)).build()?);
+    /// assert_eq!(timeout.metrics().timed_out, 0);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    pub fn metrics(&self) -> TimeoutMetrics {
+        TimeoutMetrics {
+            timed_out: self.shared.timed_out.load(Ordering::Relaxed),
+            duration: self.duration,
+        }
     }
 }
 
@@ -238,7 +280,7 @@ impl<T: Timer + Clone> Timeout<T> {
     /// [`run_once`](Self::run_once) with a duration other than the configured one (a
     /// per-request deadline, or the time left of an overall budget).
     pub(crate) fn run_once_for<F>(&self, fut: F, duration: Duration) -> RunFuture<F, T> {
-        RunFuture::new(fut, self.timer.clone(), duration, self.telemetry.clone())
+        RunFuture::new(fut, self.timer.clone(), duration, self.shared.clone())
     }
 }
 
@@ -246,7 +288,7 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Timeout<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Timeout")
             .field("duration", &self.duration)
-            .field("telemetry", &self.telemetry)
+            .field("telemetry", &self.shared.telemetry)
             .field("timer", &self.timer)
             .finish()
     }

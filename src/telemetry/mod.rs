@@ -8,7 +8,10 @@
 //! Events are `Copy` and carry the policy's name as a `&'static str`: nothing is allocated to
 //! report them.
 //!
-//! With the `tracing` feature, [`TracingListener`] turns events into `tracing` records.
+//! With the `tracing` feature, [`TracingListener`] turns events into `tracing` records; with
+//! the `metrics` feature, [`MetricsListener`] records them through the `metrics` facade. A
+//! pair `(a, b)` of listeners is a listener that gives each event to both, so one policy can
+//! feed logs and metrics at once.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,6 +20,11 @@ use std::time::Duration;
 use crate::circuit_breaker::CircuitState;
 use crate::error::Rejected;
 use crate::retry::GiveUp;
+
+#[cfg(feature = "metrics")]
+mod metrics_listener;
+#[cfg(feature = "metrics")]
+pub use metrics_listener::MetricsListener;
 
 /// Something a policy did, and which policy did it.
 ///
@@ -155,6 +163,30 @@ where
     #[inline]
     fn on_event(&self, event: &Event) {
         self(event)
+    }
+}
+
+/// Both listeners receive every event, `.0` first.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::telemetry::{Event, EventKind, Listener};
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// static SEEN: AtomicU32 = AtomicU32::new(0);
+/// let count = |_: &Event| {
+///     SEEN.fetch_add(1, Ordering::Relaxed);
+/// };
+/// let both = (count, count);
+/// both.on_event(&Event::new("db", EventKind::FallbackUsed { level: 1 }));
+/// assert_eq!(SEEN.load(Ordering::Relaxed), 2);
+/// ```
+impl<A: Listener, B: Listener> Listener for (A, B) {
+    #[inline]
+    fn on_event(&self, event: &Event) {
+        self.0.on_event(event);
+        self.1.on_event(event);
     }
 }
 

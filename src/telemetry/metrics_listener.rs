@@ -1,0 +1,155 @@
+//! Events recorded through the [`metrics`] facade.
+
+use crate::circuit_breaker::CircuitState;
+use crate::error::{FullCause, Rejected};
+use crate::retry::GiveUp;
+
+use super::{Event, EventKind, Listener};
+
+/// A listener that records every event through the [`metrics`] facade, for whichever
+/// recorder the process installed (Prometheus, StatsD, OpenTelemetry exporters...).
+///
+/// Every series is named `palisade_*` and labelled `policy` (the policy's name); some carry
+/// one more label:
+///
+/// | series | kind | extra label | from |
+/// |---|---|---|---|
+/// | `palisade_timeouts_total` | counter | | a timeout cut a call short |
+/// | `palisade_rejections_total` | counter | `reason` = `circuit_open`, `bulkhead_full`, `bulkhead_wait`, `timeout` | a policy refused a call |
+/// | `palisade_circuit_state` | gauge | | 0 closed, 1 half-open, 2 open, 3 isolated, 4 disabled |
+/// | `palisade_circuit_transitions_total` | counter | `to` = the new state | a breaker changed state |
+/// | `palisade_calls_total` | counter | `outcome` = `success`, `failure` | a breaker counted a call |
+/// | `palisade_slow_calls_total` | counter | | a breaker counted a slow call |
+/// | `palisade_retries_total` | counter | | a retry was scheduled |
+/// | `palisade_retry_delay_seconds` | histogram | | the wait before that retry |
+/// | `palisade_retry_recovered_total` | counter | | a call succeeded after retrying |
+/// | `palisade_retry_give_ups_total` | counter | `reason` = `attempts_exhausted`, `deadline`, `budget`, `not_retryable`, `not_cloneable` | a retry stopped without a success |
+/// | `palisade_retry_attempts` | histogram | | attempts of a call that retried or gave up |
+/// | `palisade_fallbacks_total` | counter | `level` = 1, 2, ... | a fallback level served the call |
+/// | `palisade_bulkhead_in_flight` | gauge | | calls holding a slot |
+///
+/// Names follow the Prometheus conventions (`_total` counters, base units in the name), so
+/// they read the same through any exporter. A series is only touched when its event
+/// happens; nothing is recorded on a call that no policy had to act on (except the breaker's
+/// and bulkhead's per-call series, which are what they count).
+///
+/// # Cost
+///
+/// Unlike the policies' own hot paths, the `metrics` facade looks series up by key on every
+/// event, which may allocate depending on the recorder. Attach it where that is acceptable,
+/// or read the allocation-free snapshots (`metrics()` on each handle) on a timer instead.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::telemetry::MetricsListener;
+/// use palisade::circuit_breaker::CircuitBreaker;
+///
+/// let breaker = CircuitBreaker::new(
+///     CircuitBreaker::builder().name("payments").listener(MetricsListener).build()?,
+/// );
+/// breaker.isolate(); // palisade_circuit_state{policy="payments"} = 3
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsListener;
+
+impl Listener for MetricsListener {
+    fn on_event(&self, event: &Event) {
+        let policy = event.policy_name();
+        match event.kind() {
+            EventKind::TimedOut { .. } => {
+                metrics::counter!("palisade_timeouts_total", "policy" => policy).increment(1);
+            }
+            EventKind::Rejected(rejected) => {
+                let reason = rejection_reason(&rejected);
+                metrics::counter!("palisade_rejections_total", "policy" => policy, "reason" => reason)
+                    .increment(1);
+            }
+            EventKind::StateChanged { to, .. } => {
+                metrics::gauge!("palisade_circuit_state", "policy" => policy).set(state_gauge(to));
+                metrics::counter!("palisade_circuit_transitions_total", "policy" => policy, "to" => state_label(to))
+                    .increment(1);
+            }
+            EventKind::CallRecorded { failure, slow } => {
+                let outcome = if failure { "failure" } else { "success" };
+                metrics::counter!("palisade_calls_total", "policy" => policy, "outcome" => outcome)
+                    .increment(1);
+                if slow {
+                    metrics::counter!("palisade_slow_calls_total", "policy" => policy).increment(1);
+                }
+            }
+            EventKind::RetryScheduled { delay, .. } => {
+                metrics::counter!("palisade_retries_total", "policy" => policy).increment(1);
+                metrics::histogram!("palisade_retry_delay_seconds", "policy" => policy)
+                    .record(delay.as_secs_f64());
+            }
+            EventKind::RetrySucceeded { attempts } => {
+                metrics::counter!("palisade_retry_recovered_total", "policy" => policy)
+                    .increment(1);
+                metrics::histogram!("palisade_retry_attempts", "policy" => policy)
+                    .record(f64::from(attempts));
+            }
+            EventKind::RetryGaveUp { attempts, reason } => {
+                metrics::counter!("palisade_retry_give_ups_total", "policy" => policy, "reason" => give_up_label(reason))
+                    .increment(1);
+                metrics::histogram!("palisade_retry_attempts", "policy" => policy)
+                    .record(f64::from(attempts));
+            }
+            EventKind::FallbackUsed { level } => {
+                metrics::counter!("palisade_fallbacks_total", "policy" => policy, "level" => level.to_string())
+                    .increment(1);
+            }
+            EventKind::BulkheadAdmitted { in_flight } => {
+                metrics::gauge!("palisade_bulkhead_in_flight", "policy" => policy)
+                    .set(f64::from(in_flight));
+            }
+            EventKind::BulkheadReleased { in_flight } => {
+                // The event carries the count from just before the release.
+                metrics::gauge!("palisade_bulkhead_in_flight", "policy" => policy)
+                    .set(f64::from(in_flight.saturating_sub(1)));
+            }
+        }
+    }
+}
+
+fn rejection_reason(rejected: &Rejected) -> &'static str {
+    match rejected {
+        Rejected::CircuitOpen(_) => "circuit_open",
+        Rejected::BulkheadFull(full) if full.cause() == FullCause::WaitTimedOut => "bulkhead_wait",
+        Rejected::BulkheadFull(_) => "bulkhead_full",
+        Rejected::Timeout(_) => "timeout",
+    }
+}
+
+/// The gauge's value for a state, ordered from healthy to forced.
+fn state_gauge(state: CircuitState) -> f64 {
+    match state {
+        CircuitState::Closed => 0.0,
+        CircuitState::HalfOpen => 1.0,
+        CircuitState::Open => 2.0,
+        CircuitState::Isolated => 3.0,
+        CircuitState::Disabled => 4.0,
+    }
+}
+
+fn state_label(state: CircuitState) -> &'static str {
+    match state {
+        CircuitState::Closed => "closed",
+        CircuitState::HalfOpen => "half_open",
+        CircuitState::Open => "open",
+        CircuitState::Isolated => "isolated",
+        CircuitState::Disabled => "disabled",
+    }
+}
+
+fn give_up_label(reason: GiveUp) -> &'static str {
+    match reason {
+        GiveUp::AttemptsExhausted => "attempts_exhausted",
+        GiveUp::Deadline => "deadline",
+        GiveUp::Budget => "budget",
+        GiveUp::NotRetryable => "not_retryable",
+        GiveUp::NotCloneable => "not_cloneable",
+    }
+}
