@@ -23,8 +23,11 @@ fn paused_runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Every series recorded so far: (name, sorted labels, value).
-fn series(snapshotter: &Snapshotter) -> Vec<(String, Vec<(String, String)>, DebugValue)> {
+/// One recorded series: name, sorted labels, value.
+type Series = (String, Vec<(String, String)>, DebugValue);
+
+/// Every series recorded so far.
+fn series(snapshotter: &Snapshotter) -> Vec<Series> {
     let mut out: Vec<_> = snapshotter
         .snapshot()
         .into_vec()
@@ -44,7 +47,7 @@ fn series(snapshotter: &Snapshotter) -> Vec<(String, Vec<(String, String)>, Debu
 }
 
 fn find<'a>(
-    all: &'a [(String, Vec<(String, String)>, DebugValue)],
+    all: &'a [Series],
     name: &str,
     labels: &[(&str, &str)],
 ) -> &'a DebugValue {
