@@ -187,6 +187,7 @@ pub mod fallback;
 #[cfg(feature = "tower")]
 mod lift;
 pub mod pipeline;
+pub mod presets;
 pub mod retry;
 pub mod rng;
 mod sync;

@@ -46,11 +46,7 @@ fn series(snapshotter: &Snapshotter) -> Vec<Series> {
     out
 }
 
-fn find<'a>(
-    all: &'a [Series],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> &'a DebugValue {
+fn find<'a>(all: &'a [Series], name: &str, labels: &[(&str, &str)]) -> &'a DebugValue {
     let mut want: Vec<(String, String)> = labels
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -1,0 +1,251 @@
+//! Ready policies for the four dependencies most services call, from the project's seed
+//! table (the one Polly users know from "resilience for LLM providers, databases, external
+//! APIs and queues").
+//!
+//! | Preset | Retry | Circuit breaker | Timeout | Bulkhead |
+//! |---|---|---|---|---|
+//! | [`Preset::llm_api`] | 3 retries, exponential 2 s ×2 ≤ 30 s | 5 failures / 30 s, open 30 s | 30 s | 10 concurrent |
+//! | [`Preset::database`] | 2 retries, linear 100 ms + 100 ms ≤ 1 s | none | 5 s | none |
+//! | [`Preset::external_api`] | 3 retries, exponential 1 s ×2 ≤ 10 s | 3 failures / 60 s, open 30 s | 10 s | 5 concurrent |
+//! | [`Preset::message_queue`] | 5 retries, exponential 200 ms ×2 ≤ 10 s | 10 failures / 60 s, open 30 s | 5 s | 20 concurrent |
+//!
+//! Every preset also has:
+//! - **jitter**: equal jitter (each delay is at least half its base), so a fleet retrying at
+//!   once spreads out without ever retrying immediately;
+//! - **a retry budget**: retries may add 20 % to the first attempts of the last 10 s, plus
+//!   1 retry per second, shared by every clone of the pipeline, so an outage cannot be
+//!   multiplied by the retries of many callers;
+//! - **a total deadline** on the retry equal to the attempts' worst case (every timeout plus
+//!   every longest delay), so a call never outlives what the table promises. The pipeline
+//!   cuts each attempt's timeout to the time left.
+//!
+//! "N retries" means N + 1 attempts ([`max_attempts`](crate::retry::RetryConfig::max_attempts)
+//! counts the first call). Where the seed names a window ("5 failures / 30 s"), the breaker
+//! uses [`TripModel::FailuresWithin`](crate::circuit_breaker::TripModel::FailuresWithin) over
+//! 10 buckets.
+//!
+//! A [`Preset`] holds the policies' config **builders**, so any value can be changed before
+//! [`build`](Preset::build) (feature `tokio`); the pipeline it builds holds real handles,
+//! readable through `Pipeline::retry` and its siblings.
+//!
+//! # Examples
+//!
+//! ```
+//! use palisade::presets::Preset;
+//! use std::time::Duration;
+//! # #[cfg(feature = "tokio")]
+//! # fn main() -> Result<(), palisade::ConfigError> {
+//!
+//! let mut preset = Preset::external_api();
+//! preset.timeout = preset.timeout.duration(Duration::from_secs(3)); // tighter than 10 s
+//! let pipeline = preset.build("geocoder")?;
+//! assert_eq!(pipeline.timeout().unwrap().duration(), Duration::from_secs(3));
+//! assert_eq!(pipeline.bulkhead().unwrap().config().max_concurrent(), 5);
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "tokio"))] fn main() {}
+//! ```
+
+use std::time::Duration;
+
+use crate::bulkhead::{BulkheadConfig, BulkheadConfigBuilder};
+use crate::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerConfigBuilder};
+use crate::retry::{Backoff, Jitter, RetryBudget, RetryConfig, RetryConfigBuilder};
+use crate::timeout::{TimeoutConfig, TimeoutConfigBuilder};
+#[cfg(feature = "tokio")]
+use crate::{
+    bulkhead::Bulkhead, circuit_breaker::CircuitBreaker, error::ConfigError, pipeline::Pipeline,
+    retry::Retry, timeout::Timeout,
+};
+
+/// The budget every preset's retry gets: 20 % of the first attempts of the last 10 s, plus
+/// one retry per second.
+pub const PRESET_BUDGET: RetryBudget = RetryBudget::new(Duration::from_secs(10), 1, 0.2);
+
+/// How long every preset's breaker stays open before a probe.
+pub const PRESET_BREAK: Duration = Duration::from_secs(30);
+
+/// The config builders of a preset's policies; see the [module docs](self) for the values.
+///
+/// Fields are public so that any value can be changed before [`build`](Self::build); a
+/// `None` policy is left out of the pipeline.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Preset {
+    /// The retry (with its deadline, jitter and budget).
+    pub retry: RetryConfigBuilder,
+    /// The breaker, if the preset has one.
+    pub circuit_breaker: Option<CircuitBreakerConfigBuilder>,
+    /// The bulkhead, if the preset has one.
+    pub bulkhead: Option<BulkheadConfigBuilder>,
+    /// Each attempt's timeout.
+    pub timeout: TimeoutConfigBuilder,
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+impl Preset {
+    /// For calls to a large-language-model API: slow, rate-limited, expensive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::presets::Preset;
+    /// # #[cfg(feature = "tokio")]
+    /// # fn main() -> Result<(), palisade::ConfigError> {
+    ///
+    /// let llm = Preset::llm_api().build("anthropic")?;
+    /// assert_eq!(llm.retry().unwrap().config().max_attempts(), 4);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    pub fn llm_api() -> Self {
+        Preset::new(
+            3,
+            Backoff::exponential(secs(2), 2.0, secs(30)),
+            Some((5, secs(30))),
+            secs(30),
+            Some(10),
+        )
+    }
+
+    /// For calls to a database: quick, local, retried briefly; no breaker or bulkhead (the
+    /// connection pool already bounds concurrency).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::presets::Preset;
+    /// # #[cfg(feature = "tokio")]
+    /// # fn main() -> Result<(), palisade::ConfigError> {
+    ///
+    /// let db = Preset::database().build("postgres")?;
+    /// assert!(db.circuit_breaker().is_none() && db.bulkhead().is_none());
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    pub fn database() -> Self {
+        Preset::new(
+            2,
+            Backoff::linear(ms(100), ms(100), secs(1)),
+            None,
+            secs(5),
+            None,
+        )
+    }
+
+    /// For calls to a third-party HTTP API.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::presets::Preset;
+    /// # #[cfg(feature = "tokio")]
+    /// # fn main() -> Result<(), palisade::ConfigError> {
+    ///
+    /// let api = Preset::external_api().build("payments")?;
+    /// assert_eq!(api.timeout().unwrap().duration(), std::time::Duration::from_secs(10));
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    pub fn external_api() -> Self {
+        Preset::new(
+            3,
+            Backoff::exponential(secs(1), 2.0, secs(10)),
+            Some((3, secs(60))),
+            secs(10),
+            Some(5),
+        )
+    }
+
+    /// For publishing to or consuming from a message broker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::presets::Preset;
+    /// # #[cfg(feature = "tokio")]
+    /// # fn main() -> Result<(), palisade::ConfigError> {
+    ///
+    /// let mq = Preset::message_queue().build("orders")?;
+    /// assert_eq!(mq.retry().unwrap().config().max_attempts(), 6);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    pub fn message_queue() -> Self {
+        Preset::new(
+            5,
+            Backoff::exponential(ms(200), 2.0, secs(10)),
+            Some((10, secs(60))),
+            secs(5),
+            Some(20),
+        )
+    }
+
+    fn new(
+        retries: u32,
+        backoff: Backoff,
+        breaker: Option<(u32, Duration)>,
+        timeout: Duration,
+        concurrent: Option<u32>,
+    ) -> Self {
+        // Every attempt may take its whole timeout and be followed by the longest delay.
+        let worst_case = timeout * (retries + 1) + backoff.cap() * retries;
+        Preset {
+            retry: RetryConfig::builder()
+                .max_attempts(retries + 1)
+                .backoff(backoff.jitter(Jitter::Equal))
+                .deadline(worst_case)
+                .budget(PRESET_BUDGET),
+            circuit_breaker: breaker.map(|(failures, within)| {
+                CircuitBreakerConfig::builder()
+                    .failures_within(failures, within)
+                    .break_duration(PRESET_BREAK)
+            }),
+            bulkhead: concurrent.map(|n| BulkheadConfig::builder().max_concurrent(n)),
+            timeout: TimeoutConfig::builder().duration(timeout),
+        }
+    }
+
+    /// Builds every policy, each named `name` (events, rejections and metrics label them by
+    /// it), into one [`Pipeline`] on the default timer and clock.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] if `name` is blank or a changed value is invalid; the error names
+    /// the policy's section (`retry.max_attempts`, say).
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn build(self, name: &'static str) -> Result<Pipeline, ConfigError> {
+        let section = |s: &'static str| move |e: ConfigError| e.in_section(s);
+        let mut builder = Pipeline::builder()
+            .retry(Retry::new(
+                self.retry.name(name).build().map_err(section("retry"))?,
+            ))
+            .timeout(Timeout::new(
+                self.timeout
+                    .name(name)
+                    .build()
+                    .map_err(section("timeout"))?,
+            ));
+        if let Some(b) = self.circuit_breaker {
+            let config = b.name(name).build().map_err(section("circuit_breaker"))?;
+            builder = builder.circuit_breaker(CircuitBreaker::new(config));
+        }
+        if let Some(b) = self.bulkhead {
+            let config = b.name(name).build().map_err(section("bulkhead"))?;
+            builder = builder.bulkhead(Bulkhead::new(config));
+        }
+        Ok(builder.build())
+    }
+}
