@@ -184,6 +184,7 @@ pub mod clock;
 mod counter;
 pub mod error;
 pub mod fallback;
+pub mod health;
 #[cfg(feature = "tower")]
 mod lift;
 pub mod pipeline;

@@ -1,0 +1,470 @@
+//! Health reports: is this process fit to receive traffic, and why not?
+//!
+//! A [`HealthRegistry`] holds named components: circuit breakers, bulkheads and checks of
+//! your own. Asking it for a [`HealthReport`] reads each component's snapshot at that moment
+//! (nothing runs in the background) and grades it:
+//!
+//! | Component | [`Healthy`](HealthStatus::Healthy) | [`Degraded`](HealthStatus::Degraded) | [`Unhealthy`](HealthStatus::Unhealthy) |
+//! |---|---|---|---|
+//! | breaker, critical | closed or disabled | half-open | open or isolated |
+//! | breaker, not critical | closed or disabled | half-open, open or isolated | never |
+//! | bulkhead | below its saturation threshold | at or above it (in flight + queued over the limit) | never |
+//! | check, critical | as the check says | as the check says | as the check says |
+//! | check, not critical | as the check says | when the check says degraded or unhealthy | never |
+//!
+//! The report's status is the worst of its components'. Each component says why, in words a
+//! person on call can act on ("open: 6 of 10 calls failed").
+//!
+//! # Liveness and readiness
+//!
+//! Kubernetes and most load balancers ask two questions, and they must not be confused:
+//! - **readiness** ([`readiness`](HealthRegistry::readiness)): should this instance get
+//!   traffic now? Every component counts. Unhealthy means "send traffic elsewhere"
+//!   (HTTP 503); degraded still serves (200), with the reason in the body.
+//! - **liveness** ([`liveness`](HealthRegistry::liveness)): is the process itself working, or
+//!   should it be restarted? Only checks registered with
+//!   [`liveness_check`](HealthRegistry::liveness_check) count. Breakers and bulkheads never
+//!   do: a dependency being down is not cured by restarting its callers, and counting it
+//!   would turn one outage into a restart storm.
+//!
+//! [`HealthReport::http_status`] gives the status code for either view (200, or 503 when
+//! unhealthy). With the `serde` feature the report serializes to:
+//!
+//! ```json
+//! {
+//!   "status": "degraded",
+//!   "components": {
+//!     "payments": { "kind": "circuit_breaker", "status": "degraded", "critical": false,
+//!                   "reason": "half-open: probing" },
+//!     "db-pool":  { "kind": "bulkhead", "status": "healthy", "critical": true,
+//!                   "reason": "3 of 20 slots in use" }
+//!   }
+//! }
+//! ```
+//!
+//! the shape of Spring Boot's actuator and ASP.NET Core's health UI (an overall `status`
+//! and one entry per component), which dashboards and probes already read.
+//!
+//! # Clone behaviour
+//!
+//! The registry is a cheap handle: clones share the components, so the one your HTTP
+//! handler holds sees components registered later. It holds clones of the policy handles,
+//! which share state with the handles your calls go through.
+//!
+//! # Examples
+//!
+//! ```
+//! use palisade::circuit_breaker::CircuitBreaker;
+//! use palisade::health::{HealthRegistry, HealthStatus};
+//!
+//! let breaker = CircuitBreaker::new(CircuitBreaker::builder().name("payments").build()?);
+//! let health = HealthRegistry::new();
+//! health.circuit_breaker(&breaker, true);
+//!
+//! assert_eq!(health.readiness().status(), HealthStatus::Healthy);
+//! breaker.isolate();
+//! let report = health.readiness();
+//! assert_eq!(report.status(), HealthStatus::Unhealthy);
+//! assert_eq!(report.http_status(), 503);
+//! assert_eq!(health.liveness().http_status(), 200, "a dependency is not the process");
+//! # Ok::<(), palisade::ConfigError>(())
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::bulkhead::Bulkhead;
+use crate::circuit_breaker::{CircuitBreaker, CircuitState};
+use crate::clock::Clock;
+use crate::error::ConfigError;
+
+/// How well a component, or the whole process, is doing. Ordered from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum HealthStatus {
+    /// Working as intended.
+    Healthy,
+    /// Serving, with something wrong worth knowing (a non-critical dependency is down, a
+    /// pool is nearly full).
+    Degraded,
+    /// Should not get traffic (readiness) or should be restarted (liveness).
+    Unhealthy,
+}
+
+impl HealthStatus {
+    /// The name used in reports: `healthy`, `degraded` or `unhealthy`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a check of your own found: a status and a reason.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::health::{Check, HealthStatus};
+///
+/// let disk = Check::degraded("disk 91% full");
+/// assert_eq!(disk.status(), HealthStatus::Degraded);
+/// assert_eq!(Check::healthy("ok").reason(), "ok");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    status: HealthStatus,
+    reason: Cow<'static, str>,
+}
+
+impl Check {
+    /// A check with `status` and `reason`.
+    pub fn new(status: HealthStatus, reason: impl Into<Cow<'static, str>>) -> Self {
+        Check {
+            status,
+            reason: reason.into(),
+        }
+    }
+
+    /// Healthy, because `reason`.
+    pub fn healthy(reason: impl Into<Cow<'static, str>>) -> Self {
+        Check::new(HealthStatus::Healthy, reason)
+    }
+
+    /// Degraded, because `reason`.
+    pub fn degraded(reason: impl Into<Cow<'static, str>>) -> Self {
+        Check::new(HealthStatus::Degraded, reason)
+    }
+
+    /// Unhealthy, because `reason`.
+    pub fn unhealthy(reason: impl Into<Cow<'static, str>>) -> Self {
+        Check::new(HealthStatus::Unhealthy, reason)
+    }
+
+    /// The status found.
+    pub fn status(&self) -> HealthStatus {
+        self.status
+    }
+
+    /// Why.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// What kind of component an entry of a report is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum ComponentKind {
+    /// A [`CircuitBreaker`].
+    CircuitBreaker,
+    /// A [`Bulkhead`].
+    Bulkhead,
+    /// A check of your own.
+    Check,
+}
+
+/// One component's entry in a [`HealthReport`].
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct ComponentHealth {
+    /// The name it was registered under.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub name: Cow<'static, str>,
+    /// What it is.
+    pub kind: ComponentKind,
+    /// Its grade, after its criticality was applied.
+    pub status: HealthStatus,
+    /// Whether it can make the report unhealthy.
+    pub critical: bool,
+    /// Why it has this status.
+    pub reason: Cow<'static, str>,
+}
+
+/// The state of every component at one moment, from [`HealthRegistry::readiness`] or
+/// [`HealthRegistry::liveness`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthReport {
+    status: HealthStatus,
+    components: Vec<ComponentHealth>,
+}
+
+impl HealthReport {
+    fn from_components(components: Vec<ComponentHealth>) -> Self {
+        let status = components
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(HealthStatus::Healthy);
+        HealthReport { status, components }
+    }
+
+    /// The worst status of the components (healthy when there are none).
+    pub fn status(&self) -> HealthStatus {
+        self.status
+    }
+
+    /// The components, in the order they were registered.
+    pub fn components(&self) -> &[ComponentHealth] {
+        &self.components
+    }
+
+    /// The component registered as `name`, if any.
+    pub fn component(&self, name: &str) -> Option<&ComponentHealth> {
+        self.components.iter().find(|c| c.name == name)
+    }
+
+    /// The HTTP status code a probe endpoint answers with: 200 while healthy or degraded
+    /// (still serving), 503 when unhealthy.
+    pub fn http_status(&self) -> u16 {
+        match self.status {
+            HealthStatus::Healthy | HealthStatus::Degraded => 200,
+            HealthStatus::Unhealthy => 503,
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for HealthReport {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+
+        /// The components as a map keyed by name, in registration order.
+        struct Components<'a>(&'a [ComponentHealth]);
+
+        impl serde::Serialize for Components<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(self.0.iter().map(|c| (&*c.name, c)))
+            }
+        }
+
+        let mut s = serializer.serialize_struct("HealthReport", 2)?;
+        s.serialize_field("status", &self.status)?;
+        s.serialize_field("components", &Components(&self.components))?;
+        s.end()
+    }
+}
+
+type Probe = Box<dyn Fn() -> (ComponentKind, Check) + Send + Sync>;
+
+struct Entry {
+    name: Cow<'static, str>,
+    critical: bool,
+    liveness: bool,
+    probe: Probe,
+}
+
+/// Named components whose state makes up the process's health; see the
+/// [module docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use palisade::health::{Check, HealthRegistry, HealthStatus};
+///
+/// let health = HealthRegistry::new();
+/// health.check("cache", false, || Check::unhealthy("redis unreachable"));
+/// let report = health.readiness();
+/// // Not critical: an unhealthy cache only degrades the process.
+/// assert_eq!(report.status(), HealthStatus::Degraded);
+/// assert_eq!(report.component("cache").unwrap().reason, "redis unreachable");
+/// ```
+#[derive(Clone, Default)]
+pub struct HealthRegistry {
+    entries: Arc<RwLock<Vec<Entry>>>,
+}
+
+impl HealthRegistry {
+    /// An empty registry (whose reports are healthy).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn push(&self, name: Cow<'static, str>, critical: bool, liveness: bool, probe: Probe) {
+        self.entries
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Entry {
+                name,
+                critical,
+                liveness,
+                probe,
+            });
+    }
+
+    /// Registers `breaker` under its own name. A `critical` breaker that is open makes the
+    /// report unhealthy; otherwise it only degrades it.
+    pub fn circuit_breaker<C: Clock + Send + Sync + 'static>(
+        &self,
+        breaker: &CircuitBreaker<C>,
+        critical: bool,
+    ) {
+        let breaker = breaker.clone();
+        let name = breaker.name();
+        self.push(
+            name.into(),
+            critical,
+            false,
+            Box::new(move || (ComponentKind::CircuitBreaker, breaker_check(&breaker))),
+        );
+    }
+
+    /// Registers `bulkhead` under its own name; it is degraded once its calls in flight plus
+    /// its queued calls reach `saturation` (in (0, 1], e.g. 0.9) of its current limit.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `saturation` when it is not in (0, 1].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    /// use palisade::health::{HealthRegistry, HealthStatus};
+    ///
+    /// let pool = Bulkhead::new(Bulkhead::builder().name("pool").max_concurrent(2).build()?);
+    /// let health = HealthRegistry::new();
+    /// health.bulkhead(&pool, true, 0.5)?;
+    /// let _held = pool.try_acquire()?;
+    /// assert_eq!(health.readiness().status(), HealthStatus::Degraded);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn bulkhead<T: Clone + Send + Sync + 'static>(
+        &self,
+        bulkhead: &Bulkhead<T>,
+        critical: bool,
+        saturation: f64,
+    ) -> Result<(), ConfigError> {
+        let saturation = crate::validate::ratio("saturation", saturation)?;
+        let bulkhead = bulkhead.clone();
+        let name = bulkhead.name();
+        self.push(
+            name.into(),
+            critical,
+            false,
+            Box::new(move || {
+                (
+                    ComponentKind::Bulkhead,
+                    bulkhead_check(&bulkhead, saturation),
+                )
+            }),
+        );
+        Ok(())
+    }
+
+    /// Registers a readiness check of your own under `name`. It is called on every report,
+    /// on the caller's thread, so it should read state, not do I/O (keep a background task
+    /// that pings the dependency and have the check read its last result).
+    pub fn check(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        critical: bool,
+        check: impl Fn() -> Check + Send + Sync + 'static,
+    ) {
+        self.push(
+            name.into(),
+            critical,
+            false,
+            Box::new(move || (ComponentKind::Check, check())),
+        );
+    }
+
+    /// Registers a check that counts for liveness as well as readiness: one that tells
+    /// whether the process itself works (an event loop that still ticks, a worker that is not
+    /// wedged). Liveness checks are always critical.
+    pub fn liveness_check(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        check: impl Fn() -> Check + Send + Sync + 'static,
+    ) {
+        self.push(
+            name.into(),
+            true,
+            true,
+            Box::new(move || (ComponentKind::Check, check())),
+        );
+    }
+
+    /// Every component: should this instance get traffic?
+    pub fn readiness(&self) -> HealthReport {
+        self.report(|_| true)
+    }
+
+    /// Only the liveness checks: should this process be restarted?
+    pub fn liveness(&self) -> HealthReport {
+        self.report(|e| e.liveness)
+    }
+
+    fn report(&self, include: impl Fn(&Entry) -> bool) -> HealthReport {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        let components = entries
+            .iter()
+            .filter(|e| include(e))
+            .map(|e| {
+                let (kind, check) = (e.probe)();
+                let status = if e.critical {
+                    check.status
+                } else {
+                    check.status.min(HealthStatus::Degraded)
+                };
+                ComponentHealth {
+                    name: e.name.clone(),
+                    kind,
+                    status,
+                    critical: e.critical,
+                    reason: check.reason,
+                }
+            })
+            .collect();
+        HealthReport::from_components(components)
+    }
+}
+
+impl fmt::Debug for HealthRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        f.debug_list()
+            .entries(entries.iter().map(|e| &e.name))
+            .finish()
+    }
+}
+
+fn breaker_check<C: Clock>(breaker: &CircuitBreaker<C>) -> Check {
+    let m = breaker.metrics();
+    let window = || format!("{} of {} calls failed", m.failures, m.calls);
+    match m.state {
+        CircuitState::Closed => Check::healthy(format!("closed: {}", window())),
+        CircuitState::Disabled => Check::healthy("disabled: every call passes"),
+        CircuitState::HalfOpen => Check::degraded("half-open: probing"),
+        CircuitState::Open => Check::unhealthy(format!("open: {} rejected so far", m.rejected)),
+        CircuitState::Isolated => Check::unhealthy("isolated by hand"),
+    }
+}
+
+fn bulkhead_check<T>(bulkhead: &Bulkhead<T>, saturation: f64) -> Check {
+    let m = bulkhead.metrics();
+    let busy = u64::from(m.in_flight) + u64::from(m.queued);
+    let limit = u64::from(m.max_concurrent.max(1));
+    let reason = format!(
+        "{} of {} slots in use, {} queued",
+        m.in_flight, m.max_concurrent, m.queued
+    );
+    if busy as f64 >= saturation * limit as f64 {
+        Check::degraded(reason)
+    } else {
+        Check::healthy(reason)
+    }
+}

@@ -1,0 +1,255 @@
+//! Health reports: state changes drive them, they serialize to the documented JSON, and an
+//! axum server answers its probes with 200 / 503 over a real local socket.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use palisade::bulkhead::Bulkhead;
+use palisade::circuit_breaker::CircuitBreaker;
+use palisade::health::{Check, ComponentKind, HealthRegistry, HealthReport, HealthStatus};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn breaker(name: &'static str) -> CircuitBreaker {
+    CircuitBreaker::new(
+        CircuitBreaker::builder()
+            .name(name)
+            .consecutive_failures(1)
+            .break_duration(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+    )
+}
+
+fn status_of(report: &HealthReport, name: &str) -> HealthStatus {
+    report.component(name).unwrap().status
+}
+
+#[tokio::test(start_paused = true)]
+async fn breaker_states_drive_the_report_by_criticality() {
+    let payments = breaker("payments");
+    let search = breaker("search");
+    let health = HealthRegistry::new();
+    health.circuit_breaker(&payments, true);
+    health.circuit_breaker(&search, false);
+    assert_eq!(health.readiness().status(), HealthStatus::Healthy);
+
+    // The non-critical breaker opens: degraded, and it says why.
+    search.try_acquire().unwrap().failure();
+    let report = health.readiness();
+    assert_eq!(report.status(), HealthStatus::Degraded);
+    assert_eq!(status_of(&report, "search"), HealthStatus::Degraded);
+    assert!(
+        report
+            .component("search")
+            .unwrap()
+            .reason
+            .starts_with("open")
+    );
+    assert_eq!(report.http_status(), 200, "degraded still serves");
+
+    // The critical one opens: unhealthy.
+    payments.try_acquire().unwrap().failure();
+    let report = health.readiness();
+    assert_eq!(report.status(), HealthStatus::Unhealthy);
+    assert_eq!(status_of(&report, "payments"), HealthStatus::Unhealthy);
+    assert_eq!(report.http_status(), 503);
+
+    // After the break, a probe is in flight: half-open is degraded.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let probe = payments.try_acquire().unwrap();
+    assert_eq!(
+        status_of(&health.readiness(), "payments"),
+        HealthStatus::Degraded
+    );
+    probe.success();
+    assert_eq!(
+        status_of(&health.readiness(), "payments"),
+        HealthStatus::Healthy
+    );
+
+    // Isolated by hand is as bad as open; disabled passes everything and is healthy.
+    payments.isolate();
+    assert_eq!(
+        status_of(&health.readiness(), "payments"),
+        HealthStatus::Unhealthy
+    );
+    payments.disable();
+    assert_eq!(
+        status_of(&health.readiness(), "payments"),
+        HealthStatus::Healthy
+    );
+}
+
+#[tokio::test]
+async fn a_saturated_bulkhead_degrades_and_recovers() {
+    let pool = Bulkhead::new(
+        Bulkhead::builder()
+            .name("pool")
+            .max_concurrent(4)
+            .build()
+            .unwrap(),
+    );
+    let health = HealthRegistry::new();
+    health.bulkhead(&pool, true, 0.75).unwrap();
+
+    let a = pool.try_acquire().unwrap();
+    let b = pool.try_acquire().unwrap();
+    assert_eq!(health.readiness().status(), HealthStatus::Healthy, "2 of 4");
+    let c = pool.try_acquire().unwrap();
+    let report = health.readiness();
+    assert_eq!(
+        report.status(),
+        HealthStatus::Degraded,
+        "3 of 4 reaches 0.75"
+    );
+    assert_eq!(
+        report.component("pool").unwrap().reason,
+        "3 of 4 slots in use, 0 queued"
+    );
+    assert_eq!(
+        report.component("pool").unwrap().kind,
+        ComponentKind::Bulkhead
+    );
+    drop((a, b, c));
+    assert_eq!(health.readiness().status(), HealthStatus::Healthy);
+
+    for bad in [0.0, 1.5, f64::NAN] {
+        let err = health.bulkhead(&pool, true, bad).unwrap_err();
+        assert_eq!(err.field(), "saturation");
+    }
+}
+
+#[test]
+fn liveness_counts_only_liveness_checks_and_readiness_counts_everything() {
+    let health = HealthRegistry::new();
+    let db = breaker("db");
+    health.circuit_breaker(&db, true);
+    health.check("cache", false, || Check::unhealthy("redis unreachable"));
+    health.liveness_check("event-loop", || Check::healthy("ticking"));
+    db.isolate();
+
+    let live = health.liveness();
+    assert_eq!(live.status(), HealthStatus::Healthy);
+    assert_eq!(live.components().len(), 1);
+    assert_eq!(live.components()[0].name, "event-loop");
+
+    let ready = health.readiness();
+    assert_eq!(ready.status(), HealthStatus::Unhealthy);
+    let names: Vec<_> = ready.components().iter().map(|c| &*c.name).collect();
+    assert_eq!(names, ["db", "cache", "event-loop"], "registration order");
+    assert_eq!(
+        status_of(&ready, "cache"),
+        HealthStatus::Degraded,
+        "a non-critical check cannot make the process unhealthy"
+    );
+
+    let clone = health.clone();
+    clone.liveness_check("worker", || Check::unhealthy("wedged"));
+    assert_eq!(
+        health.liveness().http_status(),
+        503,
+        "clones share components"
+    );
+}
+
+#[test]
+fn report_serializes_to_the_documented_shape() {
+    let health = HealthRegistry::new();
+    let payments = breaker("payments");
+    health.circuit_breaker(&payments, false);
+    health.check("disk", true, || Check::degraded("91% full"));
+    payments.isolate();
+
+    let value = serde_json::to_value(health.readiness()).unwrap();
+    assert_eq!(
+        value,
+        json!({
+            "status": "degraded",
+            "components": {
+                "payments": {
+                    "kind": "circuit_breaker",
+                    "status": "degraded",
+                    "critical": false,
+                    "reason": "isolated by hand"
+                },
+                "disk": {
+                    "kind": "check",
+                    "status": "degraded",
+                    "critical": true,
+                    "reason": "91% full"
+                }
+            }
+        })
+    );
+    assert_eq!(
+        serde_json::to_value(HealthRegistry::new().liveness()).unwrap(),
+        json!({ "status": "healthy", "components": {} })
+    );
+}
+
+/// The probe endpoints as the example serves them.
+fn probes(health: HealthRegistry) -> Router {
+    fn answer(report: HealthReport) -> (StatusCode, axum::Json<HealthReport>) {
+        let code = StatusCode::from_u16(report.http_status()).unwrap();
+        (code, axum::Json(report))
+    }
+    let live = health.clone();
+    Router::new()
+        .route(
+            "/health/live",
+            get(move || async move { answer(live.liveness()) }),
+        )
+        .route(
+            "/health/ready",
+            get(move || async move { answer(health.readiness()) }),
+        )
+}
+
+/// One HTTP/1.1 GET over a fresh connection: (status code, body).
+async fn get_once(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let code = text[9..12].parse().unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap();
+    (code, serde_json::from_str(body).unwrap())
+}
+
+#[tokio::test]
+async fn axum_probes_answer_200_then_503_over_a_real_socket() {
+    let health = HealthRegistry::new();
+    let upstream = breaker("upstream");
+    health.circuit_breaker(&upstream, true);
+    health.liveness_check("process", || Check::healthy("ok"));
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, probes(health)).await });
+
+    // Real time and a real socket: generous bound, so a slow machine cannot flake it.
+    let check = async {
+        assert_eq!(get_once(addr, "/health/ready").await.0, 200);
+        assert_eq!(get_once(addr, "/health/live").await.0, 200);
+
+        upstream.try_acquire().unwrap().failure();
+        let (code, body) = get_once(addr, "/health/ready").await;
+        assert_eq!(code, 503);
+        assert_eq!(body["status"], "unhealthy");
+        assert_eq!(body["components"]["upstream"]["status"], "unhealthy");
+
+        let (code, body) = get_once(addr, "/health/live").await;
+        assert_eq!(code, 200, "an open breaker is not a reason to restart");
+        assert_eq!(body["components"]["process"]["reason"], "ok");
+    };
+    tokio::time::timeout(Duration::from_secs(30), check)
+        .await
+        .expect("the probes answered");
+    server.abort();
+}
