@@ -157,7 +157,7 @@
 //! | `tower` | yes | the `Layer` / `Service` adapters, [`LiftLayer`] |
 //! | `tracing` | no | [`TracingListener`](telemetry::TracingListener) |
 //! | `metrics` | no | `MetricsListener`: every event as `palisade_*` series through the `metrics` facade |
-//! | `serde` | no | `Serialize` / `Deserialize` for outcomes (configs follow) |
+//! | `serde` | no | [`config`]: every config from TOML / YAML / JSON files, validated like the builders; serializable health reports |
 //! | `http` | no | reserved for `http::Response` classifiers and `Retry-After` hints |
 //! | `test-util` | no | [`FakeClock`](clock::FakeClock) |
 //!
@@ -181,6 +181,9 @@ pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod clock;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod config;
 mod counter;
 pub mod error;
 pub mod fallback;

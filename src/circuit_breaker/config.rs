@@ -142,6 +142,11 @@ impl SlowCalls {
     pub const fn ratio(&self) -> f64 {
         self.ratio
     }
+
+    /// Calls needed before the slow ratio counts.
+    pub const fn calls_needed(&self) -> u32 {
+        self.minimum_calls
+    }
 }
 
 /// A validated circuit breaker configuration. Build it with [`CircuitBreakerConfig::builder`].
@@ -198,7 +203,12 @@ impl CircuitBreakerConfig {
         self.max_break_duration
     }
 
-    /// Probes allowed in flight while half-open.
+    /// How much the break grows on each re-open without a close in between (1 = fixed).
+    pub fn break_growth_factor(&self) -> f64 {
+        self.break_growth_factor
+    }
+
+    /// Probes admitted at once in half-open.
     pub fn permitted_in_half_open(&self) -> u32 {
         self.permitted_in_half_open
     }

@@ -42,12 +42,12 @@ use crate::rng::Rng;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
-    schedule: Schedule,
-    jitter: Jitter,
+    pub(crate) schedule: Schedule,
+    pub(crate) jitter: Jitter,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Schedule {
+pub(crate) enum Schedule {
     Constant(Duration),
     Linear {
         initial: Duration,

@@ -88,6 +88,11 @@ impl RetryConfig {
         self.budget
     }
 
+    /// The jitter's seed, if one was set (otherwise each handle seeds from entropy).
+    pub fn seed(&self) -> Option<u64> {
+        self.seed
+    }
+
     /// The name the policy reports under.
     pub fn name(&self) -> &'static str {
         self.telemetry.name()

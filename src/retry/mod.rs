@@ -78,6 +78,8 @@ mod layer;
 #[cfg(feature = "tower")]
 mod service;
 
+#[cfg(feature = "serde")]
+pub(crate) use backoff::Schedule;
 pub use backoff::{Backoff, BackoffIter, Jitter};
 pub use budget::RetryBudget;
 pub use config::{

@@ -1,0 +1,246 @@
+//! Policies from config files: TOML, YAML, JSON or any other serde format.
+//!
+//! With the `serde` feature, every config ([`TimeoutConfig`], [`RetryConfig`],
+//! [`CircuitBreakerConfig`], [`BulkheadConfig`]) implements `Deserialize` and `Serialize`.
+//! A file's values go through the same builder as code, so a value the builder refuses is
+//! refused from a file too, with the same [`ConfigError`]. Absent keys take the builder's
+//! defaults; unknown keys are errors (a typo must not silently mean "default").
+//!
+//! [`Policies`] reads a whole file of named policies, one table per kind:
+//!
+//! ```toml
+//! [timeout.search]
+//! duration = "800ms"
+//!
+//! [retry.api]
+//! max_attempts = 4
+//! deadline = "10s"
+//! backoff = { kind = "exponential", initial = "100ms", factor = 2.0, max = "2s", jitter = "full" }
+//! budget = { ttl = "10s", min_per_sec = 1, retry_ratio = 0.2 }
+//!
+//! [circuit_breaker.payments]
+//! trip_model = { kind = "failures_within", failures = 5, duration = "30s" }
+//! break_duration = "10s"
+//!
+//! [bulkhead.db]
+//! max_concurrent = 20
+//! max_queue = 50
+//! max_wait = "250ms"
+//! ```
+//!
+//! # Values
+//!
+//! - **Durations** are strings of a number and a unit: `"250ms"`, `"1.5s"`, `"2m"` (units
+//!   `ns`, `us`, `ms`, `s`, `m`, `h`).
+//! - **`trip_model`** has a `kind` (`consecutive_failures` with `failures`;
+//!   `count_window` with `size`, `failure_ratio`, `minimum_calls`; `time_window` with
+//!   `duration`, `buckets`, `failure_ratio`, `minimum_calls`; `failures_within` with
+//!   `failures`, `duration`, `buckets`), its fields beside it. `slow_calls` is
+//!   `{ threshold, ratio, minimum_calls }`.
+//! - **`backoff`** has a `kind` (`constant` with `delay`; `linear` with `initial`, `step`,
+//!   `max`; `exponential` with `initial`, `factor`, `max`) and an optional `jitter`:
+//!   `"none"`, `"full"`, `"equal"`, `"decorrelated"` or `{ proportional = 0.2 }`.
+//! - **`name`** is optional; under [`Policies`] a policy is named by its key.
+//!
+//! # Errors
+//!
+//! [`Policies::load`] returns a [`ConfigError`] whose [`field`](ConfigError::field) is the
+//! key's full path in the file: `retry.api.backoff.factor` for a value the builder refuses,
+//! `bulkhead.db.max_queue` for a value of the wrong type, `retry.api.max_atempts` for a key
+//! that does not exist (the format's own message, with its line and column where it has
+//! them, is the error's [`value`](ConfigError::value)). Inside a `trip_model` or `backoff`
+//! table, a value of the wrong type or a bad duration is reported against the table
+//! (`retry.api.backoff`): serde reads those tables whole before it knows their `kind`.
+//!
+//! # Names
+//!
+//! Policies report under a `&'static str` name, so that events stay `Copy` and
+//! allocation-free. A name read from a file is interned: each distinct name is allocated
+//! once for the life of the process and reused by every later load, so reloading a file does
+//! not grow memory.
+//!
+//! # Examples
+//!
+//! ```
+//! use palisade::config::Policies;
+//!
+//! let file = r#"{ "timeout": { "search": { "duration": "800ms" } },
+//!                 "bulkhead": { "db": { "max_concurrent": 0 } } }"#;
+//! let err = Policies::load(&mut serde_json::Deserializer::from_str(file)).unwrap_err();
+//! assert_eq!(err.field(), "bulkhead.db.max_concurrent");
+//! assert_eq!(err.to_string(), "bulkhead.db.max_concurrent must be in 1..=1073741824, got 0");
+//! ```
+
+mod duration;
+mod raw;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Mutex, PoisonError};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::bulkhead::BulkheadConfig;
+use crate::circuit_breaker::CircuitBreakerConfig;
+use crate::error::ConfigError;
+use crate::retry::RetryConfig;
+use crate::timeout::TimeoutConfig;
+
+use self::raw::{RawBulkhead, RawCircuitBreaker, RawRetry, RawTimeout};
+
+/// Named policy configs, as read from one file; see the [module docs](self) for the format.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::config::Policies;
+/// use std::time::Duration;
+///
+/// let file = r#"{ "retry": { "api": { "max_attempts": 4,
+///     "backoff": { "kind": "constant", "delay": "50ms" } } } }"#;
+/// let policies = Policies::load(&mut serde_json::Deserializer::from_str(file))?;
+/// let api = &policies.retry["api"];
+/// assert_eq!(api.name(), "api", "named by its key");
+/// assert_eq!(api.max_attempts(), 4);
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Policies {
+    /// `[timeout.<name>]` tables.
+    pub timeout: BTreeMap<String, TimeoutConfig>,
+    /// `[retry.<name>]` tables.
+    pub retry: BTreeMap<String, RetryConfig>,
+    /// `[circuit_breaker.<name>]` tables.
+    pub circuit_breaker: BTreeMap<String, CircuitBreakerConfig>,
+    /// `[bulkhead.<name>]` tables.
+    pub bulkhead: BTreeMap<String, BulkheadConfig>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicies {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    timeout: BTreeMap<String, RawTimeout>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    retry: BTreeMap<String, RawRetry>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    circuit_breaker: BTreeMap<String, RawCircuitBreaker>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    bulkhead: BTreeMap<String, RawBulkhead>,
+}
+
+impl Policies {
+    /// Reads named policies from any serde deserializer (`toml::Deserializer`,
+    /// `serde_json::Deserializer`, `serde_yaml::Deserializer`...) and validates each.
+    ///
+    /// # Errors
+    ///
+    /// The first problem found, as a [`ConfigError`] whose field is the key's full path:
+    /// a syntax or type error from the format (its message as the rule), an unknown key, or
+    /// a value the policy's builder refuses.
+    pub fn load<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, ConfigError> {
+        let raw: RawPolicies = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                "<file>".to_owned()
+            } else {
+                path
+            };
+            let message = e.into_inner().to_string();
+            ConfigError::new(
+                field,
+                "cannot be read",
+                format_args!("{}", message.trim_end()),
+            )
+        })?;
+        fn each<R, C>(
+            kind: &str,
+            tables: BTreeMap<String, R>,
+            build: impl Fn(R, Option<&str>) -> Result<C, ConfigError>,
+        ) -> Result<BTreeMap<String, C>, ConfigError> {
+            tables
+                .into_iter()
+                .map(|(name, raw)| {
+                    let config = build(raw, Some(&name))
+                        .map_err(|e| e.in_section(&format!("{kind}.{name}")))?;
+                    Ok((name, config))
+                })
+                .collect()
+        }
+        Ok(Policies {
+            timeout: each("timeout", raw.timeout, RawTimeout::build)?,
+            retry: each("retry", raw.retry, RawRetry::build)?,
+            circuit_breaker: each(
+                "circuit_breaker",
+                raw.circuit_breaker,
+                RawCircuitBreaker::build,
+            )?,
+            bulkhead: each("bulkhead", raw.bulkhead, RawBulkhead::build)?,
+        })
+    }
+}
+
+impl Serialize for Policies {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        fn raw<C, R: for<'a> From<&'a C>>(m: &BTreeMap<String, C>) -> BTreeMap<String, R> {
+            m.iter().map(|(k, c)| (k.clone(), R::from(c))).collect()
+        }
+        RawPolicies {
+            timeout: raw(&self.timeout),
+            retry: raw(&self.retry),
+            circuit_breaker: raw(&self.circuit_breaker),
+            bulkhead: raw(&self.bulkhead),
+        }
+        .serialize(serializer)
+    }
+}
+
+/// `Serialize` and `Deserialize` for a config through its file shape and its builder.
+macro_rules! file_shape {
+    ($config:ty, $raw:ty) => {
+        impl Serialize for $config {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                <$raw>::from(self).serialize(serializer)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $config {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                <$raw>::deserialize(deserializer)?
+                    .build(None)
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+file_shape!(TimeoutConfig, RawTimeout);
+file_shape!(BulkheadConfig, RawBulkhead);
+file_shape!(CircuitBreakerConfig, RawCircuitBreaker);
+file_shape!(RetryConfig, RawRetry);
+
+/// The one `&'static str` for `name`, allocated the first time it is seen.
+fn intern(name: &str) -> &'static str {
+    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    let names = names.get_or_insert_with(HashSet::new);
+    if let Some(&known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interning_returns_one_allocation_per_name() {
+        let a = intern("palisade-intern-test");
+        let b = intern(&String::from("palisade-intern-test"));
+        assert!(std::ptr::eq(a, b));
+        assert_ne!(intern("another"), a);
+    }
+}

@@ -1,0 +1,515 @@
+//! The shape of each config in a file, and its conversion to and from the validated config.
+//!
+//! Every field is optional (absent means the builder's default) and unknown keys are errors.
+//! A file's values go through the same builder, and so the same validation, as code.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::duration;
+use crate::bulkhead::BulkheadConfig;
+use crate::circuit_breaker::{CircuitBreakerConfig, SlowCalls, TripModel};
+use crate::error::ConfigError;
+use crate::retry::{Backoff, Jitter, RetryBudget, RetryConfig};
+use crate::timeout::TimeoutConfig;
+
+use crate::circuit_breaker::DEFAULT_BUCKETS;
+use crate::circuit_breaker::DEFAULT_MINIMUM_CALLS;
+use crate::retry::Schedule;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeout {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    duration: Option<Duration>,
+}
+
+impl RawTimeout {
+    pub(crate) fn build(self, default_name: Option<&str>) -> Result<TimeoutConfig, ConfigError> {
+        let mut b = TimeoutConfig::builder();
+        if let Some(name) = name_of(self.name, default_name) {
+            b = b.name(name);
+        }
+        if let Some(d) = self.duration {
+            b = b.duration(d);
+        }
+        b.build()
+    }
+}
+
+impl From<&TimeoutConfig> for RawTimeout {
+    fn from(c: &TimeoutConfig) -> Self {
+        RawTimeout {
+            name: Some(c.name().to_owned()),
+            duration: Some(c.duration()),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBulkhead {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_concurrent: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_queue: Option<u32>,
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    max_wait: Option<Duration>,
+}
+
+impl RawBulkhead {
+    pub(crate) fn build(self, default_name: Option<&str>) -> Result<BulkheadConfig, ConfigError> {
+        let mut b = BulkheadConfig::builder();
+        if let Some(name) = name_of(self.name, default_name) {
+            b = b.name(name);
+        }
+        if let Some(n) = self.max_concurrent {
+            b = b.max_concurrent(n);
+        }
+        if let Some(n) = self.max_queue {
+            b = b.max_queue(n);
+        }
+        if let Some(d) = self.max_wait {
+            b = b.max_wait(d);
+        }
+        b.build()
+    }
+}
+
+impl From<&BulkheadConfig> for RawBulkhead {
+    fn from(c: &BulkheadConfig) -> Self {
+        RawBulkhead {
+            name: Some(c.name().to_owned()),
+            max_concurrent: Some(c.max_concurrent()),
+            max_queue: Some(c.max_queue()),
+            max_wait: c.max_wait(),
+        }
+    }
+}
+
+/// `trip_model = { kind = "count_window", size = 100, failure_ratio = 0.5 }`: the model's
+/// fields sit beside its kind, so an error names `trip_model.<field>` as the file spells it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum RawTripModel {
+    ConsecutiveFailures {
+        failures: u32,
+    },
+    CountWindow {
+        size: u32,
+        failure_ratio: f64,
+        #[serde(default = "default_minimum_calls")]
+        minimum_calls: u32,
+    },
+    TimeWindow {
+        #[serde(with = "duration")]
+        duration: Duration,
+        #[serde(default = "default_buckets")]
+        buckets: u32,
+        failure_ratio: f64,
+        #[serde(default = "default_minimum_calls")]
+        minimum_calls: u32,
+    },
+    FailuresWithin {
+        failures: u32,
+        #[serde(with = "duration")]
+        duration: Duration,
+        #[serde(default = "default_buckets")]
+        buckets: u32,
+    },
+}
+
+fn default_buckets() -> u32 {
+    DEFAULT_BUCKETS
+}
+
+fn default_minimum_calls() -> u32 {
+    DEFAULT_MINIMUM_CALLS
+}
+
+impl From<RawTripModel> for TripModel {
+    fn from(raw: RawTripModel) -> Self {
+        match raw {
+            RawTripModel::ConsecutiveFailures { failures } => {
+                TripModel::ConsecutiveFailures(failures)
+            }
+            RawTripModel::CountWindow {
+                size,
+                failure_ratio,
+                minimum_calls,
+            } => TripModel::CountWindow {
+                size,
+                failure_ratio,
+                minimum_calls,
+            },
+            RawTripModel::TimeWindow {
+                duration,
+                buckets,
+                failure_ratio,
+                minimum_calls,
+            } => TripModel::TimeWindow {
+                duration,
+                buckets,
+                failure_ratio,
+                minimum_calls,
+            },
+            RawTripModel::FailuresWithin {
+                failures,
+                duration,
+                buckets,
+            } => TripModel::FailuresWithin {
+                failures,
+                duration,
+                buckets,
+            },
+        }
+    }
+}
+
+impl From<TripModel> for RawTripModel {
+    fn from(model: TripModel) -> Self {
+        match model {
+            TripModel::ConsecutiveFailures(failures) => {
+                RawTripModel::ConsecutiveFailures { failures }
+            }
+            TripModel::CountWindow {
+                size,
+                failure_ratio,
+                minimum_calls,
+            } => RawTripModel::CountWindow {
+                size,
+                failure_ratio,
+                minimum_calls,
+            },
+            TripModel::TimeWindow {
+                duration,
+                buckets,
+                failure_ratio,
+                minimum_calls,
+            } => RawTripModel::TimeWindow {
+                duration,
+                buckets,
+                failure_ratio,
+                minimum_calls,
+            },
+            TripModel::FailuresWithin {
+                failures,
+                duration,
+                buckets,
+            } => RawTripModel::FailuresWithin {
+                failures,
+                duration,
+                buckets,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlowCalls {
+    #[serde(with = "duration")]
+    threshold: Duration,
+    ratio: f64,
+    #[serde(default = "default_minimum_calls")]
+    minimum_calls: u32,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCircuitBreaker {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trip_model: Option<RawTripModel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    slow_calls: Option<RawSlowCalls>,
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    break_duration: Option<Duration>,
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    max_break_duration: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    break_growth_factor: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    permitted_in_half_open: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    success_threshold: Option<u32>,
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    max_wait_in_half_open: Option<Duration>,
+}
+
+impl RawCircuitBreaker {
+    pub(crate) fn build(
+        self,
+        default_name: Option<&str>,
+    ) -> Result<CircuitBreakerConfig, ConfigError> {
+        let mut b = CircuitBreakerConfig::builder();
+        if let Some(name) = name_of(self.name, default_name) {
+            b = b.name(name);
+        }
+        if let Some(model) = self.trip_model {
+            b = b.trip_model(model.into());
+        }
+        if let Some(s) = self.slow_calls {
+            b = b.slow_calls(SlowCalls::new(s.threshold, s.ratio).minimum_calls(s.minimum_calls));
+        }
+        if let Some(d) = self.break_duration {
+            b = b.break_duration(d);
+        }
+        if let Some(d) = self.max_break_duration {
+            b = b.max_break_duration(d);
+        }
+        if let Some(f) = self.break_growth_factor {
+            b = b.break_growth_factor(f);
+        }
+        if let Some(n) = self.permitted_in_half_open {
+            b = b.permitted_in_half_open(n);
+        }
+        if let Some(n) = self.success_threshold {
+            b = b.success_threshold(n);
+        }
+        if let Some(d) = self.max_wait_in_half_open {
+            b = b.max_wait_in_half_open(d);
+        }
+        b.build()
+    }
+}
+
+impl From<&CircuitBreakerConfig> for RawCircuitBreaker {
+    fn from(c: &CircuitBreakerConfig) -> Self {
+        RawCircuitBreaker {
+            name: Some(c.name().to_owned()),
+            trip_model: Some(c.trip_model().into()),
+            slow_calls: c.slow_calls().map(|s| RawSlowCalls {
+                threshold: s.threshold(),
+                ratio: s.ratio(),
+                minimum_calls: s.calls_needed(),
+            }),
+            break_duration: Some(c.break_duration()),
+            max_break_duration: Some(c.max_break_duration()),
+            break_growth_factor: Some(c.break_growth_factor()),
+            permitted_in_half_open: Some(c.permitted_in_half_open()),
+            success_threshold: Some(c.success_threshold()),
+            max_wait_in_half_open: Some(c.max_wait_in_half_open()),
+        }
+    }
+}
+
+/// `jitter = "full"`, or `jitter = { proportional = 0.2 }`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawJitter {
+    None,
+    Full,
+    Equal,
+    Decorrelated,
+    Proportional(f64),
+}
+
+/// `backoff = { kind = "exponential", initial = "100ms", factor = 2.0, max = "10s" }`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum RawBackoff {
+    Constant {
+        #[serde(with = "duration")]
+        delay: Duration,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        jitter: Option<RawJitter>,
+    },
+    Linear {
+        #[serde(with = "duration")]
+        initial: Duration,
+        #[serde(with = "duration")]
+        step: Duration,
+        #[serde(with = "duration")]
+        max: Duration,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        jitter: Option<RawJitter>,
+    },
+    Exponential {
+        #[serde(with = "duration")]
+        initial: Duration,
+        factor: f64,
+        #[serde(with = "duration")]
+        max: Duration,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        jitter: Option<RawJitter>,
+    },
+}
+
+impl From<RawBackoff> for Backoff {
+    fn from(raw: RawBackoff) -> Self {
+        let (backoff, jitter) = match raw {
+            RawBackoff::Constant { delay, jitter } => (Backoff::constant(delay), jitter),
+            RawBackoff::Linear {
+                initial,
+                step,
+                max,
+                jitter,
+            } => (Backoff::linear(initial, step, max), jitter),
+            RawBackoff::Exponential {
+                initial,
+                factor,
+                max,
+                jitter,
+            } => (Backoff::exponential(initial, factor, max), jitter),
+        };
+        backoff.jitter(match jitter {
+            None | Some(RawJitter::None) => Jitter::None,
+            Some(RawJitter::Full) => Jitter::Full,
+            Some(RawJitter::Equal) => Jitter::Equal,
+            Some(RawJitter::Decorrelated) => Jitter::Decorrelated,
+            Some(RawJitter::Proportional(p)) => Jitter::Proportional(p),
+        })
+    }
+}
+
+impl From<Backoff> for RawBackoff {
+    fn from(b: Backoff) -> Self {
+        let jitter = match b.jitter {
+            Jitter::None => None,
+            Jitter::Full => Some(RawJitter::Full),
+            Jitter::Equal => Some(RawJitter::Equal),
+            Jitter::Decorrelated => Some(RawJitter::Decorrelated),
+            Jitter::Proportional(p) => Some(RawJitter::Proportional(p)),
+        };
+        match b.schedule {
+            Schedule::Constant(delay) => RawBackoff::Constant { delay, jitter },
+            Schedule::Linear { initial, step, max } => RawBackoff::Linear {
+                initial,
+                step,
+                max,
+                jitter,
+            },
+            Schedule::Exponential {
+                initial,
+                factor,
+                max,
+            } => RawBackoff::Exponential {
+                initial,
+                factor,
+                max,
+                jitter,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    #[serde(with = "duration")]
+    ttl: Duration,
+    min_per_sec: u32,
+    retry_ratio: f64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backoff: Option<RawBackoff>,
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    deadline: Option<Duration>,
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    max_hint: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_rejections: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    budget: Option<RawBudget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+}
+
+impl RawRetry {
+    pub(crate) fn build(self, default_name: Option<&str>) -> Result<RetryConfig, ConfigError> {
+        let mut b = RetryConfig::builder();
+        if let Some(name) = name_of(self.name, default_name) {
+            b = b.name(name);
+        }
+        if let Some(n) = self.max_attempts {
+            b = b.max_attempts(n);
+        }
+        if let Some(backoff) = self.backoff {
+            b = b.backoff(backoff.into());
+        }
+        if let Some(d) = self.deadline {
+            b = b.deadline(d);
+        }
+        if let Some(d) = self.max_hint {
+            b = b.max_hint(d);
+        }
+        if let Some(yes) = self.retry_rejections {
+            b = b.retry_rejections(yes);
+        }
+        if let Some(r) = self.budget {
+            b = b.budget(RetryBudget::new(r.ttl, r.min_per_sec, r.retry_ratio));
+        }
+        if let Some(seed) = self.seed {
+            b = b.seed(seed);
+        }
+        b.build()
+    }
+}
+
+impl From<&RetryConfig> for RawRetry {
+    fn from(c: &RetryConfig) -> Self {
+        RawRetry {
+            name: Some(c.name().to_owned()),
+            max_attempts: Some(c.max_attempts()),
+            backoff: Some(c.backoff().into()),
+            deadline: c.deadline(),
+            max_hint: Some(c.max_hint()),
+            retry_rejections: Some(c.retry_rejections()),
+            budget: c.budget().map(|b| RawBudget {
+                ttl: b.ttl(),
+                min_per_sec: b.min_per_sec(),
+                retry_ratio: b.retry_ratio(),
+            }),
+            seed: c.seed(),
+        }
+    }
+}
+
+/// The name a file gives, else the key it sits under, interned for the `&'static str` that
+/// events and rejections carry.
+fn name_of(name: Option<String>, default_name: Option<&str>) -> Option<&'static str> {
+    name.as_deref().or(default_name).map(super::intern)
+}

@@ -1,0 +1,386 @@
+//! Policies from files: a full file round-trips, and every rule a builder enforces is
+//! reachable from a file, reported as a `ConfigError` naming the key's full path.
+
+use std::time::Duration;
+
+use palisade::circuit_breaker::{CircuitBreakerConfig, SlowCalls, TripModel};
+use palisade::config::Policies;
+use palisade::retry::{Backoff, Jitter, RetryBudget};
+use palisade::timeout::TimeoutConfig;
+
+const FULL: &str = r#"
+[timeout.search]
+duration = "800ms"
+
+[retry.api]
+max_attempts = 4
+deadline = "10s"
+max_hint = "30s"
+retry_rejections = true
+seed = 7
+backoff = { kind = "exponential", initial = "100ms", factor = 2.5, max = "2s", jitter = { proportional = 0.2 } }
+budget = { ttl = "10s", min_per_sec = 2, retry_ratio = 0.1 }
+
+[retry.db]
+backoff = { kind = "linear", initial = "10ms", step = "20ms", max = "100ms", jitter = "equal" }
+
+[circuit_breaker.payments]
+name = "payments-v2"
+trip_model = { kind = "failures_within", failures = 5, duration = "30s" }
+break_duration = "10s"
+max_break_duration = "2m"
+break_growth_factor = 1.5
+permitted_in_half_open = 3
+success_threshold = 2
+max_wait_in_half_open = "45s"
+slow_calls = { threshold = "2s", ratio = 0.5, minimum_calls = 20 }
+
+[circuit_breaker.search]
+trip_model = { kind = "time_window", duration = "1m", buckets = 12, failure_ratio = 0.25, minimum_calls = 50 }
+
+[bulkhead.pool]
+max_concurrent = 20
+max_queue = 50
+max_wait = "250ms"
+"#;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn load_toml(text: &str) -> Result<Policies, palisade::ConfigError> {
+    Policies::load(toml::Deserializer::parse(text).expect("valid TOML syntax"))
+}
+
+#[test]
+fn a_full_file_reads_into_the_configs_it_says() {
+    let p = load_toml(FULL).unwrap();
+
+    let search = &p.timeout["search"];
+    assert_eq!((search.name(), search.duration()), ("search", ms(800)));
+
+    let api = &p.retry["api"];
+    assert_eq!(api.name(), "api");
+    assert_eq!(api.max_attempts(), 4);
+    assert_eq!(api.deadline(), Some(Duration::from_secs(10)));
+    assert_eq!(api.max_hint(), Duration::from_secs(30));
+    assert!(api.retry_rejections());
+    assert_eq!(api.seed(), Some(7));
+    assert_eq!(
+        api.backoff(),
+        Backoff::exponential(ms(100), 2.5, Duration::from_secs(2))
+            .jitter(Jitter::Proportional(0.2))
+    );
+    assert_eq!(
+        api.budget(),
+        Some(RetryBudget::new(Duration::from_secs(10), 2, 0.1))
+    );
+    assert_eq!(
+        p.retry["db"].backoff(),
+        Backoff::linear(ms(10), ms(20), ms(100)).jitter(Jitter::Equal)
+    );
+    assert_eq!(
+        p.retry["db"].max_attempts(),
+        3,
+        "absent keys take the defaults"
+    );
+
+    let pay = &p.circuit_breaker["payments"];
+    assert_eq!(
+        pay.name(),
+        "payments-v2",
+        "an explicit name wins over the key"
+    );
+    assert_eq!(
+        pay.trip_model(),
+        TripModel::FailuresWithin {
+            failures: 5,
+            duration: Duration::from_secs(30),
+            buckets: 10
+        }
+    );
+    assert_eq!(pay.break_duration(), Duration::from_secs(10));
+    assert_eq!(pay.max_break_duration(), Duration::from_secs(120));
+    assert_eq!(pay.break_growth_factor(), 1.5);
+    assert_eq!(pay.permitted_in_half_open(), 3);
+    assert_eq!(pay.success_threshold(), 2);
+    assert_eq!(pay.max_wait_in_half_open(), Duration::from_secs(45));
+    assert_eq!(
+        pay.slow_calls(),
+        Some(SlowCalls::new(Duration::from_secs(2), 0.5).minimum_calls(20))
+    );
+    assert_eq!(
+        p.circuit_breaker["search"].trip_model(),
+        TripModel::TimeWindow {
+            duration: Duration::from_secs(60),
+            buckets: 12,
+            failure_ratio: 0.25,
+            minimum_calls: 50
+        }
+    );
+
+    let pool = &p.bulkhead["pool"];
+    assert_eq!(
+        (
+            pool.name(),
+            pool.max_concurrent(),
+            pool.max_queue(),
+            pool.max_wait()
+        ),
+        ("pool", 20, 50, Some(ms(250)))
+    );
+}
+
+#[test]
+fn a_file_round_trips_through_toml_and_json() {
+    let first = load_toml(FULL).unwrap();
+
+    let as_toml = toml::to_string(&first).unwrap();
+    let again = load_toml(&as_toml).unwrap();
+    assert_eq!(
+        toml::to_string(&again).unwrap(),
+        as_toml,
+        "stable through TOML"
+    );
+
+    let as_json = serde_json::to_string(&first).unwrap();
+    let from_json = Policies::load(&mut serde_json::Deserializer::from_str(&as_json)).unwrap();
+    assert_eq!(
+        toml::to_string(&from_json).unwrap(),
+        as_toml,
+        "stable through JSON"
+    );
+
+    assert_eq!(again.retry["api"].backoff(), first.retry["api"].backoff());
+    assert_eq!(again.circuit_breaker["payments"].name(), "payments-v2");
+    assert_eq!(again.retry["api"].name(), "api");
+}
+
+#[test]
+fn a_single_config_deserializes_through_its_builder() {
+    let ok: TimeoutConfig = serde_json::from_str(r#"{ "duration": "2s", "name": "x" }"#).unwrap();
+    assert_eq!((ok.name(), ok.duration()), ("x", Duration::from_secs(2)));
+
+    let err = serde_json::from_str::<TimeoutConfig>(r#"{ "duration": "0s" }"#).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("duration must be greater than zero"),
+        "{err}"
+    );
+
+    let cb: CircuitBreakerConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(
+        cb.trip_model(),
+        TripModel::ConsecutiveFailures(5),
+        "defaults"
+    );
+}
+
+/// Every rule, from a file: (the file, the field the error must name).
+const BAD: &[(&str, &str)] = &[
+    // Timeout.
+    ("[timeout.t]\nduration = \"0s\"", "timeout.t.duration"),
+    ("[timeout.t]\nduration = \"400d\"", "timeout.t.duration"),
+    ("[timeout.t]\nduration = \"9000h\"", "timeout.t.duration"),
+    ("[timeout.t]\nname = \" \"", "timeout.t.name"),
+    // Bulkhead.
+    ("[bulkhead.b]\nmax_queue = 1", "bulkhead.b.max_concurrent"),
+    (
+        "[bulkhead.b]\nmax_concurrent = 0",
+        "bulkhead.b.max_concurrent",
+    ),
+    (
+        "[bulkhead.b]\nmax_concurrent = 2000000000",
+        "bulkhead.b.max_concurrent",
+    ),
+    (
+        "[bulkhead.b]\nmax_concurrent = 1\nmax_queue = 2000000000",
+        "bulkhead.b.max_queue",
+    ),
+    (
+        "[bulkhead.b]\nmax_concurrent = 1\nmax_wait = \"1s\"",
+        "bulkhead.b.max_wait",
+    ),
+    (
+        "[bulkhead.b]\nmax_concurrent = 1\nmax_queue = 1\nmax_wait = \"0s\"",
+        "bulkhead.b.max_wait",
+    ),
+    (
+        "[bulkhead.b]\nmax_concurrent = -1",
+        "bulkhead.b.max_concurrent",
+    ),
+    (
+        "[bulkhead.b]\nmax_concurrent = \"ten\"",
+        "bulkhead.b.max_concurrent",
+    ),
+    // Circuit breaker: each model's fields.
+    (
+        "[circuit_breaker.c]\ntrip_model = { kind = \"consecutive_failures\", failures = 0 }",
+        "circuit_breaker.c.trip_model.failures",
+    ),
+    (
+        "[circuit_breaker.c]\ntrip_model = { kind = \"count_window\", size = 0, failure_ratio = 0.5 }",
+        "circuit_breaker.c.trip_model.size",
+    ),
+    (
+        "[circuit_breaker.c]\ntrip_model = { kind = \"count_window\", size = 10, failure_ratio = 1.5 }",
+        "circuit_breaker.c.trip_model.failure_ratio",
+    ),
+    (
+        "[circuit_breaker.c]\ntrip_model = { kind = \"count_window\", size = 10, failure_ratio = 0.5, minimum_calls = 11 }",
+        "circuit_breaker.c.trip_model.minimum_calls",
+    ),
+    (
+        "[circuit_breaker.c]\ntrip_model = { kind = \"time_window\", duration = \"0s\", failure_ratio = 0.5 }",
+        "circuit_breaker.c.trip_model.duration",
+    ),
+    (
+        "[circuit_breaker.c]\ntrip_model = { kind = \"time_window\", duration = \"1m\", buckets = 0, failure_ratio = 0.5 }",
+        "circuit_breaker.c.trip_model.buckets",
+    ),
+    (
+        "[circuit_breaker.c]\ntrip_model = { kind = \"time_window\", duration = \"1m\", failure_ratio = nan }",
+        "circuit_breaker.c.trip_model.failure_ratio",
+    ),
+    (
+        "[circuit_breaker.c]\ntrip_model = { kind = \"time_window\", duration = \"1m\", failure_ratio = 0.5, minimum_calls = 0 }",
+        "circuit_breaker.c.trip_model.minimum_calls",
+    ),
+    (
+        "[circuit_breaker.c]\ntrip_model = { kind = \"failures_within\", failures = 0, duration = \"30s\" }",
+        "circuit_breaker.c.trip_model.failures",
+    ),
+    (
+        "[circuit_breaker.c]\ntrip_model = { kind = \"failures_within\", failures = 5, duration = \"30s\", buckets = 5000 }",
+        "circuit_breaker.c.trip_model.buckets",
+    ),
+    (
+        "[circuit_breaker.c]\ntrip_model = { kind = \"sometimes\" }",
+        "circuit_breaker.c.trip_model.kind",
+    ),
+    (
+        "[circuit_breaker.c]\ntrip_model = { kind = \"consecutive_failures\", failures = 3, size = 3 }",
+        "circuit_breaker.c.trip_model",
+    ),
+    (
+        "[circuit_breaker.c]\nslow_calls = { threshold = \"0s\", ratio = 0.5 }",
+        "circuit_breaker.c.slow_calls.threshold",
+    ),
+    (
+        "[circuit_breaker.c]\nslow_calls = { threshold = \"1s\", ratio = 0 }",
+        "circuit_breaker.c.slow_calls.ratio",
+    ),
+    (
+        "[circuit_breaker.c]\nslow_calls = { threshold = \"1s\", ratio = 0.5, minimum_calls = 0 }",
+        "circuit_breaker.c.slow_calls.minimum_calls",
+    ),
+    (
+        "[circuit_breaker.c]\nbreak_duration = \"0s\"",
+        "circuit_breaker.c.break_duration",
+    ),
+    (
+        "[circuit_breaker.c]\nbreak_duration = \"10s\"\nmax_break_duration = \"5s\"",
+        "circuit_breaker.c.max_break_duration",
+    ),
+    (
+        "[circuit_breaker.c]\nbreak_growth_factor = 0.5",
+        "circuit_breaker.c.break_growth_factor",
+    ),
+    (
+        "[circuit_breaker.c]\npermitted_in_half_open = 0",
+        "circuit_breaker.c.permitted_in_half_open",
+    ),
+    (
+        "[circuit_breaker.c]\npermitted_in_half_open = 2\nsuccess_threshold = 3",
+        "circuit_breaker.c.success_threshold",
+    ),
+    (
+        "[circuit_breaker.c]\nmax_wait_in_half_open = \"0s\"",
+        "circuit_breaker.c.max_wait_in_half_open",
+    ),
+    (
+        "[circuit_breaker.c]\nbreak_duration = \"soon\"",
+        "circuit_breaker.c.break_duration",
+    ),
+    // Retry.
+    ("[retry.r]\nmax_attempts = 0", "retry.r.max_attempts"),
+    ("[retry.r]\nmax_attempts = 1001", "retry.r.max_attempts"),
+    (
+        "[retry.r]\nbackoff = { kind = \"exponential\", initial = \"1s\", factor = 0.5, max = \"10s\" }",
+        "retry.r.backoff.factor",
+    ),
+    (
+        "[retry.r]\nbackoff = { kind = \"exponential\", initial = \"20s\", factor = 2.0, max = \"10s\" }",
+        "retry.r.backoff.initial",
+    ),
+    (
+        "[retry.r]\nbackoff = { kind = \"linear\", initial = \"0s\", step = \"1s\", max = \"0s\" }",
+        "retry.r.backoff.max",
+    ),
+    (
+        "[retry.r]\nbackoff = { kind = \"constant\", delay = \"2d\" }",
+        "retry.r.backoff",
+    ),
+    (
+        "[retry.r]\nbackoff = { kind = \"constant\", delay = \"48h\" }",
+        "retry.r.backoff.max",
+    ),
+    (
+        "[retry.r]\nbackoff = { kind = \"constant\", delay = \"1s\", jitter = { proportional = 1.5 } }",
+        "retry.r.backoff.jitter",
+    ),
+    (
+        "[retry.r]\nbackoff = { kind = \"constant\", delay = \"0s\", jitter = \"decorrelated\" }",
+        "retry.r.backoff.initial",
+    ),
+    (
+        "[retry.r]\nbackoff = { kind = \"constant\", delay = \"1s\", jitter = \"wobbly\" }",
+        "retry.r.backoff",
+    ),
+    (
+        "[retry.r]\nbackoff = { kind = \"constant\", delay = \"1s\", factor = 2.0 }",
+        "retry.r.backoff",
+    ),
+    ("[retry.r]\ndeadline = \"0s\"", "retry.r.deadline"),
+    ("[retry.r]\nmax_hint = \"0s\"", "retry.r.max_hint"),
+    (
+        "[retry.r]\nbudget = { ttl = \"0s\", min_per_sec = 1, retry_ratio = 0.2 }",
+        "retry.r.budget.ttl",
+    ),
+    (
+        "[retry.r]\nbudget = { ttl = \"10s\", min_per_sec = 1, retry_ratio = 0 }",
+        "retry.r.budget.retry_ratio",
+    ),
+    ("[retry.r]\nmax_atempts = 3", "retry.r.max_atempts"),
+    // The file itself.
+    ("[rate_limiter.x]\nrate = 3", "rate_limiter"),
+    ("timeout = 3", "timeout"),
+];
+
+#[test]
+fn every_rule_is_reachable_from_a_file_and_names_the_key() {
+    let mut wrong = Vec::new();
+    for &(file, field) in BAD {
+        match load_toml(file) {
+            Ok(_) => wrong.push(format!("{file:?} loaded")),
+            Err(e) if e.field() != field => wrong.push(format!(
+                "{file:?}: named {:?} ({e}), want {field:?}",
+                e.field()
+            )),
+            Err(e) => assert!(!e.rule().is_empty(), "{e}"),
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn an_unknown_key_says_which_keys_exist() {
+    let err = load_toml("[retry.r]\nmax_atempts = 3").unwrap_err();
+    assert_eq!(err.rule(), "cannot be read");
+    assert!(err.value().contains("unknown field `max_atempts`"), "{err}");
+    assert!(
+        err.value().contains("max_attempts"),
+        "the keys that exist: {err}"
+    );
+    assert!(err.value().contains("line 2"), "where: {err}");
+}
