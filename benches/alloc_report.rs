@@ -1,7 +1,9 @@
 //! Heap allocations and bytes per call, for palisade and the peers doing the same work.
 //!
-//! Run with `cargo bench --bench alloc_report`. It prints a table; it measures counts, not
-//! time, so its figures are the same on every machine.
+//! Run with `cargo bench --bench alloc_report`. It prints a table and, under `cargo bench`,
+//! writes it to `benches/ALLOCATIONS.md` (not under `cargo test`, whose runs would rewrite a
+//! tracked file). It measures counts, not time, so its figures are the same on every machine.
+//! Case names follow `hot_path`'s convention: `palisade…` is ours, anything else a peer.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::ready;
@@ -170,6 +172,23 @@ fn main() {
         "tokio Semaphore::try_acquire",
         per_call(|| drop(semaphore.try_acquire().unwrap())),
     ));
+    let queued = palisade::bulkhead::Bulkhead::new(
+        palisade::bulkhead::Bulkhead::builder()
+            .max_concurrent(64)
+            .max_queue(64)
+            .build()
+            .unwrap(),
+    );
+    rows.push((
+        "bulkhead queued acquire+release (slot free)",
+        "palisade acquire",
+        per_call(|| drop(poll_now(queued.acquire()).unwrap())),
+    ));
+    rows.push((
+        "bulkhead queued acquire+release (slot free)",
+        "tokio Semaphore::acquire",
+        per_call(|| drop(poll_now(semaphore.acquire()).unwrap())),
+    ));
     let mut ours = bulkhead.layer().layer(Echo);
     rows.push((
         "bulkhead layer",
@@ -250,7 +269,10 @@ fn main() {
 
     println!("| operation | implementation | allocations per call | bytes per call |");
     println!("|---|---|---:|---:|");
-    for (op, who, (allocs, bytes)) in rows {
+    for (op, who, (allocs, bytes)) in &rows {
         println!("| {op} | {who} | {allocs:.2} | {bytes:.0} |");
+    }
+    if common::report::is_bench_run() {
+        common::report::write_allocations(&rows);
     }
 }

@@ -4,14 +4,40 @@
 //! Every case completes a call whose inner future is ready at once, so what is measured is the
 //! policy's own overhead. Compare figures within a group only, as ratios: the machines are
 //! shared and noisy.
+//!
+//! # Naming
+//!
+//! The report (`common::report`) tells cases apart by the start of their name, so keep to it:
+//! `palisade…` is ours, `bare…` is the group's baseline, anything else is a peer. Every group
+//! has exactly one baseline; it is the work without any policy (the call or service alone), or,
+//! where a policy does nothing but bookkeeping, the least any implementation must do (one clock
+//! read for an open breaker, one atomic add and sub for a concurrency limit). A group holds one
+//! model of a policy, so that "best peer" compares like with like; the breaker's consecutive,
+//! count-window and time-window models are separate groups.
+//!
+//! Breaker and bulkhead admission run on 1 and 2 threads (`, 2 threads`: the aggregate wall
+//! time per operation, see [`per_op_on_threads`]). The layer groups run on one thread only: a
+//! tower service is driven through `&mut self`, so two threads would measure two services.
+//!
+//! # Report
+//!
+//! After the run, `main` writes `benches/RESULTS.md` (every case) and the summary table between
+//! the `<!-- bench:start -->` and `<!-- bench:end -->` markers of `README.md`, but only when every
+//! case has an estimate from this run; with a filter it says so and leaves both files alone.
+//!
+//! # Not compared
+//!
+//! governor is a rate limiter and palisade has none yet, so no group would compare like with
+//! like; it gets a group with the rate limiter.
 
 use std::future::{Ready, ready};
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::Criterion;
 
 mod common;
+use common::report::{self, group};
 use common::{Echo, call_now, poll_now};
 use palisade::Rejected;
 use palisade::timeout::{Timeout, TimeoutConfig};
@@ -27,7 +53,7 @@ fn timeout_benches(c: &mut Criterion) {
     let limit = Duration::from_secs(1);
     let timeout = Timeout::new(TimeoutConfig::builder().duration(limit).build().unwrap());
 
-    let mut g = c.benchmark_group("timeout/future");
+    let mut g = group(c, "timeout/future");
     g.bench_function("bare", |b| {
         b.iter(|| poll_now(ready(Ok::<_, Rejected>(black_box(1u64)))))
     });
@@ -44,7 +70,7 @@ fn timeout_benches(c: &mut Criterion) {
     });
     g.finish();
 
-    let mut g = c.benchmark_group("timeout/layer");
+    let mut g = group(c, "timeout/layer");
     let mut bare = Echo;
     g.bench_function("bare service", |b| {
         b.iter(|| call_now(&mut bare, black_box(1)))
@@ -65,6 +91,43 @@ fn timeout_benches(c: &mut Criterion) {
         b.iter(|| call_now(&mut tr, black_box(1)))
     });
     g.finish();
+}
+
+/// Two groups for a synchronous operation, `name` on one thread and `name, 2 threads`, each
+/// with the baseline, palisade's case and at most one peer. Generic rather than `dyn` so that
+/// every case is inlined alike: a virtual call is a large share of a few nanoseconds.
+fn on_one_and_two_threads<B, O, P>(
+    c: &mut Criterion,
+    name: &str,
+    bare: (&str, B),
+    ours: (&str, O),
+    peer: Option<(&str, P)>,
+) where
+    B: Fn() + Sync,
+    O: Fn() + Sync,
+    P: Fn() + Sync,
+{
+    fn case(g: &mut report::Group<'_>, threads: u32, name: &str, op: &(impl Fn() + Sync)) {
+        if threads == 1 {
+            g.bench_function(name, |b| b.iter(op));
+        } else {
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| per_op_on_threads(threads, iters, op))
+            });
+        }
+    }
+    for threads in [1, 2] {
+        let mut g = match threads {
+            1 => group(c, name),
+            n => group(c, &format!("{name}, {n} threads")),
+        };
+        case(&mut g, threads, bare.0, &bare.1);
+        case(&mut g, threads, ours.0, &ours.1);
+        if let Some((peer_name, op)) = &peer {
+            case(&mut g, threads, peer_name, op);
+        }
+        g.finish();
+    }
 }
 
 /// Aggregate cost per operation with `threads` threads doing `op` at once: wall time over
@@ -143,33 +206,35 @@ fn breaker_benches(c: &mut Criterion) {
         recloser.call(|| Ok::<_, ()>(black_box(1))).unwrap();
     };
 
-    let mut g = c.benchmark_group("breaker/closed admit+record");
-    g.bench_function("palisade consecutive", |b| b.iter(ours_consecutive));
-    g.bench_function("failsafe consecutive", |b| b.iter(failsafe_call));
-    g.bench_function("palisade count window (100)", |b| b.iter(ours_count));
-    g.bench_function("recloser ring (100)", |b| b.iter(recloser_call));
-    g.bench_function("palisade time window (failures within 30 s)", |b| {
-        b.iter(ours_time)
-    });
-    g.finish();
-
-    let mut g = c.benchmark_group("breaker/closed admit+record, 2 threads");
-    g.bench_function("palisade consecutive", |b| {
-        b.iter_custom(|iters| per_op_on_threads(2, iters, &ours_consecutive))
-    });
-    g.bench_function("failsafe consecutive", |b| {
-        b.iter_custom(|iters| per_op_on_threads(2, iters, &failsafe_call))
-    });
-    g.bench_function("palisade count window (100)", |b| {
-        b.iter_custom(|iters| per_op_on_threads(2, iters, &ours_count))
-    });
-    g.bench_function("recloser ring (100)", |b| {
-        b.iter_custom(|iters| per_op_on_threads(2, iters, &recloser_call))
-    });
-    g.bench_function("palisade time window (failures within 30 s)", |b| {
-        b.iter_custom(|iters| per_op_on_threads(2, iters, &ours_time))
-    });
-    g.finish();
+    // The call the peers wrap, with no breaker around it.
+    let bare_call = || {
+        black_box(Ok::<_, ()>(black_box(1))).unwrap();
+    };
+    // One group per trip model, so that "best peer" is a peer with the same model.
+    let bare = ("bare call", bare_call);
+    let ours = "palisade try_acquire + success";
+    on_one_and_two_threads(
+        c,
+        "breaker/closed admit+record, consecutive failures",
+        bare,
+        (ours, ours_consecutive),
+        Some(("failsafe consecutive", failsafe_call)),
+    );
+    on_one_and_two_threads(
+        c,
+        "breaker/closed admit+record, count window (100)",
+        bare,
+        (ours, ours_count),
+        Some(("recloser ring (100)", recloser_call)),
+    );
+    // No peer keeps failure counts over a time window.
+    on_one_and_two_threads(
+        c,
+        "breaker/closed admit+record, time window (failures within 30 s)",
+        bare,
+        (ours, ours_time),
+        None::<(&str, fn())>,
+    );
 
     // Open: every call is rejected.
     consecutive.isolate();
@@ -199,13 +264,14 @@ fn breaker_benches(c: &mut Criterion) {
     for _ in 0..2 {
         let _ = recloser_open.call(|| Err::<(), _>(()));
     }
-    let mut g = c.benchmark_group("breaker/open reject");
+    let mut g = group(c, "breaker/open reject");
     // The floor for any breaker whose open state ends on time: one reading of the clock.
     let clock = MonotonicClock::new();
-    g.bench_function("baseline: one clock read", |b| {
+    let clock_read = || {
         use palisade::clock::Clock;
-        b.iter(|| black_box(clock.now()))
-    });
+        black_box(clock.now());
+    };
+    g.bench_function("bare clock read", |b| b.iter(clock_read));
     g.bench_function("palisade", |b| {
         b.iter(|| assert!(open.try_acquire().is_err()))
     });
@@ -218,7 +284,10 @@ fn breaker_benches(c: &mut Criterion) {
     });
     g.finish();
 
-    let mut g = c.benchmark_group("breaker/open reject, 2 threads");
+    let mut g = group(c, "breaker/open reject, 2 threads");
+    g.bench_function("bare clock read", |b| {
+        b.iter_custom(|iters| per_op_on_threads(2, iters, &clock_read))
+    });
     g.bench_function("palisade", |b| {
         b.iter_custom(|iters| per_op_on_threads(2, iters, &|| assert!(open.try_acquire().is_err())))
     });
@@ -244,7 +313,7 @@ fn breaker_benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let _guard = rt.enter();
-    let mut g = c.benchmark_group("breaker/layer");
+    let mut g = group(c, "breaker/layer");
     let mut bare = Echo;
     g.bench_function("bare service", |b| {
         b.iter(|| call_now(&mut bare, black_box(1)))
@@ -276,20 +345,23 @@ fn bulkhead_benches(c: &mut Criterion) {
     let ours_op = || drop(ours.try_acquire().unwrap());
     let tokio_op = || drop(tokio_sem.try_acquire().unwrap());
 
-    let mut g = c.benchmark_group("bulkhead/fail-fast acquire+release");
-    g.bench_function("palisade try_acquire", |b| b.iter(ours_op));
-    g.bench_function("tokio Semaphore::try_acquire", |b| b.iter(tokio_op));
-    g.finish();
-
-    let mut g = c.benchmark_group("bulkhead/fail-fast acquire+release, 2 threads");
-    g.bench_function("palisade try_acquire", |b| {
-        b.iter_custom(|iters| per_op_on_threads(2, iters, &ours_op))
+    // The floor for any counting limiter: one atomic add to enter, one sub to leave.
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let bare = ("bare atomic add+sub", || {
+        use std::sync::atomic::Ordering::{Acquire, Release};
+        let counter = black_box(&counter);
+        counter.fetch_add(1, Acquire);
+        counter.fetch_sub(1, Release);
     });
-    g.bench_function("tokio Semaphore::try_acquire", |b| {
-        b.iter_custom(|iters| per_op_on_threads(2, iters, &tokio_op))
-    });
-    g.finish();
+    on_one_and_two_threads(
+        c,
+        "bulkhead/fail-fast acquire+release",
+        bare,
+        ("palisade try_acquire", ours_op),
+        Some(("tokio Semaphore::try_acquire", tokio_op)),
+    );
 
+    // Queue enabled, slot free: the future completes at its first poll.
     let queued = Bulkhead::new(
         Bulkhead::builder()
             .max_concurrent(1024)
@@ -297,21 +369,24 @@ fn bulkhead_benches(c: &mut Criterion) {
             .build()
             .unwrap(),
     );
-    let mut g = c.benchmark_group("bulkhead/queue-enabled acquire+release (slot free)");
-    g.bench_function("palisade acquire", |b| {
-        b.iter(|| drop(poll_now(queued.acquire()).unwrap()))
-    });
-    g.bench_function("tokio Semaphore::acquire", |b| {
-        b.iter(|| drop(poll_now(tokio_sem.acquire()).unwrap()))
-    });
-    g.finish();
+    on_one_and_two_threads(
+        c,
+        "bulkhead/queue-enabled acquire+release (slot free)",
+        bare,
+        ("palisade acquire", || {
+            drop(poll_now(queued.acquire()).unwrap())
+        }),
+        Some(("tokio Semaphore::acquire", || {
+            drop(poll_now(tokio_sem.acquire()).unwrap())
+        })),
+    );
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
     let _guard = rt.enter();
-    let mut g = c.benchmark_group("bulkhead/layer");
+    let mut g = group(c, "bulkhead/layer");
     let mut bare = Echo;
     g.bench_function("bare service", |b| {
         b.iter(|| call_now(&mut bare, black_box(1)))
@@ -339,7 +414,7 @@ fn retry_benches(c: &mut Criterion) {
     use palisade::retry::Retry;
 
     let ours = Retry::new(Retry::builder().build().unwrap());
-    let mut g = c.benchmark_group("retry/closure, first attempt succeeds");
+    let mut g = group(c, "retry/closure, first attempt succeeds");
     g.bench_function("bare future", |b| {
         b.iter(|| poll_now(ready(Ok::<_, Rejected>(black_box(1u64)))))
     });
@@ -358,7 +433,7 @@ fn retry_benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let _guard = rt.enter();
-    let mut g = c.benchmark_group("retry/layer, first attempt succeeds");
+    let mut g = group(c, "retry/layer, first attempt succeeds");
     let mut bare = Echo;
     g.bench_function("bare service", |b| {
         b.iter(|| call_now(&mut bare, black_box(1)))
@@ -433,7 +508,9 @@ fn stack_benches(c: &mut Criterion) {
         .timeout(timeout.clone())
         .fallback(fallback.clone())
         .build();
-    let mut g = c.benchmark_group("stack/fallback+retry+breaker+bulkhead+timeout, happy path");
+    // Fallback, retry, breaker, bulkhead and timeout, in that order. The closure and the tower
+    // forms are separate groups, each with its own bare baseline.
+    let mut g = group(c, "stack/closure, 5 policies, happy path");
     g.bench_function("bare future", |b| {
         b.iter(|| poll_now(ready(Ok::<_, Rejected>(black_box(1u64)))))
     });
@@ -447,6 +524,9 @@ fn stack_benches(c: &mut Criterion) {
             )
         })
     });
+    g.finish();
+
+    let mut g = group(c, "stack/layer, 5 policies, happy path");
     let mut bare = Echo;
     g.bench_function("bare service", |b| {
         b.iter(|| call_now(&mut bare, black_box(1)))
@@ -461,7 +541,7 @@ fn stack_benches(c: &mut Criterion) {
     g.bench_function("palisade tower stack", |b| {
         b.iter(|| call_now(&mut stack, black_box(1)))
     });
-    // The same four policies from tower-resilience, in the same order.
+    // The same five policies from tower-resilience, in the same order.
     let mut theirs = common::tower_resilience_stack();
     g.bench_function("tower-resilience tower stack", |b| {
         b.iter(|| poll_until_ready(&mut theirs, black_box(1)))
@@ -490,12 +570,17 @@ fn poll_until_ready<S: tower::Service<u64>>(svc: &mut S, req: u64) {
     }
 }
 
-criterion_group!(
-    benches,
-    timeout_benches,
-    breaker_benches,
-    bulkhead_benches,
-    retry_benches,
-    stack_benches
-);
-criterion_main!(benches);
+fn main() {
+    // Estimates older than this belong to an earlier or filtered run (see `common::report`).
+    let started = std::time::SystemTime::now();
+    let mut c = Criterion::default().configure_from_args();
+    timeout_benches(&mut c);
+    breaker_benches(&mut c);
+    bulkhead_benches(&mut c);
+    retry_benches(&mut c);
+    stack_benches(&mut c);
+    c.final_summary();
+    if report::is_bench_run() {
+        report::write_hot_path(started);
+    }
+}

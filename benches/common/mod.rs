@@ -1,6 +1,9 @@
-//! Helpers shared by the bench binaries: a ready echo service and synchronous polling.
+//! Helpers shared by the bench binaries: a ready echo service, synchronous polling and the
+//! Markdown reports.
 
 #![allow(dead_code)]
+
+pub mod report;
 
 use std::future::{Future, Ready, ready};
 use std::pin::pin;
