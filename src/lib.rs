@@ -158,7 +158,7 @@
 //! | `tracing` | no | [`TracingListener`](telemetry::TracingListener) |
 //! | `metrics` | no | `MetricsListener`: every event as `palisade_*` series through the `metrics` facade |
 //! | `serde` | no | [`config`]: every config from TOML / YAML / JSON files, validated like the builders; serializable health reports |
-//! | `http` | no | reserved for `http::Response` classifiers and `Retry-After` hints |
+//! | `http` | no | [`http`]: status classifier, `Retry-After` hints, a request cloner; with `tower`, load shedding with 503 |
 //! | `test-util` | no | [`FakeClock`](clock::FakeClock) |
 //!
 //! With no features, the policy cores, the closure wrappers (given a timer) and the error
@@ -188,6 +188,9 @@ mod counter;
 pub mod error;
 pub mod fallback;
 pub mod health;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 #[cfg(feature = "tower")]
 mod lift;
 pub mod pipeline;

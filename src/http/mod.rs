@@ -1,0 +1,312 @@
+//! HTTP: which responses are failures, what `Retry-After` asks for, how to send a request
+//! again, and (with `tower`) how a server sheds load.
+//!
+//! - [`StatusClassifier`] grades `http::Response`s by status: 5xx, 408 (Request Timeout) and
+//!   429 (Too Many Requests) are failures by default, everything else a success; any code can
+//!   be moved either way. Errors are graded like the [`DefaultClassifier`]: a transport error
+//!   is a failure, an inner policy's rejection is ignored. Give it to a breaker
+//!   (`.classifier(..)`) or a retry (`.when(..)`).
+//! - [`retry_after`] reads a `Retry-After` header, in delta-seconds (`120`) or as an
+//!   HTTP-date (`Wed, 21 Oct 2015 07:28:00 GMT`, and the two obsolete forms RFC 9110 asks
+//!   recipients to accept). A malformed value, or a date in the past, is no hint at all,
+//!   never an error. [`retry_after_hint`] plugs it into a retry, which caps the delay with
+//!   its `max_hint` and its deadline.
+//! - [`CloneHttpRequest`] copies an `http::Request` whose body is `Clone` (method, URI,
+//!   version, headers, extensions and body), so a [`RetryLayer`](crate::retry::RetryLayer)
+//!   can send it again.
+//! - [`ShedLayer`] (with `tower`) answers every rejection from the policies under it with
+//!   `503 Service Unavailable` and a `Retry-After` header, so a server under a bulkhead and a
+//!   timeout sheds load the way clients and load balancers understand.
+//!
+//! # Other clients
+//!
+//! Clients with their own response types (reqwest, for one) use the same pieces:
+//! [`StatusClassifier::outcome`] takes a bare status code and [`retry_after`] a
+//! `HeaderMap`. For reqwest, whose `Client` is a tower `Service<reqwest::Request>`, a retry
+//! re-sends through `reqwest::Request::try_clone`:
+//!
+//! ```ignore
+//! let client = ServiceBuilder::new()
+//!     .layer(retry.layer().cloner(|r: &reqwest::Request| r.try_clone()))
+//!     .service(reqwest::Client::new());
+//! ```
+//!
+//! A closure rather than an adapter type keeps reqwest out of palisade's dependencies (and
+//! its version out of our semver); a request whose body is a stream has no `try_clone`, so it
+//! is sent once and the retry reports [`GiveUp::NotCloneable`](crate::retry::GiveUp).
+//!
+//! # Examples
+//!
+//! ```
+//! use palisade::Outcome;
+//! use palisade::classify::Classifier;
+//! use palisade::http::{StatusClassifier, retry_after};
+//! use http::{HeaderMap, HeaderValue, Response, header::RETRY_AFTER};
+//! use std::time::Duration;
+//!
+//! let classifier = StatusClassifier::new().success(503); // a 503 here means "try later"
+//! let resp = Ok::<_, palisade::Rejected>(Response::new(()));
+//! assert_eq!(classifier.classify(&resp), Outcome::Success);
+//! assert_eq!(classifier.outcome(502), Outcome::Failure);
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.insert(RETRY_AFTER, HeaderValue::from_static("120"));
+//! assert_eq!(retry_after(&headers), Some(Duration::from_secs(120)));
+//! ```
+
+#[cfg(feature = "tower")]
+mod shed;
+
+#[cfg(feature = "tower")]
+pub use shed::{ShedFuture, ShedLayer, ShedService};
+
+use std::time::{Duration, SystemTime};
+
+use http::header::RETRY_AFTER;
+use http::{HeaderMap, Request, Response};
+
+use crate::classify::{Classifier, DefaultClassifier, Outcome};
+use crate::error::AsRejected;
+use crate::retry::RequestCloner;
+
+/// Grades responses by status code; see the [module docs](self).
+///
+/// A 500-bit set, one bit per code from 100 to 599: `Copy`, and a lookup is a shift.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::Outcome;
+/// use palisade::http::StatusClassifier;
+///
+/// let c = StatusClassifier::new();
+/// assert_eq!(c.outcome(200), Outcome::Success);
+/// assert_eq!(c.outcome(404), Outcome::Success, "the server answered; the caller erred");
+/// for failing in [408, 429, 500, 503, 599] {
+///     assert_eq!(c.outcome(failing), Outcome::Failure);
+/// }
+/// assert_eq!(c.failure(404).outcome(404), Outcome::Failure);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusClassifier {
+    failures: [u64; 8],
+}
+
+impl Default for StatusClassifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StatusClassifier {
+    /// 5xx, 408 and 429 are failures; everything else is a success.
+    pub const fn new() -> Self {
+        let mut c = StatusClassifier { failures: [0; 8] };
+        let mut code = 500;
+        while code < 600 {
+            c = c.set(code, true);
+            code += 1;
+        }
+        c.set(408, true).set(429, true)
+    }
+
+    const fn set(mut self, code: u16, failure: bool) -> Self {
+        if code >= 100 && code < 600 {
+            let i = (code - 100) as usize;
+            let bit = 1u64 << (i % 64);
+            if failure {
+                self.failures[i / 64] |= bit;
+            } else {
+                self.failures[i / 64] &= !bit;
+            }
+        }
+        self
+    }
+
+    /// Counts `code` as a failure too. Codes outside 100..=599 are ignored.
+    pub const fn failure(self, code: u16) -> Self {
+        self.set(code, true)
+    }
+
+    /// Counts `code` as a success instead. Codes outside 100..=599 are ignored.
+    pub const fn success(self, code: u16) -> Self {
+        self.set(code, false)
+    }
+
+    /// What a response with status `code` means. Codes outside 100..=599 (which `http`
+    /// cannot produce, but a raw number can) are failures: the peer is not speaking HTTP.
+    #[inline]
+    pub const fn outcome(&self, code: u16) -> Outcome {
+        if code < 100 || code >= 600 {
+            return Outcome::Failure;
+        }
+        let i = (code - 100) as usize;
+        if self.failures[i / 64] & (1u64 << (i % 64)) != 0 {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        }
+    }
+}
+
+impl<B, E: AsRejected> Classifier<Response<B>, E> for StatusClassifier {
+    #[inline]
+    fn classify(&self, result: &Result<Response<B>, E>) -> Outcome {
+        match result {
+            Ok(resp) => self.outcome(resp.status().as_u16()),
+            Err(_) => Classifier::<Response<B>, E>::classify(&DefaultClassifier, result),
+        }
+    }
+}
+
+/// The delay a `Retry-After` header in `headers` asks for, measured from now; `None` when
+/// there is none, it is malformed, or its date has passed. When a response carries several,
+/// the first one is read.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::http::retry_after;
+/// use http::{HeaderMap, HeaderValue, header::RETRY_AFTER};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+/// assert_eq!(retry_after(&headers), None, "malformed: no hint, no error");
+/// ```
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, SystemTime::now())
+}
+
+/// Parses a `Retry-After` value as of `now`: delta-seconds (`"120"`) or an HTTP-date.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::http::parse_retry_after;
+/// use std::time::{Duration, SystemTime, UNIX_EPOCH};
+///
+/// let now = UNIX_EPOCH + Duration::from_secs(1_445_412_470); // 2015-10-21 07:27:50 GMT
+/// assert_eq!(parse_retry_after(" 30 ", now), Some(Duration::from_secs(30)));
+/// assert_eq!(
+///     parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+///     Some(Duration::from_secs(10))
+/// );
+/// assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now), None, "past");
+/// assert_eq!(parse_retry_after("-5", now), None);
+/// ```
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Delta-seconds too large for u64 mean "a very long time": saturate, and let the
+        // retry's max_hint cap it.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    at.duration_since(now).ok().filter(|d| !d.is_zero())
+}
+
+/// A retry [hint](crate::retry::Hint) that reads `Retry-After` from a response (an error
+/// has none).
+///
+/// # Examples
+///
+/// ```
+/// use palisade::http::retry_after_hint;
+/// use http::Response;
+///
+/// let resp = Response::builder().status(503).header("retry-after", "2").body(()).unwrap();
+/// let hint = retry_after_hint(&Ok::<_, palisade::Rejected>(resp));
+/// assert_eq!(hint, Some(std::time::Duration::from_secs(2)));
+/// ```
+pub fn retry_after_hint<B, E>(result: &Result<Response<B>, E>) -> Option<Duration> {
+    result.as_ref().ok().and_then(|r| retry_after(r.headers()))
+}
+
+/// Copies an `http::Request` whose body is `Clone`, extensions included.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::http::CloneHttpRequest;
+/// use palisade::retry::RequestCloner;
+///
+/// let req = http::Request::post("http://svc/orders").header("x-id", "7").body("{}").unwrap();
+/// let copy = CloneHttpRequest.try_clone(&req).unwrap();
+/// assert_eq!((copy.method(), copy.uri(), copy.headers(), copy.body()),
+///            (req.method(), req.uri(), req.headers(), req.body()));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CloneHttpRequest;
+
+impl<B: Clone> RequestCloner<Request<B>> for CloneHttpRequest {
+    fn try_clone(&self, req: &Request<B>) -> Option<Request<B>> {
+        let mut copy = Request::new(req.body().clone());
+        *copy.method_mut() = req.method().clone();
+        *copy.uri_mut() = req.uri().clone();
+        *copy.version_mut() = req.version();
+        *copy.headers_mut() = req.headers().clone();
+        *copy.extensions_mut() = req.extensions().clone();
+        Some(copy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn retry_after_reads_every_date_form_and_ignores_garbage() {
+        // Sun, 06 Nov 1994 08:49:37 GMT, RFC 9110's example, in its three forms.
+        let at = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let now = at - Duration::from_secs(60);
+        for form in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(
+                parse_retry_after(form, now),
+                Some(Duration::from_secs(60)),
+                "{form}"
+            );
+        }
+        for garbage in [
+            "",
+            "  ",
+            "1.5",
+            "-1",
+            "0x10",
+            "tomorrow",
+            "Sun, 06 Nov 1994",
+            "١٢",
+        ] {
+            assert_eq!(parse_retry_after(garbage, now), None, "{garbage:?}");
+        }
+        assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX)),
+            "saturates, for max_hint to cap"
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", at),
+            None,
+            "now is not later"
+        );
+    }
+
+    #[test]
+    fn status_classifier_edges() {
+        let c = StatusClassifier::new();
+        assert_eq!(c.outcome(499), Outcome::Success);
+        assert_eq!(c.outcome(99), Outcome::Failure);
+        assert_eq!(c.outcome(600), Outcome::Failure);
+        assert_eq!(c.success(429).outcome(429), Outcome::Success);
+        assert_eq!(c.failure(1000), c, "out of range: ignored");
+        let rejected: Result<Response<()>, crate::Rejected> =
+            Err(crate::error::CircuitOpen::isolated("cb").into());
+        assert_eq!(c.classify(&rejected), Outcome::Ignore);
+    }
+}
