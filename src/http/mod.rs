@@ -21,8 +21,8 @@
 //! # Other clients
 //!
 //! Clients with their own response types (reqwest, for one) use the same pieces:
-//! [`StatusClassifier::outcome`] takes a bare status code and [`retry_after`] a
-//! `HeaderMap`. For reqwest, whose `Client` is a tower `Service<reqwest::Request>`, a retry
+//! [`StatusClassifier::with_status`] grades any response given how to read its code, and
+//! [`retry_after`] takes a `HeaderMap`. For reqwest, whose `Client` is a tower `Service<reqwest::Request>`, a retry
 //! re-sends through `reqwest::Request::try_clone`:
 //!
 //! ```ignore
@@ -145,6 +145,50 @@ impl StatusClassifier {
             Outcome::Failure
         } else {
             Outcome::Success
+        }
+    }
+}
+
+impl StatusClassifier {
+    /// The same grading for a response type of another client, given how to read its status
+    /// code.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Outcome, Rejected};
+    /// use palisade::classify::Classifier;
+    /// use palisade::http::StatusClassifier;
+    ///
+    /// struct MyResponse { code: u16 }
+    /// let classifier = StatusClassifier::new().with_status(|r: &MyResponse| r.code);
+    /// assert_eq!(classifier.classify(&Ok::<_, Rejected>(MyResponse { code: 503 })), Outcome::Failure);
+    /// ```
+    pub fn with_status<F>(self, status: F) -> WithStatus<F> {
+        WithStatus {
+            codes: self,
+            status,
+        }
+    }
+}
+
+/// A [`StatusClassifier`] for any response type; from [`StatusClassifier::with_status`].
+#[derive(Debug, Clone, Copy)]
+pub struct WithStatus<F> {
+    codes: StatusClassifier,
+    status: F,
+}
+
+impl<R, E, F> Classifier<R, E> for WithStatus<F>
+where
+    E: AsRejected,
+    F: Fn(&R) -> u16,
+{
+    #[inline]
+    fn classify(&self, result: &Result<R, E>) -> Outcome {
+        match result {
+            Ok(resp) => self.codes.outcome((self.status)(resp)),
+            Err(_) => Classifier::<R, E>::classify(&DefaultClassifier, result),
         }
     }
 }
