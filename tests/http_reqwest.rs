@@ -46,10 +46,7 @@ fn get(url: &str) -> reqwest::Request {
 #[tokio::test]
 async fn retries_wait_for_retry_after_capped_by_max_hint() {
     let server = Scripted::start().await;
-    server.then([
-        Reply::Status(503, Some("1")),
-        Reply::Status(503, Some("1")),
-    ]);
+    server.then([Reply::Status(503, Some("1")), Reply::Status(503, Some("1"))]);
     let retry = Retry::new(
         Retry::builder()
             .max_attempts(3)
@@ -104,15 +101,25 @@ async fn breaker_opens_after_the_failures_then_recovers_through_a_probe() {
 
     for expected in [500, 502, 503] {
         let resp = send(&mut client, get(&server.url("/"))).await.unwrap();
-        assert_eq!(resp.status(), expected, "failures reach the caller as they are");
+        assert_eq!(
+            resp.status(),
+            expected,
+            "failures reach the caller as they are"
+        );
     }
     assert_eq!(breaker.state(), CircuitState::Open);
     let open = match send(&mut client, get(&server.url("/"))).await {
         Err(Error::Rejected(r @ Rejected::CircuitOpen(_))) => r,
         other => panic!("expected CircuitOpen, got {other:?}"),
     };
-    assert_eq!(server.hits().len(), 3, "an open breaker does not call the server");
-    let wait = open.retry_after().expect("an open breaker says when it probes");
+    assert_eq!(
+        server.hits().len(),
+        3,
+        "an open breaker does not call the server"
+    );
+    let wait = open
+        .retry_after()
+        .expect("an open breaker says when it probes");
     assert!(wait <= ms(300), "{wait:?}");
 
     tokio::time::sleep(wait + ms(50)).await;
@@ -152,7 +159,11 @@ async fn a_slow_response_times_out_and_is_counted_once() {
     assert_eq!(fast.status(), 200);
 
     let m = breaker.metrics();
-    assert_eq!((m.calls, m.failures), (2, 1), "the timed-out call counted once");
+    assert_eq!(
+        (m.calls, m.failures),
+        (2, 1),
+        "the timed-out call counted once"
+    );
     assert_eq!(timeout.metrics().timed_out, 1);
     assert_eq!(server.hits().len(), 2);
 }
@@ -215,7 +226,10 @@ async fn a_streaming_body_is_sent_once_and_the_retry_says_why() {
         .body(reqwest::Body::wrap_stream(chunks))
         .build()
         .unwrap();
-    assert!(req.try_clone().is_none(), "a streamed body cannot be re-sent");
+    assert!(
+        req.try_clone().is_none(),
+        "a streamed body cannot be re-sent"
+    );
     let resp = send(&mut client, req).await.unwrap();
     assert_eq!(resp.status(), 503, "the failed answer, as it was");
     assert_eq!(server.hits().len(), 1, "sent once");

@@ -45,7 +45,8 @@ pub struct BulkheadService<S, T = DefaultTimer> {
     waiting: Option<Waiting>,
 }
 
-type Waiting = Pin<Box<dyn Future<Output = Result<OwnedBulkheadPermit, Rejected>> + Send>>;
+// `Sync` too, so that the service can be shared as frameworks ask (axum's `Router::layer`).
+type Waiting = Pin<Box<dyn Future<Output = Result<OwnedBulkheadPermit, Rejected>> + Send + Sync>>;
 
 impl<S: Clone, T: Clone> Clone for BulkheadService<S, T> {
     fn clone(&self) -> Self {
@@ -95,8 +96,8 @@ impl<S, Req, T> Service<Req> for BulkheadService<S, T>
 where
     S: Service<Req>,
     S::Error: From<Rejected>,
-    T: Timer + Clone + Send,
-    T::Sleep: Send + 'static,
+    T: Timer + Clone + Send + Sync,
+    T::Sleep: Send + Sync + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;

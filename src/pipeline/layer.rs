@@ -188,8 +188,8 @@ where
     S: Service<Req> + Clone,
     S::Error: From<Rejected> + crate::AsRejected,
     Req: Clone,
-    T: Timer + Clone + Send,
-    T::Sleep: Send + 'static,
+    T: Timer + Clone + Send + Sync,
+    T::Sleep: Send + Sync + 'static,
     C: Clock + Clone,
 {
     svc
