@@ -14,6 +14,10 @@
 //! - [`CloneHttpRequest`] copies an `http::Request` whose body is `Clone` (method, URI,
 //!   version, headers, extensions and body), so a [`RetryLayer`](crate::retry::RetryLayer)
 //!   can send it again.
+//! - [`GrpcClassifier`] grades gRPC results by status code (`UNAVAILABLE`,
+//!   `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED` and friends are failures), read from a
+//!   trailers-only response's `grpc-status` header under a tonic client, or from the result
+//!   on the closure surface.
 //! - [`ShedLayer`] (with `tower`) answers every rejection from the policies under it with
 //!   `503 Service Unavailable` and a `Retry-After` header, so a server under a bulkhead and a
 //!   timeout sheds load the way clients and load balancers understand.
@@ -54,8 +58,11 @@
 //! assert_eq!(retry_after(&headers), Some(Duration::from_secs(120)));
 //! ```
 
+mod grpc;
 #[cfg(feature = "tower")]
 mod shed;
+
+pub use grpc::{GrpcClassifier, WithCode};
 
 #[cfg(feature = "tower")]
 pub use shed::{ShedFuture, ShedLayer, ShedService};

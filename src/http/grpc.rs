@@ -1,0 +1,197 @@
+//! gRPC outcomes: which status codes are failures.
+
+use http::Response;
+
+use crate::classify::{Classifier, DefaultClassifier, Outcome};
+use crate::error::AsRejected;
+
+/// gRPC status codes, as numbers (tonic's `Code as i32`).
+mod code {
+    pub(super) const CANCELLED: i32 = 1;
+    pub(super) const UNKNOWN: i32 = 2;
+    pub(super) const DEADLINE_EXCEEDED: i32 = 4;
+    pub(super) const RESOURCE_EXHAUSTED: i32 = 8;
+    pub(super) const ABORTED: i32 = 10;
+    pub(super) const INTERNAL: i32 = 13;
+    pub(super) const UNAVAILABLE: i32 = 14;
+    pub(super) const DATA_LOSS: i32 = 15;
+}
+
+/// Grades gRPC results by status code.
+///
+/// By default `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `ABORTED`,
+/// `INTERNAL`, `UNKNOWN` and `DATA_LOSS` are failures (the server or the path to it is in
+/// trouble); `CANCELLED` is ignored (the caller gave up, which says nothing of the server);
+/// every other code, `OK` included, is a success: `NOT_FOUND` or `INVALID_ARGUMENT` is a
+/// healthy server answering a bad request. Codes can be moved with
+/// [`failure`](Self::failure), [`success`](Self::success) and [`ignore`](Self::ignore).
+///
+/// # Where the status is
+///
+/// gRPC sends a status in the response's trailers, or, for a call that fails before any
+/// message, in its headers ("trailers-only", how servers answer `UNAVAILABLE` and most
+/// errors). Under a tonic client (as a tower layer over a `Channel`), a policy sees the HTTP
+/// response before its body is read: this classifier reads `grpc-status` from the headers
+/// and grades a response without one as a success. On the closure surface, where tonic has
+/// already turned every status into `Result<_, tonic::Status>`, use
+/// [`with_code`](Self::with_code) to read the code from the result.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::{Outcome, Rejected};
+/// use palisade::classify::Classifier;
+/// use palisade::http::GrpcClassifier;
+///
+/// let grpc = GrpcClassifier::new();
+/// let unavailable = http::Response::builder().header("grpc-status", "14").body(()).unwrap();
+/// assert_eq!(grpc.classify(&Ok::<_, Rejected>(unavailable)), Outcome::Failure);
+/// assert_eq!(grpc.outcome(5), Outcome::Success, "NOT_FOUND: the server is fine");
+/// assert_eq!(grpc.outcome(1), Outcome::Ignore, "CANCELLED by the caller");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcClassifier {
+    failures: u32,
+    ignored: u32,
+}
+
+impl Default for GrpcClassifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const fn bit(code: i32) -> u32 {
+    if code >= 0 && code < 32 { 1 << code } else { 0 }
+}
+
+impl GrpcClassifier {
+    /// The default grading; see the type's docs.
+    pub const fn new() -> Self {
+        GrpcClassifier {
+            failures: bit(code::UNKNOWN)
+                | bit(code::DEADLINE_EXCEEDED)
+                | bit(code::RESOURCE_EXHAUSTED)
+                | bit(code::ABORTED)
+                | bit(code::INTERNAL)
+                | bit(code::UNAVAILABLE)
+                | bit(code::DATA_LOSS),
+            ignored: bit(code::CANCELLED),
+        }
+    }
+
+    /// Counts `code` as a failure.
+    pub const fn failure(mut self, code: i32) -> Self {
+        self.failures |= bit(code);
+        self.ignored &= !bit(code);
+        self
+    }
+
+    /// Counts `code` as a success.
+    pub const fn success(mut self, code: i32) -> Self {
+        self.failures &= !bit(code);
+        self.ignored &= !bit(code);
+        self
+    }
+
+    /// Ignores `code`: not counted, not retried.
+    pub const fn ignore(mut self, code: i32) -> Self {
+        self.failures &= !bit(code);
+        self.ignored |= bit(code);
+        self
+    }
+
+    /// What status `code` means. Codes gRPC does not define (outside 0..=16) are failures.
+    #[inline]
+    pub const fn outcome(&self, code: i32) -> Outcome {
+        if code < 0 || code > 16 || self.failures & bit(code) != 0 {
+            Outcome::Failure
+        } else if self.ignored & bit(code) != 0 {
+            Outcome::Ignore
+        } else {
+            Outcome::Success
+        }
+    }
+
+    /// The same grading for results of any type, given the status code of a result (0 for
+    /// `OK`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::Outcome;
+    /// use palisade::classify::Classifier;
+    /// use palisade::http::GrpcClassifier;
+    ///
+    /// // With tonic: `|r: &Result<Response<T>, Status>| r.as_ref().map_or_else(|s| s.code() as i32, |_| 0)`.
+    /// struct Status(i32);
+    /// let grpc = GrpcClassifier::new()
+    ///     .with_code(|r: &Result<&str, Status>| r.as_ref().map_or_else(|s| s.0, |_| 0));
+    /// assert_eq!(grpc.classify(&Err(Status(14))), Outcome::Failure);
+    /// assert_eq!(grpc.classify(&Ok("SERVING")), Outcome::Success);
+    /// ```
+    pub fn with_code<F>(self, code: F) -> WithCode<F> {
+        WithCode { codes: self, code }
+    }
+}
+
+impl<B, E: AsRejected> Classifier<Response<B>, E> for GrpcClassifier {
+    fn classify(&self, result: &Result<Response<B>, E>) -> Outcome {
+        match result {
+            Ok(resp) => match resp.headers().get("grpc-status") {
+                None => Outcome::Success,
+                Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse().ok()) {
+                    Some(code) => self.outcome(code),
+                    // A status we cannot read: the peer is not speaking gRPC properly.
+                    None => Outcome::Failure,
+                },
+            },
+            Err(_) => Classifier::<Response<B>, E>::classify(&DefaultClassifier, result),
+        }
+    }
+}
+
+/// A [`GrpcClassifier`] for any result type; from [`GrpcClassifier::with_code`].
+#[derive(Debug, Clone, Copy)]
+pub struct WithCode<F> {
+    codes: GrpcClassifier,
+    code: F,
+}
+
+impl<R, E, F> Classifier<R, E> for WithCode<F>
+where
+    F: Fn(&Result<R, E>) -> i32,
+{
+    #[inline]
+    fn classify(&self, result: &Result<R, E>) -> Outcome {
+        self.codes.outcome((self.code)(result))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_move_between_failure_success_and_ignore() {
+        let g = GrpcClassifier::new();
+        for failing in [2, 4, 8, 10, 13, 14, 15, 17, -1] {
+            assert_eq!(g.outcome(failing), Outcome::Failure, "{failing}");
+        }
+        for fine in [0, 3, 5, 6, 7, 9, 11, 12, 16] {
+            assert_eq!(g.outcome(fine), Outcome::Success, "{fine}");
+        }
+        assert_eq!(g.outcome(1), Outcome::Ignore);
+        assert_eq!(g.success(14).outcome(14), Outcome::Success);
+        assert_eq!(g.failure(1).outcome(1), Outcome::Failure);
+        assert_eq!(g.ignore(13).outcome(13), Outcome::Ignore);
+        let garbled = http::Response::builder()
+            .header("grpc-status", "fourteen")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            g.classify(&Ok::<_, crate::Rejected>(garbled)),
+            Outcome::Failure
+        );
+    }
+}
