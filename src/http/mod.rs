@@ -11,7 +11,7 @@
 //!   recipients to accept). A malformed value, or a date in the past, is no hint at all,
 //!   never an error. [`retry_after_hint`] plugs it into a retry, which caps the delay with
 //!   its `max_hint` and its deadline.
-//! - [`CloneHttpRequest`] copies an `http::Request` whose body is `Clone` (method, URI,
+//! - [`CloneHttpRequest`] (with `tower`) copies an `http::Request` whose body is `Clone` (method, URI,
 //!   version, headers, extensions and body), so a [`RetryLayer`](crate::retry::RetryLayer)
 //!   can send it again.
 //! - [`GrpcClassifier`] grades gRPC results by status code (`UNAVAILABLE`,
@@ -70,10 +70,11 @@ pub use shed::{ShedFuture, ShedLayer, ShedService};
 use std::time::{Duration, SystemTime};
 
 use http::header::RETRY_AFTER;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, Response};
 
 use crate::classify::{Classifier, DefaultClassifier, Outcome};
 use crate::error::AsRejected;
+#[cfg(feature = "tower")]
 use crate::retry::RequestCloner;
 
 /// Grades responses by status code; see the [module docs](self).
@@ -287,12 +288,15 @@ pub fn retry_after_hint<B, E>(result: &Result<Response<B>, E>) -> Option<Duratio
 /// assert_eq!((copy.method(), copy.uri(), copy.headers(), copy.body()),
 ///            (req.method(), req.uri(), req.headers(), req.body()));
 /// ```
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CloneHttpRequest;
 
-impl<B: Clone> RequestCloner<Request<B>> for CloneHttpRequest {
-    fn try_clone(&self, req: &Request<B>) -> Option<Request<B>> {
-        let mut copy = Request::new(req.body().clone());
+#[cfg(feature = "tower")]
+impl<B: Clone> RequestCloner<http::Request<B>> for CloneHttpRequest {
+    fn try_clone(&self, req: &http::Request<B>) -> Option<http::Request<B>> {
+        let mut copy = http::Request::new(req.body().clone());
         *copy.method_mut() = req.method().clone();
         *copy.uri_mut() = req.uri().clone();
         *copy.version_mut() = req.version();
