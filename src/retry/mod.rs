@@ -479,13 +479,21 @@ impl<T, C: Clock> Retry<T, C> {
         if a.made == 1 {
             self.shared.calls.incr();
             if self.shared.timed {
-                a.started_ns = self.clock.now().as_nanos();
-                if let Some(budget) = &self.shared.budget {
-                    budget.deposit(a.started_ns);
-                }
+                self.start(a);
             }
         }
         a.made
+    }
+
+    /// The first attempt's clock reading, for a deadline or a budget. Out of line, so that
+    /// `call` without either stays a leaf with a small frame.
+    #[cold]
+    #[inline(never)]
+    fn start(&self, a: &mut Attempts) {
+        a.started_ns = self.clock.now().as_nanos();
+        if let Some(budget) = &self.shared.budget {
+            budget.deposit(a.started_ns);
+        }
     }
 
     /// Decides what follows an attempt whose result (an `Err` when `failed`) got `verdict`;
