@@ -1,17 +1,22 @@
 //! Counters shared by the policies.
 //!
-//! - [`StripedCounter`]: a statistics counter that threads can bump without contending: one
-//!   cache line per stripe, each thread on its own stripe, summed when read. For counts that
-//!   many threads write on a path that must scale (rejections while a breaker is open) and
-//!   that only snapshots read.
+//! - [`StripedCounter`]: a statistics counter that threads can bump without contending and
+//!   without a locked instruction: one cache line per stripe, each stripe written by the one
+//!   thread that holds its slot, summed when read. For counts that many threads write on a
+//!   path that must scale (rejections while a breaker is open, every retried call) and that
+//!   only snapshots read.
 //! - [`claim_slot`] / [`slot_is_live`]: the bookkeeping of rings of time slots (the breaker's
 //!   time window, the retry budget), each slot tagged with the time-slice number it counts.
 //!
 //! # Memory ordering
 //!
 //! Stripes are `Relaxed`: each is an independent tally, and a snapshot's sum only has to be a
-//! value the counter passed through while it was read. A slot's tag is claimed with `AcqRel`,
-//! so the clearing that follows a claim is ordered after it for threads that see the new tag.
+//! value the counter passed through while it was read. A stripe has one writer at a time (the
+//! thread holding its slot), so that writer bumps it with a plain load and store; threads
+//! without a slot share one more stripe and `fetch_add` it. A thread slot is taken with
+//! `Acquire` and given back, when its thread exits, with `Release`, so the next holder's loads
+//! see the last holder's stores. A slot's tag is claimed with `AcqRel`, so the clearing that
+//! follows a claim is ordered after it for threads that see the new tag.
 
 use std::cell::Cell;
 
@@ -38,9 +43,15 @@ pub(crate) fn slot_is_live(tag: u64, current: u64, len: u64) -> bool {
     tag != UNCLAIMED && (current.saturating_sub(len.saturating_sub(1))..=current).contains(&tag)
 }
 
+/// The most stripes a counter has, and the number of thread slots.
+const MAX_STRIPES: usize = 16;
+
 #[derive(Debug)]
 pub(crate) struct StripedCounter {
+    /// `stripes[i]` is written only by the thread holding slot `i`.
     stripes: Box<[CachePadded<AtomicU64>]>,
+    /// For threads whose slot is past the stripes, or that have none.
+    overflow: CachePadded<AtomicU64>,
 }
 
 impl StripedCounter {
@@ -48,41 +59,95 @@ impl StripedCounter {
     /// a busy process pays a few hundred bytes per counter, not kilobytes.
     pub(crate) fn new() -> Self {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let stripes = threads.clamp(1, 16).next_power_of_two();
+        let stripes = threads.clamp(1, MAX_STRIPES).next_power_of_two();
         StripedCounter {
             stripes: (0..stripes)
                 .map(|_| CachePadded(AtomicU64::new(0)))
                 .collect(),
+            overflow: CachePadded(AtomicU64::new(0)),
         }
     }
 
     #[inline]
     pub(crate) fn incr(&self) {
-        let i = thread_stripe() & (self.stripes.len() - 1);
-        self.stripes[i].fetch_add(1, Ordering::Relaxed);
+        match self.stripes.get(thread_slot()) {
+            // No other thread writes this stripe while this one holds its slot, so a load
+            // and a store cannot lose a count; readers see either value.
+            Some(own) => own.store(
+                own.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            ),
+            None => {
+                self.overflow.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     pub(crate) fn sum(&self) -> u64 {
         self.stripes
             .iter()
             .map(|s| s.load(Ordering::Relaxed))
-            .fold(0, u64::wrapping_add)
+            .fold(self.overflow.load(Ordering::Relaxed), u64::wrapping_add)
     }
 }
 
-/// This thread's stripe: threads are numbered in the order they first count anything.
-#[inline]
-fn thread_stripe() -> usize {
-    thread_local! {
-        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    STRIPE.with(|s| {
-        if s.get() == usize::MAX {
-            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            s.set(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & (usize::MAX >> 1));
+// ===== thread slots =====
+
+/// Not yet asked for a slot.
+const NOT_ASKED: usize = usize::MAX;
+/// No slot: all were taken, or the thread is exiting.
+const NO_SLOT: usize = usize::MAX - 1;
+
+/// Bit `i` set: slot `i` is held by a live thread.
+static TAKEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+thread_local! {
+    static SLOT: Cell<usize> = const { Cell::new(NOT_ASKED) };
+    static GUARD: SlotGuard = const { SlotGuard };
+}
+
+/// Gives the thread's slot back when the thread exits.
+struct SlotGuard;
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let slot = SLOT.replace(NO_SLOT);
+        if slot < MAX_STRIPES {
+            // Release: the next holder of the slot sees this thread's last counts.
+            TAKEN.fetch_and(!(1 << slot), std::sync::atomic::Ordering::Release);
         }
-        s.get()
-    })
+    }
+}
+
+/// This thread's slot, or a value past every counter's stripes when it has none.
+#[inline]
+fn thread_slot() -> usize {
+    // Under loom, model threads share one OS thread and so would share a slot.
+    if cfg!(loom) {
+        return NO_SLOT;
+    }
+    let slot = SLOT.get();
+    if slot == NOT_ASKED { claim() } else { slot }
+}
+
+#[cold]
+fn claim() -> usize {
+    use std::sync::atomic::Ordering::{Acquire, Relaxed};
+    let full = u32::MAX >> (32 - MAX_STRIPES);
+    // Acquire: pairs with the Release of the thread that gave the slot back.
+    let claimed = TAKEN.fetch_update(Acquire, Relaxed, |taken| {
+        (taken & full != full).then(|| taken | (1 << (!taken).trailing_zeros()))
+    });
+    let slot = match claimed {
+        Ok(taken) => (!taken).trailing_zeros() as usize,
+        Err(_) => NO_SLOT,
+    };
+    SLOT.set(slot);
+    // Registers the guard's destructor; a thread already exiting gives the slot back at once.
+    if slot != NO_SLOT && GUARD.try_with(|_| ()).is_err() {
+        drop(SlotGuard);
+    }
+    SLOT.get()
 }
 
 #[cfg(all(test, not(loom)))]
@@ -103,5 +168,38 @@ mod tests {
         });
         counter.incr();
         assert_eq!(counter.sum(), 4001);
+    }
+
+    #[test]
+    fn counts_from_more_threads_than_stripes_and_slots() {
+        let counter = StripedCounter::new();
+        // More threads than slots at once: some share the overflow stripe.
+        std::thread::scope(|s| {
+            for _ in 0..MAX_STRIPES + 4 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        counter.incr();
+                    }
+                });
+            }
+        });
+        assert_eq!(counter.sum(), 1000 * (MAX_STRIPES as u64 + 4));
+    }
+
+    #[test]
+    fn an_exited_threads_slot_goes_to_the_next_thread_with_its_counts() {
+        let counter = StripedCounter::new();
+        // One after another: each thread may take the slot the last one gave back, and
+        // must go on from its count.
+        for _ in 0..50 {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    for _ in 0..10 {
+                        counter.incr();
+                    }
+                });
+            });
+        }
+        assert_eq!(counter.sum(), 500);
     }
 }

@@ -138,22 +138,24 @@ pub enum GiveUp {
 ///
 /// # Cost of a clone
 ///
-/// A handle holds its config by value and shares only what must be shared: the budget and
-/// the counters behind [`metrics`](Self::metrics) (one `Arc`), and a seeded jitter stream
-/// when configured. A clone bumps that one reference count, which is what the tower layer
-/// pays to give every call its own copy.
+/// A handle is one `Arc` (the config, the jitter's seed stream, the budget and the counters
+/// behind [`metrics`](Self::metrics)) plus its timer and clock. A clone bumps that one
+/// reference count and copies the timer and clock, which is what the tower layer pays to give
+/// every call its own copy.
 #[derive(Clone)]
 pub struct Retry<T = DefaultTimer, C = DefaultClock> {
-    config: RetryConfig,
-    clock: C,
     shared: Arc<Shared>,
-    rng: RngSource,
+    clock: C,
     timer: T,
 }
 
 /// What clones of a handle share.
 #[derive(Debug)]
 struct Shared {
+    config: RetryConfig,
+    rng: RngSource,
+    /// A deadline or a budget is set: the first attempt reads the clock.
+    timed: bool,
     budget: Option<Budget>,
     /// First attempts: bumped on every call, so striped to scale across threads.
     calls: StripedCounter,
@@ -219,16 +221,17 @@ impl<T, C> Retry<T, C> {
     pub fn with_timer_and_clock(config: RetryConfig, timer: T, clock: C) -> Self {
         Retry {
             shared: Arc::new(Shared {
+                rng: config
+                    .seed
+                    .map_or_else(RngSource::from_entropy, RngSource::seeded),
+                timed: config.deadline.is_some() || config.budget.is_some(),
                 budget: config.budget.map(Budget::new),
                 calls: StripedCounter::new(),
                 retries: AtomicU64::new(0),
                 gave_up: AtomicU64::new(0),
                 recovered: AtomicU64::new(0),
+                config,
             }),
-            rng: config
-                .seed
-                .map_or_else(RngSource::from_entropy, RngSource::seeded),
-            config,
             clock,
             timer,
         }
@@ -236,16 +239,21 @@ impl<T, C> Retry<T, C> {
 
     /// The config the policy was built from.
     pub fn config(&self) -> &RetryConfig {
-        &self.config
+        &self.shared.config
     }
 
     /// The name the policy reports under.
     pub fn name(&self) -> &'static str {
-        self.config.telemetry.name()
+        self.shared.config.telemetry.name()
+    }
+
+    #[inline]
+    pub(crate) fn retry_rejections(&self) -> bool {
+        self.shared.config.retry_rejections
     }
 
     fn telemetry(&self) -> &Telemetry {
-        &self.config.telemetry
+        &self.shared.config.telemetry
     }
 }
 
@@ -367,7 +375,7 @@ impl<T: Timer, C: Clock> Retry<T, C> {
 impl<T, C> fmt::Debug for Retry<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
-            .field("config", &self.config)
+            .field("config", &self.shared.config)
             .finish_non_exhaustive()
     }
 }
@@ -470,14 +478,22 @@ impl<T, C: Clock> Retry<T, C> {
         a.made += 1;
         if a.made == 1 {
             self.shared.calls.incr();
-            if self.config.deadline.is_some() || self.shared.budget.is_some() {
-                a.started_ns = self.clock.now().as_nanos();
-                if let Some(budget) = &self.shared.budget {
-                    budget.deposit(a.started_ns);
-                }
+            if self.shared.timed {
+                self.start(a);
             }
         }
         a.made
+    }
+
+    /// The first attempt's clock reading, for a deadline or a budget. Out of line, so that
+    /// `call` without either stays a leaf with a small frame.
+    #[cold]
+    #[inline(never)]
+    fn start(&self, a: &mut Attempts) {
+        a.started_ns = self.clock.now().as_nanos();
+        if let Some(budget) = &self.shared.budget {
+            budget.deposit(a.started_ns);
+        }
     }
 
     /// Decides what follows an attempt whose result (an `Err` when `failed`) got `verdict`;
@@ -514,26 +530,26 @@ impl<T, C: Clock> Retry<T, C> {
         if !cloneable {
             return self.give_up(a, GiveUp::NotCloneable);
         }
-        if a.made >= self.config.max_attempts {
+        if a.made >= self.shared.config.max_attempts {
             return self.give_up(a, GiveUp::AttemptsExhausted);
         }
-        let now_ns = if self.config.deadline.is_some() || self.shared.budget.is_some() {
+        let now_ns = if self.shared.timed {
             self.clock.now().as_nanos()
         } else {
             0
         };
         let mut delay = match hinted {
-            Some(hint) => hint.min(self.config.max_hint),
+            Some(hint) => hint.min(self.shared.config.max_hint),
             None => {
-                let rng = &self.rng;
-                let backoff = self.config.backoff;
+                let rng = &self.shared.rng;
+                let backoff = self.shared.config.backoff;
                 a.backoff
                     .get_or_insert_with(|| Box::new(backoff.iter(rng.fork())))
                     .next()
                     .unwrap_or(Duration::ZERO)
             }
         };
-        if let Some(deadline) = self.config.deadline {
+        if let Some(deadline) = self.shared.config.deadline {
             let spent = Duration::from_nanos(now_ns.saturating_sub(a.started_ns));
             let left = deadline.saturating_sub(spent);
             if left.is_zero() {

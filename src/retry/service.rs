@@ -183,7 +183,7 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { fut } => {
                     let out = ready!(fut.poll(cx));
-                    let verdict = this.predicate.verdict(&out, shared.config.retry_rejections);
+                    let verdict = this.predicate.verdict(&out, shared.retry_rejections());
                     let hint = match verdict {
                         Verdict::Retry { after: None } => this.hint.hint(&out),
                         _ => None,
