@@ -247,6 +247,16 @@ fn breaker_benches(c: &mut Criterion) {
         MonotonicClock::new(),
     );
     open.try_acquire().unwrap().failure();
+    // The same breaker on the opt-in coarse clock (a few ms of granularity, a cheaper read).
+    let open_coarse = CircuitBreaker::with_clock(
+        CircuitBreaker::builder()
+            .consecutive_failures(1)
+            .break_duration(Duration::from_secs(3600))
+            .build()
+            .unwrap(),
+        palisade::clock::CoarseClock::new(),
+    );
+    open_coarse.try_acquire().unwrap().failure();
     let failsafe_open = failsafe::Config::new()
         .failure_policy(failsafe::failure_policy::consecutive_failures(
             1,
@@ -275,6 +285,9 @@ fn breaker_benches(c: &mut Criterion) {
     g.bench_function("palisade", |b| {
         b.iter(|| assert!(open.try_acquire().is_err()))
     });
+    g.bench_function("palisade (CoarseClock)", |b| {
+        b.iter(|| assert!(open_coarse.try_acquire().is_err()))
+    });
     g.bench_function("failsafe", |b| {
         use failsafe::CircuitBreaker as _;
         b.iter(|| assert!(failsafe_open.call(|| Ok::<_, ()>(())).is_err()))
@@ -290,6 +303,11 @@ fn breaker_benches(c: &mut Criterion) {
     });
     g.bench_function("palisade", |b| {
         b.iter_custom(|iters| per_op_on_threads(2, iters, &|| assert!(open.try_acquire().is_err())))
+    });
+    g.bench_function("palisade (CoarseClock)", |b| {
+        b.iter_custom(|iters| {
+            per_op_on_threads(2, iters, &|| assert!(open_coarse.try_acquire().is_err()))
+        })
     });
     g.bench_function("failsafe", |b| {
         use failsafe::CircuitBreaker as _;

@@ -146,7 +146,9 @@
 //! never from `std::time::Instant::now()` directly. The defaults (feature `tokio`) follow
 //! tokio's clock, so `tokio::time::pause()` and `advance()` drive every policy in tests
 //! without real waiting. Without tokio, [`MonotonicClock`](clock::MonotonicClock) reads std's
-//! clock and any `Fn(Duration) -> impl Future` serves as a timer. Jitter draws from a seedable
+//! clock and any `Fn(Duration) -> impl Future` serves as a timer. Where a breaker rejects at
+//! a high rate, [`CoarseClock`](clock::CoarseClock) reads the kernel's coarse clock in a few
+//! nanoseconds, at a granularity of a few milliseconds. Jitter draws from a seedable
 //! [`RngSource`](rng::RngSource).
 //!
 //! # Feature flags
