@@ -464,6 +464,21 @@ fn retry_benches(c: &mut Criterion) {
     g.bench_function("tower RetryLayer", |b| {
         b.iter(|| call_now(&mut tower_retry, black_box(1)))
     });
+    // The like-for-like peer: palisade's retry always shares state between clones (metrics, and
+    // the budget when set); tower's does when its policy holds a shared budget.
+    let budget = std::sync::Arc::new(tower::retry::budget::TpsBudget::new(
+        Duration::from_secs(10),
+        1,
+        0.2,
+    ));
+    let mut tower_budgeted = tower::retry::RetryLayer::new(Budgeted {
+        attempts: 3,
+        budget,
+    })
+    .layer(Echo);
+    g.bench_function("tower RetryLayer + TpsBudget", |b| {
+        b.iter(|| call_now(&mut tower_budgeted, black_box(1)))
+    });
     let mut theirs = tower_resilience::retry::RetryLayer::<u64, u64, BoxError>::builder()
         .max_attempts(3)
         .build()
@@ -488,6 +503,36 @@ impl tower::retry::Policy<u64, u64, BoxError> for Attempts {
                 Some(ready(()))
             }
             _ => None,
+        }
+    }
+
+    fn clone_request(&mut self, req: &u64) -> Option<u64> {
+        Some(*req)
+    }
+}
+
+/// tower's retry policy with a shared budget: a deposit per call, a withdrawal per retry.
+#[derive(Clone)]
+struct Budgeted {
+    attempts: u32,
+    budget: std::sync::Arc<tower::retry::budget::TpsBudget>,
+}
+
+impl tower::retry::Policy<u64, u64, BoxError> for Budgeted {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut u64, result: &mut Result<u64, BoxError>) -> Option<Self::Future> {
+        use tower::retry::budget::Budget;
+        match result {
+            Ok(_) => {
+                self.budget.deposit();
+                None
+            }
+            Err(_) if self.attempts > 1 && self.budget.withdraw() => {
+                self.attempts -= 1;
+                Some(ready(()))
+            }
+            Err(_) => None,
         }
     }
 
