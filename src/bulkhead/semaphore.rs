@@ -5,8 +5,8 @@
 //! One `AtomicU32` word holds the number of calls holding a slot (low 31 bits) and a
 //! `WAITERS` flag (top bit) set while the queue is not empty. Taking a slot is a
 //! compare-and-swap that only succeeds below `limit` and with the flag clear; giving one back
-//! is a compare-and-swap that decrements while the flag is clear. Without waiters, that is
-//! all: no lock, no allocation.
+//! is a `fetch_sub`, which cannot fail under contention. Without waiters, that is all: no
+//! lock, no allocation.
 //!
 //! # The queue
 //!
@@ -18,8 +18,10 @@
 //! free), and the release either decrements before that (and the caller takes the slot) or
 //! sees the flag after it (and hands the slot over). This gives three invariants:
 //!
-//! 1. A slot given back while waiters exist goes **to the oldest waiter** (the count is not
-//!    decremented: the slot changes hands), so a newcomer can never take it first.
+//! 1. A slot given back while waiters exist goes **to the oldest waiter**: the release sees
+//!    the flag in the value it decremented, and takes the slot again for the front of the
+//!    queue under the mutex. The flag keeps newcomers out in between, so a newcomer can
+//!    never take it first.
 //! 2. A waiter is either in the queue and `Waiting`, or out of it and `Granted` (it owns a
 //!    slot) or `Abandoned`. A waiter that gives up (dropped, or its `max_wait` ran out)
 //!    removes itself under the mutex; if it was granted in the meantime, it gives the slot
@@ -33,7 +35,7 @@
 //!
 //! # Memory ordering
 //!
-//! Compare-and-swaps on the word are `AcqRel` (tokio's semaphore makes the same choice), so
+//! Read-modify-writes of the word are `AcqRel` (tokio's semaphore makes the same choice), so
 //! work done under a slot happens-before the next holder of that slot starts, for users who
 //! rely on it; every race above is decided by the word's modification order, which needs no
 //! stronger ordering. `limit` is `Relaxed`: a resize only has to be seen eventually, and the
@@ -235,30 +237,29 @@ impl Semaphore {
     /// pool otherwise.
     #[inline]
     pub(crate) fn release(&self) {
-        if !self.update(|w| (w & WAITERS == 0).then(|| w - 1)) {
-            self.release_to_queue();
+        // One read-modify-write that cannot fail, however many threads release at once (a
+        // compare-and-swap loop here retried under contention).
+        let before = self.word.fetch_sub(1, Ordering::AcqRel);
+        if before & WAITERS != 0 {
+            self.hand_over();
         }
     }
 
+    /// Gives the slot just released to the oldest waiter. While the flag is set no newcomer
+    /// can take it (fail-fast admission needs the flag clear, and joining goes to the back of
+    /// the line), so the decrement above and the increment here move the slot from one call
+    /// to the next. The increment checks the limit: after a shrink, releases first bring the
+    /// count down, and a grant made meanwhile by a resize may already have taken the room.
     #[cold]
-    fn release_to_queue(&self) {
+    fn hand_over(&self) {
         let waker = {
             let mut queue = self.queue.lock();
-            // The slot may only change hands while the calls in flight fit the limit: after a
-            // shrink, releases first bring the count down.
-            let within_limit = self.in_flight() <= self.limit.load(Ordering::Relaxed);
-            let next = if within_limit {
+            let next = if !queue.is_empty() && self.take_for_queue() {
                 queue.pop_front()
             } else {
                 None
             };
-            let waker = match &next {
-                Some(node) => grant(node),
-                None => {
-                    self.word.fetch_sub(1, Ordering::AcqRel);
-                    None
-                }
-            };
+            let waker = next.as_deref().and_then(grant);
             self.settle_flag_locked(&queue);
             waker
         };
@@ -429,6 +430,39 @@ mod loom_tests {
             canceller.join().unwrap();
             assert_eq!((s.in_flight(), s.queued()), (0, 0));
             assert!(s.try_acquire(), "the slot is free again");
+        });
+    }
+
+    #[test]
+    fn a_slot_released_while_a_waiter_queues_goes_to_it_not_to_a_newcomer() {
+        loom::model(|| {
+            let s = Arc::new(Semaphore::new(1, 1));
+            assert!(s.try_acquire());
+            let waiter = match s.enqueue() {
+                Enqueued::Waiting(node) => node,
+                other => panic!("{other:?}"),
+            };
+            let releaser = {
+                let s = s.clone();
+                thread::spawn(move || s.release())
+            };
+            // Between the release's decrement and its hand-over, the count shows a free slot:
+            // the flag must keep this newcomer out all the same.
+            let newcomer = {
+                let s = s.clone();
+                thread::spawn(move || s.try_acquire())
+            };
+            releaser.join().unwrap();
+            assert!(!newcomer.join().unwrap(), "a newcomer overtook the queue");
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(
+                s.poll_granted(&waiter, &mut cx).is_ready(),
+                "the waiter got the slot"
+            );
+            assert_eq!((s.in_flight(), s.queued()), (1, 0));
+            s.release();
+            assert_eq!(s.in_flight(), 0);
+            assert!(s.try_acquire(), "the flag was cleared with the queue");
         });
     }
 
