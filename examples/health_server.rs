@@ -9,46 +9,21 @@
 //! network beyond the loopback is needed. Pass `--serve` to keep the server running and try
 //! it with curl.
 
+#[path = "../tests/support/probes.rs"]
+mod probes;
+
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::get;
 use palisade::bulkhead::Bulkhead;
 use palisade::circuit_breaker::CircuitBreaker;
-use palisade::health::{Check, HealthRegistry, HealthReport};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use palisade::health::{Check, HealthRegistry};
+use probes::{get_once, probes};
+use tokio::net::TcpListener;
 
-/// 200 or 503, with the report as JSON.
-fn answer(report: HealthReport) -> (StatusCode, axum::Json<HealthReport>) {
-    let code = StatusCode::from_u16(report.http_status()).unwrap_or(StatusCode::OK);
-    (code, axum::Json(report))
-}
-
-fn probes(health: HealthRegistry) -> Router {
-    let live = health.clone();
-    Router::new()
-        .route(
-            "/health/live",
-            get(move || async move { answer(live.liveness()) }),
-        )
-        .route(
-            "/health/ready",
-            get(move || async move { answer(health.readiness()) }),
-        )
-}
-
-/// What a probe sees: the status line and the body.
+/// What a probe sees: the status code and the body.
 async fn probe(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await?;
-    let status = raw.lines().next().unwrap_or_default().to_owned();
-    let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    Ok(format!("{status}\n    {body}"))
+    let (code, body) = get_once(addr, path).await?;
+    Ok(format!("{code}\n    {body}"))
 }
 
 #[tokio::main]

@@ -1,17 +1,17 @@
 //! Health reports: state changes drive them, they serialize to the documented JSON, and an
 //! axum server answers its probes with 200 / 503 over a real local socket.
 
+#[path = "support/probes.rs"]
+mod probes;
+
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::get;
 use palisade::bulkhead::Bulkhead;
 use palisade::circuit_breaker::CircuitBreaker;
 use palisade::health::{Check, ComponentKind, HealthRegistry, HealthReport, HealthStatus};
+use probes::{get_once, probes};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 fn breaker(name: &'static str) -> CircuitBreaker {
     CircuitBreaker::new(
@@ -191,35 +191,10 @@ fn report_serializes_to_the_documented_shape() {
     );
 }
 
-/// The probe endpoints as the example serves them.
-fn probes(health: HealthRegistry) -> Router {
-    fn answer(report: HealthReport) -> (StatusCode, axum::Json<HealthReport>) {
-        let code = StatusCode::from_u16(report.http_status()).unwrap();
-        (code, axum::Json(report))
-    }
-    let live = health.clone();
-    Router::new()
-        .route(
-            "/health/live",
-            get(move || async move { answer(live.liveness()) }),
-        )
-        .route(
-            "/health/ready",
-            get(move || async move { answer(health.readiness()) }),
-        )
-}
-
-/// One HTTP/1.1 GET over a fresh connection: (status code, body).
-async fn get_once(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let code = text[9..12].parse().unwrap();
-    let body = text.split("\r\n\r\n").nth(1).unwrap();
-    (code, serde_json::from_str(body).unwrap())
+/// One GET to a probe: the status code and the JSON body.
+async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let (code, body) = get_once(addr, path).await.unwrap();
+    (code, serde_json::from_str(&body).unwrap())
 }
 
 #[tokio::test]
@@ -235,16 +210,16 @@ async fn axum_probes_answer_200_then_503_over_a_real_socket() {
 
     // Real time and a real socket: generous bound, so a slow machine cannot flake it.
     let check = async {
-        assert_eq!(get_once(addr, "/health/ready").await.0, 200);
-        assert_eq!(get_once(addr, "/health/live").await.0, 200);
+        assert_eq!(get_json(addr, "/health/ready").await.0, 200);
+        assert_eq!(get_json(addr, "/health/live").await.0, 200);
 
         upstream.try_acquire().unwrap().failure();
-        let (code, body) = get_once(addr, "/health/ready").await;
+        let (code, body) = get_json(addr, "/health/ready").await;
         assert_eq!(code, 503);
         assert_eq!(body["status"], "unhealthy");
         assert_eq!(body["components"]["upstream"]["status"], "unhealthy");
 
-        let (code, body) = get_once(addr, "/health/live").await;
+        let (code, body) = get_json(addr, "/health/live").await;
         assert_eq!(code, 200, "an open breaker is not a reason to restart");
         assert_eq!(body["components"]["process"]["reason"], "ok");
     };
