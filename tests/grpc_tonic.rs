@@ -43,6 +43,17 @@ fn code_of(r: &Checked) -> i32 {
     r.as_ref().map_or_else(|s| s.code() as i32, |_| 0)
 }
 
+/// A health check under `retry`, which reads the code from tonic's `Status`.
+async fn checked_with_retry(retry: &Retry, client: &HealthClient<Channel>) -> Checked {
+    retry
+        .run(|| {
+            let mut client = client.clone();
+            async move { client.check(check()).await }
+        })
+        .when(GrpcClassifier::new().with_code(code_of))
+        .await
+}
+
 #[tokio::test]
 async fn unavailable_is_retried_around_the_client_until_it_serves() {
     let server = GrpcServer::start().await;
@@ -56,13 +67,7 @@ async fn unavailable_is_retried_around_the_client_until_it_serves() {
             .unwrap(),
     );
 
-    let answer: Checked = retry
-        .run(|| {
-            let mut client = client.clone();
-            async move { client.check(check()).await }
-        })
-        .when(GrpcClassifier::new().with_code(code_of))
-        .await;
+    let answer = checked_with_retry(&retry, &client).await;
     let status = answer
         .expect("served on the third attempt")
         .into_inner()
@@ -73,13 +78,7 @@ async fn unavailable_is_retried_around_the_client_until_it_serves() {
 
     // A caller error is an answer, not a reason to retry.
     server.fail_next([Code::InvalidArgument]);
-    let answer: Checked = retry
-        .run(|| {
-            let mut client = client.clone();
-            async move { client.check(check()).await }
-        })
-        .when(GrpcClassifier::new().with_code(code_of))
-        .await;
+    let answer = checked_with_retry(&retry, &client).await;
     assert_eq!(answer.unwrap_err().code(), Code::InvalidArgument);
     assert_eq!(server.hits(), 4, "not retried");
 }
