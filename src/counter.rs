@@ -44,7 +44,7 @@ pub(crate) fn slot_is_live(tag: u64, current: u64, len: u64) -> bool {
 }
 
 /// The most stripes a counter has, and the number of thread slots.
-const MAX_STRIPES: usize = 16;
+pub(crate) const MAX_STRIPES: usize = 16;
 
 #[derive(Debug)]
 pub(crate) struct StripedCounter {
@@ -121,7 +121,7 @@ impl Drop for SlotGuard {
 
 /// This thread's slot, or a value past every counter's stripes when it has none.
 #[inline]
-fn thread_slot() -> usize {
+pub(crate) fn thread_slot() -> usize {
     // Under loom, model threads share one OS thread and so would share a slot.
     if cfg!(loom) {
         return NO_SLOT;

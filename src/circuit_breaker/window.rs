@@ -29,8 +29,8 @@
 //! published through it. The bucket tag is claimed with `AcqRel` so the clearing that follows
 //! a claim is ordered after it for threads that see the new tag.
 
-use crate::counter::{UNCLAIMED, claim_slot, slot_is_live};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::counter::{MAX_STRIPES, UNCLAIMED, claim_slot, slot_is_live, thread_slot};
+use crate::sync::{AtomicU32, AtomicU64, CachePadded, Ordering};
 
 /// One call's contribution to a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +190,17 @@ impl Window {
     }
 }
 
+/// Positions a thread takes from a ring's shared cursor at once.
+const BLOCK: u32 = 8;
+
 /// The last `size` calls.
+///
+/// Each call takes a position in the ring. Threads take them from the shared cursor
+/// [`BLOCK`] at a time and use them one by one, so that the cursor's cache line is written
+/// once per block instead of once per call: with one thread the positions follow the calls
+/// exactly; with several, each thread's calls are in order and the window holds the last
+/// `size` positions handed out, of which up to `BLOCK - 1` per thread may still be reserved
+/// and hold an older outcome.
 #[derive(Debug)]
 pub(crate) struct CountRing {
     slots: Box<[crate::sync::AtomicU8]>,
@@ -198,6 +208,10 @@ pub(crate) struct CountRing {
     // would cost as much as the rest of a record.
     modulus: u64,
     next: AtomicU32,
+    /// Per thread slot (see `counter::thread_slot`): the next position of its block in the
+    /// low half, the block's end in the high half. Written only by the thread holding the
+    /// slot, so a load and a store suffice.
+    blocks: Box<[CachePadded<AtomicU64>]>,
     calls: AtomicU32,
     failures: AtomicU32,
     slow: AtomicU32,
@@ -210,16 +224,41 @@ impl CountRing {
             slots: (0..size).map(|_| crate::sync::AtomicU8::new(0)).collect(),
             modulus: (u64::MAX / u64::from(size)).wrapping_add(1),
             next: AtomicU32::new(0),
+            blocks: (0..MAX_STRIPES)
+                .map(|_| CachePadded(AtomicU64::new(0)))
+                .collect(),
             calls: AtomicU32::new(0),
             failures: AtomicU32::new(0),
             slow: AtomicU32::new(0),
         }
     }
 
+    /// The position of this call: the next of this thread's block, or the shared cursor's
+    /// next for a thread without a slot.
+    #[inline]
+    fn position(&self) -> u32 {
+        let Some(block) = self.blocks.get(thread_slot()) else {
+            return self.next.fetch_add(1, Ordering::Relaxed);
+        };
+        let b = block.load(Ordering::Relaxed);
+        let (at, end) = (b as u32, (b >> 32) as u32);
+        let (at, end) = if at == end {
+            let start = self.next.fetch_add(BLOCK, Ordering::Relaxed);
+            (start, start.wrapping_add(BLOCK))
+        } else {
+            (at, end)
+        };
+        block.store(
+            u64::from(at.wrapping_add(1)) | (u64::from(end) << 32),
+            Ordering::Relaxed,
+        );
+        at
+    }
+
     #[inline]
     fn record(&self, sample: Sample) {
         // Relaxed throughout: see the module's memory-ordering section.
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.position();
         let i = fastmod(n, self.modulus, self.slots.len() as u32) as usize;
         let new = sample.code();
         let slot = &self.slots[i];
@@ -363,6 +402,43 @@ impl TimeRing {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn count_ring_totals_match_its_slots_after_threads_record_in_blocks() {
+        let ring = CountRing::new(100);
+        std::thread::scope(|s| {
+            for t in 0..4u32 {
+                let ring = &ring;
+                s.spawn(move || {
+                    for n in 0..1003u32 {
+                        ring.record(Sample {
+                            failure: (n + t) % 3 == 0,
+                            slow: n % 5 == 0,
+                        });
+                    }
+                });
+            }
+        });
+        let (mut calls, mut failures, mut slow) = (0, 0, 0);
+        for slot in ring.slots.iter() {
+            let code = slot.load(Ordering::Relaxed);
+            calls += u32::from(code != 0);
+            failures += u32::from(code & 2 != 0);
+            slow += u32::from(code & 4 != 0);
+        }
+        let counts = ring.counts();
+        assert_eq!(calls, 100, "4012 calls fill a window of 100");
+        assert_eq!(
+            (counts.calls, counts.failures, counts.slow),
+            (calls, failures, slow)
+        );
+        // Every position handed out was used or is still reserved by a thread's block.
+        let handed_out = ring.next.load(Ordering::Relaxed);
+        assert!(
+            (4 * 1003..4 * 1003 + 4 * BLOCK).contains(&handed_out),
+            "{handed_out}"
+        );
+    }
 
     const OK: Sample = Sample {
         failure: false,
