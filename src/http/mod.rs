@@ -29,10 +29,21 @@
 //! [`retry_after`] takes a `HeaderMap`. For reqwest, whose `Client` is a tower `Service<reqwest::Request>`, a retry
 //! re-sends through `reqwest::Request::try_clone`:
 //!
-//! ```ignore
+//! ```
+//! # #[cfg(feature = "tower")]
+//! # fn main() -> Result<(), palisade::ConfigError> {
+//! use palisade::{LiftLayer, retry::Retry};
+//! use tower::ServiceBuilder;
+//!
+//! let retry = Retry::new(Retry::builder().max_attempts(3).build()?);
 //! let client = ServiceBuilder::new()
 //!     .layer(retry.layer().cloner(|r: &reqwest::Request| r.try_clone()))
+//!     .layer(LiftLayer)
 //!     .service(reqwest::Client::new());
+//! # let _ = client;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "tower"))] fn main() {}
 //! ```
 //!
 //! A closure rather than an adapter type keeps reqwest out of palisade's dependencies (and
