@@ -101,14 +101,14 @@ impl Listener for MetricsListener {
                 metrics::counter!("palisade_fallbacks_total", "policy" => policy, "level" => level.to_string())
                     .increment(1);
             }
-            EventKind::BulkheadAdmitted { in_flight } => {
-                metrics::gauge!("palisade_bulkhead_in_flight", "policy" => policy)
-                    .set(f64::from(in_flight));
+            // Moved by one per event rather than set from the event's count: that count is read
+            // beside the slot's own update, so two events can carry the same value, and a late
+            // one would overwrite a newer gauge.
+            EventKind::BulkheadAdmitted { .. } => {
+                metrics::gauge!("palisade_bulkhead_in_flight", "policy" => policy).increment(1.0);
             }
-            EventKind::BulkheadReleased { in_flight } => {
-                // The event carries the count from just before the release.
-                metrics::gauge!("palisade_bulkhead_in_flight", "policy" => policy)
-                    .set(f64::from(in_flight.saturating_sub(1)));
+            EventKind::BulkheadReleased { .. } => {
+                metrics::gauge!("palisade_bulkhead_in_flight", "policy" => policy).decrement(1.0);
             }
         }
     }
