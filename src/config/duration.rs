@@ -43,9 +43,10 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     let scale = 10u128
         .checked_pow(fraction.len() as u32)
         .ok_or_else(|| format!("{text:?} has too many decimals"))?;
-    let numerator = digits(whole)?
+    let (whole, fraction) = (digits(whole)?, digits(fraction)?);
+    let numerator = whole
         .checked_mul(scale)
-        .and_then(|w| w.checked_add(digits(fraction).ok()?))
+        .and_then(|w| w.checked_add(fraction))
         .and_then(|n| n.checked_mul(per_unit))
         .ok_or_else(|| format!("{text:?} is too long"))?;
     if numerator % scale != 0 {
@@ -132,6 +133,17 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(parse(text), Ok(want), "{text}");
         }
+    }
+
+    #[test]
+    fn says_why_a_duration_is_refused() {
+        assert!(parse("1.5.3s").unwrap_err().contains("not a number"));
+        assert!(
+            parse("99999999999999999999999h")
+                .unwrap_err()
+                .contains("too long")
+        );
+        assert!(parse("5").unwrap_err().contains("no unit"));
     }
 
     #[test]
