@@ -119,6 +119,24 @@ fn retry_snapshot_counts_calls_retries_recoveries_and_give_ups() {
 }
 
 #[test]
+fn a_retry_dropped_during_its_backoff_is_not_counted() {
+    let rt = paused_runtime();
+    let retry = Retry::new(
+        Retry::builder()
+            .backoff(Backoff::constant(Duration::from_secs(10)))
+            .build()
+            .unwrap(),
+    );
+    rt.block_on(async {
+        let call = retry.run(|| async { Err::<(), _>(Error::Inner("down")) });
+        // Cut during the 10 s backoff: the retry was scheduled, never started.
+        assert!(tokio::time::timeout(ms(5), call).await.is_err());
+    });
+    let m = retry.metrics();
+    assert_eq!((m.calls, m.retries, m.attempts), (1, 0, 1));
+}
+
+#[test]
 fn timeout_snapshot_counts_calls_cut_short() {
     let rt = paused_runtime();
     let timeout = Timeout::new(Timeout::builder().duration(ms(50)).build().unwrap());

@@ -66,8 +66,8 @@
 //!
 //! # Clone semantics
 //!
-//! Clones share the config, the budget and the jitter's seed stream. Each call keeps its own
-//! attempt count and backoff sequence.
+//! Clones share the config, the budget, the jitter's seed stream and the counters behind
+//! [`Retry::metrics`]. Each call keeps its own attempt count and backoff sequence.
 
 mod backoff;
 mod budget;
@@ -124,7 +124,7 @@ pub enum GiveUp {
     NotCloneable,
 }
 
-/// A retry policy. Cheap to clone; clones share the budget.
+/// A retry policy. Cheap to clone; clones share the budget and the counters.
 ///
 /// # Examples
 ///
@@ -168,14 +168,40 @@ struct Shared {
 /// A snapshot of a retry policy's counters, from [`Retry::metrics`].
 ///
 /// Counts are since the handle was built and shared by its clones.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::{Backoff, Retry};
+/// use palisade::Error;
+/// use std::time::Duration;
+///
+/// # #[cfg(feature = "tokio")]
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), palisade::ConfigError> {
+/// let retry = Retry::new(Retry::builder().backoff(Backoff::constant(Duration::ZERO)).build()?);
+/// let mut failures = 1;
+/// let _: Result<(), Error<&str>> = retry
+///     .run(|| {
+///         let fail = failures > 0;
+///         failures -= 1;
+///         async move { if fail { Err(Error::Inner("503")) } else { Ok(()) } }
+///     })
+///     .await;
+/// let m = retry.metrics();
+/// assert_eq!((m.calls, m.retries, m.attempts, m.recovered), (1, 1, 2, 1));
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "tokio"))] fn main() {}
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct RetryMetrics {
     /// Calls made through the policy (each call's first attempt).
     pub calls: u64,
-    /// Attempts in all: `calls + retries`.
+    /// Attempts started in all: `calls + retries`.
     pub attempts: u64,
-    /// Retries scheduled.
+    /// Retries started (a retry whose call was dropped during the backoff is not one).
     pub retries: u64,
     /// Calls that succeeded after at least one retry.
     pub recovered: u64,
@@ -481,6 +507,10 @@ impl<T, C: Clock> Retry<T, C> {
             if self.shared.timed {
                 self.start(a);
             }
+        } else {
+            // Counted when the retry starts, not when it is scheduled: a call dropped during
+            // its backoff made no attempt.
+            self.shared.retries.fetch_add(1, Ordering::Relaxed);
         }
         a.made
     }
@@ -562,7 +592,6 @@ impl<T, C: Clock> Retry<T, C> {
                 return self.give_up(a, GiveUp::Budget);
             }
         }
-        self.shared.retries.fetch_add(1, Ordering::Relaxed);
         self.telemetry().emit(|| EventKind::RetryScheduled {
             attempt: a.made + 1,
             delay,
