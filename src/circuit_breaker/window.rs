@@ -6,8 +6,10 @@
 //!   the counter is already zero only reads it, so a healthy breaker shared by many threads
 //!   writes nothing and keeps its cache line shared.
 //! - **count window**: the last `size` calls, as a ring of one-byte slots. A call takes the
-//!   next slot with `fetch_add` and swaps its outcome in; the aggregate counters change only
-//!   when the outcome differs from the one it replaced.
+//!   next position and swaps its outcome into that slot; the aggregate counters change only
+//!   when the outcome differs from the one it replaced. In windows of at least
+//!   [`BLOCKED_FROM`] slots, threads take positions from the shared cursor eight at a time,
+//!   so the cursor's cache line is written once per eight calls rather than by every call.
 //! - **time window**: a ring of buckets, each covering `duration / buckets` and tagged with the
 //!   time slice it holds. The first call of a new slice claims the bucket by compare-and-swap
 //!   on the tag and clears it.
@@ -22,6 +24,13 @@
 //! same count slot (more calls in flight than the window has slots), or a call landing in a
 //! bucket between its claim and its clearing, can lose a count. The trip rule is evaluated
 //! again on every failure, so a decision missed by a race is taken by the next failure.
+//!
+//! With positions taken in blocks, one thread's calls fill the ring in exact order, but with
+//! several threads the window is the last `size` positions handed out: up to seven per thread
+//! are reserved and not yet used (their slots still hold older outcomes), and a thread using
+//! a reserved position later overwrites an outcome newer than its own. A thread that inherits
+//! an exited thread's slot inherits its block too. Both shift the window by at most seven
+//! calls per thread, which is why only windows of [`BLOCKED_FROM`] slots or more use blocks.
 //!
 //! # Memory ordering
 //!
@@ -193,14 +202,11 @@ impl Window {
 /// Positions a thread takes from a ring's shared cursor at once.
 const BLOCK: u32 = 8;
 
-/// The last `size` calls.
-///
-/// Each call takes a position in the ring. Threads take them from the shared cursor
-/// [`BLOCK`] at a time and use them one by one, so that the cursor's cache line is written
-/// once per block instead of once per call: with one thread the positions follow the calls
-/// exactly; with several, each thread's calls are in order and the window holds the last
-/// `size` positions handed out, of which up to `BLOCK - 1` per thread may still be reserved
-/// and hold an older outcome.
+/// The smallest window whose positions are taken in blocks: small enough windows (a slow-call
+/// ring of `minimum_calls`, say) would be shifted too much by the reserved positions.
+pub(crate) const BLOCKED_FROM: u32 = 64;
+
+/// The last `size` calls; see the module docs for how positions are handed out.
 #[derive(Debug)]
 pub(crate) struct CountRing {
     slots: Box<[crate::sync::AtomicU8]>,
@@ -224,9 +230,16 @@ impl CountRing {
             slots: (0..size).map(|_| crate::sync::AtomicU8::new(0)).collect(),
             modulus: (u64::MAX / u64::from(size)).wrapping_add(1),
             next: AtomicU32::new(0),
-            blocks: (0..MAX_STRIPES)
-                .map(|_| CachePadded(AtomicU64::new(0)))
-                .collect(),
+            // One block per thread slot a busy process uses, as the striped counters size
+            // themselves; threads on other slots take one position at a time.
+            blocks: if size >= BLOCKED_FROM {
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                (0..threads.clamp(1, MAX_STRIPES))
+                    .map(|_| CachePadded(AtomicU64::new(0)))
+                    .collect()
+            } else {
+                Box::default()
+            },
             calls: AtomicU32::new(0),
             failures: AtomicU32::new(0),
             slow: AtomicU32::new(0),
