@@ -17,7 +17,11 @@
 //!   multiplied by the retries of many callers;
 //! - **a total deadline** on the retry equal to the attempts' worst case (every timeout plus
 //!   every longest delay), so a call never outlives what the table promises. The pipeline
-//!   cuts each attempt's timeout to the time left.
+//!   cuts each attempt's timeout to the time left. It is computed by
+//!   [`build`](Preset::build) from the values as they are then, so changing the timeout,
+//!   the attempts or the backoff moves it too; clear
+//!   [`worst_case_deadline`](Preset::worst_case_deadline) to keep a deadline of your own
+//!   (or none).
 //!
 //! "N retries" means N + 1 attempts ([`max_attempts`](crate::retry::RetryConfig::max_attempts)
 //! counts the first call). Where the seed names a window ("5 failures / 30 s"), the breaker
@@ -69,6 +73,23 @@ pub const PRESET_BREAK: Duration = Duration::from_secs(30);
 ///
 /// Fields are public so that any value can be changed before [`build`](Self::build); a
 /// `None` policy is left out of the pipeline.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::presets::Preset;
+///
+/// let mut preset = Preset::message_queue();
+/// preset.bulkhead = None; // the broker client already bounds its concurrency
+/// preset.retry = preset.retry.max_attempts(3);
+/// # #[cfg(feature = "tokio")]
+/// # {
+/// let pipeline = preset.build("orders")?;
+/// assert!(pipeline.bulkhead().is_none());
+/// assert_eq!(pipeline.retry().unwrap().config().max_attempts(), 3);
+/// # }
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Preset {
@@ -80,6 +101,9 @@ pub struct Preset {
     pub bulkhead: Option<BulkheadConfigBuilder>,
     /// Each attempt's timeout.
     pub timeout: TimeoutConfigBuilder,
+    /// Whether [`build`](Self::build) sets the retry's deadline to the attempts' worst case
+    /// (default `true`); `false` leaves the retry's own deadline, if any.
+    pub worst_case_deadline: bool,
 }
 
 fn secs(n: u64) -> Duration {
@@ -199,13 +223,10 @@ impl Preset {
         timeout: Duration,
         concurrent: Option<u32>,
     ) -> Self {
-        // Every attempt may take its whole timeout and be followed by the longest delay.
-        let worst_case = timeout * (retries + 1) + backoff.cap() * retries;
         Preset {
             retry: RetryConfig::builder()
                 .max_attempts(retries + 1)
                 .backoff(backoff.jitter(Jitter::Equal))
-                .deadline(worst_case)
                 .budget(PRESET_BUDGET),
             circuit_breaker: breaker.map(|(failures, within)| {
                 CircuitBreakerConfig::builder()
@@ -214,6 +235,7 @@ impl Preset {
             }),
             bulkhead: concurrent.map(|n| BulkheadConfig::builder().max_concurrent(n)),
             timeout: TimeoutConfig::builder().duration(timeout),
+            worst_case_deadline: true,
         }
     }
 
@@ -228,16 +250,28 @@ impl Preset {
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub fn build(self, name: &'static str) -> Result<Pipeline, ConfigError> {
         let section = |s: &'static str| move |e: ConfigError| e.in_section(s);
+        let retry = self.retry.name(name);
+        let mut retry_config = retry.clone().build().map_err(section("retry"))?;
+        let timeout = self
+            .timeout
+            .name(name)
+            .build()
+            .map_err(section("timeout"))?;
+        if self.worst_case_deadline {
+            // Every attempt may take its whole timeout and be followed by the longest delay;
+            // read from the built configs, so the values are the ones that will run.
+            let attempts = retry_config.max_attempts();
+            let worst = timeout.duration().saturating_mul(attempts).saturating_add(
+                retry_config
+                    .backoff()
+                    .cap()
+                    .saturating_mul(attempts.saturating_sub(1)),
+            );
+            retry_config = retry.deadline(worst).build().map_err(section("retry"))?;
+        }
         let mut builder = Pipeline::builder()
-            .retry(Retry::new(
-                self.retry.name(name).build().map_err(section("retry"))?,
-            ))
-            .timeout(Timeout::new(
-                self.timeout
-                    .name(name)
-                    .build()
-                    .map_err(section("timeout"))?,
-            ));
+            .retry(Retry::new(retry_config))
+            .timeout(Timeout::new(timeout));
         if let Some(b) = self.circuit_breaker {
             let config = b.name(name).build().map_err(section("circuit_breaker"))?;
             builder = builder.circuit_breaker(CircuitBreaker::new(config));

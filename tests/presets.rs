@@ -19,6 +19,8 @@ fn ms(n: u64) -> Duration {
 /// What the seed table asks of a preset, in the crate's terms.
 struct Expected {
     attempts: u32,
+    /// The attempts' worst case, worked out by hand from the seed table.
+    deadline: Duration,
     backoff: Backoff,
     breaker: Option<(u32, Duration)>,
     timeout: Duration,
@@ -36,8 +38,7 @@ fn check(name: &'static str, preset: Preset, want: Expected) {
         "{name}: backoff"
     );
     assert_eq!(retry.budget(), Some(PRESET_BUDGET), "{name}: budget");
-    let worst = want.timeout * want.attempts + want.backoff.cap() * (want.attempts - 1);
-    assert_eq!(retry.deadline(), Some(worst), "{name}: deadline");
+    assert_eq!(retry.deadline(), Some(want.deadline), "{name}: deadline");
     assert_eq!(retry.name(), name);
 
     let timeout = pipeline.timeout().expect("every preset has a timeout");
@@ -88,6 +89,7 @@ async fn llm_api() {
         Preset::llm_api(),
         Expected {
             attempts: 4,
+            deadline: secs(4 * 30 + 3 * 30),
             backoff: Backoff::exponential(secs(2), 2.0, secs(30)),
             breaker: Some((5, secs(30))),
             timeout: secs(30),
@@ -103,6 +105,7 @@ async fn database() {
         Preset::database(),
         Expected {
             attempts: 3,
+            deadline: secs(3 * 5 + 2),
             backoff: Backoff::linear(ms(100), ms(100), secs(1)),
             breaker: None,
             timeout: secs(5),
@@ -118,6 +121,7 @@ async fn external_api() {
         Preset::external_api(),
         Expected {
             attempts: 4,
+            deadline: secs(4 * 10 + 3 * 10),
             backoff: Backoff::exponential(secs(1), 2.0, secs(10)),
             breaker: Some((3, secs(60))),
             timeout: secs(10),
@@ -133,12 +137,31 @@ async fn message_queue() {
         Preset::message_queue(),
         Expected {
             attempts: 6,
+            deadline: secs(6 * 5 + 5 * 10),
             backoff: Backoff::exponential(ms(200), 2.0, secs(10)),
             breaker: Some((10, secs(60))),
             timeout: secs(5),
             concurrent: Some(20),
         },
     );
+}
+
+#[tokio::test]
+async fn the_deadline_follows_changed_values_unless_turned_off() {
+    let mut preset = Preset::external_api();
+    preset.timeout = preset.timeout.duration(secs(3));
+    preset.retry = preset.retry.max_attempts(2);
+    let pipeline = preset.clone().build("api").unwrap();
+    assert_eq!(
+        pipeline.retry().unwrap().config().deadline(),
+        Some(secs(2 * 3 + 10)),
+        "two attempts of 3 s and one delay of at most 10 s"
+    );
+
+    preset.worst_case_deadline = false;
+    preset.retry = preset.retry.deadline(secs(1));
+    let pipeline = preset.build("api").unwrap();
+    assert_eq!(pipeline.retry().unwrap().config().deadline(), Some(secs(1)));
 }
 
 #[tokio::test]
