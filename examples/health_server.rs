@@ -45,10 +45,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let health = HealthRegistry::new();
-    health.circuit_breaker(&upstream, true); // can't serve without it
-    health.circuit_breaker(&recommendations, false); // nice to have
+    health.circuit_breaker(&upstream, true)?; // can't serve without it
+    health.circuit_breaker(&recommendations, false)?; // nice to have
     health.bulkhead(&pool, true, 0.9)?;
-    health.liveness_check("runtime", || Check::healthy("answering"));
+    health.liveness_check("runtime", || Check::healthy("answering"))?;
 
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -33,8 +33,8 @@ async fn breaker_states_drive_the_report_by_criticality() {
     let payments = breaker("payments");
     let search = breaker("search");
     let health = HealthRegistry::new();
-    health.circuit_breaker(&payments, true);
-    health.circuit_breaker(&search, false);
+    health.circuit_breaker(&payments, true).unwrap();
+    health.circuit_breaker(&search, false).unwrap();
     assert_eq!(health.readiness().status(), HealthStatus::Healthy);
 
     // The non-critical breaker opens: degraded, and it says why.
@@ -127,9 +127,13 @@ async fn a_saturated_bulkhead_degrades_and_recovers() {
 fn liveness_counts_only_liveness_checks_and_readiness_counts_everything() {
     let health = HealthRegistry::new();
     let db = breaker("db");
-    health.circuit_breaker(&db, true);
-    health.check("cache", false, || Check::unhealthy("redis unreachable"));
-    health.liveness_check("event-loop", || Check::healthy("ticking"));
+    health.circuit_breaker(&db, true).unwrap();
+    health
+        .check("cache", false, || Check::unhealthy("redis unreachable"))
+        .unwrap();
+    health
+        .liveness_check("event-loop", || Check::healthy("ticking"))
+        .unwrap();
     db.isolate();
 
     let live = health.liveness();
@@ -148,20 +152,55 @@ fn liveness_counts_only_liveness_checks_and_readiness_counts_everything() {
     );
 
     let clone = health.clone();
-    clone.liveness_check("worker", || Check::unhealthy("wedged"));
+    clone
+        .liveness_check("worker", || Check::unhealthy("wedged"))
+        .unwrap();
     assert_eq!(
         health.liveness().http_status(),
         503,
         "clones share components"
     );
+
+    let twin = breaker("db");
+    let err = health.circuit_breaker(&twin, false).unwrap_err();
+    assert_eq!(err.field(), "name");
+    assert!(err.to_string().contains("\"db\""), "{err}");
+    assert_eq!(
+        health.readiness().components().len(),
+        4,
+        "the twin was not added"
+    );
+}
+
+#[test]
+fn a_check_can_register_a_component_while_a_report_runs() {
+    let health = HealthRegistry::new();
+    let inner = health.clone();
+    health
+        .check("registrar", false, move || {
+            // Would deadlock if checks ran under the registry's lock.
+            let _ = inner.check("late", false, || Check::healthy("added by a check"));
+            Check::healthy("ok")
+        })
+        .unwrap();
+    assert_eq!(health.readiness().components().len(), 1);
+    let names: Vec<_> = health
+        .readiness()
+        .components()
+        .iter()
+        .map(|c| c.name.to_string())
+        .collect();
+    assert_eq!(names, ["registrar", "late"]);
 }
 
 #[test]
 fn report_serializes_to_the_documented_shape() {
     let health = HealthRegistry::new();
     let payments = breaker("payments");
-    health.circuit_breaker(&payments, false);
-    health.check("disk", true, || Check::degraded("91% full"));
+    health.circuit_breaker(&payments, false).unwrap();
+    health
+        .check("disk", true, || Check::degraded("91% full"))
+        .unwrap();
     payments.isolate();
 
     let value = serde_json::to_value(health.readiness()).unwrap();
@@ -201,8 +240,10 @@ async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::V
 async fn axum_probes_answer_200_then_503_over_a_real_socket() {
     let health = HealthRegistry::new();
     let upstream = breaker("upstream");
-    health.circuit_breaker(&upstream, true);
-    health.liveness_check("process", || Check::healthy("ok"));
+    health.circuit_breaker(&upstream, true).unwrap();
+    health
+        .liveness_check("process", || Check::healthy("ok"))
+        .unwrap();
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

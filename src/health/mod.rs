@@ -13,7 +13,13 @@
 //! | check, not critical | as the check says | when the check says degraded or unhealthy | never |
 //!
 //! The report's status is the worst of its components'. Each component says why, in words a
-//! person on call can act on ("open: 6 of 10 calls failed").
+//! person on call can act on ("closed: 2 of 40 calls failed", "open: 17 rejected so far",
+//! "9 of 10 slots in use, 3 queued"). Names must be unique within a registry: registering a
+//! second component under a name already taken is a [`ConfigError`].
+//!
+//! Checks run on the thread asking for the report, outside the registry's lock, so a check
+//! may itself register components without deadlocking, and a slow check does not hold up
+//! registration.
 //!
 //! # Liveness and readiness
 //!
@@ -37,7 +43,7 @@
 //!     "payments": { "kind": "circuit_breaker", "status": "degraded", "critical": false,
 //!                   "reason": "half-open: probing" },
 //!     "db-pool":  { "kind": "bulkhead", "status": "healthy", "critical": true,
-//!                   "reason": "3 of 20 slots in use" }
+//!                   "reason": "3 of 20 slots in use, 0 queued" }
 //!   }
 //! }
 //! ```
@@ -45,7 +51,7 @@
 //! the shape of Spring Boot's actuator and ASP.NET Core's health UI (an overall `status`
 //! and one entry per component), which dashboards and probes already read.
 //!
-//! # Clone behaviour
+//! # Clone semantics
 //!
 //! The registry is a cheap handle: clones share the components, so the one your HTTP
 //! handler holds sees components registered later. It holds clones of the policy handles,
@@ -59,7 +65,7 @@
 //!
 //! let breaker = CircuitBreaker::new(CircuitBreaker::builder().name("payments").build()?);
 //! let health = HealthRegistry::new();
-//! health.circuit_breaker(&breaker, true);
+//! health.circuit_breaker(&breaker, true)?;
 //!
 //! assert_eq!(health.readiness().status(), HealthStatus::Healthy);
 //! breaker.isolate();
@@ -80,6 +86,16 @@ use crate::clock::Clock;
 use crate::error::ConfigError;
 
 /// How well a component, or the whole process, is doing. Ordered from best to worst.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::health::HealthStatus;
+///
+/// assert!(HealthStatus::Healthy < HealthStatus::Degraded);
+/// let worst = [HealthStatus::Degraded, HealthStatus::Unhealthy].into_iter().max();
+/// assert_eq!(worst.map(HealthStatus::as_str), Some("unhealthy"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
@@ -196,6 +212,26 @@ pub struct ComponentHealth {
 
 /// The state of every component at one moment, from [`HealthRegistry::readiness`] or
 /// [`HealthRegistry::liveness`].
+///
+/// # Examples
+///
+/// ```
+/// use palisade::circuit_breaker::CircuitBreaker;
+/// use palisade::health::{ComponentKind, HealthRegistry, HealthStatus};
+///
+/// let search = CircuitBreaker::new(CircuitBreaker::builder().name("search").build()?);
+/// let health = HealthRegistry::new();
+/// health.circuit_breaker(&search, false)?;
+/// search.isolate();
+///
+/// let report = health.readiness();
+/// let entry = report.component("search").unwrap();
+/// assert_eq!(entry.kind, ComponentKind::CircuitBreaker);
+/// assert_eq!(entry.status, HealthStatus::Degraded, "not critical");
+/// assert_eq!(entry.reason, "isolated by hand");
+/// assert_eq!(report.http_status(), 200);
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthReport {
     status: HealthStatus,
@@ -260,6 +296,9 @@ impl serde::Serialize for HealthReport {
 
 type Probe = Box<dyn Fn() -> (ComponentKind, Check) + Send + Sync>;
 
+/// Shared, so that a report can copy the list and run the checks outside the lock.
+type Entries = Vec<Arc<Entry>>;
+
 struct Entry {
     name: Cow<'static, str>,
     critical: bool,
@@ -276,15 +315,19 @@ struct Entry {
 /// use palisade::health::{Check, HealthRegistry, HealthStatus};
 ///
 /// let health = HealthRegistry::new();
-/// health.check("cache", false, || Check::unhealthy("redis unreachable"));
+/// health.check("cache", false, || Check::unhealthy("redis unreachable"))?;
 /// let report = health.readiness();
 /// // Not critical: an unhealthy cache only degrades the process.
 /// assert_eq!(report.status(), HealthStatus::Degraded);
 /// assert_eq!(report.component("cache").unwrap().reason, "redis unreachable");
+///
+/// let taken = health.check("cache", true, || Check::healthy("ok")).unwrap_err();
+/// assert_eq!(taken.field(), "name", "names are unique");
+/// # Ok::<(), palisade::ConfigError>(())
 /// ```
 #[derive(Clone, Default)]
 pub struct HealthRegistry {
-    entries: Arc<RwLock<Vec<Entry>>>,
+    entries: Arc<RwLock<Entries>>,
 }
 
 impl HealthRegistry {
@@ -293,25 +336,41 @@ impl HealthRegistry {
         Self::default()
     }
 
-    fn push(&self, name: Cow<'static, str>, critical: bool, liveness: bool, probe: Probe) {
-        self.entries
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Entry {
+    fn push(
+        &self,
+        name: Cow<'static, str>,
+        critical: bool,
+        liveness: bool,
+        probe: Probe,
+    ) -> Result<(), ConfigError> {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if entries.iter().any(|e| e.name == name) {
+            return Err(ConfigError::new(
+                "name",
+                "must be unique in the health registry",
                 name,
-                critical,
-                liveness,
-                probe,
-            });
+            ));
+        }
+        entries.push(Arc::new(Entry {
+            name,
+            critical,
+            liveness,
+            probe,
+        }));
+        Ok(())
     }
 
     /// Registers `breaker` under its own name. A `critical` breaker that is open makes the
     /// report unhealthy; otherwise it only degrades it.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `name` when a component of that name is registered already.
     pub fn circuit_breaker<C: Clock + Send + Sync + 'static>(
         &self,
         breaker: &CircuitBreaker<C>,
         critical: bool,
-    ) {
+    ) -> Result<(), ConfigError> {
         let breaker = breaker.clone();
         let name = breaker.name();
         self.push(
@@ -319,7 +378,7 @@ impl HealthRegistry {
             critical,
             false,
             Box::new(move || (ComponentKind::CircuitBreaker, breaker_check(&breaker))),
-        );
+        )
     }
 
     /// Registers `bulkhead` under its own name; it is degraded once its calls in flight plus
@@ -327,7 +386,8 @@ impl HealthRegistry {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] naming `saturation` when it is not in (0, 1].
+    /// A [`ConfigError`] naming `saturation` when it is not in (0, 1], or `name` when a
+    /// component of that name is registered already.
     ///
     /// # Examples
     ///
@@ -361,41 +421,48 @@ impl HealthRegistry {
                     bulkhead_check(&bulkhead, saturation),
                 )
             }),
-        );
-        Ok(())
+        )
     }
 
     /// Registers a readiness check of your own under `name`. It is called on every report,
     /// on the caller's thread, so it should read state, not do I/O (keep a background task
     /// that pings the dependency and have the check read its last result).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `name` when a component of that name is registered already.
     pub fn check(
         &self,
         name: impl Into<Cow<'static, str>>,
         critical: bool,
         check: impl Fn() -> Check + Send + Sync + 'static,
-    ) {
+    ) -> Result<(), ConfigError> {
         self.push(
             name.into(),
             critical,
             false,
             Box::new(move || (ComponentKind::Check, check())),
-        );
+        )
     }
 
     /// Registers a check that counts for liveness as well as readiness: one that tells
     /// whether the process itself works (an event loop that still ticks, a worker that is not
     /// wedged). Liveness checks are always critical.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `name` when a component of that name is registered already.
     pub fn liveness_check(
         &self,
         name: impl Into<Cow<'static, str>>,
         check: impl Fn() -> Check + Send + Sync + 'static,
-    ) {
+    ) -> Result<(), ConfigError> {
         self.push(
             name.into(),
             true,
             true,
             Box::new(move || (ComponentKind::Check, check())),
-        );
+        )
     }
 
     /// Every component: should this instance get traffic?
@@ -409,7 +476,12 @@ impl HealthRegistry {
     }
 
     fn report(&self, include: impl Fn(&Entry) -> bool) -> HealthReport {
-        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        // Copied out, so the checks run without the lock.
+        let entries: Entries = self
+            .entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let components = entries
             .iter()
             .filter(|e| include(e))
