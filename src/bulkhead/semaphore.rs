@@ -237,8 +237,8 @@ impl Semaphore {
     /// pool otherwise.
     #[inline]
     pub(crate) fn release(&self) {
-        // One read-modify-write that cannot fail, however many threads release at once (a
-        // compare-and-swap loop here retried under contention).
+        // A fetch_sub never retries, so releases from many threads cost one read-modify-write
+        // each; whether waiters need the slot is read from the value it replaced.
         let before = self.word.fetch_sub(1, Ordering::AcqRel);
         if before & WAITERS != 0 {
             self.hand_over();
@@ -434,7 +434,7 @@ mod loom_tests {
     }
 
     #[test]
-    fn a_slot_released_while_a_waiter_queues_goes_to_it_not_to_a_newcomer() {
+    fn a_slot_released_to_a_queued_waiter_is_not_taken_by_a_newcomer() {
         loom::model(|| {
             let s = Arc::new(Semaphore::new(1, 1));
             assert!(s.try_acquire());

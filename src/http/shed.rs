@@ -128,9 +128,24 @@ impl<S: fmt::Debug> fmt::Debug for ShedService<S> {
 }
 
 impl<S> ShedService<S> {
+    /// Wraps `inner` (what [`ShedLayer::layer`](Layer::layer) does).
+    pub fn new(inner: S, layer: ShedLayer) -> Self {
+        layer.layer(inner)
+    }
+
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 

@@ -74,8 +74,10 @@
 //!
 //! # Clone semantics
 //!
-//! A timeout has no shared state: a clone is an identical, independent copy (same duration,
-//! name and listener). Cloning is cheap.
+//! Clones share one small block of state: the name, the listener and the count of calls cut
+//! short behind [`Timeout::metrics`], so a snapshot from any clone counts the timeouts of
+//! all of them. Cloning bumps one reference count; each call's future holds one too, which
+//! is how a timeout that fires can count itself.
 
 mod config;
 pub mod future;
@@ -132,6 +134,23 @@ pub(crate) struct Shared {
 }
 
 /// A snapshot of a timeout policy, from [`Timeout::metrics`].
+///
+/// # Examples
+///
+/// ```
+/// use palisade::{Rejected, timeout::Timeout};
+/// use std::time::Duration;
+///
+/// # #[cfg(feature = "tokio")]
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), palisade::ConfigError> {
+/// let timeout = Timeout::new(Timeout::builder().duration(Duration::from_millis(10)).build()?);
+/// let _ = timeout.run_once(std::future::pending::<Result<(), Rejected>>()).await;
+/// assert_eq!(timeout.clone().metrics().timed_out, 1, "clones share the count");
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "tokio"))] fn main() {}
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TimeoutMetrics {
