@@ -230,11 +230,11 @@ impl CountRing {
             slots: (0..size).map(|_| crate::sync::AtomicU8::new(0)).collect(),
             modulus: (u64::MAX / u64::from(size)).wrapping_add(1),
             next: AtomicU32::new(0),
-            // One block per thread slot a busy process uses, as the striped counters size
-            // themselves; threads on other slots take one position at a time.
+            // One block per thread slot (16 padded lines, 2 KiB): slots are numbered in the
+            // order threads first count, so a process with a runtime's workers, its main
+            // thread and a few others uses more slots than it has cores.
             blocks: if size >= BLOCKED_FROM {
-                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                (0..threads.clamp(1, MAX_STRIPES))
+                (0..MAX_STRIPES)
                     .map(|_| CachePadded(AtomicU64::new(0)))
                     .collect()
             } else {
