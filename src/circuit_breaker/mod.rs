@@ -553,7 +553,7 @@ impl<C: Clock> Shared<C> {
         }
     }
 
-    #[cold]
+    #[inline]
     fn reject(&self, retry_after: Option<std::time::Duration>) -> Rejected {
         self.rejected.incr();
         let open = match retry_after {

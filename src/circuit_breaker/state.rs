@@ -256,6 +256,7 @@ pub(crate) enum Admission {
 }
 
 /// Decides an admission at `now_ms`.
+#[inline]
 pub(crate) fn admit(w: Word, now_ms: u64, t: &Timing) -> Admission {
     match w.state() {
         CircuitState::Closed => Admission::Admit {
