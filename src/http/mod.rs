@@ -215,10 +215,8 @@ where
 impl<B, E: AsRejected> Classifier<Response<B>, E> for StatusClassifier {
     #[inline]
     fn classify(&self, result: &Result<Response<B>, E>) -> Outcome {
-        match result {
-            Ok(resp) => self.outcome(resp.status().as_u16()),
-            Err(_) => Classifier::<Response<B>, E>::classify(&DefaultClassifier, result),
-        }
+        self.with_status(|r: &Response<B>| r.status().as_u16())
+            .classify(result)
     }
 }
 
