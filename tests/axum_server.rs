@@ -2,7 +2,9 @@
 //! `Retry-After`, checked over a real socket with a real client. Real time, short durations,
 //! generous bounds; the server stops when the test ends.
 
-use std::net::SocketAddr;
+#[path = "support/server.rs"]
+mod server;
+
 use std::time::Duration;
 
 use axum::Router;
@@ -11,30 +13,12 @@ use palisade::LiftLayer;
 use palisade::bulkhead::Bulkhead;
 use palisade::http::ShedLayer;
 use palisade::timeout::Timeout;
-use tokio::net::TcpListener;
+use server::Serving;
 use tokio::sync::{Semaphore, mpsc};
 use tower::ServiceBuilder;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-struct Server {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn serve(app: Router) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Server { addr, task }
 }
 
 #[tokio::test]
@@ -68,7 +52,7 @@ async fn a_full_bulkhead_sheds_load_with_503_and_retry_after() {
                 .layer(bulkhead.layer())
                 .layer(LiftLayer),
         );
-    let server = serve(app).await;
+    let server = Serving::start(app).await;
     let url = format!("http://{}/work", server.addr);
     let client = reqwest::Client::new();
 
@@ -115,7 +99,7 @@ async fn a_handler_over_its_time_is_answered_503_and_the_server_keeps_serving() 
                 .layer(timeout.layer())
                 .layer(LiftLayer),
         );
-    let server = serve(app).await;
+    let server = Serving::start(app).await;
     let client = reqwest::Client::new();
 
     let hung = tokio::time::timeout(

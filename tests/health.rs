@@ -3,6 +3,8 @@
 
 #[path = "support/probes.rs"]
 mod probes;
+#[path = "support/server.rs"]
+mod server;
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use palisade::circuit_breaker::CircuitBreaker;
 use palisade::health::{Check, ComponentKind, HealthRegistry, HealthReport, HealthStatus};
 use probes::{get_once, probes};
 use serde_json::json;
-use tokio::net::TcpListener;
+use server::Serving;
 
 fn breaker(name: &'static str) -> CircuitBreaker {
     CircuitBreaker::new(
@@ -245,9 +247,8 @@ async fn axum_probes_answer_200_then_503_over_a_real_socket() {
         .liveness_check("process", || Check::healthy("ok"))
         .unwrap();
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, probes(health)).await });
+    let server = Serving::start(probes(health)).await;
+    let addr = server.addr;
 
     // Real time and a real socket: generous bound, so a slow machine cannot flake it.
     let check = async {
@@ -267,5 +268,5 @@ async fn axum_probes_answer_200_then_503_over_a_real_socket() {
     tokio::time::timeout(Duration::from_secs(30), check)
         .await
         .expect("the probes answered");
-    server.abort();
+    drop(server);
 }

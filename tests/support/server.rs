@@ -1,5 +1,5 @@
-//! Real HTTP servers on 127.0.0.1 for the client tests: one that answers from a script, one
-//! that drops every connection. Each stops when its handle is dropped.
+//! Real HTTP servers on 127.0.0.1 for the tests: any axum app, one that answers from a
+//! script, one that drops every connection. Each stops when its handle is dropped.
 
 #![allow(dead_code)]
 
@@ -31,12 +31,35 @@ struct Script {
     hits: Mutex<Vec<Instant>>,
 }
 
+/// An axum app served on 127.0.0.1 (a free port) until this is dropped.
+pub struct Serving {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Serving {
+    pub async fn start(app: Router) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Serving { addr, task }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A server that answers each request with the next scripted reply, or 200 "ok" when the
 /// script is empty, and records when each request arrived.
 pub struct Scripted {
     pub addr: SocketAddr,
     script: Arc<Script>,
-    task: JoinHandle<()>,
+    _serving: Serving,
 }
 
 impl Scripted {
@@ -47,12 +70,12 @@ impl Scripted {
             let state = state.clone();
             async move { answer(&state).await }
         }));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Scripted { addr, script, task }
+        let serving = Serving::start(app).await;
+        Scripted {
+            addr: serving.addr,
+            script,
+            _serving: serving,
+        }
     }
 
     /// Queues replies for the next requests.
@@ -67,12 +90,6 @@ impl Scripted {
     /// When each request arrived, in order.
     pub fn hits(&self) -> Vec<Instant> {
         self.script.hits.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Scripted {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
