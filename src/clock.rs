@@ -6,8 +6,15 @@
 //!
 //! - [`TokioClock`] (feature `tokio`, the default) reads `tokio::time::Instant`, so
 //!   `tokio::time::pause()` and `advance()` drive every policy in a test;
-//! - [`MonotonicClock`] reads `std::time::Instant`, for use without tokio;
+//! - [`MonotonicClock`] reads the system's monotonic clock, for use without tokio and for the
+//!   cheapest open-breaker rejections in production;
+//! - [`CoarseClock`] reads only the kernel's coarse clock, trading precision for speed;
 //! - `FakeClock` (feature `test-util`) is moved by hand.
+//!
+//! Besides [`Clock::now`], a clock may offer a cheaper reading that lags by a known bound,
+//! [`Clock::now_lagging`]. It is for questions of the form "is this deadline still more than
+//! the lag away?", which an open circuit breaker asks on every rejection; when the answer is
+//! no, the breaker reads `now()`, so its decisions are those of the exact clock.
 //!
 //! [`DefaultClock`] is `TokioClock` when the `tokio` feature is on and `MonotonicClock`
 //! otherwise. Both have the same API.
@@ -137,12 +144,63 @@ pub(crate) const fn saturating_nanos(d: Duration) -> u64 {
 pub trait Clock: Send + Sync + 'static {
     /// The current reading.
     fn now(&self) -> Ticks;
+
+    /// A reading that may lag, for callers that only need to know a deadline is still well
+    /// ahead: never later than what [`now`](Clock::now) returns at the same moment, and at
+    /// most [`max_lag`](Clock::max_lag) earlier.
+    ///
+    /// An open circuit breaker reads this on every rejection and reads [`now`](Clock::now)
+    /// only in the last `max_lag` of its break, so a clock with a cheaper approximate source
+    /// makes rejections cheaper without moving the moment the break ends.
+    ///
+    /// The default is [`now`](Clock::now) itself, with no lag.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::{Clock, MonotonicClock};
+    ///
+    /// let clock = MonotonicClock::new();
+    /// let recent = clock.now_lagging();
+    /// let exact = clock.now();
+    /// assert!(recent <= exact);
+    /// ```
+    #[inline]
+    fn now_lagging(&self) -> Ticks {
+        self.now()
+    }
+
+    /// How far [`now_lagging`](Clock::now_lagging) may trail [`now`](Clock::now). The
+    /// default is zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::{Clock, MonotonicClock};
+    ///
+    /// let lag = MonotonicClock::new().max_lag();
+    /// assert!(lag <= std::time::Duration::from_millis(20));
+    /// ```
+    #[inline]
+    fn max_lag(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
     #[inline]
     fn now(&self) -> Ticks {
         (**self).now()
+    }
+
+    #[inline]
+    fn now_lagging(&self) -> Ticks {
+        (**self).now_lagging()
+    }
+
+    #[inline]
+    fn max_lag(&self) -> Duration {
+        (**self).max_lag()
     }
 }
 
@@ -156,7 +214,19 @@ pub type DefaultClock = TokioClock;
 #[cfg(not(feature = "tokio"))]
 pub type DefaultClock = MonotonicClock;
 
-/// A clock that reads `std::time::Instant`.
+/// A clock that reads the operating system's monotonic clock, as `std::time::Instant` does.
+///
+/// On Linux it reads `CLOCK_MONOTONIC` (what `Instant::now()` reads there) and offers the
+/// kernel's coarse copy of the same clock, `CLOCK_MONOTONIC_COARSE`, as
+/// [`now_lagging`](Clock::now_lagging): a few nanoseconds to read instead of about twenty on
+/// a typical VM, at most one kernel tick behind (1 to 10 ms; [`max_lag`](Clock::max_lag)
+/// allows [`MONOTONIC_MAX_LAG`]). An open breaker on this clock rejects without an exact
+/// reading until the last few milliseconds of its break, and its break still ends on time.
+/// Elsewhere both readings come from `std::time::Instant` and there is no lag.
+///
+/// It is a real clock: `tokio::time::pause()` does not move it. [`TokioClock`], the default
+/// with the `tokio` feature, does, which is why it stays the default; choose this clock in
+/// production for the cheapest rejections.
 ///
 /// # Examples
 ///
@@ -166,18 +236,42 @@ pub type DefaultClock = MonotonicClock;
 /// let clock = MonotonicClock::new();
 /// let a = clock.now();
 /// assert!(clock.now() >= a);
+/// assert!(clock.now_lagging() <= clock.now());
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct MonotonicClock {
-    origin: std::time::Instant,
+    origin: MonotonicOrigin,
 }
+
+/// How far [`MonotonicClock::now_lagging`](Clock::now_lagging) may trail its exact reading on
+/// Linux: above the longest kernel tick (10 ms at `HZ=100`) with room for a late tick.
+///
+/// If the kernel ever falls further behind (a stalled timekeeping CPU), an open breaker on
+/// [`MonotonicClock`] ends its break late by the excess, never early.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::clock::{Clock, MonotonicClock, MONOTONIC_MAX_LAG};
+///
+/// # #[cfg(target_os = "linux")]
+/// assert_eq!(MonotonicClock::new().max_lag(), MONOTONIC_MAX_LAG);
+/// ```
+pub const MONOTONIC_MAX_LAG: Duration = Duration::from_millis(16);
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+type MonotonicOrigin = u64;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+type MonotonicOrigin = std::time::Instant;
 
 impl MonotonicClock {
     /// A clock whose origin is now.
     pub fn new() -> Self {
-        MonotonicClock {
-            origin: std::time::Instant::now(),
-        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let origin = raw_nanos(rustix::time::ClockId::Monotonic);
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let origin = std::time::Instant::now();
+        MonotonicClock { origin }
     }
 }
 
@@ -187,6 +281,27 @@ impl Default for MonotonicClock {
     }
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+impl Clock for MonotonicClock {
+    #[inline]
+    fn now(&self) -> Ticks {
+        Ticks(raw_nanos(rustix::time::ClockId::Monotonic).saturating_sub(self.origin))
+    }
+
+    /// The coarse copy of the same kernel clock: it is the exact clock's value at the last
+    /// tick, so it never leads it.
+    #[inline]
+    fn now_lagging(&self) -> Ticks {
+        Ticks(coarse_nanos().saturating_sub(self.origin))
+    }
+
+    #[inline]
+    fn max_lag(&self) -> Duration {
+        MONOTONIC_MAX_LAG
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
 impl Clock for MonotonicClock {
     #[inline]
     fn now(&self) -> Ticks {
@@ -198,12 +313,12 @@ impl Clock for MonotonicClock {
 
 /// A clock that trades precision for speed: the kernel's coarse monotonic clock on Linux
 /// (`CLOCK_MONOTONIC_COARSE`, a few nanoseconds to read instead of about twenty on a
-/// typical VM, ticking every 1 to 4 ms), [`MonotonicClock`]'s reading elsewhere.
+/// typical VM, ticking every 1 to 10 ms), [`MonotonicClock`]'s reading elsewhere.
 ///
-/// For a breaker that rejects at a high rate while open, each rejection reads the clock to
-/// know whether the break is over; with this clock that read costs a fraction of an exact
-/// one, and the break may end up to one tick (a few milliseconds) late. Timed windows and
-/// slow-call thresholds get the same granularity, so keep thresholds well above it.
+/// Every reading is coarse, so timed windows and slow-call thresholds get the same
+/// granularity (keep thresholds well above it), and an open breaker's break may end up to one
+/// tick late. For cheap rejections alone [`MonotonicClock`] is the better choice: it uses the
+/// coarse clock only where a lag cannot change a decision.
 ///
 /// It is a real clock: `tokio::time::pause()` does not move it. Use [`TokioClock`] (the
 /// default) in tests that pause time.
@@ -252,8 +367,15 @@ impl Clock for CoarseClock {
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[inline]
 fn coarse_nanos() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
-    // The monotonic clock counts from boot: both fields are non-negative.
+    raw_nanos(rustix::time::ClockId::MonotonicCoarse)
+}
+
+/// Nanoseconds on one of the kernel's monotonic clocks.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[inline]
+fn raw_nanos(id: rustix::time::ClockId) -> u64 {
+    let t = rustix::time::clock_gettime(id);
+    // The monotonic clocks count from boot: both fields are non-negative.
     (t.tv_sec as u64)
         .saturating_mul(1_000_000_000)
         .saturating_add(t.tv_nsec as u64)

@@ -145,10 +145,13 @@
 //! Policies read time from a [`Clock`](clock::Clock) and sleep on a [`Timer`](timer::Timer),
 //! never from `std::time::Instant::now()` directly. The defaults (feature `tokio`) follow
 //! tokio's clock, so `tokio::time::pause()` and `advance()` drive every policy in tests
-//! without real waiting. Without tokio, [`MonotonicClock`](clock::MonotonicClock) reads std's
-//! clock and any `Fn(Duration) -> impl Future` serves as a timer. Where a breaker rejects at
-//! a high rate, [`CoarseClock`](clock::CoarseClock) reads the kernel's coarse clock in a few
-//! nanoseconds, at a granularity of a few milliseconds. Jitter draws from a seedable
+//! without real waiting. Without tokio, [`MonotonicClock`](clock::MonotonicClock) reads the
+//! system's monotonic clock and any `Fn(Duration) -> impl Future` serves as a timer. It is
+//! also the clock for the cheapest rejections in production: an open breaker on it checks its
+//! break against the kernel's coarse clock (a few nanoseconds) and reads the exact clock only
+//! in the break's last milliseconds, so the break still ends on time.
+//! [`CoarseClock`](clock::CoarseClock) reads only the coarse clock, at a granularity of a few
+//! milliseconds. Jitter draws from a seedable
 //! [`RngSource`](rng::RngSource).
 //!
 //! # Feature flags

@@ -661,3 +661,77 @@ fn handles_services_and_futures_are_send_and_sync() {
         >,
     >();
 }
+
+/// Counts exact readings; its lagging reading trails the exact one by 12 ms within a
+/// declared 16 ms.
+#[derive(Clone, Default)]
+struct LaggingClock {
+    nanos: Arc<std::sync::atomic::AtomicU64>,
+    exact_reads: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl LaggingClock {
+    fn advance(&self, d: Duration) {
+        let d = u64::try_from(d.as_nanos()).unwrap();
+        self.nanos.fetch_add(d, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn exact_reads(&self) -> u64 {
+        self.exact_reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl palisade::clock::Clock for LaggingClock {
+    fn now(&self) -> palisade::clock::Ticks {
+        self.exact_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        palisade::clock::Ticks::from_nanos(self.nanos.load(std::sync::atomic::Ordering::SeqCst))
+    }
+    fn now_lagging(&self) -> palisade::clock::Ticks {
+        let nanos = self.nanos.load(std::sync::atomic::Ordering::SeqCst);
+        palisade::clock::Ticks::from_nanos(nanos.saturating_sub(12_000_000))
+    }
+    fn max_lag(&self) -> Duration {
+        Duration::from_millis(16)
+    }
+}
+
+#[test]
+fn an_open_breaker_rejects_on_the_lagging_reading_and_still_half_opens_on_time() {
+    let clock = LaggingClock::default();
+    clock.advance(Duration::from_secs(1));
+    let b = CircuitBreaker::with_clock(builder().build().unwrap(), clock.clone());
+    b.try_acquire().unwrap().failure();
+    b.try_acquire().unwrap().failure();
+    assert_eq!(b.state(), CircuitState::Open);
+
+    // Far from the end of the break: no exact reading at all, and a retry-after that is
+    // never shorter than the exact time left (10 s here, counted from 12 ms earlier).
+    let before = clock.exact_reads();
+    for _ in 0..100 {
+        let err = b.try_acquire().err().unwrap();
+        assert_eq!(err.retry_after(), Some(BREAK + Duration::from_millis(12)));
+    }
+    clock.advance(BREAK - Duration::from_millis(17));
+    let err = b.try_acquire().err().unwrap();
+    assert_eq!(err.retry_after(), Some(Duration::from_millis(29)));
+    assert_eq!(
+        clock.exact_reads(),
+        before,
+        "the lagging reading settled every rejection"
+    );
+
+    // Within the lag of the end: the exact clock decides, and it says 1 ms is left.
+    clock.advance(Duration::from_millis(16));
+    let err = b.try_acquire().err().unwrap();
+    assert_eq!(err.retry_after(), Some(Duration::from_millis(1)));
+    assert_eq!(clock.exact_reads(), before + 1);
+
+    // At the end on the exact clock, although the lagging one is still 12 ms short of it.
+    clock.advance(Duration::from_millis(1));
+    let probe = b
+        .try_acquire()
+        .expect("the break is over on the exact clock");
+    assert_eq!(b.state(), CircuitState::HalfOpen);
+    probe.success();
+    assert_eq!(b.state(), CircuitState::Closed);
+}

@@ -208,6 +208,27 @@ const fn remaining_ms(now_ms: u64, deadline: u64) -> u64 {
     }
 }
 
+/// For an open breaker, the milliseconds left of its break counted from `recent_ms`, if the
+/// break is surely not over although the exact time may be up to `lag_ms` past `recent_ms`;
+/// `None` if it may be over, or the breaker is not open.
+///
+/// The check is [`reached`] at `recent_ms + lag_ms`, the latest the exact time can be, so a
+/// `Some` never outlives the break as the exact clock sees it.
+#[inline]
+pub(crate) const fn surely_open(w: Word, recent_ms: u64, lag_ms: u64) -> Option<u64> {
+    if !matches!(w.state(), CircuitState::Open) {
+        return None;
+    }
+    let deadline = w.deadline();
+    if reached(recent_ms.wrapping_add(lag_ms), deadline) {
+        None
+    } else {
+        // Not through `remaining_ms`: a lagging reading may trail the exact one that set the
+        // deadline, putting the deadline up to `lag_ms` further than `MAX_DEADLINE_MS` ahead.
+        Some(deadline.wrapping_sub(recent_ms) & DEADLINE_MASK)
+    }
+}
+
 /// The timing rules the transitions follow, from the config.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
@@ -662,6 +683,52 @@ mod tests {
             deadline.wrapping_add(MAX_DEADLINE_MS * 3) & DEADLINE_MASK,
             deadline
         ));
+    }
+
+    #[test]
+    fn surely_open_only_while_the_latest_possible_time_is_before_the_deadline() {
+        let open = Word::new(CircuitState::Open, 3, 0, 0, 10_000);
+        // (recent_ms, lag_ms, expected): the break ends at 10 000 on the exact clock.
+        let cases = [
+            (0, 0, Some(10_000)),
+            (9_999, 0, Some(1)),
+            (10_000, 0, None),
+            (10_500, 0, None),
+            (9_983, 16, Some(17)),
+            (9_984, 16, None),
+            (9_000, 16, Some(1_000)),
+            (12_000, 16, None),
+        ];
+        for (recent, lag, want) in cases {
+            assert_eq!(
+                surely_open(open, recent, lag),
+                want,
+                "recent {recent} lag {lag}"
+            );
+        }
+        // Only an open breaker is ever settled here.
+        for state in [
+            CircuitState::HalfOpen,
+            CircuitState::Isolated,
+            CircuitState::Closed,
+        ] {
+            assert_eq!(surely_open(Word::new(state, 3, 0, 0, 10_000), 0, 0), None);
+        }
+        // Across the wrap of the deadline field, in both directions.
+        let near_wrap = DEADLINE_MASK - 10;
+        let wrapped = Word::new(
+            CircuitState::Open,
+            1,
+            0,
+            0,
+            (near_wrap + 100) & DEADLINE_MASK,
+        );
+        assert_eq!(surely_open(wrapped, near_wrap, 16), Some(100));
+        assert_eq!(surely_open(wrapped, near_wrap + 90, 16), None);
+        // A lagging reading older than the exact one that set a maximal break still counts
+        // the whole break, instead of reading the deadline as passed.
+        let longest = Word::new(CircuitState::Open, 1, 0, 0, 5 + MAX_DEADLINE_MS);
+        assert_eq!(surely_open(longest, 0, 16), Some(MAX_DEADLINE_MS + 5));
     }
 
     #[test]
