@@ -115,7 +115,7 @@ fn main() {
     rows.push((
         "breaker layer",
         "palisade CircuitBreakerLayer",
-        per_call(|| drop(call_now(&mut ours, black_box(1)))),
+        per_call(|| call_now(&mut ours, black_box(1))),
     ));
     let mut theirs = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
         .build()
@@ -124,7 +124,7 @@ fn main() {
     rows.push((
         "breaker layer",
         "tower-resilience CircuitBreakerLayer",
-        per_call(|| drop(call_now(&mut theirs, black_box(1)))),
+        per_call(|| call_now(&mut theirs, black_box(1))),
     ));
 
     let timeout = Timeout::new(
@@ -137,13 +137,13 @@ fn main() {
     rows.push((
         "timeout layer",
         "palisade TimeoutLayer",
-        per_call(|| drop(call_now(&mut ours, black_box(1)))),
+        per_call(|| call_now(&mut ours, black_box(1))),
     ));
     let mut tower_timeout = tower::timeout::TimeoutLayer::new(Duration::from_secs(1)).layer(Echo);
     rows.push((
         "timeout layer",
         "tower TimeoutLayer",
-        per_call(|| drop(call_now(&mut tower_timeout, black_box(1)))),
+        per_call(|| call_now(&mut tower_timeout, black_box(1))),
     ));
     let mut tr = tower_resilience::timelimiter::TimeLimiterLayer::builder()
         .timeout_duration(Duration::from_secs(1))
@@ -152,7 +152,7 @@ fn main() {
     rows.push((
         "timeout layer",
         "tower-resilience TimeLimiter",
-        per_call(|| drop(call_now(&mut tr, black_box(1)))),
+        per_call(|| call_now(&mut tr, black_box(1))),
     ));
 
     let bulkhead = palisade::bulkhead::Bulkhead::new(
@@ -193,13 +193,13 @@ fn main() {
     rows.push((
         "bulkhead layer",
         "palisade BulkheadLayer",
-        per_call(|| drop(call_now(&mut ours, black_box(1)))),
+        per_call(|| call_now(&mut ours, black_box(1))),
     ));
     let mut limit = tower::limit::ConcurrencyLimitLayer::new(64).layer(Echo);
     rows.push((
         "bulkhead layer",
         "tower ConcurrencyLimitLayer",
-        per_call(|| drop(call_now(&mut limit, black_box(1)))),
+        per_call(|| call_now(&mut limit, black_box(1))),
     ));
     let mut theirs = tower_resilience::bulkhead::BulkheadLayer::builder()
         .max_concurrent_calls(64)
@@ -209,7 +209,7 @@ fn main() {
     rows.push((
         "bulkhead layer",
         "tower-resilience BulkheadLayer",
-        per_call(|| drop(call_now(&mut theirs, black_box(1)))),
+        per_call(|| call_now(&mut theirs, black_box(1))),
     ));
 
     let retry = palisade::retry::Retry::new(palisade::retry::Retry::builder().build().unwrap());
@@ -233,7 +233,7 @@ fn main() {
     rows.push((
         "retry layer, first attempt succeeds",
         "palisade RetryLayer",
-        per_call(|| drop(call_now(&mut ours, black_box(1)))),
+        per_call(|| call_now(&mut ours, black_box(1))),
     ));
     let mut theirs = tower_resilience::retry::RetryLayer::<u64, u64, tower::BoxError>::builder()
         .max_attempts(3)
@@ -242,7 +242,7 @@ fn main() {
     rows.push((
         "retry layer, first attempt succeeds",
         "tower-resilience RetryLayer",
-        per_call(|| drop(call_now(&mut theirs, black_box(1)))),
+        per_call(|| call_now(&mut theirs, black_box(1))),
     ));
 
     let breaker = CircuitBreaker::new(CircuitBreaker::builder().build().unwrap());
@@ -258,13 +258,13 @@ fn main() {
     rows.push((
         "5-policy tower stack",
         "palisade",
-        per_call(|| drop(call_now(&mut ours, black_box(1)))),
+        per_call(|| call_now(&mut ours, black_box(1))),
     ));
     let mut theirs = common::tower_resilience_stack();
     rows.push((
         "5-policy tower stack",
         "tower-resilience",
-        per_call(|| drop(call_now(&mut theirs, black_box(1)))),
+        per_call(|| call_now(&mut theirs, black_box(1))),
     ));
 
     // A cached fallback keeps a copy of each success: free for a response whose clone does not
@@ -279,7 +279,7 @@ fn main() {
     rows.push((
         "fallback or_cached, u64 response",
         "palisade",
-        per_call(|| drop(call_now(&mut ours, black_box(1)))),
+        per_call(|| call_now(&mut ours, black_box(1))),
     ));
     let strings = || {
         tower::service_fn(|n: u64| ready(Ok::<_, tower::BoxError>(format!("response body {n}"))))
@@ -288,7 +288,7 @@ fn main() {
     rows.push((
         "String response (the service allocates it)",
         "bare service",
-        per_call(|| drop(call_now(&mut bare, black_box(1)))),
+        per_call(|| call_now(&mut bare, black_box(1))),
     ));
     let cached_strings = palisade::fallback::Fallback::new(
         palisade::fallback::Fallback::builder()
@@ -300,7 +300,7 @@ fn main() {
     rows.push((
         "String response (the service allocates it)",
         "palisade fallback or_cached (clones each success)",
-        per_call(|| drop(call_now(&mut ours, black_box(1)))),
+        per_call(|| call_now(&mut ours, black_box(1))),
     ));
 
     println!("| operation | implementation | allocations per call | bytes per call |");

@@ -38,7 +38,7 @@ use criterion::Criterion;
 
 mod common;
 use common::report::{self, group};
-use common::{Echo, call_now, poll_now};
+use common::{Echo, call_now, poll_now, run_now};
 use palisade::Rejected;
 use palisade::timeout::{Timeout, TimeoutConfig};
 use tower::{BoxError, Layer};
@@ -55,17 +55,14 @@ fn timeout_benches(c: &mut Criterion) {
 
     let mut g = group(c, "timeout/future");
     g.bench_function("bare", |b| {
-        b.iter(|| poll_now(ready(Ok::<_, Rejected>(black_box(1u64)))))
+        b.iter(|| run_now(|| ready(Ok::<_, Rejected>(black_box(1u64)))))
     });
     g.bench_function("palisade run_once", |b| {
-        b.iter(|| poll_now(timeout.run_once(ready(Ok::<_, Rejected>(black_box(1u64))))))
+        b.iter(|| run_now(|| timeout.run_once(ready(Ok::<_, Rejected>(black_box(1u64))))))
     });
     g.bench_function("tokio::time::timeout", |b| {
         b.iter(|| {
-            poll_now(tokio::time::timeout(
-                limit,
-                ready(Ok::<_, Rejected>(black_box(1u64))),
-            ))
+            run_now(|| tokio::time::timeout(limit, ready(Ok::<_, Rejected>(black_box(1u64)))))
         })
     });
     g.finish();
@@ -434,15 +431,15 @@ fn retry_benches(c: &mut Criterion) {
     let ours = Retry::new(Retry::builder().build().unwrap());
     let mut g = group(c, "retry/closure, first attempt succeeds");
     g.bench_function("bare future", |b| {
-        b.iter(|| poll_now(ready(Ok::<_, Rejected>(black_box(1u64)))))
+        b.iter(|| run_now(|| ready(Ok::<_, Rejected>(black_box(1u64)))))
     });
     g.bench_function("palisade run", |b| {
-        b.iter(|| poll_now(ours.run(|| ready(Ok::<_, Rejected>(black_box(1u64))))))
+        b.iter(|| run_now(|| ours.run(|| ready(Ok::<_, Rejected>(black_box(1u64))))))
     });
     g.bench_function("backon Retryable", |b| {
         use backon::Retryable;
         let builder = backon::ExponentialBuilder::default();
-        b.iter(|| poll_now((|| ready(Ok::<_, Rejected>(black_box(1u64)))).retry(builder)))
+        b.iter(|| run_now(|| (|| ready(Ok::<_, Rejected>(black_box(1u64)))).retry(builder)))
     });
     g.finish();
 
@@ -459,6 +456,11 @@ fn retry_benches(c: &mut Criterion) {
     let mut layered = ours.layer().layer(Echo);
     g.bench_function("palisade RetryLayer", |b| {
         b.iter(|| call_now(&mut layered, black_box(1)))
+    });
+    // The same policy on a handle that lives as long as the process: no reference count.
+    let mut leaked = ours.clone().leak().layer().layer(Echo);
+    g.bench_function("palisade RetryLayer (leaked handle)", |b| {
+        b.iter(|| call_now(&mut leaked, black_box(1)))
     });
     let mut tower_retry = tower::retry::RetryLayer::new(Attempts(3)).layer(Echo);
     g.bench_function("tower RetryLayer", |b| {
@@ -575,16 +577,16 @@ fn stack_benches(c: &mut Criterion) {
     // forms are separate groups, each with its own bare baseline.
     let mut g = group(c, "stack/closure, 5 policies, happy path");
     g.bench_function("bare future", |b| {
-        b.iter(|| poll_now(ready(Ok::<_, Rejected>(black_box(1u64)))))
+        b.iter(|| run_now(|| ready(Ok::<_, Rejected>(black_box(1u64)))))
     });
     g.bench_function("palisade Pipeline::run", |b| {
         use palisade::fallback::Chain;
         b.iter(|| {
-            poll_now(
+            run_now(|| {
                 pipeline
                     .run(|| ready(Ok::<_, Rejected>(black_box(1u64))))
-                    .or_value(0),
-            )
+                    .or_value(0)
+            })
         })
     });
     g.finish();

@@ -345,6 +345,50 @@ async fn the_layer_polls_readiness_again_before_each_retry() {
     assert_eq!(assert_ready!(call.poll()).unwrap(), "ok");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_leaked_handle_shares_the_budget_and_counters_of_its_origin() {
+    let (retry, log) = logged(
+        Retry::builder()
+            .max_attempts(5)
+            .backoff(Backoff::constant(ms(1)))
+            .budget(RetryBudget::new(Duration::from_secs(10), 0, 0.5)),
+    );
+    let leaked = retry.clone().leak();
+    let attempts = Arc::new(AtomicU32::new(0));
+    let seen = attempts.clone();
+    // Request 0 succeeds; any other always fails.
+    let svc = tower::service_fn(move |req: u32| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match req {
+                0 => Ok(req),
+                _ => Err::<u32, BoxError>("down".into()),
+            }
+        }
+    });
+    let mut through_origin = retry.layer().layer(svc.clone());
+    let mut through_leaked = leaked.clone().layer().layer(svc);
+
+    // Each first attempt deposits half a retry: one on the original handle's layer and one
+    // on the leaked handle's make one retry, which only a shared budget holds.
+    assert_eq!(
+        through_origin.ready().await.unwrap().call(0).await.unwrap(),
+        0
+    );
+    let failed = tokio::spawn(through_leaked.ready().await.unwrap().call(1));
+    advance(ms(5)).await;
+    assert!(failed.await.unwrap().is_err());
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        3,
+        "1 + a first attempt + one retry"
+    );
+    assert_eq!(gave_up(&log), Some(GiveUp::Budget));
+    let m = retry.metrics();
+    assert_eq!((m.calls, m.retries, m.gave_up), (2, 1, 1));
+    assert_eq!(m, leaked.metrics(), "one set of counters");
+}
+
 /// A request that cannot be cloned (a one-shot body).
 #[derive(Debug, PartialEq)]
 struct Upload(&'static str);

@@ -74,11 +74,11 @@ pin_project! {
             #[pin]
             fut: F,
         },
+        // Boxed: only a retry sleeps, and a timer's sleep (88 bytes for tokio's) would more
+        // than double the future every first-attempt success builds and moves.
         Sleep {
-            #[pin]
-            sleep: S,
+            sleep: Pin<Box<S>>,
         },
-        Done,
     }
 }
 
@@ -200,53 +200,99 @@ where
 {
     type Output = Result<R, E>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    /// The happy path inline (a first attempt that succeeds), everything else out of line.
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.as_mut().project();
+        if let StateProj::Start = this.state.as_mut().project() {
+            let n = this.retry.begin(this.attempts);
+            this.state.set(State::Attempt {
+                fut: (this.make)(n),
+            });
+        }
+        if let StateProj::Attempt { fut } = this.state.as_mut().project() {
+            let out = ready!(fut.poll(cx));
+            let verdict = this.predicate.verdict(&out, this.retry.retry_rejections());
+            if verdict == Verdict::Done && out.is_ok() && this.attempts.made() == 1 {
+                // What `next` would say, with nothing to count: not a recovery, not a give-up.
+                return Poll::Ready(out);
+            }
+            if let Some(out) = self.as_mut().settle(out, verdict) {
+                return Poll::Ready(out);
+            }
+        }
+        self.poll_retrying(cx)
+    }
+}
+
+impl<M, F, T, C, P, H, N, R, E> RunFuture<'_, M, F, T, C, P, H, N>
+where
+    M: FnMut(u32) -> F,
+    F: Future<Output = Result<R, E>>,
+    T: Timer,
+    C: Clock,
+    P: RetryPredicate<R, E>,
+    H: super::future::Hint<R, E>,
+    N: Notify<R, E>,
+{
+    /// After an attempt: its result to return, or `None` with the next attempt under way.
+    ///
+    /// The finished attempt stays in place when its result is returned: moving to `Done`
+    /// would run the whole state's drop glue on every call. Polling again after that is a
+    /// caller's contract breach, which the finished attempt itself answers.
+    #[inline(never)]
+    fn settle(self: Pin<&mut Self>, out: Result<R, E>, verdict: Verdict) -> Option<Result<R, E>> {
         let mut this = self.project();
         let shared = &*this.retry;
+        let hint = match verdict {
+            Verdict::Retry { after: None } => this.hint.hint(&out),
+            _ => None,
+        };
+        match shared.next(this.attempts, verdict, out.is_err(), hint, true) {
+            Next::Return => Some(out),
+            Next::RetryAfter(delay) => {
+                this.notify.notify(&out, this.attempts.made(), delay);
+                drop(out);
+                if delay.is_zero() {
+                    let n = shared.begin(this.attempts);
+                    this.state.set(State::Attempt {
+                        fut: (this.make)(n),
+                    });
+                } else {
+                    this.state.set(State::Sleep {
+                        sleep: Box::pin(shared.timer.sleep(delay)),
+                    });
+                }
+                None
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn poll_retrying(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R, E>> {
         loop {
+            let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
                 StateProj::Start => {
-                    let n = shared.begin(this.attempts);
+                    let n = this.retry.begin(this.attempts);
                     this.state.set(State::Attempt {
                         fut: (this.make)(n),
                     });
                 }
                 StateProj::Attempt { fut } => {
                     let out = ready!(fut.poll(cx));
-                    let verdict = this.predicate.verdict(&out, shared.retry_rejections());
-                    let hint = match verdict {
-                        Verdict::Retry { after: None } => this.hint.hint(&out),
-                        _ => None,
-                    };
-                    match shared.next(this.attempts, verdict, out.is_err(), hint, true) {
-                        Next::Return => {
-                            this.state.set(State::Done);
-                            return Poll::Ready(out);
-                        }
-                        Next::RetryAfter(delay) => {
-                            this.notify.notify(&out, this.attempts.made(), delay);
-                            drop(out);
-                            if delay.is_zero() {
-                                let n = shared.begin(this.attempts);
-                                this.state.set(State::Attempt {
-                                    fut: (this.make)(n),
-                                });
-                            } else {
-                                this.state.set(State::Sleep {
-                                    sleep: this.retry.timer.sleep(delay),
-                                });
-                            }
-                        }
+                    let verdict = this.predicate.verdict(&out, this.retry.retry_rejections());
+                    if let Some(out) = self.as_mut().settle(out, verdict) {
+                        return Poll::Ready(out);
                     }
                 }
                 StateProj::Sleep { sleep } => {
-                    ready!(sleep.poll(cx));
-                    let n = shared.begin(this.attempts);
+                    ready!(sleep.as_mut().poll(cx));
+                    let n = this.retry.begin(this.attempts);
                     this.state.set(State::Attempt {
                         fut: (this.make)(n),
                     });
                 }
-                StateProj::Done => panic!("retry future polled after completion"),
             }
         }
     }

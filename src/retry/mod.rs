@@ -141,12 +141,34 @@ pub enum GiveUp {
 /// A handle is one `Arc` (the config, the jitter's seed stream, the budget and the counters
 /// behind [`metrics`](Self::metrics)) plus its timer and clock. A clone bumps that one
 /// reference count and copies the timer and clock, which is what the tower layer pays to give
-/// every call its own copy.
+/// every call its own copy: an atomic increment when the call starts and a decrement when its
+/// future is dropped, on a cache line that every thread calling through the layer writes.
+/// A handle that lives as long as the process can drop that cost with
+/// [`leak`](Self::leak).
 #[derive(Clone)]
 pub struct Retry<T = DefaultTimer, C = DefaultClock> {
-    shared: Arc<Shared>,
+    shared: SharedRef,
     clock: C,
     timer: T,
+}
+
+/// How a handle holds what its clones share: counted, or for the rest of the process.
+#[derive(Clone)]
+enum SharedRef {
+    Counted(Arc<Shared>),
+    Leaked(&'static Shared),
+}
+
+impl std::ops::Deref for SharedRef {
+    type Target = Shared;
+
+    #[inline]
+    fn deref(&self) -> &Shared {
+        match self {
+            SharedRef::Counted(shared) => shared,
+            SharedRef::Leaked(shared) => shared,
+        }
+    }
 }
 
 /// What clones of a handle share.
@@ -246,7 +268,7 @@ impl<T, C> Retry<T, C> {
     /// ```
     pub fn with_timer_and_clock(config: RetryConfig, timer: T, clock: C) -> Self {
         Retry {
-            shared: Arc::new(Shared {
+            shared: SharedRef::Counted(Arc::new(Shared {
                 rng: config
                     .seed
                     .map_or_else(RngSource::from_entropy, RngSource::seeded),
@@ -257,9 +279,48 @@ impl<T, C> Retry<T, C> {
                 gave_up: AtomicU64::new(0),
                 recovered: AtomicU64::new(0),
                 config,
-            }),
+            })),
             clock,
             timer,
+        }
+    }
+
+    /// This handle, holding its shared state for the rest of the process instead of counting
+    /// references to it: clones, the layer's services and their response futures then carry
+    /// a plain reference, and a call through the layer makes no atomic write at all when its
+    /// first attempt succeeds.
+    ///
+    /// The shared state (config, budget, counters: a few hundred bytes) is never freed. Leak
+    /// the handles you build once and keep, such as a client's made at startup, not ones
+    /// made per request or per config reload. Clones made before the call and after it share
+    /// the same budget and counters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::Retry;
+    ///
+    /// let retry = Retry::new(Retry::builder().max_attempts(3).build()?);
+    /// let process_wide = retry.clone().leak();
+    /// # #[cfg(feature = "tower")]
+    /// let _layer = process_wide.layer();
+    /// assert_eq!(process_wide.metrics(), retry.metrics(), "one set of counters");
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    #[must_use = "leak returns the handle that no longer counts references"]
+    pub fn leak(self) -> Self {
+        let shared = match self.shared {
+            SharedRef::Counted(counted) => {
+                // The leaked Arc keeps one count forever, so the state outlives every handle.
+                let forever: &'static Arc<Shared> = Box::leak(Box::new(counted));
+                SharedRef::Leaked(forever)
+            }
+            leaked @ SharedRef::Leaked(_) => leaked,
+        };
+        Retry {
+            shared,
+            clock: self.clock,
+            timer: self.timer,
         }
     }
 

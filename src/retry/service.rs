@@ -106,6 +106,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         // The instance made ready goes with this call; a fresh clone waits for the next one.
         let clone = self.inner.clone();
@@ -176,30 +177,79 @@ where
 {
     type Output = Result<S::Response, S::Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    /// The happy path inline (a first attempt that succeeds), everything else out of line, so
+    /// that the common case adds a few instructions to the caller's poll and no frame.
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.as_mut().project();
+        if let StateProj::Calling { fut } = this.state.as_mut().project() {
+            let out = ready!(fut.poll(cx));
+            let verdict = this.predicate.verdict(&out, this.retry.retry_rejections());
+            if verdict == Verdict::Done && out.is_ok() && this.attempts.made() == 1 {
+                // What `next` would say, with nothing to count: not a recovery, not a give-up.
+                return Poll::Ready(out);
+            }
+            if let Some(out) = self.as_mut().settle(out, verdict) {
+                return Poll::Ready(out);
+            }
+        }
+        self.poll_retrying(cx)
+    }
+}
+
+impl<S, Req, T, C, P, RC, H> ResponseFuture<S, Req, T, C, P, RC, H>
+where
+    S: Service<Req>,
+    T: Timer,
+    C: Clock,
+    P: RetryPredicate<S::Response, S::Error>,
+    RC: RequestCloner<Req>,
+    H: Hint<S::Response, S::Error>,
+{
+    /// After an attempt: its result to return, or `None` with the next attempt scheduled.
+    ///
+    /// The finished attempt stays in place when its result is returned, as tower's retry
+    /// leaves it: moving to `Done` would run the whole state's drop glue on every call.
+    /// Polling again after that is a caller's contract breach, which the finished attempt
+    /// itself answers.
+    #[inline(never)]
+    fn settle(
+        self: Pin<&mut Self>,
+        out: Result<S::Response, S::Error>,
+        verdict: Verdict,
+    ) -> Option<Result<S::Response, S::Error>> {
         let mut this = self.project();
-        let shared = &*this.retry;
+        let hint = match verdict {
+            Verdict::Retry { after: None } => this.hint.hint(&out),
+            _ => None,
+        };
+        let cloneable = this.req.is_some();
+        match this
+            .retry
+            .next(this.attempts, verdict, out.is_err(), hint, cloneable)
+        {
+            Next::Return => return Some(out),
+            Next::RetryAfter(delay) if delay.is_zero() => this.state.set(State::Readying),
+            Next::RetryAfter(delay) => this.state.set(State::Sleeping {
+                sleep: Box::pin(this.retry.timer.sleep(delay)),
+            }),
+        }
+        None
+    }
+
+    #[inline(never)]
+    fn poll_retrying(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<S::Response, S::Error>> {
         loop {
+            let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
                 StateProj::Calling { fut } => {
                     let out = ready!(fut.poll(cx));
-                    let verdict = this.predicate.verdict(&out, shared.retry_rejections());
-                    let hint = match verdict {
-                        Verdict::Retry { after: None } => this.hint.hint(&out),
-                        _ => None,
-                    };
-                    let cloneable = this.req.is_some();
-                    match shared.next(this.attempts, verdict, out.is_err(), hint, cloneable) {
-                        Next::Return => {
-                            this.state.set(State::Done);
-                            return Poll::Ready(out);
-                        }
-                        Next::RetryAfter(delay) if delay.is_zero() => {
-                            this.state.set(State::Readying);
-                        }
-                        Next::RetryAfter(delay) => this.state.set(State::Sleeping {
-                            sleep: Box::pin(this.retry.timer.sleep(delay)),
-                        }),
+                    let verdict = this.predicate.verdict(&out, this.retry.retry_rejections());
+                    if let Some(out) = self.as_mut().settle(out, verdict) {
+                        return Poll::Ready(out);
                     }
                 }
                 StateProj::Sleeping { sleep } => {
@@ -217,7 +267,7 @@ where
                         unreachable!("a retry is only scheduled with a copy of the request");
                     };
                     *this.req = this.cloner.try_clone(&req);
-                    shared.begin(this.attempts);
+                    this.retry.begin(this.attempts);
                     this.state.set(State::Calling {
                         fut: this.svc.call(req),
                     });
