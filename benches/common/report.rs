@@ -5,7 +5,8 @@
 //! anything else is a peer. `hot_path` registers its groups through [`group`] so that the
 //! report knows every case this binary was built to run, in order, and can refuse to write
 //! a table from a partial (filtered) or stale run. The README summary shows one palisade case
-//! per group, the first registered; `hot_path` keeps one per group so that it is the only one.
+//! per group, the first registered: `hot_path` registers the default configuration first, and
+//! opt-in variants (another clock, a leaked handle) after it, where only RESULTS.md shows them.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
