@@ -549,6 +549,13 @@ impl Attempts {
     pub(crate) fn made(&self) -> u32 {
         self.made
     }
+
+    /// A first attempt that worked: [`Retry::next`] would return it with nothing to count
+    /// (not a recovery, not a give-up), so the futures' inline paths return it themselves.
+    #[inline]
+    pub(crate) fn first_success(&self, verdict: Verdict, failed: bool) -> bool {
+        verdict == Verdict::Done && !failed && self.made == 1
+    }
 }
 
 /// What to do after an attempt.

@@ -185,8 +185,7 @@ where
         if let StateProj::Calling { fut } = this.state.as_mut().project() {
             let out = ready!(fut.poll(cx));
             let verdict = this.predicate.verdict(&out, this.retry.retry_rejections());
-            if verdict == Verdict::Done && out.is_ok() && this.attempts.made() == 1 {
-                // What `next` would say, with nothing to count: not a recovery, not a give-up.
+            if this.attempts.first_success(verdict, out.is_err()) {
                 return Poll::Ready(out);
             }
             if let Some(out) = self.as_mut().settle(out, verdict) {
