@@ -586,10 +586,7 @@ impl<C: Clock> Shared<C> {
                     epoch,
                     start_ns: now_ns,
                 }),
-                Admission::Reject { retry_after, .. } => {
-                    // Whole milliseconds: the state machine counts in them.
-                    Err(self.refuse(retry_after.map(|d| d.as_millis() as u64)))
-                }
+                Admission::Reject { retry_after_ms, .. } => Err(self.refuse(retry_after_ms)),
             };
         }
     }

@@ -29,8 +29,6 @@
 //! that sees a transition also sees what its winner wrote before it (the window reset on
 //! close, the probe tally). Nothing else is published through the word.
 
-use std::time::Duration;
-
 use crate::sync::{AtomicU64, Ordering};
 
 /// The state of a circuit breaker.
@@ -269,9 +267,10 @@ pub(crate) enum Admission {
         epoch: Epoch,
         next: Option<Word>,
     },
-    /// Rejected; `next` is the word to install first, if it changes.
+    /// Rejected, with the milliseconds until the breaker may admit again (`None` while
+    /// isolated); `next` is the word to install first, if it changes.
     Reject {
-        retry_after: Option<Duration>,
+        retry_after_ms: Option<u64>,
         next: Option<Word>,
     },
 }
@@ -291,7 +290,7 @@ pub(crate) fn admit(w: Word, now_ms: u64, t: &Timing) -> Admission {
             next: None,
         },
         CircuitState::Isolated => Admission::Reject {
-            retry_after: None,
+            retry_after_ms: None,
             next: None,
         },
         CircuitState::Open => {
@@ -311,7 +310,7 @@ pub(crate) fn admit(w: Word, now_ms: u64, t: &Timing) -> Admission {
                 }
             } else {
                 Admission::Reject {
-                    retry_after: Some(Duration::from_millis(remaining_ms(now_ms, w.deadline()))),
+                    retry_after_ms: Some(remaining_ms(now_ms, w.deadline())),
                     next: None,
                 }
             }
@@ -321,7 +320,7 @@ pub(crate) fn admit(w: Word, now_ms: u64, t: &Timing) -> Admission {
                 // The probes never reported: give up on them and open again.
                 let next = reopen(w, now_ms, t);
                 Admission::Reject {
-                    retry_after: Some(Duration::from_millis(t.break_ms(next.reopens()))),
+                    retry_after_ms: Some(t.break_ms(next.reopens())),
                     next: Some(next),
                 }
             } else if w.probes() < t.permitted_probes {
@@ -333,7 +332,7 @@ pub(crate) fn admit(w: Word, now_ms: u64, t: &Timing) -> Admission {
             } else {
                 // Every probe slot is taken; the probes decide within the half-open wait.
                 Admission::Reject {
-                    retry_after: Some(Duration::from_millis(remaining_ms(now_ms, w.deadline()))),
+                    retry_after_ms: Some(remaining_ms(now_ms, w.deadline())),
                     next: None,
                 }
             }
@@ -533,7 +532,7 @@ mod tests {
                 word: Word::new(CircuitState::Isolated, 2, 0, 0, 0),
                 now_ms: 5,
                 want: Admission::Reject {
-                    retry_after: None,
+                    retry_after_ms: None,
                     next: None,
                 },
             },
@@ -542,7 +541,7 @@ mod tests {
                 word: open,
                 now_ms: 9_250,
                 want: Admission::Reject {
-                    retry_after: Some(Duration::from_millis(750)),
+                    retry_after_ms: Some(750),
                     next: None,
                 },
             },
@@ -571,7 +570,7 @@ mod tests {
                 word: full,
                 now_ms: 10_100,
                 want: Admission::Reject {
-                    retry_after: Some(Duration::from_millis(400)),
+                    retry_after_ms: Some(400),
                     next: None,
                 },
             },
@@ -580,7 +579,7 @@ mod tests {
                 word: full,
                 now_ms: 10_500,
                 want: Admission::Reject {
-                    retry_after: Some(Duration::from_millis(4_000)),
+                    retry_after_ms: Some(4_000),
                     next: Some(Word::new(CircuitState::Open, 5, 0, 2, 14_500)),
                 },
             },
