@@ -111,8 +111,7 @@ where
         // The instance made ready goes with this call; a fresh clone waits for the next one.
         let clone = self.inner.clone();
         let mut svc = std::mem::replace(&mut self.inner, clone);
-        let mut attempts = Attempts::new();
-        self.retry.begin(&mut attempts);
+        let attempts = self.retry.first_attempt();
         let next_req = self.cloner.try_clone(&req);
         let fut = svc.call(req);
         ResponseFuture {
