@@ -517,7 +517,11 @@ impl<C: Clock> Shared<C> {
         self.clock.now().as_nanos()
     }
 
-    #[inline]
+    // Always inlined: the closed path is a few instructions, and out of line the
+    // `Result<Ticket, Rejected>` would come back through memory into a wide copy that stalls
+    // (see `Refusal`); one build with a single codegen unit left it out of line and an open
+    // reject went from 5.5 to 10.9 ns.
+    #[inline(always)]
     fn admit(&self) -> Result<Ticket, Rejected> {
         let w = self.state.load();
         // The closed fast path: no clock unless slow calls are timed, no write.
