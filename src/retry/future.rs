@@ -205,10 +205,7 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.as_mut().project();
         if let StateProj::Start = this.state.as_mut().project() {
-            let n = this.retry.begin(this.attempts);
-            this.state.set(State::Attempt {
-                fut: (this.make)(n),
-            });
+            start_attempt(this.retry, this.attempts, this.make, this.state.as_mut());
         }
         if let StateProj::Attempt { fut } = this.state.as_mut().project() {
             let out = ready!(fut.poll(cx));
@@ -253,10 +250,7 @@ where
                 this.notify.notify(&out, this.attempts.made(), delay);
                 drop(out);
                 if delay.is_zero() {
-                    let n = shared.begin(this.attempts);
-                    this.state.set(State::Attempt {
-                        fut: (this.make)(n),
-                    });
+                    start_attempt(shared, this.attempts, this.make, this.state);
                 } else {
                     this.state.set(State::Sleep {
                         sleep: Box::pin(shared.timer.sleep(delay)),
@@ -272,12 +266,7 @@ where
         loop {
             let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
-                StateProj::Start => {
-                    let n = this.retry.begin(this.attempts);
-                    this.state.set(State::Attempt {
-                        fut: (this.make)(n),
-                    });
-                }
+                StateProj::Start => unreachable!("poll starts the first attempt itself"),
                 StateProj::Attempt { fut } => {
                     let out = ready!(fut.poll(cx));
                     let verdict = this.predicate.verdict(&out, this.retry.retry_rejections());
@@ -287,14 +276,25 @@ where
                 }
                 StateProj::Sleep { sleep } => {
                     ready!(sleep.as_mut().poll(cx));
-                    let n = this.retry.begin(this.attempts);
-                    this.state.set(State::Attempt {
-                        fut: (this.make)(n),
-                    });
+                    start_attempt(this.retry, this.attempts, this.make, this.state.as_mut());
                 }
             }
         }
     }
+}
+
+/// Counts the next attempt and makes its future.
+#[inline]
+fn start_attempt<M, F, T: Timer, C: Clock>(
+    retry: &Retry<T, C>,
+    attempts: &mut Attempts,
+    make: &mut M,
+    mut state: Pin<&mut State<F, T::Sleep>>,
+) where
+    M: FnMut(u32) -> F,
+{
+    let n = retry.begin(attempts);
+    state.set(State::Attempt { fut: make(n) });
 }
 
 impl<M, F, T: Timer, C, P, H, N> std::fmt::Debug for RunFuture<'_, M, F, T, C, P, H, N> {
