@@ -70,13 +70,22 @@ impl StripedCounter {
 
     #[inline]
     pub(crate) fn incr(&self) {
-        match self.stripes.get(thread_slot()) {
+        // The slot as cached, unchecked: "not asked yet" is past every counter's stripes
+        // too, so one bounds check covers both, and a thread asks for its slot on the
+        // slow path below.
+        match self.stripes.get(cached_slot()) {
             // No other thread writes this stripe while this one holds its slot, so a load
             // and a store cannot lose a count; readers see either value.
-            Some(own) => own.store(
-                own.load(Ordering::Relaxed).wrapping_add(1),
-                Ordering::Relaxed,
-            ),
+            Some(own) => bump(own),
+            None => self.incr_slow(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn incr_slow(&self) {
+        match self.stripes.get(thread_slot()) {
+            Some(own) => bump(own),
             None => {
                 self.overflow.fetch_add(1, Ordering::Relaxed);
             }
@@ -117,6 +126,22 @@ impl Drop for SlotGuard {
             TAKEN.fetch_and(!(1 << slot), std::sync::atomic::Ordering::Release);
         }
     }
+}
+
+#[inline(always)]
+fn bump(own: &AtomicU64) {
+    own.store(
+        own.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
+}
+
+/// This thread's slot if it has asked for one; otherwise a value past every counter's
+/// stripes, as [`thread_slot`] gives to a thread that has none.
+#[inline]
+fn cached_slot() -> usize {
+    // Under loom, model threads share one OS thread and so would share a slot.
+    if cfg!(loom) { NO_SLOT } else { SLOT.get() }
 }
 
 /// This thread's slot, or a value past every counter's stripes when it has none.
