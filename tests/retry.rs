@@ -367,7 +367,7 @@ async fn a_leaked_handle_shares_the_budget_and_counters_of_its_origin() {
         }
     });
     let mut through_origin = retry.layer().layer(svc.clone());
-    let mut through_leaked = leaked.clone().layer().layer(svc);
+    let mut through_leaked = RetryLayer::new(leaked).layer(svc);
 
     // Each first attempt deposits half a retry: one on the original handle's layer and one
     // on the leaked handle's make one retry, which only a shared budget holds.
@@ -552,4 +552,84 @@ proptest! {
         prop_assert!(delays.iter().all(|d| *d <= ms(cap_ms)));
         prop_assert!(times.iter().all(|t| *t <= ms(deadline_ms)), "{:?}", times);
     }
+}
+
+/// A sleep that counts its drops.
+struct CountedSleep {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    drops: Arc<AtomicU32>,
+}
+
+impl std::future::Future for CountedSleep {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        self.sleep.as_mut().poll(cx)
+    }
+}
+
+impl Drop for CountedSleep {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backoffs_sleep_is_dropped_once_when_it_fires_or_with_the_call() {
+    let drops = Arc::new(AtomicU32::new(0));
+    let counter = drops.clone();
+    let retry = Retry::with_timer_and_clock(
+        Retry::builder()
+            .max_attempts(5)
+            .backoff(Backoff::constant(Duration::from_secs(1)))
+            .build()
+            .unwrap(),
+        move |d: Duration| CountedSleep {
+            sleep: Box::pin(tokio::time::sleep(d)),
+            drops: counter.clone(),
+        },
+        palisade::clock::TokioClock::default(),
+    );
+    // Attempts 1 and 3 fail at once; attempt 2 hangs until its caller gives up on it.
+    let calls = AtomicU32::new(0);
+    let mut fut = task::spawn(retry.run(|| {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            if n == 2 {
+                std::future::pending::<()>().await;
+            }
+            Err::<(), _>(AppError::Backend("down"))
+        }
+    }));
+    assert_pending!(fut.poll());
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        0,
+        "the first backoff is running"
+    );
+    advance(Duration::from_secs(1)).await;
+    assert_pending!(fut.poll());
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "attempt 2 is in flight");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        1,
+        "the sleep is dropped when it fires, not kept until the next one"
+    );
+    drop(fut);
+    assert_eq!(drops.load(Ordering::SeqCst), 1, "no sleep was in progress");
+
+    // A call dropped during its backoff drops the sleep with it, once.
+    let mut fut = task::spawn(retry.run(|| async { Err::<(), _>(AppError::Backend("down")) }));
+    assert_pending!(fut.poll());
+    advance(ms(500)).await;
+    assert_pending!(fut.poll());
+    drop(fut);
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        2,
+        "the sleep in progress is dropped with the call"
+    );
 }

@@ -14,7 +14,7 @@ use crate::classify::DefaultClassifier;
 use crate::clock::Clock;
 use crate::error::Rejected;
 use crate::retry::future::NoHint;
-use crate::retry::{CloneRequest, Defaults, RetryLayer, RetryService};
+use crate::retry::{CloneRequest, Defaults, Retry, RetryLayer, RetryService};
 use crate::timeout::{ConfiguredDuration, TimeoutLayer, TimeoutService};
 use crate::timer::Timer;
 
@@ -101,8 +101,10 @@ fn wrap<L: Layer<S>, S>(layer: Option<&L>, inner: S) -> Either<L::Service, S> {
 
 /// The service a [`PipelineLayer`] makes: the configured policies around `S`, outermost
 /// first retry, circuit breaker, bulkhead, timeout.
-pub type PipelineService<S, T, C> =
-    Either<RetryService<Stacked<S, T, C>, T, C, Defaults, CloneRequest, NoHint>, Stacked<S, T, C>>;
+pub type PipelineService<S, T, C> = Either<
+    RetryService<Stacked<S, T, C>, Retry<T, C>, Defaults, CloneRequest, NoHint>,
+    Stacked<S, T, C>,
+>;
 
 /// The breaker, bulkhead and timeout part of a [`PipelineService`].
 pub type Stacked<S, T, C> =
@@ -143,7 +145,7 @@ pub type Slotted<S, T> = Either<
 /// ```
 #[derive(Debug, Clone)]
 pub struct PipelineLayer<T, C: Clock> {
-    retry: Option<RetryLayer<T, C>>,
+    retry: Option<RetryLayer<Retry<T, C>>>,
     breaker: Option<CircuitBreakerLayer<C>>,
     bulkhead: Option<BulkheadLayer<T>>,
     timeout: Option<TimeoutLayer<T>>,

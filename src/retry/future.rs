@@ -68,17 +68,16 @@ impl<R, E> Notify<R, E> for NoNotify {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, S> {
+    enum State<F> {
         Start,
         Attempt {
             #[pin]
             fut: F,
         },
-        // Boxed: only a retry sleeps, and a timer's sleep (88 bytes for tokio's) would more
-        // than double the future every first-attempt success builds and moves.
-        Sleep {
-            sleep: Pin<Box<S>>,
-        },
+        // The sleep itself is in `Attempts`, boxed: only a retry sleeps, and a timer's sleep
+        // (88 bytes for tokio's) would more than double the future every first-attempt
+        // success builds and moves.
+        Sleep,
     }
 }
 
@@ -98,9 +97,9 @@ pin_project! {
         predicate: P,
         hint: H,
         notify: N,
-        attempts: Attempts,
+        attempts: Attempts<T::Sleep>,
         #[pin]
-        state: State<F, T::Sleep>,
+        state: State<F>,
     }
 }
 
@@ -252,9 +251,8 @@ where
                 if delay.is_zero() {
                     start_attempt(shared, this.attempts, this.make, this.state);
                 } else {
-                    this.state.set(State::Sleep {
-                        sleep: Box::pin(shared.timer.sleep(delay)),
-                    });
+                    this.attempts.sleep(shared.timer.sleep(delay));
+                    this.state.set(State::Sleep);
                 }
                 None
             }
@@ -274,8 +272,8 @@ where
                         return Poll::Ready(out);
                     }
                 }
-                StateProj::Sleep { sleep } => {
-                    ready!(sleep.as_mut().poll(cx));
+                StateProj::Sleep => {
+                    ready!(this.attempts.poll_sleep(cx));
                     start_attempt(this.retry, this.attempts, this.make, this.state.as_mut());
                 }
             }
@@ -287,9 +285,9 @@ where
 #[inline]
 fn start_attempt<M, F, T: Timer, C: Clock>(
     retry: &Retry<T, C>,
-    attempts: &mut Attempts,
+    attempts: &mut Attempts<T::Sleep>,
     make: &mut M,
-    mut state: Pin<&mut State<F, T::Sleep>>,
+    mut state: Pin<&mut State<F>>,
 ) where
     M: FnMut(u32) -> F,
 {

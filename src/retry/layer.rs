@@ -2,8 +2,8 @@ use tower::Layer;
 
 use super::future::NoHint;
 use super::{Defaults, Retry, RetryService};
-use crate::clock::DefaultClock;
-use crate::timer::DefaultTimer;
+use crate::clock::Clock;
+use crate::timer::Timer;
 
 /// Makes a copy of a request to send it again; `None` when it cannot (a streamed body).
 ///
@@ -48,7 +48,68 @@ impl<Req: Clone> RequestCloner<Req> for CloneRequest {
     }
 }
 
+/// How a [`RetryLayer`] holds its [`Retry`]: an owned handle, or a `&'static` one.
+///
+/// - `Retry<T, C>`: every service and response future holds a clone, which counts a
+///   reference to the state the clones share (two atomic writes per call).
+/// - `&'static Retry<T, C>`, from [`Retry::leak`] or a `static`: they hold a plain
+///   reference, and a call whose first attempt succeeds writes nothing shared but its
+///   call counter.
+///
+/// Sealed: these two are the only handles.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::{Retry, RetryLayer};
+/// use std::sync::LazyLock;
+///
+/// static RETRY: LazyLock<Retry> =
+///     LazyLock::new(|| Retry::new(Retry::builder().max_attempts(3).build().unwrap()));
+///
+/// let per_call_counted = RetryLayer::new(RETRY.clone());
+/// let plain_reference = RetryLayer::new(&*RETRY);
+/// # let _ = (per_call_counted, plain_reference);
+/// ```
+pub trait RetryHandle: Clone + sealed::Sealed {
+    /// The handle's timer.
+    type Timer: Timer;
+    /// The handle's clock.
+    type Clock: Clock;
+    /// The handle itself.
+    fn handle(&self) -> &Retry<Self::Timer, Self::Clock>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<T, C> Sealed for super::Retry<T, C> {}
+    impl<T, C> Sealed for &'static super::Retry<T, C> {}
+}
+
+impl<T: Timer + Clone, C: Clock + Clone> RetryHandle for Retry<T, C> {
+    type Timer = T;
+    type Clock = C;
+
+    #[inline(always)]
+    fn handle(&self) -> &Retry<T, C> {
+        self
+    }
+}
+
+impl<T: Timer, C: Clock> RetryHandle for &'static Retry<T, C> {
+    type Timer = T;
+    type Clock = C;
+
+    #[inline(always)]
+    fn handle(&self) -> &Retry<T, C> {
+        self
+    }
+}
+
 /// Applies a [`Retry`] to a tower service.
+///
+/// `R` is how the layer holds the handle ([`RetryHandle`]): a `Retry` by default, or a
+/// `&'static Retry` that spares every call a reference count.
 ///
 /// # Examples
 ///
@@ -66,22 +127,17 @@ impl<Req: Clone> RequestCloner<Req> for CloneRequest {
 /// # Ok::<(), palisade::ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct RetryLayer<
-    T = DefaultTimer,
-    C = DefaultClock,
-    P = Defaults,
-    RC = CloneRequest,
-    H = NoHint,
-> {
-    retry: Retry<T, C>,
+pub struct RetryLayer<R = Retry, P = Defaults, RC = CloneRequest, H = NoHint> {
+    retry: R,
     predicate: P,
     cloner: RC,
     hint: H,
 }
 
-impl<T, C> RetryLayer<T, C> {
-    /// A layer retrying with `retry`, the default rules, and `Clone` for requests.
-    pub fn new(retry: Retry<T, C>) -> Self {
+impl<R> RetryLayer<R> {
+    /// A layer retrying with `retry`'s policy: the default rules, `Clone` for the request,
+    /// no hints.
+    pub fn new(retry: R) -> Self {
         RetryLayer {
             retry,
             predicate: Defaults,
@@ -91,9 +147,9 @@ impl<T, C> RetryLayer<T, C> {
     }
 }
 
-impl<T, C, P, RC, H> RetryLayer<T, C, P, RC, H> {
+impl<R, P, RC, H> RetryLayer<R, P, RC, H> {
     /// Retries what `classifier` calls a failure, and nothing else.
-    pub fn when<Cl>(self, classifier: Cl) -> RetryLayer<T, C, super::Classified<Cl>, RC, H> {
+    pub fn when<Cl>(self, classifier: Cl) -> RetryLayer<R, super::Classified<Cl>, RC, H> {
         RetryLayer {
             retry: self.retry,
             predicate: super::Classified(classifier),
@@ -103,7 +159,7 @@ impl<T, C, P, RC, H> RetryLayer<T, C, P, RC, H> {
     }
 
     /// Copies requests with `cloner` instead of `Clone`.
-    pub fn cloner<RC2>(self, cloner: RC2) -> RetryLayer<T, C, P, RC2, H> {
+    pub fn cloner<RC2>(self, cloner: RC2) -> RetryLayer<R, P, RC2, H> {
         RetryLayer {
             retry: self.retry,
             predicate: self.predicate,
@@ -113,7 +169,7 @@ impl<T, C, P, RC, H> RetryLayer<T, C, P, RC, H> {
     }
 
     /// Takes delays from responses when `hint` returns one (a `Retry-After`).
-    pub fn hint<H2>(self, hint: H2) -> RetryLayer<T, C, P, RC, H2> {
+    pub fn hint<H2>(self, hint: H2) -> RetryLayer<R, P, RC, H2> {
         RetryLayer {
             retry: self.retry,
             predicate: self.predicate,
@@ -123,21 +179,27 @@ impl<T, C, P, RC, H> RetryLayer<T, C, P, RC, H> {
     }
 }
 
-impl<T, C> From<Retry<T, C>> for RetryLayer<T, C> {
+impl<T, C> From<Retry<T, C>> for RetryLayer<Retry<T, C>> {
     fn from(retry: Retry<T, C>) -> Self {
+        RetryLayer::new(retry)
+    }
+}
+
+impl<T, C> From<&'static Retry<T, C>> for RetryLayer<&'static Retry<T, C>> {
+    fn from(retry: &'static Retry<T, C>) -> Self {
         RetryLayer::new(retry)
     }
 }
 
 impl<T: Clone, C: Clone> Retry<T, C> {
     /// A tower layer retrying with this policy; the same as [`RetryLayer::new`] on a clone.
-    pub fn layer(&self) -> RetryLayer<T, C> {
+    pub fn layer(&self) -> RetryLayer<Self> {
         RetryLayer::new(self.clone())
     }
 }
 
-impl<S, T: Clone, C: Clone, P: Clone, RC: Clone, H: Clone> Layer<S> for RetryLayer<T, C, P, RC, H> {
-    type Service = RetryService<S, T, C, P, RC, H>;
+impl<S, R: Clone, P: Clone, RC: Clone, H: Clone> Layer<S> for RetryLayer<R, P, RC, H> {
+    type Service = RetryService<S, R, P, RC, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RetryService::new(

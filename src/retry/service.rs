@@ -7,10 +7,9 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::future::{Hint, NoHint};
-use super::layer::{CloneRequest, RequestCloner};
+use super::layer::{CloneRequest, RequestCloner, RetryHandle};
 use super::{Attempts, Defaults, Next, Retry, RetryPredicate, Verdict};
-use crate::clock::{Clock, DefaultClock};
-use crate::timer::{DefaultTimer, Timer};
+use crate::timer::Timer;
 
 /// A tower service whose failed calls are retried; made by [`RetryLayer`](super::RetryLayer).
 ///
@@ -36,24 +35,17 @@ use crate::timer::{DefaultTimer, Timer};
 /// # Ok::<(), palisade::ConfigError>(())
 /// ```
 #[derive(Clone)]
-pub struct RetryService<
-    S,
-    T = DefaultTimer,
-    C = DefaultClock,
-    P = Defaults,
-    RC = CloneRequest,
-    H = NoHint,
-> {
+pub struct RetryService<S, R = Retry, P = Defaults, RC = CloneRequest, H = NoHint> {
     inner: S,
-    retry: Retry<T, C>,
+    retry: R,
     predicate: P,
     cloner: RC,
     hint: H,
 }
 
-impl<S, T, C, P, RC, H> RetryService<S, T, C, P, RC, H> {
-    /// Wraps `inner`.
-    pub fn new(inner: S, retry: Retry<T, C>, predicate: P, cloner: RC, hint: H) -> Self {
+impl<S, R, P, RC, H> RetryService<S, R, P, RC, H> {
+    /// Wraps `inner`; `retry` is a [`Retry`] or a `&'static Retry` (see [`RetryHandle`]).
+    pub fn new(inner: S, retry: R, predicate: P, cloner: RC, hint: H) -> Self {
         RetryService {
             inner,
             retry,
@@ -79,7 +71,7 @@ impl<S, T, C, P, RC, H> RetryService<S, T, C, P, RC, H> {
     }
 }
 
-impl<S: fmt::Debug, T, C, P, RC, H> fmt::Debug for RetryService<S, T, C, P, RC, H> {
+impl<S: fmt::Debug, R: fmt::Debug, P, RC, H> fmt::Debug for RetryService<S, R, P, RC, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryService")
             .field("inner", &self.inner)
@@ -88,18 +80,17 @@ impl<S: fmt::Debug, T, C, P, RC, H> fmt::Debug for RetryService<S, T, C, P, RC, 
     }
 }
 
-impl<S, Req, T, C, P, RC, H> Service<Req> for RetryService<S, T, C, P, RC, H>
+impl<S, Req, R, P, RC, H> Service<Req> for RetryService<S, R, P, RC, H>
 where
     S: Service<Req> + Clone,
-    T: Timer + Clone,
-    C: Clock + Clone,
+    R: RetryHandle,
     P: RetryPredicate<S::Response, S::Error> + Clone,
     RC: RequestCloner<Req> + Clone,
     H: Hint<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S, Req, T, C, P, RC, H>;
+    type Future = ResponseFuture<S, Req, R, P, RC, H>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
@@ -111,7 +102,7 @@ where
         // The instance made ready goes with this call; a fresh clone waits for the next one.
         let clone = self.inner.clone();
         let mut svc = std::mem::replace(&mut self.inner, clone);
-        let attempts = self.retry.first_attempt();
+        let attempts = self.retry.handle().first_attempt();
         let next_req = self.cloner.try_clone(&req);
         let fut = svc.call(req);
         ResponseFuture {
@@ -129,16 +120,14 @@ where
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, Sl> {
+    enum State<F> {
         Calling {
             #[pin]
             fut: F,
         },
-        // Boxed: only a retry sleeps, and a timer's sleep is large enough to double the size
-        // (and the cost of moving) every response future.
-        Sleeping {
-            sleep: Pin<Box<Sl>>,
-        },
+        // The sleep itself is in `Attempts`, boxed: only a retry sleeps, and a timer's sleep
+        // would double the size (and the cost of moving) of every response future.
+        Sleeping,
         Readying,
         Done,
     }
@@ -147,29 +136,28 @@ pin_project! {
 pin_project! {
     /// The response future of [`RetryService`].
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<S, Req, T, C, P, RC, H>
+    pub struct ResponseFuture<S, Req, R, P, RC, H>
     where
         S: Service<Req>,
-        T: Timer,
+        R: RetryHandle,
     {
         svc: S,
-        retry: Retry<T, C>,
+        retry: R,
         predicate: P,
         cloner: RC,
         hint: H,
         // A copy of the request for the next attempt; None once it could not be made.
         req: Option<Req>,
-        attempts: Attempts,
+        attempts: Attempts<<R::Timer as Timer>::Sleep>,
         #[pin]
-        state: State<S::Future, T::Sleep>,
+        state: State<S::Future>,
     }
 }
 
-impl<S, Req, T, C, P, RC, H> Future for ResponseFuture<S, Req, T, C, P, RC, H>
+impl<S, Req, R, P, RC, H> Future for ResponseFuture<S, Req, R, P, RC, H>
 where
     S: Service<Req>,
-    T: Timer,
-    C: Clock,
+    R: RetryHandle,
     P: RetryPredicate<S::Response, S::Error>,
     RC: RequestCloner<Req>,
     H: Hint<S::Response, S::Error>,
@@ -178,12 +166,14 @@ where
 
     /// The happy path inline (a first attempt that succeeds), everything else out of line, so
     /// that the common case adds a few instructions to the caller's poll and no frame.
-    #[inline]
+    #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.as_mut().project();
         if let StateProj::Calling { fut } = this.state.as_mut().project() {
             let out = ready!(fut.poll(cx));
-            let verdict = this.predicate.verdict(&out, this.retry.retry_rejections());
+            let verdict = this
+                .predicate
+                .verdict(&out, this.retry.handle().retry_rejections());
             if this.attempts.first_success(verdict, out.is_err()) {
                 return Poll::Ready(out);
             }
@@ -195,11 +185,10 @@ where
     }
 }
 
-impl<S, Req, T, C, P, RC, H> ResponseFuture<S, Req, T, C, P, RC, H>
+impl<S, Req, R, P, RC, H> ResponseFuture<S, Req, R, P, RC, H>
 where
     S: Service<Req>,
-    T: Timer,
-    C: Clock,
+    R: RetryHandle,
     P: RetryPredicate<S::Response, S::Error>,
     RC: RequestCloner<Req>,
     H: Hint<S::Response, S::Error>,
@@ -222,15 +211,14 @@ where
             _ => None,
         };
         let cloneable = this.req.is_some();
-        match this
-            .retry
-            .next(this.attempts, verdict, out.is_err(), hint, cloneable)
-        {
+        let retry = this.retry.handle();
+        match retry.next(this.attempts, verdict, out.is_err(), hint, cloneable) {
             Next::Return => return Some(out),
             Next::RetryAfter(delay) if delay.is_zero() => this.state.set(State::Readying),
-            Next::RetryAfter(delay) => this.state.set(State::Sleeping {
-                sleep: Box::pin(this.retry.timer.sleep(delay)),
-            }),
+            Next::RetryAfter(delay) => {
+                this.attempts.sleep(retry.timer.sleep(delay));
+                this.state.set(State::Sleeping);
+            }
         }
         None
     }
@@ -245,13 +233,15 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { fut } => {
                     let out = ready!(fut.poll(cx));
-                    let verdict = this.predicate.verdict(&out, this.retry.retry_rejections());
+                    let verdict = this
+                        .predicate
+                        .verdict(&out, this.retry.handle().retry_rejections());
                     if let Some(out) = self.as_mut().settle(out, verdict) {
                         return Poll::Ready(out);
                     }
                 }
-                StateProj::Sleeping { sleep } => {
-                    ready!(sleep.as_mut().poll(cx));
+                StateProj::Sleeping => {
+                    ready!(this.attempts.poll_sleep(cx));
                     this.state.set(State::Readying);
                 }
                 StateProj::Readying => {
@@ -265,7 +255,7 @@ where
                         unreachable!("a retry is only scheduled with a copy of the request");
                     };
                     *this.req = this.cloner.try_clone(&req);
-                    this.retry.begin(this.attempts);
+                    this.retry.handle().begin(this.attempts);
                     this.state.set(State::Calling {
                         fut: this.svc.call(req),
                     });
@@ -276,8 +266,8 @@ where
     }
 }
 
-impl<S: Service<Req>, Req, T: Timer, C, P, RC, H> fmt::Debug
-    for ResponseFuture<S, Req, T, C, P, RC, H>
+impl<S: Service<Req>, Req, R: RetryHandle, P, RC, H> fmt::Debug
+    for ResponseFuture<S, Req, R, P, RC, H>
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
