@@ -97,6 +97,8 @@ pin_project! {
         predicate: P,
         hint: H,
         notify: N,
+        // Before `state`: fields drop in order, and a drop that cannot unwind first leaves the
+        // future's drop glue no cleanup path, which keeps it small enough to inline.
         attempts: Attempts<T::Sleep>,
         #[pin]
         state: State<F>,

@@ -148,6 +148,8 @@ pin_project! {
         hint: H,
         // A copy of the request for the next attempt; None once it could not be made.
         req: Option<Req>,
+        // Before `state`: fields drop in order, and a drop that cannot unwind first leaves the
+        // future's drop glue no cleanup path, which keeps it small enough to inline.
         attempts: Attempts<<R::Timer as Timer>::Sleep>,
         #[pin]
         state: State<S::Future>,
