@@ -147,11 +147,7 @@ fn cached_slot() -> usize {
 /// This thread's slot, or a value past every counter's stripes when it has none.
 #[inline]
 pub(crate) fn thread_slot() -> usize {
-    // Under loom, model threads share one OS thread and so would share a slot.
-    if cfg!(loom) {
-        return NO_SLOT;
-    }
-    let slot = SLOT.get();
+    let slot = cached_slot();
     if slot == NOT_ASKED { claim() } else { slot }
 }
 
