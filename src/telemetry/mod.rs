@@ -12,6 +12,17 @@
 //! the `metrics` feature, [`MetricsListener`] records them through the `metrics` facade. A
 //! pair `(a, b)` of listeners is a listener that gives each event to both, so one policy can
 //! feed logs and metrics at once.
+//!
+//! # User code runs last
+//!
+//! Every policy completes its own state change (a slot taken or given back, a half-open probe
+//! admitted or settled, a budget token spent or refunded, a state transition) before it calls
+//! any user code: a listener, a classifier, a retry hint, a request cloner. A panic in that
+//! code unwinds through the caller with nothing left taken, and the policy serves the next
+//! call as if the callback had returned. A listener reached while its thread is already
+//! unwinding (a permit dropped by a panicking call) still receives the event, but a panic of
+//! its own is caught and discarded there: a second panic during unwinding would abort the
+//! process.
 
 use std::fmt;
 use std::sync::Arc;
@@ -249,7 +260,14 @@ impl Telemetry {
 #[cold]
 #[inline(never)]
 fn emit_cold(listener: &dyn Listener, event: Event) {
-    listener.on_event(&event);
+    if std::thread::panicking() {
+        // Reached from a drop during unwinding: a second panic would abort the process.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            listener.on_event(&event);
+        }));
+    } else {
+        listener.on_event(&event);
+    }
 }
 
 impl fmt::Debug for Telemetry {
@@ -374,5 +392,42 @@ mod tests {
     fn emit_builds_nothing_without_listener() {
         let quiet = Telemetry::new("t", None);
         quiet.emit(|| unreachable!("the event must not be built without a listener"));
+    }
+
+    #[test]
+    fn a_listener_panicking_during_unwinding_does_not_abort() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static SEEN: AtomicU32 = AtomicU32::new(0);
+        let telemetry = Telemetry::new(
+            "t",
+            Some(Arc::new(|_: &Event| {
+                SEEN.fetch_add(1, Ordering::Relaxed);
+                panic!("listener");
+            })),
+        );
+        struct EmitsOnDrop(Telemetry);
+        impl Drop for EmitsOnDrop {
+            fn drop(&mut self) {
+                self.0.emit(|| EventKind::BulkheadReleased { in_flight: 1 });
+            }
+        }
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = EmitsOnDrop(telemetry.clone());
+            panic!("the call");
+        }));
+        let message = caught.unwrap_err();
+        assert_eq!(message.downcast_ref::<&str>(), Some(&"the call"));
+        assert_eq!(
+            SEEN.load(Ordering::Relaxed),
+            1,
+            "the event still reached the listener"
+        );
+        // Outside unwinding the listener's panic reaches the caller as before.
+        assert!(
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                || telemetry.emit(|| EventKind::FallbackUsed { level: 1 })
+            ))
+            .is_err()
+        );
     }
 }
