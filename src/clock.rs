@@ -185,6 +185,25 @@ pub trait Clock: Send + Sync + 'static {
     fn max_lag(&self) -> Duration {
         Duration::ZERO
     }
+
+    /// How far real time may already be past a [`now`](Clock::now) reading: one tick of a
+    /// clock that only moves in ticks. Policies that start a wait from a reading start it
+    /// this much later, so no wait ends before its duration in real time. The default is
+    /// zero, for clocks read at full precision.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::{Clock, CoarseClock, MonotonicClock};
+    ///
+    /// assert!(MonotonicClock::new().resolution().is_zero());
+    /// # #[cfg(target_os = "linux")]
+    /// assert!(!CoarseClock::new().resolution().is_zero());
+    /// ```
+    #[inline]
+    fn resolution(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
@@ -201,6 +220,11 @@ impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
     #[inline]
     fn max_lag(&self) -> Duration {
         (**self).max_lag()
+    }
+
+    #[inline]
+    fn resolution(&self) -> Duration {
+        (**self).resolution()
     }
 }
 
@@ -316,8 +340,11 @@ impl Clock for MonotonicClock {
 /// typical VM, ticking every 1 to 10 ms), [`MonotonicClock`]'s reading elsewhere.
 ///
 /// Every reading is coarse, so timed windows and slow-call thresholds get the same
-/// granularity (keep thresholds well above it), and an open breaker's break may end up to one
-/// tick late. For cheap rejections alone [`MonotonicClock`] is the better choice: it uses the
+/// granularity (keep thresholds well above it). A reading may trail real time by up to a
+/// tick, which [`resolution`](Clock::resolution) reports ([`MONOTONIC_MAX_LAG`] on Linux, a
+/// tick with room for a late one), so a breaker starts its break that much after the reading:
+/// a break never ends early, and may end up to that much plus a tick late. For
+/// cheap rejections alone [`MonotonicClock`] is the better choice: it uses the
 /// coarse clock only where a lag cannot change a decision.
 ///
 /// It is a real clock: `tokio::time::pause()` does not move it. Use [`TokioClock`] (the
@@ -339,6 +366,7 @@ impl Clock for MonotonicClock {
 #[derive(Debug, Clone, Copy)]
 pub struct CoarseClock {
     origin: u64,
+    tick: Duration,
 }
 
 impl CoarseClock {
@@ -346,6 +374,7 @@ impl CoarseClock {
     pub fn new() -> Self {
         CoarseClock {
             origin: coarse_nanos(),
+            tick: coarse_tick(),
         }
     }
 }
@@ -361,6 +390,24 @@ impl Clock for CoarseClock {
     fn now(&self) -> Ticks {
         Ticks(coarse_nanos().saturating_sub(self.origin))
     }
+
+    #[inline]
+    fn resolution(&self) -> Duration {
+        self.tick
+    }
+}
+
+/// How far real time may be past a coarse reading: a kernel tick, with the same room for a
+/// late tick that [`MonotonicClock`] allows its lagging reading.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn coarse_tick() -> Duration {
+    MONOTONIC_MAX_LAG
+}
+
+/// Elsewhere the coarse clock is the exact one.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn coarse_tick() -> Duration {
+    Duration::ZERO
 }
 
 /// Nanoseconds on the coarse monotonic clock.

@@ -3,7 +3,8 @@
 //! changes must give the same admissions, states and state-change events after every step.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,11 +34,11 @@ impl ManualClock {
             max_lag,
         }
     }
-    fn advance_ms(&self, ms: u64) {
-        self.nanos.fetch_add(ms * 1_000_000, Ordering::SeqCst);
+    fn advance_ns(&self, ns: u64) {
+        self.nanos.fetch_add(ns, Ordering::SeqCst);
     }
-    fn ms(&self) -> u64 {
-        self.nanos.load(Ordering::SeqCst) / 1_000_000
+    fn ns(&self) -> u64 {
+        self.nanos.load(Ordering::SeqCst)
     }
 }
 
@@ -139,7 +140,14 @@ fn spec() -> impl Strategy<Value = Spec> {
     )
 }
 
-fn config(spec: &Spec, log: Arc<Mutex<Vec<(CircuitState, CircuitState)>>>) -> CircuitBreakerConfig {
+/// What the listener saw, and whether it is to panic on the next event it receives.
+#[derive(Debug, Default)]
+struct Listening {
+    log: Mutex<Vec<(CircuitState, CircuitState)>>,
+    armed: AtomicBool,
+}
+
+fn config(spec: &Spec, listening: Arc<Listening>) -> CircuitBreakerConfig {
     let model = match spec.model {
         Model::Consecutive(n) => TripModel::ConsecutiveFailures(n),
         Model::Count { size, ratio, min } => TripModel::CountWindow {
@@ -177,7 +185,10 @@ fn config(spec: &Spec, log: Arc<Mutex<Vec<(CircuitState, CircuitState)>>>) -> Ci
         .max_wait_in_half_open(Duration::from_millis(spec.wait_ms))
         .listener(move |e: &Event| {
             if let EventKind::StateChanged { from, to } = e.kind() {
-                log.lock().unwrap().push((from, to));
+                listening.log.lock().unwrap().push((from, to));
+            }
+            if listening.armed.swap(false, Ordering::SeqCst) {
+                panic!("listener armed to panic");
             }
         });
     if let Some((threshold, ratio, min)) = spec.slow {
@@ -200,9 +211,22 @@ enum Phase {
 struct RefPermit {
     phase: Phase,
     epoch: u32,
-    start_ms: u64,
+    start_ns: u64,
 }
 
+const MS: u64 = 1_000_000;
+
+/// Whole milliseconds, rounded down: what deadlines are checked against.
+fn floor_ms(ns: u64) -> u64 {
+    ns / MS
+}
+
+/// Whole milliseconds, rounded up: what deadlines start from, so none ends early.
+fn ceil_ms(ns: u64) -> u64 {
+    ns.div_ceil(MS)
+}
+
+/// Full-width times, in nanoseconds of the manual clock; deadlines in whole milliseconds.
 #[derive(Debug)]
 struct Reference {
     spec: Spec,
@@ -216,7 +240,8 @@ struct Reference {
     calls: VecDeque<(bool, bool)>,
     // (time slice, failure, slow).
     timed: Vec<(u64, bool, bool)>,
-    tally: (u32, u32, u32), // epoch, successes, failures
+    // successes, failures of the current half-open period
+    tally: (u32, u32),
     events: Vec<(CircuitState, CircuitState)>,
 }
 
@@ -232,7 +257,7 @@ impl Reference {
             consecutive: 0,
             calls: VecDeque::new(),
             timed: Vec::new(),
-            tally: (u32::MAX, 0, 0),
+            tally: (0, 0),
             events: Vec::new(),
         }
     }
@@ -244,6 +269,8 @@ impl Reference {
         self.state = to;
         self.epoch = (self.epoch + 1) % 4096;
         self.probes = 0;
+        // Every half-open period starts from an empty tally.
+        self.tally = (0, 0);
     }
 
     fn break_ms(&self, reopens: u32) -> u64 {
@@ -253,38 +280,72 @@ impl Reference {
         ((self.spec.break_ms as f64 * 2f64.powi(reopens as i32)) as u64).min(self.spec.max_break_ms)
     }
 
-    fn reopen(&mut self, now: u64) {
+    fn reopen(&mut self, at_ms: u64) {
         self.reopens = (self.reopens + 1).min(31);
         self.go(CircuitState::Open);
-        self.deadline_ms = now + self.break_ms(self.reopens);
+        self.deadline_ms = at_ms + self.break_ms(self.reopens);
+    }
+
+    fn half_open(&mut self, now: u64) {
+        self.go(CircuitState::HalfOpen);
+        self.probes = 1;
+        self.deadline_ms = ceil_ms(now) + self.spec.wait_ms;
+    }
+
+    /// The state a call at `now` would find, without moving anything.
+    fn observed(&self, now: u64) -> CircuitState {
+        let ms = floor_ms(now);
+        match self.state {
+            CircuitState::Open if ms >= self.deadline_ms => CircuitState::HalfOpen,
+            CircuitState::HalfOpen if self.probes > 0 && ms >= self.deadline_ms => {
+                let reopens = (self.reopens + 1).min(31);
+                if ms >= self.deadline_ms + self.break_ms(reopens) {
+                    CircuitState::HalfOpen
+                } else {
+                    CircuitState::Open
+                }
+            }
+            s => s,
+        }
     }
 
     fn admit(&mut self, now: u64) -> Result<RefPermit, Option<Duration>> {
+        let ms = floor_ms(now);
         let permit = |phase, epoch| RefPermit {
             phase,
             epoch,
-            start_ms: now,
+            start_ns: now,
         };
         match self.state {
             CircuitState::Closed => Ok(permit(Phase::Closed, self.epoch)),
             CircuitState::Disabled => Ok(permit(Phase::Disabled, self.epoch)),
             CircuitState::Isolated => Err(None),
-            CircuitState::Open if now >= self.deadline_ms => {
-                self.go(CircuitState::HalfOpen);
-                self.probes = 1;
-                self.deadline_ms = now + self.spec.wait_ms;
+            CircuitState::Open if ms >= self.deadline_ms => {
+                self.half_open(now);
                 Ok(permit(Phase::Probe, self.epoch))
             }
-            CircuitState::Open => Err(Some(Duration::from_millis(self.deadline_ms - now))),
-            CircuitState::HalfOpen if now >= self.deadline_ms => {
-                self.reopen(now);
-                Err(Some(Duration::from_millis(self.break_ms(self.reopens))))
+            CircuitState::Open => Err(Some(Duration::from_millis(self.deadline_ms - ms))),
+            CircuitState::HalfOpen if self.probes == 0 => {
+                // Nothing outstanding: this caller probes, with a fresh wait.
+                self.probes = 1;
+                self.deadline_ms = ceil_ms(now) + self.spec.wait_ms;
+                Ok(permit(Phase::Probe, self.epoch))
+            }
+            CircuitState::HalfOpen if ms >= self.deadline_ms => {
+                // Hung probes: re-opened when the wait ran out.
+                self.reopen(self.deadline_ms);
+                if ms >= self.deadline_ms {
+                    self.half_open(now);
+                    Ok(permit(Phase::Probe, self.epoch))
+                } else {
+                    Err(Some(Duration::from_millis(self.deadline_ms - ms)))
+                }
             }
             CircuitState::HalfOpen if self.probes < self.spec.permitted => {
                 self.probes += 1;
                 Ok(permit(Phase::Probe, self.epoch))
             }
-            CircuitState::HalfOpen => Err(Some(Duration::from_millis(self.deadline_ms - now))),
+            CircuitState::HalfOpen => Err(Some(Duration::from_millis(self.deadline_ms - ms))),
             s => unreachable!("{s:?}"),
         }
     }
@@ -292,7 +353,7 @@ impl Reference {
     fn is_slow(&self, p: RefPermit, now: u64) -> bool {
         self.spec
             .slow
-            .is_some_and(|(threshold, _, _)| now - p.start_ms >= threshold)
+            .is_some_and(|(threshold, _, _)| now - p.start_ns >= threshold * MS)
     }
 
     fn clear(&mut self) {
@@ -350,8 +411,8 @@ impl Reference {
                 buckets,
                 ..
             } => {
-                let bucket_ns = duration_ms * 1_000_000 / u64::from(buckets);
-                let slice = now * 1_000_000 / bucket_ns;
+                let bucket_ns = duration_ms * MS / u64::from(buckets);
+                let slice = now / bucket_ns;
                 self.timed.push((slice, failure, slow));
                 if !(failure || slow) {
                     return false;
@@ -385,7 +446,7 @@ impl Reference {
                 if self.record_closed(outcome == Outcome::Failure, slow, now) {
                     self.reopens = 0;
                     self.go(CircuitState::Open);
-                    self.deadline_ms = now + self.break_ms(0);
+                    self.deadline_ms = ceil_ms(now) + self.break_ms(0);
                 }
             }
             Phase::Probe => {
@@ -396,20 +457,17 @@ impl Reference {
                     return;
                 }
                 let failed = outcome == Outcome::Failure || self.is_slow(p, now);
-                if self.tally.0 != p.epoch {
-                    self.tally = (p.epoch, 0, 0);
-                }
                 if failed {
-                    self.tally.2 += 1;
-                } else {
                     self.tally.1 += 1;
+                } else {
+                    self.tally.0 += 1;
                 }
-                if self.tally.1 >= self.spec.threshold {
+                if self.tally.0 >= self.spec.threshold {
                     self.clear();
                     self.reopens = 0;
                     self.go(CircuitState::Closed);
-                } else if self.tally.2 > self.spec.permitted - self.spec.threshold {
-                    self.reopen(now);
+                } else if self.tally.1 > self.spec.permitted - self.spec.threshold {
+                    self.reopen(ceil_ms(now));
                 } else {
                     self.probes = self.probes.saturating_sub(1);
                 }
@@ -438,6 +496,9 @@ impl Reference {
 
 // ===== the ops =====
 
+/// 2^38 ms: the span after which the breaker's wrapped deadlines repeat.
+const WRAP_NS: u64 = (1 << 38) * MS;
+
 #[derive(Debug, Clone)]
 enum Op {
     /// A whole call: admit, take `ms`, record (if admitted). Most sequences are made of these,
@@ -447,6 +508,12 @@ enum Op {
     Record(usize, Outcome),
     Drop(usize),
     Advance(u64),
+    /// A fraction of a millisecond, so deadlines fall between readings.
+    AdvanceNs(u64),
+    /// A long quiet spell, around multiples of the deadline's wrap.
+    Idle(u64),
+    /// The listener panics on the next event it receives, whatever it is.
+    ArmPanic,
     Isolate,
     Reset,
     Disable,
@@ -459,16 +526,43 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Outcome::Ignore),
     ];
     let duration = prop_oneof![Just(0u64), 1u64..500];
+    let idle = prop_oneof![
+        (1u64..4, 0u64..3_000).prop_map(|(k, ms)| k * WRAP_NS + ms * MS),
+        (1u64..4, 1u64..3_000).prop_map(|(k, ms)| k * WRAP_NS - ms * MS),
+        Just(WRAP_NS / 2),
+        Just(8 * 24 * 3_600 * 1_000 * MS),
+    ];
     prop_oneof![
         16 => (outcome.clone(), duration).prop_map(|(o, ms)| Op::Call(o, ms)),
         6 => Just(Op::Admit),
         6 => (any::<usize>(), outcome).prop_map(|(i, o)| Op::Record(i, o)),
         2 => any::<usize>().prop_map(Op::Drop),
         6 => prop_oneof![1u64..100, 100u64..3000].prop_map(Op::Advance),
+        2 => (1u64..MS).prop_map(Op::AdvanceNs),
+        1 => idle.prop_map(Op::Idle),
+        2 => Just(Op::ArmPanic),
         1 => Just(Op::Isolate),
         1 => Just(Op::Reset),
         1 => Just(Op::Disable),
     ]
+}
+
+/// Keeps the expected panics of an armed listener out of the output, and only those.
+fn quiet_armed_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<&str>() != Some(&"listener armed to panic") {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, which may reach a listener armed to panic.
+fn quietly<T>(f: impl FnOnce() -> T) -> Option<T> {
+    catch_unwind(AssertUnwindSafe(f)).ok()
 }
 
 fn open_retry_after(r: &Rejected) -> Option<Duration> {
@@ -499,46 +593,45 @@ proptest! {
         (lag_ns, max_lag) in lag(),
         ops in proptest::collection::vec(op(), 1..120),
     ) {
+        quiet_armed_panics();
         let clock = ManualClock::lagging(lag_ns, max_lag);
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let breaker = CircuitBreaker::with_clock(config(&spec, log.clone()), clock.clone());
+        let listening = Arc::new(Listening::default());
+        let breaker = CircuitBreaker::with_clock(config(&spec, listening.clone()), clock.clone());
         let mut reference = Reference::new(spec);
         let mut live: Vec<(OwnedCallPermit<ManualClock>, RefPermit)> = Vec::new();
 
         for (step, op) in ops.into_iter().enumerate() {
-            let now = clock.ms();
+            let now = clock.ns();
             match op {
-                Op::Call(outcome, ms) => {
-                    let real = breaker.try_acquire_owned();
+                Op::Call(..) | Op::Admit => {
+                    let call = match op { Op::Call(outcome, ms) => Some((outcome, ms)), _ => None };
+                    let real = quietly(|| breaker.try_acquire_owned());
                     let want = reference.admit(now);
-                    clock.advance_ms(ms);
-                    match (real, want) {
-                        (Ok(p), Ok(r)) => {
-                            p.record(outcome);
-                            reference.finish(r, outcome, now + ms);
-                        }
-                        (Err(e), Err(retry)) => prop_assert!(
-                            retry_after_agrees(open_retry_after(&e), retry, max_lag),
-                            "step {}: retry-after {:?} vs exact {:?}", step, open_retry_after(&e), retry
-                        ),
-                        (real, want) => prop_assert!(false, "step {}: real {:?} vs reference {:?}", step, real.map(drop), want.map(drop)),
+                    // A call takes its time whether or not it was admitted.
+                    if let Some((_, ms)) = call {
+                        clock.advance_ns(ms * MS);
                     }
-                }
-                Op::Admit => {
-                    let real = breaker.try_acquire_owned();
-                    let want = reference.admit(now);
                     match (real, want) {
-                        (Ok(p), Ok(r)) => live.push((p, r)),
-                        (Err(e), Err(retry)) => prop_assert!(
+                        // The listener panicked while the call was admitted: its slot went back.
+                        (None, Ok(r)) => reference.release(r),
+                        (None, Err(_)) => {}
+                        (Some(Ok(p)), Ok(r)) => match call {
+                            Some((outcome, ms)) => {
+                                quietly(|| p.record(outcome));
+                                reference.finish(r, outcome, now + ms * MS);
+                            }
+                            None => live.push((p, r)),
+                        },
+                        (Some(Err(e)), Err(retry)) => prop_assert!(
                             retry_after_agrees(open_retry_after(&e), retry, max_lag),
                             "step {}: retry-after {:?} vs exact {:?}", step, open_retry_after(&e), retry
                         ),
-                        (real, want) => prop_assert!(false, "step {}: real {:?} vs reference {:?}", step, real.map(drop), want.map(drop)),
+                        (Some(real), want) => prop_assert!(false, "step {}: real {:?} vs reference {:?}", step, real.map(drop), want.map(drop)),
                     }
                 }
                 Op::Record(i, outcome) if !live.is_empty() => {
                     let (p, r) = live.remove(i % live.len());
-                    p.record(outcome);
+                    quietly(|| p.record(outcome));
                     reference.finish(r, outcome, now);
                 }
                 Op::Drop(i) if !live.is_empty() => {
@@ -547,19 +640,29 @@ proptest! {
                     reference.release(r);
                 }
                 Op::Record(..) | Op::Drop(_) => {}
-                Op::Advance(ms) => clock.advance_ms(ms),
-                Op::Isolate => { breaker.isolate(); reference.force(CircuitState::Isolated); }
-                Op::Reset => { breaker.reset(); reference.force(CircuitState::Closed); }
-                Op::Disable => { breaker.disable(); reference.force(CircuitState::Disabled); }
+                Op::Advance(ms) => clock.advance_ns(ms * MS),
+                Op::AdvanceNs(ns) => clock.advance_ns(ns),
+                Op::Idle(ns) => {
+                    // Bounded so the full-width reference never overflows.
+                    if now < 1 << 62 {
+                        clock.advance_ns(ns);
+                    }
+                }
+                Op::ArmPanic => listening.armed.store(true, Ordering::SeqCst),
+                Op::Isolate => { quietly(|| breaker.isolate()); reference.force(CircuitState::Isolated); }
+                Op::Reset => { quietly(|| breaker.reset()); reference.force(CircuitState::Closed); }
+                Op::Disable => { quietly(|| breaker.disable()); reference.force(CircuitState::Disabled); }
             }
-            prop_assert_eq!(breaker.state(), reference.state, "step {}", step);
-            prop_assert_eq!(&*log.lock().unwrap(), &reference.events, "step {}", step);
+            prop_assert_eq!(breaker.state(), reference.observed(clock.ns()), "step {}", step);
+            prop_assert_eq!(&*listening.log.lock().unwrap(), &reference.events, "step {}", step);
         }
-        // Whatever happened, dropping every permit leaves no probe slot taken.
+        // Whatever happened, dropping every permit leaves no probe slot taken: a breaker that
+        // reads half-open admits the next call.
         live.clear();
         reference.probes = 0;
-        if reference.state == CircuitState::HalfOpen {
-            prop_assert!(breaker.try_acquire().is_ok() || clock.ms() >= reference.deadline_ms);
+        listening.armed.store(false, Ordering::SeqCst);
+        if reference.observed(clock.ns()) == CircuitState::HalfOpen {
+            prop_assert!(breaker.try_acquire().is_ok());
         }
     }
 }

@@ -229,11 +229,14 @@ impl CircuitBreakerConfig {
     }
 
     pub(super) fn timing(&self) -> Timing {
+        // Rounded up: the core counts whole milliseconds, and a break or wait that a rounding
+        // made shorter (or zero) would end before its configured duration.
+        let ms = |d: Duration| d.as_nanos().div_ceil(1_000_000) as u64;
         Timing {
-            break_ms: self.break_duration.as_millis() as u64,
-            max_break_ms: self.max_break_duration.as_millis() as u64,
+            break_ms: ms(self.break_duration),
+            max_break_ms: ms(self.max_break_duration),
             break_factor: self.break_growth_factor,
-            half_open_wait_ms: self.max_wait_in_half_open.as_millis() as u64,
+            half_open_wait_ms: ms(self.max_wait_in_half_open),
             permitted_probes: self.permitted_in_half_open,
             success_threshold: self.success_threshold,
         }
@@ -369,7 +372,8 @@ impl CircuitBreakerConfigBuilder {
     /// How long the breaker stays open before it admits a probe.
     ///
     /// Default [`DEFAULT_BREAK_DURATION`]; valid: greater than zero, at most
-    /// [`MAX_DURATION`].
+    /// [`MAX_DURATION`]. The breaker counts whole milliseconds: a duration with a fraction of
+    /// one is rounded up, never down.
     pub fn break_duration(mut self, d: Duration) -> Self {
         self.break_duration = d;
         self
@@ -416,7 +420,7 @@ impl CircuitBreakerConfigBuilder {
     /// that hang can never leave it stuck.
     ///
     /// Default [`DEFAULT_MAX_WAIT_IN_HALF_OPEN`]; valid: greater than zero, at most
-    /// [`MAX_DURATION`].
+    /// [`MAX_DURATION`]; rounded up to whole milliseconds.
     pub fn max_wait_in_half_open(mut self, d: Duration) -> Self {
         self.max_wait_in_half_open = d;
         self

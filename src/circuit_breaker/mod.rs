@@ -26,8 +26,18 @@
 //!   `max_wait_in_half_open`, the next call opens it again: it can never stay stuck.
 //!
 //! Transitions are lazy: they happen on the call that observes them, from the clock. There is
-//! no background task, and [`state`](CircuitBreaker::state) shows the state as of the last
-//! call (an open breaker whose break is over reads `Open` until a call arrives).
+//! no background task, and none is needed: [`state`](CircuitBreaker::state),
+//! [`metrics`](CircuitBreaker::metrics) and health reports work out the clock too, so an open
+//! breaker whose break is over reads `HalfOpen` before any call arrives.
+//!
+//! No state can get stuck, whatever the traffic:
+//! - A break never ends early (deadlines count from the reading rounded up, plus a coarse
+//!   clock's tick) and always ends, after any idle span.
+//! - A half-open probe that is dropped, or whose outcome is ignored, holds nothing: the next
+//!   call becomes the probe, however long after, with a fresh `max_wait_in_half_open`.
+//! - Probes that never report (hung calls) are given up when `max_wait_in_half_open` runs
+//!   out: the breaker re-opens *then*, with a longer break counted from that moment, and a
+//!   call arriving after that break too becomes the next probe at once.
 //!
 //! Every transition bumps an epoch that permits carry. A result recorded against an older
 //! epoch is ignored: a failure that arrives after the breaker closed again cannot re-open it,
@@ -111,6 +121,7 @@ mod permit;
 #[cfg(feature = "tower")]
 mod service;
 mod state;
+mod transitions;
 mod window;
 
 #[cfg(all(test, loom))]
@@ -141,7 +152,8 @@ use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::telemetry::{EventKind, Telemetry};
 
 use self::future::RunFuture;
-use self::state::{Admission, AtomicState, Epoch, Phase, Tally, Timing, Word};
+use self::state::{Admission, AtomicState, Epoch, Now, Phase, Tally, Timing, Word};
+use self::transitions::Transitions;
 use self::window::{CountRing, Sample, TimeRing, Window};
 
 /// A circuit breaker. Cheap to clone; clones share state.
@@ -179,7 +191,10 @@ pub(crate) struct Shared<C> {
     timing: Timing,
     slow_threshold_ns: Option<u64>,
     clock: C,
+    // The clock's resolution, read once: deadlines start this much after a reading.
+    resolution_ns: u64,
     telemetry: Telemetry,
+    transitions: Transitions,
     // Striped: every rejecting thread writes it, and a shared line would serialise the
     // threads of an open breaker (and evict the state word every admission reads).
     rejected: StripedCounter,
@@ -265,8 +280,10 @@ impl<C: Clock> CircuitBreaker<C> {
                 window,
                 timing: config.timing(),
                 slow_threshold_ns: config.slow.map(|s| s.threshold().as_nanos() as u64),
+                resolution_ns: crate::clock::saturating_nanos(clock.resolution()),
                 clock,
                 telemetry: config.telemetry.clone(),
+                transitions: Transitions::new(0),
                 rejected: StripedCounter::new(),
                 config,
             }),
@@ -399,9 +416,14 @@ impl<C: Clock> CircuitBreaker<C> {
         self.run(|| fut)
     }
 
-    /// The state as of the last call or manual change.
+    /// The state a call arriving now would find.
+    ///
+    /// Transitions are made by calls, but this view works out the clock: an open breaker
+    /// whose break is over reads [`HalfOpen`](CircuitState::HalfOpen) before any call
+    /// arrives, so a health check that takes an instance out of rotation while it is open
+    /// sees it come back without traffic.
     pub fn state(&self) -> CircuitState {
-        self.shared.state.load().state()
+        self.shared.observed_state()
     }
 
     /// Forces the breaker open until [`reset`](Self::reset): every call is rejected, with no
@@ -517,6 +539,12 @@ impl<C: Clock> Shared<C> {
         self.clock.now().as_nanos()
     }
 
+    /// A clock reading `now_ns` as the transitions use it, against the word loaded last.
+    #[inline]
+    fn at(&self, now_ns: u64) -> Now {
+        Now::new(now_ns, self.resolution_ns, self.state.since_ms())
+    }
+
     // Always inlined: the closed path is a few instructions, and out of line the
     // `Result<Ticket, Rejected>` would come back through memory into a wide copy that stalls
     // (see `Refusal`); one build with a single codegen unit left it out of line and an open
@@ -554,45 +582,92 @@ impl<C: Clock> Shared<C> {
             let max_lag = self.clock.max_lag();
             // The exact reading in ms is at most this much past the lagging one in ms.
             let lag_ms = crate::clock::saturating_nanos(max_lag).div_ceil(1_000_000);
-            if let Some(left_ms) = state::surely_open(w, recent_ns / 1_000_000, lag_ms) {
+            let since_ms = self.state.since_ms();
+            if let Some(left_ms) = state::surely_open(w, recent_ns / 1_000_000, lag_ms, since_ms) {
                 // Counted from the lagging reading: at most `lag_ms` longer than the exact
                 // time left, so a caller who waits that long finds the break over.
                 return Err(self.refuse(Some(left_ms)));
             }
             if max_lag.is_zero() {
-                return self.admit_slow(w, recent_ns);
+                return self.admit_slow(recent_ns);
             }
         }
-        self.admit_slow(w, self.now_ns())
+        self.admit_slow(self.now_ns())
     }
 
     // Out of line so that the rejection above, the common case while open, keeps a small
     // frame.
     #[cold]
     #[inline(never)]
-    fn admit_slow(&self, mut current: Word, now_ns: u64) -> Result<Ticket, Refusal> {
-        let now_ms = now_ns / 1_000_000;
+    fn admit_slow(&self, now_ns: u64) -> Result<Ticket, Refusal> {
         loop {
-            let decision = state::admit(current, now_ms, &self.timing);
+            // The tally before the word: see `reset_tally`.
+            let tally = self.tally.load(Ordering::Acquire);
+            let current = self.state.load();
+            let now = self.at(now_ns);
+            let decision = state::admit(current, now, &self.timing);
             let next = match decision {
                 Admission::Admit { next, .. } | Admission::Reject { next, .. } => next,
             };
             if let Some(next) = next {
-                if let Err(actual) = self.state.cas(current, next) {
-                    current = actual;
+                if next.epoch() != current.epoch() && next.state() == CircuitState::HalfOpen {
+                    self.reset_tally(tally, next.epoch());
+                }
+                if next.deadline() != current.deadline() || next.state() != current.state() {
+                    // A new deadline, counted from `now.start_ms` or from one this reading has
+                    // reached (a re-open after the half-open wait ran out). Only then: a raise
+                    // over a deadline left as it was would hide how long it has stood.
+                    self.state.raise_since(now.start_ms);
+                }
+                if self.state.cas(current, next).is_err() {
                     continue;
                 }
-                self.report_transition(current, next);
             }
             return match decision {
-                Admission::Admit { phase, epoch, .. } => Ok(Ticket {
-                    phase,
-                    epoch,
-                    start_ns: now_ns,
-                }),
-                Admission::Reject { retry_after_ms, .. } => Err(self.refuse(retry_after_ms)),
+                Admission::Admit { phase, epoch, .. } => {
+                    let ticket = Ticket {
+                        phase,
+                        epoch,
+                        start_ns: now_ns,
+                    };
+                    if let Some(next) = next {
+                        // This caller holds a probe slot already: if a listener panics while
+                        // hearing of the transition, the slot goes back.
+                        let guard = ReleaseOnUnwind(self, ticket);
+                        self.report_transition(current, next);
+                        std::mem::forget(guard);
+                    }
+                    Ok(ticket)
+                }
+                Admission::Reject { retry_after_ms, .. } => {
+                    if let Some(next) = next {
+                        self.report_transition(current, next);
+                    }
+                    Err(self.refuse(retry_after_ms))
+                }
             };
         }
+    }
+
+    /// Starts the tally of the half-open period `epoch` empty, whatever an earlier period
+    /// with the same (wrapped) epoch left in it.
+    ///
+    /// Called before the compare-and-swap that opens the period, with the tally loaded before
+    /// the word that CAS replaces. The reset is itself a compare-and-swap from that value, so
+    /// a thread that lost the race for the transition cannot wipe the results of probes the
+    /// winner has already admitted: those results changed the tally, and the reset fails.
+    fn reset_tally(&self, seen: u64, epoch: Epoch) {
+        let empty = tally_word(
+            epoch,
+            Tally {
+                successes: 0,
+                failures: 0,
+            },
+        );
+        // AcqRel: published to the probes by the word's CAS that follows.
+        let _ = self
+            .tally
+            .compare_exchange(seen, empty, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// Counts and reports a rejection decided on a cold path.
@@ -612,6 +687,17 @@ impl<C: Clock> Shared<C> {
             ms => CircuitOpen::new(self.telemetry.name(), std::time::Duration::from_millis(ms)),
         };
         Rejected::CircuitOpen(open)
+    }
+
+    /// The state a call arriving now would find.
+    fn observed_state(&self) -> CircuitState {
+        let w = self.state.load();
+        match w.state() {
+            CircuitState::Open | CircuitState::HalfOpen => {
+                state::observed(w, self.at(self.now_ns()), &self.timing)
+            }
+            other => other,
+        }
     }
 
     /// Records the outcome of the call admitted with `ticket`.
@@ -637,13 +723,17 @@ impl<C: Clock> Shared<C> {
                     // A result from before a transition: it says nothing about this period.
                     return;
                 }
+                let tripped = if self.window.record(sample, now_ns) {
+                    self.trip(ticket.epoch)
+                } else {
+                    None
+                };
+                // The sample is counted and the trip made before any listener hears of them.
+                let _report = ReportOnDrop(self, tripped);
                 self.telemetry.emit(|| EventKind::CallRecorded {
                     failure: sample.failure,
                     slow: sample.slow,
                 });
-                if self.window.record(sample, now_ns) {
-                    self.trip(ticket.epoch);
-                }
             }
             Phase::Probe => self.finish_probe(ticket, outcome),
         }
@@ -655,16 +745,18 @@ impl<C: Clock> Shared<C> {
             .is_some_and(|threshold| now_ns.saturating_sub(ticket.start_ns) >= threshold)
     }
 
+    /// Opens the closed breaker admitted in `epoch`, if it still is; the transition made, to
+    /// report once the caller's own state change is complete.
     #[cold]
-    fn trip(&self, epoch: Epoch) {
-        let now_ms = self.now_ns() / 1_000_000;
+    fn trip(&self, epoch: Epoch) -> Option<(Word, Word)> {
+        let now_ns = self.now_ns();
         let current = self.state.load();
-        if let Some((from, to)) = self
-            .state
-            .update(current, |w| state::trip(w, epoch, now_ms, &self.timing))
-        {
-            self.report_transition(from, to);
-        }
+        let now = self.at(now_ns);
+        self.state.update(current, |w| {
+            let next = state::trip(w, epoch, now, &self.timing)?;
+            self.state.raise_since(now.start_ms);
+            Some(next)
+        })
     }
 
     #[cold]
@@ -673,27 +765,33 @@ impl<C: Clock> Shared<C> {
             return self.release(ticket);
         }
         let now_ns = self.now_ns();
-        let failed = outcome == Outcome::Failure || self.is_slow(ticket, now_ns);
+        let slow = self.is_slow(ticket, now_ns);
+        let failed = outcome == Outcome::Failure || slow;
         let current = self.state.load();
         if current.state() != CircuitState::HalfOpen || current.epoch() != ticket.epoch {
             return;
         }
-        self.telemetry.emit(|| EventKind::CallRecorded {
-            failure: failed,
-            slow: self.is_slow(ticket, now_ns),
-        });
         let tally = self.add_to_tally(ticket.epoch, failed);
         if tally.successes >= self.timing.success_threshold {
             // Before the CAS that closes: the new closed period must start empty, and no
             // current permit writes the window while half-open.
             self.window.clear();
         }
-        let now_ms = now_ns / 1_000_000;
-        if let Some((from, to)) = self.state.update(current, |w| {
-            state::settle_probe(w, ticket.epoch, tally, now_ms, &self.timing)
-        }) {
-            self.report_transition(from, to);
-        }
+        let now = self.at(now_ns);
+        let settled = self.state.update(current, |w| {
+            let next = state::settle_probe(w, ticket.epoch, tally, now, &self.timing)?;
+            if next.state() == CircuitState::Open {
+                // A re-open, with a break counted from `now.start_ms`.
+                self.state.raise_since(now.start_ms);
+            }
+            Some(next)
+        });
+        // The probe slot is back and the verdict made before any listener hears of it.
+        let _report = ReportOnDrop(self, settled);
+        self.telemetry.emit(|| EventKind::CallRecorded {
+            failure: failed,
+            slow,
+        });
     }
 
     fn add_to_tally(&self, epoch: Epoch, failed: bool) -> Tally {
@@ -706,7 +804,7 @@ impl<C: Clock> Shared<C> {
                     failures: ((current >> 16) & 0xffff) as u32,
                 }
             } else {
-                // The first result of this half-open period.
+                // Defensive: `reset_tally` starts every period at its epoch.
                 Tally {
                     successes: 0,
                     failures: 0,
@@ -748,13 +846,52 @@ impl<C: Clock> Shared<C> {
         }
     }
 
+    /// Hands a transition to the listener, in order with every other (see `transitions`).
     fn report_transition(&self, from: Word, to: Word) {
-        if from.state() != to.state() {
-            self.telemetry.emit(|| EventKind::StateChanged {
-                from: from.state(),
-                to: to.state(),
-            });
+        if from.epoch() == to.epoch() {
+            // Probe bookkeeping within one half-open period: no transition.
+            return;
         }
+        if from.state() == CircuitState::HalfOpen && to.state() == CircuitState::HalfOpen {
+            // Re-opened when the half-open wait ran out and half-opened again at once, in one
+            // compare-and-swap that moved the epoch twice.
+            let reopened = to.epoch().wrapping_sub(1) & state::EPOCH_MASK as Epoch;
+            self.transitions.post(
+                &self.telemetry,
+                &[
+                    (reopened, Some((CircuitState::HalfOpen, CircuitState::Open))),
+                    (
+                        to.epoch(),
+                        Some((CircuitState::Open, CircuitState::HalfOpen)),
+                    ),
+                ],
+            );
+            return;
+        }
+        let report = (from.state() != to.state()).then_some((from.state(), to.state()));
+        self.transitions
+            .post(&self.telemetry, &[(to.epoch(), report)]);
+    }
+}
+
+/// Reports a transition after the events before it, and even if a listener panics on one of
+/// those: every transition must reach the in-order queue, or every report after it waits.
+struct ReportOnDrop<'a, C: Clock>(&'a Shared<C>, Option<(Word, Word)>);
+
+impl<C: Clock> Drop for ReportOnDrop<'_, C> {
+    fn drop(&mut self) {
+        if let Some((from, to)) = self.1 {
+            self.0.report_transition(from, to);
+        }
+    }
+}
+
+/// Releases a probe's slot if a listener unwinds before its permit exists.
+struct ReleaseOnUnwind<'a, C: Clock>(&'a Shared<C>, Ticket);
+
+impl<C: Clock> Drop for ReleaseOnUnwind<'_, C> {
+    fn drop(&mut self) {
+        self.0.release(self.1);
     }
 }
 

@@ -18,16 +18,31 @@
 //! - `reopens`: how many times the breaker re-opened from half-open since it last closed
 //!   (saturating at 31); it grows the break duration.
 //! - `deadline`: while open, when the breaker may half-open; while half-open, when it gives
-//!   up on its probes and re-opens. Milliseconds since the clock's origin, modulo 2^38. Every
-//!   deadline is at most [`MAX_DEADLINE_MS`] ahead of the reading it was computed from, so a
-//!   wrapped distance beyond that means the deadline is long past (see [`reached`]); a breaker
-//!   left idle for years still opens its gate.
+//!   up on the probes in flight and re-opens. Milliseconds since the clock's origin, modulo
+//!   2^38 (8.7 years). Every deadline is at most [`MAX_DEADLINE_MS`] ahead of the reading it
+//!   was computed from, so a wrapped distance beyond [`HORIZON_MS`] means the deadline is past.
+//!   That alone cannot tell a deadline 10 ms ahead from one 2^38 ms - 10 ms behind, so the
+//!   word has a full-width companion, `since_ms`, raised before every compare-and-swap that
+//!   sets a deadline to the start that deadline counts from. Every deadline the word holds is
+//!   at most [`STALE_MS`] past `since_ms`, so a reading further past it than that has passed
+//!   them all, whatever the wrapped distance says: a breaker left idle for any span opens its
+//!   gate on the first call. (This assumes no thread sits between its clock reading and its
+//!   compare-and-swap for years.)
+//!
+//! # Rounding
+//!
+//! Deadlines are set from [`Now::start_ms`], the reading rounded *up* to a millisecond plus
+//! the clock's [`resolution`](crate::clock::Clock::resolution), and checked against
+//! [`Now::ms`], the reading rounded *down*. A break or a half-open wait therefore never ends
+//! before its configured duration, on any clock; it may end up to a millisecond (plus one
+//! tick of a coarse clock) late.
 //!
 //! # Memory ordering
 //!
 //! The word is read with `Acquire` and replaced with `AcqRel` compare-and-swap, so a thread
 //! that sees a transition also sees what its winner wrote before it (the window reset on
-//! close, the probe tally). Nothing else is published through the word.
+//! close, the probe tally reset on half-open, the `since_ms` raised before a deadline was
+//! set). Nothing else is published through the word.
 
 use crate::sync::{AtomicU64, Ordering};
 
@@ -98,16 +113,23 @@ const STATE_SHIFT: u32 = 61;
 const DEADLINE_MASK: u64 = (1 << DEADLINE_BITS) - 1;
 const REOPENS_MASK: u64 = 0x1f;
 const PROBES_MASK: u64 = 0x3f;
-const EPOCH_MASK: u64 = 0xfff;
+pub(crate) const EPOCH_MASK: u64 = 0xfff;
 
 /// The most half-open probes the word can count.
 pub(crate) const MAX_PROBES: u32 = PROBES_MASK as u32;
 /// The most re-opens the word counts; the break duration stops growing long before.
 const MAX_REOPENS: u32 = REOPENS_MASK as u32;
-/// No deadline is ever set further ahead than this (config validation caps break durations
-/// and the half-open wait below it); it must stay under half the deadline's range.
+/// No break or half-open wait is longer than this (config validation caps them below it).
 pub(crate) const MAX_DEADLINE_MS: u64 = 7 * 24 * 60 * 60 * 1000;
-const _: () = assert!(MAX_DEADLINE_MS < (1 << (DEADLINE_BITS - 1)));
+/// How far ahead of a reading a deadline can appear: a maximal duration counted from a start
+/// rounded up and pushed on by a coarse clock's resolution, or a re-open's break counted from
+/// a half-open deadline already reached. A wrapped distance beyond this is a deadline passed.
+pub(crate) const HORIZON_MS: u64 = 2 * MAX_DEADLINE_MS;
+/// A reading this far past `since_ms` has passed every deadline the word can hold: at most a
+/// half-open wait plus the longest break past the time it was set.
+pub(crate) const STALE_MS: u64 = 2 * MAX_DEADLINE_MS;
+// A deadline passed by anything up to STALE_MS (plus the horizon) must still read as passed.
+const _: () = assert!(HORIZON_MS + STALE_MS + HORIZON_MS < (1 << DEADLINE_BITS));
 
 /// An epoch as carried by permits.
 pub(crate) type Epoch = u16;
@@ -155,7 +177,7 @@ impl Word {
     }
 
     #[inline]
-    const fn deadline(self) -> u64 {
+    pub(crate) const fn deadline(self) -> u64 {
         self.0 & DEADLINE_MASK
     }
 
@@ -186,23 +208,49 @@ impl std::fmt::Debug for Word {
     }
 }
 
-/// Whether `now_ms` has reached `deadline` (both modulo 2^38).
-///
-/// A deadline is never set more than [`MAX_DEADLINE_MS`] ahead, so a deadline that appears to
-/// be further ahead than that is in fact behind us by a wrapped distance: reached.
-#[inline]
-const fn reached(now_ms: u64, deadline: u64) -> bool {
-    let ahead = deadline.wrapping_sub(now_ms) & DEADLINE_MASK;
-    ahead == 0 || ahead > MAX_DEADLINE_MS
+/// A clock reading as the transitions use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Now {
+    /// The reading in whole milliseconds, rounded down: what deadlines are checked against.
+    pub(crate) ms: u64,
+    /// The reading plus the clock's resolution, rounded up: the start deadlines are set from,
+    /// so none ends before its duration however late the reading was.
+    pub(crate) start_ms: u64,
+    /// Whether the reading is so far past `since_ms` that every deadline in the word is over.
+    pub(crate) stale: bool,
 }
 
-/// Milliseconds from `now_ms` until `deadline`, zero if reached.
+impl Now {
+    /// The reading `now_ns` of a clock that may trail real time by `resolution_ns`, against
+    /// the word's `since_ms`.
+    #[inline]
+    pub(crate) const fn new(now_ns: u64, resolution_ns: u64, since_ms: u64) -> Now {
+        let ms = now_ns / 1_000_000;
+        Now {
+            ms,
+            start_ms: now_ns.saturating_add(resolution_ns).div_ceil(1_000_000),
+            stale: ms.saturating_sub(since_ms) > STALE_MS,
+        }
+    }
+}
+
+/// Whether `now` has reached `deadline` (modulo 2^38).
+///
+/// No deadline is ever more than [`HORIZON_MS`] ahead, so one that appears further ahead is
+/// behind us by a wrapped distance: reached. A stale reading has reached every deadline.
 #[inline]
-const fn remaining_ms(now_ms: u64, deadline: u64) -> u64 {
-    if reached(now_ms, deadline) {
+const fn reached(now: Now, deadline: u64) -> bool {
+    let ahead = deadline.wrapping_sub(now.ms) & DEADLINE_MASK;
+    now.stale || ahead == 0 || ahead > HORIZON_MS
+}
+
+/// Milliseconds from `now` until `deadline`, zero if reached.
+#[inline]
+const fn remaining_ms(now: Now, deadline: u64) -> u64 {
+    if reached(now, deadline) {
         0
     } else {
-        deadline.wrapping_sub(now_ms) & DEADLINE_MASK
+        deadline.wrapping_sub(now.ms) & DEADLINE_MASK
     }
 }
 
@@ -213,16 +261,25 @@ const fn remaining_ms(now_ms: u64, deadline: u64) -> u64 {
 /// The check is [`reached`] at `recent_ms + lag_ms`, the latest the exact time can be, so a
 /// `Some` never outlives the break as the exact clock sees it.
 #[inline]
-pub(crate) const fn surely_open(w: Word, recent_ms: u64, lag_ms: u64) -> Option<u64> {
+pub(crate) const fn surely_open(
+    w: Word,
+    recent_ms: u64,
+    lag_ms: u64,
+    since_ms: u64,
+) -> Option<u64> {
     if !matches!(w.state(), CircuitState::Open) {
         return None;
     }
     let deadline = w.deadline();
-    if reached(recent_ms.wrapping_add(lag_ms), deadline) {
+    let latest_ms = recent_ms.saturating_add(lag_ms);
+    let latest = Now {
+        ms: latest_ms,
+        start_ms: latest_ms,
+        stale: latest_ms.saturating_sub(since_ms) > STALE_MS,
+    };
+    if reached(latest, deadline) {
         None
     } else {
-        // Not through `remaining_ms`: a lagging reading may trail the exact one that set the
-        // deadline, putting the deadline up to `lag_ms` further than `MAX_DEADLINE_MS` ahead.
         Some(deadline.wrapping_sub(recent_ms) & DEADLINE_MASK)
     }
 }
@@ -275,9 +332,9 @@ pub(crate) enum Admission {
     },
 }
 
-/// Decides an admission at `now_ms`.
+/// Decides an admission at `now`.
 #[inline]
-pub(crate) fn admit(w: Word, now_ms: u64, t: &Timing) -> Admission {
+pub(crate) fn admit(w: Word, now: Now, t: &Timing) -> Admission {
     match w.state() {
         CircuitState::Closed => Admission::Admit {
             phase: Phase::Closed,
@@ -294,73 +351,117 @@ pub(crate) fn admit(w: Word, now_ms: u64, t: &Timing) -> Admission {
             next: None,
         },
         CircuitState::Open => {
-            if reached(now_ms, w.deadline()) {
-                let epoch = w.next_epoch();
-                let deadline = now_ms.wrapping_add(t.half_open_wait_ms);
-                Admission::Admit {
-                    phase: Phase::Probe,
-                    epoch,
-                    next: Some(Word::new(
-                        CircuitState::HalfOpen,
-                        epoch,
-                        1,
-                        w.reopens(),
-                        deadline,
-                    )),
-                }
+            if reached(now, w.deadline()) {
+                half_open(w, now, t)
             } else {
                 Admission::Reject {
-                    retry_after_ms: Some(remaining_ms(now_ms, w.deadline())),
+                    retry_after_ms: Some(remaining_ms(now, w.deadline())),
                     next: None,
                 }
             }
         }
         CircuitState::HalfOpen => {
-            if reached(now_ms, w.deadline()) {
-                // The probes never reported: give up on them and open again.
-                let next = reopen(w, now_ms, t);
-                Admission::Reject {
-                    retry_after_ms: Some(t.break_ms(next.reopens())),
-                    next: Some(next),
-                }
-            } else if w.probes() < t.permitted_probes {
+            if w.probes() == 0 {
+                // Nothing outstanding (earlier probes were dropped, ignored or inconclusive):
+                // this caller is the next probe, however long the breaker sat idle, and the
+                // wait for a verdict starts again with it.
                 Admission::Admit {
                     phase: Phase::Probe,
                     epoch: w.epoch(),
-                    next: Some(w.with_probes(w.probes() + 1)),
+                    next: Some(Word::new(
+                        CircuitState::HalfOpen,
+                        w.epoch(),
+                        1,
+                        w.reopens(),
+                        now.start_ms.wrapping_add(t.half_open_wait_ms),
+                    )),
+                }
+            } else if !reached(now, w.deadline()) {
+                if w.probes() < t.permitted_probes {
+                    Admission::Admit {
+                        phase: Phase::Probe,
+                        epoch: w.epoch(),
+                        next: Some(w.with_probes(w.probes() + 1)),
+                    }
+                } else {
+                    // Every probe slot is taken; the probes decide within the half-open wait.
+                    Admission::Reject {
+                        retry_after_ms: Some(remaining_ms(now, w.deadline())),
+                        next: None,
+                    }
                 }
             } else {
-                // Every probe slot is taken; the probes decide within the half-open wait.
-                Admission::Reject {
-                    retry_after_ms: Some(remaining_ms(now_ms, w.deadline())),
-                    next: None,
+                // The probes in flight never reported: the breaker gave up on them when the
+                // wait ran out, and its next break counts from then, not from this call.
+                let reopened = reopen(w, w.deadline(), t);
+                if reached(now, reopened.deadline()) {
+                    // That break is over too (a long quiet spell): this caller probes.
+                    half_open(reopened, now, t)
+                } else {
+                    Admission::Reject {
+                        retry_after_ms: Some(remaining_ms(now, reopened.deadline())),
+                        next: Some(reopened),
+                    }
                 }
             }
         }
     }
 }
 
-/// The word after re-opening from half-open at `now_ms`: one more re-open, a longer break.
-fn reopen(w: Word, now_ms: u64, t: &Timing) -> Word {
+/// The admission of the first probe of a new half-open period after the break of `open`.
+fn half_open(open: Word, now: Now, t: &Timing) -> Admission {
+    let epoch = open.next_epoch();
+    Admission::Admit {
+        phase: Phase::Probe,
+        epoch,
+        next: Some(Word::new(
+            CircuitState::HalfOpen,
+            epoch,
+            1,
+            open.reopens(),
+            now.start_ms.wrapping_add(t.half_open_wait_ms),
+        )),
+    }
+}
+
+/// The state a call arriving at `now` would find: what [`admit`] would move the breaker to,
+/// without moving it. An open breaker whose break is over reads half-open, so a view of the
+/// breaker (health, metrics) does not wait for traffic to see the break end.
+pub(crate) fn observed(w: Word, now: Now, t: &Timing) -> CircuitState {
+    match admit(w, now, t) {
+        Admission::Admit {
+            phase: Phase::Probe,
+            ..
+        } => CircuitState::HalfOpen,
+        Admission::Admit { .. } => w.state(),
+        Admission::Reject {
+            next: Some(next), ..
+        } => next.state(),
+        Admission::Reject { next: None, .. } => w.state(),
+    }
+}
+
+/// The word after re-opening from half-open at `at_ms`: one more re-open, a longer break.
+fn reopen(w: Word, at_ms: u64, t: &Timing) -> Word {
     let reopens = (w.reopens() + 1).min(MAX_REOPENS);
     Word::new(
         CircuitState::Open,
         w.next_epoch(),
         0,
         reopens,
-        now_ms.wrapping_add(t.break_ms(reopens)),
+        at_ms.wrapping_add(t.break_ms(reopens)),
     )
 }
 
-/// The word after the closed breaker admitted in `epoch` trips at `now_ms`, if it still is.
-pub(crate) fn trip(w: Word, epoch: Epoch, now_ms: u64, t: &Timing) -> Option<Word> {
+/// The word after the closed breaker admitted in `epoch` trips at `now`, if it still is.
+pub(crate) fn trip(w: Word, epoch: Epoch, now: Now, t: &Timing) -> Option<Word> {
     (w.state() == CircuitState::Closed && w.epoch() == epoch).then(|| {
         Word::new(
             CircuitState::Open,
             w.next_epoch(),
             0,
             0,
-            now_ms.wrapping_add(t.break_ms(0)),
+            now.start_ms.wrapping_add(t.break_ms(0)),
         )
     })
 }
@@ -384,7 +485,7 @@ pub(crate) fn settle_probe(
     w: Word,
     epoch: Epoch,
     tally: Tally,
-    now_ms: u64,
+    now: Now,
     t: &Timing,
 ) -> Option<Word> {
     if w.state() != CircuitState::HalfOpen || w.epoch() != epoch {
@@ -395,7 +496,7 @@ pub(crate) fn settle_probe(
     }
     // Once more probes have failed than the rule can spare, the period cannot close.
     if tally.failures > t.permitted_probes - t.success_threshold {
-        return Some(reopen(w, now_ms, t));
+        return Some(reopen(w, now.start_ms, t));
     }
     release_probe(w, epoch)
 }
@@ -406,17 +507,37 @@ pub(crate) fn force(w: Word, to: CircuitState) -> Option<Word> {
     Some(Word::new(to, w.next_epoch(), 0, 0, 0))
 }
 
-/// The atomic word and its CAS loop.
+/// The atomic word, its full-width `since_ms` companion, and the CAS loop.
 #[derive(Debug)]
 pub(crate) struct AtomicState {
     word: AtomicU64,
+    since_ms: AtomicU64,
 }
 
 impl AtomicState {
     pub(crate) fn new() -> Self {
         AtomicState {
             word: AtomicU64::new(Word::new(CircuitState::Closed, 0, 0, 0, 0).0),
+            since_ms: AtomicU64::new(0),
         }
+    }
+
+    /// The companion of the word last loaded: call after [`load`](Self::load) or a failed
+    /// compare-and-swap.
+    #[inline]
+    pub(crate) fn since_ms(&self) -> u64 {
+        // Relaxed: the Acquire load of the word that comes first synchronises with the CAS
+        // that installed it, which the raise of its deadline's start came before.
+        self.since_ms.load(Ordering::Relaxed)
+    }
+
+    /// Raises the companion before a compare-and-swap installs a deadline counted from
+    /// `start_ms`.
+    #[inline]
+    pub(crate) fn raise_since(&self, start_ms: u64) {
+        // Relaxed: published by the AcqRel CAS that follows. A raise whose CAS then fails only
+        // makes the staleness check later, never wrongly early.
+        self.since_ms.fetch_max(start_ms, Ordering::Relaxed);
     }
 
     #[inline]
@@ -470,6 +591,11 @@ mod tests {
         permitted_probes: 2,
         success_threshold: 2,
     };
+
+    /// A reading of exactly `ms`, on a clock of full precision, not stale.
+    fn at(ms: u64) -> Now {
+        Now::new(ms * 1_000_000, 0, ms)
+    }
 
     fn closed(epoch: Epoch) -> Word {
         Word::new(CircuitState::Closed, epoch, 0, 0, 0)
@@ -586,7 +712,7 @@ mod tests {
         ];
         for case in cases {
             assert_eq!(
-                admit(case.word, case.now_ms, &T),
+                admit(case.word, at(case.now_ms), &T),
                 case.want,
                 "{}",
                 case.name
@@ -598,16 +724,16 @@ mod tests {
     fn trip_needs_the_closed_epoch_the_permit_saw() {
         let w = closed(9);
         assert_eq!(
-            trip(w, 9, 100, &T),
+            trip(w, 9, at(100), &T),
             Some(Word::new(CircuitState::Open, 10, 0, 0, 1_100))
         );
         assert_eq!(
-            trip(w, 8, 100, &T),
+            trip(w, 8, at(100), &T),
             None,
             "a late failure from an older epoch"
         );
         let open = Word::new(CircuitState::Open, 10, 0, 0, 1_100);
-        assert_eq!(trip(open, 10, 100, &T), None);
+        assert_eq!(trip(open, 10, at(100), &T), None);
     }
 
     #[test]
@@ -618,7 +744,7 @@ mod tests {
             failures: 0,
         };
         assert_eq!(
-            settle_probe(half, 4, one_ok, 10_100, &T),
+            settle_probe(half, 4, one_ok, at(10_100), &T),
             Some(half.with_probes(1))
         );
         let two_ok = Tally {
@@ -626,7 +752,7 @@ mod tests {
             failures: 0,
         };
         assert_eq!(
-            settle_probe(half, 4, two_ok, 10_100, &T),
+            settle_probe(half, 4, two_ok, at(10_100), &T),
             Some(Word::new(CircuitState::Closed, 5, 0, 0, 0))
         );
         let one_bad = Tally {
@@ -634,12 +760,12 @@ mod tests {
             failures: 1,
         };
         assert_eq!(
-            settle_probe(half, 4, one_bad, 10_100, &T),
+            settle_probe(half, 4, one_bad, at(10_100), &T),
             Some(Word::new(CircuitState::Open, 5, 0, 2, 14_100)),
             "with a threshold of 2 out of 2, one failure re-opens"
         );
         assert_eq!(
-            settle_probe(half, 3, two_ok, 10_100, &T),
+            settle_probe(half, 3, two_ok, at(10_100), &T),
             None,
             "stale probe"
         );
@@ -670,18 +796,12 @@ mod tests {
     fn deadlines_survive_wrapping_and_long_idleness() {
         let near_wrap = DEADLINE_MASK - 10;
         let deadline = near_wrap.wrapping_add(100) & DEADLINE_MASK;
-        assert!(!reached(near_wrap, deadline));
-        assert_eq!(remaining_ms(near_wrap, deadline), 100);
-        assert!(reached((near_wrap + 100) & DEADLINE_MASK, deadline));
+        assert!(!reached(at(near_wrap), deadline));
+        assert_eq!(remaining_ms(at(near_wrap), deadline), 100);
+        assert!(reached(at(near_wrap + 100), deadline));
         // Idle far longer than any deadline can be ahead: reached, not "almost a cycle ahead".
-        assert!(reached(
-            deadline.wrapping_add(1 << 37) & DEADLINE_MASK,
-            deadline
-        ));
-        assert!(reached(
-            deadline.wrapping_add(MAX_DEADLINE_MS * 3) & DEADLINE_MASK,
-            deadline
-        ));
+        assert!(reached(at(deadline + (1 << 37)), deadline));
+        assert!(reached(at(deadline + HORIZON_MS * 3), deadline));
     }
 
     #[test]
@@ -700,7 +820,7 @@ mod tests {
         ];
         for (recent, lag, want) in cases {
             assert_eq!(
-                surely_open(open, recent, lag),
+                surely_open(open, recent, lag, recent),
                 want,
                 "recent {recent} lag {lag}"
             );
@@ -711,7 +831,10 @@ mod tests {
             CircuitState::Isolated,
             CircuitState::Closed,
         ] {
-            assert_eq!(surely_open(Word::new(state, 3, 0, 0, 10_000), 0, 0), None);
+            assert_eq!(
+                surely_open(Word::new(state, 3, 0, 0, 10_000), 0, 0, 0),
+                None
+            );
         }
         // Across the wrap of the deadline field, in both directions.
         let near_wrap = DEADLINE_MASK - 10;
@@ -722,12 +845,12 @@ mod tests {
             0,
             (near_wrap + 100) & DEADLINE_MASK,
         );
-        assert_eq!(surely_open(wrapped, near_wrap, 16), Some(100));
-        assert_eq!(surely_open(wrapped, near_wrap + 90, 16), None);
+        assert_eq!(surely_open(wrapped, near_wrap, 16, near_wrap), Some(100));
+        assert_eq!(surely_open(wrapped, near_wrap + 90, 16, near_wrap), None);
         // A lagging reading older than the exact one that set a maximal break still counts
         // the whole break, instead of reading the deadline as passed.
         let longest = Word::new(CircuitState::Open, 1, 0, 0, 5 + MAX_DEADLINE_MS);
-        assert_eq!(surely_open(longest, 0, 16), Some(MAX_DEADLINE_MS + 5));
+        assert_eq!(surely_open(longest, 0, 16, 5), Some(MAX_DEADLINE_MS + 5));
     }
 
     #[test]
@@ -741,5 +864,166 @@ mod tests {
             6,
             "a reset of a closed breaker still starts a new period"
         );
+    }
+
+    /// The deadline `break_ms` after a trip at `trip_ns`, and whether it is reached at
+    /// `check_ns`, both on a clock of resolution `res_ns`.
+    fn trip_then_check(trip_ns: u64, res_ns: u64, check_ns: u64) -> Admission {
+        let tripped = trip(closed(0), 0, Now::new(trip_ns, res_ns, 0), &T).unwrap();
+        let since = Now::new(trip_ns, res_ns, 0).start_ms;
+        admit(tripped, Now::new(check_ns, res_ns, since), &T)
+    }
+
+    #[test]
+    fn a_break_never_ends_before_its_duration_at_sub_millisecond_offsets() {
+        const MS: u64 = 1_000_000;
+        // (trip at, clock resolution, earliest admission): the break is 1 000 ms.
+        let cases = [
+            (0, 0, 1_000 * MS),
+            (1, 0, 1_001 * MS),
+            (1_999_999, 0, 1_002 * MS),
+            (2 * MS, 0, 1_002 * MS),
+            // A coarse clock's reading may trail real time by its resolution.
+            (100 * MS, 16 * MS, 1_116 * MS),
+            (100 * MS + 1, 16 * MS, 1_117 * MS),
+        ];
+        for (trip_ns, res_ns, first_ns) in cases {
+            assert!(
+                matches!(
+                    trip_then_check(trip_ns, res_ns, first_ns - 1),
+                    Admission::Reject { .. }
+                ),
+                "trip {trip_ns} res {res_ns}: still open 1 ns before {first_ns}"
+            );
+            assert!(
+                matches!(
+                    trip_then_check(trip_ns, res_ns, first_ns),
+                    Admission::Admit {
+                        phase: Phase::Probe,
+                        ..
+                    }
+                ),
+                "trip {trip_ns} res {res_ns}: a probe at {first_ns}"
+            );
+            // Never before the configured duration of real time, the reading's lag included.
+            assert!(first_ns >= trip_ns + res_ns + 1_000 * MS);
+        }
+    }
+
+    #[test]
+    fn an_open_breaker_idle_for_any_multiple_of_the_wrap_admits_a_probe() {
+        let wrap = 1u64 << DEADLINE_BITS;
+        let start = 5_000;
+        let open = trip(closed(0), 0, at(start), &T).unwrap();
+        for k in 1..=4u64 {
+            for offset in [0, 1, 999, 1_000, 1_001, MAX_DEADLINE_MS] {
+                let now_ms = start + k * wrap + offset;
+                let now = Now::new(now_ms * 1_000_000, 0, start);
+                assert!(now.stale, "{k} wraps + {offset} ms");
+                assert!(
+                    matches!(
+                        admit(open, now, &T),
+                        Admission::Admit {
+                            phase: Phase::Probe,
+                            ..
+                        }
+                    ),
+                    "{k} wraps + {offset} ms after the trip"
+                );
+                assert_eq!(surely_open(open, now_ms, 16, start), None);
+            }
+        }
+        // Within the horizon the wrapped arithmetic alone decides, exactly.
+        let now = Now::new((start + 999) * 1_000_000, 0, start);
+        assert!(!now.stale);
+        assert_eq!(
+            admit(open, now, &T),
+            Admission::Reject {
+                retry_after_ms: Some(1),
+                next: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_hung_probe_after_a_wrap_reports_no_day_long_retry_after() {
+        let wrap = 1u64 << DEADLINE_BITS;
+        let half = Word::new(CircuitState::HalfOpen, 4, 1, 0, 10_500);
+        let now = Now::new((10_000 + wrap) * 1_000_000, 0, 10_000);
+        // The break that followed the given-up probe is long over: this caller probes.
+        assert_eq!(
+            admit(half, now, &T),
+            Admission::Admit {
+                phase: Phase::Probe,
+                epoch: 6,
+                next: Some(Word::new(
+                    CircuitState::HalfOpen,
+                    6,
+                    1,
+                    1,
+                    (10_000 + wrap + 500) & DEADLINE_MASK
+                )),
+            }
+        );
+    }
+
+    #[test]
+    fn a_quiet_half_open_period_hands_the_probe_to_the_next_caller() {
+        // No probe in flight, the wait long over: not a re-open, a new probe with a new wait.
+        let quiet = Word::new(CircuitState::HalfOpen, 4, 0, 1, 10_500);
+        for now_ms in [10_100, 10_500, 13_000, 500_000] {
+            assert_eq!(
+                admit(quiet, at(now_ms), &T),
+                Admission::Admit {
+                    phase: Phase::Probe,
+                    epoch: 4,
+                    next: Some(Word::new(CircuitState::HalfOpen, 4, 1, 1, now_ms + 500)),
+                },
+                "at {now_ms}"
+            );
+            assert_eq!(observed(quiet, at(now_ms), &T), CircuitState::HalfOpen);
+        }
+    }
+
+    #[test]
+    fn hung_probes_reopen_the_breaker_from_the_end_of_the_wait() {
+        // One probe in flight, the wait ran out at 10 500; the next break is 2 000 ms.
+        let hung = Word::new(CircuitState::HalfOpen, 4, 1, 0, 10_500);
+        let reopened = Word::new(CircuitState::Open, 5, 0, 1, 12_500);
+        assert_eq!(
+            admit(hung, at(11_000), &T),
+            Admission::Reject {
+                retry_after_ms: Some(1_500),
+                next: Some(reopened),
+            }
+        );
+        assert_eq!(observed(hung, at(11_000), &T), CircuitState::Open);
+        assert_eq!(observed(hung, at(10_400), &T), CircuitState::HalfOpen);
+        // After that break too, the caller half-opens the breaker again and probes.
+        assert_eq!(
+            admit(hung, at(12_500), &T),
+            Admission::Admit {
+                phase: Phase::Probe,
+                epoch: 6,
+                next: Some(Word::new(CircuitState::HalfOpen, 6, 1, 1, 13_000)),
+            }
+        );
+        assert_eq!(observed(hung, at(12_500), &T), CircuitState::HalfOpen);
+    }
+
+    #[test]
+    fn the_observed_state_is_what_the_next_call_would_find() {
+        let open = Word::new(CircuitState::Open, 3, 0, 0, 10_000);
+        assert_eq!(observed(open, at(9_999), &T), CircuitState::Open);
+        assert_eq!(observed(open, at(10_000), &T), CircuitState::HalfOpen);
+        let full = Word::new(CircuitState::HalfOpen, 4, 2, 0, 10_500);
+        assert_eq!(observed(full, at(10_100), &T), CircuitState::HalfOpen);
+        for state in [
+            CircuitState::Closed,
+            CircuitState::Isolated,
+            CircuitState::Disabled,
+        ] {
+            assert_eq!(observed(Word::new(state, 1, 0, 0, 0), at(1), &T), state);
+        }
     }
 }

@@ -248,6 +248,12 @@ impl Telemetry {
         self.name
     }
 
+    /// Whether a listener is set.
+    #[inline]
+    pub(crate) fn has_listener(&self) -> bool {
+        self.listener.is_some()
+    }
+
     /// Reports an event; `kind` is only built when a listener is set.
     #[inline]
     pub(crate) fn emit(&self, kind: impl FnOnce() -> EventKind) {
