@@ -735,3 +735,361 @@ fn an_open_breaker_rejects_on_the_lagging_reading_and_still_half_opens_on_time()
     probe.success();
     assert_eq!(b.state(), CircuitState::Closed);
 }
+
+// ===== quiet spells, long idle, panicking listeners, stale readiness =====
+
+/// The breaker of the quiet-half-open report: one failure trips it for 5 s, half-open waits
+/// 2 s for its probes, and each re-open doubles the break up to 60 s.
+fn sparse() -> CircuitBreakerConfigBuilder {
+    CircuitBreaker::builder()
+        .consecutive_failures(1)
+        .break_duration(Duration::from_secs(5))
+        .max_wait_in_half_open(Duration::from_secs(2))
+        .max_break_duration(Duration::from_secs(60))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_or_ignored_probe_hands_the_next_late_call_the_probe() {
+    for ignore in [false, true] {
+        let breaker = breaker(sparse());
+        fail(&breaker).await.unwrap_err();
+        advance(Duration::from_secs(5)).await;
+        let probe = breaker.try_acquire().unwrap();
+        if ignore {
+            probe.record(Outcome::Ignore);
+        } else {
+            drop(probe);
+        }
+        // Later than the half-open wait: nothing is outstanding, so nothing re-opens it.
+        advance(Duration::from_secs(3)).await;
+        assert_eq!(breaker.state(), CircuitState::HalfOpen, "ignore {ignore}");
+        assert_eq!(succeed(&breaker).await, Ok(()), "ignore {ignore}");
+        assert_eq!(breaker.state(), CircuitState::Closed, "ignore {ignore}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_sparser_than_the_half_open_wait_still_close_the_breaker() {
+    let breaker = breaker(sparse().permitted_in_half_open(2).success_threshold(2));
+    fail(&breaker).await.unwrap_err();
+    advance(Duration::from_secs(5)).await;
+    assert_eq!(succeed(&breaker).await, Ok(()));
+    assert_eq!(
+        breaker.state(),
+        CircuitState::HalfOpen,
+        "one success of two"
+    );
+    advance(Duration::from_secs(3)).await;
+    assert_eq!(succeed(&breaker).await, Ok(()));
+    assert_eq!(breaker.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_probe_reopens_the_breaker_from_the_end_of_the_wait() {
+    let breaker = breaker(sparse());
+    fail(&breaker).await.unwrap_err();
+    advance(Duration::from_secs(5)).await;
+    let hung = breaker.try_acquire().unwrap();
+    advance(Duration::from_secs(3)).await;
+    // Given up at 2 s into half-open; the doubled break (10 s) runs from then: 9 s left.
+    assert_eq!(breaker.state(), CircuitState::Open);
+    assert_eq!(
+        retry_after(succeed(&breaker).await),
+        Some(Duration::from_secs(9))
+    );
+    drop(hung);
+    advance(Duration::from_secs(9)).await;
+    assert_eq!(succeed(&breaker).await, Ok(()));
+    assert_eq!(breaker.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_idle_past_its_break_reads_half_open_without_traffic() {
+    let breaker = breaker(builder());
+    fail(&breaker).await.unwrap_err();
+    fail(&breaker).await.unwrap_err();
+    assert_eq!(breaker.metrics().state, CircuitState::Open);
+    advance(BREAK).await;
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    assert_eq!(breaker.metrics().state, CircuitState::HalfOpen);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_idle_for_years_admits_a_probe_on_the_first_call() {
+    // 2^38 ms, the span after which the breaker's packed deadlines repeat, and around it.
+    let wrap = Duration::from_millis(1 << 38);
+    for extra in [
+        Duration::ZERO,
+        Duration::from_millis(1),
+        Duration::from_secs(5),
+    ] {
+        let breaker = breaker(builder());
+        fail(&breaker).await.unwrap_err();
+        fail(&breaker).await.unwrap_err();
+        advance(wrap + extra).await;
+        assert_eq!(
+            breaker.state(),
+            CircuitState::HalfOpen,
+            "idle {extra:?} past a wrap"
+        );
+        assert_eq!(
+            succeed(&breaker).await,
+            Ok(()),
+            "idle {extra:?} past a wrap"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sub_millisecond_break_and_wait_are_never_shorter_than_configured() {
+    let breaker = breaker(
+        CircuitBreaker::builder()
+            .consecutive_failures(1)
+            .break_duration(Duration::from_micros(999))
+            .max_wait_in_half_open(Duration::from_micros(500)),
+    );
+    fail(&breaker).await.unwrap_err();
+    assert!(
+        breaker.try_acquire().is_err(),
+        "a 999 µs break is a break, not none"
+    );
+    // Whole milliseconds, rounded up: over at 1 ms, not before 999 µs.
+    advance(Duration::from_micros(998)).await;
+    assert!(breaker.try_acquire().is_err());
+    advance(Duration::from_micros(2)).await;
+    let probe = breaker.try_acquire().unwrap();
+    // A 500 µs wait is not a zero wait: the probe still owns the period and can close it.
+    probe.success();
+    assert_eq!(breaker.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_break_tripped_between_milliseconds_never_ends_early() {
+    let breaker = breaker(
+        CircuitBreaker::builder()
+            .consecutive_failures(1)
+            .break_duration(Duration::from_millis(10)),
+    );
+    advance(Duration::from_micros(1_999)).await;
+    fail(&breaker).await.unwrap_err();
+    // 9.000001 ms after the trip: rounding the trip time down would have ended it here.
+    advance(Duration::from_nanos(9_000_001)).await;
+    assert!(breaker.try_acquire().is_err());
+    // Just short of 10 ms after the trip, still open; at 12.000 ms (the trip rounded up to
+    // 2 ms, plus 10) it is over.
+    advance(Duration::from_nanos(999_998)).await;
+    assert!(breaker.try_acquire().is_err());
+    advance(Duration::from_nanos(1_001)).await;
+    assert!(breaker.try_acquire().is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_half_open_period_starts_from_an_empty_tally_after_the_epoch_wraps() {
+    let wait = Duration::from_secs(1);
+    let breaker = breaker(
+        builder()
+            .consecutive_failures(1)
+            .permitted_in_half_open(2)
+            .success_threshold(2)
+            .max_wait_in_half_open(wait),
+    );
+    fail(&breaker).await.unwrap_err();
+    advance(BREAK).await;
+    // One success of the two needed, in this half-open period.
+    assert_eq!(succeed(&breaker).await, Ok(()));
+    // 2 048 periods whose probes hang: each next caller finds the wait and the break after
+    // it over, so the breaker re-opens and half-opens again (two epochs). That moves the
+    // 12-bit epoch round to this period's value again.
+    let mut hung = breaker.try_acquire().unwrap();
+    for _ in 0..2048 {
+        advance(wait + BREAK).await;
+        let next = breaker.try_acquire().unwrap();
+        drop(hung);
+        hung = next;
+    }
+    drop(hung);
+    assert_eq!(succeed(&breaker).await, Ok(()));
+    assert_eq!(
+        breaker.state(),
+        CircuitState::HalfOpen,
+        "a success from 2 048 periods ago must not count"
+    );
+    assert_eq!(succeed(&breaker).await, Ok(()));
+    assert_eq!(breaker.state(), CircuitState::Closed);
+}
+
+/// A listener that panics on every event of the kind `panics_on` picks.
+fn panicking_on(
+    b: CircuitBreakerConfigBuilder,
+    panics_on: fn(&EventKind) -> bool,
+) -> CircuitBreakerConfigBuilder {
+    b.listener(move |e: &Event| {
+        if panics_on(&e.kind()) {
+            panic!("listener");
+        }
+    })
+}
+
+fn quietly<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listener_panicking_on_any_event_leaves_no_probe_taken() {
+    let kinds: [(&str, fn(&EventKind) -> bool); 3] = [
+        ("state changed", |k| {
+            matches!(k, EventKind::StateChanged { .. })
+        }),
+        ("call recorded", |k| {
+            matches!(k, EventKind::CallRecorded { .. })
+        }),
+        ("rejected", |k| matches!(k, EventKind::Rejected(_))),
+    ];
+    for (name, panics_on) in kinds {
+        let breaker = breaker(panicking_on(
+            builder()
+                .consecutive_failures(1)
+                .permitted_in_half_open(2)
+                .success_threshold(2),
+            panics_on,
+        ));
+        quietly(|| breaker.try_acquire().map(|p| p.failure()));
+        assert_eq!(
+            breaker.state(),
+            CircuitState::Open,
+            "{name}: the trip happened"
+        );
+        quietly(|| breaker.try_acquire().map(drop));
+        advance(BREAK).await;
+        // The first probe half-opens the breaker; a panic there must not keep its slot.
+        quietly(|| breaker.try_acquire().map(|p| p.success()));
+        // A probe whose success leaves the period undecided gives its slot back before the
+        // listener hears of it.
+        quietly(|| breaker.try_acquire().map(|p| p.success()));
+        let state = breaker.state();
+        // Both slots are free (or the breaker closed): two more probes are admitted.
+        let a = breaker.try_acquire();
+        let b = breaker.try_acquire();
+        assert!(
+            a.is_ok() && b.is_ok(),
+            "{name}: state {state:?}, slots taken after a listener panic"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_undecided_probe_frees_its_slot_before_a_panicking_listener_runs() {
+    let breaker = breaker(panicking_on(
+        builder()
+            .consecutive_failures(1)
+            .permitted_in_half_open(2)
+            .success_threshold(2),
+        |k| matches!(k, EventKind::CallRecorded { .. }),
+    ));
+    quietly(|| breaker.try_acquire().map(|p| p.failure()));
+    advance(BREAK).await;
+    let held = breaker.try_acquire().unwrap();
+    let second = breaker.try_acquire().unwrap();
+    assert!(
+        quietly(|| second.success()).is_none(),
+        "the listener panicked"
+    );
+    // The slot the second probe held is free again for the next caller.
+    assert!(breaker.try_acquire().is_ok());
+    drop(held);
+}
+
+#[test]
+fn state_changes_reach_the_listener_in_the_order_they_happened() {
+    let log = Arc::new(Mutex::new(Vec::<(CircuitState, CircuitState)>::new()));
+    let seen = log.clone();
+    let breaker = CircuitBreaker::new(
+        CircuitBreaker::builder()
+            .consecutive_failures(1)
+            .listener(move |e: &Event| {
+                if let EventKind::StateChanged { from, to } = e.kind() {
+                    seen.lock().unwrap().push((from, to));
+                }
+            })
+            .build()
+            .unwrap(),
+    );
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let breaker = &breaker;
+            s.spawn(move || {
+                for i in 0..5_000 {
+                    match (t + i) % 4 {
+                        0 => breaker.isolate(),
+                        1 => breaker.reset(),
+                        2 => breaker.disable(),
+                        _ => {
+                            if let Ok(p) = breaker.try_acquire() {
+                                p.failure();
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let log = log.lock().unwrap();
+    assert!(log.len() > 1_000, "{} transitions", log.len());
+    for (i, pair) in log.windows(2).enumerate() {
+        assert_eq!(pair[0].1, pair[1].0, "event {i}: {pair:?}");
+    }
+    // And the last report is the breaker's state now.
+    assert_eq!(log.last().unwrap().1, breaker.state());
+}
+
+#[tokio::test(start_paused = true)]
+async fn poll_ready_asks_again_after_the_break_ends() {
+    let breaker = breaker(builder().consecutive_failures(1));
+    let (svc, mut handle) = mock::pair::<&str, &str>();
+    let mut svc = mock::Spawn::new(breaker.layer().layer(svc));
+    handle.allow(1);
+    assert_ready_ok!(svc.poll_ready());
+    let mut call = task::spawn(svc.call("req"));
+    assert_request_eq!(handle, "req").send_error("boom");
+    assert!(assert_ready!(call.poll()).is_err());
+    assert_eq!(breaker.state(), CircuitState::Open);
+
+    handle.allow(1);
+    assert_ready_ok!(svc.poll_ready(), "refused, not a readiness error");
+    advance(BREAK).await;
+    assert_ready_ok!(svc.poll_ready());
+    let mut call = task::spawn(svc.call("probe"));
+    assert_request_eq!(handle, "probe").send_response("ok");
+    assert_eq!(
+        assert_ready_ok!(call.poll()),
+        "ok",
+        "the backend was probed"
+    );
+    assert_eq!(breaker.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_refuses_at_once_over_an_inner_service_that_is_not_ready() {
+    let breaker = breaker(builder().consecutive_failures(1));
+    breaker.try_acquire().unwrap().failure();
+    let (svc, mut handle) = mock::pair::<&str, &str>();
+    let mut svc = mock::Spawn::new(breaker.layer().layer(svc));
+    handle.allow(0);
+    assert_ready_ok!(svc.poll_ready(), "nothing to wait for while open");
+    let err = svc.call("req").await.unwrap_err();
+    assert!(
+        matches!(err.as_rejected(), Some(Rejected::CircuitOpen(_))),
+        "{err}"
+    );
+
+    // Admitted, it waits for the inner service without holding a probe slot.
+    advance(BREAK).await;
+    assert_pending!(svc.poll_ready());
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    let probe = breaker
+        .try_acquire()
+        .expect("the probe slot is free while the service waits");
+    drop(probe);
+    handle.allow(1);
+    assert_ready_ok!(svc.poll_ready());
+}

@@ -86,6 +86,25 @@ async fn breaker_states_drive_the_report_by_criticality() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn readiness_recovers_when_a_break_ends_without_traffic() {
+    // A load balancer that removes the instance on 503 sends it nothing: the report must
+    // see the break end by itself.
+    let payments = breaker("payments");
+    let health = HealthRegistry::new();
+    health.circuit_breaker(&payments, true).unwrap();
+    payments.try_acquire().unwrap().failure();
+    assert_eq!(health.readiness().http_status(), 503);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let report = health.readiness();
+    assert_eq!(status_of(&report, "payments"), HealthStatus::Degraded);
+    assert_eq!(
+        report.http_status(),
+        200,
+        "half-open serves, so the probes can come"
+    );
+}
+
 #[tokio::test]
 async fn a_saturated_bulkhead_degrades_and_recovers() {
     let pool = Bulkhead::new(

@@ -159,3 +159,40 @@ fn racing_failures_trip_exactly_once() {
         assert_eq!(opened.load(Ordering::SeqCst), 1);
     });
 }
+
+#[test]
+fn state_changes_reach_the_listener_in_transition_order() {
+    loom::model(|| {
+        let log = Arc::new(loom::sync::Mutex::new(Vec::new()));
+        let seen = log.clone();
+        let breaker = CircuitBreaker::with_clock(
+            CircuitBreaker::builder()
+                .listener(move |e: &Event| {
+                    if let EventKind::StateChanged { from, to } = e.kind() {
+                        seen.lock().unwrap().push((from, to));
+                    }
+                })
+                .build()
+                .unwrap(),
+            FakeClock::new(),
+        );
+        let isolate = {
+            let breaker = breaker.clone();
+            thread::spawn(move || breaker.isolate())
+        };
+        let disable = {
+            let breaker = breaker.clone();
+            thread::spawn(move || breaker.disable())
+        };
+        isolate.join().unwrap();
+        disable.join().unwrap();
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), 2, "{log:?}");
+        assert_eq!(log[0].0, CircuitState::Closed, "{log:?}");
+        assert_eq!(
+            log[0].1, log[1].0,
+            "each report starts where the last ended: {log:?}"
+        );
+        assert_eq!(log[1].1, breaker.state());
+    });
+}

@@ -96,7 +96,12 @@
 //!
 //! A call dropped before it produced a result counts as nothing: its permit is released on
 //! drop, and a half-open probe slot is freed at once for the next caller. Cancellation is
-//! never a failure. A panic inside the call drops the permit the same way.
+//! never a failure. A panic inside the call drops the permit the same way, and so does a
+//! panic in a classifier or listener: every transition, slot and count is settled before any
+//! of your code runs (see [`telemetry`](crate::telemetry#user-code-runs-last)).
+//!
+//! On the tower surface, `poll_ready` asks the breaker afresh each time and holds no permit
+//! while the inner service is not ready; see [`CircuitBreakerService`].
 //!
 //! # Clone semantics
 //!
@@ -283,7 +288,7 @@ impl<C: Clock> CircuitBreaker<C> {
                 resolution_ns: crate::clock::saturating_nanos(clock.resolution()),
                 clock,
                 telemetry: config.telemetry.clone(),
-                transitions: Transitions::new(0),
+                transitions: Transitions::new(),
                 rejected: StripedCounter::new(),
                 config,
             }),
@@ -609,8 +614,16 @@ impl<C: Clock> Shared<C> {
             let next = match decision {
                 Admission::Admit { next, .. } | Admission::Reject { next, .. } => next,
             };
+            let moves = next.is_some_and(|next| next.epoch() != current.epoch());
             if let Some(next) = next {
-                if next.epoch() != current.epoch() && next.state() == CircuitState::HalfOpen {
+                // A transition: its report queues in the order of the CASes (see
+                // `transitions`), so the lock is held across the CAS.
+                let mut queue = if moves {
+                    self.transitions.queue(&self.telemetry)
+                } else {
+                    None
+                };
+                if moves && next.state() == CircuitState::HalfOpen {
                     self.reset_tally(tally, next.epoch());
                 }
                 if next.deadline() != current.deadline() || next.state() != current.state() {
@@ -622,6 +635,9 @@ impl<C: Clock> Shared<C> {
                 if self.state.cas(current, next).is_err() {
                     continue;
                 }
+                if let Some(queue) = &mut queue {
+                    queue.push(current, next);
+                }
             }
             return match decision {
                 Admission::Admit { phase, epoch, .. } => {
@@ -630,18 +646,18 @@ impl<C: Clock> Shared<C> {
                         epoch,
                         start_ns: now_ns,
                     };
-                    if let Some(next) = next {
+                    if moves {
                         // This caller holds a probe slot already: if a listener panics while
                         // hearing of the transition, the slot goes back.
                         let guard = ReleaseOnUnwind(self, ticket);
-                        self.report_transition(current, next);
+                        self.transitions.deliver(&self.telemetry);
                         std::mem::forget(guard);
                     }
                     Ok(ticket)
                 }
                 Admission::Reject { retry_after_ms, .. } => {
-                    if let Some(next) = next {
-                        self.report_transition(current, next);
+                    if moves {
+                        self.transitions.deliver(&self.telemetry);
                     }
                     Err(self.refuse(retry_after_ms))
                 }
@@ -728,8 +744,9 @@ impl<C: Clock> Shared<C> {
                 } else {
                     None
                 };
-                // The sample is counted and the trip made before any listener hears of them.
-                let _report = ReportOnDrop(self, tripped);
+                // The sample is counted and the trip made before any listener hears of them;
+                // the trip's report is delivered after this event, even if it panics.
+                let _deliver = tripped.map(|_| DeliverOnDrop(self));
                 self.telemetry.emit(|| EventKind::CallRecorded {
                     failure: sample.failure,
                     slow: sample.slow,
@@ -752,7 +769,7 @@ impl<C: Clock> Shared<C> {
         let now_ns = self.now_ns();
         let current = self.state.load();
         let now = self.at(now_ns);
-        self.state.update(current, |w| {
+        self.transition(current, |w| {
             let next = state::trip(w, epoch, now, &self.timing)?;
             self.state.raise_since(now.start_ms);
             Some(next)
@@ -778,7 +795,7 @@ impl<C: Clock> Shared<C> {
             self.window.clear();
         }
         let now = self.at(now_ns);
-        let settled = self.state.update(current, |w| {
+        let settled = self.transition(current, |w| {
             let next = state::settle_probe(w, ticket.epoch, tally, now, &self.timing)?;
             if next.state() == CircuitState::Open {
                 // A re-open, with a break counted from `now.start_ms`.
@@ -787,7 +804,7 @@ impl<C: Clock> Shared<C> {
             Some(next)
         });
         // The probe slot is back and the verdict made before any listener hears of it.
-        let _report = ReportOnDrop(self, settled);
+        let _deliver = settled.map(|_| DeliverOnDrop(self));
         self.telemetry.emit(|| EventKind::CallRecorded {
             failure: failed,
             slow,
@@ -841,48 +858,37 @@ impl<C: Clock> Shared<C> {
 
     fn force(&self, to: CircuitState) {
         let current = self.state.load();
-        if let Some((from, next)) = self.state.update(current, |w| state::force(w, to)) {
-            self.report_transition(from, next);
+        if self.transition(current, |w| state::force(w, to)).is_some() {
+            self.transitions.deliver(&self.telemetry);
         }
     }
 
-    /// Hands a transition to the listener, in order with every other (see `transitions`).
-    fn report_transition(&self, from: Word, to: Word) {
-        if from.epoch() == to.epoch() {
-            // Probe bookkeeping within one half-open period: no transition.
-            return;
+    /// [`AtomicState::update`] for a CAS that may make a transition: with a listener, under
+    /// the lock of the report queue, which gets the transition's report (see `transitions`).
+    /// The caller delivers the queue once its own state change is complete.
+    fn transition(
+        &self,
+        current: Word,
+        f: impl FnMut(Word) -> Option<Word>,
+    ) -> Option<(Word, Word)> {
+        let Some(mut queue) = self.transitions.queue(&self.telemetry) else {
+            return self.state.update(current, f);
+        };
+        let done = self.state.update(current, f);
+        if let Some((from, to)) = done {
+            queue.push(from, to);
         }
-        if from.state() == CircuitState::HalfOpen && to.state() == CircuitState::HalfOpen {
-            // Re-opened when the half-open wait ran out and half-opened again at once, in one
-            // compare-and-swap that moved the epoch twice.
-            let reopened = to.epoch().wrapping_sub(1) & state::EPOCH_MASK as Epoch;
-            self.transitions.post(
-                &self.telemetry,
-                &[
-                    (reopened, Some((CircuitState::HalfOpen, CircuitState::Open))),
-                    (
-                        to.epoch(),
-                        Some((CircuitState::Open, CircuitState::HalfOpen)),
-                    ),
-                ],
-            );
-            return;
-        }
-        let report = (from.state() != to.state()).then_some((from.state(), to.state()));
-        self.transitions
-            .post(&self.telemetry, &[(to.epoch(), report)]);
+        done
     }
 }
 
-/// Reports a transition after the events before it, and even if a listener panics on one of
-/// those: every transition must reach the in-order queue, or every report after it waits.
-struct ReportOnDrop<'a, C: Clock>(&'a Shared<C>, Option<(Word, Word)>);
+/// Delivers the queued state changes when dropped: after the events of the call that made the
+/// transition, and even if a listener panics on one of those.
+struct DeliverOnDrop<'a, C: Clock>(&'a Shared<C>);
 
-impl<C: Clock> Drop for ReportOnDrop<'_, C> {
+impl<C: Clock> Drop for DeliverOnDrop<'_, C> {
     fn drop(&mut self) {
-        if let Some((from, to)) = self.1 {
-            self.0.report_transition(from, to);
-        }
+        self.0.transitions.deliver(&self.0.telemetry);
     }
 }
 

@@ -1,4 +1,4 @@
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use tower::Service;
 
@@ -11,11 +11,16 @@ use crate::error::Rejected;
 /// A tower service guarded by a circuit breaker; made by
 /// [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
 ///
-/// `poll_ready` waits for the inner service, then asks the breaker. A refusal is not a
-/// readiness error (tower treats those as fatal): `poll_ready` returns `Ready(Ok(()))` and the
-/// next `call` returns a future that fails with [`Rejected::CircuitOpen`] without calling the
-/// inner service. The permit taken in `poll_ready` moves into the response future; a clone of
-/// the service starts without one.
+/// `poll_ready` asks the breaker first. A refusal is not a readiness error (tower treats those
+/// as fatal) and does not wait for the inner service: `poll_ready` returns `Ready(Ok(()))` at
+/// once and the next `call` returns a future that fails with [`Rejected::CircuitOpen`] without
+/// calling the inner service, as tower's `load_shed` sheds. An admitted call then waits for
+/// the inner service; while it waits no permit is held (it is asked for again on the next
+/// poll), so a pending inner service never blocks a half-open probe slot. A refusal is never
+/// kept across polls either: each `poll_ready` asks again, so a service polled before the
+/// break ended is admitted once it has (a service polled twice before its call is counted
+/// as refused twice). The permit taken in the last `poll_ready` moves into the response
+/// future; a clone of the service starts without one.
 ///
 /// # Panics
 ///
@@ -99,12 +104,34 @@ where
     type Future = ResponseFuture<S::Future, OwnedCallPermit<C>, Cl>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        if self.permit.is_none() {
-            // Inner readiness first, so no probe slot is held while the inner service waits.
-            ready!(self.inner.poll_ready(cx))?;
-            self.permit = Some(self.breaker.try_acquire_owned());
+        if let Some(Ok(_)) = self.permit {
+            return Poll::Ready(Ok(()));
         }
-        Poll::Ready(Ok(()))
+        // Asked afresh on every poll: a refusal holds nothing and goes stale (the break ends,
+        // the retry-after shrinks), and a permit is never held across a wait for the inner
+        // service (a probe slot would be blocked, a closed permit could outlive a trip).
+        match self.breaker.try_acquire_owned() {
+            Err(rejected) => {
+                // Nothing to wait for: the call fails at once, whatever the inner readiness.
+                self.permit = Some(Err(rejected));
+                Poll::Ready(Ok(()))
+            }
+            Ok(permit) => match self.inner.poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.permit = Some(Ok(permit));
+                    Poll::Ready(Ok(()))
+                }
+                // The permit drops unrecorded: it counts as nothing.
+                Poll::Ready(Err(e)) => {
+                    self.permit = None;
+                    Poll::Ready(Err(e))
+                }
+                Poll::Pending => {
+                    self.permit = None;
+                    Poll::Pending
+                }
+            },
+        }
     }
 
     fn call(&mut self, req: Req) -> Self::Future {

@@ -1,25 +1,24 @@
 //! In-order delivery of a breaker's state changes to its listener.
 //!
-//! Each transition is made by one compare-and-swap and moves the epoch on by one, so the
-//! epochs number the transitions in the order they happened. Two threads that made
-//! consecutive transitions can still reach their `emit` calls in the other order, and a
-//! listener would see `Open → HalfOpen` before `Closed → Open`. So every thread that moves
-//! the epoch posts what it did under the epoch it moved to, and whichever thread finds the
-//! next epoch due delivers, in epoch order, every report that is ready. A report waits only
-//! while the report before it has not been posted yet; the thread that posts that one then
-//! delivers both.
+//! Two threads that make consecutive transitions can reach their `emit` calls in the other
+//! order, and a listener would see `Open → HalfOpen` before `Closed → Open`. So, when a
+//! listener is set, a transition's compare-and-swap and the queueing of its report happen
+//! under one lock: reports queue in the order the transitions happened. Whichever thread
+//! finds nobody delivering then delivers the queue, front first, outside the lock.
 //!
-//! The lock guards the queue only: no listener runs under it, so a panicking listener poisons
-//! nothing and a listener that calls back into the breaker (and makes a transition) cannot
-//! deadlock: its report joins the queue and the delivering thread delivers it next.
+//! The lock is taken only by transitions (never by an admission or a result that changes no
+//! state) and only with a listener; it guards a compare-and-swap and a push, never user code.
+//! So a panicking listener poisons nothing, and a listener that calls back into the breaker
+//! and makes a transition cannot deadlock: its report joins the queue and the delivering
+//! thread delivers it next. If a listener panics, the delivering thread goes on delivering
+//! the rest while the panic unwinds (a listener's panic during unwinding is caught), so no
+//! report waits for a transition that may never come.
 
-use super::state::{CircuitState, EPOCH_MASK, Epoch};
-use crate::sync::Mutex;
+use std::collections::VecDeque;
+
+use super::state::{CircuitState, Word};
+use crate::sync::{Mutex, MutexGuard};
 use crate::telemetry::{EventKind, Telemetry};
-
-/// A transition's report: the states before and after, or `None` for an epoch move that kept
-/// the state (a reset of a closed breaker), which only advances the sequence.
-type Report = Option<(CircuitState, CircuitState)>;
 
 #[derive(Debug)]
 pub(crate) struct Transitions {
@@ -27,81 +26,88 @@ pub(crate) struct Transitions {
 }
 
 #[derive(Debug)]
-struct Queue {
-    /// The epoch whose report is delivered next.
-    next: Epoch,
-    /// Whether a thread is delivering; others only post.
+pub(crate) struct Queue {
+    /// Whether a thread is delivering; others only queue.
     delivering: bool,
-    /// Reports posted ahead of their turn. Holds more than one only while threads race.
-    waiting: Vec<(Epoch, Report)>,
+    reports: VecDeque<(CircuitState, CircuitState)>,
+}
+
+impl Queue {
+    /// Queues the report of the compare-and-swap that replaced `from` with `to`.
+    pub(crate) fn push(&mut self, from: Word, to: Word) {
+        if from.epoch() == to.epoch() {
+            // Probe bookkeeping within one half-open period: no transition.
+            return;
+        }
+        if from.state() == CircuitState::HalfOpen && to.state() == CircuitState::HalfOpen {
+            // Re-opened when the half-open wait ran out, and half-opened again at once.
+            self.reports
+                .push_back((CircuitState::HalfOpen, CircuitState::Open));
+            self.reports
+                .push_back((CircuitState::Open, CircuitState::HalfOpen));
+        } else if from.state() != to.state() {
+            self.reports.push_back((from.state(), to.state()));
+        }
+    }
 }
 
 impl Transitions {
-    /// A sequence whose first transition moves the epoch from `epoch`.
-    pub(crate) fn new(epoch: Epoch) -> Self {
+    pub(crate) fn new() -> Self {
         Transitions {
             queue: Mutex::new(Queue {
-                next: next_epoch(epoch),
                 delivering: false,
-                waiting: Vec::with_capacity(4),
+                reports: VecDeque::with_capacity(4),
             }),
         }
     }
 
-    /// Posts what one compare-and-swap did, a report for each epoch it moved through, and
-    /// delivers whatever is due.
-    ///
-    /// All of them are posted before any is delivered: a listener that panics on the first
-    /// must not leave the second unposted, which would stall every report after it. Without a
-    /// listener it does nothing.
-    pub(crate) fn post(&self, telemetry: &Telemetry, reports: &[(Epoch, Report)]) {
+    /// The queue, locked, to hold across a transition's compare-and-swap and the push of its
+    /// report; `None` without a listener, when there is nothing to order.
+    #[inline]
+    pub(crate) fn queue(&self, telemetry: &Telemetry) -> Option<MutexGuard<'_, Queue>> {
+        telemetry.has_listener().then(|| self.queue.lock())
+    }
+
+    /// Delivers the queued reports, in order, unless another thread is delivering them.
+    pub(crate) fn deliver(&self, telemetry: &Telemetry) {
         if !telemetry.has_listener() {
             return;
         }
-        let mut queue = self.queue.lock();
-        queue.waiting.extend_from_slice(reports);
-        if queue.delivering {
-            // The delivering thread takes this report in its turn.
-            return;
+        {
+            let mut queue = self.queue.lock();
+            if queue.delivering || queue.reports.is_empty() {
+                return;
+            }
+            queue.delivering = true;
         }
-        queue.delivering = true;
-        drop(queue);
-        self.deliver(telemetry);
+        self.deliver_queued(telemetry);
     }
 
-    /// Delivers the due reports, in order, until the next one has not been posted yet.
-    fn deliver(&self, telemetry: &Telemetry) {
+    /// Delivers until the queue is empty; the caller has set `delivering`.
+    fn deliver_queued(&self, telemetry: &Telemetry) {
         loop {
-            let mut queue = self.queue.lock();
-            let due = queue.next;
-            let Some(i) = queue.waiting.iter().position(|(e, _)| *e == due) else {
-                queue.delivering = false;
+            let Some((from, to)) = ({
+                let mut queue = self.queue.lock();
+                let next = queue.reports.pop_front();
+                if next.is_none() {
+                    queue.delivering = false;
+                }
+                next
+            }) else {
                 return;
             };
-            let (_, report) = queue.waiting.swap_remove(i);
-            queue.next = next_epoch(due);
-            drop(queue);
-            if let Some((from, to)) = report {
-                // If the listener panics, the guard delivers the rest while the panic unwinds
-                // (a listener's panic during unwinding is caught by `emit`), so no report is
-                // left waiting for a transition that may never come.
-                let guard = DeliverOnUnwind(self, telemetry);
-                telemetry.emit(|| EventKind::StateChanged { from, to });
-                std::mem::forget(guard);
-            }
+            let guard = DeliverOnUnwind(self, telemetry);
+            telemetry.emit(|| EventKind::StateChanged { from, to });
+            std::mem::forget(guard);
         }
     }
 }
 
-/// Goes on delivering when a listener unwinds out of [`Transitions::deliver`].
+/// Goes on delivering when a listener unwinds out of [`Transitions::deliver_queued`].
 struct DeliverOnUnwind<'a>(&'a Transitions, &'a Telemetry);
 
 impl Drop for DeliverOnUnwind<'_> {
     fn drop(&mut self) {
-        self.0.deliver(self.1);
+        self.0.deliver_queued(self.1);
     }
-}
-
-fn next_epoch(epoch: Epoch) -> Epoch {
-    epoch.wrapping_add(1) & EPOCH_MASK as Epoch
 }

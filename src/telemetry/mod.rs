@@ -87,8 +87,10 @@ pub enum EventKind {
     },
     /// A policy refused a call without running it.
     Rejected(Rejected),
-    /// A circuit breaker changed state. Reported once per transition, by the thread whose
-    /// compare-and-swap made it, in the order the transitions happened.
+    /// A circuit breaker changed state. Reported once per transition, in the order the
+    /// transitions happened: each event's `from` is the previous event's `to`. When threads
+    /// race, a transition may be delivered by another thread than the one that made it (the
+    /// one delivering at the time), after that thread's call has returned.
     StateChanged {
         /// The state before.
         from: CircuitState,
