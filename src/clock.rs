@@ -566,6 +566,21 @@ mod tests {
         );
     }
 
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn coarse_clock_resolution_covers_the_kernel_tick() {
+        let tick = rustix::time::clock_getres(rustix::time::ClockId::MonotonicCoarse);
+        let tick = Duration::new(tick.tv_sec as u64, tick.tv_nsec as u32);
+        let clock = CoarseClock::new();
+        assert!(
+            clock.resolution() >= tick,
+            "{:?} < {tick:?}",
+            clock.resolution()
+        );
+        // An exact clock trails real time by nothing.
+        assert!(MonotonicClock::new().resolution().is_zero());
+    }
+
     #[test]
     fn fake_clock_never_goes_backwards() {
         let clock = FakeClock::new();
