@@ -1,5 +1,5 @@
 //! An axum server that sheds load: a bulkhead and a timeout as middleware, rejections
-//! answered with 503 and `Retry-After`.
+//! answered with 503 and `Retry-After` (a timeout with 504).
 //!
 //! ```sh
 //! cargo run --example axum_server --features http
@@ -49,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .layer(
             ServiceBuilder::new()
-                // Outermost: every rejection below becomes 503 + Retry-After.
+                // Outermost: a full bulkhead becomes 503 + Retry-After, a timeout 504.
                 .layer(ShedLayer::new().retry_after(Duration::from_secs(2)))
                 .layer(timeout.layer())
                 .layer(bulkhead.layer())

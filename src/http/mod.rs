@@ -76,7 +76,7 @@ mod shed;
 pub use grpc::{GrpcClassifier, WithCode};
 
 #[cfg(feature = "tower")]
-pub use shed::{ShedFuture, ShedLayer, ShedService};
+pub use shed::{ShedBody, ShedFuture, ShedLayer, ShedService};
 
 use std::time::{Duration, SystemTime};
 

@@ -1,4 +1,4 @@
-//! Server-side load shedding: rejections become `503 Service Unavailable` + `Retry-After`.
+//! Server-side load shedding: rejections become `503`/`504` responses with `Retry-After`.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use http::header::{HeaderValue, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
@@ -17,17 +17,26 @@ use crate::error::{AsRejected, Rejected};
 /// Turns the errors of the services under it into responses, so a server's policies shed
 /// load in the terms clients and load balancers understand:
 ///
-/// - a [`Rejected`] (bulkhead full, circuit open, timeout) becomes `503 Service Unavailable`
-///   with `Retry-After`: the rejection's own [`retry_after`](Rejected::retry_after) where it
-///   has one (an open breaker knows when it will probe), else the layer's default (1 s),
-///   in whole seconds rounded up;
+/// - an open circuit or a full bulkhead becomes `503 Service Unavailable` with
+///   `Retry-After`: the rejection's own [`retry_after`](Rejected::retry_after) where it has
+///   one (an open breaker knows when it will probe), else the layer's default (1 s), in whole
+///   seconds rounded up;
+/// - a timeout becomes `504 Gateway Timeout` (no `Retry-After`: the server is not saying it
+///   is overloaded, only that this call took too long);
 /// - any other error becomes `500 Internal Server Error`.
+///
+/// Both statuses can be changed ([`overload_status`](Self::overload_status),
+/// [`timeout_status`](Self::timeout_status)). Rate-limit rejections will be answered with
+/// `429 Too Many Requests` once the rate limiter lands.
 ///
 /// Its error type is `Infallible`, as axum's `Router::layer` and hyper require. Put it
 /// outermost, above [`timeout.layer()`](crate::timeout::Timeout::layer) and
 /// [`bulkhead.layer()`](crate::bulkhead::Bulkhead::layer), with a
 /// [`LiftLayer`](crate::LiftLayer) innermost when the handlers' error type cannot hold a
-/// rejection (axum's is `Infallible`). Responses get an empty body (`B::default()`).
+/// rejection (axum's is `Infallible`). Responses have an empty body by default; with
+/// [`body`](Self::body) they say why, in plain text or as RFC 9457 problem details
+/// (`application/problem+json`). The response body type needs `Default + From<String>`
+/// (`String`, axum's `Body`, `http_body_util::Full<Bytes>` all qualify).
 ///
 /// A readiness error from the inner service is kept and answered by the next `call`, so the
 /// server stays up.
@@ -63,6 +72,33 @@ use crate::error::{AsRejected, Rejected};
 #[derive(Debug, Clone, Copy)]
 pub struct ShedLayer {
     retry_after: Duration,
+    overload: StatusCode,
+    timeout: StatusCode,
+    body: ShedBody,
+}
+
+/// What the body of a shed response says; see [`ShedLayer::body`].
+///
+/// # Examples
+///
+/// ```
+/// use palisade::http::{ShedBody, ShedLayer};
+///
+/// let layer = ShedLayer::new().body(ShedBody::ProblemJson);
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ShedBody {
+    /// No body (the default).
+    #[default]
+    Empty,
+    /// The rejection's message as `text/plain; charset=utf-8`, for example
+    /// `circuit breaker "payments" is open`.
+    Text,
+    /// RFC 9457 problem details as `application/problem+json`: `type`, `title`, `status`
+    /// and `detail` (the rejection's message).
+    ProblemJson,
 }
 
 impl Default for ShedLayer {
@@ -76,7 +112,57 @@ impl ShedLayer {
     pub const fn new() -> Self {
         ShedLayer {
             retry_after: Duration::from_secs(1),
+            overload: StatusCode::SERVICE_UNAVAILABLE,
+            timeout: StatusCode::GATEWAY_TIMEOUT,
+            body: ShedBody::Empty,
         }
+    }
+
+    /// The status for an open circuit or a full bulkhead. Default `503 Service Unavailable`.
+    pub const fn overload_status(mut self, status: StatusCode) -> Self {
+        self.overload = status;
+        self
+    }
+
+    /// The status for a timeout. Default `504 Gateway Timeout`.
+    pub const fn timeout_status(mut self, status: StatusCode) -> Self {
+        self.timeout = status;
+        self
+    }
+
+    /// What the body of a shed response says. Default [`ShedBody::Empty`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::http::{ShedBody, ShedLayer};
+    /// use palisade::{LiftLayer, timeout::Timeout};
+    /// use std::{convert::Infallible, time::Duration};
+    /// use tower::{Service, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let timeout = Timeout::new(Timeout::builder().duration(Duration::from_millis(10)).build()?);
+    /// let mut server = ServiceBuilder::new()
+    ///     .layer(ShedLayer::new().body(ShedBody::ProblemJson))
+    ///     .layer(timeout.layer())
+    ///     .layer(LiftLayer)
+    ///     .service_fn(|_req: http::Request<()>| async {
+    ///         tokio::time::sleep(Duration::from_secs(1)).await;
+    ///         Ok::<_, Infallible>(http::Response::new(String::new()))
+    ///     });
+    /// let resp = server.ready().await?.call(http::Request::new(())).await?;
+    /// assert_eq!(resp.status(), 504);
+    /// assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    /// assert!(resp.body().contains(r#""status":504"#));
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    pub const fn body(mut self, body: ShedBody) -> Self {
+        self.body = body;
+        self
     }
 
     /// The `Retry-After` for rejections that do not carry one (bulkhead full, timeout).
@@ -93,7 +179,7 @@ impl<S> Layer<S> for ShedLayer {
     fn layer(&self, inner: S) -> ShedService<S> {
         ShedService {
             inner,
-            retry_after: self.retry_after,
+            layer: *self,
             not_ready: None,
         }
     }
@@ -102,7 +188,7 @@ impl<S> Layer<S> for ShedLayer {
 /// The service of a [`ShedLayer`].
 pub struct ShedService<S> {
     inner: S,
-    retry_after: Duration,
+    layer: ShedLayer,
     /// A readiness error, already graded (`Some(None)`: not a rejection), for the next call.
     not_ready: Option<Option<Rejected>>,
 }
@@ -112,7 +198,7 @@ impl<S: Clone> Clone for ShedService<S> {
         // A kept readiness error belongs to this handle's next call, not to a clone.
         ShedService {
             inner: self.inner.clone(),
-            retry_after: self.retry_after,
+            layer: self.layer,
             not_ready: None,
         }
     }
@@ -122,7 +208,7 @@ impl<S: fmt::Debug> fmt::Debug for ShedService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShedService")
             .field("inner", &self.inner)
-            .field("retry_after", &self.retry_after)
+            .field("layer", &self.layer)
             .finish_non_exhaustive()
     }
 }
@@ -149,27 +235,75 @@ impl<S> ShedService<S> {
     }
 }
 
-/// The response for an error: 503 + `Retry-After` for rejections, 500 otherwise.
-fn answer<B: Default>(error: Option<&Rejected>, default_retry_after: Duration) -> Response<B> {
-    let mut resp = Response::new(B::default());
-    match error {
-        Some(rejected) => {
-            *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            let after = rejected.retry_after().unwrap_or(default_retry_after);
+impl ShedLayer {
+    /// The response for an error: see the type's docs.
+    fn answer<B: Default + From<String>>(&self, error: Option<&Rejected>) -> Response<B> {
+        let (status, retry_after) = match error {
+            Some(Rejected::Timeout(_)) => (self.timeout, None),
+            Some(rejected) => (
+                self.overload,
+                Some(rejected.retry_after().unwrap_or(self.retry_after)),
+            ),
+            None => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        };
+        let detail = match error {
+            Some(rejected) => rejected.to_string(),
+            None => String::from("the service failed"),
+        };
+        let mut resp = match self.body {
+            ShedBody::Empty => Response::new(B::default()),
+            ShedBody::Text => {
+                let mut resp = Response::new(B::from(detail));
+                resp.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                resp
+            }
+            ShedBody::ProblemJson => {
+                let json = format!(
+                    r#"{{"type":"about:blank","title":"{}","status":{},"detail":"{}"}}"#,
+                    json_escape(status.canonical_reason().unwrap_or("")),
+                    status.as_u16(),
+                    json_escape(&detail),
+                );
+                let mut resp = Response::new(B::from(json));
+                resp.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/problem+json"),
+                );
+                resp
+            }
+        };
+        *resp.status_mut() = status;
+        if let Some(after) = retry_after {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
-        None => *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR,
+        resp
     }
-    resp
+}
+
+/// `text` as the inside of a JSON string: policy names are the user's, and may hold quotes.
+fn json_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl<S, Req, B> Service<Req> for ShedService<S>
 where
     S: Service<Req, Response = Response<B>>,
     S::Error: AsRejected,
-    B: Default,
+    B: Default + From<String>,
 {
     type Response = Response<B>;
     type Error = Infallible;
@@ -193,7 +327,7 @@ where
         };
         ShedFuture {
             state,
-            retry_after: self.retry_after,
+            layer: self.layer,
         }
     }
 }
@@ -203,7 +337,7 @@ pin_project! {
     pub struct ShedFuture<F> {
         #[pin]
         state: Answer<F>,
-        retry_after: Duration,
+        layer: ShedLayer,
     }
 }
 
@@ -225,7 +359,7 @@ impl<F, E, B> Future for ShedFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
     E: AsRejected,
-    B: Default,
+    B: Default + From<String>,
 {
     type Output = Result<Response<B>, Infallible>;
 
@@ -238,6 +372,69 @@ where
             },
             AnswerProj::Now { graded } => *graded,
         };
-        Poll::Ready(Ok(answer(graded.as_ref(), *this.retry_after)))
+        Poll::Ready(Ok(this.layer.answer(graded.as_ref())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{BulkheadFull, CircuitOpen, Elapsed, FullCause};
+
+    fn answer(layer: ShedLayer, error: Option<Rejected>) -> Response<String> {
+        layer.answer(error.as_ref())
+    }
+
+    #[test]
+    fn each_rejection_gets_its_status_and_retry_after() {
+        let layer = ShedLayer::new();
+        let timeout = answer(
+            layer,
+            Some(Elapsed::new("db", Duration::from_secs(2)).into()),
+        );
+        assert_eq!(timeout.status(), 504);
+        assert!(timeout.headers().get(RETRY_AFTER).is_none());
+
+        let open = CircuitOpen::new("db", Duration::from_millis(5_200));
+        let open = answer(layer, Some(open.into()));
+        assert_eq!(open.status(), 503);
+        assert_eq!(open.headers()[RETRY_AFTER], "6", "rounded up");
+
+        let full = BulkheadFull::new("pool", 4, FullCause::QueueFull);
+        let full = answer(layer, Some(full.into()));
+        assert_eq!(full.status(), 503);
+        assert_eq!(full.headers()[RETRY_AFTER], "1", "the layer's default");
+        assert_eq!(full.body(), "", "no body unless asked");
+
+        assert_eq!(answer(layer, None).status(), 500);
+
+        let custom = ShedLayer::new()
+            .overload_status(StatusCode::TOO_MANY_REQUESTS)
+            .timeout_status(StatusCode::SERVICE_UNAVAILABLE);
+        let full = BulkheadFull::new("pool", 4, FullCause::QueueFull);
+        assert_eq!(answer(custom, Some(full.into())).status(), 429);
+        let late = Elapsed::new("db", Duration::from_secs(2));
+        assert_eq!(answer(custom, Some(late.into())).status(), 503);
+    }
+
+    #[test]
+    fn bodies_name_the_reason_in_text_or_problem_details() {
+        let open = Rejected::from(CircuitOpen::isolated("pay\"ments\\"));
+        let text = answer(ShedLayer::new().body(ShedBody::Text), Some(open));
+        assert_eq!(text.headers()[CONTENT_TYPE], "text/plain; charset=utf-8");
+        assert_eq!(text.body(), &open.to_string());
+
+        let json = answer(ShedLayer::new().body(ShedBody::ProblemJson), Some(open));
+        assert_eq!(json.headers()[CONTENT_TYPE], "application/problem+json");
+        let parsed: serde_json::Value = serde_json::from_str(json.body()).unwrap();
+        assert_eq!(parsed["status"], 503);
+        assert_eq!(parsed["title"], "Service Unavailable");
+        assert_eq!(parsed["type"], "about:blank");
+        assert_eq!(
+            parsed["detail"],
+            open.to_string(),
+            "quotes in names survive"
+        );
+        assert_eq!(json_escape("a\nb"), "a\\u000ab");
     }
 }
