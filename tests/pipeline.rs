@@ -105,37 +105,178 @@ async fn the_order_does_not_depend_on_the_builder_calls() {
     }
 }
 
+fn deadline_retry(backoff: Duration, deadline: Duration) -> Retry {
+    Retry::new(
+        Retry::builder()
+            .max_attempts(10)
+            .backoff(Backoff::constant(backoff))
+            .deadline(deadline)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// A call that never answers, recording when each attempt started.
+async fn hang(start: Instant, starts: &std::sync::Mutex<Vec<Duration>>) -> Result<(), AppError> {
+    starts.lock().unwrap().push(start.elapsed());
+    sleep(Duration::from_secs(60)).await;
+    Ok(())
+}
+
 #[tokio::test(start_paused = true)]
-async fn the_deadline_clips_the_last_attempts_timeout() {
+async fn the_deadline_cuts_the_last_attempts_timeout() {
     let pipeline = Pipeline::builder()
-        .retry(Retry::new(
-            Retry::builder()
-                .max_attempts(10)
-                .backoff(Backoff::constant(ms(100)))
-                .deadline(ms(1000))
-                .build()
-                .unwrap(),
-        ))
+        .retry(deadline_retry(ms(100), ms(700)))
         .timeout(timeout(ms(400)))
         .build();
     let start = Instant::now();
     let starts = std::sync::Mutex::new(Vec::new());
+    let out: Result<(), AppError> = pipeline.run(|| hang(start, &starts)).await;
+    // The attempt at 0 times out after 400 ms; the one at 500 ms has 200 ms left, and its
+    // timeout is cut to them. At 700 ms no time is left for a delay: the run ends.
+    assert_eq!(starts.into_inner().unwrap(), [ms(0), ms(500)]);
+    assert_eq!(start.elapsed(), ms(700));
+    match out {
+        Err(AppError::Rejected(Rejected::Timeout(elapsed))) => {
+            assert_eq!(elapsed.duration(), ms(200))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_cut_by_the_deadline_is_not_a_breaker_failure() {
+    use palisade::pipeline::Stage;
+    for custom in [false, true] {
+        let cb = breaker(2);
+        let mut builder = Pipeline::builder()
+            .retry(deadline_retry(ms(100), ms(700)))
+            .circuit_breaker(cb.clone())
+            .timeout(timeout(ms(400)));
+        if custom {
+            builder = builder
+                .custom_order(&[Stage::Retry, Stage::CircuitBreaker, Stage::Timeout])
+                .unwrap();
+        }
+        let pipeline = builder.build();
+        let start = Instant::now();
+        let starts = std::sync::Mutex::new(Vec::new());
+        let out: Result<(), AppError> = pipeline.run(|| hang(start, &starts)).await;
+        assert_eq!(
+            starts.into_inner().unwrap(),
+            [ms(0), ms(500)],
+            "custom {custom}"
+        );
+        assert!(
+            matches!(out, Err(AppError::Rejected(Rejected::Timeout(_)))),
+            "{out:?}"
+        );
+        // The first attempt's own 400 ms timeout counts; the second, cut to 200 ms by the
+        // deadline, says nothing about the dependency.
+        assert_eq!(cb.state(), CircuitState::Closed, "custom {custom}");
+        assert_eq!(cb.metrics().failures, 1, "custom {custom}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delay_past_the_deadline_leaves_the_callers_error_and_the_breaker_closed() {
+    let cb = breaker(2);
+    let pipeline = Pipeline::builder()
+        .retry(deadline_retry(
+            Duration::from_secs(2),
+            Duration::from_secs(1),
+        ))
+        .circuit_breaker(cb.clone())
+        .timeout(timeout(Duration::from_secs(5)))
+        .build();
+    let calls = AtomicU32::new(0);
+    let start = Instant::now();
     let out: Result<(), AppError> = pipeline
         .run(|| {
-            starts.lock().unwrap().push(start.elapsed());
-            async {
-                sleep(Duration::from_secs(60)).await;
-                Ok(())
-            }
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(AppError::Backend("down")) }
         })
         .await;
-    // Attempts at 0 and 500 ms time out after 400 ms each. The second ends at 900 ms; the
-    // 100 ms delay is cut to the 100 ms left; at 1000 ms no time is left, so no third call.
-    assert_eq!(starts.into_inner().unwrap(), [ms(0), ms(500)]);
-    assert_eq!(start.elapsed(), ms(1000));
+    assert_eq!(
+        out,
+        Err(AppError::Backend("down")),
+        "the caller's own error"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "no wait for an attempt never made"
+    );
+    assert_eq!(cb.state(), CircuitState::Closed);
+    assert_eq!(cb.metrics().failures, 1, "one real failure, counted once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_layer_gives_up_on_a_delay_past_the_deadline_with_the_breaker_closed() {
+    use tower::ServiceExt;
+    let cb = breaker(2);
+    let pipeline = Pipeline::builder()
+        .retry(deadline_retry(
+            Duration::from_secs(2),
+            Duration::from_secs(1),
+        ))
+        .circuit_breaker(cb.clone())
+        .timeout(timeout(Duration::from_secs(5)))
+        .build();
+    let calls = std::sync::Arc::new(AtomicU32::new(0));
+    let seen = calls.clone();
+    let mut svc = pipeline.layer().layer(tower::service_fn(move |_: ()| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        async { Err::<(), _>(AppError::Backend("down")) }
+    }));
+    let out = svc.ready().await.unwrap().call(()).await;
+    assert_eq!(out, Err(AppError::Backend("down")));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cb.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_left_no_time_by_its_wait_for_a_slot_is_not_made_or_counted() {
+    let cb = breaker(1);
+    let bulkhead = Bulkhead::new(
+        Bulkhead::builder()
+            .max_concurrent(1)
+            .max_queue(1)
+            .build()
+            .unwrap(),
+    );
+    let pipeline = Pipeline::builder()
+        .retry(deadline_retry(ms(100), Duration::from_secs(1)))
+        .circuit_breaker(cb.clone())
+        .bulkhead(bulkhead.clone())
+        .timeout(timeout(Duration::from_secs(5)))
+        .build();
+    let busy = bulkhead.try_acquire().unwrap();
+    let calls = AtomicU32::new(0);
+    let run = pipeline.run(|| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<(), AppError>(()) }
+    });
+    // The slot frees up after the whole deadline has gone by in the queue.
+    let release = async {
+        sleep(ms(1500)).await;
+        drop(busy);
+    };
+    let (out, ()) = tokio::join!(run, release);
     assert!(
         matches!(out, Err(AppError::Rejected(Rejected::Timeout(_)))),
         "{out:?}"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "no call without time to make it"
+    );
+    assert_eq!(
+        cb.state(),
+        CircuitState::Closed,
+        "no failure of the dependency"
     );
 }
 

@@ -35,8 +35,13 @@
 //! # Deadline
 //!
 //! When the retry has a total [`deadline`](crate::retry::RetryConfigBuilder::deadline), each
-//! attempt's timeout is cut to the time left, so the last attempt cannot run past it; an
-//! attempt left with no time at all is not made, and fails as a timeout.
+//! attempt's timeout is cut to the time left, so the last attempt cannot run past it. The
+//! retry never waits a delay that uses up the time left (it returns the last result
+//! instead), so attempts start with time to spare. An attempt the deadline cuts short (its
+//! cut timeout runs out) says nothing about the dependency: the breaker does not count it.
+//! An attempt left with no time at all (it waited for a bulkhead slot until the deadline, or
+//! a late timer woke the retry at the deadline) is not made: the breaker is not asked, the
+//! call is not started, and it fails as a timeout of zero.
 //!
 //! # Errors
 //!
@@ -84,11 +89,12 @@ pub use layer::{Either, EitherFuture, PipelineLayer, PipelineService, Slotted, S
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::CircuitBreaker;
-use crate::classify::AllErrors;
+use crate::classify::{AllErrors, Classifier, DefaultClassifier, Outcome};
 use crate::clock::{Clock, DefaultClock, Ticks};
 use crate::error::{AsRejected, ConfigError, Elapsed, Rejected};
 use crate::fallback::{Fallback, Primary};
@@ -414,27 +420,46 @@ where
     {
         // The clock is only read when a deadline needs it.
         let deadline = self.retry.as_ref().and_then(|r| r.config().deadline());
-        let started = deadline.map(|_| self.clock.now());
         // Each attempt calls `make` only once it is admitted (breaker closed, slot held): a
         // refused attempt never runs the caller's code. The cell lets every attempt's future
         // reach `make` through a shared reference.
         let make = std::cell::RefCell::new(&mut make);
         let make_one = || (make.borrow_mut())();
         if let Some(order) = &self.custom {
-            return self.nest(order, &make_one, started).await;
+            let started = deadline.map(|_| self.clock.now());
+            let cut = AtomicBool::new(false);
+            return self.nest(order, &make_one, started, &cut).await;
         }
         match &self.retry {
-            Some(retry) => retry.run(|| self.attempt(make_one, started)).await,
-            None => self.attempt(make_one, started).await,
+            Some(retry) => {
+                let mut started = None;
+                retry
+                    .run_with_attempt(|n| {
+                        // Read after the retry's own reading at its first attempt: the time
+                        // left here is then never less than the retry's, so an attempt it
+                        // starts with time left has time left here too.
+                        if n == 1 && deadline.is_some() {
+                            started = Some(self.clock.now());
+                        }
+                        self.attempt(make_one, started)
+                    })
+                    .await
+            }
+            None => self.attempt(make_one, None).await,
         }
     }
 
     /// The policies of `order` around the call, outermost first (a custom order).
+    ///
+    /// `cut` is set when the timeout stage's deadline cut fires, for the breaker stage
+    /// around it (see [`attempt`](Self::attempt)); stages run one inside the other, one
+    /// attempt at a time, so one flag per run is enough.
     fn nest<'a, G, F, R, E>(
         &'a self,
         order: &'a [Stage],
         make: &'a G,
         started: Option<Ticks>,
+        cut: &'a AtomicBool,
     ) -> Pin<Box<dyn Future<Output = Result<R, E>> + 'a>>
     where
         G: Fn() -> F,
@@ -445,14 +470,21 @@ where
         let Some((stage, inner)) = order.split_first() else {
             return Box::pin(make());
         };
-        let next = move || self.nest(inner, make, started);
+        let next = move || self.nest(inner, make, started, cut);
         match stage {
             Stage::Retry => match &self.retry {
                 Some(r) => Box::pin(r.run(next)),
                 None => next(),
             },
             Stage::CircuitBreaker => match &self.breaker {
-                Some(cb) => Box::pin(cb.run(next)),
+                Some(cb) => {
+                    let admitted = move || {
+                        // Relaxed: the flag is only written and read by this run's task.
+                        cut.store(false, Ordering::Relaxed);
+                        next()
+                    };
+                    Box::pin(cb.run(admitted).classify(BreakerView(cut)))
+                }
                 None => next(),
             },
             Stage::Bulkhead => match &self.bulkhead {
@@ -462,12 +494,13 @@ where
             Stage::Timeout => match &self.timeout {
                 Some(t) => {
                     let time = self.attempt_time(t, started);
-                    if time.is_zero() {
-                        // As in the recommended order: no call is started without time.
-                        let elapsed = Rejected::Timeout(Elapsed::new(t.name(), time));
-                        return Box::pin(std::future::ready(Err(E::from(elapsed))));
-                    }
-                    Box::pin(t.run_once_for(next(), time))
+                    Box::pin(async move {
+                        let (out, was_cut) = self.timed(t, time, next).await;
+                        if was_cut {
+                            cut.store(true, Ordering::Relaxed);
+                        }
+                        out
+                    })
                 }
                 None => next(),
             },
@@ -486,37 +519,93 @@ where
         }
     }
 
+    /// The call under `timeout` for `time`; the flag says whether the deadline, not the
+    /// timeout's own duration, ended it (`time` was cut and ran out, or there was none).
+    async fn timed<G, F, R, E>(
+        &self,
+        timeout: &Timeout<T>,
+        time: Duration,
+        make: G,
+    ) -> (Result<R, E>, bool)
+    where
+        G: FnOnce() -> F,
+        F: Future<Output = Result<R, E>>,
+        E: From<Rejected>,
+    {
+        if time.is_zero() {
+            // The deadline has passed: a call with no time is not started.
+            let elapsed = Elapsed::new(timeout.name(), time);
+            return (Err(E::from(Rejected::Timeout(elapsed))), true);
+        }
+        let mut answered = false;
+        let call = async {
+            let out = make().await;
+            answered = true;
+            out
+        };
+        let out = timeout.run_once_for(call, time).await;
+        (out, !answered && time < timeout.duration())
+    }
+
     /// One attempt: breaker, then bulkhead, then timeout, around the call `make` makes.
+    ///
+    /// An attempt that the retry deadline cuts short (its timeout cut to the time left, and
+    /// run out) or leaves no time at all says nothing about the dependency: the breaker does
+    /// not count it, and an attempt with no time left does not ask the breaker at all.
     async fn attempt<G, F, R, E>(&self, make: G, started: Option<Ticks>) -> Result<R, E>
     where
         G: FnOnce() -> F,
         F: Future<Output = Result<R, E>>,
         E: From<Rejected> + AsRejected,
     {
-        // The timeout is computed when the attempt starts, after any wait for a slot.
-        let timed = || async move {
-            match &self.timeout {
-                Some(t) => {
-                    let time = self.attempt_time(t, started);
-                    if time.is_zero() {
-                        // The deadline has passed: do not start a call that has no time.
-                        return Err(E::from(Rejected::Timeout(Elapsed::new(t.name(), time))));
-                    }
-                    t.run_once_for(make(), time).await
-                }
-                None => make().await,
+        if let Some(t) = &self.timeout {
+            if started.is_some() && self.attempt_time(t, started).is_zero() {
+                return self.timed(t, Duration::ZERO, make).await.0;
             }
+        }
+        // The timeout is computed when the attempt starts, after any wait for a slot. The
+        // bulkhead passes the timeout's verdict out in its `Ok`; its own rejection is `Err`.
+        let timed = || async move {
+            Ok::<_, E>(match &self.timeout {
+                Some(t) => self.timed(t, self.attempt_time(t, started), make).await,
+                None => (make().await, false),
+            })
         };
         let slotted = || async move {
-            match &self.bulkhead {
+            let out = match &self.bulkhead {
                 Some(b) => b.run(timed).await,
                 None => timed().await,
-            }
+            };
+            out.unwrap_or_else(|full: E| (Err(full), false))
         };
         match &self.breaker {
-            Some(cb) => cb.run(slotted).await,
-            None => slotted().await,
+            Some(cb) => {
+                let permit = match cb.try_acquire() {
+                    Ok(permit) => permit,
+                    Err(open) => return Err(E::from(open)),
+                };
+                let (out, was_cut) = slotted().await;
+                permit.record(match was_cut {
+                    true => Outcome::Ignore,
+                    false => DefaultClassifier.classify(&out),
+                });
+                out
+            }
+            None => slotted().await.0,
         }
+    }
+}
+
+/// The breaker's classifier in a custom order: the default, except for an attempt the
+/// deadline cut short.
+struct BreakerView<'a>(&'a AtomicBool);
+
+impl<R, E: AsRejected> Classifier<R, E> for BreakerView<'_> {
+    fn classify(&self, result: &Result<R, E>) -> Outcome {
+        if self.0.load(Ordering::Relaxed) {
+            return Outcome::Ignore;
+        }
+        DefaultClassifier.classify(result)
     }
 }
 
