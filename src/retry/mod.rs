@@ -707,6 +707,7 @@ impl<T, C: Clock> Retry<T, C> {
     /// field by field and then moving it into the future made the CPU read the 4-byte
     /// attempt count back as part of an 8-byte copy, which it cannot forward from its store
     /// buffer (a third of the layer's happy path, by perf).
+    #[cfg(feature = "tower")]
     #[inline]
     pub(crate) fn first_attempt<Sl>(&self) -> Attempts<Sl> {
         Attempts {
