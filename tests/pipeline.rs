@@ -508,3 +508,65 @@ async fn the_builder_takes_a_fallback_and_run_chains_its_alternatives() {
         "the full bulkhead fell back to the cache"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_listener_panicking_inside_the_pipeline_leaves_every_policy_as_it_was() {
+    use palisade::retry::RetryBudget;
+    use palisade::telemetry::{Event, EventKind};
+    use std::sync::atomic::AtomicBool;
+    let armed = std::sync::Arc::new(AtomicBool::new(true));
+    let retry = Retry::new(
+        Retry::builder()
+            .max_attempts(3)
+            .backoff(Backoff::constant(ms(10)))
+            .budget(RetryBudget::new(Duration::from_secs(10), 0, 1.0))
+            .listener(move |e: &Event| {
+                if matches!(e.kind(), EventKind::RetryScheduled { .. })
+                    && armed.swap(false, Ordering::SeqCst)
+                {
+                    panic!("listener");
+                }
+            })
+            .build()
+            .unwrap(),
+    );
+    let cb = breaker(5);
+    let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build().unwrap());
+    let pipeline = Pipeline::builder()
+        .retry(retry.clone())
+        .circuit_breaker(cb.clone())
+        .bulkhead(bulkhead.clone())
+        .timeout(timeout(Duration::from_secs(1)))
+        .build();
+    let calls = AtomicU32::new(0);
+    let flaky = || {
+        let n = calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n % 2 == 0 {
+                Err(AppError::Backend("down"))
+            } else {
+                Ok(n)
+            }
+        }
+    };
+    {
+        use futures_util::FutureExt;
+        let caught = std::panic::AssertUnwindSafe(pipeline.run(flaky))
+            .catch_unwind()
+            .await;
+        assert!(caught.is_err());
+    }
+    let m = retry.metrics();
+    assert_eq!(
+        (m.calls, m.retries, m.budget_left),
+        (1, 0, Some(1.0)),
+        "the retry that never started gave its token back"
+    );
+    assert_eq!(bulkhead.metrics().in_flight, 0, "the slot was given back");
+    assert_eq!(cb.metrics().failures, 1, "the real failure, counted once");
+    assert_eq!(
+        pipeline.run(flaky).await,
+        Ok(1),
+        "every policy works afterwards"
+    );
+}
