@@ -28,8 +28,8 @@
 //!
 //! Another order can be asked for by name, with
 //! [`custom_order`](PipelineBuilder::custom_order): say which policy goes outside which. It
-//! costs a heap allocation per policy per attempt (the nesting is decided at run time), so
-//! the recommended order stays the fast default. With tower, stack the layers by hand in any
+//! costs a heap allocation per call (the nesting is decided at run time), so the
+//! recommended order stays the fast default. With tower, stack the layers by hand in any
 //! order you like.
 //!
 //! # Deadline
@@ -89,8 +89,12 @@ pub use layer::{Either, EitherFuture, PipelineLayer, PipelineService, Slotted, S
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::PoisonError;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use pin_project_lite::pin_project;
 
 use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::CircuitBreaker;
@@ -421,14 +425,15 @@ where
         // The clock is only read when a deadline needs it.
         let deadline = self.retry.as_ref().and_then(|r| r.config().deadline());
         // Each attempt calls `make` only once it is admitted (breaker closed, slot held): a
-        // refused attempt never runs the caller's code. The cell lets every attempt's future
-        // reach `make` through a shared reference.
-        let make = std::cell::RefCell::new(&mut make);
-        let make_one = || (make.borrow_mut())();
+        // refused attempt never runs the caller's code. The lock lets every attempt's future
+        // reach `make` through a shared reference, and keeps this future `Send` when `make`
+        // is (a `RefCell` is not `Sync`); attempts are sequential, so it is never contended.
+        let make = std::sync::Mutex::new(&mut make);
+        let make_one = || (make.lock().unwrap_or_else(PoisonError::into_inner))();
         if let Some(order) = &self.custom {
-            let started = deadline.map(|_| self.clock.now());
-            let cut = AtomicBool::new(false);
-            return self.nest(order, &make_one, started, &cut).await;
+            // Boxed once per call: four levels, each the size of the largest policy's future,
+            // would otherwise make every call's future larger, the recommended order's too.
+            return Box::pin(self.run_custom(order, &make_one, deadline)).await;
         }
         match &self.retry {
             Some(retry) => {
@@ -451,59 +456,82 @@ where
 
     /// The policies of `order` around the call, outermost first (a custom order).
     ///
-    /// `cut` is set when the timeout stage's deadline cut fires, for the breaker stage
-    /// around it (see [`attempt`](Self::attempt)); stages run one inside the other, one
-    /// attempt at a time, so one flag per run is enough.
-    fn nest<'a, G, F, R, E>(
-        &'a self,
-        order: &'a [Stage],
-        make: &'a G,
-        started: Option<Ticks>,
-        cut: &'a AtomicBool,
-    ) -> Pin<Box<dyn Future<Output = Result<R, E>> + 'a>>
+    /// One level per place in the order (a stage names each policy at most once, so there
+    /// are at most four), each a [`StageFuture`] that becomes the policy named there: the
+    /// nesting is decided at run time, but every future has a type the compiler sees, so
+    /// the whole is `Send` when the call is.
+    async fn run_custom<G, F, R, E>(
+        &self,
+        order: &[Stage],
+        make: &G,
+        deadline: Option<Duration>,
+    ) -> Result<R, E>
     where
         G: Fn() -> F,
+        F: Future<Output = Result<R, E>>,
+        E: From<Rejected> + AsRejected,
+    {
+        let started = deadline.map(|_| self.clock.now());
+        // Set when the timeout stage's deadline cut fires, for the breaker stage around it
+        // (see `attempt`). Stages run one inside the other, one attempt at a time, so one
+        // flag per call is enough.
+        let cut = &AtomicBool::new(false);
+        let at = |i: usize| order.get(i).copied();
+        let call = || make();
+        let fourth = || self.stage(at(3), started, cut, call);
+        let third = || self.stage(at(2), started, cut, fourth);
+        let second = || self.stage(at(1), started, cut, third);
+        self.stage(at(0), started, cut, second).await
+    }
+
+    /// The policy named by `stage` around the futures `inner` makes; none for `None` or a
+    /// policy the pipeline does not have.
+    fn stage<'a, G, F, R, E>(
+        &'a self,
+        stage: Option<Stage>,
+        started: Option<Ticks>,
+        cut: &'a AtomicBool,
+        inner: G,
+    ) -> impl Future<Output = Result<R, E>> + 'a
+    where
+        G: Fn() -> F + Copy + 'a,
         F: Future<Output = Result<R, E>> + 'a,
         E: From<Rejected> + AsRejected + 'a,
         R: 'a,
     {
-        let Some((stage, inner)) = order.split_first() else {
-            return Box::pin(make());
-        };
-        let next = move || self.nest(inner, make, started, cut);
         match stage {
-            Stage::Retry => match &self.retry {
-                Some(r) => Box::pin(r.run(next)),
-                None => next(),
+            Some(Stage::Retry) if self.retry.is_some() => StageFuture::Retry {
+                fut: self.retry.as_ref().map(|r| r.run(inner)),
             },
-            Stage::CircuitBreaker => match &self.breaker {
-                Some(cb) => {
-                    let admitted = move || {
-                        // Relaxed: the flag is only written and read by this run's task.
-                        cut.store(false, Ordering::Relaxed);
-                        next()
+            Some(Stage::CircuitBreaker) if self.breaker.is_some() => {
+                let admitted = move || {
+                    // Relaxed: the flag is only written and read by this call's task.
+                    cut.store(false, Ordering::Relaxed);
+                    inner()
+                };
+                StageFuture::Breaker {
+                    fut: self
+                        .breaker
+                        .as_ref()
+                        .map(|cb| cb.run(admitted).classify(BreakerView(cut))),
+                }
+            }
+            Some(Stage::Bulkhead) if self.bulkhead.is_some() => StageFuture::Bulkhead {
+                fut: self.bulkhead.as_ref().map(|b| b.run(inner)),
+            },
+            Some(Stage::Timeout) if self.timeout.is_some() => StageFuture::Timeout {
+                fut: async move {
+                    let Some(t) = &self.timeout else {
+                        unreachable!("the stage is only chosen with a timeout");
                     };
-                    Box::pin(cb.run(admitted).classify(BreakerView(cut)))
-                }
-                None => next(),
+                    let (out, was_cut) = self.timed(t, self.attempt_time(t, started), inner).await;
+                    if was_cut {
+                        cut.store(true, Ordering::Relaxed);
+                    }
+                    out
+                },
             },
-            Stage::Bulkhead => match &self.bulkhead {
-                Some(b) => Box::pin(b.run(next)),
-                None => next(),
-            },
-            Stage::Timeout => match &self.timeout {
-                Some(t) => {
-                    let time = self.attempt_time(t, started);
-                    Box::pin(async move {
-                        let (out, was_cut) = self.timed(t, time, next).await;
-                        if was_cut {
-                            cut.store(true, Ordering::Relaxed);
-                        }
-                        out
-                    })
-                }
-                None => next(),
-            },
+            _ => StageFuture::Through { fut: inner() },
         }
     }
 
@@ -593,6 +621,42 @@ where
             }
             None => slotted().await.0,
         }
+    }
+}
+
+pin_project! {
+    /// One level of a custom order: the policy at that place, or none.
+    #[project = StageProj]
+    enum StageFuture<A, B, Bh, Tm, Th> {
+        Retry { #[pin] fut: Option<A> },
+        Breaker { #[pin] fut: Option<B> },
+        Bulkhead { #[pin] fut: Option<Bh> },
+        Timeout { #[pin] fut: Tm },
+        Through { #[pin] fut: Th },
+    }
+}
+
+impl<A, B, Bh, Tm, Th, O> Future for StageFuture<A, B, Bh, Tm, Th>
+where
+    A: Future<Output = O>,
+    B: Future<Output = O>,
+    Bh: Future<Output = O>,
+    Tm: Future<Output = O>,
+    Th: Future<Output = O>,
+{
+    type Output = O;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
+        let Some(out) = (match self.project() {
+            StageProj::Retry { fut } => fut.as_pin_mut().map(|f| f.poll(cx)),
+            StageProj::Breaker { fut } => fut.as_pin_mut().map(|f| f.poll(cx)),
+            StageProj::Bulkhead { fut } => fut.as_pin_mut().map(|f| f.poll(cx)),
+            StageProj::Timeout { fut } => Some(fut.poll(cx)),
+            StageProj::Through { fut } => Some(fut.poll(cx)),
+        }) else {
+            unreachable!("a stage is only chosen with its policy");
+        };
+        out
     }
 }
 
