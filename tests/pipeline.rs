@@ -570,3 +570,41 @@ async fn a_listener_panicking_inside_the_pipeline_leaves_every_policy_as_it_was(
         "every policy works afterwards"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn in_a_custom_order_the_deadline_counts_from_the_retrys_first_attempt() {
+    use palisade::pipeline::Stage;
+    let bulkhead = Bulkhead::new(
+        Bulkhead::builder()
+            .max_concurrent(1)
+            .max_queue(1)
+            .build()
+            .unwrap(),
+    );
+    // One slot held across all the attempts, taken after a 500 ms wait.
+    let pipeline = Pipeline::builder()
+        .retry(deadline_retry(ms(100), Duration::from_secs(1)))
+        .bulkhead(bulkhead.clone())
+        .timeout(timeout(ms(400)))
+        .custom_order(&[Stage::Bulkhead, Stage::Retry, Stage::Timeout])
+        .unwrap()
+        .build();
+    let busy = bulkhead.try_acquire().unwrap();
+    let start = Instant::now();
+    let starts = std::sync::Mutex::new(Vec::new());
+    let run = pipeline.run(|| hang(start, &starts));
+    let release = async {
+        sleep(ms(500)).await;
+        drop(busy);
+    };
+    let (out, ()) = tokio::join!(run, release);
+    // The deadline runs from 500 ms to 1500 ms: both attempts get their whole 400 ms, and
+    // at 1400 ms the 100 ms delay would use up the rest.
+    assert_eq!(starts.into_inner().unwrap(), [ms(500), ms(1000)]);
+    match out {
+        Err(AppError::Rejected(Rejected::Timeout(elapsed))) => {
+            assert_eq!(elapsed.duration(), ms(400))
+        }
+        other => panic!("{other:?}"),
+    }
+}

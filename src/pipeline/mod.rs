@@ -73,7 +73,14 @@
 //! # Cancellation
 //!
 //! Dropping the future drops the attempt in flight (releasing its slot and breaker permit,
-//! counting nothing) or the retry's sleep.
+//! counting nothing) or the retry's sleep (giving back the budget token of the retry that
+//! did not start).
+//!
+//! # Send
+//!
+//! The futures of [`run`](Pipeline::run) are `Send` when the closure and the futures it
+//! makes are, in the recommended order and in a custom one, so a pipeline can be awaited in
+//! a spawned task or an axum handler; a call that is not `Send` still runs, on one thread.
 //!
 //! # Clone semantics
 //!
@@ -90,7 +97,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::PoisonError;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -471,17 +478,17 @@ where
         F: Future<Output = Result<R, E>>,
         E: From<Rejected> + AsRejected,
     {
-        let started = deadline.map(|_| self.clock.now());
-        // Set when the timeout stage's deadline cut fires, for the breaker stage around it
-        // (see `attempt`). Stages run one inside the other, one attempt at a time, so one
-        // flag per call is enough.
-        let cut = &AtomicBool::new(false);
+        let shared = Custom {
+            deadline,
+            started: &AtomicU64::new(NOT_STARTED),
+            cut: &AtomicBool::new(false),
+        };
         let at = |i: usize| order.get(i).copied();
         let call = || make();
-        let fourth = || self.stage(at(3), started, cut, call);
-        let third = || self.stage(at(2), started, cut, fourth);
-        let second = || self.stage(at(1), started, cut, third);
-        self.stage(at(0), started, cut, second).await
+        let fourth = || self.stage(at(3), shared, call);
+        let third = || self.stage(at(2), shared, fourth);
+        let second = || self.stage(at(1), shared, third);
+        self.stage(at(0), shared, second).await
     }
 
     /// The policy named by `stage` around the futures `inner` makes; none for `None` or a
@@ -489,8 +496,7 @@ where
     fn stage<'a, G, F, R, E>(
         &'a self,
         stage: Option<Stage>,
-        started: Option<Ticks>,
-        cut: &'a AtomicBool,
+        shared: Custom<'a>,
         inner: G,
     ) -> impl Future<Output = Result<R, E>> + 'a
     where
@@ -500,20 +506,31 @@ where
         R: 'a,
     {
         match stage {
-            Some(Stage::Retry) if self.retry.is_some() => StageFuture::Retry {
-                fut: self.retry.as_ref().map(|r| r.run(inner)),
-            },
+            Some(Stage::Retry) if self.retry.is_some() => {
+                let attempt = move |n: u32| {
+                    // The deadline counts from the retry's first attempt, which in a custom
+                    // order may come after a wait for a slot: read after the retry's own
+                    // reading, as in the recommended order.
+                    if n == 1 && shared.deadline.is_some() {
+                        let now = self.clock.now().as_nanos();
+                        shared.started.store(now, Ordering::Relaxed);
+                    }
+                    inner()
+                };
+                StageFuture::Retry {
+                    fut: self.retry.as_ref().map(|r| r.run_with_attempt(attempt)),
+                }
+            }
             Some(Stage::CircuitBreaker) if self.breaker.is_some() => {
                 let admitted = move || {
-                    // Relaxed: the flag is only written and read by this call's task.
-                    cut.store(false, Ordering::Relaxed);
+                    shared.cut.store(false, Ordering::Relaxed);
                     inner()
                 };
                 StageFuture::Breaker {
                     fut: self
                         .breaker
                         .as_ref()
-                        .map(|cb| cb.run(admitted).classify(BreakerView(cut))),
+                        .map(|cb| cb.run(admitted).classify(BreakerView(shared.cut))),
                 }
             }
             Some(Stage::Bulkhead) if self.bulkhead.is_some() => StageFuture::Bulkhead {
@@ -524,9 +541,15 @@ where
                     let Some(t) = &self.timeout else {
                         unreachable!("the stage is only chosen with a timeout");
                     };
+                    // Before the retry's first attempt (the timeout is outside the retry), its
+                    // deadline has not begun: the timeout is the configured one.
+                    let started = match shared.started.load(Ordering::Relaxed) {
+                        NOT_STARTED => None,
+                        nanos => Some(Ticks::from_nanos(nanos)),
+                    };
                     let (out, was_cut) = self.timed(t, self.attempt_time(t, started), inner).await;
                     if was_cut {
-                        cut.store(true, Ordering::Relaxed);
+                        shared.cut.store(true, Ordering::Relaxed);
                     }
                     out
                 },
@@ -623,6 +646,22 @@ where
         }
     }
 }
+
+/// What the levels of a custom order share during one call.
+///
+/// Atomics only so that the levels can share them by reference and stay `Send`: the levels
+/// run one inside the other in one task, so `Relaxed` is enough.
+#[derive(Clone, Copy)]
+struct Custom<'a> {
+    deadline: Option<Duration>,
+    /// The clock at the retry's first attempt, in nanoseconds; [`NOT_STARTED`] until then.
+    started: &'a AtomicU64,
+    /// Set when the timeout level's deadline cut fires, for the breaker level around it
+    /// (see `attempt`); reset when the breaker admits an attempt.
+    cut: &'a AtomicBool,
+}
+
+const NOT_STARTED: u64 = u64::MAX;
 
 pin_project! {
     /// One level of a custom order: the policy at that place, or none.

@@ -428,7 +428,8 @@ impl<T: Timer, C: Clock> Retry<T, C> {
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future drops the attempt in flight or the sleep; nothing else is tried.
+    /// Dropping the future drops the attempt in flight or the sleep; nothing else is tried,
+    /// and a retry that had not started gives its budget token back.
     pub fn run<M, F, R, E>(
         &self,
         mut make: M,
@@ -693,12 +694,19 @@ impl<T, C: Clock> Retry<T, C> {
         if a.made == 1 {
             a.started_ns = self.count_call();
         } else {
-            // Counted, and the token spent, when the retry starts, not when it is scheduled:
-            // a call dropped during its backoff made no attempt.
-            a.spend_token();
-            self.shared.retries.fetch_add(1, Ordering::Relaxed);
+            self.start_retry(a);
         }
         a.made
+    }
+
+    /// Counted, and the token spent, when the retry starts, not when it is scheduled: a call
+    /// dropped during its backoff made no attempt. Out of line, to keep the first attempt's
+    /// inlined path small.
+    #[cold]
+    #[inline(never)]
+    fn start_retry<Sl>(&self, a: &mut Attempts<Sl>) {
+        a.spend_token();
+        self.shared.retries.fetch_add(1, Ordering::Relaxed);
     }
 
     /// [`begin`](Self::begin) for a call's first attempt, returning the call's state whole.
