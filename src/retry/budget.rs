@@ -27,7 +27,9 @@
 //! # Memory ordering
 //!
 //! Counters are `Relaxed` (independent tallies); a slot's number is claimed with `AcqRel` so
-//! that its clearing is ordered after the claim for threads that see the new number.
+//! that its clearing is ordered after the claim for threads that see the new number. A
+//! refund reads the number with `Acquire` for the same reason, then takes one withdrawal
+//! back with a `Relaxed` compare-and-swap loop that never goes below zero.
 
 use std::time::Duration;
 
@@ -169,6 +171,8 @@ impl Budget {
         // Once the slot holds a later time slice, the withdrawal has left the window already.
         // A claim racing with this check can make the refund take back one of the new
         // slice's withdrawals instead: the same approximation as a deposit lost to a claim.
+        // Acquire, as in `balance`: pairs with the claim's AcqRel, so a slot seen with this
+        // number has had its clearing done.
         if slot.number.load(Ordering::Acquire) == number {
             let _ = slot
                 .withdrawals

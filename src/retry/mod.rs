@@ -80,6 +80,12 @@
 //! (the call was dropped during its backoff, or, with tower, while the inner service was not
 //! ready) gives its budget token back and is not counted in [`RetryMetrics::retries`].
 //!
+//! One limit: a future dropped during its backoff drops the timer's sleep where a panic
+//! cannot unwind (so that the future's own drop stays small enough to inline into the
+//! caller), and a sleep whose destructor panics there aborts the process. tokio's sleep
+//! does not panic when dropped; a sleep that has finished is dropped by the future's
+//! poll, where a panic unwinds as usual.
+//!
 //! # Panics in user code
 //!
 //! The policy's own bookkeeping is done before any callback runs (the crate-wide rule, see
@@ -91,12 +97,6 @@
 //! the call, dropped by the unwinding, gives back a token whose retry did not start. The
 //! tower service copies the request before it counts the call, so a cloner that panics on
 //! the first copy leaves no call counted.
-//!
-//! One limit: a future dropped during its backoff drops the timer's sleep where a panic
-//! cannot unwind (so that the future's own drop stays small enough to inline into the
-//! caller), and a sleep whose destructor panics there aborts the process. tokio's sleep
-//! does not panic when dropped; a sleep that has finished is dropped by the future's
-//! poll, where a panic unwinds as usual.
 //!
 //! # Clone semantics
 //!
