@@ -208,6 +208,123 @@ fn every_invalid_config_names_its_field() {
     }
 }
 
+/// A fallback caching for a minute whose listener panics on its first `FallbackUsed`.
+fn panics_once_on_fallback_used() -> Fallback<String> {
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    Fallback::new(
+        Fallback::builder()
+            .name("profile")
+            .cache_max_age(Duration::from_secs(60))
+            .listener(move |e: &Event| {
+                if matches!(e.kind(), EventKind::FallbackUsed { .. })
+                    && armed.swap(false, std::sync::atomic::Ordering::SeqCst)
+                {
+                    panic!("listener");
+                }
+            })
+            .build()
+            .unwrap(),
+    )
+}
+
+/// Awaits `fut`, which must panic; the future is dropped before this returns.
+async fn must_panic<F: std::future::Future>(fut: F) {
+    use futures_util::FutureExt;
+    let caught = std::panic::AssertUnwindSafe(fut).catch_unwind().await;
+    assert!(caught.is_err(), "the callback's panic reaches the caller");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listener_panicking_on_each_level_leaves_the_cache_and_the_next_call_working() {
+    for level in ["or_else", "or_cached", "or_value"] {
+        let fb = panics_once_on_fallback_used();
+        let ran_alternative = std::sync::atomic::AtomicBool::new(false);
+        assert_eq!(fb.run(|| ok("v1")).or_cached().await.unwrap(), "v1");
+        match level {
+            "or_else" => {
+                must_panic(fb.run(|| down("primary")).or_else(|_| async {
+                    ran_alternative.store(true, std::sync::atomic::Ordering::SeqCst);
+                    ok("replica").await
+                }))
+                .await
+            }
+            "or_cached" => must_panic(fb.run(|| down("primary")).or_cached()).await,
+            _ => must_panic(fb.run(|| down("primary")).or_value("static".into())).await,
+        }
+        assert!(
+            !ran_alternative.load(std::sync::atomic::Ordering::SeqCst),
+            "{level}: the event comes before the alternative is started"
+        );
+        assert_eq!(fb.cached().as_deref(), Some("v1"), "{level}: cache intact");
+        let out = fb
+            .run(|| down("primary"))
+            .or_else(|_| down("replica"))
+            .or_cached()
+            .await;
+        assert_eq!(out.unwrap(), "v1", "{level}: the policy works afterwards");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_classifier_leaves_the_cache_and_the_next_call_working() {
+    let (fb, levels) = fallback(Some(Duration::from_secs(60)));
+    assert_eq!(fb.run(|| ok("v1")).or_cached().await.unwrap(), "v1");
+    must_panic(
+        fb.run(|| ok("v2"))
+            .when(|_: &Result<String, AppError>| -> Outcome { panic!("classifier") })
+            .or_cached(),
+    )
+    .await;
+    assert_eq!(fb.cached().as_deref(), Some("v1"), "nothing stored");
+    assert!(levels.lock().unwrap().is_empty(), "nothing reported");
+    assert_eq!(
+        fb.run(|| down("primary")).or_cached().await.unwrap(),
+        "v1",
+        "the policy works afterwards"
+    );
+}
+
+/// A value whose `Clone` panics once when armed.
+#[derive(Debug)]
+struct Fragile(&'static str, Arc<std::sync::atomic::AtomicBool>);
+
+impl Clone for Fragile {
+    fn clone(&self) -> Self {
+        if self.1.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("clone");
+        }
+        Fragile(self.0, self.1.clone())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_value_whose_clone_panics_leaves_the_cache_as_it_was() {
+    let fb: Fallback<Fragile> = Fallback::new(
+        Fallback::builder()
+            .cache_max_age(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let v1 = Fragile("v1", armed.clone());
+    let out: Result<Fragile, AppError> = fb.run(|| async { Ok(v1) }).or_cached().await;
+    assert_eq!(out.unwrap().0, "v1");
+
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let v2 = Fragile("v2", armed.clone());
+    must_panic(fb.run(|| async { Ok::<_, AppError>(v2) }).or_cached()).await;
+    assert_eq!(
+        fb.cached().map(|v| v.0),
+        Some("v1"),
+        "the cache is as it was"
+    );
+    let out = fb
+        .run(|| async { Err(AppError::Backend("down")) })
+        .or_cached()
+        .await;
+    assert_eq!(out.unwrap().0, "v1", "the policy works afterwards");
+}
+
 #[test]
 fn handles_and_futures_are_send_and_sync() {
     fn send_sync<T: Send + Sync>() {}

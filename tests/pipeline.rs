@@ -105,37 +105,178 @@ async fn the_order_does_not_depend_on_the_builder_calls() {
     }
 }
 
+fn deadline_retry(backoff: Duration, deadline: Duration) -> Retry {
+    Retry::new(
+        Retry::builder()
+            .max_attempts(10)
+            .backoff(Backoff::constant(backoff))
+            .deadline(deadline)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// A call that never answers, recording when each attempt started.
+async fn hang(start: Instant, starts: &std::sync::Mutex<Vec<Duration>>) -> Result<(), AppError> {
+    starts.lock().unwrap().push(start.elapsed());
+    sleep(Duration::from_secs(60)).await;
+    Ok(())
+}
+
 #[tokio::test(start_paused = true)]
-async fn the_deadline_clips_the_last_attempts_timeout() {
+async fn the_deadline_cuts_the_last_attempts_timeout() {
     let pipeline = Pipeline::builder()
-        .retry(Retry::new(
-            Retry::builder()
-                .max_attempts(10)
-                .backoff(Backoff::constant(ms(100)))
-                .deadline(ms(1000))
-                .build()
-                .unwrap(),
-        ))
+        .retry(deadline_retry(ms(100), ms(700)))
         .timeout(timeout(ms(400)))
         .build();
     let start = Instant::now();
     let starts = std::sync::Mutex::new(Vec::new());
+    let out: Result<(), AppError> = pipeline.run(|| hang(start, &starts)).await;
+    // The attempt at 0 times out after 400 ms; the one at 500 ms has 200 ms left, and its
+    // timeout is cut to them. At 700 ms no time is left for a delay: the run ends.
+    assert_eq!(starts.into_inner().unwrap(), [ms(0), ms(500)]);
+    assert_eq!(start.elapsed(), ms(700));
+    match out {
+        Err(AppError::Rejected(Rejected::Timeout(elapsed))) => {
+            assert_eq!(elapsed.duration(), ms(200))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_cut_by_the_deadline_is_not_a_breaker_failure() {
+    use palisade::pipeline::Stage;
+    for custom in [false, true] {
+        let cb = breaker(2);
+        let mut builder = Pipeline::builder()
+            .retry(deadline_retry(ms(100), ms(700)))
+            .circuit_breaker(cb.clone())
+            .timeout(timeout(ms(400)));
+        if custom {
+            builder = builder
+                .custom_order(&[Stage::Retry, Stage::CircuitBreaker, Stage::Timeout])
+                .unwrap();
+        }
+        let pipeline = builder.build();
+        let start = Instant::now();
+        let starts = std::sync::Mutex::new(Vec::new());
+        let out: Result<(), AppError> = pipeline.run(|| hang(start, &starts)).await;
+        assert_eq!(
+            starts.into_inner().unwrap(),
+            [ms(0), ms(500)],
+            "custom {custom}"
+        );
+        assert!(
+            matches!(out, Err(AppError::Rejected(Rejected::Timeout(_)))),
+            "{out:?}"
+        );
+        // The first attempt's own 400 ms timeout counts; the second, cut to 200 ms by the
+        // deadline, says nothing about the dependency.
+        assert_eq!(cb.state(), CircuitState::Closed, "custom {custom}");
+        assert_eq!(cb.metrics().failures, 1, "custom {custom}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delay_past_the_deadline_leaves_the_callers_error_and_the_breaker_closed() {
+    let cb = breaker(2);
+    let pipeline = Pipeline::builder()
+        .retry(deadline_retry(
+            Duration::from_secs(2),
+            Duration::from_secs(1),
+        ))
+        .circuit_breaker(cb.clone())
+        .timeout(timeout(Duration::from_secs(5)))
+        .build();
+    let calls = AtomicU32::new(0);
+    let start = Instant::now();
     let out: Result<(), AppError> = pipeline
         .run(|| {
-            starts.lock().unwrap().push(start.elapsed());
-            async {
-                sleep(Duration::from_secs(60)).await;
-                Ok(())
-            }
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(AppError::Backend("down")) }
         })
         .await;
-    // Attempts at 0 and 500 ms time out after 400 ms each. The second ends at 900 ms; the
-    // 100 ms delay is cut to the 100 ms left; at 1000 ms no time is left, so no third call.
-    assert_eq!(starts.into_inner().unwrap(), [ms(0), ms(500)]);
-    assert_eq!(start.elapsed(), ms(1000));
+    assert_eq!(
+        out,
+        Err(AppError::Backend("down")),
+        "the caller's own error"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "no wait for an attempt never made"
+    );
+    assert_eq!(cb.state(), CircuitState::Closed);
+    assert_eq!(cb.metrics().failures, 1, "one real failure, counted once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_layer_gives_up_on_a_delay_past_the_deadline_with_the_breaker_closed() {
+    use tower::ServiceExt;
+    let cb = breaker(2);
+    let pipeline = Pipeline::builder()
+        .retry(deadline_retry(
+            Duration::from_secs(2),
+            Duration::from_secs(1),
+        ))
+        .circuit_breaker(cb.clone())
+        .timeout(timeout(Duration::from_secs(5)))
+        .build();
+    let calls = std::sync::Arc::new(AtomicU32::new(0));
+    let seen = calls.clone();
+    let mut svc = pipeline.layer().layer(tower::service_fn(move |_: ()| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        async { Err::<(), _>(AppError::Backend("down")) }
+    }));
+    let out = svc.ready().await.unwrap().call(()).await;
+    assert_eq!(out, Err(AppError::Backend("down")));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cb.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_left_no_time_by_its_wait_for_a_slot_is_not_made_or_counted() {
+    let cb = breaker(1);
+    let bulkhead = Bulkhead::new(
+        Bulkhead::builder()
+            .max_concurrent(1)
+            .max_queue(1)
+            .build()
+            .unwrap(),
+    );
+    let pipeline = Pipeline::builder()
+        .retry(deadline_retry(ms(100), Duration::from_secs(1)))
+        .circuit_breaker(cb.clone())
+        .bulkhead(bulkhead.clone())
+        .timeout(timeout(Duration::from_secs(5)))
+        .build();
+    let busy = bulkhead.try_acquire().unwrap();
+    let calls = AtomicU32::new(0);
+    let run = pipeline.run(|| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<(), AppError>(()) }
+    });
+    // The slot frees up after the whole deadline has gone by in the queue.
+    let release = async {
+        sleep(ms(1500)).await;
+        drop(busy);
+    };
+    let (out, ()) = tokio::join!(run, release);
     assert!(
         matches!(out, Err(AppError::Rejected(Rejected::Timeout(_)))),
         "{out:?}"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "no call without time to make it"
+    );
+    assert_eq!(
+        cb.state(),
+        CircuitState::Closed,
+        "no failure of the dependency"
     );
 }
 
@@ -366,4 +507,104 @@ async fn the_builder_takes_a_fallback_and_run_chains_its_alternatives() {
         "live",
         "the full bulkhead fell back to the cache"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listener_panicking_inside_the_pipeline_leaves_every_policy_as_it_was() {
+    use palisade::retry::RetryBudget;
+    use palisade::telemetry::{Event, EventKind};
+    use std::sync::atomic::AtomicBool;
+    let armed = std::sync::Arc::new(AtomicBool::new(true));
+    let retry = Retry::new(
+        Retry::builder()
+            .max_attempts(3)
+            .backoff(Backoff::constant(ms(10)))
+            .budget(RetryBudget::new(Duration::from_secs(10), 0, 1.0))
+            .listener(move |e: &Event| {
+                if matches!(e.kind(), EventKind::RetryScheduled { .. })
+                    && armed.swap(false, Ordering::SeqCst)
+                {
+                    panic!("listener");
+                }
+            })
+            .build()
+            .unwrap(),
+    );
+    let cb = breaker(5);
+    let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build().unwrap());
+    let pipeline = Pipeline::builder()
+        .retry(retry.clone())
+        .circuit_breaker(cb.clone())
+        .bulkhead(bulkhead.clone())
+        .timeout(timeout(Duration::from_secs(1)))
+        .build();
+    let calls = AtomicU32::new(0);
+    let flaky = || {
+        let n = calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n % 2 == 0 {
+                Err(AppError::Backend("down"))
+            } else {
+                Ok(n)
+            }
+        }
+    };
+    {
+        use futures_util::FutureExt;
+        let caught = std::panic::AssertUnwindSafe(pipeline.run(flaky))
+            .catch_unwind()
+            .await;
+        assert!(caught.is_err());
+    }
+    let m = retry.metrics();
+    assert_eq!(
+        (m.calls, m.retries, m.budget_left),
+        (1, 0, Some(1.0)),
+        "the retry that never started gave its token back"
+    );
+    assert_eq!(bulkhead.metrics().in_flight, 0, "the slot was given back");
+    assert_eq!(cb.metrics().failures, 1, "the real failure, counted once");
+    assert_eq!(
+        pipeline.run(flaky).await,
+        Ok(1),
+        "every policy works afterwards"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_a_custom_order_the_deadline_counts_from_the_retrys_first_attempt() {
+    use palisade::pipeline::Stage;
+    let bulkhead = Bulkhead::new(
+        Bulkhead::builder()
+            .max_concurrent(1)
+            .max_queue(1)
+            .build()
+            .unwrap(),
+    );
+    // One slot held across all the attempts, taken after a 500 ms wait.
+    let pipeline = Pipeline::builder()
+        .retry(deadline_retry(ms(100), Duration::from_secs(1)))
+        .bulkhead(bulkhead.clone())
+        .timeout(timeout(ms(400)))
+        .custom_order(&[Stage::Bulkhead, Stage::Retry, Stage::Timeout])
+        .unwrap()
+        .build();
+    let busy = bulkhead.try_acquire().unwrap();
+    let start = Instant::now();
+    let starts = std::sync::Mutex::new(Vec::new());
+    let run = pipeline.run(|| hang(start, &starts));
+    let release = async {
+        sleep(ms(500)).await;
+        drop(busy);
+    };
+    let (out, ()) = tokio::join!(run, release);
+    // The deadline runs from 500 ms to 1500 ms: both attempts get their whole 400 ms, and
+    // at 1400 ms the 100 ms delay would use up the rest.
+    assert_eq!(starts.into_inner().unwrap(), [ms(500), ms(1000)]);
+    match out {
+        Err(AppError::Rejected(Rejected::Timeout(elapsed))) => {
+            assert_eq!(elapsed.duration(), ms(400))
+        }
+        other => panic!("{other:?}"),
+    }
 }

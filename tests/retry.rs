@@ -167,19 +167,141 @@ fn retry_with_seed(backoff: Backoff, seed: u64) -> (Retry, Log) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_deadline_clips_the_last_delay_and_no_attempt_starts_after_it() {
+async fn a_delay_that_would_pass_the_deadline_is_not_waited_and_no_attempt_starts_after_it() {
     let (retry, log) = logged(
         Retry::builder()
             .max_attempts(10)
             .backoff(Backoff::exponential(ms(100), 2.0, ms(10_000)))
             .deadline(ms(500)),
     );
+    let start = Instant::now();
     let (out, times) = flaky(&retry, 10).await;
-    assert!(out.is_err());
-    // 0, +100, +200, then +400 would pass 500 ms: the last delay is cut to 200 ms.
-    assert_eq!(times, [0, 100, 300, 500].map(ms));
-    assert!(times.iter().all(|t| *t <= ms(500)));
+    assert_eq!(out, Err(AppError::Backend("down")), "the last real result");
+    // 0, +100, +200, then +400 would need 400 ms of the 200 ms left: no sleep, no attempt.
+    assert_eq!(times, [0, 100, 300].map(ms));
+    assert_eq!(start.elapsed(), ms(300), "the give-up does not wait");
     assert_eq!(gave_up(&log), Some(GiveUp::Deadline));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delay_longer_than_the_deadline_gives_up_with_the_callers_own_error() {
+    let (retry, log) = logged(
+        Retry::builder()
+            .max_attempts(3)
+            .backoff(Backoff::constant(Duration::from_secs(2)))
+            .deadline(Duration::from_secs(1)),
+    );
+    let start = Instant::now();
+    let (out, times) = flaky(&retry, 10).await;
+    assert_eq!(out, Err(AppError::Backend("down")));
+    assert_eq!(
+        times,
+        [ms(0)],
+        "one attempt, and no attempt with no time left"
+    );
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(
+        *log.lock().unwrap(),
+        [EventKind::RetryGaveUp {
+            attempts: 1,
+            reason: GiveUp::Deadline
+        }]
+    );
+    let m = retry.metrics();
+    assert_eq!((m.calls, m.retries, m.gave_up), (1, 0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delay_equal_to_the_time_left_gives_up() {
+    let (retry, log) = logged(
+        Retry::builder()
+            .max_attempts(10)
+            .backoff(Backoff::constant(ms(500)))
+            .deadline(ms(1000)),
+    );
+    let (out, times) = flaky(&retry, 10).await;
+    assert_eq!(out, Err(AppError::Backend("down")));
+    // At 500 ms, 500 ms are left: waiting them would start an attempt with none.
+    assert_eq!(times, [0, 500].map(ms));
+    assert_eq!(gave_up(&log), Some(GiveUp::Deadline));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_hint_longer_than_the_time_left_gives_up_at_once() {
+    let (retry, log) = logged(
+        Retry::builder()
+            .max_attempts(3)
+            .backoff(Backoff::constant(ms(10)))
+            .deadline(Duration::from_secs(1)),
+    );
+    let start = Instant::now();
+    let calls = AtomicU32::new(0);
+    let out: Result<(), palisade::Error<u64>> = retry
+        .run(|| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(palisade::Error::Inner(5)) }
+        })
+        .hint(|r: &Result<(), palisade::Error<u64>>| match r {
+            Err(palisade::Error::Inner(secs)) => Some(Duration::from_secs(*secs)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(out, Err(palisade::Error::Inner(5)));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(start.elapsed(), Duration::ZERO, "nothing was waited");
+    assert_eq!(gave_up(&log), Some(GiveUp::Deadline));
+}
+
+#[tokio::test(start_paused = true)]
+async fn jittered_schedules_never_start_an_attempt_at_or_after_the_deadline() {
+    let deadline = ms(1000);
+    for jitter in [
+        Jitter::None,
+        Jitter::Full,
+        Jitter::Equal,
+        Jitter::Decorrelated,
+        Jitter::Proportional(0.5),
+    ] {
+        for seed in 0..20 {
+            let (retry, log) = logged(
+                Retry::builder()
+                    .max_attempts(50)
+                    .seed(seed)
+                    .backoff(Backoff::exponential(ms(50), 2.0, ms(800)).jitter(jitter))
+                    .deadline(deadline),
+            );
+            let (out, times) = flaky(&retry, 1000).await;
+            assert_eq!(out, Err(AppError::Backend("down")));
+            assert!(
+                times.iter().all(|t| *t < deadline),
+                "{jitter:?} seed {seed}: {times:?}"
+            );
+            assert_eq!(gave_up(&log), Some(GiveUp::Deadline), "{jitter:?} {seed}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_layer_gives_up_on_a_delay_longer_than_the_deadline() {
+    let (retry, log) = logged(
+        Retry::builder()
+            .max_attempts(3)
+            .backoff(Backoff::constant(Duration::from_secs(2)))
+            .deadline(Duration::from_secs(1)),
+    );
+    let seen = Arc::new(AtomicU32::new(0));
+    let counter = seen.clone();
+    let mut svc = RetryLayer::new(retry.clone()).layer(tower::service_fn(move |_: u32| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Err::<u32, _>(AppError::Backend("down")) }
+    }));
+    let start = Instant::now();
+    let out = svc.ready().await.unwrap().call(1).await;
+    assert_eq!(out, Err(AppError::Backend("down")));
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(gave_up(&log), Some(GiveUp::Deadline));
+    assert_eq!(retry.metrics().retries, 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -525,8 +647,8 @@ fn handles_services_and_futures_are_send_and_sync() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// For random schedules and deadlines, the waits add up to at most the deadline and each
-    /// is within [0, cap].
+    /// For random schedules and deadlines, the waits add up to less than the deadline (every
+    /// attempt starts before it) and each is within [0, cap].
     #[test]
     fn delays_respect_the_cap_and_the_deadline(
         initial_ms in 0u64..500,
@@ -548,9 +670,9 @@ proptest! {
             }).collect();
             (times, delays)
         });
-        prop_assert!(delays.iter().sum::<Duration>() <= ms(deadline_ms));
+        prop_assert!(delays.iter().sum::<Duration>() < ms(deadline_ms));
         prop_assert!(delays.iter().all(|d| *d <= ms(cap_ms)));
-        prop_assert!(times.iter().all(|t| *t <= ms(deadline_ms)), "{:?}", times);
+        prop_assert!(times.iter().all(|t| *t < ms(deadline_ms)), "{:?}", times);
     }
 }
 
@@ -632,4 +754,289 @@ async fn a_backoffs_sleep_is_dropped_once_when_it_fires_or_with_the_call() {
         2,
         "the sleep in progress is dropped with the call"
     );
+}
+
+// ===== the budget counts retries made =====
+
+/// A budget of exactly one retry per first attempt, and nothing else.
+fn one_for_one() -> RetryBudget {
+    RetryBudget::new(Duration::from_secs(10), 0, 1.0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_during_its_backoff_gives_its_budget_token_back() {
+    let (retry, _) = logged(
+        Retry::builder()
+            .max_attempts(3)
+            .backoff(Backoff::constant(Duration::from_secs(1)))
+            .budget(one_for_one()),
+    );
+    let mut fut = task::spawn(retry.run(|| async { Err::<(), _>(AppError::Backend("down")) }));
+    assert_pending!(fut.poll(), "the first attempt failed; the retry waits");
+    assert_eq!(
+        retry.metrics().budget_left,
+        Some(0.0),
+        "held by the waiting retry"
+    );
+    drop(fut);
+    let m = retry.metrics();
+    assert_eq!(m.budget_left, Some(1.0), "the retry never happened");
+    assert_eq!((m.calls, m.retries, m.attempts), (1, 0, 1));
+
+    // The token is usable: this call's deposit and the one given back make two retries.
+    let (out, times) = flaky(&retry, 10).await;
+    assert!(out.is_err());
+    assert_eq!(times.len(), 3);
+    let m = retry.metrics();
+    assert_eq!((m.calls, m.retries, m.budget_left), (2, 2, Some(0.0)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_layer_call_dropped_during_its_backoff_gives_its_budget_token_back() {
+    let (retry, _) = logged(
+        Retry::builder()
+            .max_attempts(3)
+            .backoff(Backoff::constant(Duration::from_secs(1)))
+            .budget(one_for_one()),
+    );
+    let mut svc = retry.layer().layer(tower::service_fn(|_: u32| async {
+        Err::<u32, _>(AppError::Backend("down"))
+    }));
+    svc.ready().await.unwrap();
+    let mut fut = task::spawn(svc.call(1));
+    assert_pending!(fut.poll());
+    assert_eq!(retry.metrics().budget_left, Some(0.0));
+    drop(fut);
+    let m = retry.metrics();
+    assert_eq!(m.budget_left, Some(1.0));
+    assert_eq!((m.calls, m.retries), (1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_layer_call_dropped_while_waiting_for_readiness_gives_its_token_back() {
+    let (retry, _) = logged(
+        Retry::builder()
+            .max_attempts(3)
+            .backoff(Backoff::constant(ms(100)))
+            .budget(one_for_one()),
+    );
+    let (svc, mut handle) = mock::pair::<&str, &str>();
+    let mut svc = retry.layer().layer(svc);
+    handle.allow(1);
+    let mut call = task::spawn(async move { svc.ready().await?.call("req").await });
+    assert_pending!(call.poll());
+    assert_request_eq!(handle, "req").send_error("down");
+    assert_pending!(call.poll());
+    advance(ms(100)).await;
+    assert_pending!(
+        call.poll(),
+        "the backoff is over; the inner service is not ready"
+    );
+    assert_eq!(retry.metrics().budget_left, Some(0.0));
+    drop(call);
+    let m = retry.metrics();
+    assert_eq!(m.budget_left, Some(1.0), "the retry was never sent");
+    assert_eq!((m.calls, m.retries), (1, 0));
+}
+
+// ===== user code runs last =====
+
+/// A retry whose listener panics the first time it sees an event that `hits` picks.
+fn panics_once_on(hits: fn(&EventKind) -> bool, b: RetryConfigBuilder) -> Retry {
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    Retry::new(
+        b.name("api")
+            .listener(move |e: &Event| {
+                if hits(&e.kind()) && armed.swap(false, Ordering::SeqCst) {
+                    panic!("listener");
+                }
+            })
+            .build()
+            .unwrap(),
+    )
+}
+
+fn budgeted() -> RetryConfigBuilder {
+    Retry::builder()
+        .max_attempts(3)
+        .backoff(Backoff::constant(ms(10)))
+        .budget(one_for_one())
+}
+
+/// Awaits `fut`, which must panic; the future is dropped before this returns.
+async fn must_panic<F: std::future::Future>(fut: F) {
+    use futures_util::FutureExt;
+    let caught = std::panic::AssertUnwindSafe(fut).catch_unwind().await;
+    assert!(caught.is_err(), "the callback's panic reaches the caller");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listener_panicking_on_each_retry_event_leaves_the_budget_and_counters_right() {
+    // RetryScheduled: the retry was never made, so its token comes back.
+    let retry = panics_once_on(
+        |k| matches!(k, EventKind::RetryScheduled { .. }),
+        budgeted(),
+    );
+    must_panic(flaky(&retry, 10)).await;
+    let m = retry.metrics();
+    assert_eq!((m.calls, m.retries, m.gave_up), (1, 0, 0));
+    assert_eq!(m.budget_left, Some(1.0));
+    assert_eq!(
+        flaky(&retry, 1).await.0,
+        Ok(2),
+        "the policy works afterwards"
+    );
+    assert_eq!(retry.metrics().retries, 1);
+
+    // RetryGaveUp: the give-up is counted first.
+    let retry = panics_once_on(
+        |k| matches!(k, EventKind::RetryGaveUp { .. }),
+        budgeted().max_attempts(1),
+    );
+    must_panic(flaky(&retry, 10)).await;
+    let m = retry.metrics();
+    assert_eq!((m.calls, m.retries, m.gave_up), (1, 0, 1));
+    assert_eq!(m.budget_left, Some(1.0));
+    assert_eq!(flaky(&retry, 0).await.0, Ok(1));
+
+    // RetrySucceeded: the recovery is counted first; the retry made spent its token.
+    let retry = panics_once_on(
+        |k| matches!(k, EventKind::RetrySucceeded { .. }),
+        budgeted(),
+    );
+    must_panic(flaky(&retry, 1)).await;
+    let m = retry.metrics();
+    assert_eq!((m.calls, m.retries, m.recovered), (1, 1, 1));
+    assert_eq!(m.budget_left, Some(0.0));
+    assert_eq!(flaky(&retry, 1).await.0, Ok(2));
+    assert_eq!(retry.metrics().recovered, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listener_panicking_on_a_layers_scheduled_retry_gives_the_token_back() {
+    let retry = panics_once_on(
+        |k| matches!(k, EventKind::RetryScheduled { .. }),
+        budgeted(),
+    );
+    let calls = Arc::new(AtomicU32::new(0));
+    let seen = calls.clone();
+    let mut svc = retry.layer().layer(tower::service_fn(move |_: u32| {
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n < 2 {
+                Err(AppError::Backend("down"))
+            } else {
+                Ok(n)
+            }
+        }
+    }));
+    svc.ready().await.unwrap();
+    must_panic(svc.call(1)).await;
+    let m = retry.metrics();
+    assert_eq!((m.calls, m.retries, m.budget_left), (1, 0, Some(1.0)));
+    svc.ready().await.unwrap();
+    assert_eq!(svc.call(2).await, Ok(2), "the policy works afterwards");
+    assert_eq!(retry.metrics().retries, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_classifier_hint_or_on_retry_holds_no_budget_token() {
+    // The classifier, on the first result: nothing was taken yet.
+    let (retry, _) = logged(budgeted());
+    must_panic(
+        retry
+            .run(|| async { Err::<(), _>(AppError::Backend("down")) })
+            .when(|_: &Result<(), AppError>| -> Outcome { panic!("classifier") }),
+    )
+    .await;
+    let m = retry.metrics();
+    assert_eq!(
+        (m.calls, m.retries, m.gave_up, m.budget_left),
+        (1, 0, 0, Some(1.0))
+    );
+    assert_eq!(flaky(&retry, 1).await.0, Ok(2));
+
+    // The hint, on the first result.
+    let (retry, _) = logged(budgeted());
+    must_panic(
+        retry
+            .run(|| async { Err::<(), _>(AppError::Backend("down")) })
+            .hint(|_: &Result<(), AppError>| -> Option<Duration> { panic!("hint") }),
+    )
+    .await;
+    let m = retry.metrics();
+    assert_eq!((m.calls, m.retries, m.budget_left), (1, 0, Some(1.0)));
+    assert_eq!(flaky(&retry, 1).await.0, Ok(2));
+
+    // on_retry, which sees a retry already scheduled: the retry is not made, and its token
+    // comes back.
+    let (retry, _) = logged(budgeted());
+    must_panic(
+        retry
+            .run(|| async { Err::<(), _>(AppError::Backend("down")) })
+            .on_retry(|_: &Result<(), AppError>, _: u32, _: Duration| panic!("on_retry")),
+    )
+    .await;
+    let m = retry.metrics();
+    assert_eq!((m.calls, m.retries, m.budget_left), (1, 0, Some(1.0)));
+    assert_eq!(flaky(&retry, 1).await.0, Ok(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_request_cloner_leaves_nothing_counted_or_held() {
+    let (retry, _) = logged(budgeted());
+    let clones = Arc::new(AtomicU32::new(0));
+    let seen = clones.clone();
+    // Panics on the 1st copy (made before the first attempt) and on the 3rd (made before the
+    // first retry of the next call).
+    let cloner = move |r: &u32| {
+        let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == 1 || n == 3 {
+            panic!("cloner");
+        }
+        Some(*r)
+    };
+    let calls = Arc::new(AtomicU32::new(0));
+    let made = calls.clone();
+    let mut svc = retry
+        .layer()
+        .cloner(cloner)
+        .layer(tower::service_fn(move |_: u32| {
+            let n = made.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(AppError::Backend("down"))
+                } else {
+                    Ok(n)
+                }
+            }
+        }));
+
+    svc.ready().await.unwrap();
+    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| svc.call(1)));
+    assert!(first.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no call was sent");
+    let m = retry.metrics();
+    assert_eq!(
+        (m.calls, m.budget_left),
+        (0, Some(0.0)),
+        "no call was counted"
+    );
+
+    svc.ready().await.unwrap();
+    must_panic(svc.call(2)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the first attempt was sent"
+    );
+    let m = retry.metrics();
+    assert_eq!(
+        (m.calls, m.retries, m.budget_left),
+        (1, 0, Some(1.0)),
+        "the retry was not sent: its token is back"
+    );
+
+    svc.ready().await.unwrap();
+    assert_eq!(svc.call(3).await, Ok(1), "the policy works afterwards");
 }

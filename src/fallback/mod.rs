@@ -209,8 +209,11 @@ impl<T: Clone, C: Clock> Fallback<T, C> {
 
     fn store(&self, value: &T) {
         if self.shared.max_age.is_some() {
+            // Cloned before the lock: `T::clone` is user code, which must not run under the
+            // cache's lock (a panic there leaves the cache as it was either way).
+            let value = value.clone();
             let now = self.shared.clock.now();
-            *self.shared.cache.lock() = Some((value.clone(), now));
+            *self.shared.cache.lock() = Some((value, now));
         }
     }
 }

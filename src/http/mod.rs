@@ -10,7 +10,7 @@
 //!   HTTP-date (`Wed, 21 Oct 2015 07:28:00 GMT`, and the two obsolete forms RFC 9110 asks
 //!   recipients to accept). A malformed value, or a date in the past, is no hint at all,
 //!   never an error. [`retry_after_hint`] plugs it into a retry, which caps the delay with
-//!   its `max_hint` and its deadline.
+//!   its `max_hint`, and gives up instead when the delay reaches past its deadline.
 //! - [`CloneHttpRequest`] (with `tower`) copies an `http::Request` whose body is `Clone` (method, URI,
 //!   version, headers, extensions and body), so a [`RetryLayer`](crate::retry::RetryLayer)
 //!   can send it again.

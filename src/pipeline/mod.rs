@@ -28,15 +28,20 @@
 //!
 //! Another order can be asked for by name, with
 //! [`custom_order`](PipelineBuilder::custom_order): say which policy goes outside which. It
-//! costs a heap allocation per policy per attempt (the nesting is decided at run time), so
-//! the recommended order stays the fast default. With tower, stack the layers by hand in any
+//! costs a heap allocation per call (the nesting is decided at run time), so the
+//! recommended order stays the fast default. With tower, stack the layers by hand in any
 //! order you like.
 //!
 //! # Deadline
 //!
 //! When the retry has a total [`deadline`](crate::retry::RetryConfigBuilder::deadline), each
-//! attempt's timeout is cut to the time left, so the last attempt cannot run past it; an
-//! attempt left with no time at all is not made, and fails as a timeout.
+//! attempt's timeout is cut to the time left, so the last attempt cannot run past it. The
+//! retry never waits a delay that uses up the time left (it returns the last result
+//! instead), so attempts start with time to spare. An attempt the deadline cuts short (its
+//! cut timeout runs out) says nothing about the dependency: the breaker does not count it.
+//! An attempt left with no time at all (it waited for a bulkhead slot until the deadline, or
+//! a late timer woke the retry at the deadline) is not made: the breaker is not asked, the
+//! call is not started, and it fails as a timeout of zero.
 //!
 //! # Errors
 //!
@@ -68,7 +73,14 @@
 //! # Cancellation
 //!
 //! Dropping the future drops the attempt in flight (releasing its slot and breaker permit,
-//! counting nothing) or the retry's sleep.
+//! counting nothing) or the retry's sleep (giving back the budget token of the retry that
+//! did not start).
+//!
+//! # Send
+//!
+//! The futures of [`run`](Pipeline::run) are `Send` when the closure and the futures it
+//! makes are, in the recommended order and in a custom one, so a pipeline can be awaited in
+//! a spawned task or an axum handler; a call that is not `Send` still runs, on one thread.
 //!
 //! # Clone semantics
 //!
@@ -84,11 +96,16 @@ pub use layer::{Either, EitherFuture, PipelineLayer, PipelineService, Slotted, S
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::PoisonError;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use pin_project_lite::pin_project;
 
 use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::CircuitBreaker;
-use crate::classify::AllErrors;
+use crate::classify::{AllErrors, Classifier, DefaultClassifier, Outcome};
 use crate::clock::{Clock, DefaultClock, Ticks};
 use crate::error::{AsRejected, ConfigError, Elapsed, Rejected};
 use crate::fallback::{Fallback, Primary};
@@ -414,63 +431,130 @@ where
     {
         // The clock is only read when a deadline needs it.
         let deadline = self.retry.as_ref().and_then(|r| r.config().deadline());
-        let started = deadline.map(|_| self.clock.now());
         // Each attempt calls `make` only once it is admitted (breaker closed, slot held): a
-        // refused attempt never runs the caller's code. The cell lets every attempt's future
-        // reach `make` through a shared reference.
-        let make = std::cell::RefCell::new(&mut make);
-        let make_one = || (make.borrow_mut())();
+        // refused attempt never runs the caller's code. The lock lets every attempt's future
+        // reach `make` through a shared reference, and keeps this future `Send` when `make`
+        // is (a `RefCell` is not `Sync`); attempts are sequential, so it is never contended.
+        let make = std::sync::Mutex::new(&mut make);
+        let make_one = || (make.lock().unwrap_or_else(PoisonError::into_inner))();
         if let Some(order) = &self.custom {
-            return self.nest(order, &make_one, started).await;
+            // Boxed once per call: four levels, each the size of the largest policy's future,
+            // would otherwise make every call's future larger, the recommended order's too.
+            return Box::pin(self.run_custom(order, &make_one, deadline)).await;
         }
         match &self.retry {
-            Some(retry) => retry.run(|| self.attempt(make_one, started)).await,
-            None => self.attempt(make_one, started).await,
+            Some(retry) => {
+                let mut started = None;
+                retry
+                    .run_with_attempt(|n| {
+                        // Read after the retry's own reading at its first attempt: the time
+                        // left here is then never less than the retry's, so an attempt it
+                        // starts with time left has time left here too.
+                        if n == 1 && deadline.is_some() {
+                            started = Some(self.clock.now());
+                        }
+                        self.attempt(make_one, started)
+                    })
+                    .await
+            }
+            None => self.attempt(make_one, None).await,
         }
     }
 
     /// The policies of `order` around the call, outermost first (a custom order).
-    fn nest<'a, G, F, R, E>(
-        &'a self,
-        order: &'a [Stage],
-        make: &'a G,
-        started: Option<Ticks>,
-    ) -> Pin<Box<dyn Future<Output = Result<R, E>> + 'a>>
+    ///
+    /// One level per place in the order (a stage names each policy at most once, so there
+    /// are at most four), each a [`StageFuture`] that becomes the policy named there: the
+    /// nesting is decided at run time, but every future has a type the compiler sees, so
+    /// the whole is `Send` when the call is.
+    async fn run_custom<G, F, R, E>(
+        &self,
+        order: &[Stage],
+        make: &G,
+        deadline: Option<Duration>,
+    ) -> Result<R, E>
     where
         G: Fn() -> F,
+        F: Future<Output = Result<R, E>>,
+        E: From<Rejected> + AsRejected,
+    {
+        let shared = Custom {
+            deadline,
+            started: &AtomicU64::new(NOT_STARTED),
+            cut: &AtomicBool::new(false),
+        };
+        let at = |i: usize| order.get(i).copied();
+        let call = || make();
+        let fourth = || self.stage(at(3), shared, call);
+        let third = || self.stage(at(2), shared, fourth);
+        let second = || self.stage(at(1), shared, third);
+        self.stage(at(0), shared, second).await
+    }
+
+    /// The policy named by `stage` around the futures `inner` makes; none for `None` or a
+    /// policy the pipeline does not have.
+    fn stage<'a, G, F, R, E>(
+        &'a self,
+        stage: Option<Stage>,
+        shared: Custom<'a>,
+        inner: G,
+    ) -> impl Future<Output = Result<R, E>> + 'a
+    where
+        G: Fn() -> F + Copy + 'a,
         F: Future<Output = Result<R, E>> + 'a,
         E: From<Rejected> + AsRejected + 'a,
         R: 'a,
     {
-        let Some((stage, inner)) = order.split_first() else {
-            return Box::pin(make());
-        };
-        let next = move || self.nest(inner, make, started);
         match stage {
-            Stage::Retry => match &self.retry {
-                Some(r) => Box::pin(r.run(next)),
-                None => next(),
-            },
-            Stage::CircuitBreaker => match &self.breaker {
-                Some(cb) => Box::pin(cb.run(next)),
-                None => next(),
-            },
-            Stage::Bulkhead => match &self.bulkhead {
-                Some(b) => Box::pin(b.run(next)),
-                None => next(),
-            },
-            Stage::Timeout => match &self.timeout {
-                Some(t) => {
-                    let time = self.attempt_time(t, started);
-                    if time.is_zero() {
-                        // As in the recommended order: no call is started without time.
-                        let elapsed = Rejected::Timeout(Elapsed::new(t.name(), time));
-                        return Box::pin(std::future::ready(Err(E::from(elapsed))));
+            Some(Stage::Retry) if self.retry.is_some() => {
+                let attempt = move |n: u32| {
+                    // The deadline counts from the retry's first attempt, which in a custom
+                    // order may come after a wait for a slot: read after the retry's own
+                    // reading, as in the recommended order.
+                    if n == 1 && shared.deadline.is_some() {
+                        let now = self.clock.now().as_nanos();
+                        shared.started.store(now, Ordering::Relaxed);
                     }
-                    Box::pin(t.run_once_for(next(), time))
+                    inner()
+                };
+                StageFuture::Retry {
+                    fut: self.retry.as_ref().map(|r| r.run_with_attempt(attempt)),
                 }
-                None => next(),
+            }
+            Some(Stage::CircuitBreaker) if self.breaker.is_some() => {
+                let admitted = move || {
+                    shared.cut.store(false, Ordering::Relaxed);
+                    inner()
+                };
+                StageFuture::Breaker {
+                    fut: self
+                        .breaker
+                        .as_ref()
+                        .map(|cb| cb.run(admitted).classify(BreakerView(shared.cut))),
+                }
+            }
+            Some(Stage::Bulkhead) if self.bulkhead.is_some() => StageFuture::Bulkhead {
+                fut: self.bulkhead.as_ref().map(|b| b.run(inner)),
             },
+            Some(Stage::Timeout) if self.timeout.is_some() => StageFuture::Timeout {
+                fut: async move {
+                    let Some(t) = &self.timeout else {
+                        unreachable!("the stage is only chosen with a timeout");
+                    };
+                    // Before the retry's first attempt (the timeout is outside the retry), its
+                    // deadline has not begun: the timeout is the configured one.
+                    let started = match shared.started.load(Ordering::Relaxed) {
+                        NOT_STARTED => None,
+                        nanos => Some(Ticks::from_nanos(nanos)),
+                    };
+                    let (out, was_cut) = self.timed(t, self.attempt_time(t, started), inner).await;
+                    if was_cut {
+                        shared.cut.store(true, Ordering::Relaxed);
+                    }
+                    out
+                },
+            },
+            _ => StageFuture::Through { fut: inner() },
         }
     }
 
@@ -486,37 +570,145 @@ where
         }
     }
 
+    /// The call under `timeout` for `time`; the flag says whether the deadline, not the
+    /// timeout's own duration, ended it (`time` was cut and ran out, or there was none).
+    async fn timed<G, F, R, E>(
+        &self,
+        timeout: &Timeout<T>,
+        time: Duration,
+        make: G,
+    ) -> (Result<R, E>, bool)
+    where
+        G: FnOnce() -> F,
+        F: Future<Output = Result<R, E>>,
+        E: From<Rejected>,
+    {
+        if time.is_zero() {
+            // The deadline has passed: a call with no time is not started.
+            let elapsed = Elapsed::new(timeout.name(), time);
+            return (Err(E::from(Rejected::Timeout(elapsed))), true);
+        }
+        let mut answered = false;
+        let call = async {
+            let out = make().await;
+            answered = true;
+            out
+        };
+        let out = timeout.run_once_for(call, time).await;
+        (out, !answered && time < timeout.duration())
+    }
+
     /// One attempt: breaker, then bulkhead, then timeout, around the call `make` makes.
+    ///
+    /// An attempt that the retry deadline cuts short (its timeout cut to the time left, and
+    /// run out) or leaves no time at all says nothing about the dependency: the breaker does
+    /// not count it, and an attempt with no time left does not ask the breaker at all.
     async fn attempt<G, F, R, E>(&self, make: G, started: Option<Ticks>) -> Result<R, E>
     where
         G: FnOnce() -> F,
         F: Future<Output = Result<R, E>>,
         E: From<Rejected> + AsRejected,
     {
-        // The timeout is computed when the attempt starts, after any wait for a slot.
-        let timed = || async move {
-            match &self.timeout {
-                Some(t) => {
-                    let time = self.attempt_time(t, started);
-                    if time.is_zero() {
-                        // The deadline has passed: do not start a call that has no time.
-                        return Err(E::from(Rejected::Timeout(Elapsed::new(t.name(), time))));
-                    }
-                    t.run_once_for(make(), time).await
-                }
-                None => make().await,
+        if let Some(t) = &self.timeout {
+            if started.is_some() && self.attempt_time(t, started).is_zero() {
+                return self.timed(t, Duration::ZERO, make).await.0;
             }
+        }
+        // The timeout is computed when the attempt starts, after any wait for a slot. The
+        // bulkhead passes the timeout's verdict out in its `Ok`; its own rejection is `Err`.
+        let timed = || async move {
+            Ok::<_, E>(match &self.timeout {
+                Some(t) => self.timed(t, self.attempt_time(t, started), make).await,
+                None => (make().await, false),
+            })
         };
         let slotted = || async move {
-            match &self.bulkhead {
+            let out = match &self.bulkhead {
                 Some(b) => b.run(timed).await,
                 None => timed().await,
-            }
+            };
+            out.unwrap_or_else(|full: E| (Err(full), false))
         };
         match &self.breaker {
-            Some(cb) => cb.run(slotted).await,
-            None => slotted().await,
+            Some(cb) => {
+                let permit = match cb.try_acquire() {
+                    Ok(permit) => permit,
+                    Err(open) => return Err(E::from(open)),
+                };
+                let (out, was_cut) = slotted().await;
+                permit.record(match was_cut {
+                    true => Outcome::Ignore,
+                    false => DefaultClassifier.classify(&out),
+                });
+                out
+            }
+            None => slotted().await.0,
         }
+    }
+}
+
+/// What the levels of a custom order share during one call.
+///
+/// Atomics only so that the levels can share them by reference and stay `Send`: the levels
+/// run one inside the other in one task, so `Relaxed` is enough.
+#[derive(Clone, Copy)]
+struct Custom<'a> {
+    deadline: Option<Duration>,
+    /// The clock at the retry's first attempt, in nanoseconds; [`NOT_STARTED`] until then.
+    started: &'a AtomicU64,
+    /// Set when the timeout level's deadline cut fires, for the breaker level around it
+    /// (see `attempt`); reset when the breaker admits an attempt.
+    cut: &'a AtomicBool,
+}
+
+const NOT_STARTED: u64 = u64::MAX;
+
+pin_project! {
+    /// One level of a custom order: the policy at that place, or none.
+    #[project = StageProj]
+    enum StageFuture<A, B, Bh, Tm, Th> {
+        Retry { #[pin] fut: Option<A> },
+        Breaker { #[pin] fut: Option<B> },
+        Bulkhead { #[pin] fut: Option<Bh> },
+        Timeout { #[pin] fut: Tm },
+        Through { #[pin] fut: Th },
+    }
+}
+
+impl<A, B, Bh, Tm, Th, O> Future for StageFuture<A, B, Bh, Tm, Th>
+where
+    A: Future<Output = O>,
+    B: Future<Output = O>,
+    Bh: Future<Output = O>,
+    Tm: Future<Output = O>,
+    Th: Future<Output = O>,
+{
+    type Output = O;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
+        let Some(out) = (match self.project() {
+            StageProj::Retry { fut } => fut.as_pin_mut().map(|f| f.poll(cx)),
+            StageProj::Breaker { fut } => fut.as_pin_mut().map(|f| f.poll(cx)),
+            StageProj::Bulkhead { fut } => fut.as_pin_mut().map(|f| f.poll(cx)),
+            StageProj::Timeout { fut } => Some(fut.poll(cx)),
+            StageProj::Through { fut } => Some(fut.poll(cx)),
+        }) else {
+            unreachable!("a stage is only chosen with its policy");
+        };
+        out
+    }
+}
+
+/// The breaker's classifier in a custom order: the default, except for an attempt the
+/// deadline cut short.
+struct BreakerView<'a>(&'a AtomicBool);
+
+impl<R, E: AsRejected> Classifier<R, E> for BreakerView<'_> {
+    fn classify(&self, result: &Result<R, E>) -> Outcome {
+        if self.0.load(Ordering::Relaxed) {
+            return Outcome::Ignore;
+        }
+        DefaultClassifier.classify(result)
     }
 }
 

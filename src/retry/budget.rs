@@ -12,6 +12,11 @@
 //!
 //! The `min_per_sec` floor keeps a trickle of retries going for callers with little traffic.
 //!
+//! A retry takes its token when it is scheduled, so that callers waiting out their backoffs
+//! at the same time cannot all count on the same last token, and holds it as a [`Token`]
+//! until the retry starts. A call dropped before then (during its backoff, or while a tower
+//! service is not ready) gives the token back: the budget counts retries made.
+//!
 //! The window is a ring of ten time slots, each claimed by compare-and-swap on its slot
 //! number when time moves into it ([`claim_slot`](crate::counter), shared with the breaker's
 //! time window). Reads are approximate
@@ -22,13 +27,15 @@
 //! # Memory ordering
 //!
 //! Counters are `Relaxed` (independent tallies); a slot's number is claimed with `AcqRel` so
-//! that its clearing is ordered after the claim for threads that see the new number.
+//! that its clearing is ordered after the claim for threads that see the new number. A
+//! refund reads the number with `Acquire` for the same reason, then takes one withdrawal
+//! back with a `Relaxed` compare-and-swap loop that never goes below zero.
 
 use std::time::Duration;
 
 use crate::counter::{UNCLAIMED, claim_slot, slot_is_live};
 use crate::error::ConfigError;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{Arc, AtomicU64, Ordering};
 
 const SLOTS: u64 = 10;
 
@@ -157,6 +164,22 @@ impl Budget {
         true
     }
 
+    /// Takes back a withdrawal made at `at_ns` for a retry that was never made.
+    fn refund(&self, at_ns: u64) {
+        let number = at_ns / self.slot_ns;
+        let slot = &self.slots[(number % SLOTS) as usize];
+        // Once the slot holds a later time slice, the withdrawal has left the window already.
+        // A claim racing with this check can make the refund take back one of the new
+        // slice's withdrawals instead: the same approximation as a deposit lost to a claim.
+        // Acquire, as in `balance`: pairs with the claim's AcqRel, so a slot seen with this
+        // number has had its clearing done.
+        if slot.number.load(Ordering::Acquire) == number {
+            let _ = slot
+                .withdrawals
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| w.checked_sub(1));
+        }
+    }
+
     /// Retries the budget allows now.
     pub(crate) fn balance(&self, now_ns: u64) -> f64 {
         let current = now_ns / self.slot_ns;
@@ -168,6 +191,39 @@ impl Budget {
             }
         }
         deposits as f64 * self.retry_ratio + self.reserve - withdrawals as f64
+    }
+}
+
+/// A retry's withdrawal from the budget, held from when the retry is scheduled until it
+/// starts; dropped unspent (the call was dropped first), it is given back.
+#[derive(Debug)]
+pub(crate) struct Token {
+    budget: Arc<Budget>,
+    at_ns: u64,
+    spent: bool,
+}
+
+impl Token {
+    /// Withdraws a token from `budget` at `now_ns`, if the budget allows a retry.
+    pub(crate) fn withdraw(budget: &Arc<Budget>, now_ns: u64) -> Option<Token> {
+        budget.withdraw(now_ns).then(|| Token {
+            budget: budget.clone(),
+            at_ns: now_ns,
+            spent: false,
+        })
+    }
+
+    /// The retry started: the withdrawal stands.
+    pub(crate) fn spend(mut self) {
+        self.spent = true;
+    }
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        if !self.spent {
+            self.budget.refund(self.at_ns);
+        }
     }
 }
 
@@ -208,6 +264,37 @@ mod tests {
         assert!(!b.withdraw(10 * S));
         b.deposit(11 * S);
         assert!(b.withdraw(11 * S), "refilled by new first attempts");
+    }
+
+    #[test]
+    fn an_unspent_token_is_given_back_while_its_slot_is_in_the_window() {
+        let b = Arc::new(Budget::new(RetryBudget::new(
+            Duration::from_secs(10),
+            0,
+            1.0,
+        )));
+        b.deposit(0);
+        let token = Token::withdraw(&b, 0).unwrap();
+        assert!(
+            Token::withdraw(&b, 0).is_none(),
+            "one token for one deposit"
+        );
+        drop(token);
+        assert!((b.balance(0) - 1.0).abs() < 1e-9, "given back");
+        Token::withdraw(&b, 0).unwrap().spend();
+        assert!(b.balance(0).abs() < 1e-9, "a spent token stays spent");
+
+        // A token that outlives its slot has nothing left to give back.
+        b.deposit(20 * S);
+        let late = Token::withdraw(&b, 20 * S).unwrap();
+        b.deposit(40 * S);
+        b.deposit(40 * S);
+        Token::withdraw(&b, 40 * S).unwrap().spend();
+        drop(late);
+        assert!(
+            (b.balance(40 * S) - 1.0).abs() < 1e-9,
+            "the later slice's withdrawal stands"
+        );
     }
 }
 

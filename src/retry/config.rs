@@ -180,8 +180,10 @@ impl RetryConfigBuilder {
         self
     }
 
-    /// The total time allowed from the start of the first attempt: a delay is cut to the time
-    /// left, and no attempt starts after it; then the last result is returned.
+    /// The total time allowed from the start of the first attempt. A delay that would use up
+    /// the time left (delay ≥ time left) is not waited: the retry gives up with
+    /// [`GiveUp::Deadline`](super::GiveUp::Deadline) and returns the last result, so no
+    /// attempt starts at or after the deadline.
     ///
     /// Default: none; valid: greater than zero, at most [`MAX_DELAY`].
     pub fn deadline(mut self, d: Duration) -> Self {

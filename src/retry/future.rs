@@ -135,7 +135,8 @@ impl<'a, M, F, T: Timer, C, P, H, N> RunFuture<'a, M, F, T, C, P, H, N> {
     }
 
     /// Takes the delay before a retry from the result when `hint` returns one (capped by the
-    /// config's `max_hint` and the deadline), instead of the backoff.
+    /// config's `max_hint`), instead of the backoff. A hint at least as long as the time left
+    /// before the deadline ends the call with its result instead.
     ///
     /// # Examples
     ///

@@ -18,9 +18,23 @@
 //!   server asked for, from a [`hint`](future::RunFuture::hint) function (`Retry-After`),
 //!   capped by [`max_hint`](RetryConfigBuilder::max_hint).
 //! - **Limits**: [`max_attempts`](RetryConfigBuilder::max_attempts) counts **all** attempts,
-//!   the first one included. A total [`deadline`](RetryConfigBuilder::deadline) cuts each
-//!   delay to the time left and starts no attempt after it. A [`RetryBudget`] caps retries as
-//!   a fraction of recent first attempts across every clone of the handle.
+//!   the first one included. A [`RetryBudget`] caps retries as a fraction of recent first
+//!   attempts across every clone of the handle.
+//! - **Deadline**: a total [`deadline`](RetryConfigBuilder::deadline), counted from the start
+//!   of the first attempt, is never waited out. When the next delay (from the backoff, or a
+//!   hint) is at least the time left, the retry gives up at once with
+//!   [`GiveUp::Deadline`] and returns the last result: it does not sleep, and it never starts
+//!   an attempt that would have no time of its own (which, under a timeout cut to the
+//!   deadline, would fail at once and replace the call's real error with a timeout). So every
+//!   attempt starts before the deadline, with the delay before it fully waited, and a delay
+//!   equal to the time left ends the call. A timer that fires late can still start an
+//!   attempt at the deadline or just past it; the retry does not stop an attempt in flight
+//!   (put a timeout inside it, or use a [`Pipeline`](crate::pipeline::Pipeline), which cuts
+//!   each attempt's timeout to the time left).
+//! - **Budget tokens**: a retry takes its budget token when it is scheduled (so that callers
+//!   waiting out their backoffs together cannot all count on the same last token) and spends
+//!   it when the retry starts. [`RetryMetrics::retries`] and the budget both count retries
+//!   made: see [Cancellation](#cancellation).
 //!
 //! # Examples
 //!
@@ -62,13 +76,27 @@
 //! # Cancellation
 //!
 //! Dropping the future stops everything at once: the attempt in flight or the sleep is
-//! dropped, and no further attempt is made.
+//! dropped, and no further attempt is made. A retry that was scheduled but had not started
+//! (the call was dropped during its backoff, or, with tower, while the inner service was not
+//! ready) gives its budget token back and is not counted in [`RetryMetrics::retries`].
 //!
 //! One limit: a future dropped during its backoff drops the timer's sleep where a panic
 //! cannot unwind (so that the future's own drop stays small enough to inline into the
 //! caller), and a sleep whose destructor panics there aborts the process. tokio's sleep
 //! does not panic when dropped; a sleep that has finished is dropped by the future's
 //! poll, where a panic unwinds as usual.
+//!
+//! # Panics in user code
+//!
+//! The policy's own bookkeeping is done before any callback runs (the crate-wide rule, see
+//! [`telemetry`](crate::telemetry)): a call is counted before its first attempt is made, a
+//! give-up or recovery before its event, and a retry's budget token is held by the call
+//! before the [`RetryScheduled`](crate::telemetry::EventKind::RetryScheduled) event, the
+//! [`on_retry`](future::RunFuture::on_retry) callback or the request cloner runs. A panic
+//! in a listener, classifier, hint, `on_retry` or cloner unwinds through the caller, and
+//! the call, dropped by the unwinding, gives back a token whose retry did not start. The
+//! tower service copies the request before it counts the call, so a cloner that panics on
+//! the first copy leaves no call counted.
 //!
 //! # Clone semantics
 //!
@@ -115,7 +143,7 @@ use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::telemetry::{EventKind, Telemetry};
 use crate::timer::{DefaultTimer, Timer};
 
-use self::budget::Budget;
+use self::budget::{Budget, Token};
 use self::future::{NoHint, NoNotify, RunFuture};
 
 /// Why a retry stopped without a success.
@@ -124,7 +152,7 @@ use self::future::{NoHint, NoNotify, RunFuture};
 pub enum GiveUp {
     /// `max_attempts` attempts were made.
     AttemptsExhausted,
-    /// The deadline left no time for another attempt.
+    /// The next delay would have used up the time left before the deadline.
     Deadline,
     /// The retry budget was spent.
     Budget,
@@ -170,7 +198,8 @@ struct Shared {
     rng: RngSource,
     /// A deadline or a budget is set: the first attempt reads the clock.
     timed: bool,
-    budget: Option<Budget>,
+    // In its own `Arc` so that a retry's token can give itself back when dropped.
+    budget: Option<Arc<Budget>>,
     /// First attempts: bumped on every call, so striped to scale across threads.
     calls: StripedCounter,
     // The rest only move when a call fails, which is the cold path.
@@ -222,7 +251,9 @@ pub struct RetryMetrics {
     /// Calls that ended without a success after being found retryable or failed (every
     /// [`RetryGaveUp`](crate::telemetry::EventKind::RetryGaveUp) event).
     pub gave_up: u64,
-    /// Retries the budget allows right now; `None` without a budget.
+    /// Retries the budget allows right now; `None` without a budget. A retry waiting out its
+    /// backoff holds its token already; it comes back if the call is dropped before the retry
+    /// starts.
     pub budget_left: Option<f64>,
 }
 
@@ -265,7 +296,7 @@ impl<T, C> Retry<T, C> {
                     .seed
                     .map_or_else(RngSource::from_entropy, RngSource::seeded),
                 timed: config.deadline.is_some() || config.budget.is_some(),
-                budget: config.budget.map(Budget::new),
+                budget: config.budget.map(|b| Arc::new(Budget::new(b))),
                 calls: StripedCounter::new(),
                 retries: AtomicU64::new(0),
                 gave_up: AtomicU64::new(0),
@@ -397,7 +428,8 @@ impl<T: Timer, C: Clock> Retry<T, C> {
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future drops the attempt in flight or the sleep; nothing else is tried.
+    /// Dropping the future drops the attempt in flight or the sleep; nothing else is tried,
+    /// and a retry that had not started gives its budget token back.
     pub fn run<M, F, R, E>(
         &self,
         mut make: M,
@@ -541,8 +573,9 @@ impl<Sl> Drop for Attempts<Sl> {
 
 /// `extern "C"` so that no panic can unwind out of it (one aborts instead): a drop that can
 /// unwind needs a cleanup path in the future's drop glue, which then no longer inlines.
-/// What it drops is the box, the backoff (plain data), and a sleep only when the call was
-/// dropped during its backoff, since `poll_sleep` drops a finished one.
+/// What it drops is the box, the backoff (plain data), a budget token whose retry never
+/// started (giving it back is a few atomic operations that cannot panic), and a sleep only
+/// when the call was dropped during its backoff, since `poll_sleep` drops a finished one.
 #[cold]
 #[inline(never)]
 extern "C" fn free<X>(slot: &mut ManuallyDrop<Option<X>>) {
@@ -558,6 +591,9 @@ pin_project! {
     struct Retrying<Sl> {
         // Forked from the seed stream at the first retry that uses the backoff.
         backoff: Option<BackoffIter<SmallRng>>,
+        // The budget's token for the scheduled retry, until it starts; dropped with the call
+        // before then, it goes back to the budget.
+        token: Option<Token>,
         #[pin]
         sleep: Option<Sl>,
     }
@@ -588,6 +624,7 @@ impl<Sl> Attempts<Sl> {
             .get_or_insert_with(|| {
                 Box::pin(Retrying {
                     backoff: None,
+                    token: None,
                     sleep: None,
                 })
             })
@@ -617,6 +654,21 @@ impl<Sl> Attempts<Sl> {
         Poll::Ready(())
     }
 
+    fn hold(&mut self, token: Token) {
+        *self.retrying().project().token = Some(token);
+    }
+
+    /// The scheduled retry starts: its token, if it took one, is spent.
+    fn spend_token(&mut self) {
+        if let Some(token) = self
+            .retrying
+            .as_mut()
+            .and_then(|r| r.as_mut().project().token.take())
+        {
+            token.spend();
+        }
+    }
+
     fn next_backoff(&mut self, backoff: Backoff, rng: &RngSource) -> Duration {
         self.retrying()
             .project()
@@ -642,11 +694,19 @@ impl<T, C: Clock> Retry<T, C> {
         if a.made == 1 {
             a.started_ns = self.count_call();
         } else {
-            // Counted when the retry starts, not when it is scheduled: a call dropped during
-            // its backoff made no attempt.
-            self.shared.retries.fetch_add(1, Ordering::Relaxed);
+            self.start_retry(a);
         }
         a.made
+    }
+
+    /// Counted, and the token spent, when the retry starts, not when it is scheduled: a call
+    /// dropped during its backoff made no attempt. Out of line, to keep the first attempt's
+    /// inlined path small.
+    #[cold]
+    #[inline(never)]
+    fn start_retry<Sl>(&self, a: &mut Attempts<Sl>) {
+        a.spend_token();
+        self.shared.retries.fetch_add(1, Ordering::Relaxed);
     }
 
     /// [`begin`](Self::begin) for a call's first attempt, returning the call's state whole.
@@ -655,6 +715,7 @@ impl<T, C: Clock> Retry<T, C> {
     /// field by field and then moving it into the future made the CPU read the 4-byte
     /// attempt count back as part of an 8-byte copy, which it cannot forward from its store
     /// buffer (a third of the layer's happy path, by perf).
+    #[cfg(feature = "tower")]
     #[inline]
     pub(crate) fn first_attempt<Sl>(&self) -> Attempts<Sl> {
         Attempts {
@@ -730,21 +791,25 @@ impl<T, C: Clock> Retry<T, C> {
         } else {
             0
         };
-        let mut delay = match hinted {
+        let delay = match hinted {
             Some(hint) => hint.min(self.shared.config.max_hint),
             None => a.next_backoff(self.shared.config.backoff, &self.shared.rng),
         };
         if let Some(deadline) = self.shared.config.deadline {
             let spent = Duration::from_nanos(now_ns.saturating_sub(a.started_ns));
-            let left = deadline.saturating_sub(spent);
-            if left.is_zero() {
+            // Waiting out all the time left would start an attempt with none (which an inner
+            // timeout cut to the deadline turns into a failure the call never had): the
+            // last real result is the answer.
+            if delay >= deadline.saturating_sub(spent) {
                 return self.give_up(a.made, GiveUp::Deadline);
             }
-            delay = delay.min(left);
         }
         if let Some(budget) = &self.shared.budget {
-            if !budget.withdraw(now_ns) {
-                return self.give_up(a.made, GiveUp::Budget);
+            match Token::withdraw(budget, now_ns) {
+                // Held before the listener runs: if it panics, dropping the call gives the
+                // token back.
+                Some(token) => a.hold(token),
+                None => return self.give_up(a.made, GiveUp::Budget),
             }
         }
         self.telemetry().emit(|| EventKind::RetryScheduled {

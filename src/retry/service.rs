@@ -102,8 +102,9 @@ where
         // The instance made ready goes with this call; a fresh clone waits for the next one.
         let clone = self.inner.clone();
         let mut svc = std::mem::replace(&mut self.inner, clone);
-        let attempts = self.retry.handle().first_attempt();
+        // The cloner is user code: a panic in it must find no call counted.
         let next_req = self.cloner.try_clone(&req);
+        let attempts = self.retry.handle().first_attempt();
         let fut = svc.call(req);
         ResponseFuture {
             svc,
@@ -256,6 +257,8 @@ where
                     let Some(req) = this.req.take() else {
                         unreachable!("a retry is only scheduled with a copy of the request");
                     };
+                    // Copied before the retry is counted and its token spent: a cloner that
+                    // panics leaves the retry unmade, and the dropped call gives the token back.
                     *this.req = this.cloner.try_clone(&req);
                     this.retry.handle().begin(this.attempts);
                     this.state.set(State::Calling {
