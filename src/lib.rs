@@ -199,6 +199,7 @@ pub mod http;
 #[cfg(feature = "tower")]
 mod lift;
 pub mod pipeline;
+pub mod prelude;
 pub mod presets;
 pub mod retry;
 pub mod rng;

@@ -109,7 +109,11 @@ async fn a_handler_over_its_time_is_answered_504_and_the_server_keeps_serving() 
     .await
     .expect("answered long before the handler would finish")
     .unwrap();
-    assert_eq!(hung.status(), 504, "a timeout is a gateway timeout, not overload");
+    assert_eq!(
+        hung.status(),
+        504,
+        "a timeout is a gateway timeout, not overload"
+    );
     assert!(hung.headers().get("retry-after").is_none());
     assert_eq!(timeout.metrics().timed_out, 1);
 
