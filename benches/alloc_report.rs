@@ -1,6 +1,6 @@
 //! Heap allocations and bytes per call, for palisade and the peers doing the same work.
 //!
-//! Run with `cargo bench --bench alloc_report`. It prints a table and, under `cargo bench`,
+//! Run with `cargo bench -p palisade-benches --bench alloc_report`. It prints a table and, under `cargo bench`,
 //! writes it to `benches/ALLOCATIONS.md` (not under `cargo test`, whose runs would rewrite a
 //! tracked file). It measures counts, not time, so its figures are the same on every machine.
 //! Case names follow `hot_path`'s convention: `palisade…` is ours, anything else a peer.

@@ -1,5 +1,5 @@
 //! Hot-path overhead of palisade's policies against a bare call and the Rust peers doing the
-//! same work, in one criterion run. Run with `cargo bench --bench hot_path`.
+//! same work, in one criterion run. Run with `cargo bench -p palisade-benches --bench hot_path`.
 //!
 //! Every case completes a call whose inner future is ready at once, so what is measured is the
 //! policy's own overhead. Compare figures within a group only, as ratios: the machines are

@@ -2,7 +2,7 @@
 //! answered with 503 and `Retry-After` (a timeout with 504).
 //!
 //! ```sh
-//! cargo run --example axum_server --features http
+//! cargo run -p palisade-net --example axum_server
 //! ```
 //!
 //! The example starts the server on 127.0.0.1 and plays the clients itself: three slow

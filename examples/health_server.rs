@@ -1,7 +1,7 @@
 //! Liveness and readiness probes with axum, fed by palisade's health registry.
 //!
 //! ```sh
-//! cargo run --example health_server --features serde
+//! cargo run -p palisade-net --example health_server
 //! ```
 //!
 //! The example starts the server on 127.0.0.1 (a free port), then plays a load balancer: it
@@ -9,7 +9,7 @@
 //! network beyond the loopback is needed. Pass `--serve` to keep the server running and try
 //! it with curl.
 
-#[path = "../tests/support/probes.rs"]
+#[path = "../tests/net/support/probes.rs"]
 mod probes;
 
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! A `reqwest::Client` under palisade's layers, against a flaky server it starts itself.
 //!
 //! ```sh
-//! cargo run --example reqwest_client --features http
+//! cargo run -p palisade-net --example reqwest_client
 //! ```
 //!
 //! The server (on 127.0.0.1, a free port) answers 503 with `Retry-After` twice, then 200;
@@ -9,7 +9,7 @@
 //! the breaker open, reject without calling, and close through a probe.
 //! (The server is the one `tests/http_reqwest.rs` uses.)
 
-#[path = "../tests/support/server.rs"]
+#[path = "../tests/net/support/server.rs"]
 mod server;
 
 use std::time::{Duration, Instant};

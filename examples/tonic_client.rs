@@ -2,13 +2,13 @@
 //! around the calls (a closure), against a gRPC server it starts itself.
 //!
 //! ```sh
-//! cargo run --example tonic_client --features http
+//! cargo run -p palisade-net --example tonic_client
 //! ```
 //!
 //! The server is tonic-health's service on 127.0.0.1 (no protoc needed), behind a layer that
 //! answers `UNAVAILABLE` on command (the server `tests/grpc_tonic.rs` uses).
 
-#[path = "../tests/support/grpc.rs"]
+#[path = "../tests/net/support/grpc.rs"]
 mod grpc;
 
 use std::time::Duration;

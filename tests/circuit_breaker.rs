@@ -918,11 +918,11 @@ async fn a_half_open_period_starts_from_an_empty_tally_after_the_epoch_wraps() {
     assert_eq!(breaker.state(), CircuitState::Closed);
 }
 
+/// Picks the events a listener panics on.
+type Picks = fn(&EventKind) -> bool;
+
 /// A listener that panics on every event of the kind `panics_on` picks.
-fn panicking_on(
-    b: CircuitBreakerConfigBuilder,
-    panics_on: fn(&EventKind) -> bool,
-) -> CircuitBreakerConfigBuilder {
+fn panicking_on(b: CircuitBreakerConfigBuilder, panics_on: Picks) -> CircuitBreakerConfigBuilder {
     b.listener(move |e: &Event| {
         if panics_on(&e.kind()) {
             panic!("listener");
@@ -936,7 +936,7 @@ fn quietly<T>(f: impl FnOnce() -> T) -> Option<T> {
 
 #[tokio::test(start_paused = true)]
 async fn a_listener_panicking_on_any_event_leaves_no_probe_taken() {
-    let kinds: [(&str, fn(&EventKind) -> bool); 3] = [
+    let kinds: [(&str, Picks); 3] = [
         ("state changed", |k| {
             matches!(k, EventKind::StateChanged { .. })
         }),

@@ -149,7 +149,8 @@ pub fn write_hot_path(started: SystemTime) {
     }
 
     let header = run_header("hot_path");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The repository root: this package lives in its `benches/` folder.
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let results = results_markdown(&header, &groups);
     write_or_warn(&root.join("benches/RESULTS.md"), &results);
     let readme_path = root.join("README.md");
@@ -254,7 +255,7 @@ fn run_header(bench: &str) -> String {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    let mut command = format!("cargo bench --bench {bench}");
+    let mut command = format!("cargo bench -p palisade-benches --bench {bench}");
     if !args.is_empty() {
         command = format!("{command} -- {}", args.join(" "));
     }
@@ -298,7 +299,8 @@ fn criterion_dir() -> PathBuf {
     }
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(target) => PathBuf::from(target).join("criterion"),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/criterion"),
+        // The workspace's target dir, at the repository root.
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"),
     }
 }
 

@@ -18,33 +18,20 @@
 //!   `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED` and friends are failures), read from a
 //!   trailers-only response's `grpc-status` header under a tonic client, or from the result
 //!   on the closure surface.
-//! - [`ShedLayer`] (with `tower`) answers every rejection from the policies under it with
-//!   `503 Service Unavailable` and a `Retry-After` header, so a server under a bulkhead and a
-//!   timeout sheds load the way clients and load balancers understand.
+//! - [`ShedLayer`] (with `tower`) answers the rejections of the policies under it with
+//!   `503 Service Unavailable` and a `Retry-After` header (a timeout with `504 Gateway
+//!   Timeout`), so a server under a bulkhead and a timeout sheds load the way clients and
+//!   load balancers understand.
 //!
 //! # Other clients
 //!
 //! Clients with their own response types (reqwest, for one) use the same pieces:
 //! [`StatusClassifier::with_status`] grades any response given how to read its code, and
-//! [`retry_after`] takes a `HeaderMap`. For reqwest, whose `Client` is a tower `Service<reqwest::Request>`, a retry
-//! re-sends through `reqwest::Request::try_clone`:
-//!
-//! ```
-//! # #[cfg(feature = "tower")]
-//! # fn main() -> Result<(), palisade::ConfigError> {
-//! use palisade::{LiftLayer, retry::Retry};
-//! use tower::ServiceBuilder;
-//!
-//! let retry = Retry::new(Retry::builder().max_attempts(3).build()?);
-//! let client = ServiceBuilder::new()
-//!     .layer(retry.layer().cloner(|r: &reqwest::Request| r.try_clone()))
-//!     .layer(LiftLayer)
-//!     .service(reqwest::Client::new());
-//! # let _ = client;
-//! # Ok(())
-//! # }
-//! # #[cfg(not(feature = "tower"))] fn main() {}
-//! ```
+//! [`retry_after`] takes a `HeaderMap`. reqwest's `Client` is a tower
+//! `Service<reqwest::Request>`, so a retry re-sends through `reqwest::Request::try_clone`:
+//! `retry.layer().cloner(|r: &reqwest::Request| r.try_clone())`. The README's reqwest recipe
+//! shows the whole client (it is compiled and run as a doctest by the workspace's
+//! `palisade-net` member, which depends on reqwest).
 //!
 //! A closure rather than an adapter type keeps reqwest out of palisade's dependencies (and
 //! its version out of our semver); a request whose body is a stream has no `try_clone`, so it

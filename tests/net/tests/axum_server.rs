@@ -2,7 +2,7 @@
 //! `Retry-After`, checked over a real socket with a real client. Real time, short durations,
 //! generous bounds; the server stops when the test ends.
 
-#[path = "support/server.rs"]
+#[path = "../support/server.rs"]
 mod server;
 
 use std::time::Duration;

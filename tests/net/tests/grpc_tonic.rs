@@ -2,7 +2,7 @@
 //! against a real gRPC server on 127.0.0.1 that fails on command with `UNAVAILABLE`.
 //! Real time, short durations, generous bounds; the server stops with its test.
 
-#[path = "support/grpc.rs"]
+#[path = "../support/grpc.rs"]
 mod grpc;
 
 use std::time::Duration;
