@@ -354,6 +354,24 @@ async fn server_hints_replace_the_backoff_and_are_capped() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn by_default_a_server_cannot_make_the_client_sleep_past_the_backoff_cap() {
+    let retry = Retry::new(Retry::builder().max_attempts(2).build().unwrap());
+    assert_eq!(retry.config().max_hint(), Duration::from_secs(10));
+    let start = Instant::now();
+    let times = Mutex::new(Vec::new());
+    let out: Result<(), palisade::Error<u64>> = retry
+        .run(|| {
+            times.lock().unwrap().push(start.elapsed());
+            async { Err(palisade::Error::Inner(0)) }
+        })
+        // A server asking for an hour.
+        .hint(|_: &Result<(), palisade::Error<u64>>| Some(Duration::from_secs(3_600)))
+        .await;
+    assert!(out.is_err());
+    assert_eq!(*times.lock().unwrap(), [0, 10_000].map(ms));
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_empty_budget_stops_retries_until_it_refills() {
     let (retry, log) = logged(
         Retry::builder()

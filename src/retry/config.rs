@@ -14,8 +14,11 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub const DEFAULT_BACKOFF: Backoff =
     Backoff::exponential(Duration::from_millis(100), 2.0, Duration::from_secs(10))
         .jitter(Jitter::Full);
-/// The longest delay a server may ask for (`Retry-After`) unless set: 60 s.
-pub const DEFAULT_MAX_HINT: Duration = Duration::from_secs(60);
+/// The longest delay a server may ask for (`Retry-After`) unless set: 10 s, the default
+/// backoff's own cap. A server cannot make a client sleep longer between attempts than the
+/// client would have chosen itself; raise it for servers whose hints you trust (a rate-limited
+/// API that says "come back in a minute").
+pub const DEFAULT_MAX_HINT: Duration = Duration::from_secs(10);
 /// The name a retry reports under unless given one: `"retry"`.
 pub const DEFAULT_NAME: &str = "retry";
 /// The most attempts a config accepts: 1000.
