@@ -773,3 +773,36 @@ async fn a_full_fail_fast_bulkhead_refuses_at_once_over_an_inner_service_that_is
     assert_eq!(assert_ready_ok!(call.poll()), "ok");
     assert_eq!(bh.metrics().in_flight, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_sub_millisecond_max_wait_reaches_the_timer_exactly() {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let timer = {
+        let asked = asked.clone();
+        move |d: Duration| {
+            asked.lock().unwrap().push(d);
+            sleep(d)
+        }
+    };
+    let waits = [Duration::from_nanos(1), Duration::from_micros(500)];
+    for wait in waits {
+        let config = Bulkhead::builder()
+            .max_concurrent(1)
+            .max_queue(1)
+            .max_wait(wait)
+            .name("db")
+            .build()
+            .unwrap();
+        assert_eq!(config.max_wait(), Some(wait), "kept as given");
+        let bh = Bulkhead::with_timer(config, timer.clone());
+        let _held = bh.try_acquire().unwrap();
+        let mut waiter = task::spawn(bh.acquire());
+        assert_pending!(waiter.poll());
+        advance(Duration::from_millis(1)).await;
+        assert_eq!(
+            assert_ready!(waiter.poll()).unwrap_err(),
+            full(1, FullCause::WaitTimedOut)
+        );
+    }
+    assert_eq!(*asked.lock().unwrap(), waits, "never rounded, never zero");
+}

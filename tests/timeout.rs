@@ -2,6 +2,7 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade::error::Elapsed;
@@ -386,4 +387,40 @@ async fn the_timeout_service_keeps_nothing_from_one_poll_ready_to_the_next() {
     advance(LIMIT).await;
     let err = assert_ready!(call.poll()).unwrap_err();
     assert_eq!(err.as_rejected(), Some(&elapsed()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sub_millisecond_duration_reaches_the_timer_exactly() {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let timer = {
+        let asked = asked.clone();
+        move |d: Duration| {
+            asked.lock().unwrap().push(d);
+            sleep(d)
+        }
+    };
+    let durations = [
+        Duration::from_nanos(1),
+        Duration::from_nanos(999),
+        Duration::from_micros(500),
+        Duration::from_micros(1500),
+    ];
+    for d in durations {
+        let config = TimeoutConfig::builder().duration(d).build().unwrap();
+        assert_eq!(config.duration(), d, "kept as given");
+        let timeout = Timeout::with_timer(config, timer.clone());
+        let err = timeout
+            .run_once(std::future::pending::<Result<(), Rejected>>())
+            .await
+            .unwrap_err();
+        let Rejected::Timeout(elapsed) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(elapsed.duration(), d);
+    }
+    assert_eq!(
+        *asked.lock().unwrap(),
+        durations,
+        "never rounded, never zero"
+    );
 }
