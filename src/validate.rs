@@ -26,10 +26,16 @@ pub(crate) fn duration_in(
 
 /// A policy name must be non-empty (it labels events, metrics and errors).
 pub(crate) fn name(name: &'static str) -> Result<&'static str, ConfigError> {
+    check_name(name)?;
+    Ok(name)
+}
+
+/// The rule of [`name`], for a name not yet made `'static` (one read from a file).
+pub(crate) fn check_name(name: &str) -> Result<(), ConfigError> {
     if name.trim().is_empty() {
         return Err(ConfigError::new("name", "must not be empty", name));
     }
-    Ok(name)
+    Ok(())
 }
 
 /// A ratio must be in (0, 1]; NaN is rejected.

@@ -2,12 +2,13 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade::bulkhead::{Bulkhead, BulkheadConfigBuilder, BulkheadLayer};
 use palisade::error::{BulkheadFull, FullCause};
+use palisade::telemetry::{Event, EventKind};
 use palisade::{AsRejected, Rejected};
 use rand::{Rng, SeedableRng};
 use support::AppError;
@@ -392,4 +393,416 @@ fn handles_services_and_futures_are_send_and_sync() {
     send::<palisade::bulkhead::BulkheadService<tower::util::BoxCloneSyncService<(), (), BoxError>>>(
     );
     send::<palisade::bulkhead::future::AcquireOwned<palisade::timer::TokioTimer>>();
+}
+
+// ===== a panicking listener loses no slot =====
+
+/// The event kind the listener panics on, while armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Trap {
+    Admitted = 1,
+    Released = 2,
+    Rejected = 3,
+}
+
+const TRAPS: [Trap; 3] = [Trap::Admitted, Trap::Released, Trap::Rejected];
+
+/// Arms and disarms a listener that panics on one kind of event.
+#[derive(Clone, Default)]
+struct Tripwire(Arc<AtomicU8>);
+
+impl Tripwire {
+    fn arm(&self, trap: Trap) {
+        self.0.store(trap as u8, Ordering::SeqCst);
+    }
+
+    fn disarm(&self) {
+        self.0.store(0, Ordering::SeqCst);
+    }
+}
+
+/// A bulkhead named "db" whose listener panics on the kind `Tripwire` is armed with.
+fn trapped(b: BulkheadConfigBuilder) -> (Bulkhead, Tripwire) {
+    let wire = Tripwire::default();
+    let armed = wire.0.clone();
+    let listener = move |event: &Event| {
+        let kind = match event.kind() {
+            EventKind::BulkheadAdmitted { .. } => Trap::Admitted,
+            EventKind::BulkheadReleased { .. } => Trap::Released,
+            EventKind::Rejected(_) => Trap::Rejected,
+            _ => return,
+        };
+        if armed.load(Ordering::SeqCst) == kind as u8 {
+            panic!("listener panicked on {kind:?}");
+        }
+    };
+    (
+        Bulkhead::new(b.name("db").listener(listener).build().unwrap()),
+        wire,
+    )
+}
+
+/// One slot, failing fast; one slot with a queue of one and a 100 ms wait.
+fn one_slot_modes() -> [(&'static str, BulkheadConfigBuilder); 2] {
+    [
+        ("fail-fast", Bulkhead::builder().max_concurrent(1)),
+        (
+            "queued",
+            Bulkhead::builder()
+                .max_concurrent(1)
+                .max_queue(1)
+                .max_wait(Duration::from_millis(100)),
+        ),
+    ]
+}
+
+#[track_caller]
+fn assert_listener_panics(what: &str, f: impl FnOnce()) {
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    assert!(caught.is_err(), "{what}: the trapped event never fired");
+}
+
+/// Disarms the listener, then checks that the one slot is free and admits a call.
+#[track_caller]
+fn assert_slot_back(bh: &Bulkhead, wire: &Tripwire, what: &str) {
+    wire.disarm();
+    let m = bh.metrics();
+    assert_eq!(
+        (m.in_flight, m.queued, m.available),
+        (0, 0, 1),
+        "{what}: a slot is lost"
+    );
+    let permit = bh.try_acquire();
+    assert!(permit.is_ok(), "{what}: the next call is refused");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listener_panicking_on_any_event_of_run_leaves_every_slot_free() {
+    for (mode, builder) in one_slot_modes() {
+        let queued = mode == "queued";
+        for trap in TRAPS {
+            let what = format!("{mode} run, panic on {trap:?}");
+            let (bh, wire) = trapped(builder.clone());
+            let call = || bh.run(|| async { Ok::<_, Rejected>(()) });
+            match trap {
+                Trap::Admitted | Trap::Released => {
+                    wire.arm(trap);
+                    assert_listener_panics(&what, || {
+                        let _ = task::spawn(call()).poll();
+                    });
+                }
+                Trap::Rejected => {
+                    let held = bh.try_acquire().unwrap();
+                    let mut waiter = task::spawn(call());
+                    if queued {
+                        assert_pending!(waiter.poll(), "{what}: queued behind the held slot");
+                    }
+                    wire.arm(trap);
+                    // Fail-fast: refused at once. Queued: the queue is full.
+                    assert_listener_panics(&what, || {
+                        let _ = task::spawn(call()).poll();
+                    });
+                    if queued {
+                        advance(Duration::from_millis(100)).await;
+                        assert_listener_panics(&format!("{what} (wait timed out)"), || {
+                            let _ = waiter.poll();
+                        });
+                    }
+                    drop((waiter, held));
+                }
+            }
+            assert_slot_back(&bh, &wire, &what);
+
+            if queued && trap == Trap::Admitted {
+                // The slot handed to a queued call at release.
+                let what = format!("{what}, granted from the queue");
+                let held = bh.try_acquire().unwrap();
+                let mut waiter = task::spawn(call());
+                assert_pending!(waiter.poll());
+                wire.arm(trap);
+                drop(held);
+                assert_listener_panics(&what, || {
+                    let _ = waiter.poll();
+                });
+                drop(waiter);
+                assert_slot_back(&bh, &wire, &what);
+            }
+        }
+    }
+}
+
+/// poll_ready, call and the response: wherever the event fires.
+fn serve<S>(svc: &mut mock::Spawn<S>)
+where
+    S: Service<(), Error = BoxError>,
+{
+    if svc.poll_ready().is_ready() {
+        let _ = task::spawn(svc.call(())).poll();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listener_panicking_on_any_event_of_the_service_leaves_every_slot_free() {
+    for (mode, builder) in one_slot_modes() {
+        let queued = mode == "queued";
+        for trap in TRAPS {
+            let what = format!("{mode} service, panic on {trap:?}");
+            let (bh, wire) = trapped(builder.clone());
+            let service = || {
+                mock::Spawn::new(
+                    bh.layer()
+                        .layer(tower::service_fn(|_: ()| async { Ok::<_, BoxError>("ok") })),
+                )
+            };
+            let mut svc = service();
+            match trap {
+                Trap::Admitted | Trap::Released => {
+                    wire.arm(trap);
+                    assert_listener_panics(&what, || serve(&mut svc));
+                }
+                Trap::Rejected => {
+                    let held = bh.try_acquire().unwrap();
+                    let mut other = service();
+                    if queued {
+                        assert_pending!(other.poll_ready(), "{what}: queued behind the held slot");
+                    }
+                    wire.arm(trap);
+                    assert_listener_panics(&what, || serve(&mut svc));
+                    if queued {
+                        advance(Duration::from_millis(100)).await;
+                        assert_listener_panics(&format!("{what} (wait timed out)"), || {
+                            serve(&mut other)
+                        });
+                    }
+                    drop((other, held));
+                }
+            }
+            assert_slot_back(&bh, &wire, &what);
+
+            if queued && trap == Trap::Admitted {
+                let what = format!("{what}, granted from the queue");
+                let held = bh.try_acquire().unwrap();
+                assert_pending!(svc.poll_ready());
+                wire.arm(trap);
+                drop(held);
+                assert_listener_panics(&what, || serve(&mut svc));
+                assert_slot_back(&bh, &wire, &what);
+            }
+            // The service that saw the panic serves the next call.
+            assert_ready_ok!(svc.poll_ready(), "{what}");
+            assert_eq!(svc.call(()).await.unwrap(), "ok", "{what}");
+            assert_eq!(bh.metrics().in_flight, 0, "{what}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listener_panicking_on_any_event_of_a_permit_leaves_every_slot_free() {
+    for (mode, builder) in one_slot_modes() {
+        let queued = mode == "queued";
+        for trap in TRAPS {
+            let what = format!("{mode} permits, panic on {trap:?}");
+            let (bh, wire) = trapped(builder.clone());
+            match trap {
+                Trap::Admitted => {
+                    wire.arm(trap);
+                    assert_listener_panics(&what, || drop(bh.try_acquire()));
+                    assert_listener_panics(&what, || drop(bh.try_acquire_owned()));
+                    assert_listener_panics(&what, || drop(task::spawn(bh.acquire()).poll()));
+                    assert_listener_panics(&what, || drop(task::spawn(bh.acquire_owned()).poll()));
+                }
+                Trap::Released => {
+                    let permit = bh.try_acquire().unwrap();
+                    wire.arm(trap);
+                    assert_listener_panics(&what, || drop(permit));
+                    wire.disarm();
+                    let permit = bh.try_acquire_owned().unwrap();
+                    wire.arm(trap);
+                    assert_listener_panics(&what, || drop(permit));
+                }
+                Trap::Rejected => {
+                    let held = bh.try_acquire().unwrap();
+                    wire.arm(trap);
+                    assert_listener_panics(&what, || drop(bh.try_acquire()));
+                    assert_listener_panics(&what, || drop(bh.try_acquire_owned()));
+                    if !queued {
+                        assert_listener_panics(&what, || drop(task::spawn(bh.acquire()).poll()));
+                    }
+                    drop(held);
+                }
+            }
+            assert_slot_back(&bh, &wire, &what);
+
+            if queued && trap == Trap::Admitted {
+                let what = format!("{what}, granted from the queue");
+                let held = bh.try_acquire().unwrap();
+                let mut borrowed = task::spawn(bh.acquire());
+                assert_pending!(borrowed.poll());
+                wire.arm(trap);
+                drop(held);
+                assert_listener_panics(&what, || drop(borrowed.poll()));
+                drop(borrowed);
+                assert_slot_back(&bh, &wire, &what);
+
+                wire.disarm();
+                let held = bh.try_acquire().unwrap();
+                let mut owned = task::spawn(bh.acquire_owned());
+                assert_pending!(owned.poll());
+                wire.arm(trap);
+                drop(held);
+                assert_listener_panics(&what, || drop(owned.poll()));
+                drop(owned);
+                assert_slot_back(&bh, &wire, &what);
+            }
+        }
+    }
+}
+
+// ===== tower readiness =====
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_is_not_kept_across_poll_ready_once_a_slot_frees() {
+    let bh = bulkhead(Bulkhead::builder().max_concurrent(1));
+    let (inner, mut handle) = mock::pair::<&str, &str>();
+    handle.allow(1);
+    let mut svc = mock::Spawn::new(bh.layer().layer(inner));
+    let held = bh.try_acquire().unwrap();
+    assert_ready_ok!(svc.poll_ready(), "full: ready, and the call would fail");
+    assert_ready_ok!(svc.poll_ready(), "still full");
+    drop(held);
+    assert_ready_ok!(svc.poll_ready());
+    assert_eq!(bh.metrics().in_flight, 1, "poll_ready took the freed slot");
+    let mut call = task::spawn(svc.call("a"));
+    assert_pending!(
+        call.poll(),
+        "admitted: the request went to the inner service"
+    );
+    assert_request_eq!(handle, "a").send_response("ok");
+    assert_eq!(assert_ready_ok!(call.poll()), "ok");
+    assert_eq!(bh.metrics().rejected, 0, "no call was refused");
+
+    // Refused calls are counted once each, however often poll_ready was asked.
+    let held = bh.try_acquire().unwrap();
+    for _ in 0..3 {
+        assert_ready_ok!(svc.poll_ready());
+    }
+    let err = svc.call("b").await.unwrap_err();
+    assert_eq!(err.as_rejected(), Some(&full(1, FullCause::QueueFull)));
+    assert_eq!(bh.metrics().rejected, 1);
+    drop(held);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_refusal_is_not_kept_across_poll_ready_once_the_wait_ran_out() {
+    let bh = bulkhead(
+        Bulkhead::builder()
+            .max_concurrent(1)
+            .max_queue(1)
+            .max_wait(Duration::from_millis(100)),
+    );
+    let (inner, mut handle) = mock::pair::<&str, &str>();
+    handle.allow(1);
+    let mut svc = mock::Spawn::new(bh.layer().layer(inner));
+    let held = bh.try_acquire().unwrap();
+    assert_pending!(svc.poll_ready(), "queued");
+    advance(Duration::from_millis(100)).await;
+    assert_ready_ok!(
+        svc.poll_ready(),
+        "the wait ran out: ready, the call would fail"
+    );
+    drop(held);
+    assert_ready_ok!(svc.poll_ready(), "asked again and admitted");
+    let mut call = task::spawn(svc.call("a"));
+    assert_pending!(
+        call.poll(),
+        "admitted: the request went to the inner service"
+    );
+    assert_request_eq!(handle, "a").send_response("ok");
+    assert_eq!(assert_ready_ok!(call.poll()), "ok");
+    assert_eq!((bh.metrics().in_flight, bh.metrics().rejected), (0, 0));
+
+    // A full queue: asked again, the service joins the queue once there is room.
+    let held = bh.try_acquire().unwrap();
+    let mut other = mock::Spawn::new(bh.layer().layer(tower::service_fn(|_: &str| async {
+        Ok::<_, BoxError>("other")
+    })));
+    assert_pending!(other.poll_ready());
+    assert_ready_ok!(svc.poll_ready(), "the queue is full");
+    drop(other);
+    assert_pending!(svc.poll_ready(), "in line now");
+    drop(held);
+    assert!(svc.is_woken());
+    handle.allow(1);
+    assert_ready_ok!(svc.poll_ready());
+    let mut call = task::spawn(svc.call("b"));
+    assert_pending!(
+        call.poll(),
+        "admitted: the request went to the inner service"
+    );
+    assert_request_eq!(handle, "b").send_response("ok");
+    assert_eq!(assert_ready_ok!(call.poll()), "ok");
+    assert_eq!((bh.metrics().in_flight, bh.metrics().rejected), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_fail_fast_bulkhead_refuses_at_once_over_an_inner_service_that_is_not_ready() {
+    let bh = bulkhead(Bulkhead::builder().max_concurrent(1));
+    let (inner, mut handle) = mock::pair::<&str, &str>();
+    handle.allow(0);
+    let mut admitted = mock::Spawn::new(bh.layer().layer(inner.clone()));
+    let mut refused = mock::Spawn::new(bh.layer().layer(inner));
+
+    assert_pending!(
+        admitted.poll_ready(),
+        "admitted: waits for the inner service"
+    );
+    assert_eq!(bh.metrics().in_flight, 1, "and holds its slot meanwhile");
+    assert_ready_ok!(
+        refused.poll_ready(),
+        "full: refused at once, not after the inner service"
+    );
+    let err = refused.call("b").await.unwrap_err();
+    assert_eq!(err.as_rejected(), Some(&full(1, FullCause::QueueFull)));
+
+    handle.allow(1);
+    assert!(admitted.is_woken());
+    assert_ready_ok!(admitted.poll_ready());
+    let mut call = task::spawn(admitted.call("a"));
+    assert_request_eq!(handle, "a").send_response("ok");
+    assert_eq!(assert_ready_ok!(call.poll()), "ok");
+    assert_eq!(bh.metrics().in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sub_millisecond_max_wait_reaches_the_timer_exactly() {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let timer = {
+        let asked = asked.clone();
+        move |d: Duration| {
+            asked.lock().unwrap().push(d);
+            sleep(d)
+        }
+    };
+    let waits = [Duration::from_nanos(1), Duration::from_micros(500)];
+    for wait in waits {
+        let config = Bulkhead::builder()
+            .max_concurrent(1)
+            .max_queue(1)
+            .max_wait(wait)
+            .name("db")
+            .build()
+            .unwrap();
+        assert_eq!(config.max_wait(), Some(wait), "kept as given");
+        let bh = Bulkhead::with_timer(config, timer.clone());
+        let _held = bh.try_acquire().unwrap();
+        let mut waiter = task::spawn(bh.acquire());
+        assert_pending!(waiter.poll());
+        advance(Duration::from_millis(1)).await;
+        assert_eq!(
+            assert_ready!(waiter.poll()).unwrap_err(),
+            full(1, FullCause::WaitTimedOut)
+        );
+    }
+    assert_eq!(*asked.lock().unwrap(), waits, "never rounded, never zero");
 }

@@ -384,3 +384,129 @@ fn an_unknown_key_says_which_keys_exist() {
     );
     assert!(err.value().contains("line 2"), "where: {err}");
 }
+
+fn load_json(text: &str) -> Result<Policies, palisade::ConfigError> {
+    Policies::load(&mut serde_json::Deserializer::from_str(text))
+}
+
+#[test]
+fn an_empty_key_is_refused_and_named() {
+    for (file, field) in [
+        (
+            r#"{ "retry": { "": { "max_attempts": 2 } } }"#,
+            r#"retry."""#,
+        ),
+        (
+            r#"{ "timeout": { "  ": { "duration": "1s" } } }"#,
+            r#"timeout."  ""#,
+        ),
+        (
+            r#"{ "bulkhead": { "": { "max_concurrent": 0 } } }"#,
+            r#"bulkhead."""#,
+        ),
+        (r#"{ "": {} }"#, r#""""#),
+    ] {
+        let err = load_json(file).unwrap_err();
+        assert_eq!(err.field(), field, "{file}: {err}");
+        assert!(err.to_string().starts_with(field), "{file}: {err}");
+    }
+    let err = load_toml("[retry.\"\"]\nmax_attempts = 2").unwrap_err();
+    assert_eq!(err.field(), r#"retry."""#, "{err}");
+    assert!(err.rule().contains("empty key"), "{err}");
+    // A problem inside the table of an empty key still shows where it is.
+    let err = load_json(r#"{ "retry": { "": { "max_atempts": 2 } } }"#).unwrap_err();
+    assert_eq!(err.field(), r#"retry."".max_atempts"#, "{err}");
+}
+
+#[test]
+fn a_sequence_is_refused_where_a_table_is_expected() {
+    for (file, field) in [
+        (
+            r#"{ "bulkhead": { "db": ["pool", 4, 2, "10ms"] } }"#,
+            "bulkhead.db",
+        ),
+        (r#"{ "timeout": { "t": ["t", "1s"] } }"#, "timeout.t"),
+        (r#"{ "retry": { "r": ["r", 3] } }"#, "retry.r"),
+        (
+            r#"{ "circuit_breaker": { "c": ["c"] } }"#,
+            "circuit_breaker.c",
+        ),
+        (
+            r#"{ "circuit_breaker": { "c": { "trip_model": ["consecutive_failures", 3] } } }"#,
+            "circuit_breaker.c.trip_model",
+        ),
+        (
+            r#"{ "circuit_breaker": { "c": { "slow_calls": ["2s", 0.5, 10] } } }"#,
+            "circuit_breaker.c.slow_calls",
+        ),
+        (
+            r#"{ "retry": { "r": { "backoff": ["constant", "10ms"] } } }"#,
+            "retry.r.backoff",
+        ),
+        (
+            r#"{ "retry": { "r": { "budget": ["10s", 1, 0.2] } } }"#,
+            "retry.r.budget",
+        ),
+        (r#"[{}, {}, {}, {}]"#, "<file>"),
+    ] {
+        let err = load_json(file).unwrap_err();
+        assert_eq!(err.field(), field, "{file}: {err}");
+        assert_eq!(err.rule(), "cannot be read", "{file}: {err}");
+        assert!(err.value().contains("sequence"), "{file}: {err}");
+        assert!(
+            err.value().contains("table"),
+            "says what was expected: {err}"
+        );
+    }
+    // One config on its own, too.
+    let err =
+        serde_json::from_str::<palisade::bulkhead::BulkheadConfig>(r#"["db", 4]"#).unwrap_err();
+    assert!(err.to_string().contains("sequence"), "{err}");
+}
+
+#[test]
+fn sub_millisecond_durations_load_exactly_and_round_trip() {
+    let policies = load_toml(
+        r#"
+[timeout.fast]
+duration = "500us"
+
+[timeout.tiny]
+duration = "1ns"
+
+[bulkhead.db]
+max_concurrent = 1
+max_queue = 1
+max_wait = "0.5ms"
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        policies.timeout["fast"].duration(),
+        Duration::from_micros(500)
+    );
+    assert_eq!(policies.timeout["tiny"].duration(), Duration::from_nanos(1));
+    assert_eq!(
+        policies.bulkhead["db"].max_wait(),
+        Some(Duration::from_micros(500))
+    );
+    let text = toml::to_string(&policies).unwrap();
+    assert!(text.contains(r#"duration = "500us""#), "{text}");
+    assert!(text.contains(r#"duration = "1ns""#), "{text}");
+    assert!(text.contains(r#"max_wait = "500us""#), "{text}");
+    let again = load_toml(&text).unwrap();
+    assert_eq!(again.timeout["tiny"].duration(), Duration::from_nanos(1));
+
+    // Less than a nanosecond cannot be held: refused, never rounded down to zero.
+    for (file, field) in [
+        ("[timeout.t]\nduration = \"0.5ns\"", "timeout.t.duration"),
+        (
+            "[bulkhead.b]\nmax_concurrent = 1\nmax_queue = 1\nmax_wait = \"0.0000000001s\"",
+            "bulkhead.b.max_wait",
+        ),
+    ] {
+        let err = load_toml(file).unwrap_err();
+        assert_eq!(err.field(), field, "{err}");
+        assert!(err.value().contains("whole number of nanoseconds"), "{err}");
+    }
+}

@@ -270,6 +270,21 @@ mod bulkhead {
             assert_eq!(layer_allocations(bulkhead.layer()), 0);
         }
     }
+
+    #[cfg(all(feature = "tokio", feature = "tower"))]
+    #[test]
+    fn a_full_fail_fast_layer_refuses_without_allocating() {
+        use tower::{Layer, Service};
+        let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build().unwrap());
+        let _held = bulkhead.try_acquire().unwrap();
+        let mut svc = bulkhead.layer().layer(Echo);
+        let n = allocations(|| {
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(svc.poll_ready(&mut cx).is_ready());
+            assert!(poll_ready_now(svc.call(3)).is_err());
+        });
+        assert_eq!(n, 0);
+    }
 }
 
 #[cfg(feature = "tokio")]

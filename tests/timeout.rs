@@ -2,13 +2,14 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade::error::Elapsed;
 use palisade::telemetry::{Event, EventKind};
 use palisade::timeout::{Timeout, TimeoutConfig, TimeoutLayer};
 use palisade::{AsRejected, Error, Rejected};
-use support::{AppError, Counter, DropFlag};
+use support::{AppError, Counter, DropFlag, DropGuard};
 use tokio::time::{Instant, advance, sleep};
 use tokio_test::{assert_pending, assert_ready, assert_ready_ok, task};
 use tower::{BoxError, Layer, Service, ServiceExt};
@@ -297,4 +298,129 @@ fn handles_services_and_futures_are_send_and_sync() {
             palisade::timer::TokioTimer,
         >,
     >();
+}
+
+/// Work that never finishes, holding `guard` until it is dropped.
+async fn hold_forever(guard: DropGuard) -> Result<(), BoxError> {
+    let _guard = guard;
+    std::future::pending().await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listener_panicking_on_timed_out_leaves_nothing_half_done() {
+    let timeout = Timeout::new(
+        TimeoutConfig::builder()
+            .duration(LIMIT)
+            .name("backend")
+            .listener(|e: &Event| {
+                if let EventKind::TimedOut { .. } = e.kind() {
+                    panic!("listener panicked on TimedOut");
+                }
+            })
+            .build()
+            .unwrap(),
+    );
+    let mut svc = mock::Spawn::new(timeout.layer().layer(tower::service_fn(hold_forever)));
+    for surface in ["run_once", "service"] {
+        let flag = DropFlag::new();
+        let mut call = if surface == "run_once" {
+            task::spawn(timeout.run_once(hold_forever(flag.guard())))
+        } else {
+            assert_ready_ok!(svc.poll_ready());
+            task::spawn(svc.call(flag.guard()))
+        };
+        assert_pending!(call.poll());
+        advance(LIMIT).await;
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call.poll()));
+        assert!(caught.is_err(), "{surface}: the listener ran");
+        assert!(
+            flag.is_dropped(),
+            "{surface}: the call was dropped before the listener ran"
+        );
+    }
+    assert_eq!(
+        timeout.metrics().timed_out,
+        2,
+        "both counted before the listener ran"
+    );
+    // The policy serves the next calls on both surfaces.
+    assert_eq!(
+        timeout
+            .run_once(async { Ok::<_, BoxError>(7) })
+            .await
+            .unwrap(),
+        7
+    );
+    assert_ready_ok!(svc.poll_ready());
+    let flag = DropFlag::new();
+    let mut call = task::spawn(svc.call(flag.guard()));
+    assert_pending!(call.poll(), "a fresh call gets its full duration");
+    advance(LIMIT / 2).await;
+    assert_pending!(call.poll());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timeout_service_keeps_nothing_from_one_poll_ready_to_the_next() {
+    let (inner, mut handle) = mock::pair::<(), ()>();
+    let mut svc = mock::Spawn::new(timeout().layer().layer(inner));
+    handle.allow(1);
+    assert_ready_ok!(svc.poll_ready());
+    advance(LIMIT * 3).await;
+    assert_ready_ok!(svc.poll_ready(), "asked again, still ready");
+    // The deadline runs from the response's first poll, not from either poll_ready.
+    let mut call = task::spawn(svc.call(()));
+    assert_pending!(call.poll());
+    let request = assert_request_eq!(handle, ());
+    advance(LIMIT / 2).await;
+    request.send_response(());
+    assert_ready_ok!(call.poll());
+
+    // Not ready, time passes, ready: the wait is not charged to the next call either.
+    handle.allow(0);
+    assert_pending!(svc.poll_ready());
+    advance(LIMIT * 3).await;
+    handle.allow(1);
+    assert!(svc.is_woken());
+    assert_ready_ok!(svc.poll_ready());
+    let mut call = task::spawn(svc.call(()));
+    assert_pending!(call.poll());
+    advance(LIMIT).await;
+    let err = assert_ready!(call.poll()).unwrap_err();
+    assert_eq!(err.as_rejected(), Some(&elapsed()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sub_millisecond_duration_reaches_the_timer_exactly() {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let timer = {
+        let asked = asked.clone();
+        move |d: Duration| {
+            asked.lock().unwrap().push(d);
+            sleep(d)
+        }
+    };
+    let durations = [
+        Duration::from_nanos(1),
+        Duration::from_nanos(999),
+        Duration::from_micros(500),
+        Duration::from_micros(1500),
+    ];
+    for d in durations {
+        let config = TimeoutConfig::builder().duration(d).build().unwrap();
+        assert_eq!(config.duration(), d, "kept as given");
+        let timeout = Timeout::with_timer(config, timer.clone());
+        let err = timeout
+            .run_once(std::future::pending::<Result<(), Rejected>>())
+            .await
+            .unwrap_err();
+        let Rejected::Timeout(elapsed) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(elapsed.duration(), d);
+    }
+    assert_eq!(
+        *asked.lock().unwrap(),
+        durations,
+        "never rounded, never zero"
+    );
 }

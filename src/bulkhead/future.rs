@@ -34,19 +34,21 @@ impl<S: Future<Output = ()>> Waiter<S> {
         }
     }
 
-    /// Ready with `Ok` once this waiter owns a slot (to be wrapped in a permit).
+    /// Ready with `Ok(in_flight)` once this waiter owns a slot (to be wrapped in a permit at
+    /// once), or with why it got none. Runs no user code: the caller reports the outcome once
+    /// the waiter's state is settled.
     fn poll_slot<T: Timer<Sleep = S>>(
         self: Pin<&mut Self>,
         shared: &Shared,
         timer: &T,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<(), Rejected>> {
+    ) -> Poll<Result<u32, FullCause>> {
         let mut this = self.project();
         if !*this.started {
             *this.started = true;
             match shared.sem.enqueue() {
-                Enqueued::Admitted => return Poll::Ready(Ok(())),
-                Enqueued::Full => return Poll::Ready(Err(shared.reject(FullCause::QueueFull))),
+                Enqueued::Admitted(in_flight) => return Poll::Ready(Ok(in_flight)),
+                Enqueued::Full => return Poll::Ready(Err(FullCause::QueueFull)),
                 Enqueued::Waiting(node) => {
                     *this.node = Some(node);
                     if let Some(max_wait) = shared.max_wait {
@@ -58,17 +60,17 @@ impl<S: Future<Output = ()>> Waiter<S> {
         let Some(node) = this.node.as_ref() else {
             panic!("bulkhead acquire future polled after completion");
         };
-        if shared.sem.poll_granted(node, cx).is_ready() {
+        if let Poll::Ready(in_flight) = shared.sem.poll_granted(node, cx) {
             *this.node = None;
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(Ok(in_flight));
         }
         if let Some(sleep) = this.sleep.as_pin_mut() {
             ready!(sleep.poll(cx));
             if let Some(node) = this.node.take() {
                 // The grant may have raced the timer: a granted slot is ours to keep.
                 return Poll::Ready(match shared.sem.cancel(&node) {
-                    Cancelled::WasGranted => Ok(()),
-                    Cancelled::Left => Err(shared.reject(FullCause::WaitTimedOut)),
+                    Cancelled::WasGranted(in_flight) => Ok(in_flight),
+                    Cancelled::Left => Err(FullCause::WaitTimedOut),
                 });
             }
         }
@@ -78,7 +80,8 @@ impl<S: Future<Output = ()>> Waiter<S> {
     /// Leaves the line if still in it, giving back a slot granted meanwhile.
     fn abandon(self: Pin<&mut Self>, shared: &Shared) {
         if let Some(node) = self.project().node.take() {
-            if shared.sem.cancel(&node) == Cancelled::WasGranted {
+            // Never admitted as far as listeners know, so the slot goes back unreported.
+            if let Cancelled::WasGranted(_) = shared.sem.cancel(&node) {
                 shared.sem.release();
             }
         }
@@ -124,9 +127,53 @@ impl<'a, T: Timer> Future for Acquire<'a, T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let bulkhead: &'a Bulkhead<T> = this.bulkhead;
-        ready!(this.waiter.poll_slot(&bulkhead.shared, &bulkhead.timer, cx))?;
-        Poll::Ready(Ok(BulkheadPermit::new(&bulkhead.shared)))
+        let shared = &this.bulkhead.shared;
+        let in_flight = ready!(this.waiter.poll_slot(shared, &this.bulkhead.timer, cx))
+            .map_err(|cause| shared.reject(cause))?;
+        Poll::Ready(Ok(BulkheadPermit::new(shared, in_flight)))
+    }
+}
+
+pin_project! {
+    /// Waiting for an owned slot; a refusal is left to the caller to report (the tower
+    /// service reports it when the refused call is made).
+    pub(super) struct Reserve<T>
+    where
+        T: Timer,
+    {
+        bulkhead: Bulkhead<T>,
+        #[pin]
+        waiter: Waiter<T::Sleep>,
+    }
+
+    impl<T> PinnedDrop for Reserve<T>
+    where
+        T: Timer,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            this.waiter.abandon(&this.bulkhead.shared);
+        }
+    }
+}
+
+impl<T: Timer> Reserve<T> {
+    pub(super) fn new(bulkhead: Bulkhead<T>) -> Self {
+        Reserve {
+            bulkhead,
+            waiter: Waiter::new(),
+        }
+    }
+}
+
+impl<T: Timer> Future for Reserve<T> {
+    type Output = Result<OwnedBulkheadPermit, FullCause>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let shared = &this.bulkhead.shared;
+        let in_flight = ready!(this.waiter.poll_slot(shared, &this.bulkhead.timer, cx))?;
+        Poll::Ready(Ok(OwnedBulkheadPermit::new(shared.clone(), in_flight)))
     }
 }
 
@@ -139,27 +186,15 @@ pin_project! {
     where
         T: Timer,
     {
-        bulkhead: Bulkhead<T>,
         #[pin]
-        waiter: Waiter<T::Sleep>,
-    }
-
-    impl<T> PinnedDrop for AcquireOwned<T>
-    where
-        T: Timer,
-    {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            this.waiter.abandon(&this.bulkhead.shared);
-        }
+        reserve: Reserve<T>,
     }
 }
 
 impl<T: Timer> AcquireOwned<T> {
     pub(super) fn new(bulkhead: Bulkhead<T>) -> Self {
         AcquireOwned {
-            bulkhead,
-            waiter: Waiter::new(),
+            reserve: Reserve::new(bulkhead),
         }
     }
 }
@@ -168,12 +203,9 @@ impl<T: Timer> Future for AcquireOwned<T> {
     type Output = Result<OwnedBulkheadPermit, Rejected>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        ready!(
-            this.waiter
-                .poll_slot(&this.bulkhead.shared, &this.bulkhead.timer, cx)
-        )?;
-        Poll::Ready(Ok(OwnedBulkheadPermit::new(this.bulkhead.shared.clone())))
+        let mut reserve = self.project().reserve;
+        let slot = ready!(reserve.as_mut().poll(cx));
+        Poll::Ready(slot.map_err(|cause| reserve.bulkhead.shared.reject(cause)))
     }
 }
 
@@ -250,9 +282,10 @@ where
         if this.call.is_none() {
             let bulkhead: &'a Bulkhead<T> = this.bulkhead;
             if this.permit.is_none() {
-                ready!(this.waiter.poll_slot(&bulkhead.shared, &bulkhead.timer, cx))
-                    .map_err(E::from)?;
-                *this.permit = Some(BulkheadPermit::new(&bulkhead.shared));
+                let shared = &bulkhead.shared;
+                let in_flight = ready!(this.waiter.poll_slot(shared, &bulkhead.timer, cx))
+                    .map_err(|cause| E::from(shared.reject(cause)))?;
+                *this.permit = Some(BulkheadPermit::new(shared, in_flight));
             }
             let Some(make) = this.make.take() else {
                 panic!("bulkhead run future polled after completion");
@@ -290,7 +323,7 @@ impl<T: Timer> std::fmt::Debug for Acquire<'_, T> {
 impl<T: Timer> std::fmt::Debug for AcquireOwned<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AcquireOwned")
-            .field("policy", &self.bulkhead.shared.telemetry.name())
+            .field("policy", &self.reserve.bulkhead.shared.telemetry.name())
             .finish_non_exhaustive()
     }
 }

@@ -54,17 +54,47 @@
 //! # #[cfg(not(all(feature = "tokio", feature = "tower")))] fn main() {}
 //! ```
 //!
-//! With tower, the slot is reserved in `poll_ready` (waiting there while queued) and moves
-//! into the response future, which gives it back when it completes or is dropped. A full
-//! bulkhead is not a readiness error, which tower treats as fatal: `poll_ready` returns
-//! `Ready(Ok(()))` and the call's future fails with the rejection. A clone of the service
-//! starts without a reservation.
+//! # Tower readiness
+//!
+//! [`BulkheadService`]'s `poll_ready` first reserves a slot, then asks the inner service
+//! whether it is ready, the order of tower's `ConcurrencyLimit`:
+//!
+//! - **Admitted**: the slot is held while the inner service is `Pending` (an exhausted
+//!   connection pool, say), and `poll_ready` stays `Pending` until the inner service is
+//!   ready. Reserving first means a call that waits for the inner service already counts
+//!   against the limit, so the bulkhead never lets more calls queue on the dependency than
+//!   it has slots. The slot moves into the response future, which gives it back when it
+//!   completes or is dropped; dropping the service gives back a slot it reserved.
+//! - **Full, failing fast**: `poll_ready` returns `Ready(Ok(()))` at once, without polling
+//!   the inner service, and `call` returns a future that fails with
+//!   [`Rejected::BulkheadFull`] without calling it (tower's `LoadShed`). A full bulkhead is
+//!   never `Ready(Err)`, which tower treats as fatal. The rejection is counted and reported
+//!   by `call`, once per refused call.
+//! - **Full, with a queue**: `poll_ready` is `Pending` while the service waits in line; when
+//!   the queue is full or `max_wait` runs out, it is `Ready(Ok(()))` and the call fails as
+//!   above.
+//!
+//! A refusal holds nothing, so it is not kept: each `poll_ready` asks again, and takes a
+//! slot that came free since the last one. A clone of the service starts without a
+//! reservation.
 //!
 //! # Cancellation
 //!
 //! A call dropped while queued leaves the queue and takes no slot; if a slot was handed to it
 //! at that very moment, it passes it on to the next waiter. A slot is given back exactly once
 //! however the call ends: success, error, panic inside the call, or drop.
+//!
+//! # Listeners
+//!
+//! As everywhere in the crate ([user code runs last](crate::telemetry#user-code-runs-last)),
+//! the slot is taken or given back before the listener hears of it: a permit exists before
+//! [`BulkheadAdmitted`](crate::telemetry::EventKind::BulkheadAdmitted) is reported, and a
+//! slot is back before [`BulkheadReleased`](crate::telemetry::EventKind::BulkheadReleased)
+//! is. A listener that panics unwinds through the caller with every slot accounted for: a
+//! permit whose admission panicked is dropped by the unwinding, which gives its slot back
+//! (or hands it to the next waiter), and a service or future that was waiting in line
+//! leaves the queue. The `in_flight` these events carry is the count left by the atomic
+//! step that took or gave back the slot, not a later read.
 //!
 //! # Clone semantics
 //!
@@ -207,10 +237,9 @@ impl<T> Bulkhead<T> {
     /// ```
     #[inline]
     pub fn try_acquire(&self) -> Result<BulkheadPermit<'_>, Rejected> {
-        if self.shared.sem.try_acquire() {
-            Ok(BulkheadPermit::new(&self.shared))
-        } else {
-            Err(self.shared.reject(FullCause::QueueFull))
+        match self.shared.sem.try_acquire() {
+            Some(in_flight) => Ok(BulkheadPermit::new(&self.shared, in_flight)),
+            None => Err(self.shared.reject(FullCause::QueueFull)),
         }
     }
 
@@ -221,10 +250,9 @@ impl<T> Bulkhead<T> {
     /// As [`try_acquire`](Self::try_acquire).
     #[inline]
     pub fn try_acquire_owned(&self) -> Result<OwnedBulkheadPermit, Rejected> {
-        if self.shared.sem.try_acquire() {
-            Ok(OwnedBulkheadPermit::new(self.shared.clone()))
-        } else {
-            Err(self.shared.reject(FullCause::QueueFull))
+        match self.shared.sem.try_acquire() {
+            Some(in_flight) => Ok(OwnedBulkheadPermit::new(self.shared.clone(), in_flight)),
+            None => Err(self.shared.reject(FullCause::QueueFull)),
         }
     }
 
@@ -360,8 +388,8 @@ impl<T: Timer> Bulkhead<T> {
     {
         // Fail fast without touching the queue machinery when a slot is free (or nobody may
         // wait for one).
-        let slot = if self.shared.sem.try_acquire() {
-            Ok(BulkheadPermit::new(&self.shared))
+        let slot = if let Some(in_flight) = self.shared.sem.try_acquire() {
+            Ok(BulkheadPermit::new(&self.shared, in_flight))
         } else if self.shared.config.max_queue == 0 {
             Err(Some(self.shared.reject(FullCause::QueueFull)))
         } else {
@@ -427,20 +455,23 @@ pub struct BulkheadMetrics {
 
 // ===== impl Shared =====
 
+// The counts in events come from the atomic step that took or gave back the slot: read
+// afterwards, they could include calls that came and went in between.
 impl Shared {
+    /// Reports an admission; called by a permit that already holds the slot, so that a
+    /// panicking listener unwinds through the permit's drop and the slot comes back.
     #[inline]
-    fn admitted(&self) {
-        self.telemetry.emit(|| EventKind::BulkheadAdmitted {
-            in_flight: self.sem.in_flight(),
-        });
+    fn admitted(&self, in_flight: u32) {
+        self.telemetry
+            .emit(|| EventKind::BulkheadAdmitted { in_flight });
     }
 
+    /// Gives the slot back, then reports it: a panicking listener finds it returned.
     #[inline]
     fn release(&self) {
-        self.telemetry.emit(|| EventKind::BulkheadReleased {
-            in_flight: self.sem.in_flight(),
-        });
-        self.sem.release();
+        let in_flight = self.sem.release();
+        self.telemetry
+            .emit(|| EventKind::BulkheadReleased { in_flight });
     }
 
     #[cold]

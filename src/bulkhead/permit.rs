@@ -44,21 +44,25 @@ pub struct OwnedBulkheadPermit {
     shared: Arc<Shared>,
 }
 
+// The permit exists before the admission is reported: if the listener panics, unwinding
+// drops the permit, and the slot goes back.
 impl<'a> BulkheadPermit<'a> {
-    /// Wraps a slot already taken.
+    /// Wraps a slot already taken; `in_flight` is the count its admission left.
     #[inline]
-    pub(super) fn new(shared: &'a Shared) -> Self {
-        shared.admitted();
-        BulkheadPermit { shared }
+    pub(super) fn new(shared: &'a Shared, in_flight: u32) -> Self {
+        let permit = BulkheadPermit { shared };
+        shared.admitted(in_flight);
+        permit
     }
 }
 
 impl OwnedBulkheadPermit {
-    /// Wraps a slot already taken.
+    /// Wraps a slot already taken; `in_flight` is the count its admission left.
     #[inline]
-    pub(super) fn new(shared: Arc<Shared>) -> Self {
-        shared.admitted();
-        OwnedBulkheadPermit { shared }
+    pub(super) fn new(shared: Arc<Shared>, in_flight: u32) -> Self {
+        let permit = OwnedBulkheadPermit { shared };
+        permit.shared.admitted(in_flight);
+        permit
     }
 }
 

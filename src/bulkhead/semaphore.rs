@@ -60,15 +60,17 @@ pub(crate) struct Node {
 #[derive(Debug)]
 enum NodeState {
     Waiting(Option<Waker>),
-    Granted,
+    /// With the calls holding a slot once this one was counted in.
+    Granted(u32),
     Abandoned,
 }
 
 /// How a queued acquisition began.
 #[derive(Debug)]
 pub(crate) enum Enqueued {
-    /// A slot was free and nobody was waiting: it is ours.
-    Admitted,
+    /// A slot was free and nobody was waiting: it is ours (calls now holding one, ours
+    /// included).
+    Admitted(u32),
     /// In line; poll the node until granted.
     Waiting(Arc<Node>),
     /// No slot and no room in the queue.
@@ -80,8 +82,8 @@ pub(crate) enum Enqueued {
 pub(crate) enum Cancelled {
     /// It left the queue without a slot.
     Left,
-    /// It had been granted a slot, which it now owns.
-    WasGranted,
+    /// It had been granted a slot, which it now owns (calls holding one at the grant).
+    WasGranted(u32),
 }
 
 #[derive(Debug)]
@@ -124,44 +126,46 @@ impl Semaphore {
         self.queued.load(Ordering::Relaxed)
     }
 
-    /// Applies `f` to the word until it declines or its result is installed.
+    /// Applies `f` to the word until it declines or its result is installed; returns the
+    /// word installed.
     #[inline]
-    fn update(&self, mut f: impl FnMut(u32) -> Option<u32>) -> bool {
+    fn update(&self, mut f: impl FnMut(u32) -> Option<u32>) -> Option<u32> {
         let mut current = self.word.load(Ordering::Relaxed);
         loop {
-            let Some(next) = f(current) else {
-                return false;
-            };
+            let next = f(current)?;
             match self.word.compare_exchange_weak(
                 current,
                 next,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return true,
+                Ok(_) => return Some(next),
                 Err(actual) => current = actual,
             }
         }
     }
 
     /// Takes a slot without waiting, and without overtaking anyone in line. The only step of
-    /// fail-fast admission.
+    /// fail-fast admission. Returns the calls holding a slot, this one included, as the
+    /// compare-and-swap left them: a later read could see other calls come and go.
     #[inline]
-    pub(crate) fn try_acquire(&self) -> bool {
+    pub(crate) fn try_acquire(&self) -> Option<u32> {
         let limit = self.limit.load(Ordering::Relaxed);
         self.update(|w| (w & WAITERS == 0 && w < limit).then_some(w + 1))
     }
 
-    /// Takes a free slot for the queue's front (called with the queue locked).
-    fn take_for_queue(&self) -> bool {
+    /// Takes a free slot for the queue's front (called with the queue locked); returns the
+    /// calls holding a slot, that one included.
+    fn take_for_queue(&self) -> Option<u32> {
         let limit = self.limit.load(Ordering::Relaxed);
         self.update(|w| (w & COUNT < limit).then_some(w + 1))
+            .map(|w| w & COUNT)
     }
 
     /// Takes a slot, or a place in line.
     pub(crate) fn enqueue(&self) -> Enqueued {
-        if self.try_acquire() {
-            return Enqueued::Admitted;
+        if let Some(in_flight) = self.try_acquire() {
+            return Enqueued::Admitted(in_flight);
         }
         if !self.has_queue() {
             return Enqueued::Full;
@@ -173,12 +177,12 @@ impl Semaphore {
             // slot over under the mutex we hold).
             let limit = self.limit.load(Ordering::Relaxed);
             let mut admitted = false;
-            self.update(|w| {
+            let word = self.update(|w| {
                 admitted = w & COUNT < limit;
                 Some(if admitted { w + 1 } else { w | WAITERS })
             });
-            if admitted {
-                return Enqueued::Admitted;
+            if let (true, Some(word)) = (admitted, word) {
+                return Enqueued::Admitted(word & COUNT);
             }
         } else if queue.len() >= self.max_queue as usize {
             return Enqueued::Full;
@@ -199,11 +203,12 @@ impl Semaphore {
         }
     }
 
-    /// Whether `node` has been granted its slot; registers the waker if not.
-    pub(crate) fn poll_granted(&self, node: &Node, cx: &mut Context<'_>) -> Poll<()> {
+    /// Whether `node` has been granted its slot (with the calls holding one at the grant);
+    /// registers the waker if not.
+    pub(crate) fn poll_granted(&self, node: &Node, cx: &mut Context<'_>) -> Poll<u32> {
         let mut state = node.state.lock();
         match &mut *state {
-            NodeState::Granted => Poll::Ready(()),
+            NodeState::Granted(in_flight) => Poll::Ready(*in_flight),
             NodeState::Waiting(waker) => {
                 if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     *waker = Some(cx.waker().clone());
@@ -220,7 +225,7 @@ impl Semaphore {
         let mut queue = self.queue.lock();
         let mut state = node.state.lock();
         match *state {
-            NodeState::Granted => Cancelled::WasGranted,
+            NodeState::Granted(in_flight) => Cancelled::WasGranted(in_flight),
             NodeState::Waiting(_) | NodeState::Abandoned => {
                 *state = NodeState::Abandoned;
                 drop(state);
@@ -234,15 +239,16 @@ impl Semaphore {
     }
 
     /// Gives a slot back: to the oldest waiter if there is one and the limit allows, to the
-    /// pool otherwise.
+    /// pool otherwise. Returns the calls that held a slot just before, this one included.
     #[inline]
-    pub(crate) fn release(&self) {
+    pub(crate) fn release(&self) -> u32 {
         // A fetch_sub never retries, so releases from many threads cost one read-modify-write
         // each; whether waiters need the slot is read from the value it replaced.
         let before = self.word.fetch_sub(1, Ordering::AcqRel);
         if before & WAITERS != 0 {
             self.hand_over();
         }
+        before & COUNT
     }
 
     /// Gives the slot just released to the oldest waiter. While the flag is set no newcomer
@@ -254,12 +260,12 @@ impl Semaphore {
     fn hand_over(&self) {
         let waker = {
             let mut queue = self.queue.lock();
-            let next = if !queue.is_empty() && self.take_for_queue() {
-                queue.pop_front()
-            } else {
-                None
-            };
-            let waker = next.as_deref().and_then(grant);
+            let mut waker = None;
+            if !queue.is_empty() {
+                if let Some(in_flight) = self.take_for_queue() {
+                    waker = queue.pop_front().and_then(|next| grant(&next, in_flight));
+                }
+            }
             self.settle_flag_locked(&queue);
             waker
         };
@@ -277,9 +283,12 @@ impl Semaphore {
         let mut wakers = Vec::new();
         {
             let mut queue = self.queue.lock();
-            while !queue.is_empty() && self.take_for_queue() {
+            while !queue.is_empty() {
+                let Some(in_flight) = self.take_for_queue() else {
+                    break;
+                };
                 if let Some(node) = queue.pop_front() {
-                    wakers.extend(grant(&node));
+                    wakers.extend(grant(&node, in_flight));
                 }
             }
             self.settle_flag_locked(&queue);
@@ -289,12 +298,12 @@ impl Semaphore {
 }
 
 /// Marks a waiter granted; returns its waker, to be woken once the queue is unlocked.
-fn grant(node: &Node) -> Option<Waker> {
+fn grant(node: &Node, in_flight: u32) -> Option<Waker> {
     let mut state = node.state.lock();
-    match std::mem::replace(&mut *state, NodeState::Granted) {
+    match std::mem::replace(&mut *state, NodeState::Granted(in_flight)) {
         NodeState::Waiting(waker) => waker,
         // Nodes in the queue are always waiting: cancel() removes a node before abandoning it.
-        NodeState::Granted | NodeState::Abandoned => None,
+        NodeState::Granted(_) | NodeState::Abandoned => None,
     }
 }
 
@@ -312,27 +321,28 @@ mod tests {
     #[test]
     fn fail_fast_admits_up_to_the_limit() {
         let s = Semaphore::new(2, 0);
-        assert!(s.try_acquire());
-        assert!(s.try_acquire());
-        assert!(!s.try_acquire());
+        // Each admission and release reports the count its own atomic step saw.
+        assert_eq!(s.try_acquire(), Some(1));
+        assert_eq!(s.try_acquire(), Some(2));
+        assert_eq!(s.try_acquire(), None);
         assert!(matches!(s.enqueue(), Enqueued::Full));
-        s.release();
-        assert!(s.try_acquire());
+        assert_eq!(s.release(), 2);
+        assert_eq!(s.try_acquire(), Some(2));
         assert_eq!(s.in_flight(), 2);
     }
 
     #[test]
     fn released_slots_go_to_waiters_in_order() {
         let s = Semaphore::new(1, 2);
-        assert!(matches!(s.enqueue(), Enqueued::Admitted));
+        assert!(matches!(s.enqueue(), Enqueued::Admitted(1)));
         let first = waiting(s.enqueue());
         let second = waiting(s.enqueue());
         assert!(matches!(s.enqueue(), Enqueued::Full), "the queue holds 2");
-        assert!(!s.try_acquire(), "no barging past the queue");
+        assert!(s.try_acquire().is_none(), "no barging past the queue");
         let mut cx = Context::from_waker(Waker::noop());
         assert!(s.poll_granted(&first, &mut cx).is_pending());
-        s.release();
-        assert!(s.poll_granted(&first, &mut cx).is_ready());
+        assert_eq!(s.release(), 1);
+        assert_eq!(s.poll_granted(&first, &mut cx), Poll::Ready(1));
         assert!(s.poll_granted(&second, &mut cx).is_pending());
         assert_eq!((s.in_flight(), s.queued()), (1, 1));
     }
@@ -340,12 +350,12 @@ mod tests {
     #[test]
     fn a_cancelled_waiter_leaves_and_a_granted_one_owns_its_slot() {
         let s = Semaphore::new(1, 2);
-        assert!(matches!(s.enqueue(), Enqueued::Admitted));
+        assert!(matches!(s.enqueue(), Enqueued::Admitted(1)));
         let first = waiting(s.enqueue());
         let second = waiting(s.enqueue());
         assert_eq!(s.cancel(&first), Cancelled::Left);
         s.release();
-        assert_eq!(s.cancel(&second), Cancelled::WasGranted);
+        assert_eq!(s.cancel(&second), Cancelled::WasGranted(1));
         s.release();
         assert_eq!((s.in_flight(), s.queued()), (0, 0));
     }
@@ -353,13 +363,13 @@ mod tests {
     #[test]
     fn resizing_grants_waiters_and_shrinking_waits_for_calls_to_finish() {
         let s = Semaphore::new(1, 4);
-        assert!(s.try_acquire());
+        assert!(s.try_acquire().is_some());
         let a = waiting(s.enqueue());
         let b = waiting(s.enqueue());
         s.set_limit(3);
         let mut cx = Context::from_waker(Waker::noop());
-        assert!(s.poll_granted(&a, &mut cx).is_ready());
-        assert!(s.poll_granted(&b, &mut cx).is_ready());
+        assert_eq!(s.poll_granted(&a, &mut cx), Poll::Ready(2));
+        assert_eq!(s.poll_granted(&b, &mut cx), Poll::Ready(3));
         assert_eq!(s.in_flight(), 3);
         s.set_limit(1);
         let c = waiting(s.enqueue());
@@ -389,7 +399,7 @@ mod loom_tests {
                 .map(|_| {
                     let (s, active) = (s.clone(), active.clone());
                     thread::spawn(move || {
-                        if s.try_acquire() {
+                        if s.try_acquire().is_some() {
                             let now = active.fetch_add(1, Ordering::SeqCst) + 1;
                             assert!(now <= 1, "{now} calls in flight with a limit of 1");
                             active.fetch_sub(1, Ordering::SeqCst);
@@ -409,19 +419,21 @@ mod loom_tests {
     fn a_waiter_cancelled_while_a_slot_is_released_never_leaks_it() {
         loom::model(|| {
             let s = Arc::new(Semaphore::new(1, 1));
-            assert!(matches!(s.enqueue(), Enqueued::Admitted));
+            assert!(matches!(s.enqueue(), Enqueued::Admitted(1)));
             let node = match s.enqueue() {
                 Enqueued::Waiting(node) => node,
                 other => panic!("{other:?}"),
             };
             let releaser = {
                 let s = s.clone();
-                thread::spawn(move || s.release())
+                thread::spawn(move || {
+                    s.release();
+                })
             };
             let canceller = {
                 let s = s.clone();
                 thread::spawn(move || {
-                    if s.cancel(&node) == Cancelled::WasGranted {
+                    if matches!(s.cancel(&node), Cancelled::WasGranted(_)) {
                         s.release();
                     }
                 })
@@ -429,7 +441,7 @@ mod loom_tests {
             releaser.join().unwrap();
             canceller.join().unwrap();
             assert_eq!((s.in_flight(), s.queued()), (0, 0));
-            assert!(s.try_acquire(), "the slot is free again");
+            assert!(s.try_acquire().is_some(), "the slot is free again");
         });
     }
 
@@ -437,20 +449,22 @@ mod loom_tests {
     fn a_slot_released_to_a_queued_waiter_is_not_taken_by_a_newcomer() {
         loom::model(|| {
             let s = Arc::new(Semaphore::new(1, 1));
-            assert!(s.try_acquire());
+            assert!(s.try_acquire().is_some());
             let waiter = match s.enqueue() {
                 Enqueued::Waiting(node) => node,
                 other => panic!("{other:?}"),
             };
             let releaser = {
                 let s = s.clone();
-                thread::spawn(move || s.release())
+                thread::spawn(move || {
+                    s.release();
+                })
             };
             // Between the release's decrement and its hand-over, the count shows a free slot:
             // the flag must keep this newcomer out all the same.
             let newcomer = {
                 let s = s.clone();
-                thread::spawn(move || s.try_acquire())
+                thread::spawn(move || s.try_acquire().is_some())
             };
             releaser.join().unwrap();
             assert!(!newcomer.join().unwrap(), "a newcomer overtook the queue");
@@ -462,7 +476,10 @@ mod loom_tests {
             assert_eq!((s.in_flight(), s.queued()), (1, 0));
             s.release();
             assert_eq!(s.in_flight(), 0);
-            assert!(s.try_acquire(), "the flag was cleared with the queue");
+            assert!(
+                s.try_acquire().is_some(),
+                "the flag was cleared with the queue"
+            );
         });
     }
 
@@ -470,15 +487,17 @@ mod loom_tests {
     fn a_slot_released_while_another_caller_queues_is_not_lost() {
         loom::model(|| {
             let s = Arc::new(Semaphore::new(1, 1));
-            assert!(s.try_acquire());
+            assert!(s.try_acquire().is_some());
             let releaser = {
                 let s = s.clone();
-                thread::spawn(move || s.release())
+                thread::spawn(move || {
+                    s.release();
+                })
             };
             let outcome = s.enqueue();
             releaser.join().unwrap();
             match outcome {
-                Enqueued::Admitted => {}
+                Enqueued::Admitted(_) => {}
                 Enqueued::Waiting(node) => {
                     let mut cx = Context::from_waker(Waker::noop());
                     assert!(s.poll_granted(&node, &mut cx).is_ready(), "lost wake-up");

@@ -5,18 +5,20 @@ use std::task::{Context, Poll, ready};
 
 use tower::Service;
 
-use super::future::ResponseFuture;
+use super::future::{Reserve, ResponseFuture};
 use super::{Bulkhead, OwnedBulkheadPermit};
-use crate::error::Rejected;
+use crate::error::{FullCause, Rejected};
 use crate::timer::{DefaultTimer, Timer};
 
 /// A tower service whose calls hold a bulkhead slot; made by
 /// [`BulkheadLayer`](super::BulkheadLayer).
 ///
-/// `poll_ready` reserves a slot (waiting while queued), then waits for the inner service. A
-/// full bulkhead is not a readiness error: `poll_ready` returns `Ready(Ok(()))` and the next
-/// `call` fails with [`Rejected::BulkheadFull`] without calling the inner service. A clone
-/// starts without a reservation; dropping the service gives a reserved slot back.
+/// `poll_ready` reserves a slot (waiting while queued), then waits for the inner service,
+/// holding the slot meanwhile. A full bulkhead is not a readiness error: `poll_ready` returns
+/// `Ready(Ok(()))` at once, without asking the inner service, and the next `call` fails with
+/// [`Rejected::BulkheadFull`] without calling it. A refusal is not kept: every `poll_ready`
+/// asks again. A clone starts without a reservation; dropping the service gives a reserved
+/// slot back. See the [module docs](super#tower-readiness) for the reasoning.
 ///
 /// # Panics
 ///
@@ -38,7 +40,8 @@ use crate::timer::{DefaultTimer, Timer};
 pub struct BulkheadService<S, T = DefaultTimer> {
     inner: S,
     bulkhead: Bulkhead<T>,
-    reserved: Option<Result<OwnedBulkheadPermit, Rejected>>,
+    // A slot, or why there is none (reported as a rejection when the call is made).
+    reserved: Option<Result<OwnedBulkheadPermit, FullCause>>,
     // Boxed only while this service waits in the queue; the fail-fast path never allocates.
     // A trait object, so that naming the service does not require `T` to be a timer (the
     // default timer is not one without the `tokio` feature).
@@ -46,7 +49,7 @@ pub struct BulkheadService<S, T = DefaultTimer> {
 }
 
 // `Sync` too, so that the service can be shared as frameworks ask (axum's `Router::layer`).
-type Waiting = Pin<Box<dyn Future<Output = Result<OwnedBulkheadPermit, Rejected>> + Send + Sync>>;
+type Waiting = Pin<Box<dyn Future<Output = Result<OwnedBulkheadPermit, FullCause>> + Send + Sync>>;
 
 impl<S: Clone, T: Clone> Clone for BulkheadService<S, T> {
     fn clone(&self) -> Self {
@@ -104,20 +107,12 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        // A refusal holds nothing, so it is not kept: a slot may have come free since.
+        if let Some(Err(_)) = self.reserved {
+            self.reserved = None;
+        }
         if self.reserved.is_none() {
-            if self.waiting.is_none() {
-                if self.bulkhead.shared.sem.try_acquire() {
-                    self.reserved =
-                        Some(Ok(OwnedBulkheadPermit::new(self.bulkhead.shared.clone())));
-                } else {
-                    self.waiting = Some(Box::pin(self.bulkhead.acquire_owned()));
-                }
-            }
-            if let Some(waiting) = self.waiting.as_mut() {
-                let slot = ready!(waiting.as_mut().poll(cx));
-                self.waiting = None;
-                self.reserved = Some(slot);
-            }
+            self.reserved = Some(ready!(self.poll_reserve(cx)));
         }
         if let Some(Ok(_)) = self.reserved {
             ready!(self.inner.poll_ready(cx))?;
@@ -128,9 +123,43 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         match self.reserved.take() {
             Some(Ok(permit)) => ResponseFuture::admitted(self.inner.call(req), permit),
-            Some(Err(rejected)) => ResponseFuture::rejected(rejected),
+            // Counted and reported here, once per refused call, however often poll_ready
+            // asked.
+            Some(Err(cause)) => ResponseFuture::rejected(self.bulkhead.shared.reject(cause)),
             None => panic!("BulkheadService: poll_ready must be called before call"),
         }
+    }
+}
+
+impl<S, T> BulkheadService<S, T>
+where
+    T: Timer + Clone + Send + Sync,
+    T::Sleep: Send + Sync + 'static,
+{
+    fn poll_reserve(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<OwnedBulkheadPermit, FullCause>> {
+        let shared = &self.bulkhead.shared;
+        // Out of `self` while polled: if a listener panics inside, the finished future goes
+        // with the unwinding instead of staying behind to be polled again.
+        let mut waiting = match self.waiting.take() {
+            Some(waiting) => waiting,
+            None => {
+                if let Some(in_flight) = shared.sem.try_acquire() {
+                    return Poll::Ready(Ok(OwnedBulkheadPermit::new(shared.clone(), in_flight)));
+                }
+                if shared.config.max_queue == 0 {
+                    return Poll::Ready(Err(FullCause::QueueFull));
+                }
+                Box::pin(Reserve::new(self.bulkhead.clone()))
+            }
+        };
+        let slot = waiting.as_mut().poll(cx);
+        if slot.is_pending() {
+            self.waiting = Some(waiting);
+        }
+        slot
     }
 }
 

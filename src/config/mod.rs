@@ -40,7 +40,14 @@
 //! - **`backoff`** has a `kind` (`constant` with `delay`; `linear` with `initial`, `step`,
 //!   `max`; `exponential` with `initial`, `factor`, `max`) and an optional `jitter`:
 //!   `"none"`, `"full"`, `"equal"`, `"decorrelated"` or `{ proportional = 0.2 }`.
-//! - **`name`** is optional; under [`Policies`] a policy is named by its key.
+//! - **`name`** is optional; under [`Policies`] a policy is named by its key, which must not
+//!   be empty.
+//! - **Tables** are tables: a config, a `trip_model`, `slow_calls`, `backoff` or `budget`
+//!   written as a sequence (`"db": ["pool", 4]`, which serde would otherwise read field by
+//!   field in declaration order) is refused.
+//! - **Durations** are exact to the nanosecond and never rounded: `"1ns"` and `"500us"` are
+//!   kept as written, and a value that is not a whole number of nanoseconds (`"0.5ns"`) is
+//!   refused rather than rounded down, possibly to zero.
 //!
 //! # Errors
 //!
@@ -48,7 +55,8 @@
 //! key's full path in the file: `retry.api.backoff.factor` for a value the builder refuses,
 //! `bulkhead.db.max_queue` for a value of the wrong type, `retry.api.max_atempts` for a key
 //! that does not exist (the format's own message, with its line and column where it has
-//! them, is the error's [`value`](ConfigError::value)). Inside a `trip_model` or `backoff`
+//! them, is the error's [`value`](ConfigError::value)). A key that is empty, blank or holds a
+//! dot is quoted in the path (`retry."".max_attempts`). Inside a `trip_model` or `backoff`
 //! table, a value of the wrong type or a bad duration is reported against the table
 //! (`retry.api.backoff`): serde reads those tables whole before it knows their `kind`.
 //!
@@ -57,7 +65,8 @@
 //! Policies report under a `&'static str` name, so that events stay `Copy` and
 //! allocation-free. A name read from a file is interned: each distinct name is allocated
 //! once for the life of the process and reused by every later load, so reloading a file does
-//! not grow memory.
+//! not grow memory. Only the names of configs that pass validation are interned: a file
+//! refused again and again, under names that change each time, leaks nothing.
 //!
 //! # Examples
 //!
@@ -74,7 +83,9 @@
 mod duration;
 mod raw;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write;
 use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -85,7 +96,7 @@ use crate::error::ConfigError;
 use crate::retry::RetryConfig;
 use crate::timeout::TimeoutConfig;
 
-use self::raw::{RawBulkhead, RawCircuitBreaker, RawRetry, RawTimeout};
+use self::raw::{RawBulkhead, RawCircuitBreaker, RawRetry, RawTimeout, Table};
 
 /// Named policy configs, as read from one file; see the [module docs](self) for the format.
 ///
@@ -120,13 +131,13 @@ pub struct Policies {
 #[serde(deny_unknown_fields)]
 struct RawPolicies {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    timeout: BTreeMap<String, RawTimeout>,
+    timeout: BTreeMap<String, Table<RawTimeout>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    retry: BTreeMap<String, RawRetry>,
+    retry: BTreeMap<String, Table<RawRetry>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    circuit_breaker: BTreeMap<String, RawCircuitBreaker>,
+    circuit_breaker: BTreeMap<String, Table<RawCircuitBreaker>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    bulkhead: BTreeMap<String, RawBulkhead>,
+    bulkhead: BTreeMap<String, Table<RawBulkhead>>,
 }
 
 impl Policies {
@@ -139,30 +150,34 @@ impl Policies {
     /// a syntax or type error from the format (its message as the rule), an unknown key, or
     /// a value the policy's builder refuses.
     pub fn load<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, ConfigError> {
-        let raw: RawPolicies = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." {
-                "<file>".to_owned()
-            } else {
-                path
-            };
-            let message = e.into_inner().to_string();
-            ConfigError::new(
-                field,
-                "cannot be read",
-                format_args!("{}", message.trim_end()),
-            )
-        })?;
+        let Table(raw): Table<RawPolicies> = serde_path_to_error::deserialize(deserializer)
+            .map_err(|e| {
+                let field = key_path(e.path());
+                let message = e.into_inner().to_string();
+                ConfigError::new(
+                    field,
+                    "cannot be read",
+                    format_args!("{}", message.trim_end()),
+                )
+            })?;
         fn each<R, C>(
             kind: &str,
-            tables: BTreeMap<String, R>,
+            tables: BTreeMap<String, Table<R>>,
             build: impl Fn(R, Option<&str>) -> Result<C, ConfigError>,
         ) -> Result<BTreeMap<String, C>, ConfigError> {
             tables
                 .into_iter()
-                .map(|(name, raw)| {
-                    let config = build(raw, Some(&name))
-                        .map_err(|e| e.in_section(&format!("{kind}.{name}")))?;
+                .map(|(name, Table(raw))| {
+                    let section = format!("{kind}.{}", show_key(&name));
+                    // The key names the policy: an empty one would name it nothing.
+                    if name.trim().is_empty() {
+                        return Err(ConfigError::new(
+                            section,
+                            "must not be an empty key (a policy is named by its key)",
+                            name,
+                        ));
+                    }
+                    let config = build(raw, Some(&name)).map_err(|e| e.in_section(&section))?;
                     Ok((name, config))
                 })
                 .collect()
@@ -182,8 +197,10 @@ impl Policies {
 
 impl Serialize for Policies {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        fn raw<C, R: for<'a> From<&'a C>>(m: &BTreeMap<String, C>) -> BTreeMap<String, R> {
-            m.iter().map(|(k, c)| (k.clone(), R::from(c))).collect()
+        fn raw<C, R: for<'a> From<&'a C>>(m: &BTreeMap<String, C>) -> BTreeMap<String, Table<R>> {
+            m.iter()
+                .map(|(k, c)| (k.clone(), Table(R::from(c))))
+                .collect()
         }
         RawPolicies {
             timeout: raw(&self.timeout),
@@ -206,7 +223,8 @@ macro_rules! file_shape {
 
         impl<'de> Deserialize<'de> for $config {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                <$raw>::deserialize(deserializer)?
+                <Table<$raw>>::deserialize(deserializer)?
+                    .0
                     .build(None)
                     .map_err(serde::de::Error::custom)
             }
@@ -219,9 +237,45 @@ file_shape!(BulkheadConfig, RawBulkhead);
 file_shape!(CircuitBreakerConfig, RawCircuitBreaker);
 file_shape!(RetryConfig, RawRetry);
 
+/// A key's path as the file spells it: `retry.api.backoff`; a key that is empty, blank or
+/// holds a dot is quoted (`retry."".max_attempts`), so it cannot vanish from the path.
+fn key_path(path: &serde_path_to_error::Path) -> String {
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            serde_path_to_error::Segment::Seq { index } => {
+                let _ = write!(out, "[{index}]");
+                continue;
+            }
+            _ if !out.is_empty() => out.push('.'),
+            _ => {}
+        }
+        match segment {
+            serde_path_to_error::Segment::Map { key } => out.push_str(&show_key(key)),
+            other => {
+                let _ = write!(out, "{other}");
+            }
+        }
+    }
+    if out.is_empty() {
+        "<file>".to_owned()
+    } else {
+        out
+    }
+}
+
+fn show_key(key: &str) -> Cow<'_, str> {
+    if key.trim().is_empty() || key.contains('.') {
+        Cow::Owned(format!("{key:?}"))
+    } else {
+        Cow::Borrowed(key)
+    }
+}
+
+static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+
 /// The one `&'static str` for `name`, allocated the first time it is seen.
 fn intern(name: &str) -> &'static str {
-    static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
     let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
     let names = names.get_or_insert_with(HashSet::new);
     if let Some(&known) = names.get(name) {
@@ -230,6 +284,13 @@ fn intern(name: &str) -> &'static str {
     let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
     names.insert(leaked);
     leaked
+}
+
+/// Whether `name` was ever interned.
+#[cfg(test)]
+fn interned(name: &str) -> bool {
+    let names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    names.as_ref().is_some_and(|names| names.contains(name))
 }
 
 #[cfg(test)]
@@ -242,5 +303,35 @@ mod tests {
         let b = intern(&String::from("palisade-intern-test"));
         assert!(std::ptr::eq(a, b));
         assert_ne!(intern("another"), a);
+    }
+
+    #[test]
+    fn a_refused_config_interns_no_name() {
+        let file = r#"{ "bulkhead": { "refused-by-key": { "max_concurrent": 0 } },
+                        "timeout": { "t": { "name": "refused-by-name", "duration": "0s" } } }"#;
+        assert!(Policies::load(&mut serde_json::Deserializer::from_str(file)).is_err());
+        let single = r#"{ "name": "refused-single", "max_concurrent": 0 }"#;
+        assert!(serde_json::from_str::<BulkheadConfig>(single).is_err());
+        let blank_name = r#"{ "retry": { "r": { "name": " ", "max_attempts": 2 } } }"#;
+        let err = Policies::load(&mut serde_json::Deserializer::from_str(blank_name)).unwrap_err();
+        assert_eq!(err.field(), "retry.r.name");
+        for name in ["refused-by-key", "refused-by-name", "refused-single", " "] {
+            assert!(
+                !interned(name),
+                "{name:?} was interned for a refused config"
+            );
+        }
+
+        let file = r#"{ "bulkhead": { "built-by-key": { "max_concurrent": 1 } } }"#;
+        let policies = Policies::load(&mut serde_json::Deserializer::from_str(file)).unwrap();
+        assert!(interned("built-by-key"));
+        assert_eq!(policies.bulkhead["built-by-key"].name(), "built-by-key");
+    }
+
+    #[test]
+    fn a_key_path_quotes_keys_that_would_vanish() {
+        let file = r#"{ "retry": { "a.b": { "max_atempts": 1 } } }"#;
+        let err = Policies::load(&mut serde_json::Deserializer::from_str(file)).unwrap_err();
+        assert_eq!(err.field(), r#"retry."a.b".max_atempts"#);
     }
 }

@@ -3,9 +3,12 @@
 //! Every field is optional (absent means the builder's default) and unknown keys are errors.
 //! A file's values go through the same builder, and so the same validation, as code.
 
+use std::fmt;
+use std::marker::PhantomData;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor, value::MapAccessDeserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::duration;
 use crate::bulkhead::BulkheadConfig;
@@ -17,6 +20,54 @@ use crate::timeout::TimeoutConfig;
 use crate::circuit_breaker::DEFAULT_BUCKETS;
 use crate::circuit_breaker::DEFAULT_MINIMUM_CALLS;
 use crate::retry::Schedule;
+
+/// A table of settings, never a sequence. serde's derived structs (and internally tagged
+/// enums) also take their fields by position, so `["pool", 4, 2, "10ms"]` would load as a
+/// bulkhead: a file that means something else, or nothing, must not.
+#[derive(Debug, Default)]
+pub(crate) struct Table<T>(pub(crate) T);
+
+impl<T: Serialize> Serialize for Table<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Table<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Map<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Map<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of settings (keys and values)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(Map(PhantomData)).map(Table)
+    }
+}
+
+/// Builds a config with the name the file gives, else the key it sits under.
+///
+/// The name must become a `&'static str`, which for a name read from a file means leaking
+/// it (interned, once per distinct name). The config is validated first, under a stand-in
+/// name, so that a refused config leaks nothing: a process that retries a bad file does not
+/// grow.
+fn build_named<B: Clone, C>(
+    builder: B,
+    name: Option<&str>,
+    set_name: fn(B, &'static str) -> B,
+    build: fn(B) -> Result<C, ConfigError>,
+) -> Result<C, ConfigError> {
+    let Some(name) = name else {
+        return build(builder);
+    };
+    build(set_name(builder.clone(), "palisade-config-stand-in"))?;
+    crate::validate::check_name(name)?;
+    build(set_name(builder, super::intern(name)))
+}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,13 +85,11 @@ pub(crate) struct RawTimeout {
 impl RawTimeout {
     pub(crate) fn build(self, default_name: Option<&str>) -> Result<TimeoutConfig, ConfigError> {
         let mut b = TimeoutConfig::builder();
-        if let Some(name) = name_of(self.name, default_name) {
-            b = b.name(name);
-        }
         if let Some(d) = self.duration {
             b = b.duration(d);
         }
-        b.build()
+        let name = self.name.as_deref().or(default_name);
+        build_named(b, name, |b, n| b.name(n), |b| b.build())
     }
 }
 
@@ -73,9 +122,6 @@ pub(crate) struct RawBulkhead {
 impl RawBulkhead {
     pub(crate) fn build(self, default_name: Option<&str>) -> Result<BulkheadConfig, ConfigError> {
         let mut b = BulkheadConfig::builder();
-        if let Some(name) = name_of(self.name, default_name) {
-            b = b.name(name);
-        }
         if let Some(n) = self.max_concurrent {
             b = b.max_concurrent(n);
         }
@@ -85,7 +131,8 @@ impl RawBulkhead {
         if let Some(d) = self.max_wait {
             b = b.max_wait(d);
         }
-        b.build()
+        let name = self.name.as_deref().or(default_name);
+        build_named(b, name, |b, n| b.name(n), |b| b.build())
     }
 }
 
@@ -234,9 +281,9 @@ pub(crate) struct RawCircuitBreaker {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    trip_model: Option<RawTripModel>,
+    trip_model: Option<Table<RawTripModel>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    slow_calls: Option<RawSlowCalls>,
+    slow_calls: Option<Table<RawSlowCalls>>,
     #[serde(
         default,
         with = "duration::option",
@@ -269,13 +316,10 @@ impl RawCircuitBreaker {
         default_name: Option<&str>,
     ) -> Result<CircuitBreakerConfig, ConfigError> {
         let mut b = CircuitBreakerConfig::builder();
-        if let Some(name) = name_of(self.name, default_name) {
-            b = b.name(name);
-        }
-        if let Some(model) = self.trip_model {
+        if let Some(Table(model)) = self.trip_model {
             b = b.trip_model(model.into());
         }
-        if let Some(s) = self.slow_calls {
+        if let Some(Table(s)) = self.slow_calls {
             b = b.slow_calls(SlowCalls::new(s.threshold, s.ratio).minimum_calls(s.minimum_calls));
         }
         if let Some(d) = self.break_duration {
@@ -296,7 +340,8 @@ impl RawCircuitBreaker {
         if let Some(d) = self.max_wait_in_half_open {
             b = b.max_wait_in_half_open(d);
         }
-        b.build()
+        let name = self.name.as_deref().or(default_name);
+        build_named(b, name, |b, n| b.name(n), |b| b.build())
     }
 }
 
@@ -304,11 +349,13 @@ impl From<&CircuitBreakerConfig> for RawCircuitBreaker {
     fn from(c: &CircuitBreakerConfig) -> Self {
         RawCircuitBreaker {
             name: Some(c.name().to_owned()),
-            trip_model: Some(c.trip_model().into()),
-            slow_calls: c.slow_calls().map(|s| RawSlowCalls {
-                threshold: s.threshold(),
-                ratio: s.ratio(),
-                minimum_calls: s.calls_needed(),
+            trip_model: Some(Table(c.trip_model().into())),
+            slow_calls: c.slow_calls().map(|s| {
+                Table(RawSlowCalls {
+                    threshold: s.threshold(),
+                    ratio: s.ratio(),
+                    minimum_calls: s.calls_needed(),
+                })
             }),
             break_duration: Some(c.break_duration()),
             max_break_duration: Some(c.max_break_duration()),
@@ -437,7 +484,7 @@ pub(crate) struct RawRetry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_attempts: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    backoff: Option<RawBackoff>,
+    backoff: Option<Table<RawBackoff>>,
     #[serde(
         default,
         with = "duration::option",
@@ -453,7 +500,7 @@ pub(crate) struct RawRetry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     retry_rejections: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    budget: Option<RawBudget>,
+    budget: Option<Table<RawBudget>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     seed: Option<u64>,
 }
@@ -461,13 +508,10 @@ pub(crate) struct RawRetry {
 impl RawRetry {
     pub(crate) fn build(self, default_name: Option<&str>) -> Result<RetryConfig, ConfigError> {
         let mut b = RetryConfig::builder();
-        if let Some(name) = name_of(self.name, default_name) {
-            b = b.name(name);
-        }
         if let Some(n) = self.max_attempts {
             b = b.max_attempts(n);
         }
-        if let Some(backoff) = self.backoff {
+        if let Some(Table(backoff)) = self.backoff {
             b = b.backoff(backoff.into());
         }
         if let Some(d) = self.deadline {
@@ -479,13 +523,14 @@ impl RawRetry {
         if let Some(yes) = self.retry_rejections {
             b = b.retry_rejections(yes);
         }
-        if let Some(r) = self.budget {
+        if let Some(Table(r)) = self.budget {
             b = b.budget(RetryBudget::new(r.ttl, r.min_per_sec, r.retry_ratio));
         }
         if let Some(seed) = self.seed {
             b = b.seed(seed);
         }
-        b.build()
+        let name = self.name.as_deref().or(default_name);
+        build_named(b, name, |b, n| b.name(n), |b| b.build())
     }
 }
 
@@ -494,22 +539,18 @@ impl From<&RetryConfig> for RawRetry {
         RawRetry {
             name: Some(c.name().to_owned()),
             max_attempts: Some(c.max_attempts()),
-            backoff: Some(c.backoff().into()),
+            backoff: Some(Table(c.backoff().into())),
             deadline: c.deadline(),
             max_hint: Some(c.max_hint()),
             retry_rejections: Some(c.retry_rejections()),
-            budget: c.budget().map(|b| RawBudget {
-                ttl: b.ttl(),
-                min_per_sec: b.min_per_sec(),
-                retry_ratio: b.retry_ratio(),
+            budget: c.budget().map(|b| {
+                Table(RawBudget {
+                    ttl: b.ttl(),
+                    min_per_sec: b.min_per_sec(),
+                    retry_ratio: b.retry_ratio(),
+                })
             }),
             seed: c.seed(),
         }
     }
-}
-
-/// The name a file gives, else the key it sits under, interned for the `&'static str` that
-/// events and rejections carry.
-fn name_of(name: Option<String>, default_name: Option<&str>) -> Option<&'static str> {
-    name.as_deref().or(default_name).map(super::intern)
 }

@@ -72,6 +72,13 @@
 //! Dropping the returned future drops the call's future and the timer with it; nothing is
 //! reported. A timeout never outlives its future: there is no background task.
 //!
+//! When the time runs out, the call's future and the timer are dropped and the timeout is
+//! counted before the listener hears of it ([user code runs
+//! last](crate::telemetry#user-code-runs-last)): a listener that panics leaves nothing
+//! half-done, and the service keeps no state between calls for it to spoil.
+//! `TimeoutService::poll_ready` passes the inner service's answer through and keeps nothing
+//! from one call to the next.
+//!
 //! # Clone semantics
 //!
 //! Clones share one small block of state: the name, the listener and the count of calls cut
