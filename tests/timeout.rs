@@ -199,6 +199,31 @@ async fn per_request_duration_overrides_the_configured_one() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_request_cannot_ask_for_more_than_the_configured_timeout() {
+    let layer = TimeoutLayer::new(timeout()).per_request(|budget: &Option<Duration>| *budget);
+    let mut svc = layer.layer(tower::service_fn(|_: Option<Duration>| async {
+        sleep(Duration::from_secs(5)).await;
+        Ok::<_, BoxError>(())
+    }));
+    let start = Instant::now();
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(Some(Duration::from_secs(3_600)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<Rejected>(),
+        Some(&Rejected::Timeout(Elapsed::new(
+            "backend",
+            Duration::from_secs(1)
+        )))
+    );
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_timeout_does_not_cover_waiting_for_readiness() {
     let (svc, mut handle) = mock::pair::<(), ()>();
     let mut svc = mock::Spawn::new(timeout().layer().layer(svc));

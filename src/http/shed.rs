@@ -165,7 +165,8 @@ impl ShedLayer {
         self
     }
 
-    /// The `Retry-After` for rejections that do not carry one (bulkhead full, timeout).
+    /// The `Retry-After` for overload rejections that do not carry one (a full bulkhead); a
+    /// timeout's 504 has none.
     /// Sent in whole seconds, rounded up; zero sends `0` ("retry now").
     pub const fn retry_after(mut self, d: Duration) -> Self {
         self.retry_after = d;

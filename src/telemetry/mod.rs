@@ -321,13 +321,13 @@ impl Listener for TracingListener {
             EventKind::TimedOut { after } => tracing::debug!(
                 target: "palisade",
                 policy,
-                after_ms = after.as_millis() as u64,
+                after_ms = millis(after),
                 "call timed out"
             ),
             EventKind::Rejected(rejected) => tracing::debug!(
                 target: "palisade",
                 policy,
-                retry_after_ms = rejected.retry_after().map(|d| d.as_millis() as u64),
+                retry_after_ms = rejected.retry_after().map(millis),
                 reason = %rejected,
                 "call rejected"
             ),
@@ -342,7 +342,7 @@ impl Listener for TracingListener {
                 target: "palisade",
                 policy,
                 attempt,
-                delay_ms = delay.as_millis() as u64,
+                delay_ms = millis(delay),
                 "retry scheduled"
             ),
             EventKind::RetryGaveUp { attempts, reason } => tracing::debug!(
@@ -387,9 +387,22 @@ impl Listener for TracingListener {
     }
 }
 
+/// Milliseconds with their fraction: a 500 µs timeout must not log as 0 ms.
+#[cfg(feature = "tracing")]
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1_000.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "tracing")]
+    #[test]
+    fn tracing_fields_keep_sub_millisecond_durations() {
+        assert_eq!(millis(Duration::from_micros(500)), 0.5);
+        assert_eq!(millis(Duration::from_secs(2)), 2_000.0);
+    }
 
     #[test]
     fn listener_is_object_safe() {

@@ -38,7 +38,11 @@ impl<T> TimeoutLayer<T> {
 
 impl<T, D> TimeoutLayer<T, D> {
     /// Takes each request's duration from `f`; requests for which it returns `None` get the
-    /// configured duration. The duration returned is used as is (zero times out at once).
+    /// configured duration. A request may shorten its timeout, never lengthen it: a duration
+    /// above the configured one is cut to it (as tonic takes the smaller of the client's
+    /// `grpc-timeout` and the server's), so a client's header cannot hold a server's call
+    /// open. Zero times out at once. For endpoints that need longer, configure the longest
+    /// and let `f` shorten it for the rest.
     pub fn per_request<F>(self, f: F) -> TimeoutLayer<T, F> {
         TimeoutLayer {
             timeout: self.timeout,

@@ -78,10 +78,12 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        // The configured duration is the most any request gets: a duration taken from the
+        // request (a client's deadline header) may shorten it, never lengthen it.
         let duration = self
             .per_request
             .duration_for(&req)
-            .unwrap_or(self.timeout.duration);
+            .map_or(self.timeout.duration, |d| d.min(self.timeout.duration));
         self.timeout.run_once_for(self.inner.call(req), duration)
     }
 }
