@@ -77,12 +77,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(
             retry
                 .layer()
-                .when(by_status)
+                .classify(by_status)
                 .hint(|a: &Answer| a.as_ref().ok().and_then(|r| retry_after(r.headers())))
                 // reqwest re-sends through try_clone; a streamed body would be sent once.
                 .cloner(|r: &reqwest::Request| r.try_clone()),
         )
-        .layer(breaker.layer().classifier(by_status))
+        .layer(breaker.layer().classify(by_status))
         .layer(timeout.layer())
         .layer(LiftLayer)
         .service(reqwest::Client::new());

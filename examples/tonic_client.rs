@@ -46,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .build()?,
     );
     let stack = ServiceBuilder::new()
-        .layer(breaker.layer().classifier(GrpcClassifier::new()))
+        .layer(breaker.layer().classify(GrpcClassifier::new()))
         .layer(LiftLayer)
         .service(channel);
     let client = HealthClient::new(stack);
@@ -74,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     server.fail_next([Code::Unavailable; 2]);
     let answer = retry
         .run(check)
-        .when(GrpcClassifier::new().with_code(code_of))
+        .classify(GrpcClassifier::new().with_code(code_of))
         .await;
     println!(
         "   -> {:?} after {} requests",
@@ -86,7 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     server.fail_next([Code::Unavailable; 3]);
     let answer = retry
         .run(check)
-        .when(GrpcClassifier::new().with_code(code_of))
+        .classify(GrpcClassifier::new().with_code(code_of))
         .await;
     println!("   -> {:?}", answer.map_err(|s| s.code()));
     println!("   breaker: {:?}", breaker.state());

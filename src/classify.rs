@@ -19,6 +19,16 @@
 //!
 //! A caller that drops a future never produces a result, so cancellation is never classified:
 //! it is neither a success nor a failure.
+//!
+//! # One method, everywhere
+//!
+//! Every policy that grades results takes its classifier through a method named `classify`,
+//! on both surfaces: `breaker.run(..).classify(c)` and `breaker.layer().classify(c)`,
+//! `retry.run(..).classify(c)` and `retry.layer().classify(c)`,
+//! `fallback.run(..).classify(c)` and the fallback layer's `classify`, and for a whole
+//! pipeline `Pipeline::builder().classify(c)` (or `pipeline.classify(c)` on a built one, such
+//! as a preset's) and `pipeline.layer().classify(c)`, where the retry and the breaker share
+//! it. The same closure or type serves them all.
 
 use crate::error::{AsRejected, Rejected};
 
@@ -141,6 +151,18 @@ impl<T, E> Classifier<T, E> for AllErrors {
             Ok(_) => Outcome::Success,
             Err(_) => Outcome::Failure,
         }
+    }
+}
+
+/// A classifier borrowed: classifies as the one it points to. For the policies that hold a
+/// classifier and lend it to the futures of one call (a pipeline's retry and breaker).
+#[derive(Debug)]
+pub(crate) struct ByRef<'a, Cl>(pub(crate) &'a Cl);
+
+impl<T, E, Cl: Classifier<T, E>> Classifier<T, E> for ByRef<'_, Cl> {
+    #[inline]
+    fn classify(&self, result: &Result<T, E>) -> Outcome {
+        self.0.classify(result)
     }
 }
 

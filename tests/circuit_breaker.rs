@@ -441,7 +441,7 @@ async fn outcomes_come_from_the_classifier() {
     // An `Ok` that is really a failure, through the layer's classifier.
     let other = self::breaker(builder());
     let layer =
-        CircuitBreakerLayer::new(other.clone()).classifier(|r: &Result<u16, BoxError>| match r {
+        CircuitBreakerLayer::new(other.clone()).classify(|r: &Result<u16, BoxError>| match r {
             Ok(503) | Err(_) => Outcome::Failure,
             Ok(_) => Outcome::Success,
         });

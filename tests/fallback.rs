@@ -155,13 +155,13 @@ async fn a_classifier_decides_what_falls_back() {
     };
     let out = fb
         .run(|| ok("503 busy"))
-        .when(by_status)
+        .classify(by_status)
         .or_value("cached page".into())
         .await;
     assert_eq!(out.unwrap(), "cached page", "an Ok(503) fell back");
     let out = fb
         .run(|| down("not found"))
-        .when(by_status)
+        .classify(by_status)
         .or_value("default".into())
         .await;
     assert_eq!(
@@ -271,7 +271,7 @@ async fn a_panicking_classifier_leaves_the_cache_and_the_next_call_working() {
     assert_eq!(fb.run(|| ok("v1")).or_cached().await.unwrap(), "v1");
     must_panic(
         fb.run(|| ok("v2"))
-            .when(|_: &Result<String, AppError>| -> Outcome { panic!("classifier") })
+            .classify(|_: &Result<String, AppError>| -> Outcome { panic!("classifier") })
             .or_cached(),
     )
     .await;
@@ -439,7 +439,7 @@ mod layer {
         assert_eq!(out, Err(AppError::Backend("secondary down")));
 
         let never_falls_back = FallbackLayer::new(fb)
-            .when(|_: &Result<String, AppError>| Outcome::Success)
+            .classify(|_: &Result<String, AppError>| Outcome::Success)
             .or_value("unused".to_string());
         let mut svc = never_falls_back.layer(primary(0));
         assert_eq!(

@@ -9,7 +9,7 @@ use palisade::bulkhead::Bulkhead;
 use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
 use palisade::error::Elapsed;
 use palisade::fallback::{Chain, Fallback};
-use palisade::pipeline::{Pipeline, PipelineBuilder};
+use palisade::pipeline::{Pipeline, PipelineBuilder, Stage};
 use palisade::retry::{Backoff, Retry};
 use palisade::timeout::{Timeout, TimeoutConfig};
 use palisade::{Error, Rejected};
@@ -607,4 +607,110 @@ async fn in_a_custom_order_the_deadline_counts_from_the_retrys_first_attempt() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+// ===== one classifier for the whole pipeline =====
+
+/// A 5xx status answered as `Ok` is a failure.
+fn by_status<E>(r: &Result<u16, E>) -> palisade::Outcome {
+    match r {
+        Ok(status) if *status >= 500 => palisade::Outcome::Failure,
+        Ok(_) => palisade::Outcome::Success,
+        Err(_) => palisade::Outcome::Failure,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_pipelines_classifier_makes_an_ok_503_a_failure_for_retry_and_breaker() {
+    for order in [None, Some([Stage::Retry, Stage::CircuitBreaker])] {
+        let breaker = breaker(3);
+        let mut builder = Pipeline::builder()
+            .retry(retry(3))
+            .circuit_breaker(breaker.clone());
+        if let Some(order) = order {
+            builder = builder.custom_order(&order).unwrap();
+        }
+        let pipeline = builder.classify(by_status::<AppError>).build();
+        let calls = AtomicU32::new(0);
+        let out: Result<u16, AppError> = pipeline
+            .run(|| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Ok(503) }
+            })
+            .await;
+        assert_eq!(
+            out,
+            Ok(503),
+            "{order:?}: the last result comes out as it was"
+        );
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "{order:?}: each 503 was retried"
+        );
+        assert_eq!(
+            breaker.state(),
+            CircuitState::Open,
+            "{order:?}: and counted"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_preset_takes_a_classifier_after_it_is_built() {
+    let pipeline = palisade::presets::Preset::database()
+        .build("orders")
+        .unwrap()
+        .classify(by_status::<Rejected>);
+    let calls = AtomicU32::new(0);
+    let out = pipeline
+        .run(|| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(if n == 0 { 502 } else { 200 }) }
+        })
+        .await;
+    assert_eq!(out, Ok(200));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_layer_takes_the_classifier_a_cloner_and_a_hint() {
+    use tower::ServiceExt;
+    let breaker = breaker(5);
+    let pipeline = Pipeline::builder()
+        .retry(retry(3))
+        .circuit_breaker(breaker.clone())
+        .build();
+    /// A request that is not `Clone`: the cloner makes the copies.
+    struct Req(u32);
+    let copies = AtomicU32::new(0);
+    let calls = AtomicU32::new(0);
+    let start = Instant::now();
+    let times = std::sync::Mutex::new(Vec::new());
+    let mut svc = pipeline
+        .layer()
+        .classify(by_status::<BoxError>)
+        .cloner(|r: &Req| {
+            copies.fetch_add(1, Ordering::SeqCst);
+            Some(Req(r.0))
+        })
+        // The server says when to come back: 2 s, not the backoff's 10 ms.
+        .hint(|r: &Result<u16, BoxError>| match r {
+            Ok(503) => Some(Duration::from_secs(2)),
+            _ => None,
+        })
+        .layer(tower::service_fn(|req: Req| {
+            times.lock().unwrap().push(start.elapsed());
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, BoxError>(if n == 0 { 503 } else { req.0 as u16 }) }
+        }));
+    let out = svc.ready().await.unwrap().call(Req(200)).await.unwrap();
+    assert_eq!(out, 200);
+    assert_eq!(*times.lock().unwrap(), [ms(0), ms(2_000)]);
+    assert!(copies.load(Ordering::SeqCst) >= 1);
+    assert_eq!(
+        breaker.metrics().failures,
+        0,
+        "the success after the 503 reset the run"
+    );
 }

@@ -317,7 +317,7 @@ async fn ok_results_are_retried_through_a_classifier() {
             let status = statuses.lock().unwrap().next().unwrap();
             async move { Ok(status) }
         })
-        .when(|r: &Result<u16, AppError>| match r {
+        .classify(|r: &Result<u16, AppError>| match r {
             Ok(s) if *s >= 500 => Outcome::Failure,
             Ok(_) => Outcome::Success,
             Err(_) => Outcome::Failure,
@@ -964,7 +964,7 @@ async fn a_panicking_classifier_hint_or_on_retry_holds_no_budget_token() {
     must_panic(
         retry
             .run(|| async { Err::<(), _>(AppError::Backend("down")) })
-            .when(|_: &Result<(), AppError>| -> Outcome { panic!("classifier") }),
+            .classify(|_: &Result<(), AppError>| -> Outcome { panic!("classifier") }),
     )
     .await;
     let m = retry.metrics();

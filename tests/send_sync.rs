@@ -121,7 +121,7 @@ fn retry_futures_layers_and_services() {
     assert_send(&r.run_with_attempt(|_| call()));
     assert_send(
         &r.run(call)
-            .when(|_: &Out| Outcome::Failure)
+            .classify(|_: &Out| Outcome::Failure)
             .hint(|_: &Out| Some(Duration::from_secs(1)))
             .on_retry(|_: &Out, _: u32, _: Duration| {}),
     );
@@ -157,7 +157,7 @@ fn fallback_chains_layers_and_services() {
     assert_send(&fb.run(call));
     assert_send(
         &fb.run(call)
-            .when(|_: &Out| Outcome::Failure)
+            .classify(|_: &Out| Outcome::Failure)
             .or_else(|_| call())
             .or_cached()
             .or_value(0),
@@ -205,6 +205,27 @@ fn pipeline_futures_layers_and_services() {
     assert_send(&with_fallback.run(call).or_cached().or_value(0));
 
     let layer = pipeline.layer();
+    assert_send_sync(&layer);
+    let svc = layer.layer(inner());
+    assert_send_sync(&svc);
+    response_future_is_send::<_, u32>(&svc);
+
+    // With a classifier of the pipeline's own, on both surfaces, and a cloner and hint.
+    let by_value = |r: &Out| match r {
+        Ok(0) | Err(_) => palisade::Outcome::Failure,
+        Ok(_) => palisade::Outcome::Success,
+    };
+    let classified = full_pipeline().classify(by_value).build();
+    assert_send_sync(&classified);
+    assert_send(&classified.run(call));
+    let layer = pipeline
+        .layer()
+        .classify(|r: &Result<u32, BoxError>| match r {
+            Ok(_) => palisade::Outcome::Success,
+            Err(_) => palisade::Outcome::Failure,
+        })
+        .cloner(|x: &u32| Some(*x))
+        .hint(|_: &Result<u32, BoxError>| None::<std::time::Duration>);
     assert_send_sync(&layer);
     let svc = layer.layer(inner());
     assert_send_sync(&svc);

@@ -13,7 +13,7 @@ use crate::clock::DefaultClock;
 ///
 /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
 /// // Count 5xx responses as failures.
-/// let layer = CircuitBreakerLayer::new(breaker).classifier(
+/// let layer = CircuitBreakerLayer::new(breaker).classify(
 ///     |r: &Result<u16, tower::BoxError>| match r {
 ///         Ok(status) if *status >= 500 => Outcome::Failure,
 ///         Ok(_) => Outcome::Success,
@@ -42,7 +42,7 @@ impl<C> CircuitBreakerLayer<C> {
 
 impl<C, Cl> CircuitBreakerLayer<C, Cl> {
     /// Classifies results with `classifier` instead.
-    pub fn classifier<Cl2>(self, classifier: Cl2) -> CircuitBreakerLayer<C, Cl2> {
+    pub fn classify<Cl2>(self, classifier: Cl2) -> CircuitBreakerLayer<C, Cl2> {
         CircuitBreakerLayer {
             breaker: self.breaker,
             classifier,

@@ -137,7 +137,7 @@ impl<'a, F, T, C, Cl> Primary<'a, F, T, C, Cl> {
 
     /// Falls back on what `classifier` calls a [`Failure`](Outcome::Failure), instead of on
     /// every `Err`. Chain it before any alternative.
-    pub fn when<Cl2>(self, classifier: Cl2) -> Primary<'a, F, T, C, Cl2> {
+    pub fn classify<Cl2>(self, classifier: Cl2) -> Primary<'a, F, T, C, Cl2> {
         Primary {
             fallback: self.fallback,
             classifier,

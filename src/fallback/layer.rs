@@ -314,7 +314,7 @@ where
 /// alternatives added with [`or_else`](Self::or_else), [`or_service`](Self::or_service),
 /// [`or_cached`](Self::or_cached) and [`or_value`](Self::or_value) are tried in that order,
 /// each only if everything before it failed (every `Err` by default; see
-/// [`when`](Self::when)). Alternatives get a copy of the request, so requests must be
+/// [`classify`](Self::classify)). Alternatives get a copy of the request, so requests must be
 /// `Clone`.
 ///
 /// # Examples
@@ -364,7 +364,7 @@ impl<T, C> Fallback<T, C> {
 
 impl<T, C, Cl, St> FallbackLayer<T, C, Cl, St> {
     /// Falls back on what `classifier` calls a failure, instead of on every `Err`.
-    pub fn when<Cl2>(self, classifier: Cl2) -> FallbackLayer<T, C, Cl2, St> {
+    pub fn classify<Cl2>(self, classifier: Cl2) -> FallbackLayer<T, C, Cl2, St> {
         FallbackLayer {
             ctx: Ctx {
                 fallback: self.ctx.fallback,

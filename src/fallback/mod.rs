@@ -17,7 +17,7 @@
 //! What counts as a failure comes from a [`Classifier`](crate::Classifier), by default
 //! [`AllErrors`]: every `Err`, our own rejections included (a full bulkhead
 //! or an open circuit is exactly when a fallback should answer). Choose another with
-//! [`when`](future::Primary::when) before chaining, for instance to fall back on an `Ok(503)`
+//! [`classify`](future::Primary::classify) before chaining, for instance to fall back on an `Ok(503)`
 //! or only on timeouts. When every level fails, the result of the last one is returned.
 //!
 //! Each level used reports [`FallbackUsed`](crate::telemetry::EventKind::FallbackUsed) with its

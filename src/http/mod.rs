@@ -5,7 +5,7 @@
 //!   429 (Too Many Requests) are failures by default, everything else a success; any code can
 //!   be moved either way. Errors are graded like the [`DefaultClassifier`]: a transport error
 //!   is a failure, an inner policy's rejection is ignored. Give it to a breaker
-//!   (`.classifier(..)`) or a retry (`.when(..)`).
+//!   (`.classify(..)`) or a retry (`.classify(..)`).
 //! - [`retry_after`] reads a `Retry-After` header, in delta-seconds (`120`) or as an
 //!   HTTP-date (`Wed, 21 Oct 2015 07:28:00 GMT`, and the two obsolete forms RFC 9110 asks
 //!   recipients to accept). A malformed value, or a date in the past, is no hint at all,

@@ -10,11 +10,10 @@ use tower::{Layer, Service};
 use super::Pipeline;
 use crate::bulkhead::{BulkheadLayer, BulkheadService};
 use crate::circuit_breaker::{CircuitBreakerLayer, CircuitBreakerService};
-use crate::classify::DefaultClassifier;
 use crate::clock::Clock;
 use crate::error::Rejected;
 use crate::retry::future::NoHint;
-use crate::retry::{CloneRequest, Defaults, Retry, RetryLayer, RetryService};
+use crate::retry::{Classified, CloneRequest, Defaults, Retry, RetryLayer, RetryService};
 use crate::timeout::{ConfiguredDuration, TimeoutLayer, TimeoutService};
 use crate::timer::Timer;
 
@@ -101,14 +100,16 @@ fn wrap<L: Layer<S>, S>(layer: Option<&L>, inner: S) -> Either<L::Service, S> {
 
 /// The service a [`PipelineLayer`] makes: the configured policies around `S`, outermost
 /// first retry, circuit breaker, bulkhead, timeout.
-pub type PipelineService<S, T, C> = Either<
-    RetryService<Stacked<S, T, C>, Retry<T, C>, Defaults, CloneRequest, NoHint>,
-    Stacked<S, T, C>,
->;
+///
+/// `P` is what a result means to the retry and the breaker alike ([`Defaults`], or
+/// [`Classified`] with [`PipelineLayer::classify`]); `RC` copies requests for the retry and `H`
+/// takes delays from responses.
+pub type PipelineService<S, T, C, P = Defaults, RC = CloneRequest, H = NoHint> =
+    Either<RetryService<Stacked<S, T, C, P>, Retry<T, C>, P, RC, H>, Stacked<S, T, C, P>>;
 
 /// The breaker, bulkhead and timeout part of a [`PipelineService`].
-pub type Stacked<S, T, C> =
-    Either<CircuitBreakerService<Slotted<S, T>, C, DefaultClassifier>, Slotted<S, T>>;
+pub type Stacked<S, T, C, P = Defaults> =
+    Either<CircuitBreakerService<Slotted<S, T>, C, P>, Slotted<S, T>>;
 
 /// The bulkhead and timeout part of a [`PipelineService`].
 pub type Slotted<S, T> = Either<
@@ -144,34 +145,108 @@ pub type Slotted<S, T> = Either<
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct PipelineLayer<T, C: Clock> {
-    retry: Option<RetryLayer<Retry<T, C>>>,
-    breaker: Option<CircuitBreakerLayer<C>>,
+pub struct PipelineLayer<T, C: Clock, P = Defaults, RC = CloneRequest, H = NoHint> {
+    retry: Option<RetryLayer<Retry<T, C>, P, RC, H>>,
+    breaker: Option<CircuitBreakerLayer<C, P>>,
     bulkhead: Option<BulkheadLayer<T>>,
     timeout: Option<TimeoutLayer<T>>,
 }
 
-impl<T: Clone, C: Clock + Clone, Fb> Pipeline<T, C, Fb> {
-    /// The pipeline's policies as one tower layer, in the same order. A fallback given to the
-    /// builder is not part of it: put [`Fallback::layer`](crate::fallback::Fallback::layer),
-    /// with its alternatives, above it.
-    pub fn layer(&self) -> PipelineLayer<T, C> {
+impl<T: Clone, C: Clock + Clone, Fb, P: Clone> Pipeline<T, C, Fb, P> {
+    /// The pipeline's policies as one tower layer, in the same order, with the pipeline's
+    /// classifier. A fallback given to the builder is not part of it: put
+    /// [`Fallback::layer`](crate::fallback::Fallback::layer), with its alternatives, above
+    /// it. Chain [`cloner`](PipelineLayer::cloner) and [`hint`](PipelineLayer::hint) for
+    /// requests that are not `Clone` and responses that say when to retry.
+    pub fn layer(&self) -> PipelineLayer<T, C, P> {
         PipelineLayer {
-            retry: self.retry.as_ref().map(|r| r.layer()),
-            breaker: self.breaker.as_ref().map(|b| b.layer()),
+            retry: self
+                .retry
+                .as_ref()
+                .map(|r| RetryLayer::new(r.clone()).predicate(self.classifier.clone())),
+            breaker: self
+                .breaker
+                .as_ref()
+                .map(|b| b.layer().classify(self.classifier.clone())),
             bulkhead: self.bulkhead.as_ref().map(|b| b.layer()),
             timeout: self.timeout.as_ref().map(|t| t.layer()),
         }
     }
 }
 
-impl<S, T, C> Layer<S> for PipelineLayer<T, C>
+impl<T, C: Clock, P, RC, H> PipelineLayer<T, C, P, RC, H> {
+    /// What a result means to the retry and the breaker alike: the retry retries what
+    /// `classifier` calls a [`Failure`](crate::Outcome::Failure) and the breaker counts it,
+    /// so an `Ok(503)` can be a failure for both.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::pipeline::Pipeline;
+    /// use palisade::{Outcome, retry::Retry};
+    /// use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let pipeline = Pipeline::builder().retry(Retry::new(Retry::builder().build()?)).build();
+    /// let calls = std::sync::atomic::AtomicU32::new(0);
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(pipeline.layer().classify(|r: &Result<u16, BoxError>| match r {
+    ///         Ok(status) if *status >= 500 => Outcome::Failure,
+    ///         Ok(_) => Outcome::Success,
+    ///         Err(_) => Outcome::Failure,
+    ///     }))
+    ///     .service_fn(|_: ()| {
+    ///         let n = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ///         async move { Ok::<_, BoxError>(if n == 0 { 503 } else { 200 }) }
+    ///     });
+    /// assert_eq!(svc.ready().await?.call(()).await?, 200, "the 503 was retried");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn classify<Cl: Clone>(self, classifier: Cl) -> PipelineLayer<T, C, Classified<Cl>, RC, H> {
+        let classified = Classified(classifier);
+        PipelineLayer {
+            retry: self.retry.map(|r| r.predicate(classified.clone())),
+            breaker: self.breaker.map(|b| b.classify(classified)),
+            bulkhead: self.bulkhead,
+            timeout: self.timeout,
+        }
+    }
+
+    /// Copies requests for the retry with `cloner` instead of `Clone` (see
+    /// [`RetryLayer::cloner`]); for `http::Request` with a body, or reqwest's `try_clone`.
+    pub fn cloner<RC2>(self, cloner: RC2) -> PipelineLayer<T, C, P, RC2, H> {
+        PipelineLayer {
+            retry: self.retry.map(|r| r.cloner(cloner)),
+            breaker: self.breaker,
+            bulkhead: self.bulkhead,
+            timeout: self.timeout,
+        }
+    }
+
+    /// Takes the retry's delays from responses when `hint` returns one (a `Retry-After`;
+    /// see [`RetryLayer::hint`]).
+    pub fn hint<H2>(self, hint: H2) -> PipelineLayer<T, C, P, RC, H2> {
+        PipelineLayer {
+            retry: self.retry.map(|r| r.hint(hint)),
+            breaker: self.breaker,
+            bulkhead: self.bulkhead,
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl<S, T, C, P, RC, H> Layer<S> for PipelineLayer<T, C, P, RC, H>
 where
     S: Clone,
     T: Timer + Clone,
     C: Clock + Clone,
+    P: Clone,
+    RC: Clone,
+    H: Clone,
 {
-    type Service = PipelineService<S, T, C>;
+    type Service = PipelineService<S, T, C, P, RC, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let timed = wrap(self.timeout.as_ref(), inner);

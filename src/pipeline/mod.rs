@@ -105,11 +105,12 @@ use pin_project_lite::pin_project;
 
 use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::CircuitBreaker;
-use crate::classify::{AllErrors, Classifier, DefaultClassifier, Outcome};
+use crate::classify::ByRef;
+use crate::classify::{AllErrors, Classifier, Outcome};
 use crate::clock::{Clock, DefaultClock, Ticks};
 use crate::error::{AsRejected, ConfigError, Elapsed, Rejected};
 use crate::fallback::{Fallback, Primary};
-use crate::retry::Retry;
+use crate::retry::{Classified, Defaults, Retry, RetryPredicate};
 use crate::timeout::Timeout;
 use crate::timer::{DefaultTimer, Timer};
 
@@ -124,7 +125,7 @@ use crate::timer::{DefaultTimer, Timer};
 /// assert!(empty.retry().is_none());
 /// ```
 #[derive(Clone)]
-pub struct Pipeline<T = DefaultTimer, C = DefaultClock, Fb = NoFallback> {
+pub struct Pipeline<T = DefaultTimer, C = DefaultClock, Fb = NoFallback, P = Defaults> {
     retry: Option<Retry<T, C>>,
     breaker: Option<CircuitBreaker<C>>,
     bulkhead: Option<Bulkhead<T>>,
@@ -133,6 +134,9 @@ pub struct Pipeline<T = DefaultTimer, C = DefaultClock, Fb = NoFallback> {
     // Outermost first; `None` for the recommended order.
     custom: Option<Vec<Stage>>,
     fallback: Fb,
+    // What a result means, for the retry and the breaker alike: the default rules, or
+    // `Classified` with the user's classifier.
+    classifier: P,
 }
 
 /// A pipeline without a fallback (the default).
@@ -167,11 +171,11 @@ pub enum Stage {
 /// assert!(pipeline.bulkhead().is_some());
 /// # Ok::<(), palisade::ConfigError>(())
 /// ```
-pub struct PipelineBuilder<T = DefaultTimer, C = DefaultClock, Fb = NoFallback> {
-    pipeline: Pipeline<T, C, Fb>,
+pub struct PipelineBuilder<T = DefaultTimer, C = DefaultClock, Fb = NoFallback, P = Defaults> {
+    pipeline: Pipeline<T, C, Fb, P>,
 }
 
-impl<T, C: Clock, Fb> fmt::Debug for PipelineBuilder<T, C, Fb> {
+impl<T, C: Clock, Fb, P> fmt::Debug for PipelineBuilder<T, C, Fb, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PipelineBuilder")
             .field("pipeline", &self.pipeline)
@@ -198,10 +202,13 @@ impl<T, C> PipelineBuilder<T, C> {
                 clock,
                 custom: None,
                 fallback: NoFallback,
+                classifier: Defaults,
             },
         }
     }
+}
 
+impl<T, C, P> PipelineBuilder<T, C, NoFallback, P> {
     /// A fallback around everything: [`Pipeline::run`] then returns the fallback chain's
     /// primary future, on which to chain the alternatives (`.or_cached()`, `.or_value(..)`).
     ///
@@ -228,7 +235,7 @@ impl<T, C> PipelineBuilder<T, C> {
     /// # }
     /// # #[cfg(not(feature = "tokio"))] fn main() {}
     /// ```
-    pub fn fallback<V>(self, fallback: Fallback<V, C>) -> PipelineBuilder<T, C, Fallback<V, C>> {
+    pub fn fallback<V>(self, fallback: Fallback<V, C>) -> PipelineBuilder<T, C, Fallback<V, C>, P> {
         let p = self.pipeline;
         PipelineBuilder {
             pipeline: Pipeline {
@@ -239,12 +246,53 @@ impl<T, C> PipelineBuilder<T, C> {
                 clock: p.clock,
                 custom: p.custom,
                 fallback,
+                classifier: p.classifier,
             },
         }
     }
 }
 
-impl<T, C, Fb> PipelineBuilder<T, C, Fb> {
+impl<T, C, Fb, P> PipelineBuilder<T, C, Fb, P> {
+    /// What a result means for the whole pipeline: the retry retries what `classifier`
+    /// calls a [`Failure`](Outcome::Failure), and the breaker counts it, so an `Ok(503)` can
+    /// be a failure for both. Default: the retry's [`Defaults`], which grade results as
+    /// [`DefaultClassifier`](crate::DefaultClassifier) does.
+    ///
+    /// With a classifier of your own, the retry retries what it calls a failure and nothing
+    /// else, as [`RunFuture::classify`](crate::retry::future::RunFuture::classify) does (the
+    /// retry's `retry_rejections` applies to the default rules only). An attempt the retry
+    /// deadline cut short is never counted by the breaker, whatever the classifier says.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::pipeline::Pipeline;
+    /// use palisade::{Outcome, Rejected, circuit_breaker::CircuitBreaker};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().consecutive_failures(1).build()?);
+    /// let pipeline = Pipeline::builder()
+    ///     .circuit_breaker(breaker.clone())
+    ///     .classify(|r: &Result<u16, Rejected>| match r {
+    ///         Ok(status) if *status >= 500 => Outcome::Failure,
+    ///         Ok(_) => Outcome::Success,
+    ///         Err(_) => Outcome::Failure,
+    ///     })
+    ///     .build();
+    /// assert_eq!(pipeline.run(|| async { Ok(503) }).await, Ok(503));
+    /// assert!(breaker.try_acquire().is_err(), "the 503 opened the breaker");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    pub fn classify<Cl2>(self, classifier: Cl2) -> PipelineBuilder<T, C, Fb, Classified<Cl2>> {
+        PipelineBuilder {
+            pipeline: self.pipeline.classify(classifier),
+        }
+    }
+
     /// Retries around everything else; its deadline, if any, bounds the whole run.
     pub fn retry(mut self, retry: Retry<T, C>) -> Self {
         self.pipeline.retry = Some(retry);
@@ -324,12 +372,45 @@ impl<T, C, Fb> PipelineBuilder<T, C, Fb> {
     }
 
     /// The pipeline; the order of the calls above does not matter.
-    pub fn build(self) -> Pipeline<T, C, Fb> {
+    pub fn build(self) -> Pipeline<T, C, Fb, P> {
         self.pipeline
     }
 }
 
-impl<T, C, Fb> Pipeline<T, C, Fb> {
+impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
+    /// The same policies with `classifier` deciding what a result means; see
+    /// [`PipelineBuilder::classify`]. For a pipeline that comes built, such as a
+    /// [`Preset`](crate::presets::Preset)'s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::presets::Preset;
+    /// use palisade::{Outcome, Rejected};
+    ///
+    /// let pipeline = Preset::external_api()
+    ///     .build("payments")?
+    ///     .classify(|r: &Result<u16, Rejected>| match r {
+    ///         Ok(status) if *status >= 500 => Outcome::Failure,
+    ///         Ok(_) => Outcome::Success,
+    ///         Err(_) => Outcome::Failure,
+    ///     });
+    /// # let _ = pipeline;
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    pub fn classify<Cl2>(self, classifier: Cl2) -> Pipeline<T, C, Fb, Classified<Cl2>> {
+        Pipeline {
+            retry: self.retry,
+            breaker: self.breaker,
+            bulkhead: self.bulkhead,
+            timeout: self.timeout,
+            clock: self.clock,
+            custom: self.custom,
+            fallback: self.fallback,
+            classifier: Classified(classifier),
+        }
+    }
+
     /// The retry, if any.
     pub fn retry(&self) -> Option<&Retry<T, C>> {
         self.retry.as_ref()
@@ -351,7 +432,7 @@ impl<T, C, Fb> Pipeline<T, C, Fb> {
     }
 }
 
-impl<T, C> Pipeline<T, C, NoFallback>
+impl<T, C, P> Pipeline<T, C, NoFallback, P>
 where
     T: Timer + Clone,
     C: Clock,
@@ -387,12 +468,13 @@ where
         M: FnMut() -> F,
         F: Future<Output = Result<R, E>>,
         E: From<Rejected> + AsRejected,
+        P: Classifier<R, E> + RetryPredicate<R, E>,
     {
         self.run_policies(make).await
     }
 }
 
-impl<T, C, V> Pipeline<T, C, Fallback<V, C>>
+impl<T, C, V, P> Pipeline<T, C, Fallback<V, C>, P>
 where
     T: Timer + Clone,
     C: Clock,
@@ -413,12 +495,13 @@ where
         F: Future<Output = Result<V, E>> + 'a,
         E: From<Rejected> + AsRejected + 'a,
         V: 'a,
+        P: Classifier<V, E> + RetryPredicate<V, E>,
     {
         Primary::new(&self.fallback, self.run_policies(make), AllErrors)
     }
 }
 
-impl<T, C, Fb> Pipeline<T, C, Fb>
+impl<T, C, Fb, P> Pipeline<T, C, Fb, P>
 where
     T: Timer + Clone,
     C: Clock,
@@ -428,6 +511,7 @@ where
         M: FnMut() -> F,
         F: Future<Output = Result<R, E>>,
         E: From<Rejected> + AsRejected,
+        P: Classifier<R, E> + RetryPredicate<R, E>,
     {
         // The clock is only read when a deadline needs it.
         let deadline = self.retry.as_ref().and_then(|r| r.config().deadline());
@@ -455,6 +539,7 @@ where
                         }
                         self.attempt(make_one, started)
                     })
+                    .with_predicate(ByRef(&self.classifier))
                     .await
             }
             None => self.attempt(make_one, None).await,
@@ -477,6 +562,7 @@ where
         G: Fn() -> F,
         F: Future<Output = Result<R, E>>,
         E: From<Rejected> + AsRejected,
+        P: Classifier<R, E> + RetryPredicate<R, E>,
     {
         let shared = Custom {
             deadline,
@@ -504,6 +590,7 @@ where
         F: Future<Output = Result<R, E>> + 'a,
         E: From<Rejected> + AsRejected + 'a,
         R: 'a,
+        P: Classifier<R, E> + RetryPredicate<R, E>,
     {
         match stage {
             Some(Stage::Retry) if self.retry.is_some() => {
@@ -518,7 +605,10 @@ where
                     inner()
                 };
                 StageFuture::Retry {
-                    fut: self.retry.as_ref().map(|r| r.run_with_attempt(attempt)),
+                    fut: self.retry.as_ref().map(|r| {
+                        r.run_with_attempt(attempt)
+                            .with_predicate(ByRef(&self.classifier))
+                    }),
                 }
             }
             Some(Stage::CircuitBreaker) if self.breaker.is_some() => {
@@ -527,10 +617,10 @@ where
                     inner()
                 };
                 StageFuture::Breaker {
-                    fut: self
-                        .breaker
-                        .as_ref()
-                        .map(|cb| cb.run(admitted).classify(BreakerView(shared.cut))),
+                    fut: self.breaker.as_ref().map(|cb| {
+                        cb.run(admitted)
+                            .classify(BreakerView(shared.cut, &self.classifier))
+                    }),
                 }
             }
             Some(Stage::Bulkhead) if self.bulkhead.is_some() => StageFuture::Bulkhead {
@@ -608,6 +698,7 @@ where
         G: FnOnce() -> F,
         F: Future<Output = Result<R, E>>,
         E: From<Rejected> + AsRejected,
+        P: Classifier<R, E> + RetryPredicate<R, E>,
     {
         if let Some(t) = &self.timeout {
             if started.is_some() && self.attempt_time(t, started).is_zero() {
@@ -638,7 +729,7 @@ where
                 let (out, was_cut) = slotted().await;
                 permit.record(match was_cut {
                     true => Outcome::Ignore,
-                    false => DefaultClassifier.classify(&out),
+                    false => self.classifier.classify(&out),
                 });
                 out
             }
@@ -699,20 +790,20 @@ where
     }
 }
 
-/// The breaker's classifier in a custom order: the default, except for an attempt the
+/// The breaker's classifier in a custom order: the pipeline's, except for an attempt the
 /// deadline cut short.
-struct BreakerView<'a>(&'a AtomicBool);
+struct BreakerView<'a, Cl>(&'a AtomicBool, &'a Cl);
 
-impl<R, E: AsRejected> Classifier<R, E> for BreakerView<'_> {
+impl<R, E, Cl: Classifier<R, E>> Classifier<R, E> for BreakerView<'_, Cl> {
     fn classify(&self, result: &Result<R, E>) -> Outcome {
         if self.0.load(Ordering::Relaxed) {
             return Outcome::Ignore;
         }
-        DefaultClassifier.classify(result)
+        self.1.classify(result)
     }
 }
 
-impl<T, C: Clock, Fb> fmt::Debug for Pipeline<T, C, Fb> {
+impl<T, C: Clock, Fb, P> fmt::Debug for Pipeline<T, C, Fb, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pipeline")
             .field("retry", &self.retry.as_ref().map(Retry::name))

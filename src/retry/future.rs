@@ -85,7 +85,7 @@ pin_project! {
     /// The future returned by [`Retry::run`](super::Retry::run): makes attempts until one is
     /// final, then resolves to its result, unchanged.
     ///
-    /// Before it is first polled, [`when`](Self::when), [`hint`](Self::hint) and
+    /// Before it is first polled, [`classify`](Self::classify), [`hint`](Self::hint) and
     /// [`on_retry`](Self::on_retry) adjust it; nothing happens until it is polled.
     #[must_use = "futures do nothing unless polled"]
     pub struct RunFuture<'a, M, F, T, C, P, H, N>
@@ -122,11 +122,16 @@ impl<'a, M, F, T: Timer, C> RunFuture<'a, M, F, T, C, Defaults, NoHint, NoNotify
 impl<'a, M, F, T: Timer, C, P, H, N> RunFuture<'a, M, F, T, C, P, H, N> {
     /// Retries what `classifier` calls a [`Failure`](crate::Outcome::Failure), and nothing
     /// else, instead of the default rules.
-    pub fn when<Cl>(self, classifier: Cl) -> RunFuture<'a, M, F, T, C, Classified<Cl>, H, N> {
+    pub fn classify<Cl>(self, classifier: Cl) -> RunFuture<'a, M, F, T, C, Classified<Cl>, H, N> {
+        self.with_predicate(Classified(classifier))
+    }
+
+    /// Decides what is retried with `predicate`.
+    pub(crate) fn with_predicate<P2>(self, predicate: P2) -> RunFuture<'a, M, F, T, C, P2, H, N> {
         RunFuture {
             retry: self.retry,
             make: self.make,
-            predicate: Classified(classifier),
+            predicate,
             hint: self.hint,
             notify: self.notify,
             attempts: self.attempts,

@@ -119,7 +119,7 @@ impl<T: Timer, C: Clock> RetryHandle for &'static Retry<T, C> {
 ///
 /// let retry = Retry::new(Retry::builder().max_attempts(3).build()?);
 /// // Retry 503 responses too, sending a copy of the request each time.
-/// let layer = RetryLayer::new(retry).when(|r: &Result<u16, tower::BoxError>| match r {
+/// let layer = RetryLayer::new(retry).classify(|r: &Result<u16, tower::BoxError>| match r {
 ///     Ok(503) | Err(_) => Outcome::Failure,
 ///     Ok(_) => Outcome::Success,
 /// });
@@ -149,10 +149,15 @@ impl<R> RetryLayer<R> {
 
 impl<R, P, RC, H> RetryLayer<R, P, RC, H> {
     /// Retries what `classifier` calls a failure, and nothing else.
-    pub fn when<Cl>(self, classifier: Cl) -> RetryLayer<R, super::Classified<Cl>, RC, H> {
+    pub fn classify<Cl>(self, classifier: Cl) -> RetryLayer<R, super::Classified<Cl>, RC, H> {
+        self.predicate(super::Classified(classifier))
+    }
+
+    /// Decides what is retried with `predicate` (the default rules or a classifier's).
+    pub(crate) fn predicate<P2>(self, predicate: P2) -> RetryLayer<R, P2, RC, H> {
         RetryLayer {
             retry: self.retry,
-            predicate: super::Classified(classifier),
+            predicate,
             cloner: self.cloner,
             hint: self.hint,
         }

@@ -12,7 +12,7 @@
 //!   calls failures: every `Err` except an inner circuit breaker's or bulkhead's rejection
 //!   (retrying those is what they exist to prevent). With
 //!   [`retry_rejections`](RetryConfigBuilder::retry_rejections) they are retried after their
-//!   `retry_after()`. Chain [`when`](future::RunFuture::when) with any
+//!   `retry_after()`. Chain [`classify`](future::RunFuture::classify) with any
 //!   [`Classifier`] to decide otherwise, for instance to retry an `Ok(503)`.
 //! - **Delays**: a [`Backoff`] (constant, linear or exponential, with jitter), or the delay a
 //!   server asked for, from a [`hint`](future::RunFuture::hint) function (`Retry-After`),
@@ -398,7 +398,7 @@ impl<T, C: Clock> Retry<T, C> {
 impl<T: Timer, C: Clock> Retry<T, C> {
     /// Runs the future made by `make`, again after each retryable failure.
     ///
-    /// Chain [`when`](RunFuture::when), [`hint`](RunFuture::hint) and
+    /// Chain [`classify`](RunFuture::classify), [`hint`](RunFuture::hint) and
     /// [`on_retry`](RunFuture::on_retry) on the returned future to change what is retried,
     /// honour server hints, or watch the retries.
     ///
@@ -415,7 +415,7 @@ impl<T: Timer, C: Clock> Retry<T, C> {
     /// // A 503 answered as Ok is worth another try; anything else is final.
     /// let status: Result<u16, palisade::Rejected> = retry
     ///     .run(|| async { Ok(503) })
-    ///     .when(|r: &Result<u16, palisade::Rejected>| match r {
+    ///     .classify(|r: &Result<u16, palisade::Rejected>| match r {
     ///         Ok(503) => Outcome::Failure,
     ///         _ => Outcome::Success,
     ///     })
@@ -529,6 +529,15 @@ impl<R, E: AsRejected> RetryPredicate<R, E> for Defaults {
     }
 }
 
+/// The default rules grade results as [`DefaultClassifier`] does, for a breaker that shares a
+/// [`Pipeline`](crate::pipeline::Pipeline)'s rules with its retry.
+impl<R, E: AsRejected> Classifier<R, E> for Defaults {
+    #[inline]
+    fn classify(&self, result: &Result<R, E>) -> Outcome {
+        DefaultClassifier.classify(result)
+    }
+}
+
 /// Retries what a [`Classifier`] calls a failure; made by [`RunFuture::when`].
 #[derive(Debug, Clone, Copy)]
 pub struct Classified<Cl>(pub Cl);
@@ -540,6 +549,22 @@ impl<R, E, Cl: Classifier<R, E>> RetryPredicate<R, E> for Classified<Cl> {
             Outcome::Failure => Verdict::Retry { after: None },
             Outcome::Success | Outcome::Ignore => Verdict::Done,
         }
+    }
+}
+
+/// Grades results as the classifier inside does.
+impl<R, E, Cl: Classifier<R, E>> Classifier<R, E> for Classified<Cl> {
+    #[inline]
+    fn classify(&self, result: &Result<R, E>) -> Outcome {
+        self.0.classify(result)
+    }
+}
+
+/// A predicate borrowed, for a policy that lends its own to each call's retry.
+impl<R, E, P: RetryPredicate<R, E>> RetryPredicate<R, E> for crate::classify::ByRef<'_, P> {
+    #[inline]
+    fn verdict(&self, result: &Result<R, E>, retry_rejections: bool) -> Verdict {
+        self.0.verdict(result, retry_rejections)
     }
 }
 

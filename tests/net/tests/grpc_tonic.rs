@@ -50,7 +50,7 @@ async fn checked_with_retry(retry: &Retry, client: &HealthClient<Channel>) -> Ch
             let mut client = client.clone();
             async move { client.check(check()).await }
         })
-        .when(GrpcClassifier::new().with_code(code_of))
+        .classify(GrpcClassifier::new().with_code(code_of))
         .await
 }
 
@@ -95,7 +95,7 @@ async fn a_breaker_over_the_channel_opens_on_unavailable_and_recovers_through_a_
             .unwrap(),
     );
     let stack = ServiceBuilder::new()
-        .layer(breaker.layer().classifier(GrpcClassifier::new()))
+        .layer(breaker.layer().classify(GrpcClassifier::new()))
         .layer(LiftLayer)
         .service(channel(&server).await);
     let mut client = HealthClient::new(stack);
@@ -139,7 +139,7 @@ async fn a_slow_call_is_cut_by_the_timeout_and_the_channel_keeps_serving() {
             .unwrap(),
     );
     let stack = ServiceBuilder::new()
-        .layer(breaker.layer().classifier(GrpcClassifier::new()))
+        .layer(breaker.layer().classify(GrpcClassifier::new()))
         .layer(timeout.layer())
         .layer(LiftLayer)
         .service(channel(&server).await);

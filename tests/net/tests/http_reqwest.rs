@@ -59,7 +59,7 @@ async fn retries_wait_for_retry_after_capped_by_max_hint() {
         .layer(
             retry
                 .layer()
-                .when(by_status())
+                .classify(by_status())
                 .hint(hint)
                 .cloner(|r: &reqwest::Request| r.try_clone()),
         )
@@ -95,7 +95,7 @@ async fn breaker_opens_after_the_failures_then_recovers_through_a_probe() {
             .unwrap(),
     );
     let mut client = ServiceBuilder::new()
-        .layer(breaker.layer().classifier(by_status()))
+        .layer(breaker.layer().classify(by_status()))
         .layer(LiftLayer)
         .service(reqwest::Client::new());
 
@@ -147,7 +147,7 @@ async fn a_slow_response_times_out_and_is_counted_once() {
     );
     let timeout = Timeout::new(Timeout::builder().duration(ms(100)).build().unwrap());
     let mut client = ServiceBuilder::new()
-        .layer(breaker.layer().classifier(by_status()))
+        .layer(breaker.layer().classify(by_status()))
         .layer(timeout.layer())
         .layer(LiftLayer)
         .service(reqwest::Client::new());
@@ -216,7 +216,7 @@ async fn a_streaming_body_is_sent_once_and_the_retry_says_why() {
         .layer(
             retry
                 .layer()
-                .when(by_status())
+                .classify(by_status())
                 .cloner(|r: &reqwest::Request| r.try_clone()),
         )
         .layer(LiftLayer)
