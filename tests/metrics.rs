@@ -293,3 +293,58 @@ fn exporter_records_named_and_labelled_series() {
         "every series is palisade_* with a policy label: {all:#?}"
     );
 }
+
+#[test]
+fn gauges_exist_from_the_moment_a_policy_is_built() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let _breaker = CircuitBreaker::new(
+            CircuitBreaker::builder()
+                .name("idle-db")
+                .listener(MetricsListener)
+                .build()
+                .unwrap(),
+        );
+        let bulkhead = Bulkhead::new(
+            Bulkhead::builder()
+                .name("idle-pool")
+                .max_concurrent(2)
+                .listener(MetricsListener)
+                .build()
+                .unwrap(),
+        );
+        let all = series(&snapshotter);
+        let closed = gauge(find(
+            &all,
+            "palisade_circuit_state",
+            &[("policy", "idle-db")],
+        ));
+        assert_eq!(closed, 0.0, "closed before its first call");
+        let idle = gauge(find(
+            &all,
+            "palisade_bulkhead_in_flight",
+            &[("policy", "idle-pool")],
+        ));
+        assert_eq!(idle, 0.0);
+
+        // A second bulkhead of the same name does not move a gauge with calls in flight.
+        let held = bulkhead.try_acquire().unwrap();
+        let _twin = Bulkhead::new(
+            Bulkhead::builder()
+                .name("idle-pool")
+                .max_concurrent(2)
+                .listener(MetricsListener)
+                .build()
+                .unwrap(),
+        );
+        let all = series(&snapshotter);
+        let busy = gauge(find(
+            &all,
+            "palisade_bulkhead_in_flight",
+            &[("policy", "idle-pool")],
+        ));
+        assert_eq!(busy, 1.0);
+        drop(held);
+    });
+}

@@ -42,7 +42,13 @@ fn breaker(failures: u32) -> CircuitBreaker {
 }
 
 fn timeout(d: Duration) -> Timeout {
-    Timeout::new(TimeoutConfig::builder().duration(d).build().unwrap())
+    Timeout::new(
+        TimeoutConfig::builder()
+            .duration(d)
+            .name("timeout")
+            .build()
+            .unwrap(),
+    )
 }
 
 #[tokio::test(start_paused = true)]

@@ -92,7 +92,7 @@ pub struct BulkheadConfigBuilder {
     max_concurrent: Option<u32>,
     max_queue: u32,
     max_wait: Option<Duration>,
-    name: &'static str,
+    name: Option<std::borrow::Cow<'static, str>>,
     listener: Option<Arc<dyn Listener>>,
 }
 
@@ -102,7 +102,7 @@ impl Default for BulkheadConfigBuilder {
             max_concurrent: None,
             max_queue: DEFAULT_MAX_QUEUE,
             max_wait: None,
-            name: DEFAULT_NAME,
+            name: None,
             listener: None,
         }
     }
@@ -153,6 +153,7 @@ impl BulkheadConfigBuilder {
     /// A [`ConfigError`] naming the first invalid field: `max_concurrent` missing, zero or
     /// above [`MAX_LIMIT`]; `max_queue` above [`MAX_LIMIT`]; `max_wait` zero, above
     /// [`MAX_WAIT`] or set without a queue; `name` blank.
+    #[track_caller]
     pub fn build(self) -> Result<BulkheadConfig, ConfigError> {
         let max_concurrent = self.max_concurrent.ok_or_else(|| {
             ConfigError::new("max_concurrent", "is required", format_args!("nothing"))
@@ -186,7 +187,7 @@ impl BulkheadConfigBuilder {
             max_concurrent,
             max_queue: self.max_queue,
             max_wait,
-            telemetry: Telemetry::build(self.name, self.listener)?,
+            telemetry: Telemetry::build(self.name, DEFAULT_NAME, self.listener)?,
         })
     }
 }

@@ -207,7 +207,7 @@ impl<T> Bulkhead<T> {
     /// # Ok::<(), palisade::ConfigError>(())
     /// ```
     pub fn with_timer(config: BulkheadConfig, timer: T) -> Self {
-        Bulkhead {
+        let bulkhead = Bulkhead {
             shared: Arc::new(Shared {
                 sem: Semaphore::new(config.max_concurrent, config.max_queue),
                 max_wait: config.max_wait,
@@ -216,7 +216,12 @@ impl<T> Bulkhead<T> {
                 config,
             }),
             timer,
-        }
+        };
+        bulkhead
+            .shared
+            .telemetry
+            .created(crate::telemetry::PolicyKind::Bulkhead);
+        bulkhead
     }
 
     /// Takes a slot if one is free, without waiting (and without overtaking queued calls).

@@ -309,7 +309,7 @@ pub struct CircuitBreakerConfigBuilder {
     permitted_in_half_open: u32,
     success_threshold: Option<u32>,
     max_wait_in_half_open: Duration,
-    name: &'static str,
+    name: Option<std::borrow::Cow<'static, str>>,
     listener: Option<Arc<dyn Listener>>,
 }
 
@@ -324,7 +324,7 @@ impl Default for CircuitBreakerConfigBuilder {
             permitted_in_half_open: DEFAULT_PERMITTED_IN_HALF_OPEN,
             success_threshold: None,
             max_wait_in_half_open: DEFAULT_MAX_WAIT_IN_HALF_OPEN,
-            name: DEFAULT_NAME,
+            name: None,
             listener: None,
         }
     }
@@ -434,6 +434,7 @@ impl CircuitBreakerConfigBuilder {
     ///
     /// A [`ConfigError`] naming the first invalid field (`trip_model.<field>` for the model's
     /// own fields, `slow_calls.<field>` for the slow-call rule) with the rule it broke.
+    #[track_caller]
     pub fn build(self) -> Result<CircuitBreakerConfig, ConfigError> {
         let model = validate_model(self.model).map_err(|e| e.in_section("trip_model"))?;
         let slow = match self.slow {
@@ -491,7 +492,7 @@ impl CircuitBreakerConfigBuilder {
             permitted_in_half_open: permitted,
             success_threshold,
             max_wait_in_half_open,
-            telemetry: Telemetry::build(self.name, self.listener)?,
+            telemetry: Telemetry::build(self.name, DEFAULT_NAME, self.listener)?,
         })
     }
 }

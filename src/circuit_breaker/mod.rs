@@ -154,7 +154,7 @@ use crate::clock::{Clock, DefaultClock};
 use crate::counter::StripedCounter;
 use crate::error::{CircuitOpen, Rejected};
 use crate::sync::{Arc, AtomicU64, Ordering};
-use crate::telemetry::{EventKind, Telemetry};
+use crate::telemetry::{EventKind, PolicyKind, Telemetry};
 
 use self::future::RunFuture;
 use self::state::{Admission, AtomicState, Epoch, Now, Phase, Tally, Timing, Word};
@@ -278,7 +278,8 @@ impl<C: Clock> CircuitBreaker<C> {
                 slow,
             },
         };
-        CircuitBreaker {
+        let telemetry = config.telemetry.clone();
+        let breaker = CircuitBreaker {
             shared: Arc::new(Shared {
                 state: AtomicState::new(),
                 tally: AtomicU64::new(0),
@@ -292,7 +293,9 @@ impl<C: Clock> CircuitBreaker<C> {
                 rejected: StripedCounter::new(),
                 config,
             }),
-        }
+        };
+        telemetry.created(PolicyKind::CircuitBreaker);
+        breaker
     }
 
     /// Asks to make a call: a permit if the breaker admits it, the rejection otherwise.

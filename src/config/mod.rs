@@ -84,9 +84,8 @@ mod duration;
 mod raw;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -272,26 +271,9 @@ fn show_key(key: &str) -> Cow<'_, str> {
     }
 }
 
-static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-
-/// The one `&'static str` for `name`, allocated the first time it is seen.
-fn intern(name: &str) -> &'static str {
-    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
-    let names = names.get_or_insert_with(HashSet::new);
-    if let Some(&known) = names.get(name) {
-        return known;
-    }
-    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    names.insert(leaked);
-    leaked
-}
-
-/// Whether `name` was ever interned.
+use crate::telemetry::intern;
 #[cfg(test)]
-fn interned(name: &str) -> bool {
-    let names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
-    names.as_ref().is_some_and(|names| names.contains(name))
-}
+use crate::telemetry::interned;
 
 #[cfg(test)]
 mod tests {

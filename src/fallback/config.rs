@@ -66,21 +66,11 @@ impl fmt::Debug for FallbackConfig {
 /// let err = FallbackConfig::builder().cache_max_age(Duration::ZERO).build().unwrap_err();
 /// assert_eq!(err.field(), "cache_max_age");
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct FallbackConfigBuilder {
     cache_max_age: Option<Duration>,
-    name: &'static str,
+    name: Option<std::borrow::Cow<'static, str>>,
     listener: Option<Arc<dyn Listener>>,
-}
-
-impl Default for FallbackConfigBuilder {
-    fn default() -> Self {
-        FallbackConfigBuilder {
-            cache_max_age: None,
-            name: DEFAULT_NAME,
-            listener: None,
-        }
-    }
 }
 
 impl fmt::Debug for FallbackConfigBuilder {
@@ -110,6 +100,7 @@ impl FallbackConfigBuilder {
     ///
     /// A [`ConfigError`] naming `cache_max_age` (zero or above [`MAX_CACHE_AGE`]) or `name`
     /// (blank).
+    #[track_caller]
     pub fn build(self) -> Result<FallbackConfig, ConfigError> {
         let cache_max_age = match self.cache_max_age {
             Some(d) => Some(validate::duration_in("cache_max_age", d, MAX_CACHE_AGE)?),
@@ -117,7 +108,7 @@ impl FallbackConfigBuilder {
         };
         Ok(FallbackConfig {
             cache_max_age,
-            telemetry: Telemetry::build(self.name, self.listener)?,
+            telemetry: Telemetry::build(self.name, DEFAULT_NAME, self.listener)?,
         })
     }
 }

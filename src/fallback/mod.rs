@@ -89,8 +89,8 @@ use crate::telemetry::{EventKind, Telemetry};
 /// ```
 /// use palisade::fallback::Fallback;
 ///
-/// let fallback: Fallback<String> = Fallback::new(Fallback::builder().build()?);
-/// assert_eq!(fallback.name(), "fallback");
+/// let fallback: Fallback<String> = Fallback::new(Fallback::builder().name("profile").build()?);
+/// assert_eq!(fallback.name(), "profile");
 /// # Ok::<(), palisade::ConfigError>(())
 /// ```
 pub struct Fallback<T, C = DefaultClock> {
@@ -131,14 +131,19 @@ impl Fallback<()> {
 impl<T, C> Fallback<T, C> {
     /// A fallback from `config` that times its cache with `clock`.
     pub fn with_clock(config: FallbackConfig, clock: C) -> Self {
-        Fallback {
+        let fallback = Fallback {
             shared: Arc::new(Shared {
                 max_age: config.cache_max_age,
                 cache: Mutex::new(None),
                 clock,
                 telemetry: config.telemetry,
             }),
-        }
+        };
+        fallback
+            .shared
+            .telemetry
+            .created(crate::telemetry::PolicyKind::Fallback);
+        fallback
     }
 
     /// The name the policy reports under.

@@ -136,7 +136,7 @@ pub struct RetryConfigBuilder {
     retry_rejections: bool,
     budget: Option<RetryBudget>,
     seed: Option<u64>,
-    name: &'static str,
+    name: Option<std::borrow::Cow<'static, str>>,
     listener: Option<Arc<dyn Listener>>,
 }
 
@@ -150,7 +150,7 @@ impl Default for RetryConfigBuilder {
             retry_rejections: false,
             budget: None,
             seed: None,
-            name: DEFAULT_NAME,
+            name: None,
             listener: None,
         }
     }
@@ -233,6 +233,7 @@ impl RetryConfigBuilder {
     ///
     /// A [`ConfigError`] naming the first invalid field (`backoff.<field>` and
     /// `budget.<field>` for the nested settings).
+    #[track_caller]
     pub fn build(self) -> Result<RetryConfig, ConfigError> {
         if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
             return Err(ConfigError::new(
@@ -259,7 +260,7 @@ impl RetryConfigBuilder {
             retry_rejections: self.retry_rejections,
             budget,
             seed: self.seed,
-            telemetry: Telemetry::build(self.name, self.listener)?,
+            telemetry: Telemetry::build(self.name, DEFAULT_NAME, self.listener)?,
         })
     }
 }

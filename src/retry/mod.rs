@@ -290,7 +290,7 @@ impl<T, C> Retry<T, C> {
     /// # Ok::<(), palisade::ConfigError>(())
     /// ```
     pub fn with_timer_and_clock(config: RetryConfig, timer: T, clock: C) -> Self {
-        Retry {
+        let retry = Retry {
             shared: Arc::new(Shared {
                 rng: config
                     .seed
@@ -305,7 +305,13 @@ impl<T, C> Retry<T, C> {
             }),
             clock,
             timer,
-        }
+        };
+        retry
+            .shared
+            .config
+            .telemetry
+            .created(crate::telemetry::PolicyKind::Retry);
+        retry
     }
 
     /// This handle for the rest of the process, as a `&'static Retry`.

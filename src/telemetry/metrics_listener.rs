@@ -4,7 +4,7 @@ use crate::circuit_breaker::CircuitState;
 use crate::error::{FullCause, Rejected};
 use crate::retry::GiveUp;
 
-use super::{Event, EventKind, Listener};
+use super::{Event, EventKind, Listener, PolicyKind};
 
 /// A listener that records every event through the [`metrics`] facade, for whichever
 /// recorder the process installed (Prometheus, StatsD, OpenTelemetry exporters...).
@@ -59,6 +59,20 @@ impl Listener for MetricsListener {
     fn on_event(&self, event: &Event) {
         let policy = event.policy_name();
         match event.kind() {
+            // Gauges exist from the start, so a dashboard shows a closed breaker and an idle
+            // bulkhead before any call. The bulkhead's is moved by nothing: another bulkhead of
+            // the same name may already have calls in flight.
+            EventKind::Created { kind } => match kind {
+                PolicyKind::CircuitBreaker => {
+                    metrics::gauge!("palisade_circuit_state", "policy" => policy)
+                        .set(state_gauge(CircuitState::Closed));
+                }
+                PolicyKind::Bulkhead => {
+                    metrics::gauge!("palisade_bulkhead_in_flight", "policy" => policy)
+                        .increment(0.0);
+                }
+                _ => {}
+            },
             EventKind::TimedOut { .. } => {
                 metrics::counter!("palisade_timeouts_total", "policy" => policy).increment(1);
             }

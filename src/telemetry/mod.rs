@@ -24,8 +24,10 @@
 //! its own is caught and discarded there: a second panic during unwinding would abort the
 //! process.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use crate::circuit_breaker::CircuitState;
@@ -74,12 +76,42 @@ impl Event {
     }
 }
 
+/// Which policy a handle is, as [`EventKind::Created`] reports it.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::telemetry::PolicyKind;
+///
+/// assert_ne!(PolicyKind::Retry, PolicyKind::Timeout);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PolicyKind {
+    /// A [`CircuitBreaker`](crate::circuit_breaker::CircuitBreaker).
+    CircuitBreaker,
+    /// A [`Bulkhead`](crate::bulkhead::Bulkhead).
+    Bulkhead,
+    /// A [`Retry`](crate::retry::Retry).
+    Retry,
+    /// A [`Timeout`](crate::timeout::Timeout).
+    Timeout,
+    /// A [`Fallback`](crate::fallback::Fallback).
+    Fallback,
+}
+
 /// What a policy did.
 ///
 /// New kinds are added as policies land, so matches need a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum EventKind {
+    /// A handle was built (once per handle, not per clone): a metrics listener registers the
+    /// policy's gauges here, so a breaker reads closed before its first call.
+    Created {
+        /// Which policy.
+        kind: PolicyKind,
+    },
     /// A timeout cut a call short after `after`; its future was dropped.
     TimedOut {
         /// The duration the call was given.
@@ -207,11 +239,19 @@ impl<A: Listener, B: Listener> Listener for (A, B) {
 /// `listener`; the builder's module defines `DEFAULT_NAME`).
 macro_rules! telemetry_setters {
     () => {
-        /// The name the policy reports under, in events and rejections.
+        /// The name the policy reports under, in events, rejections and metrics: a
+        /// `&'static str` or a `String` (a name known at run time, interned once when the
+        /// config is built, so events stay `Copy`).
         ///
-        /// Default [`DEFAULT_NAME`]; must not be empty or blank.
-        pub fn name(mut self, name: &'static str) -> Self {
-            self.name = name;
+        /// Names are for a bounded set of policies, one per dependency: each distinct name
+        /// is kept for the life of the process. Per-host or per-user instances belong to the
+        /// keyed policies, which carry the key beside their parent's name.
+        ///
+        /// Default: [`DEFAULT_NAME`] followed by where `build` was called, such as
+        /// `retry@src/main.rs:12`, so that unnamed policies are told apart. Must not be empty
+        /// or blank.
+        pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+            self.name = Some(name.into());
             self
         }
 
@@ -237,12 +277,30 @@ impl Telemetry {
         Telemetry { name, listener }
     }
 
-    /// Checks a builder's name (see [`validate::name`](crate::validate::name)).
+    /// Checks a builder's name (see [`validate::check_name`](crate::validate::check_name))
+    /// and makes it `'static`: a `String` is interned; no name gives `default` and the place
+    /// the config's `build` was called from. Call it last in a `build`, after every other
+    /// check, so that a refused config interns nothing.
+    #[track_caller]
     pub(crate) fn build(
-        name: &'static str,
+        name: Option<Cow<'static, str>>,
+        default: &'static str,
         listener: Option<Arc<dyn Listener>>,
     ) -> Result<Self, crate::error::ConfigError> {
-        Ok(Telemetry::new(crate::validate::name(name)?, listener))
+        // A policy with no listener of its own reports to the process-wide one, if set.
+        let listener = listener.or_else(|| DEFAULT_LISTENER.get().cloned());
+        let name = match name {
+            Some(Cow::Borrowed(name)) => crate::validate::name(name)?,
+            Some(Cow::Owned(name)) => {
+                crate::validate::check_name(&name)?;
+                intern(&name)
+            }
+            None => {
+                let at = std::panic::Location::caller();
+                intern(&format!("{default}@{}:{}", at.file(), at.line()))
+            }
+        };
+        Ok(Telemetry::new(name, listener))
     }
 
     #[inline]
@@ -254,6 +312,12 @@ impl Telemetry {
     #[inline]
     pub(crate) fn has_listener(&self) -> bool {
         self.listener.is_some()
+    }
+
+    /// Reports that the handle this telemetry belongs to was built.
+    #[cold]
+    pub(crate) fn created(&self, kind: PolicyKind) {
+        self.emit(|| EventKind::Created { kind });
     }
 
     /// Reports an event; `kind` is only built when a listener is set.
@@ -376,6 +440,12 @@ impl Listener for TracingListener {
                 in_flight,
                 "bulkhead slot released"
             ),
+            EventKind::Created { kind } => tracing::debug!(
+                target: "palisade",
+                policy,
+                kind = ?kind,
+                "policy created"
+            ),
             EventKind::CallRecorded { failure, slow } => tracing::trace!(
                 target: "palisade",
                 policy,
@@ -385,6 +455,65 @@ impl Listener for TracingListener {
             ),
         }
     }
+}
+
+static DEFAULT_LISTENER: OnceLock<Arc<dyn Listener>> = OnceLock::new();
+
+/// Sets the listener of every policy built from now on without a listener of its own, once
+/// per process: a [`MetricsListener`](crate::telemetry) or a
+/// [`TracingListener`](crate::telemetry) for the whole service instead of one on every
+/// builder. Policies built before the call are not changed, and a listener given to a builder
+/// replaces the default for that policy (combine both with a pair, `(a, b)`).
+///
+/// # Errors
+///
+/// A [`ConfigError`](crate::ConfigError) naming `default_listener` if it was set already: a
+/// second call would leave the policies built in between reporting to the first.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::telemetry::{Event, set_default_listener};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// static EVENTS: AtomicU64 = AtomicU64::new(0);
+/// set_default_listener(|_: &Event| {
+///     EVENTS.fetch_add(1, Ordering::Relaxed);
+/// })?;
+/// assert!(set_default_listener(|_: &Event| {}).is_err(), "once per process");
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
+pub fn set_default_listener(listener: impl Listener) -> Result<(), crate::error::ConfigError> {
+    DEFAULT_LISTENER.set(Arc::new(listener)).map_err(|_| {
+        crate::error::ConfigError::new(
+            "default_listener",
+            "can be set once per process",
+            "a second listener",
+        )
+    })
+}
+
+static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+
+/// The one `&'static str` for `name`, allocated the first time it is seen: a name known only
+/// at run time (a `String` given to a builder, a key in a config file) costs one allocation
+/// for the life of the process, however often a policy of that name is built.
+pub(crate) fn intern(name: &str) -> &'static str {
+    let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    let names = names.get_or_insert_with(HashSet::new);
+    if let Some(&known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
+/// Whether `name` was ever interned.
+#[cfg(test)]
+pub(crate) fn interned(name: &str) -> bool {
+    let names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
+    names.as_ref().is_some_and(|names| names.contains(name))
 }
 
 /// Milliseconds with their fraction: a 500 µs timeout must not log as 0 ms.
@@ -402,6 +531,37 @@ mod tests {
     fn tracing_fields_keep_sub_millisecond_durations() {
         assert_eq!(millis(Duration::from_micros(500)), 0.5);
         assert_eq!(millis(Duration::from_secs(2)), 2_000.0);
+    }
+
+    #[test]
+    fn a_name_known_at_run_time_is_interned_once() {
+        use crate::timeout::TimeoutConfig;
+        let build = |name: String| TimeoutConfig::builder().name(name).build().unwrap().name();
+        let a = build(format!("tenant-{}", 7));
+        let b = build(String::from("tenant-7"));
+        assert_eq!(a, "tenant-7");
+        assert!(std::ptr::eq(a, b), "one allocation per distinct name");
+        let blank = TimeoutConfig::builder().name(String::from(" ")).build();
+        assert_eq!(blank.unwrap_err().field(), "name");
+        assert!(!interned(" "), "a refused name is not kept");
+    }
+
+    #[test]
+    fn unnamed_policies_are_told_apart_by_where_they_were_built() {
+        use crate::retry::RetryConfig;
+        let here = RetryConfig::builder().build().unwrap();
+        let there = RetryConfig::builder().build().unwrap();
+        assert!(
+            here.name().starts_with("retry@src/telemetry/mod.rs:"),
+            "{}",
+            here.name()
+        );
+        assert_ne!(here.name(), there.name());
+        // The same place gives the same name: a loop does not grow the set of names.
+        let names: Vec<_> = (0..3)
+            .map(|_| RetryConfig::builder().build().unwrap().name())
+            .collect();
+        assert!(names.iter().all(|n| std::ptr::eq(*n, names[0])));
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl fmt::Debug for TimeoutConfig {
 #[derive(Clone)]
 pub struct TimeoutConfigBuilder {
     duration: Duration,
-    name: &'static str,
+    name: Option<std::borrow::Cow<'static, str>>,
     listener: Option<Arc<dyn Listener>>,
 }
 
@@ -85,7 +85,7 @@ impl Default for TimeoutConfigBuilder {
     fn default() -> Self {
         TimeoutConfigBuilder {
             duration: DEFAULT_TIMEOUT,
-            name: DEFAULT_NAME,
+            name: None,
             listener: None,
         }
     }
@@ -119,11 +119,12 @@ impl TimeoutConfigBuilder {
     ///
     /// A [`ConfigError`] naming the first invalid field: `duration` when zero or longer than
     /// [`MAX_TIMEOUT`], `name` when blank.
+    #[track_caller]
     pub fn build(self) -> Result<TimeoutConfig, ConfigError> {
         let duration = validate::duration_in("duration", self.duration, MAX_TIMEOUT)?;
         Ok(TimeoutConfig {
             duration,
-            telemetry: Telemetry::build(self.name, self.listener)?,
+            telemetry: Telemetry::build(self.name, DEFAULT_NAME, self.listener)?,
         })
     }
 }

@@ -197,14 +197,19 @@ impl<T> Timeout<T> {
     /// # Ok::<(), palisade::ConfigError>(())
     /// ```
     pub fn with_timer(config: TimeoutConfig, timer: T) -> Self {
-        Timeout {
+        let timeout = Timeout {
             duration: config.duration,
             shared: Arc::new(Shared {
                 telemetry: config.telemetry,
                 timed_out: AtomicU64::new(0),
             }),
             timer,
-        }
+        };
+        timeout
+            .shared
+            .telemetry
+            .created(crate::telemetry::PolicyKind::Timeout);
+        timeout
     }
 
     /// The time each call gets.
