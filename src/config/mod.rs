@@ -206,13 +206,34 @@ struct RawPolicies {
 
 impl Policies {
     /// Reads named policies from any serde deserializer (`toml::Deserializer`,
-    /// `serde_json::Deserializer`, `serde_yaml::Deserializer`...) and validates each.
+    /// `serde_json::Deserializer`, `serde_norway::Deserializer`...) and validates each.
+    ///
+    /// For a file on disk, or the text of a format palisade has a feature for, prefer
+    /// [`from_path`](Self::from_path) and `from_toml_str` and the like: their errors name the
+    /// file and tell the format's message in one line.
     ///
     /// # Errors
     ///
     /// The first problem found, as a [`ConfigError`] whose field is the key's full path:
-    /// a syntax or type error from the format (its message as the rule), an unknown key, or
-    /// a value the policy's builder refuses.
+    /// a syntax or type error from the format (the rule "cannot be read", the format's
+    /// message, as its `Display` writes it, as the value), an unknown key, or a value the
+    /// policy's builder refuses.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::config::Policies;
+    ///
+    /// let file = r#"{ "circuit_breaker": { "payments": { "break_duration": "10s" } } }"#;
+    /// let policies = Policies::load(&mut serde_json::Deserializer::from_str(file))?;
+    /// assert_eq!(policies.circuit_breaker["payments"].break_duration().as_secs(), 10);
+    ///
+    /// let typo = r#"{ "circuit_breaker": { "payments": { "break_durations": "10s" } } }"#;
+    /// let err = Policies::load(&mut serde_json::Deserializer::from_str(typo)).unwrap_err();
+    /// assert_eq!(err.field(), "circuit_breaker.payments.break_durations");
+    /// assert_eq!(err.rule(), "cannot be read");
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn load<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, ConfigError> {
         Self::load_with(deserializer, |e, _| e.to_string())
     }
