@@ -20,6 +20,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A call that a policy refused or cut short.
@@ -414,13 +415,27 @@ impl AsRejected for std::convert::Infallible {
 /// assert_eq!(err.field(), "duration");
 /// assert_eq!(err.to_string(), "duration must be greater than zero, got 0ns");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field} {rule}, got {value}")]
+///
+/// An error from a config file also names the file (see [`file`](Self::file)), in front of
+/// the message: `policies.toml: retry.api.max_attempts must be in 1..=1000, got 0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     field: Cow<'static, str>,
     rule: Cow<'static, str>,
     value: String,
+    file: Option<PathBuf>,
 }
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{}: ", file.display())?;
+        }
+        write!(f, "{} {}, got {}", self.field, self.rule, self.value)
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 impl ConfigError {
     /// A config error for `field`, which broke `rule` (phrased to follow the field's name,
@@ -435,6 +450,7 @@ impl ConfigError {
             field: field.into(),
             rule: rule.into(),
             value: format!("{value:?}"),
+            file: None,
         }
     }
 
@@ -470,6 +486,48 @@ impl ConfigError {
     /// The offending value, as written in the message.
     pub fn value(&self) -> &str {
         &self.value
+    }
+
+    /// The same error, found in the config file at `path`: the message starts with the
+    /// path, and [`file`](Self::file) returns it. The field stays the key's path inside the
+    /// file.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::ConfigError;
+    /// use std::path::Path;
+    ///
+    /// let err = ConfigError::new("timeout.search.duration", "must be greater than zero", 0)
+    ///     .in_file("policies.toml");
+    /// assert_eq!(err.file(), Some(Path::new("policies.toml")));
+    /// assert_eq!(err.field(), "timeout.search.duration");
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "policies.toml: timeout.search.duration must be greater than zero, got 0"
+    /// );
+    /// ```
+    #[cold]
+    pub fn in_file(self, path: impl Into<PathBuf>) -> Self {
+        ConfigError {
+            file: Some(path.into()),
+            ..self
+        }
+    }
+
+    /// The config file the error was found in, if it came from one (such as through
+    /// `Policies::from_path`, feature `serde`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::ConfigError;
+    ///
+    /// let err = ConfigError::new("duration", "must be greater than zero", 0);
+    /// assert_eq!(err.file(), None, "built in code, not read from a file");
+    /// ```
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 }
 

@@ -163,6 +163,7 @@
 //! | `tracing` | no | [`TracingListener`](telemetry::TracingListener) |
 //! | `metrics` | no | `MetricsListener`: every event as `palisade_*` series through the `metrics` facade |
 //! | `serde` | no | [`config`]: every config from TOML / YAML / JSON files, validated like the builders; serializable health reports |
+//! | `toml`, `yaml`, `json` | no | `serde`, and [`Policies::from_path`](config::Policies::from_path) for files in that format |
 //! | `http` | no | [`http`]: status classifier, `Retry-After` hints, a request cloner; with `tower`, load shedding with 503 |
 //! | `test-util` | no | [`FakeClock`](clock::FakeClock) |
 //!

@@ -510,3 +510,327 @@ max_wait = "0.5ms"
         assert!(err.value().contains("whole number of nanoseconds"), "{err}");
     }
 }
+
+// ===== Policies::from_path, from_*_str and pipeline =====
+
+/// A file in the temp dir under a name no other test or process uses, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> TempFile {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("palisade-config-files-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// The same policies in each format.
+const SMALL_TOML: &str = r#"
+[timeout.search]
+duration = "800ms"
+
+[retry.search]
+max_attempts = 4
+backoff = { kind = "constant", delay = "50ms" }
+
+[bulkhead.db]
+max_concurrent = 2
+"#;
+
+const SMALL_YAML: &str = r#"
+timeout:
+  search:
+    duration: 800ms
+retry:
+  search:
+    max_attempts: 4
+    backoff: { kind: constant, delay: 50ms }
+bulkhead:
+  db:
+    max_concurrent: 2
+"#;
+
+const SMALL_JSON: &str = r#"{
+  "timeout": { "search": { "duration": "800ms" } },
+  "retry": { "search": { "max_attempts": 4, "backoff": { "kind": "constant", "delay": "50ms" } } },
+  "bulkhead": { "db": { "max_concurrent": 2 } }
+}"#;
+
+fn assert_small(p: &Policies) {
+    assert_eq!(p.timeout["search"].duration(), ms(800));
+    assert_eq!(p.retry["search"].max_attempts(), 4);
+    assert_eq!(p.retry["search"].backoff(), Backoff::constant(ms(50)));
+    assert_eq!(p.bulkhead["db"].max_concurrent(), 2);
+    assert_eq!(p.bulkhead["db"].name(), "db");
+}
+
+#[cfg(feature = "toml")]
+#[test]
+fn from_path_reads_a_toml_file() {
+    let file = TempFile::new("policies.toml", SMALL_TOML);
+    assert_small(&Policies::from_path(file.path()).unwrap());
+    assert_small(&Policies::from_toml_str(SMALL_TOML).unwrap());
+    let upper = TempFile::new("POLICIES.TOML", SMALL_TOML);
+    assert_small(&Policies::from_path(upper.path()).unwrap());
+}
+
+#[cfg(feature = "yaml")]
+#[test]
+fn from_path_reads_a_yaml_file() {
+    for name in ["policies.yaml", "policies.yml"] {
+        let file = TempFile::new(name, SMALL_YAML);
+        assert_small(&Policies::from_path(file.path()).unwrap());
+    }
+    assert_small(&Policies::from_yaml_str(SMALL_YAML).unwrap());
+}
+
+#[cfg(feature = "json")]
+#[test]
+fn from_path_reads_a_json_file() {
+    let file = TempFile::new("policies.json", SMALL_JSON);
+    assert_small(&Policies::from_path(file.path()).unwrap());
+    assert_small(&Policies::from_json_str(SMALL_JSON).unwrap());
+}
+
+#[test]
+fn a_file_without_a_known_extension_is_refused_and_named() {
+    for name in ["policies.ini", "policies", "policies.toml.bak"] {
+        // Refused by its name, before it is read: it need not exist.
+        let err = Policies::from_path(name).unwrap_err();
+        assert_eq!(err.file(), Some(std::path::Path::new(name)), "{err}");
+        assert_eq!(err.field(), "<file>", "{err}");
+        assert!(err.rule().contains(".toml, .yaml, .yml or .json"), "{err}");
+        assert!(err.to_string().starts_with(&format!("{name}: ")), "{err}");
+    }
+}
+
+#[cfg(not(feature = "yaml"))]
+#[test]
+fn a_file_whose_format_is_off_says_which_feature_to_enable() {
+    let err = Policies::from_path("policies.yml").unwrap_err();
+    assert_eq!(err.field(), "<file>", "{err}");
+    assert!(err.rule().contains("`yaml` feature"), "{err}");
+    assert!(err.to_string().starts_with("policies.yml: "), "{err}");
+}
+
+#[cfg(feature = "toml")]
+#[test]
+fn a_missing_file_is_named() {
+    let file = TempFile::new("present.toml", "");
+    let missing = file.path().with_file_name("missing.toml");
+    let err = Policies::from_path(&missing).unwrap_err();
+    assert_eq!(err.file(), Some(missing.as_path()));
+    assert_eq!((err.field(), err.rule()), ("<file>", "cannot be read"));
+    assert!(
+        err.to_string().starts_with(&format!(
+            "{}: <file> cannot be read, got ",
+            missing.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        Policies::from_path(file.path()).unwrap().timeout.is_empty(),
+        "empty is fine"
+    );
+}
+
+/// (format's file name, its text with `retry.api.backoff.factor` refused by the builder).
+const BAD_FACTOR: &[(&str, &str)] = &[
+    (
+        "bad.toml",
+        "[retry.api]\nbackoff = { kind = \"exponential\", initial = \"1s\", factor = 0.5, max = \"10s\" }\n",
+    ),
+    (
+        "bad.yaml",
+        "retry:\n  api:\n    backoff: { kind: exponential, initial: 1s, factor: 0.5, max: 10s }\n",
+    ),
+    (
+        "bad.json",
+        r#"{ "retry": { "api": { "backoff": { "kind": "exponential", "initial": "1s", "factor": 0.5, "max": "10s" } } } }"#,
+    ),
+];
+
+#[test]
+fn a_bad_value_in_a_file_names_the_file_and_the_key() {
+    let mut checked = 0;
+    for &(name, text) in BAD_FACTOR {
+        let enabled = match name.rsplit('.').next() {
+            Some("toml") => cfg!(feature = "toml"),
+            Some("yaml") => cfg!(feature = "yaml"),
+            _ => cfg!(feature = "json"),
+        };
+        if !enabled {
+            continue;
+        }
+        let file = TempFile::new(name, text);
+        let err = Policies::from_path(file.path()).unwrap_err();
+        assert_eq!(err.file(), Some(file.path()), "{err}");
+        assert_eq!(err.field(), "retry.api.backoff.factor", "{name}: {err}");
+        assert_eq!(err.value(), "0.5", "{name}: {err}");
+        let shown = err.to_string();
+        let head = format!(
+            "{}: retry.api.backoff.factor must be ",
+            file.path().display()
+        );
+        assert!(shown.starts_with(&head), "{name}: {shown}");
+        assert!(shown.ends_with(", got 0.5"), "{name}: {shown}");
+        checked += 1;
+    }
+    let formats = [
+        cfg!(feature = "toml"),
+        cfg!(feature = "yaml"),
+        cfg!(feature = "json"),
+    ];
+    assert_eq!(checked, formats.iter().filter(|&&on| on).count());
+}
+
+#[cfg(feature = "toml")]
+#[test]
+fn a_toml_syntax_error_is_one_short_line_with_line_and_column() {
+    let text = "[timeout.search]\nduration = \"800ms\"\n[retry.api\nmax_attempts = 4\n";
+    let file = TempFile::new("syntax.toml", text);
+    let err = Policies::from_path(file.path()).unwrap_err();
+    assert_eq!(
+        (err.field(), err.rule()),
+        ("<file>", "is not valid TOML"),
+        "{err}"
+    );
+    let shown = err.to_string();
+    assert!(err.value().contains("(line 3, column "), "{shown}");
+    assert!(!shown.contains('\n'), "one line: {shown}");
+    for line in text.lines() {
+        assert!(!shown.contains(line), "no source line {line:?} in: {shown}");
+    }
+    assert!(shown.len() < 200, "short: {shown}");
+}
+
+#[cfg(feature = "toml")]
+#[test]
+fn a_toml_error_inside_a_table_is_told_once_with_its_place() {
+    let err = Policies::from_toml_str("[retry.r]\nmax_atempts = 3\n").unwrap_err();
+    assert_eq!(err.field(), "retry.r.max_atempts");
+    assert!(err.value().contains("unknown field `max_atempts`"), "{err}");
+    assert!(err.value().ends_with("(line 2, column 1)"), "{err}");
+    assert!(!err.value().contains("max_atempts = 3"), "no source: {err}");
+    assert_eq!(err.to_string().matches("unknown field").count(), 1, "{err}");
+}
+
+#[cfg(feature = "yaml")]
+#[test]
+fn a_yaml_error_is_one_line_with_its_place() {
+    let err = Policies::from_yaml_str("retry:\n  r:\n    max_atempts: 3\n").unwrap_err();
+    assert_eq!(err.field(), "retry.r.max_atempts", "{err}");
+    assert!(err.value().contains("unknown field `max_atempts`"), "{err}");
+    assert!(err.value().contains("line 3"), "{err}");
+    assert!(
+        !err.value().contains("retry.r"),
+        "the key is told once: {err}"
+    );
+    let err = Policies::from_yaml_str("retry: [unclosed\n").unwrap_err();
+    assert!(err.value().contains("line"), "{err}");
+    assert!(!err.to_string().contains('\n'), "{err}");
+}
+
+#[cfg(feature = "json")]
+#[test]
+fn json_after_the_document_is_refused() {
+    let err = Policies::from_json_str(r#"{ "timeout": {} } {}"#).unwrap_err();
+    assert_eq!(err.field(), "<file>", "{err}");
+    assert!(err.value().contains("trailing characters"), "{err}");
+}
+
+#[cfg(all(feature = "toml", feature = "tokio"))]
+#[tokio::test(start_paused = true)]
+async fn a_pipeline_by_name_runs_a_call_through_its_policies() {
+    use palisade::Error;
+
+    let file = TempFile::new(
+        "pipeline.toml",
+        r#"
+[timeout.search]
+duration = "200ms"
+
+[retry.search]
+max_attempts = 3
+backoff = { kind = "constant", delay = "50ms" }
+
+[circuit_breaker.search]
+trip_model = { kind = "consecutive_failures", failures = 5 }
+
+[bulkhead.search]
+max_concurrent = 2
+
+[bulkhead.db]
+max_concurrent = 1
+"#,
+    );
+    let policies = Policies::from_path(file.path()).unwrap();
+    let search = policies.pipeline("search").unwrap();
+    assert_eq!(search.timeout().map(|t| t.duration()), Some(ms(200)));
+    assert_eq!(search.retry().map(|r| r.name()), Some("search"));
+    assert_eq!(search.circuit_breaker().map(|c| c.name()), Some("search"));
+    assert_eq!(search.bulkhead().map(|b| b.name()), Some("search"));
+
+    let mut attempts = 0;
+    let out: Result<&str, Error<&str>> = search
+        .run(|| {
+            attempts += 1;
+            let n = attempts;
+            async move {
+                if n < 2 {
+                    // The first attempt outlives its timeout.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Ok("results")
+            }
+        })
+        .await;
+    assert_eq!(out, Ok("results"));
+    assert_eq!(attempts, 2);
+    let retry = search.retry().unwrap().metrics();
+    assert_eq!((retry.calls, retry.retries), (1, 1));
+
+    // Each call builds new handles: nothing is shared with the first pipeline.
+    let again = policies.pipeline("search").unwrap();
+    assert_eq!(again.retry().unwrap().metrics().calls, 0);
+    search.circuit_breaker().unwrap().isolate();
+    let out: Result<&str, Error<&str>> = again.run(|| async { Ok("fresh") }).await;
+    assert_eq!(out, Ok("fresh"));
+
+    // A name with only some kinds builds the stages it has.
+    let db = policies.pipeline("db").unwrap();
+    assert!(db.bulkhead().is_some());
+    assert!(db.retry().is_none() && db.timeout().is_none() && db.circuit_breaker().is_none());
+}
+
+#[cfg(feature = "toml")]
+#[test]
+fn a_pipeline_name_that_names_no_policy_is_an_error() {
+    let policies = Policies::from_toml_str(SMALL_TOML).unwrap();
+    let err = policies.pipeline("serach").unwrap_err();
+    assert_eq!(err.field(), "serach", "{err}");
+    assert_eq!(err.value(), r#""serach""#, "{err}");
+    assert!(err.rule().contains("the names are db, search"), "{err}");
+    let err = Policies::default().pipeline("").unwrap_err();
+    assert_eq!(err.field(), r#""""#, "{err}");
+    assert!(err.rule().contains("there are none"), "{err}");
+}

@@ -6,7 +6,11 @@
 //! refused from a file too, with the same [`ConfigError`]. Absent keys take the builder's
 //! defaults; unknown keys are errors (a typo must not silently mean "default").
 //!
-//! [`Policies`] reads a whole file of named policies, one table per kind:
+//! [`Policies`] reads a whole file of named policies, one table per kind, from a path
+//! ([`Policies::from_path`], the format chosen by the extension), from the text of one format
+//! ([`from_toml_str`](Policies::from_toml_str), [`from_yaml_str`](Policies::from_yaml_str),
+//! [`from_json_str`](Policies::from_json_str)) or from any serde deserializer
+//! ([`Policies::load`]); [`Policies::pipeline`] then builds the [`Pipeline`] of one name:
 //!
 //! ```toml
 //! [timeout.search]
@@ -49,9 +53,22 @@
 //!   kept as written, and a value that is not a whole number of nanoseconds (`"0.5ns"`) is
 //!   refused rather than rounded down, possibly to zero.
 //!
+//! # Formats
+//!
+//! Each format has its feature, which turns on `serde` too:
+//!
+//! | Feature | Extensions | Text | Crate |
+//! |---|---|---|---|
+//! | `toml` | `.toml` | `Policies::from_toml_str` | `toml` |
+//! | `yaml` | `.yaml`, `.yml` | `Policies::from_yaml_str` | `serde_norway` |
+//! | `json` | `.json` | `Policies::from_json_str` | `serde_json` |
+//!
+//! The extension is matched in any case. With `serde` alone, [`Policies::load`] takes a
+//! deserializer of any format.
+//!
 //! # Errors
 //!
-//! [`Policies::load`] returns a [`ConfigError`] whose [`field`](ConfigError::field) is the
+//! Every reader returns a [`ConfigError`] whose [`field`](ConfigError::field) is the
 //! key's full path in the file: `retry.api.backoff.factor` for a value the builder refuses,
 //! `bulkhead.db.max_queue` for a value of the wrong type, `retry.api.max_atempts` for a key
 //! that does not exist (the format's own message, with its line and column where it has
@@ -59,6 +76,13 @@
 //! dot is quoted in the path (`retry."".max_attempts`). Inside a `trip_model` or `backoff`
 //! table, a value of the wrong type or a bad duration is reported against the table
 //! (`retry.api.backoff`): serde reads those tables whole before it knows their `kind`.
+//!
+//! An error from [`Policies::from_path`] names the file as well: its
+//! [`file`](ConfigError::file) is the path, and its message starts with it
+//! (`policies.toml: retry.api.backoff.factor must be ...`). An error about the file as a
+//! whole (it cannot be read, its extension names no format, its syntax is broken) has the
+//! field `<file>`. The format's own message appears once, on one line, with its line and
+//! column, never with the file's text around it.
 //!
 //! # Names
 //!
@@ -69,6 +93,42 @@
 //! refused again and again, under names that change each time, leaks nothing.
 //!
 //! # Examples
+//!
+//! A file read by its path, and a pipeline built from it (features `toml` and `tokio`):
+//!
+//! ```
+//! # #[cfg(all(feature = "toml", feature = "tokio"))]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use palisade::Rejected;
+//! use palisade::config::Policies;
+//!
+//! let path = std::env::temp_dir().join(format!("palisade-{}.toml", std::process::id()));
+//! std::fs::write(
+//!     &path,
+//!     r#"
+//! [timeout.search]
+//! duration = "800ms"
+//!
+//! [retry.search]
+//! max_attempts = 3
+//! backoff = { kind = "exponential", initial = "100ms", factor = 2.0, max = "1s" }
+//!
+//! [bulkhead.search]
+//! max_concurrent = 20
+//! "#,
+//! )?;
+//! let policies = Policies::from_path(&path);
+//! std::fs::remove_file(&path)?;
+//! let search = policies?.pipeline("search")?;
+//! let out: Result<&str, Rejected> = search.run(|| async { Ok("results") }).await;
+//! assert_eq!(out, Ok("results"));
+//! # Ok(())
+//! # }
+//! # #[cfg(not(all(feature = "toml", feature = "tokio")))] fn main() {}
+//! ```
+//!
+//! Any serde format, through its deserializer:
 //!
 //! ```
 //! use palisade::config::Policies;
@@ -81,6 +141,7 @@
 //! ```
 
 mod duration;
+mod file;
 mod raw;
 
 use std::borrow::Cow;
@@ -89,11 +150,14 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::bulkhead::BulkheadConfig;
-use crate::circuit_breaker::CircuitBreakerConfig;
+use crate::bulkhead::{Bulkhead, BulkheadConfig};
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig};
+use crate::clock::{Clock, DefaultClock};
 use crate::error::ConfigError;
-use crate::retry::RetryConfig;
-use crate::timeout::TimeoutConfig;
+use crate::pipeline::{Pipeline, PipelineBuilder};
+use crate::retry::{Retry, RetryConfig};
+use crate::timeout::{Timeout, TimeoutConfig};
+use crate::timer::DefaultTimer;
 
 use self::raw::{RawBulkhead, RawCircuitBreaker, RawRetry, RawTimeout, Table};
 
@@ -141,18 +205,48 @@ struct RawPolicies {
 
 impl Policies {
     /// Reads named policies from any serde deserializer (`toml::Deserializer`,
-    /// `serde_json::Deserializer`, `serde_yaml::Deserializer`...) and validates each.
+    /// `serde_json::Deserializer`, `serde_norway::Deserializer`...) and validates each.
+    ///
+    /// For a file on disk, or the text of a format palisade has a feature for, prefer
+    /// [`from_path`](Self::from_path) and `from_toml_str` and the like: their errors name the
+    /// file and tell the format's message in one line.
     ///
     /// # Errors
     ///
     /// The first problem found, as a [`ConfigError`] whose field is the key's full path:
-    /// a syntax or type error from the format (its message as the rule), an unknown key, or
-    /// a value the policy's builder refuses.
+    /// a syntax or type error from the format (the rule "cannot be read", the format's
+    /// message, as its `Display` writes it, as the value), an unknown key, or a value the
+    /// policy's builder refuses.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::config::Policies;
+    ///
+    /// let file = r#"{ "circuit_breaker": { "payments": { "break_duration": "10s" } } }"#;
+    /// let policies = Policies::load(&mut serde_json::Deserializer::from_str(file))?;
+    /// assert_eq!(policies.circuit_breaker["payments"].break_duration().as_secs(), 10);
+    ///
+    /// let typo = r#"{ "circuit_breaker": { "payments": { "break_durations": "10s" } } }"#;
+    /// let err = Policies::load(&mut serde_json::Deserializer::from_str(typo)).unwrap_err();
+    /// assert_eq!(err.field(), "circuit_breaker.payments.break_durations");
+    /// assert_eq!(err.rule(), "cannot be read");
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn load<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, ConfigError> {
+        Self::load_with(deserializer, |e, _| e.to_string())
+    }
+
+    /// [`load`](Self::load), with the format's errors told by `describe` (which is also given
+    /// the path of the key where it happened).
+    fn load_with<'de, D: Deserializer<'de>>(
+        deserializer: D,
+        describe: impl FnOnce(&D::Error, &serde_path_to_error::Path) -> String,
+    ) -> Result<Self, ConfigError> {
         let Table(raw): Table<RawPolicies> = serde_path_to_error::deserialize(deserializer)
             .map_err(|e| {
                 let field = key_path(e.path());
-                let message = e.into_inner().to_string();
+                let message = describe(e.inner(), e.path());
                 ConfigError::new(
                     field,
                     "cannot be read",
@@ -191,6 +285,144 @@ impl Policies {
             )?,
             bulkhead: each("bulkhead", raw.bulkhead, RawBulkhead::build)?,
         })
+    }
+}
+
+impl Policies {
+    /// A [`Pipeline`] of the policies named `name`: `timeout.<name>`, `retry.<name>`,
+    /// `circuit_breaker.<name>` and `bulkhead.<name>`, each one the file has (at least one),
+    /// on the default timer and clock.
+    ///
+    /// Every call builds new handles: two pipelines from the same name share no state (no
+    /// breaker, slots or budget). To share a breaker, keep one pipeline and clone it.
+    ///
+    /// Without the `tokio` feature there is no default timer, and the pipeline cannot run;
+    /// use [`pipeline_with_timer_and_clock`](Self::pipeline_with_timer_and_clock).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] whose field is `name` when no policy of any kind has that key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::Rejected;
+    /// use palisade::config::Policies;
+    ///
+    /// # #[cfg(all(feature = "tokio", feature = "toml"))]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let policies = Policies::from_toml_str(
+    ///     r#"
+    /// [timeout.search]
+    /// duration = "800ms"
+    ///
+    /// [retry.search]
+    /// max_attempts = 3
+    /// "#,
+    /// )?;
+    /// let search = policies.pipeline("search")?;
+    /// assert!(search.timeout().is_some() && search.retry().is_some());
+    /// assert!(search.circuit_breaker().is_none(), "the file has no circuit_breaker.search");
+    /// let out: Result<&str, Rejected> = search.run(|| async { Ok("results") }).await;
+    /// assert_eq!(out, Ok("results"));
+    ///
+    /// let err = policies.pipeline("serach").unwrap_err();
+    /// assert_eq!(err.field(), "serach");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(all(feature = "tokio", feature = "toml")))] fn main() {}
+    /// ```
+    pub fn pipeline(&self, name: &str) -> Result<Pipeline, ConfigError> {
+        self.pipeline_with_timer_and_clock(name, DefaultTimer::default(), DefaultClock::default())
+    }
+
+    /// [`pipeline`](Self::pipeline), with handles that sleep on `timer` and read `clock`
+    /// (and a pipeline that reads `clock` for the retry's deadline).
+    ///
+    /// # Errors
+    ///
+    /// As [`pipeline`](Self::pipeline).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::MonotonicClock;
+    /// use palisade::config::Policies;
+    /// use std::time::Duration;
+    ///
+    /// let policies = Policies::load(&mut serde_json::Deserializer::from_str(
+    ///     r#"{ "retry": { "db": { "max_attempts": 2 } } }"#,
+    /// ))?;
+    /// let db = policies.pipeline_with_timer_and_clock(
+    ///     "db",
+    ///     |d: Duration| tokio::time::sleep(d),
+    ///     MonotonicClock::new(),
+    /// )?;
+    /// assert_eq!(db.retry().map(|r| r.config().max_attempts()), Some(2));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    pub fn pipeline_with_timer_and_clock<T: Clone, C: Clock + Clone>(
+        &self,
+        name: &str,
+        timer: T,
+        clock: C,
+    ) -> Result<Pipeline<T, C>, ConfigError> {
+        let timeout = self.timeout.get(name);
+        let retry = self.retry.get(name);
+        let breaker = self.circuit_breaker.get(name);
+        let bulkhead = self.bulkhead.get(name);
+        if timeout.is_none() && retry.is_none() && breaker.is_none() && bulkhead.is_none() {
+            return Err(self.no_policy_named(name));
+        }
+        let mut builder = PipelineBuilder::with_clock(clock.clone());
+        if let Some(c) = timeout {
+            builder = builder.timeout(Timeout::with_timer(c.clone(), timer.clone()));
+        }
+        if let Some(c) = retry {
+            builder = builder.retry(Retry::with_timer_and_clock(
+                c.clone(),
+                timer.clone(),
+                clock.clone(),
+            ));
+        }
+        if let Some(c) = breaker {
+            builder = builder.circuit_breaker(CircuitBreaker::with_clock(c.clone(), clock));
+        }
+        if let Some(c) = bulkhead {
+            builder = builder.bulkhead(Bulkhead::with_timer(c.clone(), timer));
+        }
+        Ok(builder.build())
+    }
+
+    #[cold]
+    fn no_policy_named(&self, name: &str) -> ConfigError {
+        const SHOWN: usize = 10;
+        let mut names: Vec<&str> = (self.timeout.keys())
+            .chain(self.retry.keys())
+            .chain(self.circuit_breaker.keys())
+            .chain(self.bulkhead.keys())
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let known = match names.len() {
+            0 => "there are none".to_owned(),
+            n if n <= SHOWN => format!("the names are {}", names.join(", ")),
+            n => format!(
+                "the names include {} and {} more",
+                names[..SHOWN].join(", "),
+                n - SHOWN
+            ),
+        };
+        ConfigError::new(
+            show_key(name).into_owned(),
+            format!(
+                "must name a policy, a key under timeout, retry, circuit_breaker or bulkhead \
+                 ({known})"
+            ),
+            name,
+        )
     }
 }
 
