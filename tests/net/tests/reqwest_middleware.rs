@@ -65,12 +65,6 @@ fn retry(max_attempts: u32, backoff: Backoff) -> Retry {
     )
 }
 
-#[test]
-fn the_middleware_is_send_and_sync() {
-    fn bounds<T: Send + Sync + 'static>() {}
-    bounds::<PipelineMiddleware>();
-}
-
 #[tokio::test]
 async fn retries_a_503_then_returns_the_success() {
     let server = Scripted::start().await;
