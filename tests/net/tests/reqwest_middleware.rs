@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::Extensions;
+use palisade::bulkhead::Bulkhead;
 use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
 use palisade::http::middleware::PipelineMiddleware;
 use palisade::pipeline::{Pipeline, Stage};
@@ -285,4 +286,22 @@ async fn a_custom_order_retries_too_and_sends_a_streamed_body_once() {
         .unwrap();
     assert_eq!(resp.status(), 503, "sent once, its failure as it was");
     assert_eq!(server.hits().len(), 4);
+}
+
+#[tokio::test]
+async fn dropping_the_send_future_gives_the_bulkhead_slot_back() {
+    let server = Scripted::start().await;
+    server.then([Reply::Slow(Duration::from_secs(5))]);
+    let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build().unwrap());
+    let client = client(PipelineMiddleware::from(bulkhead.clone()));
+
+    let slow = client.get(server.url("/slow")).send();
+    let cut = tokio::time::timeout(ms(150), slow).await;
+    assert!(cut.is_err(), "the caller gave up on the slow request");
+    let resp = client.get(server.url("/fast")).send().await.unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "the dropped attempt's slot was released"
+    );
 }
