@@ -393,6 +393,52 @@ impl AsRejected for Box<dyn std::error::Error> {
     }
 }
 
+/// A rejection travels through a `reqwest_middleware` chain as
+/// `reqwest_middleware::Error::Middleware`, holding the [`Rejected`].
+///
+/// # Examples
+///
+/// ```
+/// use palisade::{AsRejected, Rejected, error::Elapsed};
+/// use std::time::Duration;
+///
+/// let err = reqwest_middleware::Error::from(Rejected::from(Elapsed::new("api", Duration::from_secs(2))));
+/// assert!(err.is_middleware());
+/// assert!(err.as_rejected().is_some_and(Rejected::is_timeout));
+/// ```
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
+impl From<Rejected> for reqwest_middleware::Error {
+    fn from(rejected: Rejected) -> Self {
+        reqwest_middleware::Error::middleware(rejected)
+    }
+}
+
+/// Finds the [`Rejected`] that a palisade middleware put in
+/// `reqwest_middleware::Error::Middleware` (by downcasting); `None` for any other error.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::{AsRejected, Rejected, error::CircuitOpen};
+///
+/// let err: reqwest_middleware::Error = Rejected::from(CircuitOpen::isolated("api")).into();
+/// assert_eq!(err.as_rejected().map(Rejected::policy_name), Some("api"));
+/// let other = reqwest_middleware::Error::middleware(std::fmt::Error);
+/// assert!(other.as_rejected().is_none());
+/// ```
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
+impl AsRejected for reqwest_middleware::Error {
+    #[inline]
+    fn as_rejected(&self) -> Option<&Rejected> {
+        match self {
+            reqwest_middleware::Error::Middleware(e) => e.downcast_ref::<Rejected>(),
+            reqwest_middleware::Error::Reqwest(_) => None,
+        }
+    }
+}
+
 impl AsRejected for std::convert::Infallible {
     #[inline]
     fn as_rejected(&self) -> Option<&Rejected> {

@@ -165,6 +165,7 @@
 //! | `serde` | no | [`config`]: every config from TOML / YAML / JSON files, validated like the builders; serializable health reports |
 //! | `toml`, `yaml`, `json` | no | `serde`, and [`Policies::from_path`](config::Policies::from_path) for files in that format |
 //! | `http` | no | [`http`]: status classifier, `Retry-After` hints, a request cloner; with `tower`, load shedding with 503 |
+//! | `reqwest-middleware` | no | [`http::middleware`]: a pipeline or one policy as a `reqwest_middleware::Middleware` (implies `tokio` and `http`) |
 //! | `test-util` | no | [`FakeClock`](clock::FakeClock) |
 //!
 //! With no features, the policy cores, the closure wrappers (given a timer) and the error

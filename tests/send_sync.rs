@@ -232,6 +232,23 @@ fn pipeline_futures_layers_and_services() {
     response_future_is_send::<_, u32>(&svc);
 }
 
+/// With the feature on, the root tests reach reqwest-middleware as the (optional) dependency
+/// it is; no dev-dependency on reqwest is needed.
+#[cfg(feature = "reqwest-middleware")]
+#[test]
+fn the_reqwest_middleware_is_send_and_sync() {
+    use palisade::http::middleware::PipelineMiddleware;
+
+    fn is_middleware<M: reqwest_middleware::Middleware>(_: &M) {}
+    let middleware = PipelineMiddleware::new(full_pipeline().build());
+    assert_send_sync(&middleware);
+    is_middleware(&middleware);
+    is_middleware(&PipelineMiddleware::from(retry()));
+    is_middleware(&PipelineMiddleware::from(breaker()));
+    is_middleware(&PipelineMiddleware::from(bulkhead()));
+    is_middleware(&PipelineMiddleware::from(timeout()));
+}
+
 #[test]
 fn every_presets_pipeline_runs_send_futures() {
     for preset in [

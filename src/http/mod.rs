@@ -37,6 +37,11 @@
 //! its version out of our semver); a request whose body is a stream has no `try_clone`, so it
 //! is sent once and the retry reports [`GiveUp::NotCloneable`](crate::retry::GiveUp).
 //!
+//! Clients built with `reqwest_middleware` take a whole pipeline, or one policy, as one
+//! middleware: see [`middleware`] (feature `reqwest-middleware`, which does depend on
+//! reqwest 0.12 and reqwest-middleware 0.4). It lives here, next to the classifier and the
+//! `Retry-After` reader it is built from.
+//!
 //! # Examples
 //!
 //! ```
@@ -57,6 +62,9 @@
 //! ```
 
 mod grpc;
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
+pub mod middleware;
 #[cfg(feature = "tower")]
 mod shed;
 

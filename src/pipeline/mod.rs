@@ -411,6 +411,33 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
         }
     }
 
+    /// The clock the deadline is read on.
+    #[cfg(feature = "reqwest-middleware")]
+    pub(crate) fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// Whether the policies run in a [`custom_order`](PipelineBuilder::custom_order).
+    #[cfg(feature = "reqwest-middleware")]
+    pub(crate) fn is_custom_order(&self) -> bool {
+        self.custom.is_some()
+    }
+
+    /// The same policies without the retry, for a request that cannot be sent twice.
+    #[cfg(feature = "reqwest-middleware")]
+    pub(crate) fn without_retry(&self) -> Self
+    where
+        T: Clone,
+        C: Clone,
+        Fb: Clone,
+        P: Clone,
+    {
+        Pipeline {
+            retry: None,
+            ..self.clone()
+        }
+    }
+
     /// The retry, if any.
     pub fn retry(&self) -> Option<&Retry<T, C>> {
         self.retry.as_ref()
@@ -693,7 +720,8 @@ where
     /// An attempt that the retry deadline cuts short (its timeout cut to the time left, and
     /// run out) or leaves no time at all says nothing about the dependency: the breaker does
     /// not count it, and an attempt with no time left does not ask the breaker at all.
-    async fn attempt<G, F, R, E>(&self, make: G, started: Option<Ticks>) -> Result<R, E>
+    /// `started` is the clock at the retry's first attempt, when it has a deadline.
+    pub(crate) async fn attempt<G, F, R, E>(&self, make: G, started: Option<Ticks>) -> Result<R, E>
     where
         G: FnOnce() -> F,
         F: Future<Output = Result<R, E>>,

@@ -359,6 +359,18 @@ impl<T, C> Retry<T, C> {
         self.shared.config.telemetry.name()
     }
 
+    /// The timer the retry sleeps on, for drivers of its attempts outside this module.
+    #[cfg(feature = "reqwest-middleware")]
+    pub(crate) fn timer(&self) -> &T {
+        &self.timer
+    }
+
+    /// The clock the deadline and the budget read.
+    #[cfg(feature = "reqwest-middleware")]
+    pub(crate) fn clock(&self) -> &C {
+        &self.clock
+    }
+
     #[inline]
     pub(crate) fn retry_rejections(&self) -> bool {
         self.shared.config.retry_rejections
