@@ -720,3 +720,40 @@ async fn the_layer_takes_the_classifier_a_cloner_and_a_hint() {
         "the success after the 503 reset the run"
     );
 }
+
+/// A layer over a tower-test mock follows the mock's readiness and keeps nothing from one
+/// `poll_ready` to the next: pending while the mock is, ready once it is, then the call goes
+/// through.
+async fn follows_readiness<S>(
+    name: &str,
+    wrap: impl FnOnce(tower_test::mock::Mock<&'static str, &'static str>) -> S,
+) where
+    S: Service<&'static str, Response = &'static str>,
+    S::Error: std::fmt::Debug,
+{
+    use tokio_test::{assert_pending, assert_ready_ok};
+    use tower_test::{assert_request_eq, mock};
+    let (inner, mut handle) = mock::pair::<&'static str, &'static str>();
+    let mut svc = mock::Spawn::new(wrap(inner));
+    handle.allow(0);
+    assert_pending!(svc.poll_ready(), "{name}");
+    assert_pending!(svc.poll_ready(), "{name}");
+    handle.allow(1);
+    assert_ready_ok!(svc.poll_ready(), "{name}");
+    let mut call = tokio_test::task::spawn(svc.call("req"));
+    assert_request_eq!(handle, "req").send_response("ok");
+    assert_eq!(assert_ready_ok!(call.poll()), "ok", "{name}");
+}
+
+/// Every re-executing layer (retry, fallback, the pipeline's) passes readiness through.
+#[tokio::test(start_paused = true)]
+async fn retry_fallback_and_pipeline_layers_keep_nothing_across_poll_ready() {
+    follows_readiness("retry", |m| retry(2).layer().layer(m)).await;
+    let fallback: Fallback<&str> = Fallback::new(Fallback::builder().build().unwrap());
+    follows_readiness("fallback", |m| fallback.layer().or_value("cached").layer(m)).await;
+    let pipeline = Pipeline::builder()
+        .retry(retry(2))
+        .circuit_breaker(breaker(5))
+        .build();
+    follows_readiness("pipeline", |m| pipeline.layer().layer(m)).await;
+}
