@@ -1,7 +1,7 @@
 //! Ready-made policies for the four kinds of dependency most services call: a
 //! large-language-model API, a database, a third-party HTTP API and a message broker.
 //!
-//! Each preset is a [`Pipeline`](crate::pipeline::Pipeline) of a retry, a timeout per attempt
+//! Each preset is a [pipeline](crate::pipeline::Pipeline) of a retry, a timeout per attempt
 //! and, where the dependency calls for them, a circuit breaker and a bulkhead, with values
 //! sized for that kind of dependency:
 //!
