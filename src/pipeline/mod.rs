@@ -525,6 +525,8 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
     /// use palisade::presets::Preset;
     /// use palisade::{Outcome, Rejected};
     ///
+    /// # #[cfg(feature = "tokio")]
+    /// # fn main() -> Result<(), palisade::ConfigError> {
     /// let pipeline = Preset::external_api()
     ///     .build("payments")?
     ///     .classify(|r: &Result<u16, Rejected>| match r {
@@ -533,7 +535,9 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
     ///         Err(_) => Outcome::Failure,
     ///     });
     /// # let _ = pipeline;
-    /// # Ok::<(), palisade::ConfigError>(())
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
     /// ```
     pub fn classify<Cl2>(self, classifier: Cl2) -> Pipeline<T, C, Fb, Classified<Cl2>> {
         Pipeline {
