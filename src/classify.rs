@@ -56,12 +56,32 @@ pub enum Outcome {
 
 impl Outcome {
     /// Whether this is [`Outcome::Success`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::Outcome;
+    ///
+    /// assert!(Outcome::Success.is_success());
+    /// assert!(!Outcome::Failure.is_success());
+    /// assert!(!Outcome::Ignore.is_success());
+    /// ```
     #[inline]
     pub const fn is_success(self) -> bool {
         matches!(self, Outcome::Success)
     }
 
     /// Whether this is [`Outcome::Failure`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::Outcome;
+    ///
+    /// assert!(Outcome::Failure.is_failure());
+    /// assert!(!Outcome::Success.is_failure());
+    /// assert!(!Outcome::Ignore.is_failure(), "ignored results are not counted");
+    /// ```
     #[inline]
     pub const fn is_failure(self) -> bool {
         matches!(self, Outcome::Failure)
@@ -87,6 +107,15 @@ impl Outcome {
 /// ```
 pub trait Classifier<T, E> {
     /// What `result` means.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Classifier, DefaultClassifier, Outcome, Rejected};
+    ///
+    /// let ok: Result<u8, Rejected> = Ok(1);
+    /// assert_eq!(DefaultClassifier.classify(&ok), Outcome::Success);
+    /// ```
     fn classify(&self, result: &Result<T, E>) -> Outcome;
 }
 

@@ -51,42 +51,110 @@ impl Ticks {
     pub const MAX: Ticks = Ticks(u64::MAX);
 
     /// A reading `nanos` nanoseconds after the origin.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::Ticks;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Ticks::from_nanos(1_500).as_duration(), Duration::from_nanos(1_500));
+    /// ```
     #[inline]
     pub const fn from_nanos(nanos: u64) -> Self {
         Ticks(nanos)
     }
 
     /// A reading `d` after the origin, saturating at [`Ticks::MAX`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::Ticks;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Ticks::from_duration(Duration::from_micros(2)).as_nanos(), 2_000);
+    /// assert_eq!(Ticks::from_duration(Duration::MAX), Ticks::MAX);
+    /// ```
     #[inline]
     pub const fn from_duration(d: Duration) -> Self {
         Ticks(saturating_nanos(d))
     }
 
     /// Nanoseconds since the origin.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::Ticks;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Ticks::from_duration(Duration::from_millis(3)).as_nanos(), 3_000_000);
+    /// ```
     #[inline]
     pub const fn as_nanos(self) -> u64 {
         self.0
     }
 
     /// The time since the origin.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::Ticks;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Ticks::from_nanos(2_000_000_000).as_duration(), Duration::from_secs(2));
+    /// ```
     #[inline]
     pub const fn as_duration(self) -> Duration {
         Duration::from_nanos(self.0)
     }
 
     /// The time from `earlier` to `self`, or zero if `earlier` is later.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::Ticks;
+    /// use std::time::Duration;
+    ///
+    /// let (a, b) = (Ticks::from_nanos(100), Ticks::from_nanos(250));
+    /// assert_eq!(b.saturating_duration_since(a), Duration::from_nanos(150));
+    /// assert_eq!(a.saturating_duration_since(b), Duration::ZERO);
+    /// ```
     #[inline]
     pub const fn saturating_duration_since(self, earlier: Ticks) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
 
     /// `self + d`, saturating at [`Ticks::MAX`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::Ticks;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Ticks::ZERO.saturating_add(Duration::from_nanos(5)), Ticks::from_nanos(5));
+    /// assert_eq!(Ticks::MAX.saturating_add(Duration::from_secs(1)), Ticks::MAX);
+    /// ```
     #[inline]
     pub const fn saturating_add(self, d: Duration) -> Ticks {
         Ticks(self.0.saturating_add(saturating_nanos(d)))
     }
 
     /// `self - d`, saturating at [`Ticks::ZERO`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::Ticks;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Ticks::from_nanos(9).saturating_sub(Duration::from_nanos(4)), Ticks::from_nanos(5));
+    /// assert_eq!(Ticks::from_nanos(9).saturating_sub(Duration::from_secs(1)), Ticks::ZERO);
+    /// ```
     #[inline]
     pub const fn saturating_sub(self, d: Duration) -> Ticks {
         Ticks(self.0.saturating_sub(saturating_nanos(d)))
@@ -143,6 +211,17 @@ pub(crate) const fn saturating_nanos(d: Duration) -> u64 {
 /// ```
 pub trait Clock: Send + Sync + 'static {
     /// The current reading.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::{Clock, MonotonicClock};
+    ///
+    /// let clock = MonotonicClock::new();
+    /// let start = clock.now();
+    /// std::thread::sleep(std::time::Duration::from_millis(1));
+    /// assert!(clock.now().saturating_duration_since(start) >= std::time::Duration::from_millis(1));
+    /// ```
     fn now(&self) -> Ticks;
 
     /// A reading that may lag, for callers that only need to know a deadline is still well
@@ -290,6 +369,15 @@ type MonotonicOrigin = std::time::Instant;
 
 impl MonotonicClock {
     /// A clock whose origin is now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::{Clock, MonotonicClock};
+    ///
+    /// let clock = MonotonicClock::new();
+    /// assert!(clock.now().as_duration() < std::time::Duration::from_secs(1), "counts from now");
+    /// ```
     pub fn new() -> Self {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         let origin = raw_nanos(rustix::time::ClockId::Monotonic);
@@ -371,6 +459,16 @@ pub struct CoarseClock {
 
 impl CoarseClock {
     /// A clock whose origin is now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::{Clock, CoarseClock};
+    ///
+    /// let clock = CoarseClock::new();
+    /// let a = clock.now();
+    /// assert!(clock.now() >= a);
+    /// ```
     pub fn new() -> Self {
         CoarseClock {
             origin: coarse_nanos(),
@@ -468,6 +566,20 @@ pub struct TokioClock {
 #[cfg(feature = "tokio")]
 impl TokioClock {
     /// A clock whose origin is now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::{Clock, TokioClock};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let clock = TokioClock::new();
+    /// tokio::time::advance(Duration::from_millis(30)).await;
+    /// assert_eq!(clock.now().as_duration(), Duration::from_millis(30));
+    /// # }
+    /// ```
     pub fn new() -> Self {
         TokioClock {
             origin: tokio::time::Instant::now(),
@@ -523,11 +635,31 @@ mod fake {
 
     impl FakeClock {
         /// A clock at its origin.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use palisade::clock::{Clock, FakeClock, Ticks};
+        ///
+        /// assert_eq!(FakeClock::new().now(), Ticks::ZERO);
+        /// ```
         pub fn new() -> Self {
             Self::default()
         }
 
         /// Moves the clock forward by `d` (saturating).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use palisade::clock::{Clock, FakeClock, Ticks};
+        /// use std::time::Duration;
+        ///
+        /// let clock = FakeClock::new();
+        /// clock.advance(Duration::from_millis(250));
+        /// clock.advance(Duration::from_millis(250));
+        /// assert_eq!(clock.now(), Ticks::from_duration(Duration::from_millis(500)));
+        /// ```
         pub fn advance(&self, d: Duration) {
             let d = saturating_nanos(d);
             // fetch_update instead of fetch_add so the clock saturates instead of wrapping.
@@ -539,6 +671,17 @@ mod fake {
         }
 
         /// Sets the clock to `t`, unless that would move it backwards.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use palisade::clock::{Clock, FakeClock, Ticks};
+        ///
+        /// let clock = FakeClock::new();
+        /// clock.set(Ticks::from_nanos(10));
+        /// clock.set(Ticks::from_nanos(4));
+        /// assert_eq!(clock.now(), Ticks::from_nanos(10), "never backwards");
+        /// ```
         pub fn set(&self, t: Ticks) {
             self.nanos.fetch_max(t.as_nanos(), Ordering::AcqRel);
         }

@@ -132,16 +132,45 @@ pub struct Elapsed {
 
 impl Elapsed {
     /// A timeout of `duration` by the policy named `policy`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Rejected, error::Elapsed};
+    /// use std::time::Duration;
+    ///
+    /// let rejected = Rejected::from(Elapsed::new("search", Duration::from_millis(800)));
+    /// assert!(rejected.is_timeout());
+    /// ```
     pub const fn new(policy: &'static str, duration: Duration) -> Self {
         Elapsed { policy, duration }
     }
 
     /// The name of the timeout policy.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::Elapsed;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(Elapsed::new("search", Duration::from_secs(1)).policy_name(), "search");
+    /// ```
     pub const fn policy_name(&self) -> &'static str {
         self.policy
     }
 
     /// The duration the call was given before it was cut short.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::Elapsed;
+    /// use std::time::Duration;
+    ///
+    /// let elapsed = Elapsed::new("search", Duration::from_millis(250));
+    /// assert_eq!(elapsed.duration(), Duration::from_millis(250));
+    /// ```
     pub const fn duration(&self) -> Duration {
         self.duration
     }
@@ -181,6 +210,17 @@ impl fmt::Display for OpenFor {
 
 impl CircuitOpen {
     /// An open breaker named `policy` that will admit a probe in `retry_after`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::CircuitOpen;
+    /// use std::time::Duration;
+    ///
+    /// let open = CircuitOpen::new("payments", Duration::from_secs(5));
+    /// assert_eq!(open.retry_after(), Some(Duration::from_secs(5)));
+    /// assert!(!open.is_isolated());
+    /// ```
     pub const fn new(policy: &'static str, retry_after: Duration) -> Self {
         CircuitOpen {
             policy,
@@ -189,6 +229,16 @@ impl CircuitOpen {
     }
 
     /// A breaker named `policy` held open by hand, with no time at which it will close.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::CircuitOpen;
+    ///
+    /// let open = CircuitOpen::isolated("payments");
+    /// assert!(open.is_isolated());
+    /// assert_eq!(open.retry_after(), None);
+    /// ```
     pub const fn isolated(policy: &'static str) -> Self {
         CircuitOpen {
             policy,
@@ -197,16 +247,57 @@ impl CircuitOpen {
     }
 
     /// The name of the circuit breaker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::CircuitOpen;
+    ///
+    /// assert_eq!(CircuitOpen::isolated("payments").policy_name(), "payments");
+    /// ```
     pub const fn policy_name(&self) -> &'static str {
         self.policy
     }
 
     /// The time left until the breaker half-opens, or `None` while it is isolated.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreaker;
+    /// use palisade::Rejected;
+    /// use std::time::Duration;
+    ///
+    /// let config = CircuitBreaker::builder()
+    ///     .consecutive_failures(1)
+    ///     .break_duration(Duration::from_secs(30))
+    ///     .build()?;
+    /// let breaker = CircuitBreaker::new(config);
+    /// breaker.try_acquire()?.failure();
+    /// let Err(Rejected::CircuitOpen(open)) = breaker.try_acquire() else { unreachable!() };
+    /// // The time left of the 30 s break.
+    /// let left = open.retry_after().unwrap();
+    /// assert!(left > Duration::from_secs(29) && left <= Duration::from_secs(31));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub const fn retry_after(&self) -> Option<Duration> {
         self.retry_after
     }
 
     /// Whether the breaker was isolated (forced open) by hand.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreaker;
+    /// use palisade::Rejected;
+    ///
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+    /// breaker.isolate();
+    /// let Err(Rejected::CircuitOpen(open)) = breaker.try_acquire() else { unreachable!() };
+    /// assert!(open.is_isolated());
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub const fn is_isolated(&self) -> bool {
         self.retry_after.is_none()
     }
@@ -255,6 +346,15 @@ pub struct BulkheadFull {
 
 impl BulkheadFull {
     /// A full bulkhead named `policy` with a limit of `max_concurrent` calls.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Rejected, error::{BulkheadFull, FullCause}};
+    ///
+    /// let rejected = Rejected::from(BulkheadFull::new("db", 4, FullCause::QueueFull));
+    /// assert!(matches!(rejected, Rejected::BulkheadFull(_)));
+    /// ```
     pub const fn new(policy: &'static str, max_concurrent: u32, cause: FullCause) -> Self {
         BulkheadFull {
             policy,
@@ -264,16 +364,45 @@ impl BulkheadFull {
     }
 
     /// The name of the bulkhead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::{BulkheadFull, FullCause};
+    ///
+    /// assert_eq!(BulkheadFull::new("db", 4, FullCause::QueueFull).policy_name(), "db");
+    /// ```
     pub const fn policy_name(&self) -> &'static str {
         self.policy
     }
 
     /// The bulkhead's limit on concurrent calls when it refused this one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Rejected, bulkhead::Bulkhead};
+    ///
+    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
+    /// let _slot = bulkhead.try_acquire()?;
+    /// let Err(Rejected::BulkheadFull(full)) = bulkhead.try_acquire() else { unreachable!() };
+    /// assert_eq!(full.max_concurrent(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub const fn max_concurrent(&self) -> u32 {
         self.max_concurrent
     }
 
     /// Whether the queue was full or the wait ran out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::{BulkheadFull, FullCause};
+    ///
+    /// let full = BulkheadFull::new("db", 4, FullCause::WaitTimedOut);
+    /// assert_eq!(full.cause(), FullCause::WaitTimedOut);
+    /// ```
     pub const fn cause(&self) -> FullCause {
         self.cause
     }
@@ -310,6 +439,15 @@ pub enum Error<E> {
 
 impl<E> Error<E> {
     /// The rejection, if this is one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Error, Rejected, error::CircuitOpen};
+    ///
+    /// let err: Error<std::io::Error> = Rejected::from(CircuitOpen::isolated("db")).into();
+    /// assert!(err.rejected().is_some_and(|r| matches!(r, Rejected::CircuitOpen(_))));
+    /// ```
     pub const fn rejected(&self) -> Option<&Rejected> {
         match self {
             Error::Rejected(r) => Some(r),
@@ -318,6 +456,15 @@ impl<E> Error<E> {
     }
 
     /// The inner service's error, if this is one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::Error;
+    ///
+    /// let err: Error<&str> = Error::Inner("connection reset");
+    /// assert_eq!(err.into_inner(), Some("connection reset"));
+    /// ```
     pub fn into_inner(self) -> Option<E> {
         match self {
             Error::Rejected(_) => None,
@@ -362,6 +509,16 @@ impl<E> Error<E> {
 /// ```
 pub trait AsRejected {
     /// The rejection held by `self`, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{AsRejected, Error, Rejected, error::Elapsed};
+    /// use std::time::Duration;
+    ///
+    /// let err: Error<std::io::Error> = Rejected::from(Elapsed::new("db", Duration::from_secs(1))).into();
+    /// assert!(err.as_rejected().is_some_and(Rejected::is_timeout));
+    /// ```
     fn as_rejected(&self) -> Option<&Rejected>;
 }
 
@@ -486,6 +643,15 @@ impl std::error::Error for ConfigError {}
 impl ConfigError {
     /// A config error for `field`, which broke `rule` (phrased to follow the field's name,
     /// such as "must be greater than zero") with `value`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::ConfigError;
+    ///
+    /// let err = ConfigError::new("max_concurrent", "must be at least 1", 0);
+    /// assert_eq!(err.to_string(), "max_concurrent must be at least 1, got 0");
+    /// ```
     #[cold]
     pub fn new(
         field: impl Into<Cow<'static, str>>,
@@ -520,16 +686,43 @@ impl ConfigError {
     }
 
     /// The name of the field (or config-file key) that is invalid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    ///
+    /// let err = Bulkhead::builder().max_concurrent(0).build().unwrap_err();
+    /// assert_eq!(err.field(), "max_concurrent");
+    /// ```
     pub fn field(&self) -> &str {
         &self.field
     }
 
     /// The rule the value broke, such as "must be greater than zero".
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::ConfigError;
+    ///
+    /// let err = ConfigError::new("duration", "must be greater than zero", 0);
+    /// assert_eq!(err.rule(), "must be greater than zero");
+    /// ```
     pub fn rule(&self) -> &str {
         &self.rule
     }
 
     /// The offending value, as written in the message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::ConfigError;
+    ///
+    /// let err = ConfigError::new("name", "must not be empty", "");
+    /// assert_eq!(err.value(), "\"\"", "the value's `Debug` form");
+    /// ```
     pub fn value(&self) -> &str {
         &self.value
     }

@@ -1,6 +1,9 @@
-//! Ready policies for the four dependencies most services call, from the project's seed
-//! table (the one Polly users know from "resilience for LLM providers, databases, external
-//! APIs and queues").
+//! Ready-made policies for the four kinds of dependency most services call: a
+//! large-language-model API, a database, a third-party HTTP API and a message broker.
+//!
+//! Each preset is a [pipeline](crate::pipeline::Pipeline) of a retry, a timeout per attempt
+//! and, where the dependency calls for them, a circuit breaker and a bulkhead, with values
+//! sized for that kind of dependency:
 //!
 //! | Preset | Retry | Circuit breaker | Timeout | Bulkhead |
 //! |---|---|---|---|---|
@@ -24,8 +27,8 @@
 //!   (or none).
 //!
 //! "N retries" means N + 1 attempts ([`max_attempts`](crate::retry::RetryConfig::max_attempts)
-//! counts the first call). Where the seed names a window ("5 failures / 30 s"), the breaker
-//! uses [`TripModel::FailuresWithin`](crate::circuit_breaker::TripModel::FailuresWithin) over
+//! counts the first call). A breaker's "N failures / D" trips on N failures within a window of
+//! D, with [`TripModel::FailuresWithin`](crate::circuit_breaker::TripModel::FailuresWithin) over
 //! 10 buckets.
 //!
 //! A [`Preset`] holds the policies' config **builders**, so any value can be changed before
@@ -117,6 +120,9 @@ fn ms(n: u64) -> Duration {
 impl Preset {
     /// For calls to a large-language-model API: slow, rate-limited, expensive.
     ///
+    /// 3 retries with exponential backoff from 2 s, doubling up to 30 s; a breaker that opens
+    /// for 30 s on 5 failures within 30 s; a 30 s timeout per attempt; 10 calls at once.
+    ///
     /// # Examples
     ///
     /// ```
@@ -143,6 +149,9 @@ impl Preset {
     /// For calls to a database: quick, local, retried briefly; no breaker or bulkhead (the
     /// connection pool already bounds concurrency).
     ///
+    /// 2 retries with linear backoff from 100 ms, 100 ms more each time, up to 1 s; a 5 s
+    /// timeout per attempt.
+    ///
     /// # Examples
     ///
     /// ```
@@ -168,6 +177,9 @@ impl Preset {
 
     /// For calls to a third-party HTTP API.
     ///
+    /// 3 retries with exponential backoff from 1 s, doubling up to 10 s; a breaker that opens
+    /// for 30 s on 3 failures within 60 s; a 10 s timeout per attempt; 5 calls at once.
+    ///
     /// # Examples
     ///
     /// ```
@@ -192,6 +204,9 @@ impl Preset {
     }
 
     /// For publishing to or consuming from a message broker.
+    ///
+    /// 5 retries with exponential backoff from 200 ms, doubling up to 10 s; a breaker that
+    /// opens for 30 s on 10 failures within 60 s; a 5 s timeout per attempt; 20 calls at once.
     ///
     /// # Examples
     ///
@@ -246,6 +261,27 @@ impl Preset {
     ///
     /// A [`ConfigError`] if `name` is blank or a changed value is invalid; the error names
     /// the policy's section (`retry.max_attempts`, say).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::presets::Preset;
+    /// use std::time::Duration;
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # fn main() -> Result<(), palisade::ConfigError> {
+    /// let api = Preset::external_api().build("geocoder")?;
+    /// assert_eq!(api.circuit_breaker().unwrap().name(), "geocoder");
+    /// // The worst case: 4 attempts of 10 s, and 3 delays of at most 10 s.
+    /// assert_eq!(api.retry().unwrap().config().deadline(), Some(Duration::from_secs(70)));
+    ///
+    /// let mut broken = Preset::external_api();
+    /// broken.retry = broken.retry.max_attempts(0);
+    /// assert_eq!(broken.build("geocoder").unwrap_err().field(), "retry.max_attempts");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     #[cfg(feature = "tokio")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub fn build(self, name: &'static str) -> Result<Pipeline, ConfigError> {

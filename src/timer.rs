@@ -32,6 +32,21 @@ pub trait Timer: Send + Sync + 'static {
     type Sleep: Future<Output = ()>;
 
     /// A future that completes `duration` after it is created.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::timer::Timer;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let timer = |d: Duration| tokio::time::sleep(d);
+    /// let start = tokio::time::Instant::now();
+    /// timer.sleep(Duration::from_millis(250)).await;
+    /// assert_eq!(start.elapsed(), Duration::from_millis(250));
+    /// # }
+    /// ```
     fn sleep(&self, duration: Duration) -> Self::Sleep;
 }
 
@@ -93,5 +108,15 @@ pub type DefaultTimer = EnableTokioFeatureOrPassATimer;
 /// Stands in for a timer when none is available, so that relying on the default fails to
 /// compile with a message that says what to do: enable palisade's `tokio` feature, or pass a
 /// [`Timer`] (for example a closure around your runtime's sleep) with `with_timer`.
+///
+/// # Examples
+///
+/// ```compile_fail
+/// use palisade::timer::{EnableTokioFeatureOrPassATimer, Timer};
+///
+/// fn needs_a_timer<T: Timer>(_: T) {}
+/// // Not a timer: code relying on it fails to compile, naming it.
+/// needs_a_timer(EnableTokioFeatureOrPassATimer);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EnableTokioFeatureOrPassATimer;

@@ -121,6 +121,16 @@ impl fmt::Debug for BulkheadConfigBuilder {
 
 impl BulkheadConfigBuilder {
     /// Calls allowed at once. Required; valid: 1 to [`MAX_LIMIT`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::BulkheadConfig;
+    ///
+    /// let config = BulkheadConfig::builder().max_concurrent(32).build()?;
+    /// assert_eq!(config.max_concurrent(), 32);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn max_concurrent(mut self, n: u32) -> Self {
         self.max_concurrent = Some(n);
         self
@@ -130,6 +140,16 @@ impl BulkheadConfigBuilder {
     ///
     /// Default [`DEFAULT_MAX_QUEUE`] (0: a full bulkhead rejects at once); valid: 0 to
     /// [`MAX_LIMIT`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::BulkheadConfig;
+    ///
+    /// let config = BulkheadConfig::builder().max_concurrent(4).max_queue(100).build()?;
+    /// assert_eq!(config.max_queue(), 100);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn max_queue(mut self, n: u32) -> Self {
         self.max_queue = n;
         self
@@ -139,6 +159,17 @@ impl BulkheadConfigBuilder {
     /// [`FullCause::WaitTimedOut`](crate::error::FullCause::WaitTimedOut).
     ///
     /// Default: unbounded; valid: greater than zero, at most [`MAX_WAIT`]; needs a queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::BulkheadConfig;
+    /// use std::time::Duration;
+    ///
+    /// let config = BulkheadConfig::builder().max_concurrent(4).max_queue(10).max_wait(Duration::from_millis(200)).build()?;
+    /// assert_eq!(config.max_wait(), Some(Duration::from_millis(200)));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn max_wait(mut self, d: Duration) -> Self {
         self.max_wait = Some(d);
         self
@@ -153,6 +184,15 @@ impl BulkheadConfigBuilder {
     /// A [`ConfigError`] naming the first invalid field: `max_concurrent` missing, zero or
     /// above [`MAX_LIMIT`]; `max_queue` above [`MAX_LIMIT`]; `max_wait` zero, above
     /// [`MAX_WAIT`] or set without a queue; `name` blank.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::BulkheadConfig;
+    ///
+    /// let err = BulkheadConfig::builder().max_concurrent(0).build().unwrap_err();
+    /// assert_eq!(err.field(), "max_concurrent");
+    /// ```
     #[track_caller]
     pub fn build(self) -> Result<BulkheadConfig, ConfigError> {
         let max_concurrent = self.max_concurrent.ok_or_else(|| {

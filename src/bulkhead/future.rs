@@ -92,6 +92,27 @@ pin_project! {
     /// The future returned by [`Bulkhead::acquire`](super::Bulkhead::acquire).
     ///
     /// Dropped while queued, it leaves the queue and takes no slot.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Rejected, bulkhead::Bulkhead};
+    /// use std::time::Duration;
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let bulkhead = Bulkhead::new(
+    ///     Bulkhead::builder().max_concurrent(1).max_queue(1).max_wait(Duration::from_millis(100)).build()?,
+    /// );
+    /// let _busy = bulkhead.try_acquire().unwrap();
+    /// // Queued behind the held slot until `max_wait` runs out.
+    /// let waited = bulkhead.acquire().await;
+    /// assert!(matches!(waited, Err(Rejected::BulkheadFull(_))));
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct Acquire<'a, T>
     where
@@ -181,6 +202,29 @@ pin_project! {
     /// The future returned by [`Bulkhead::acquire_owned`](super::Bulkhead::acquire_owned).
     ///
     /// Dropped while queued, it leaves the queue and takes no slot.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).max_queue(4).build()?);
+    /// let first = bulkhead.acquire_owned().await?;
+    /// let next = tokio::spawn({
+    ///     let bulkhead = bulkhead.clone();
+    ///     async move { bulkhead.acquire_owned().await.map(drop) }
+    /// });
+    /// tokio::task::yield_now().await;
+    /// assert_eq!(bulkhead.metrics().queued, 1);
+    /// drop(first);
+    /// next.await??;
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct AcquireOwned<T>
     where
@@ -217,6 +261,23 @@ pin_project! {
     /// Resolves to the call's output, or to `Err(E::from(Rejected::BulkheadFull(..)))` (the call
     /// was then never made). The slot is given back when the call finishes, fails, panics or
     /// is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Rejected, bulkhead::Bulkhead};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
+    /// let call = bulkhead.run(|| async { Ok::<_, Rejected>(7) });
+    /// assert_eq!(call.await, Ok(7));
+    /// assert_eq!(bulkhead.metrics().in_flight, 0, "the slot is given back");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct RunFuture<'a, M, F, T>
     where
@@ -332,6 +393,26 @@ impl<T: Timer> std::fmt::Debug for AcquireOwned<T> {
 pin_project! {
     /// The response future of [`BulkheadService`](super::BulkheadService): the inner call,
     /// holding its slot until it completes (or is dropped), or the rejection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    /// use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[cfg(all(feature = "tokio", feature = "tower"))]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(bulkhead.layer())
+    ///     .service_fn(|x: u32| async move { Ok::<_, BoxError>(x * 2) });
+    /// let response = svc.ready().await?.call(21);
+    /// assert_eq!(response.await?, 42);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(all(feature = "tokio", feature = "tower")))] fn main() {}
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<F> {
         #[pin]

@@ -181,11 +181,31 @@ pub(crate) struct Shared {
 
 impl Bulkhead {
     /// A bulkhead from `config`; queued calls time out on the [`DefaultTimer`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::{Bulkhead, BulkheadConfig};
+    ///
+    /// let bulkhead = Bulkhead::new(BulkheadConfig::builder().max_concurrent(8).build()?);
+    /// assert_eq!(bulkhead.metrics().available, 8);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn new(config: BulkheadConfig) -> Self {
         Self::with_timer(config, DefaultTimer::default())
     }
 
     /// A builder for a bulkhead's config (shortcut for [`BulkheadConfig::builder`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    ///
+    /// let config = Bulkhead::builder().max_concurrent(2).max_queue(10).build()?;
+    /// assert_eq!((config.max_concurrent(), config.max_queue()), (2, 10));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn builder() -> BulkheadConfigBuilder {
         BulkheadConfig::builder()
     }
@@ -253,6 +273,19 @@ impl<T> Bulkhead<T> {
     /// # Errors
     ///
     /// As [`try_acquire`](Self::try_acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    ///
+    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
+    /// let permit = bulkhead.try_acquire_owned()?;
+    /// let worker = std::thread::spawn(move || drop(permit));
+    /// worker.join().unwrap();
+    /// assert_eq!(bulkhead.metrics().in_flight, 0, "the slot came back");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn try_acquire_owned(&self) -> Result<OwnedBulkheadPermit, Rejected> {
         match self.shared.sem.try_acquire() {
@@ -292,6 +325,18 @@ impl<T> Bulkhead<T> {
     }
 
     /// A snapshot of the bulkhead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    ///
+    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(2).build()?);
+    /// let _slot = bulkhead.try_acquire()?;
+    /// let m = bulkhead.metrics();
+    /// assert_eq!((m.in_flight, m.available, m.max_concurrent), (1, 1, 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn metrics(&self) -> BulkheadMetrics {
         let sem = &self.shared.sem;
         let (in_flight, max_concurrent) = (sem.in_flight(), sem.limit());
@@ -305,11 +350,33 @@ impl<T> Bulkhead<T> {
     }
 
     /// The config the bulkhead was built from (its `max_concurrent` is the initial limit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    ///
+    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(4).build()?);
+    /// bulkhead.set_max_concurrent(6)?;
+    /// assert_eq!(bulkhead.config().max_concurrent(), 4, "the initial limit");
+    /// assert_eq!(bulkhead.metrics().max_concurrent, 6);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn config(&self) -> &BulkheadConfig {
         &self.shared.config
     }
 
     /// The name the bulkhead reports under.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    ///
+    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(4).name("db-pool").build()?);
+    /// assert_eq!(bulkhead.name(), "db-pool");
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn name(&self) -> &'static str {
         self.shared.telemetry.name()
     }
@@ -355,6 +422,27 @@ impl<T: Timer> Bulkhead<T> {
     /// # Cancel safety
     ///
     /// As [`acquire`](Self::acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).max_queue(1).build()?);
+    /// let permit = bulkhead.acquire_owned().await?;
+    /// let task = tokio::spawn(async move {
+    ///     // The slot is held as long as the task holds the permit.
+    ///     drop(permit);
+    /// });
+    /// task.await?;
+    /// assert_eq!(bulkhead.metrics().in_flight, 0);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     pub fn acquire_owned(&self) -> AcquireOwned<T>
     where
         T: Clone,
@@ -443,6 +531,19 @@ impl<T> fmt::Debug for Bulkhead<T> {
 }
 
 /// A snapshot of a bulkhead, from [`Bulkhead::metrics`].
+///
+/// # Examples
+///
+/// ```
+/// use palisade::bulkhead::{Bulkhead, BulkheadMetrics};
+///
+/// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
+/// let _slot = bulkhead.try_acquire()?;
+/// assert!(bulkhead.try_acquire().is_err());
+/// let m: BulkheadMetrics = bulkhead.metrics();
+/// assert_eq!((m.in_flight, m.queued, m.available, m.rejected), (1, 0, 0, 1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BulkheadMetrics {

@@ -118,6 +118,16 @@ pub struct SlowCalls {
 impl SlowCalls {
     /// Calls of `threshold` or longer are slow; trip at a slow `ratio` (in (0, 1]).
     /// `minimum_calls` defaults to [`DEFAULT_MINIMUM_CALLS`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{DEFAULT_MINIMUM_CALLS, SlowCalls};
+    /// use std::time::Duration;
+    ///
+    /// let slow = SlowCalls::new(Duration::from_secs(1), 0.8);
+    /// assert_eq!(slow.calls_needed(), DEFAULT_MINIMUM_CALLS);
+    /// ```
     pub const fn new(threshold: Duration, ratio: f64) -> Self {
         SlowCalls {
             threshold,
@@ -128,22 +138,59 @@ impl SlowCalls {
 
     /// Calls needed before the slow ratio counts (at least 1, at most
     /// [`MAX_WINDOW_SIZE`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::SlowCalls;
+    /// use std::time::Duration;
+    ///
+    /// let slow = SlowCalls::new(Duration::from_secs(1), 0.8).minimum_calls(50);
+    /// assert_eq!(slow.calls_needed(), 50);
+    /// ```
     pub const fn minimum_calls(mut self, n: u32) -> Self {
         self.minimum_calls = n;
         self
     }
 
     /// The duration from which a call is slow.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::SlowCalls;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(SlowCalls::new(Duration::from_millis(500), 0.5).threshold(), Duration::from_millis(500));
+    /// ```
     pub const fn threshold(&self) -> Duration {
         self.threshold
     }
 
     /// The slow ratio that trips the breaker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::SlowCalls;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(SlowCalls::new(Duration::from_millis(500), 0.25).ratio(), 0.25);
+    /// ```
     pub const fn ratio(&self) -> f64 {
         self.ratio
     }
 
     /// Calls needed before the slow ratio counts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::SlowCalls;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(SlowCalls::new(Duration::from_secs(1), 0.5).minimum_calls(8).calls_needed(), 8);
+    /// ```
     pub const fn calls_needed(&self) -> u32 {
         self.minimum_calls
     }
@@ -344,17 +391,50 @@ impl CircuitBreakerConfigBuilder {
     ///
     /// Default: [`TripModel::ConsecutiveFailures`]`(`[`DEFAULT_CONSECUTIVE_FAILURES`]`)`. Each
     /// variant documents its valid ranges.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, TripModel};
+    ///
+    /// let model = TripModel::ConsecutiveFailures(3);
+    /// let config = CircuitBreakerConfig::builder().trip_model(model).build()?;
+    /// assert_eq!(config.trip_model(), model);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn trip_model(mut self, model: TripModel) -> Self {
         self.model = model;
         self
     }
 
     /// Shortcut for [`TripModel::ConsecutiveFailures`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, TripModel};
+    ///
+    /// let config = CircuitBreakerConfig::builder().consecutive_failures(3).build()?;
+    /// assert_eq!(config.trip_model(), TripModel::ConsecutiveFailures(3));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn consecutive_failures(self, n: u32) -> Self {
         self.trip_model(TripModel::ConsecutiveFailures(n))
     }
 
     /// Shortcut for [`TripModel::FailuresWithin`] with [`DEFAULT_BUCKETS`] buckets.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, DEFAULT_BUCKETS, TripModel};
+    /// use std::time::Duration;
+    ///
+    /// let config = CircuitBreakerConfig::builder().failures_within(5, Duration::from_secs(30)).build()?;
+    /// let expected = TripModel::FailuresWithin { failures: 5, duration: Duration::from_secs(30), buckets: DEFAULT_BUCKETS };
+    /// assert_eq!(config.trip_model(), expected);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn failures_within(self, failures: u32, duration: Duration) -> Self {
         self.trip_model(TripModel::FailuresWithin {
             failures,
@@ -364,6 +444,18 @@ impl CircuitBreakerConfigBuilder {
     }
 
     /// Slow calls can trip the breaker too. Default: off.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, SlowCalls};
+    /// use std::time::Duration;
+    ///
+    /// let slow = SlowCalls::new(Duration::from_secs(2), 0.5);
+    /// let config = CircuitBreakerConfig::builder().slow_calls(slow).build()?;
+    /// assert_eq!(config.slow_calls(), Some(slow));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn slow_calls(mut self, slow: SlowCalls) -> Self {
         self.slow = Some(slow);
         self
@@ -374,6 +466,18 @@ impl CircuitBreakerConfigBuilder {
     /// Default [`DEFAULT_BREAK_DURATION`]; valid: greater than zero, at most
     /// [`MAX_DURATION`]. The breaker counts whole milliseconds: a duration with a fraction of
     /// one is rounded up, never down.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use std::time::Duration;
+    ///
+    /// let config = CircuitBreakerConfig::builder().break_duration(Duration::from_secs(60)).build()?;
+    /// assert_eq!(config.break_duration(), Duration::from_secs(60));
+    /// assert!(CircuitBreakerConfig::builder().break_duration(Duration::ZERO).build().is_err());
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn break_duration(mut self, d: Duration) -> Self {
         self.break_duration = d;
         self
@@ -385,6 +489,21 @@ impl CircuitBreakerConfigBuilder {
     ///
     /// Default: the break duration (no growth); valid: at least the break duration, at most
     /// [`MAX_DURATION`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use std::time::Duration;
+    ///
+    /// // 10 s, then 20 s, 40 s, ... up to 5 min while the breaker keeps re-opening.
+    /// let config = CircuitBreakerConfig::builder()
+    ///     .break_duration(Duration::from_secs(10))
+    ///     .max_break_duration(Duration::from_secs(300))
+    ///     .build()?;
+    /// assert_eq!(config.max_break_duration(), Duration::from_secs(300));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn max_break_duration(mut self, max: Duration) -> Self {
         self.max_break_duration = Some(max);
         self
@@ -393,6 +512,17 @@ impl CircuitBreakerConfigBuilder {
     /// The factor the break grows by on each re-open.
     ///
     /// Default [`DEFAULT_BREAK_GROWTH_FACTOR`]; valid: finite, at least 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    ///
+    /// let config = CircuitBreakerConfig::builder().break_growth_factor(1.5).build()?;
+    /// assert_eq!(config.break_growth_factor(), 1.5);
+    /// assert!(CircuitBreakerConfig::builder().break_growth_factor(0.5).build().is_err());
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn break_growth_factor(mut self, factor: f64) -> Self {
         self.break_growth_factor = factor;
         self
@@ -401,6 +531,17 @@ impl CircuitBreakerConfigBuilder {
     /// Probes allowed in flight while half-open.
     ///
     /// Default [`DEFAULT_PERMITTED_IN_HALF_OPEN`]; valid: 1 to 63.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    ///
+    /// let config = CircuitBreakerConfig::builder().permitted_in_half_open(3).build()?;
+    /// assert_eq!(config.permitted_in_half_open(), 3);
+    /// assert_eq!(config.success_threshold(), 3, "all of them, by default");
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn permitted_in_half_open(mut self, n: u32) -> Self {
         self.permitted_in_half_open = n;
         self
@@ -411,6 +552,17 @@ impl CircuitBreakerConfigBuilder {
     ///
     /// Default: all of [`permitted_in_half_open`](Self::permitted_in_half_open); valid: 1 to
     /// that number.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    ///
+    /// let config = CircuitBreakerConfig::builder().permitted_in_half_open(5).success_threshold(3).build()?;
+    /// assert_eq!(config.success_threshold(), 3);
+    /// assert!(CircuitBreakerConfig::builder().success_threshold(2).build().is_err(), "more than the probes");
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn success_threshold(mut self, n: u32) -> Self {
         self.success_threshold = Some(n);
         self
@@ -421,6 +573,17 @@ impl CircuitBreakerConfigBuilder {
     ///
     /// Default [`DEFAULT_MAX_WAIT_IN_HALF_OPEN`]; valid: greater than zero, at most
     /// [`MAX_DURATION`]; rounded up to whole milliseconds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use std::time::Duration;
+    ///
+    /// let config = CircuitBreakerConfig::builder().max_wait_in_half_open(Duration::from_secs(10)).build()?;
+    /// assert_eq!(config.max_wait_in_half_open(), Duration::from_secs(10));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn max_wait_in_half_open(mut self, d: Duration) -> Self {
         self.max_wait_in_half_open = d;
         self
@@ -434,6 +597,19 @@ impl CircuitBreakerConfigBuilder {
     ///
     /// A [`ConfigError`] naming the first invalid field (`trip_model.<field>` for the model's
     /// own fields, `slow_calls.<field>` for the slow-call rule) with the rule it broke.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, SlowCalls};
+    /// use std::time::Duration;
+    ///
+    /// let err = CircuitBreakerConfig::builder()
+    ///     .slow_calls(SlowCalls::new(Duration::from_secs(1), 0.0))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "slow_calls.ratio");
+    /// ```
     #[track_caller]
     pub fn build(self) -> Result<CircuitBreakerConfig, ConfigError> {
         let model = validate_model(self.model).map_err(|e| e.in_section("trip_model"))?;

@@ -21,6 +21,23 @@ pin_project! {
     /// refused it (the call was then never made).
     ///
     /// Dropped before completion, it releases its permit and counts nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Rejected, circuit_breaker::CircuitBreaker};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+    /// // `run` returns a `RunFuture`, a `ResponseFuture` borrowing a permit.
+    /// let call = breaker.run(|| async { Ok::<_, Rejected>("pong") });
+    /// assert_eq!(call.await, Ok("pong"));
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<F, P, Cl = DefaultClassifier> {
         #[pin]
@@ -78,6 +95,18 @@ impl<F, P, Cl> ResponseFuture<F, P, Cl> {
     }
 
     /// Whether the breaker refused this call.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Rejected, circuit_breaker::CircuitBreaker};
+    ///
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+    /// breaker.isolate();
+    /// let call = breaker.run(|| async { Ok::<(), Rejected>(()) });
+    /// assert!(call.is_rejected(), "decided before the first poll");
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn is_rejected(&self) -> bool {
         self.rejected.is_some()
     }

@@ -32,6 +32,24 @@ pub struct CircuitBreakerLayer<C = DefaultClock, Cl = DefaultClassifier> {
 impl<C> CircuitBreakerLayer<C> {
     /// A layer that guards services with `breaker`, classifying with the
     /// [`DefaultClassifier`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+    /// use tower::{BoxError, Layer, Service, ServiceExt};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+    /// let mut svc = CircuitBreakerLayer::new(breaker)
+    ///     .layer(tower::service_fn(|x: u8| async move { Ok::<_, BoxError>(x) }));
+    /// assert_eq!(svc.ready().await?.call(3).await?, 3);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     pub fn new(breaker: CircuitBreaker<C>) -> Self {
         CircuitBreakerLayer {
             breaker,
@@ -42,6 +60,32 @@ impl<C> CircuitBreakerLayer<C> {
 
 impl<C, Cl> CircuitBreakerLayer<C, Cl> {
     /// Classifies results with `classifier` instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
+    /// use palisade::Outcome;
+    /// use tower::{BoxError, Layer, Service, ServiceExt};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().consecutive_failures(1).build()?);
+    /// let by_status = |r: &Result<u16, BoxError>| match r {
+    ///     Ok(s) if *s < 500 => Outcome::Success,
+    ///     _ => Outcome::Failure,
+    /// };
+    /// let mut svc = breaker
+    ///     .layer()
+    ///     .classify(by_status)
+    ///     .layer(tower::service_fn(|_: ()| async { Ok::<u16, BoxError>(502) }));
+    /// assert_eq!(svc.ready().await?.call(()).await?, 502);
+    /// assert_eq!(breaker.state(), CircuitState::Open);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     pub fn classify<Cl2>(self, classifier: Cl2) -> CircuitBreakerLayer<C, Cl2> {
         CircuitBreakerLayer {
             breaker: self.breaker,
@@ -59,6 +103,27 @@ impl<C> From<CircuitBreaker<C>> for CircuitBreakerLayer<C> {
 impl<C> CircuitBreaker<C> {
     /// A tower layer guarded by this breaker; the same as [`CircuitBreakerLayer::new`] on a
     /// clone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
+    /// use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().consecutive_failures(1).build()?);
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(breaker.layer())
+    ///     .service_fn(|_: ()| async { Err::<(), BoxError>("down".into()) });
+    /// assert!(svc.ready().await?.call(()).await.is_err());
+    /// // The layer shares the handle's state.
+    /// assert_eq!(breaker.state(), CircuitState::Open);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     pub fn layer(&self) -> CircuitBreakerLayer<C> {
         CircuitBreakerLayer::new(self.clone())
     }

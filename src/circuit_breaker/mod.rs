@@ -231,11 +231,32 @@ pub(crate) struct Ticket {
 
 impl CircuitBreaker {
     /// A breaker from `config`, reading the [`DefaultClock`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+    ///
+    /// let config = CircuitBreakerConfig::builder().consecutive_failures(3).build()?;
+    /// let breaker = CircuitBreaker::new(config);
+    /// assert_eq!(breaker.state(), CircuitState::Closed);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn new(config: CircuitBreakerConfig) -> Self {
         Self::with_clock(config, DefaultClock::default())
     }
 
     /// A builder for a breaker's config (shortcut for [`CircuitBreakerConfig::builder`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreaker;
+    ///
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().name("payments").build()?);
+    /// assert_eq!(breaker.name(), "payments");
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn builder() -> CircuitBreakerConfigBuilder {
         CircuitBreakerConfig::builder()
     }
@@ -430,17 +451,56 @@ impl<C: Clock> CircuitBreaker<C> {
     /// whose break is over reads [`HalfOpen`](CircuitState::HalfOpen) before any call
     /// arrives, so a health check that takes an instance out of rotation while it is open
     /// sees it come back without traffic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
+    ///
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().consecutive_failures(1).build()?);
+    /// assert_eq!(breaker.state(), CircuitState::Closed);
+    /// breaker.try_acquire()?.failure();
+    /// assert_eq!(breaker.state(), CircuitState::Open);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn state(&self) -> CircuitState {
         self.shared.observed_state()
     }
 
     /// Forces the breaker open until [`reset`](Self::reset): every call is rejected, with no
     /// `retry_after`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
+    ///
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+    /// breaker.isolate();
+    /// assert_eq!(breaker.state(), CircuitState::Isolated);
+    /// let rejected = breaker.try_acquire().unwrap_err();
+    /// assert_eq!(rejected.retry_after(), None);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn isolate(&self) {
         self.shared.force(CircuitState::Isolated);
     }
 
     /// Closes the breaker and clears its window, from any state.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
+    ///
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().consecutive_failures(1).build()?);
+    /// breaker.try_acquire()?.failure();
+    /// assert_eq!(breaker.state(), CircuitState::Open);
+    /// breaker.reset();
+    /// assert_eq!(breaker.state(), CircuitState::Closed);
+    /// assert!(breaker.try_acquire().is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reset(&self) {
         self.shared.window.clear();
         self.shared.force(CircuitState::Closed);
@@ -448,6 +508,19 @@ impl<C: Clock> CircuitBreaker<C> {
 
     /// Switches the breaker off until [`reset`](Self::reset): every call passes and nothing
     /// is counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
+    ///
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().consecutive_failures(1).build()?);
+    /// breaker.disable();
+    /// breaker.try_acquire()?.failure();
+    /// assert_eq!(breaker.state(), CircuitState::Disabled, "nothing is counted");
+    /// assert!(breaker.try_acquire().is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn disable(&self) {
         self.shared.force(CircuitState::Disabled);
     }
@@ -489,11 +562,33 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 
     /// The config the breaker was built from.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreaker;
+    /// use std::time::Duration;
+    ///
+    /// let config = CircuitBreaker::builder().break_duration(Duration::from_secs(10)).build()?;
+    /// let breaker = CircuitBreaker::new(config);
+    /// assert_eq!(breaker.config().break_duration(), Duration::from_secs(10));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn config(&self) -> &CircuitBreakerConfig {
         &self.shared.config
     }
 
     /// The name the breaker reports under.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreaker;
+    ///
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().name("inventory").build()?);
+    /// assert_eq!(breaker.name(), "inventory");
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn name(&self) -> &'static str {
         self.shared.telemetry.name()
     }
@@ -512,6 +607,22 @@ impl<C> fmt::Debug for CircuitBreaker<C> {
 ///
 /// The window's counts can lag concurrent calls by a few (see the window's docs). For the
 /// consecutive model, `calls` and `failures` are the current run of failures.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::circuit_breaker::{CircuitBreaker, CircuitBreakerMetrics};
+///
+/// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+/// breaker.try_acquire()?.success();
+/// breaker.try_acquire()?.failure();
+/// let m: CircuitBreakerMetrics = breaker.metrics();
+/// // The default model counts failures in a row: the success ended the previous run.
+/// assert_eq!((m.calls, m.failures), (1, 1));
+/// assert_eq!(m.failure_ratio, 1.0);
+/// assert_eq!(m.rejected, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct CircuitBreakerMetrics {

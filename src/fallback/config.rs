@@ -87,6 +87,17 @@ impl FallbackConfigBuilder {
     /// [`or_cached`](super::Chain::or_cached)) while it is younger than `max_age`.
     ///
     /// Default: off; valid: greater than zero, at most [`MAX_CACHE_AGE`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::FallbackConfig;
+    /// use std::time::Duration;
+    ///
+    /// let config = FallbackConfig::builder().cache_max_age(Duration::from_secs(300)).build()?;
+    /// assert_eq!(config.cache_max_age(), Some(Duration::from_secs(300)));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn cache_max_age(mut self, max_age: Duration) -> Self {
         self.cache_max_age = Some(max_age);
         self
@@ -100,6 +111,16 @@ impl FallbackConfigBuilder {
     ///
     /// A [`ConfigError`] naming `cache_max_age` (zero or above [`MAX_CACHE_AGE`]) or `name`
     /// (blank).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::FallbackConfig;
+    ///
+    /// let config = FallbackConfig::builder().build()?;
+    /// assert_eq!(config.cache_max_age(), None, "no cache unless asked for");
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     #[track_caller]
     pub fn build(self) -> Result<FallbackConfig, ConfigError> {
         let cache_max_age = match self.cache_max_age {

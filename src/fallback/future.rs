@@ -63,6 +63,23 @@ use sealed::{Level, Served};
 pub trait Chain: Level + Sized {
     /// If everything before failed, calls `alternative` with the failed result and uses its
     /// result.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::{Chain, Fallback};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let fallback = Fallback::new(Fallback::builder().build()?);
+    /// let out: Result<String, String> = fallback
+    ///     .run(|| async { Err("primary down".to_string()) })
+    ///     .or_else(|failed| async move { Ok(format!("replica ({})", failed.unwrap_err())) })
+    ///     .await;
+    /// assert_eq!(out.as_deref(), Ok("replica (primary down)"));
+    /// # Ok(())
+    /// # }
+    /// ```
     fn or_else<A, Fut>(self, alternative: A) -> OrElse<Self, A, Fut>
     where
         A: FnOnce(Result<Self::Ok, Self::Err>) -> Fut,
@@ -82,6 +99,22 @@ pub trait Chain: Level + Sized {
     /// If everything before failed, serves the primary call's last success while it is
     /// younger than the configured max age; otherwise passes the failure on. Also stores the
     /// primary's successes as they pass.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::{Chain, Fallback};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let fallback = Fallback::new(Fallback::builder().cache_max_age(Duration::from_secs(30)).build()?);
+    /// let first: Result<u32, &str> = fallback.run(|| async { Ok(42) }).or_cached().await;
+    /// let second: Result<u32, &str> = fallback.run(|| async { Err("down") }).or_cached().await;
+    /// assert_eq!((first, second), (Ok(42), Ok(42)));
+    /// # Ok(())
+    /// # }
+    /// ```
     fn or_cached(self) -> OrCached<Self>
     where
         Self::Ok: Clone,
@@ -98,6 +131,21 @@ pub trait Chain: Level + Sized {
     }
 
     /// If everything before failed, returns `value`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::{Chain, Fallback};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let fallback = Fallback::new(Fallback::builder().build()?);
+    /// let ok: Result<Vec<u8>, &str> = fallback.run(|| async { Ok(vec![1]) }).or_value(vec![]).await;
+    /// let failed: Result<Vec<u8>, &str> = fallback.run(|| async { Err("down") }).or_value(vec![]).await;
+    /// assert_eq!((ok, failed), (Ok(vec![1]), Ok(vec![])));
+    /// # Ok(())
+    /// # }
+    /// ```
     fn or_value(self, value: Self::Ok) -> OrValue<Self>
     where
         Self::Cl: Clone,
@@ -117,6 +165,21 @@ impl<X: Level> Chain for X {}
 
 pin_project! {
     /// The primary call of a fallback chain, from [`Fallback::run`](super::Fallback::run).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::{Fallback, Primary};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let fallback = Fallback::new(Fallback::builder().build()?);
+    /// // Awaited on its own, the primary call is just the call.
+    /// let primary = fallback.run(|| async { Err::<u8, _>("down") });
+    /// assert_eq!(primary.await, Err("down"));
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct Primary<'a, F, T, C, Cl> {
         fallback: &'a Fallback<T, C>,
@@ -137,6 +200,28 @@ impl<'a, F, T, C, Cl> Primary<'a, F, T, C, Cl> {
 
     /// Falls back on what `classifier` calls a [`Failure`](Outcome::Failure), instead of on
     /// every `Err`. Chain it before any alternative.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Outcome, fallback::{Chain, Fallback}};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let fallback = Fallback::new(Fallback::builder().build()?);
+    /// // An `Ok(503)` is a failure here; a plain `Err` is passed on as it is.
+    /// let by_status = |r: &Result<u16, &str>| match r {
+    ///     Ok(s) if *s >= 500 => Outcome::Failure,
+    ///     Ok(_) => Outcome::Success,
+    ///     Err(_) => Outcome::Ignore,
+    /// };
+    /// let out = fallback.run(|| async { Ok(503) }).classify(by_status).or_value(200).await;
+    /// assert_eq!(out, Ok(200));
+    /// let out = fallback.run(|| async { Err("bad request") }).classify(by_status).or_value(200).await;
+    /// assert_eq!(out, Err("bad request"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn classify<Cl2>(self, classifier: Cl2) -> Primary<'a, F, T, C, Cl2> {
         Primary {
             fallback: self.fallback,
@@ -192,6 +277,23 @@ pin_project! {
 
 pin_project! {
     /// A chain with an async alternative on top; from [`Chain::or_else`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::{Chain, Fallback};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let fallback = Fallback::new(Fallback::builder().build()?);
+    /// let primary_ok: Result<&str, &str> = fallback
+    ///     .run(|| async { Ok("primary") })
+    ///     .or_else(|_| async { Ok("replica") })
+    ///     .await;
+    /// assert_eq!(primary_ok, Ok("primary"), "alternatives only run after a failure");
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct OrElse<P, A, Fut>
     where
@@ -253,6 +355,26 @@ where
 
 pin_project! {
     /// A chain with the cached last success on top; from [`Chain::or_cached`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::{Chain, Fallback};
+    /// use std::time::Duration;
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let fallback = Fallback::new(Fallback::builder().cache_max_age(Duration::from_secs(60)).build()?);
+    /// let _: Result<&str, &str> = fallback.run(|| async { Ok("fresh") }).or_cached().await;
+    /// tokio::time::advance(Duration::from_secs(61)).await;
+    /// // Too old to serve: the failure is passed on.
+    /// let stale: Result<&str, &str> = fallback.run(|| async { Err("down") }).or_cached().await;
+    /// assert_eq!(stale, Err("down"));
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct OrCached<P>
     where
@@ -305,6 +427,24 @@ where
 
 pin_project! {
     /// A chain with a fixed value on top; from [`Chain::or_value`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::{Chain, Fallback};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let fallback = Fallback::new(Fallback::builder().build()?);
+    /// let out: Result<&str, &str> = fallback
+    ///     .run(|| async { Err("primary down") })
+    ///     .or_else(|_| async { Err("replica down") })
+    ///     .or_value("default")
+    ///     .await;
+    /// assert_eq!(out, Ok("default"));
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct OrValue<P>
     where

@@ -50,27 +50,109 @@ mod sealed {
 }
 
 /// No alternative: the primary's result is final.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::fallback::layer::NoSteps;
+/// use palisade::fallback::{Fallback, FallbackLayer};
+///
+/// let fallback: Fallback<u32> = Fallback::new(Fallback::builder().build()?);
+/// // A layer with no alternative yet: the primary's result is final.
+/// let layer: FallbackLayer<u32, _, _, NoSteps> = fallback.layer();
+/// # let _ = layer;
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoSteps;
 
 /// An async closure given the request and the failed result; from
 /// [`FallbackLayer::or_else`].
+///
+/// # Examples
+///
+/// ```
+/// use palisade::fallback::layer::{NoSteps, OrElseStep, ThenSteps};
+/// use palisade::fallback::{Fallback, FallbackLayer};
+/// use std::future::Ready;
+///
+/// type Alternative = fn(u8, Result<u8, ()>) -> Ready<Result<u8, ()>>;
+/// let fallback: Fallback<u8> = Fallback::new(Fallback::builder().build()?);
+/// let alternative: Alternative = |_req, _failed| std::future::ready(Ok(0));
+/// let layer: FallbackLayer<u8, _, _, ThenSteps<NoSteps, OrElseStep<Alternative>>> =
+///     fallback.layer().or_else(alternative);
+/// # let _ = layer;
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct OrElseStep<A>(A);
 
 /// Another service given the request; from [`FallbackLayer::or_service`].
+///
+/// # Examples
+///
+/// ```
+/// use palisade::fallback::layer::{NoSteps, OrServiceStep, ThenSteps};
+/// use palisade::fallback::{Fallback, FallbackLayer};
+/// use tower::util::ServiceFn;
+///
+/// let fallback: Fallback<u8> = Fallback::new(Fallback::builder().build()?);
+/// let replica = tower::service_fn(|x: u8| async move { Ok::<_, ()>(x) });
+/// let layer: FallbackLayer<u8, _, _, ThenSteps<NoSteps, OrServiceStep<ServiceFn<_>>>> =
+///     fallback.layer().or_service(replica);
+/// # let _ = layer;
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct OrServiceStep<S>(S);
 
 /// The primary's last success, while fresh; from [`FallbackLayer::or_cached`].
+///
+/// # Examples
+///
+/// ```
+/// use palisade::fallback::layer::{NoSteps, OrCachedStep, ThenSteps};
+/// use palisade::fallback::{Fallback, FallbackLayer};
+///
+/// let fallback: Fallback<u8> = Fallback::new(Fallback::builder().build()?);
+/// let layer: FallbackLayer<u8, _, _, ThenSteps<NoSteps, OrCachedStep>> = fallback.layer().or_cached();
+/// # let _ = layer;
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OrCachedStep;
 
 /// A fixed value; from [`FallbackLayer::or_value`].
+///
+/// # Examples
+///
+/// ```
+/// use palisade::fallback::layer::{NoSteps, OrValueStep, ThenSteps};
+/// use palisade::fallback::{Fallback, FallbackLayer};
+///
+/// let fallback: Fallback<u8> = Fallback::new(Fallback::builder().build()?);
+/// let layer: FallbackLayer<u8, _, _, ThenSteps<NoSteps, OrValueStep<u8>>> = fallback.layer().or_value(0);
+/// # let _ = layer;
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct OrValueStep<V>(V);
 
 /// Steps `A`, then steps `B` if `A` failed too.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::fallback::layer::{NoSteps, OrCachedStep, OrValueStep, ThenSteps};
+/// use palisade::fallback::{Fallback, FallbackLayer};
+///
+/// let fallback: Fallback<u8> = Fallback::new(Fallback::builder().build()?);
+/// // The cache first, then the fixed value.
+/// let layer: FallbackLayer<u8, _, _, ThenSteps<ThenSteps<NoSteps, OrCachedStep>, OrValueStep<u8>>> =
+///     fallback.layer().or_cached().or_value(0);
+/// # let _ = layer;
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct ThenSteps<A, B>(A, B);
 
@@ -343,6 +425,21 @@ pub struct FallbackLayer<T, C = DefaultClock, Cl = AllErrors, St = NoSteps> {
 
 impl<T, C> FallbackLayer<T, C> {
     /// A layer with no alternatives yet, falling back on every `Err`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::{Fallback, FallbackLayer};
+    /// use tower::{BoxError, Layer, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let layer = FallbackLayer::new(Fallback::new(Fallback::builder().build()?)).or_value(0_u32);
+    /// let mut svc = layer.layer(tower::service_fn(|_: ()| async { Err::<u32, BoxError>("down".into()) }));
+    /// assert_eq!(svc.ready().await?.call(()).await?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(fallback: Fallback<T, C>) -> Self {
         FallbackLayer {
             ctx: Ctx {
@@ -357,6 +454,23 @@ impl<T, C> FallbackLayer<T, C> {
 impl<T, C> Fallback<T, C> {
     /// A tower layer applying this fallback (add alternatives to it); the same as
     /// [`FallbackLayer::new`] on a clone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::Fallback;
+    /// use tower::{BoxError, ServiceBuilder, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let fallback = Fallback::new(Fallback::builder().build()?);
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(fallback.layer().or_value("default"))
+    ///     .service_fn(|_: ()| async { Err::<&str, BoxError>("down".into()) });
+    /// assert_eq!(svc.ready().await?.call(()).await?, "default");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn layer(&self) -> FallbackLayer<T, C> {
         FallbackLayer::new(self.clone())
     }
@@ -364,6 +478,29 @@ impl<T, C> Fallback<T, C> {
 
 impl<T, C, Cl, St> FallbackLayer<T, C, Cl, St> {
     /// Falls back on what `classifier` calls a failure, instead of on every `Err`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Outcome, fallback::Fallback};
+    /// use tower::{BoxError, Layer, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let fallback = Fallback::new(Fallback::builder().build()?);
+    /// // Fall back on a 5xx answered as `Ok`, not only on errors.
+    /// let mut svc = fallback
+    ///     .layer()
+    ///     .classify(|r: &Result<u16, BoxError>| match r {
+    ///         Ok(s) if *s < 500 => Outcome::Success,
+    ///         _ => Outcome::Failure,
+    ///     })
+    ///     .or_value(200)
+    ///     .layer(tower::service_fn(|_: ()| async { Ok::<u16, BoxError>(503) }));
+    /// assert_eq!(svc.ready().await?.call(()).await?, 200);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn classify<Cl2>(self, classifier: Cl2) -> FallbackLayer<T, C, Cl2, St> {
         FallbackLayer {
             ctx: Ctx {
@@ -382,6 +519,24 @@ impl<T, C, Cl, St> FallbackLayer<T, C, Cl, St> {
     }
 
     /// Then an async closure, given a copy of the request and the failed result.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::Fallback;
+    /// use tower::{BoxError, Layer, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let fallback = Fallback::new(Fallback::builder().build()?);
+    /// let mut svc = fallback
+    ///     .layer()
+    ///     .or_else(|id: u32, _failed| async move { Ok::<_, BoxError>(format!("placeholder {id}")) })
+    ///     .layer(tower::service_fn(|_: u32| async { Err::<String, BoxError>("down".into()) }));
+    /// assert_eq!(svc.ready().await?.call(3).await?, "placeholder 3");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn or_else<A>(
         self,
         alternative: A,
@@ -390,6 +545,25 @@ impl<T, C, Cl, St> FallbackLayer<T, C, Cl, St> {
     }
 
     /// Then another service, given a copy of the request (a replica, a degraded endpoint).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::Fallback;
+    /// use tower::{BoxError, Layer, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let fallback = Fallback::new(Fallback::builder().build()?);
+    /// let replica = tower::service_fn(|q: &'static str| async move { Ok::<_, BoxError>(format!("replica: {q}")) });
+    /// let mut svc = fallback
+    ///     .layer()
+    ///     .or_service(replica)
+    ///     .layer(tower::service_fn(|_: &'static str| async { Err::<String, BoxError>("down".into()) }));
+    /// assert_eq!(svc.ready().await?.call("users").await?, "replica: users");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn or_service<S>(
         self,
         service: S,
@@ -399,11 +573,51 @@ impl<T, C, Cl, St> FallbackLayer<T, C, Cl, St> {
 
     /// Then the primary's last success while younger than the fallback's `cache_max_age`
     /// (the primary's successes are stored as they pass).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::Fallback;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::time::Duration;
+    /// use tower::{BoxError, Layer, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// static DOWN: AtomicBool = AtomicBool::new(false);
+    /// let fallback = Fallback::new(Fallback::builder().cache_max_age(Duration::from_secs(60)).build()?);
+    /// let mut svc = fallback.layer().or_cached().layer(tower::service_fn(|_: ()| async {
+    ///     if DOWN.load(Ordering::Relaxed) { Err::<u32, BoxError>("down".into()) } else { Ok(7) }
+    /// }));
+    /// assert_eq!(svc.ready().await?.call(()).await?, 7);
+    /// DOWN.store(true, Ordering::Relaxed);
+    /// assert_eq!(svc.ready().await?.call(()).await?, 7, "served from the cache");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn or_cached(self) -> FallbackLayer<T, C, Cl, ThenSteps<St, OrCachedStep>> {
         self.then(OrCachedStep)
     }
 
     /// Then a fixed value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::Fallback;
+    /// use tower::{BoxError, Layer, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let fallback = Fallback::new(Fallback::builder().build()?);
+    /// let mut svc = fallback
+    ///     .layer()
+    ///     .or_value(Vec::<String>::new())
+    ///     .layer(tower::service_fn(|_: ()| async { Err::<Vec<String>, BoxError>("down".into()) }));
+    /// assert!(svc.ready().await?.call(()).await?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn or_value(self, value: T) -> FallbackLayer<T, C, Cl, ThenSteps<St, OrValueStep<T>>> {
         self.then(OrValueStep(value))
     }
@@ -424,6 +638,22 @@ impl<S, T, C, Cl: Clone, St: Clone> Layer<S> for FallbackLayer<T, C, Cl, St> {
 /// A tower service with a fallback chain; made by [`FallbackLayer`].
 ///
 /// Readiness is the primary's: alternatives are polled for readiness only when used.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::fallback::{Fallback, FallbackService};
+/// use tower::{BoxError, Layer, Service, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), BoxError> {
+/// let fallback = Fallback::new(Fallback::builder().build()?);
+/// let primary = tower::service_fn(|x: u32| async move { Ok::<_, BoxError>(x + 1) });
+/// let mut svc: FallbackService<_, u32> = fallback.layer().layer(primary);
+/// assert_eq!(svc.ready().await?.call(1).await?, 2);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct FallbackService<S, T, C = DefaultClock, Cl = AllErrors, St = NoSteps> {
     inner: S,
@@ -469,6 +699,26 @@ pin_project! {
 
 pin_project! {
     /// The response future of [`FallbackService`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::Fallback;
+    /// use tower::{BoxError, Layer, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let fallback = Fallback::new(Fallback::builder().build()?);
+    /// let mut svc = fallback
+    ///     .layer()
+    ///     .or_value("default")
+    ///     .layer(tower::service_fn(|_: ()| async { Err::<&str, BoxError>("down".into()) }));
+    /// // The primary runs first; the alternatives only if it failed.
+    /// let response = svc.ready().await?.call(());
+    /// assert_eq!(response.await?, "default");
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<F, St, Req, T, C, Cl>
     where

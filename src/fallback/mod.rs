@@ -115,6 +115,18 @@ struct Shared<T, C> {
 
 impl<T> Fallback<T> {
     /// A fallback from `config`, timing its cache with the [`DefaultClock`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::{Fallback, FallbackConfig};
+    /// use std::time::Duration;
+    ///
+    /// let config = FallbackConfig::builder().cache_max_age(Duration::from_secs(30)).build()?;
+    /// let fallback: Fallback<String> = Fallback::new(config);
+    /// assert_eq!(fallback.cached(), None);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn new(config: FallbackConfig) -> Self {
         Self::with_clock(config, DefaultClock::default())
     }
@@ -123,6 +135,17 @@ impl<T> Fallback<T> {
 impl Fallback<()> {
     /// A builder for a fallback's config (shortcut for [`FallbackConfig::builder`]; the
     /// config does not depend on the type of the results).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::Fallback;
+    /// use std::time::Duration;
+    ///
+    /// let config = Fallback::builder().cache_max_age(Duration::from_secs(30)).build()?;
+    /// assert_eq!(config.cache_max_age(), Some(Duration::from_secs(30)));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn builder() -> FallbackConfigBuilder {
         FallbackConfig::builder()
     }
@@ -130,6 +153,17 @@ impl Fallback<()> {
 
 impl<T, C> Fallback<T, C> {
     /// A fallback from `config` that times its cache with `clock`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::clock::MonotonicClock;
+    /// use palisade::fallback::Fallback;
+    ///
+    /// let fallback: Fallback<u32, _> = Fallback::with_clock(Fallback::builder().build()?, MonotonicClock::new());
+    /// # let _ = fallback;
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn with_clock(config: FallbackConfig, clock: C) -> Self {
         let fallback = Fallback {
             shared: Arc::new(Shared {
@@ -147,6 +181,16 @@ impl<T, C> Fallback<T, C> {
     }
 
     /// The name the policy reports under.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::Fallback;
+    ///
+    /// let fallback: Fallback<String> = Fallback::new(Fallback::builder().name("avatar").build()?);
+    /// assert_eq!(fallback.name(), "avatar");
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn name(&self) -> &'static str {
         self.shared.telemetry.name()
     }

@@ -111,6 +111,15 @@ pub enum HealthStatus {
 
 impl HealthStatus {
     /// The name used in reports: `healthy`, `degraded` or `unhealthy`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::HealthStatus;
+    ///
+    /// assert_eq!(HealthStatus::Degraded.as_str(), "degraded");
+    /// assert_eq!(HealthStatus::Unhealthy.to_string(), HealthStatus::Unhealthy.as_str());
+    /// ```
     pub const fn as_str(self) -> &'static str {
         match self {
             HealthStatus::Healthy => "healthy",
@@ -145,6 +154,17 @@ pub struct Check {
 
 impl Check {
     /// A check with `status` and `reason`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::{Check, HealthStatus};
+    ///
+    /// let queue_depth = 1_200;
+    /// let status = if queue_depth > 1_000 { HealthStatus::Degraded } else { HealthStatus::Healthy };
+    /// let check = Check::new(status, format!("{queue_depth} jobs queued"));
+    /// assert_eq!(check.status(), HealthStatus::Degraded);
+    /// ```
     pub fn new(status: HealthStatus, reason: impl Into<Cow<'static, str>>) -> Self {
         Check {
             status,
@@ -153,32 +173,87 @@ impl Check {
     }
 
     /// Healthy, because `reason`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::{Check, HealthStatus};
+    ///
+    /// assert_eq!(Check::healthy("connected").status(), HealthStatus::Healthy);
+    /// ```
     pub fn healthy(reason: impl Into<Cow<'static, str>>) -> Self {
         Check::new(HealthStatus::Healthy, reason)
     }
 
     /// Degraded, because `reason`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::{Check, HealthStatus};
+    ///
+    /// assert_eq!(Check::degraded("replica lagging").status(), HealthStatus::Degraded);
+    /// ```
     pub fn degraded(reason: impl Into<Cow<'static, str>>) -> Self {
         Check::new(HealthStatus::Degraded, reason)
     }
 
     /// Unhealthy, because `reason`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::{Check, HealthStatus};
+    ///
+    /// assert_eq!(Check::unhealthy("no connection").status(), HealthStatus::Unhealthy);
+    /// ```
     pub fn unhealthy(reason: impl Into<Cow<'static, str>>) -> Self {
         Check::new(HealthStatus::Unhealthy, reason)
     }
 
     /// The status found.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::{Check, HealthStatus};
+    ///
+    /// assert_eq!(Check::degraded("slow").status(), HealthStatus::Degraded);
+    /// ```
     pub fn status(&self) -> HealthStatus {
         self.status
     }
 
     /// Why.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::Check;
+    ///
+    /// assert_eq!(Check::unhealthy("no connection").reason(), "no connection");
+    /// ```
     pub fn reason(&self) -> &str {
         &self.reason
     }
 }
 
 /// What kind of component an entry of a report is.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::bulkhead::Bulkhead;
+/// use palisade::health::{Check, ComponentKind, HealthRegistry};
+///
+/// let pool = Bulkhead::new(Bulkhead::builder().name("pool").max_concurrent(4).build()?);
+/// let health = HealthRegistry::new();
+/// health.bulkhead(&pool, true, 0.9)?;
+/// health.check("disk", false, || Check::healthy("ok"))?;
+/// let kinds: Vec<ComponentKind> = health.readiness().components().iter().map(|c| c.kind).collect();
+/// assert_eq!(kinds, [ComponentKind::Bulkhead, ComponentKind::Check]);
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
@@ -193,6 +268,22 @@ pub enum ComponentKind {
 }
 
 /// One component's entry in a [`HealthReport`].
+///
+/// # Examples
+///
+/// ```
+/// use palisade::health::{Check, HealthRegistry, HealthStatus};
+///
+/// let health = HealthRegistry::new();
+/// health.check("cache", false, || Check::unhealthy("redis unreachable"))?;
+/// let report = health.readiness();
+/// let cache = &report.components()[0];
+/// assert_eq!(cache.name, "cache");
+/// assert!(!cache.critical);
+/// assert_eq!(cache.status, HealthStatus::Degraded, "graded down: not critical");
+/// assert_eq!(cache.reason, "redis unreachable");
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
@@ -249,22 +340,74 @@ impl HealthReport {
     }
 
     /// The worst status of the components (healthy when there are none).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::{Check, HealthRegistry, HealthStatus};
+    ///
+    /// let health = HealthRegistry::new();
+    /// assert_eq!(health.readiness().status(), HealthStatus::Healthy, "no components");
+    /// health.check("db", true, || Check::unhealthy("down"))?;
+    /// health.check("cache", false, || Check::healthy("ok"))?;
+    /// assert_eq!(health.readiness().status(), HealthStatus::Unhealthy, "the worst one");
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn status(&self) -> HealthStatus {
         self.status
     }
 
     /// The components, in the order they were registered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::{Check, HealthRegistry};
+    ///
+    /// let health = HealthRegistry::new();
+    /// health.check("db", true, || Check::healthy("ok"))?;
+    /// health.check("cache", false, || Check::healthy("ok"))?;
+    /// let names: Vec<_> = health.readiness().components().iter().map(|c| c.name.clone()).collect();
+    /// assert_eq!(names, ["db", "cache"]);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn components(&self) -> &[ComponentHealth] {
         &self.components
     }
 
     /// The component registered as `name`, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::{Check, HealthRegistry, HealthStatus};
+    ///
+    /// let health = HealthRegistry::new();
+    /// health.check("db", true, || Check::degraded("slow"))?;
+    /// let report = health.readiness();
+    /// assert_eq!(report.component("db").map(|c| c.status), Some(HealthStatus::Degraded));
+    /// assert!(report.component("queue").is_none());
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn component(&self, name: &str) -> Option<&ComponentHealth> {
         self.components.iter().find(|c| c.name == name)
     }
 
     /// The HTTP status code a probe endpoint answers with: 200 while healthy or degraded
     /// (still serving), 503 when unhealthy.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::{Check, HealthRegistry};
+    ///
+    /// let health = HealthRegistry::new();
+    /// health.check("cache", false, || Check::unhealthy("down"))?;
+    /// assert_eq!(health.readiness().http_status(), 200, "degraded still serves");
+    /// health.check("db", true, || Check::unhealthy("down"))?;
+    /// assert_eq!(health.readiness().http_status(), 503);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn http_status(&self) -> u16 {
         match self.status {
             HealthStatus::Healthy | HealthStatus::Degraded => 200,
@@ -332,6 +475,17 @@ pub struct HealthRegistry {
 
 impl HealthRegistry {
     /// An empty registry (whose reports are healthy).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::{HealthRegistry, HealthStatus};
+    ///
+    /// let health = HealthRegistry::new();
+    /// let report = health.readiness();
+    /// assert_eq!(report.status(), HealthStatus::Healthy);
+    /// assert!(report.components().is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -366,6 +520,22 @@ impl HealthRegistry {
     /// # Errors
     ///
     /// A [`ConfigError`] naming `name` when a component of that name is registered already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreaker;
+    /// use palisade::health::{HealthRegistry, HealthStatus};
+    ///
+    /// let payments = CircuitBreaker::new(CircuitBreaker::builder().name("payments").build()?);
+    /// let health = HealthRegistry::new();
+    /// health.circuit_breaker(&payments, true)?;
+    /// assert_eq!(health.readiness().status(), HealthStatus::Healthy);
+    /// payments.isolate();
+    /// assert_eq!(health.readiness().status(), HealthStatus::Unhealthy, "critical and open");
+    /// assert!(health.circuit_breaker(&payments, true).is_err(), "already registered");
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn circuit_breaker<C: Clock + Send + Sync + 'static>(
         &self,
         breaker: &CircuitBreaker<C>,
@@ -431,6 +601,26 @@ impl HealthRegistry {
     /// # Errors
     ///
     /// A [`ConfigError`] naming `name` when a component of that name is registered already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::{Check, HealthRegistry, HealthStatus};
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    ///
+    /// // A background task would update this flag; the check only reads it.
+    /// let connected = Arc::new(AtomicBool::new(true));
+    /// let health = HealthRegistry::new();
+    /// let flag = connected.clone();
+    /// health.check("broker", true, move || {
+    ///     if flag.load(Ordering::Relaxed) { Check::healthy("connected") } else { Check::unhealthy("disconnected") }
+    /// })?;
+    /// assert_eq!(health.readiness().status(), HealthStatus::Healthy);
+    /// connected.store(false, Ordering::Relaxed);
+    /// assert_eq!(health.readiness().status(), HealthStatus::Unhealthy);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn check(
         &self,
         name: impl Into<Cow<'static, str>>,
@@ -452,6 +642,21 @@ impl HealthRegistry {
     /// # Errors
     ///
     /// A [`ConfigError`] naming `name` when a component of that name is registered already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::{Check, HealthRegistry, HealthStatus};
+    ///
+    /// let health = HealthRegistry::new();
+    /// health.liveness_check("event-loop", || Check::healthy("ticking"))?;
+    /// health.check("db", true, || Check::unhealthy("down"))?;
+    /// // Readiness sees both; liveness only the liveness check.
+    /// assert_eq!(health.readiness().status(), HealthStatus::Unhealthy);
+    /// assert_eq!(health.liveness().status(), HealthStatus::Healthy);
+    /// assert_eq!(health.liveness().components().len(), 1);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn liveness_check(
         &self,
         name: impl Into<Cow<'static, str>>,
@@ -466,11 +671,35 @@ impl HealthRegistry {
     }
 
     /// Every component: should this instance get traffic?
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::{Check, HealthRegistry};
+    ///
+    /// let health = HealthRegistry::new();
+    /// health.check("db", true, || Check::unhealthy("down"))?;
+    /// let report = health.readiness();
+    /// assert_eq!((report.status().as_str(), report.http_status()), ("unhealthy", 503));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn readiness(&self) -> HealthReport {
         self.report(|_| true)
     }
 
     /// Only the liveness checks: should this process be restarted?
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::{Check, HealthRegistry, HealthStatus};
+    ///
+    /// let health = HealthRegistry::new();
+    /// health.check("db", true, || Check::unhealthy("down"))?;
+    /// // A dependency being down is no reason to restart the process.
+    /// assert_eq!(health.liveness().status(), HealthStatus::Healthy);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn liveness(&self) -> HealthReport {
         self.report(|e| e.liveness)
     }

@@ -67,6 +67,17 @@ const fn bit(code: i32) -> u32 {
 
 impl GrpcClassifier {
     /// The default grading; see the type's docs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::Outcome;
+    /// use palisade::http::GrpcClassifier;
+    ///
+    /// let grpc = GrpcClassifier::new();
+    /// assert_eq!(grpc.outcome(0), Outcome::Success, "OK");
+    /// assert_eq!(grpc.outcome(14), Outcome::Failure, "UNAVAILABLE");
+    /// ```
     pub const fn new() -> Self {
         GrpcClassifier {
             failures: bit(code::UNKNOWN)
@@ -81,6 +92,16 @@ impl GrpcClassifier {
     }
 
     /// Counts `code` as a failure.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::Outcome;
+    /// use palisade::http::GrpcClassifier;
+    ///
+    /// // FAILED_PRECONDITION (9) from a server whose state is broken.
+    /// assert_eq!(GrpcClassifier::new().failure(9).outcome(9), Outcome::Failure);
+    /// ```
     pub const fn failure(mut self, code: i32) -> Self {
         self.failures |= bit(code);
         self.ignored &= !bit(code);
@@ -88,6 +109,16 @@ impl GrpcClassifier {
     }
 
     /// Counts `code` as a success.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::Outcome;
+    /// use palisade::http::GrpcClassifier;
+    ///
+    /// // RESOURCE_EXHAUSTED (8) as a quota answer, not an outage.
+    /// assert_eq!(GrpcClassifier::new().success(8).outcome(8), Outcome::Success);
+    /// ```
     pub const fn success(mut self, code: i32) -> Self {
         self.failures &= !bit(code);
         self.ignored &= !bit(code);
@@ -95,6 +126,16 @@ impl GrpcClassifier {
     }
 
     /// Ignores `code`: not counted, not retried.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::Outcome;
+    /// use palisade::http::GrpcClassifier;
+    ///
+    /// // DEADLINE_EXCEEDED (4) set by the caller's own short deadline.
+    /// assert_eq!(GrpcClassifier::new().ignore(4).outcome(4), Outcome::Ignore);
+    /// ```
     pub const fn ignore(mut self, code: i32) -> Self {
         self.failures &= !bit(code);
         self.ignored |= bit(code);
@@ -102,6 +143,18 @@ impl GrpcClassifier {
     }
 
     /// What status `code` means. Codes gRPC does not define (outside 0..=16) are failures.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::Outcome;
+    /// use palisade::http::GrpcClassifier;
+    ///
+    /// let grpc = GrpcClassifier::new();
+    /// assert_eq!(grpc.outcome(5), Outcome::Success, "NOT_FOUND");
+    /// assert_eq!(grpc.outcome(1), Outcome::Ignore, "CANCELLED");
+    /// assert_eq!(grpc.outcome(99), Outcome::Failure, "not a gRPC code");
+    /// ```
     #[inline]
     pub const fn outcome(&self, code: i32) -> Outcome {
         if code < 0 || code > 16 || self.failures & bit(code) != 0 {

@@ -114,6 +114,18 @@ impl Default for StatusClassifier {
 
 impl StatusClassifier {
     /// 5xx, 408 and 429 are failures; everything else is a success.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::Outcome;
+    /// use palisade::http::StatusClassifier;
+    ///
+    /// let c = StatusClassifier::new();
+    /// assert_eq!(c.outcome(503), Outcome::Failure);
+    /// assert_eq!(c.outcome(429), Outcome::Failure);
+    /// assert_eq!(c.outcome(400), Outcome::Success);
+    /// ```
     pub const fn new() -> Self {
         let mut c = StatusClassifier { failures: [0; 8] };
         let mut code = 500;
@@ -138,17 +150,52 @@ impl StatusClassifier {
     }
 
     /// Counts `code` as a failure too. Codes outside 100..=599 are ignored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::Outcome;
+    /// use palisade::http::StatusClassifier;
+    ///
+    /// // A service that answers 409 while it is overloaded.
+    /// let c = StatusClassifier::new().failure(409);
+    /// assert_eq!(c.outcome(409), Outcome::Failure);
+    /// ```
     pub const fn failure(self, code: u16) -> Self {
         self.set(code, true)
     }
 
     /// Counts `code` as a success instead. Codes outside 100..=599 are ignored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::Outcome;
+    /// use palisade::http::StatusClassifier;
+    ///
+    /// // A 501 says the request is unsupported, not that the server is failing.
+    /// let c = StatusClassifier::new().success(501);
+    /// assert_eq!(c.outcome(501), Outcome::Success);
+    /// assert_eq!(c.outcome(500), Outcome::Failure);
+    /// ```
     pub const fn success(self, code: u16) -> Self {
         self.set(code, false)
     }
 
     /// What a response with status `code` means. Codes outside 100..=599 (which `http`
     /// cannot produce, but a raw number can) are failures: the peer is not speaking HTTP.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::Outcome;
+    /// use palisade::http::StatusClassifier;
+    ///
+    /// let c = StatusClassifier::new();
+    /// assert_eq!(c.outcome(204), Outcome::Success);
+    /// assert_eq!(c.outcome(502), Outcome::Failure);
+    /// assert_eq!(c.outcome(42), Outcome::Failure, "not HTTP");
+    /// ```
     #[inline]
     pub const fn outcome(&self, code: u16) -> Outcome {
         if code < 100 || code >= 600 {
@@ -187,6 +234,18 @@ impl StatusClassifier {
 }
 
 /// A [`StatusClassifier`] for any response type; from [`StatusClassifier::with_status`].
+///
+/// # Examples
+///
+/// ```
+/// use palisade::http::{StatusClassifier, WithStatus};
+/// use palisade::{Classifier, Error, Outcome};
+///
+/// struct Reply { status: u16 }
+/// let classifier: WithStatus<_> = StatusClassifier::new().with_status(|r: &Reply| r.status);
+/// assert_eq!(classifier.classify(&Ok::<_, Error<()>>(Reply { status: 200 })), Outcome::Success);
+/// assert_eq!(classifier.classify(&Ok::<_, Error<()>>(Reply { status: 503 })), Outcome::Failure);
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct WithStatus<F> {
     codes: StatusClassifier,

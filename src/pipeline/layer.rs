@@ -158,6 +158,31 @@ impl<T: Clone, C: Clock + Clone, Fb, P: Clone> Pipeline<T, C, Fb, P> {
     /// [`Fallback::layer`](crate::fallback::Fallback::layer), with its alternatives, above
     /// it. Chain [`cloner`](PipelineLayer::cloner) and [`hint`](PipelineLayer::hint) for
     /// requests that are not `Clone` and responses that say when to retry.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::pipeline::Pipeline;
+    /// use palisade::{bulkhead::Bulkhead, retry::Retry, timeout::Timeout};
+    /// use std::time::Duration;
+    /// use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let pipeline = Pipeline::builder()
+    ///     .retry(Retry::new(Retry::builder().build()?))
+    ///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(8).build()?))
+    ///     .timeout(Timeout::new(Timeout::builder().duration(Duration::from_secs(2)).build()?))
+    ///     .build();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(pipeline.layer())
+    ///     .service_fn(|name: &'static str| async move { Ok::<_, BoxError>(format!("hello {name}")) });
+    /// assert_eq!(svc.ready().await?.call("tower").await?, "hello tower");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     pub fn layer(&self) -> PipelineLayer<T, C, P> {
         PipelineLayer {
             retry: self

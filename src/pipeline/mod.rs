@@ -140,10 +140,36 @@ pub struct Pipeline<T = DefaultTimer, C = DefaultClock, Fb = NoFallback, P = Def
 }
 
 /// A pipeline without a fallback (the default).
+///
+/// # Examples
+///
+/// ```
+/// use palisade::pipeline::{NoFallback, Pipeline};
+/// use palisade::{classify::DefaultClassifier, clock::DefaultClock, retry::Defaults, timer::DefaultTimer};
+///
+/// // The fourth type parameter of a pipeline built without `fallback`.
+/// let pipeline: Pipeline<DefaultTimer, DefaultClock, NoFallback, Defaults> = Pipeline::builder().build();
+/// # let _ = (pipeline, DefaultClassifier);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoFallback;
 
 /// A policy's place in a [`custom_order`](PipelineBuilder::custom_order).
+///
+/// # Examples
+///
+/// ```
+/// use palisade::pipeline::{Pipeline, Stage};
+/// use palisade::{bulkhead::Bulkhead, retry::Retry};
+///
+/// let builder = Pipeline::builder()
+///     .retry(Retry::new(Retry::builder().build()?))
+///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(4).build()?));
+/// // Every configured policy must be named, once.
+/// let missing = builder.custom_order(&[Stage::Bulkhead]).unwrap_err();
+/// assert_eq!(missing.field(), "order");
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Stage {
@@ -185,6 +211,20 @@ impl<T, C: Clock, Fb, P> fmt::Debug for PipelineBuilder<T, C, Fb, P> {
 
 impl Pipeline {
     /// A builder with no policies, reading the [`DefaultClock`] for the deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::pipeline::Pipeline;
+    /// use palisade::timeout::Timeout;
+    /// use std::time::Duration;
+    ///
+    /// let pipeline = Pipeline::builder()
+    ///     .timeout(Timeout::new(Timeout::builder().duration(Duration::from_secs(2)).build()?))
+    ///     .build();
+    /// assert_eq!(pipeline.timeout().map(|t| t.duration()), Some(Duration::from_secs(2)));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn builder() -> PipelineBuilder {
         PipelineBuilder::with_clock(DefaultClock::default())
     }
@@ -192,6 +232,23 @@ impl Pipeline {
 
 impl<T, C> PipelineBuilder<T, C> {
     /// A builder with no policies, reading `clock` for the deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    /// use palisade::circuit_breaker::CircuitBreaker;
+    /// use palisade::clock::MonotonicClock;
+    /// use palisade::pipeline::PipelineBuilder;
+    ///
+    /// let clock = MonotonicClock::new();
+    /// let pipeline = PipelineBuilder::with_clock(clock)
+    ///     .circuit_breaker(CircuitBreaker::with_clock(CircuitBreaker::builder().build()?, clock))
+    ///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(8).build()?))
+    ///     .build();
+    /// assert!(pipeline.circuit_breaker().is_some());
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn with_clock(clock: C) -> Self {
         PipelineBuilder {
             pipeline: Pipeline {
@@ -294,24 +351,89 @@ impl<T, C, Fb, P> PipelineBuilder<T, C, Fb, P> {
     }
 
     /// Retries around everything else; its deadline, if any, bounds the whole run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::pipeline::Pipeline;
+    /// use palisade::retry::Retry;
+    ///
+    /// let pipeline = Pipeline::builder()
+    ///     .retry(Retry::new(Retry::builder().max_attempts(3).build()?))
+    ///     .build();
+    /// assert_eq!(pipeline.retry().map(|r| r.config().max_attempts()), Some(3));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn retry(mut self, retry: Retry<T, C>) -> Self {
         self.pipeline.retry = Some(retry);
         self
     }
 
     /// A breaker around each attempt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreaker;
+    /// use palisade::pipeline::Pipeline;
+    ///
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().name("search").build()?);
+    /// let pipeline = Pipeline::builder().circuit_breaker(breaker.clone()).build();
+    /// // The pipeline holds a clone: the same breaker.
+    /// breaker.isolate();
+    /// assert!(pipeline.circuit_breaker().unwrap().try_acquire().is_err());
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn circuit_breaker(mut self, breaker: CircuitBreaker<C>) -> Self {
         self.pipeline.breaker = Some(breaker);
         self
     }
 
     /// A bulkhead slot for each attempt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    /// use palisade::pipeline::Pipeline;
+    ///
+    /// let pipeline = Pipeline::builder()
+    ///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(16).build()?))
+    ///     .build();
+    /// assert_eq!(pipeline.bulkhead().map(|b| b.metrics().max_concurrent), Some(16));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn bulkhead(mut self, bulkhead: Bulkhead<T>) -> Self {
         self.pipeline.bulkhead = Some(bulkhead);
         self
     }
 
     /// A timeout on each attempt, cut to the retry deadline's rest.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::pipeline::Pipeline;
+    /// use palisade::{Rejected, timeout::Timeout};
+    /// use std::time::Duration;
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let pipeline = Pipeline::builder()
+    ///     .timeout(Timeout::new(Timeout::builder().duration(Duration::from_millis(100)).build()?))
+    ///     .build();
+    /// let slow: Result<(), Rejected> = pipeline
+    ///     .run(|| async {
+    ///         tokio::time::sleep(Duration::from_secs(1)).await;
+    ///         Ok(())
+    ///     })
+    ///     .await;
+    /// assert!(slow.is_err_and(|r| r.is_timeout()));
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     pub fn timeout(mut self, timeout: Timeout<T>) -> Self {
         self.pipeline.timeout = Some(timeout);
         self
@@ -372,6 +494,21 @@ impl<T, C, Fb, P> PipelineBuilder<T, C, Fb, P> {
     }
 
     /// The pipeline; the order of the calls above does not matter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::pipeline::Pipeline;
+    /// use palisade::{bulkhead::Bulkhead, retry::Retry};
+    ///
+    /// // Given in any order, run in the recommended one (retry outside the bulkhead).
+    /// let pipeline = Pipeline::builder()
+    ///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(4).build()?))
+    ///     .retry(Retry::new(Retry::builder().build()?))
+    ///     .build();
+    /// assert!(pipeline.retry().is_some() && pipeline.bulkhead().is_some());
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn build(self) -> Pipeline<T, C, Fb, P> {
         self.pipeline
     }
@@ -388,6 +525,8 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
     /// use palisade::presets::Preset;
     /// use palisade::{Outcome, Rejected};
     ///
+    /// # #[cfg(feature = "tokio")]
+    /// # fn main() -> Result<(), palisade::ConfigError> {
     /// let pipeline = Preset::external_api()
     ///     .build("payments")?
     ///     .classify(|r: &Result<u16, Rejected>| match r {
@@ -396,7 +535,9 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
     ///         Err(_) => Outcome::Failure,
     ///     });
     /// # let _ = pipeline;
-    /// # Ok::<(), palisade::ConfigError>(())
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
     /// ```
     pub fn classify<Cl2>(self, classifier: Cl2) -> Pipeline<T, C, Fb, Classified<Cl2>> {
         Pipeline {
@@ -439,21 +580,75 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
     }
 
     /// The retry, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::pipeline::Pipeline;
+    /// use palisade::retry::Retry;
+    ///
+    /// let pipeline = Pipeline::builder().retry(Retry::new(Retry::builder().name("api").build()?)).build();
+    /// assert_eq!(pipeline.retry().map(|r| r.name()), Some("api"));
+    /// assert!(Pipeline::builder().build().retry().is_none());
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn retry(&self) -> Option<&Retry<T, C>> {
         self.retry.as_ref()
     }
 
     /// The circuit breaker, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
+    /// use palisade::pipeline::Pipeline;
+    ///
+    /// let pipeline = Pipeline::builder()
+    ///     .circuit_breaker(CircuitBreaker::new(CircuitBreaker::builder().build()?))
+    ///     .build();
+    /// assert_eq!(pipeline.circuit_breaker().map(|b| b.state()), Some(CircuitState::Closed));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn circuit_breaker(&self) -> Option<&CircuitBreaker<C>> {
         self.breaker.as_ref()
     }
 
     /// The bulkhead, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    /// use palisade::pipeline::Pipeline;
+    ///
+    /// let pipeline = Pipeline::builder()
+    ///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(2).build()?))
+    ///     .build();
+    /// let bulkhead = pipeline.bulkhead().unwrap();
+    /// bulkhead.set_max_concurrent(4)?;
+    /// assert_eq!(bulkhead.metrics().available, 4);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn bulkhead(&self) -> Option<&Bulkhead<T>> {
         self.bulkhead.as_ref()
     }
 
     /// The timeout, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::pipeline::Pipeline;
+    /// use palisade::timeout::Timeout;
+    /// use std::time::Duration;
+    ///
+    /// let pipeline = Pipeline::builder()
+    ///     .timeout(Timeout::new(Timeout::builder().duration(Duration::from_millis(500)).build()?))
+    ///     .build();
+    /// assert_eq!(pipeline.timeout().unwrap().duration(), Duration::from_millis(500));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn timeout(&self) -> Option<&Timeout<T>> {
         self.timeout.as_ref()
     }
@@ -513,6 +708,33 @@ where
     /// # Cancel safety
     ///
     /// As for a pipeline without a fallback.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::{Chain, Fallback};
+    /// use palisade::pipeline::Pipeline;
+    /// use palisade::{Rejected, bulkhead::Bulkhead};
+    /// use std::time::Duration;
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
+    /// let pipeline = Pipeline::builder()
+    ///     .bulkhead(bulkhead.clone())
+    ///     .fallback(Fallback::new(Fallback::builder().cache_max_age(Duration::from_secs(60)).build()?))
+    ///     .build();
+    /// let fresh: Result<u32, Rejected> = pipeline.run(|| async { Ok(5) }).or_cached().await;
+    /// assert_eq!(fresh, Ok(5));
+    /// // The bulkhead is full: the fallback serves the last good answer.
+    /// let _held = bulkhead.try_acquire().unwrap();
+    /// let cached: Result<u32, Rejected> = pipeline.run(|| async { Ok(6) }).or_cached().await;
+    /// assert_eq!(cached, Ok(5));
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     pub fn run<'a, M, F, E>(
         &'a self,
         make: M,

@@ -74,6 +74,20 @@ pub(crate) enum Schedule {
 /// | `Proportional(p)` | `b × (1 + u)`, `u` uniform in `[-p, p]` |
 ///
 /// Every delay is then capped at the schedule's maximum.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::{Backoff, Jitter};
+/// use palisade::rng::RngSource;
+/// use std::time::Duration;
+///
+/// let base = Duration::from_millis(100);
+/// let equal = Backoff::constant(base).jitter(Jitter::Equal);
+/// for delay in equal.iter(RngSource::seeded(1).fork()).take(20) {
+///     assert!(delay >= base / 2 && delay <= base);
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum Jitter {
@@ -91,6 +105,17 @@ pub enum Jitter {
 
 impl Backoff {
     /// The same delay every time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::Backoff;
+    /// use palisade::rng::RngSource;
+    /// use std::time::Duration;
+    ///
+    /// let delays: Vec<_> = Backoff::constant(Duration::from_millis(50)).iter(RngSource::seeded(0).fork()).take(3).collect();
+    /// assert_eq!(delays, [Duration::from_millis(50); 3]);
+    /// ```
     pub const fn constant(delay: Duration) -> Self {
         Backoff {
             schedule: Schedule::Constant(delay),
@@ -99,6 +124,19 @@ impl Backoff {
     }
 
     /// `initial`, `initial + step`, `initial + 2 × step`, … capped at `max`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::Backoff;
+    /// use palisade::rng::RngSource;
+    /// use std::time::Duration;
+    ///
+    /// let ms = Duration::from_millis;
+    /// let backoff = Backoff::linear(ms(100), ms(100), ms(250));
+    /// let delays: Vec<_> = backoff.iter(RngSource::seeded(0).fork()).take(4).collect();
+    /// assert_eq!(delays, [ms(100), ms(200), ms(250), ms(250)]);
+    /// ```
     pub const fn linear(initial: Duration, step: Duration, max: Duration) -> Self {
         Backoff {
             schedule: Schedule::Linear { initial, step, max },
@@ -107,6 +145,19 @@ impl Backoff {
     }
 
     /// `initial`, `initial × factor`, `initial × factor²`, … capped at `max`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::Backoff;
+    /// use palisade::rng::RngSource;
+    /// use std::time::Duration;
+    ///
+    /// let ms = Duration::from_millis;
+    /// let backoff = Backoff::exponential(ms(100), 2.0, ms(500));
+    /// let delays: Vec<_> = backoff.iter(RngSource::seeded(0).fork()).take(5).collect();
+    /// assert_eq!(delays, [ms(100), ms(200), ms(400), ms(500), ms(500)]);
+    /// ```
     pub const fn exponential(initial: Duration, factor: f64, max: Duration) -> Self {
         Backoff {
             schedule: Schedule::Exponential {
@@ -119,12 +170,35 @@ impl Backoff {
     }
 
     /// The same schedule with `jitter`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::{Backoff, Jitter};
+    /// use palisade::rng::RngSource;
+    /// use std::time::Duration;
+    ///
+    /// let base = Duration::from_millis(200);
+    /// let full = Backoff::constant(base).jitter(Jitter::Full);
+    /// assert!(full.iter(RngSource::seeded(3).fork()).take(20).all(|d| d <= base));
+    /// ```
     pub const fn jitter(mut self, jitter: Jitter) -> Self {
         self.jitter = jitter;
         self
     }
 
     /// The longest delay this backoff produces.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::Backoff;
+    /// use std::time::Duration;
+    ///
+    /// let backoff = Backoff::exponential(Duration::from_millis(100), 2.0, Duration::from_secs(5));
+    /// assert_eq!(backoff.cap(), Duration::from_secs(5));
+    /// assert_eq!(Backoff::constant(Duration::from_secs(1)).cap(), Duration::from_secs(1));
+    /// ```
     pub const fn cap(&self) -> Duration {
         match self.schedule {
             Schedule::Constant(d) => d,
@@ -140,6 +214,20 @@ impl Backoff {
     }
 
     /// The delays after each failed attempt, drawing jitter from `rng`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::{Backoff, Jitter};
+    /// use palisade::rng::RngSource;
+    /// use std::time::Duration;
+    ///
+    /// // The same seed gives the same jittered delays.
+    /// let backoff = Backoff::exponential(Duration::from_millis(10), 2.0, Duration::from_secs(1)).jitter(Jitter::Full);
+    /// let a: Vec<_> = backoff.iter(RngSource::seeded(7).fork()).take(5).collect();
+    /// let b: Vec<_> = backoff.iter(RngSource::seeded(7).fork()).take(5).collect();
+    /// assert_eq!(a, b);
+    /// ```
     pub fn iter<R: Rng>(self, rng: R) -> BackoffIter<R> {
         BackoffIter {
             backoff: self,

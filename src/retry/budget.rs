@@ -61,6 +61,20 @@ pub struct RetryBudget {
 impl RetryBudget {
     /// A budget over the last `ttl` (1 s to 60 s) allowing `retry_ratio` retries per first
     /// attempt (in (0, 1000]) plus `min_per_sec` retries per second.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::{Retry, RetryBudget};
+    /// use std::time::Duration;
+    ///
+    /// // Retries may add 10 % to the first attempts of the last 10 s, plus 2 a second.
+    /// let budget = RetryBudget::new(Duration::from_secs(10), 2, 0.1);
+    /// let retry = Retry::new(Retry::builder().budget(budget).build()?);
+    /// # let _ = retry;
+    /// assert!(Retry::builder().budget(RetryBudget::new(Duration::ZERO, 2, 0.1)).build().is_err());
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub const fn new(ttl: Duration, min_per_sec: u32, retry_ratio: f64) -> Self {
         RetryBudget {
             ttl,
@@ -70,16 +84,43 @@ impl RetryBudget {
     }
 
     /// The window over which attempts are counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::RetryBudget;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(RetryBudget::new(Duration::from_secs(10), 1, 0.2).ttl(), Duration::from_secs(10));
+    /// ```
     pub const fn ttl(&self) -> Duration {
         self.ttl
     }
 
     /// Retries always allowed per second.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::RetryBudget;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(RetryBudget::new(Duration::from_secs(10), 1, 0.2).min_per_sec(), 1);
+    /// ```
     pub const fn min_per_sec(&self) -> u32 {
         self.min_per_sec
     }
 
     /// Retries allowed per first attempt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::RetryBudget;
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(RetryBudget::new(Duration::from_secs(10), 1, 0.2).retry_ratio(), 0.2);
+    /// ```
     pub const fn retry_ratio(&self) -> f64 {
         self.retry_ratio
     }

@@ -170,6 +170,17 @@ impl RetryConfigBuilder {
     /// Attempts in all, **the first call included**: 3 means one call and up to two retries.
     ///
     /// Default [`DEFAULT_MAX_ATTEMPTS`]; valid: 1 to [`MAX_ATTEMPTS`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::RetryConfig;
+    ///
+    /// // One call and up to four retries.
+    /// let config = RetryConfig::builder().max_attempts(5).build()?;
+    /// assert_eq!(config.max_attempts(), 5);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n;
         self
@@ -178,6 +189,18 @@ impl RetryConfigBuilder {
     /// The delays between attempts. Default [`DEFAULT_BACKOFF`]; the cap must be non-zero
     /// (but for a constant delay) and at most [`MAX_DELAY`], `initial` at most the cap, the
     /// factor finite and at least 1, a proportional jitter in (0, 1].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::{Backoff, RetryConfig};
+    /// use std::time::Duration;
+    ///
+    /// let backoff = Backoff::exponential(Duration::from_millis(100), 2.0, Duration::from_secs(5));
+    /// let config = RetryConfig::builder().backoff(backoff).build()?;
+    /// assert_eq!(config.backoff(), backoff);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
@@ -189,6 +212,17 @@ impl RetryConfigBuilder {
     /// attempt starts at or after the deadline.
     ///
     /// Default: none; valid: greater than zero, at most [`MAX_DELAY`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::RetryConfig;
+    /// use std::time::Duration;
+    ///
+    /// let config = RetryConfig::builder().deadline(Duration::from_secs(3)).build()?;
+    /// assert_eq!(config.deadline(), Some(Duration::from_secs(3)));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn deadline(mut self, d: Duration) -> Self {
         self.deadline = Some(d);
         self
@@ -198,6 +232,17 @@ impl RetryConfigBuilder {
     /// cut to it.
     ///
     /// Default [`DEFAULT_MAX_HINT`]; valid: greater than zero, at most [`MAX_DELAY`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::RetryConfig;
+    /// use std::time::Duration;
+    ///
+    /// let config = RetryConfig::builder().max_hint(Duration::from_secs(60)).build()?;
+    /// assert_eq!(config.max_hint(), Duration::from_secs(60));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn max_hint(mut self, d: Duration) -> Self {
         self.max_hint = d;
         self
@@ -206,6 +251,16 @@ impl RetryConfigBuilder {
     /// Retry calls that an inner circuit breaker or bulkhead refused, waiting the
     /// rejection's `retry_after()` when it has one. Default: `false` (they are not retried:
     /// retrying an open circuit is what it exists to prevent).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::RetryConfig;
+    ///
+    /// let config = RetryConfig::builder().retry_rejections(true).build()?;
+    /// assert!(config.retry_rejections());
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn retry_rejections(mut self, yes: bool) -> Self {
         self.retry_rejections = yes;
         self
@@ -213,6 +268,19 @@ impl RetryConfigBuilder {
 
     /// Limits retries to a fraction of recent first attempts, across every clone of the
     /// handle. Default: none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::{RetryBudget, RetryConfig};
+    /// use std::time::Duration;
+    ///
+    /// // Retries may add 10 % to the last 10 s of first attempts, plus 1 a second.
+    /// let budget = RetryBudget::new(Duration::from_secs(10), 1, 0.1);
+    /// let config = RetryConfig::builder().budget(budget).build()?;
+    /// assert_eq!(config.budget(), Some(budget));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn budget(mut self, budget: RetryBudget) -> Self {
         self.budget = Some(budget);
         self
@@ -220,6 +288,16 @@ impl RetryConfigBuilder {
 
     /// Seeds the jitter, so the same calls get the same delays on every run. Default: seeded
     /// from the operating system.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::RetryConfig;
+    ///
+    /// let config = RetryConfig::builder().seed(42).build()?;
+    /// assert_eq!(config.seed(), Some(42));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
@@ -233,6 +311,15 @@ impl RetryConfigBuilder {
     ///
     /// A [`ConfigError`] naming the first invalid field (`backoff.<field>` and
     /// `budget.<field>` for the nested settings).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::RetryConfig;
+    ///
+    /// let err = RetryConfig::builder().max_attempts(0).build().unwrap_err();
+    /// assert_eq!(err.field(), "max_attempts");
+    /// ```
     #[track_caller]
     pub fn build(self) -> Result<RetryConfig, ConfigError> {
         if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {

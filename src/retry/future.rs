@@ -14,8 +14,27 @@ use crate::timer::Timer;
 
 /// The delay a result asks for (such as an HTTP `Retry-After`); any
 /// `Fn(&Result<R, E>) -> Option<Duration>` is one.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::future::Hint;
+/// use std::time::Duration;
+///
+/// let from_seconds = |r: &Result<(), u64>| r.as_ref().err().map(|s| Duration::from_secs(*s));
+/// assert_eq!(from_seconds.hint(&Err(3)), Some(Duration::from_secs(3)));
+/// assert_eq!(from_seconds.hint(&Ok(())), None);
+/// ```
 pub trait Hint<R, E> {
     /// The delay `result` asks for, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::future::{Hint, NoHint};
+    ///
+    /// assert_eq!(Hint::<(), ()>::hint(&NoHint, &Err(())), None);
+    /// ```
     fn hint(&self, result: &Result<R, E>) -> Option<Duration>;
 }
 
@@ -30,6 +49,15 @@ where
 }
 
 /// No hints: the backoff decides every delay.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::future::{Hint, NoHint};
+///
+/// // What `Retry::run` uses until `.hint(..)` replaces it: the backoff decides.
+/// assert_eq!(Hint::<u8, &str>::hint(&NoHint, &Err("busy")), None);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoHint;
 
@@ -42,8 +70,33 @@ impl<R, E> Hint<R, E> for NoHint {
 
 /// Called before each retry with the result being retried, the number of the attempt that
 /// produced it, and the delay before the next; any `Fn(&Result<R, E>, u32, Duration)` is one.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::future::Notify;
+/// use std::time::Duration;
+///
+/// let log = |r: &Result<(), &str>, attempt: u32, delay: Duration| {
+///     println!("attempt {attempt} failed with {r:?}; next in {delay:?}");
+/// };
+/// log.notify(&Err("reset"), 1, Duration::from_millis(100));
+/// ```
 pub trait Notify<R, E> {
     /// Sees a result about to be retried.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::future::Notify;
+    /// use std::cell::Cell;
+    /// use std::time::Duration;
+    ///
+    /// let calls = Cell::new(0);
+    /// let count = |_: &Result<(), ()>, _: u32, _: Duration| calls.set(calls.get() + 1);
+    /// count.notify(&Err(()), 1, Duration::ZERO);
+    /// assert_eq!(calls.get(), 1);
+    /// ```
     fn notify(&self, result: &Result<R, E>, attempt: u32, delay: Duration);
 }
 
@@ -58,6 +111,16 @@ where
 }
 
 /// No callback.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::future::{NoNotify, Notify};
+/// use std::time::Duration;
+///
+/// // What `Retry::run` uses until `.on_retry(..)` replaces it: nothing is called.
+/// Notify::<(), ()>::notify(&NoNotify, &Err(()), 1, Duration::ZERO);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoNotify;
 
@@ -87,6 +150,31 @@ pin_project! {
     ///
     /// Before it is first polled, [`classify`](Self::classify), [`hint`](Self::hint) and
     /// [`on_retry`](Self::on_retry) adjust it; nothing happens until it is polled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Error, retry::Retry};
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let retry = Retry::new(Retry::builder().max_attempts(3).build()?);
+    /// let calls = AtomicU32::new(0);
+    /// let out: Result<u32, Error<&str>> = retry
+    ///     .run(|| async {
+    ///         match calls.fetch_add(1, Ordering::Relaxed) {
+    ///             0 => Err(Error::Inner("reset")),
+    ///             n => Ok(n),
+    ///         }
+    ///     })
+    ///     .await;
+    /// assert_eq!(out, Ok(1), "the second attempt succeeded");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct RunFuture<'a, M, F, T, C, P, H, N>
     where
@@ -122,6 +210,36 @@ impl<'a, M, F, T: Timer, C> RunFuture<'a, M, F, T, C, Defaults, NoHint, NoNotify
 impl<'a, M, F, T: Timer, C, P, H, N> RunFuture<'a, M, F, T, C, P, H, N> {
     /// Retries what `classifier` calls a [`Failure`](crate::Outcome::Failure), and nothing
     /// else, instead of the default rules.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Error, Outcome, retry::Retry};
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let retry = Retry::new(Retry::builder().max_attempts(3).build()?);
+    /// let attempts = AtomicU32::new(0);
+    /// // A 404 is final: retrying will not make the item appear.
+    /// let out: Result<u16, Error<u16>> = retry
+    ///     .run(|| async {
+    ///         attempts.fetch_add(1, Ordering::Relaxed);
+    ///         Err(Error::Inner(404))
+    ///     })
+    ///     .classify(|r: &Result<u16, Error<u16>>| match r {
+    ///         Err(Error::Inner(404)) => Outcome::Success,
+    ///         Ok(_) => Outcome::Success,
+    ///         Err(_) => Outcome::Failure,
+    ///     })
+    ///     .await;
+    /// assert_eq!(out, Err(Error::Inner(404)));
+    /// assert_eq!(attempts.load(Ordering::Relaxed), 1);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     pub fn classify<Cl>(self, classifier: Cl) -> RunFuture<'a, M, F, T, C, Classified<Cl>, H, N> {
         self.with_predicate(Classified(classifier))
     }
@@ -182,6 +300,33 @@ impl<'a, M, F, T: Timer, C, P, H, N> RunFuture<'a, M, F, T, C, P, H, N> {
 
     /// Calls `notify` before each retry with the result being retried, its attempt number
     /// and the delay before the next attempt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Error, retry::{Backoff, Retry}};
+    /// use std::sync::Mutex;
+    /// use std::time::Duration;
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let retry = Retry::new(
+    ///     Retry::builder().max_attempts(3).backoff(Backoff::constant(Duration::from_millis(100))).build()?,
+    /// );
+    /// let seen = Mutex::new(Vec::new());
+    /// let _: Result<(), Error<&str>> = retry
+    ///     .run(|| async { Err(Error::Inner("reset")) })
+    ///     .on_retry(|_: &Result<(), Error<&str>>, attempt: u32, delay: Duration| {
+    ///         seen.lock().unwrap().push((attempt, delay));
+    ///     })
+    ///     .await;
+    /// let every = Duration::from_millis(100);
+    /// assert_eq!(*seen.lock().unwrap(), [(1, every), (2, every)]);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     pub fn on_retry<N2>(self, notify: N2) -> RunFuture<'a, M, F, T, C, P, H, N2> {
         RunFuture {
             retry: self.retry,

@@ -198,6 +198,30 @@ impl<T, C> From<&'static Retry<T, C>> for RetryLayer<&'static Retry<T, C>> {
 
 impl<T: Clone, C: Clone> Retry<T, C> {
     /// A tower layer retrying with this policy; the same as [`RetryLayer::new`] on a clone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::Retry;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// static CALLS: AtomicU32 = AtomicU32::new(0);
+    /// let retry = Retry::new(Retry::builder().max_attempts(3).build()?);
+    /// let mut svc = ServiceBuilder::new().layer(retry.layer()).service_fn(|_: ()| async {
+    ///     match CALLS.fetch_add(1, Ordering::Relaxed) {
+    ///         0 => Err::<u32, BoxError>("reset".into()),
+    ///         n => Ok(n),
+    ///     }
+    /// });
+    /// assert_eq!(svc.ready().await?.call(()).await?, 1, "the second attempt");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     pub fn layer(&self) -> RetryLayer<Self> {
         RetryLayer::new(self.clone())
     }

@@ -147,6 +147,35 @@ use self::budget::{Budget, Token};
 use self::future::{NoHint, NoNotify, RunFuture};
 
 /// Why a retry stopped without a success.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::{GiveUp, Retry};
+/// use palisade::telemetry::{Event, EventKind};
+/// use std::sync::{Arc, Mutex};
+///
+/// # #[cfg(feature = "tokio")]
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), palisade::ConfigError> {
+/// let gave_up = Arc::new(Mutex::new(None));
+/// let seen = gave_up.clone();
+/// let retry = Retry::new(
+///     Retry::builder()
+///         .max_attempts(2)
+///         .listener(move |e: &Event| {
+///             if let EventKind::RetryGaveUp { reason, .. } = e.kind() {
+///                 *seen.lock().unwrap() = Some(reason);
+///             }
+///         })
+///         .build()?,
+/// );
+/// let _: Result<(), palisade::Error<&str>> = retry.run(|| async { Err(palisade::Error::Inner("down")) }).await;
+/// assert_eq!(*gave_up.lock().unwrap(), Some(GiveUp::AttemptsExhausted));
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "tokio"))] fn main() {}
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum GiveUp {
@@ -260,11 +289,36 @@ pub struct RetryMetrics {
 impl Retry {
     /// A retry from `config`, sleeping on the [`DefaultTimer`] and reading the
     /// [`DefaultClock`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::{Retry, RetryConfig};
+    ///
+    /// let retry = Retry::new(RetryConfig::builder().max_attempts(4).build()?);
+    /// assert_eq!(retry.config().max_attempts(), 4);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn new(config: RetryConfig) -> Self {
         Self::with_timer_and_clock(config, DefaultTimer::default(), DefaultClock::default())
     }
 
     /// A builder for a retry's config (shortcut for [`RetryConfig::builder`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::{Backoff, Retry};
+    /// use std::time::Duration;
+    ///
+    /// let config = Retry::builder()
+    ///     .max_attempts(5)
+    ///     .backoff(Backoff::constant(Duration::from_millis(50)))
+    ///     .deadline(Duration::from_secs(2))
+    ///     .build()?;
+    /// assert_eq!(config.deadline(), Some(Duration::from_secs(2)));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn builder() -> RetryConfigBuilder {
         RetryConfig::builder()
     }
@@ -350,11 +404,32 @@ impl<T, C> Retry<T, C> {
     }
 
     /// The config the policy was built from.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::Retry;
+    /// use std::time::Duration;
+    ///
+    /// let retry = Retry::new(Retry::builder().deadline(Duration::from_secs(1)).build()?);
+    /// assert_eq!(retry.config().deadline(), Some(Duration::from_secs(1)));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn config(&self) -> &RetryConfig {
         &self.shared.config
     }
 
     /// The name the policy reports under.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::Retry;
+    ///
+    /// let retry = Retry::new(Retry::builder().name("orders").build()?);
+    /// assert_eq!(retry.name(), "orders");
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn name(&self) -> &'static str {
         self.shared.config.telemetry.name()
     }
@@ -508,6 +583,19 @@ impl<T, C> fmt::Debug for Retry<T, C> {
 // ===== what is retried =====
 
 /// Whether a result is worth another attempt, and what delay the result itself asks for.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::{Defaults, RetryPredicate, Verdict};
+/// use palisade::{Rejected, error::CircuitOpen};
+/// use std::time::Duration;
+///
+/// let open: Result<(), Rejected> = Err(CircuitOpen::new("db", Duration::from_secs(2)).into());
+/// // An open breaker is retried after its `retry_after` only when `retry_rejections` is set.
+/// assert_eq!(Defaults.verdict(&open, false), Verdict::Done);
+/// assert_eq!(Defaults.verdict(&open, true), Verdict::Retry { after: Some(Duration::from_secs(2)) });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Verdict {
     /// Return this result.
@@ -520,14 +608,50 @@ pub enum Verdict {
 }
 
 /// Decides what a result means for a retry; see [`Defaults`] and [`Classified`].
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::{Classified, RetryPredicate, Verdict};
+/// use palisade::Outcome;
+///
+/// let only_503 = Classified(|r: &Result<u16, ()>| if r == &Ok(503) { Outcome::Failure } else { Outcome::Success });
+/// assert_eq!(only_503.verdict(&Ok(503), false), Verdict::Retry { after: None });
+/// assert_eq!(only_503.verdict(&Err(()), false), Verdict::Done);
+/// ```
 pub trait RetryPredicate<R, E> {
     /// The verdict on `result`; `retry_rejections` is the config's flag.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::{Defaults, RetryPredicate, Verdict};
+    /// use palisade::{Error, Rejected, error::Elapsed};
+    /// use std::time::Duration;
+    ///
+    /// let io: Result<(), Error<&str>> = Err(Error::Inner("reset"));
+    /// assert_eq!(Defaults.verdict(&io, false), Verdict::Retry { after: None });
+    /// let timed_out: Result<(), Rejected> = Err(Elapsed::new("db", Duration::from_secs(1)).into());
+    /// assert_eq!(Defaults.verdict(&timed_out, false), Verdict::Retry { after: None });
+    /// assert_eq!(Defaults.verdict(&Ok::<_, Rejected>(()), false), Verdict::Done);
+    /// ```
     fn verdict(&self, result: &Result<R, E>, retry_rejections: bool) -> Verdict;
 }
 
 /// The default: [`DefaultClassifier`]'s failures are retried; an inner breaker's or
 /// bulkhead's rejection is retried after its `retry_after` only with
 /// [`retry_rejections`](RetryConfigBuilder::retry_rejections).
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::{Defaults, RetryPredicate, Verdict};
+/// use palisade::{Rejected, error::{BulkheadFull, FullCause}};
+///
+/// // A full bulkhead below is load shedding: not retried by default.
+/// let full: Result<(), Rejected> = Err(BulkheadFull::new("db", 4, FullCause::QueueFull).into());
+/// assert_eq!(Defaults.verdict(&full, false), Verdict::Done);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Defaults;
 
@@ -556,7 +680,20 @@ impl<R, E: AsRejected> Classifier<R, E> for Defaults {
     }
 }
 
-/// Retries what a [`Classifier`] calls a failure; made by [`RunFuture::when`].
+/// Retries what a [`Classifier`] calls a failure; made by
+/// [`RunFuture::classify`](future::RunFuture::classify) and
+/// [`PipelineBuilder::classify`](crate::pipeline::PipelineBuilder::classify).
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::{Classified, RetryPredicate, Verdict};
+/// use palisade::{AllErrors, Rejected, error::{BulkheadFull, FullCause}};
+///
+/// // Every `Err` is a failure for `AllErrors`, so rejections are retried too.
+/// let full: Result<(), Rejected> = Err(BulkheadFull::new("db", 4, FullCause::QueueFull).into());
+/// assert_eq!(Classified(AllErrors).verdict(&full, false), Verdict::Retry { after: None });
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Classified<Cl>(pub Cl);
 

@@ -61,16 +61,56 @@ pub struct Event {
 
 impl Event {
     /// An event of `kind` reported by the policy named `policy`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::telemetry::{Event, EventKind, Listener};
+    ///
+    /// // For testing a listener of your own.
+    /// let event = Event::new("cache", EventKind::FallbackUsed { level: 2 });
+    /// let print = |e: &Event| println!("{}: {:?}", e.policy_name(), e.kind());
+    /// print.on_event(&event);
+    /// ```
     pub const fn new(policy: &'static str, kind: EventKind) -> Self {
         Event { policy, kind }
     }
 
     /// The name of the policy that reported the event.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::telemetry::{Event, EventKind};
+    ///
+    /// assert_eq!(Event::new("cache", EventKind::FallbackUsed { level: 1 }).policy_name(), "cache");
+    /// ```
     pub const fn policy_name(&self) -> &'static str {
         self.policy
     }
 
     /// What happened.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    /// use palisade::telemetry::{Event, EventKind};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let events = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = events.clone();
+    /// let config = Bulkhead::builder()
+    ///     .max_concurrent(2)
+    ///     .listener(move |e: &Event| sink.lock().unwrap().push(e.kind()))
+    ///     .build()?;
+    /// let bulkhead = Bulkhead::new(config);
+    /// drop(bulkhead.try_acquire()?);
+    /// let kinds = events.lock().unwrap();
+    /// assert!(kinds.contains(&EventKind::BulkheadAdmitted { in_flight: 1 }));
+    /// assert!(kinds.contains(&EventKind::BulkheadReleased { in_flight: 1 }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub const fn kind(&self) -> EventKind {
         self.kind
     }
@@ -103,6 +143,25 @@ pub enum PolicyKind {
 /// What a policy did.
 ///
 /// New kinds are added as policies land, so matches need a wildcard arm.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
+/// use palisade::telemetry::{Event, EventKind};
+/// use std::sync::{Arc, Mutex};
+///
+/// let transitions = Arc::new(Mutex::new(Vec::new()));
+/// let sink = transitions.clone();
+/// let listener = move |e: &Event| match e.kind() {
+///     EventKind::StateChanged { from, to } => sink.lock().unwrap().push((from, to)),
+///     _ => {} // new kinds are added over time
+/// };
+/// let breaker = CircuitBreaker::new(CircuitBreaker::builder().consecutive_failures(1).listener(listener).build()?);
+/// breaker.try_acquire()?.failure();
+/// assert_eq!(*transitions.lock().unwrap(), [(CircuitState::Closed, CircuitState::Open)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum EventKind {
@@ -198,6 +257,28 @@ pub enum EventKind {
 /// ```
 pub trait Listener: Send + Sync + 'static {
     /// Called once for each event, in the order the policy decided them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::telemetry::{Event, EventKind, Listener};
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    ///
+    /// struct CountRejections(AtomicU32);
+    ///
+    /// impl Listener for CountRejections {
+    ///     fn on_event(&self, event: &Event) {
+    ///         if let EventKind::Rejected(_) = event.kind() {
+    ///             self.0.fetch_add(1, Ordering::Relaxed);
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let listener = CountRejections(AtomicU32::new(0));
+    /// let rejected = palisade::error::CircuitOpen::isolated("db").into();
+    /// listener.on_event(&Event::new("db", EventKind::Rejected(rejected)));
+    /// assert_eq!(listener.0.load(Ordering::Relaxed), 1);
+    /// ```
     fn on_event(&self, event: &Event);
 }
 

@@ -106,6 +106,17 @@ impl TimeoutConfigBuilder {
     ///
     /// Default [`DEFAULT_TIMEOUT`] (30 s); valid range: greater than zero, at most
     /// [`MAX_TIMEOUT`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::timeout::TimeoutConfig;
+    /// use std::time::Duration;
+    ///
+    /// let config = TimeoutConfig::builder().duration(Duration::from_millis(750)).build()?;
+    /// assert_eq!(config.duration(), Duration::from_millis(750));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn duration(mut self, duration: Duration) -> Self {
         self.duration = duration;
         self
@@ -119,6 +130,16 @@ impl TimeoutConfigBuilder {
     ///
     /// A [`ConfigError`] naming the first invalid field: `duration` when zero or longer than
     /// [`MAX_TIMEOUT`], `name` when blank.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::timeout::TimeoutConfig;
+    /// use std::time::Duration;
+    ///
+    /// let err = TimeoutConfig::builder().duration(Duration::ZERO).build().unwrap_err();
+    /// assert_eq!(err.field(), "duration");
+    /// ```
     #[track_caller]
     pub fn build(self) -> Result<TimeoutConfig, ConfigError> {
         let duration = validate::duration_in("duration", self.duration, MAX_TIMEOUT)?;

@@ -26,6 +26,28 @@ pin_project! {
     /// It resolves to the inner future's output, or to `Err(E::from(Rejected::Timeout(..)))`
     /// once the duration has passed since its first poll, at which point the inner future is
     /// dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Rejected, timeout::Timeout};
+    /// use std::time::Duration;
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let timeout = Timeout::new(Timeout::builder().duration(Duration::from_secs(1)).build()?);
+    /// let slow = timeout.run(|| async {
+    ///     tokio::time::sleep(Duration::from_secs(10)).await;
+    ///     Ok::<_, Rejected>("too late")
+    /// });
+    /// let out = slow.await;
+    /// assert!(matches!(out, Err(Rejected::Timeout(e)) if e.duration() == Duration::from_secs(1)));
+    /// assert_eq!(timeout.metrics().timed_out, 1);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct RunFuture<F, T>
     where

@@ -28,6 +28,28 @@ pub struct TimeoutLayer<T = DefaultTimer, D = ConfiguredDuration> {
 
 impl<T> TimeoutLayer<T> {
     /// A layer that applies `timeout` to every request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::timeout::{Timeout, TimeoutLayer};
+    /// use std::time::Duration;
+    /// use tower::{BoxError, Layer, Service, ServiceExt};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let timeout = Timeout::new(Timeout::builder().duration(Duration::from_secs(1)).build()?);
+    /// let mut svc = TimeoutLayer::new(timeout).layer(tower::service_fn(|_: ()| async {
+    ///     tokio::time::sleep(Duration::from_secs(5)).await;
+    ///     Ok::<_, BoxError>(())
+    /// }));
+    /// let err = svc.ready().await?.call(()).await.unwrap_err();
+    /// assert!(err.downcast_ref::<palisade::Rejected>().is_some_and(|r| r.is_timeout()));
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     pub fn new(timeout: Timeout<T>) -> Self {
         TimeoutLayer {
             timeout,
@@ -43,6 +65,32 @@ impl<T, D> TimeoutLayer<T, D> {
     /// `grpc-timeout` and the server's), so a client's header cannot hold a server's call
     /// open. Zero times out at once. For endpoints that need longer, configure the longest
     /// and let `f` shorten it for the rest.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::timeout::Timeout;
+    /// use std::time::Duration;
+    /// use tower::{BoxError, Layer, Service, ServiceExt};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let timeout = Timeout::new(Timeout::builder().duration(Duration::from_secs(10)).build()?);
+    /// // The request carries its own budget in milliseconds.
+    /// let mut svc = timeout
+    ///     .layer()
+    ///     .per_request(|ms: &u64| Some(Duration::from_millis(*ms)))
+    ///     .layer(tower::service_fn(|_: u64| async {
+    ///         tokio::time::sleep(Duration::from_secs(1)).await;
+    ///         Ok::<_, BoxError>(())
+    ///     }));
+    /// assert!(svc.ready().await?.call(100).await.is_err(), "100 ms is not enough");
+    /// assert!(svc.ready().await?.call(60_000).await.is_ok(), "cut to 10 s, still enough");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     pub fn per_request<F>(self, f: F) -> TimeoutLayer<T, F> {
         TimeoutLayer {
             timeout: self.timeout,
@@ -59,6 +107,26 @@ impl<T> From<Timeout<T>> for TimeoutLayer<T> {
 
 impl<T> Timeout<T> {
     /// A tower layer applying this timeout; the same as [`TimeoutLayer::new`] on a clone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::timeout::Timeout;
+    /// use std::time::Duration;
+    /// use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let timeout = Timeout::new(Timeout::builder().duration(Duration::from_secs(1)).build()?);
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(timeout.layer())
+    ///     .service_fn(|x: u32| async move { Ok::<_, BoxError>(x) });
+    /// assert_eq!(svc.ready().await?.call(9).await?, 9);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
     pub fn layer(&self) -> TimeoutLayer<T>
     where
         T: Clone,

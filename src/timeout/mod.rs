@@ -172,11 +172,32 @@ impl Timeout {
     ///
     /// Without the `tokio` feature there is no default timer; use
     /// [`with_timer`](Self::with_timer).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::timeout::{Timeout, TimeoutConfig};
+    /// use std::time::Duration;
+    ///
+    /// let timeout = Timeout::new(TimeoutConfig::builder().duration(Duration::from_millis(300)).build()?);
+    /// assert_eq!(timeout.duration(), Duration::from_millis(300));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn new(config: TimeoutConfig) -> Self {
         Self::with_timer(config, DefaultTimer::default())
     }
 
     /// A builder for the config of a timeout (shortcut for [`TimeoutConfig::builder`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::timeout::{DEFAULT_TIMEOUT, Timeout};
+    ///
+    /// let config = Timeout::builder().build()?;
+    /// assert_eq!(config.duration(), DEFAULT_TIMEOUT);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn builder() -> TimeoutConfigBuilder {
         TimeoutConfig::builder()
     }
@@ -213,11 +234,32 @@ impl<T> Timeout<T> {
     }
 
     /// The time each call gets.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::timeout::Timeout;
+    /// use std::time::Duration;
+    ///
+    /// let timeout = Timeout::new(Timeout::builder().duration(Duration::from_secs(5)).build()?);
+    /// assert_eq!(timeout.duration(), Duration::from_secs(5));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn duration(&self) -> Duration {
         self.duration
     }
 
     /// The name the policy reports under.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::timeout::Timeout;
+    ///
+    /// let timeout = Timeout::new(Timeout::builder().name("search").build()?);
+    /// assert_eq!(timeout.name(), "search");
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
     pub fn name(&self) -> &'static str {
         self.shared.telemetry.name()
     }
