@@ -112,7 +112,17 @@ where
             self.reserved = None;
         }
         if self.reserved.is_none() {
-            self.reserved = Some(ready!(self.poll_reserve(cx)));
+            // The happy path inline: a free slot, nobody in line, no waiting future.
+            let shared = &self.bulkhead.shared;
+            let fast = match self.waiting {
+                None => shared.sem.try_acquire(),
+                Some(_) => None,
+            };
+            let reserved = match fast {
+                Some(in_flight) => Ok(OwnedBulkheadPermit::new(shared.clone(), in_flight)),
+                None => ready!(self.poll_reserve(cx)),
+            };
+            self.reserved = Some(reserved);
         }
         if let Some(Ok(_)) = self.reserved {
             ready!(self.inner.poll_ready(cx))?;
@@ -125,7 +135,7 @@ where
             Some(Ok(permit)) => ResponseFuture::admitted(self.inner.call(req), permit),
             // Counted and reported here, once per refused call, however often poll_ready
             // asked.
-            Some(Err(cause)) => ResponseFuture::rejected(self.bulkhead.shared.reject(cause)),
+            Some(Err(cause)) => Self::refused(&self.bulkhead, cause),
             None => panic!("BulkheadService: poll_ready must be called before call"),
         }
     }
@@ -136,6 +146,17 @@ where
     T: Timer + Clone + Send + Sync,
     T::Sleep: Send + Sync + 'static,
 {
+    /// Counts and reports a refused call: out of line, so that `call` stays small enough to
+    /// inline into the caller's happy path.
+    #[cold]
+    #[inline(never)]
+    fn refused<F>(bulkhead: &Bulkhead<T>, cause: FullCause) -> ResponseFuture<F> {
+        ResponseFuture::rejected(bulkhead.shared.reject(cause))
+    }
+
+    /// No free slot at the first try, or a wait already under way.
+    #[cold]
+    #[inline(never)]
     fn poll_reserve(
         &mut self,
         cx: &mut Context<'_>,
@@ -146,9 +167,6 @@ where
         let mut waiting = match self.waiting.take() {
             Some(waiting) => waiting,
             None => {
-                if let Some(in_flight) = shared.sem.try_acquire() {
-                    return Poll::Ready(Ok(OwnedBulkheadPermit::new(shared.clone(), in_flight)));
-                }
                 if shared.config.max_queue == 0 {
                     return Poll::Ready(Err(FullCause::QueueFull));
                 }
