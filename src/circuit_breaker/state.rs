@@ -229,9 +229,16 @@ impl Now {
         Now {
             ms,
             start_ms: now_ns.saturating_add(resolution_ns).div_ceil(1_000_000),
-            stale: ms.saturating_sub(since_ms) > STALE_MS,
+            stale: stale(ms, since_ms),
         }
     }
+}
+
+/// Whether a reading of `ms` is so far past `since_ms` that every deadline in the word is
+/// over.
+#[inline]
+const fn stale(ms: u64, since_ms: u64) -> bool {
+    ms.saturating_sub(since_ms) > STALE_MS
 }
 
 /// Whether `now` has reached `deadline` (modulo 2^38).
@@ -275,7 +282,7 @@ pub(crate) const fn surely_open(
     let latest = Now {
         ms: latest_ms,
         start_ms: latest_ms,
-        stale: latest_ms.saturating_sub(since_ms) > STALE_MS,
+        stale: stale(latest_ms, since_ms),
     };
     if reached(latest, deadline) {
         None

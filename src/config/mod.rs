@@ -503,9 +503,8 @@ fn show_key(key: &str) -> Cow<'_, str> {
     }
 }
 
-use crate::telemetry::intern;
 #[cfg(test)]
-use crate::telemetry::interned;
+use crate::telemetry::{intern, interned};
 
 #[cfg(test)]
 mod tests {

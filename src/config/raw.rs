@@ -51,22 +51,19 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Table<T> {
 
 /// Builds a config with the name the file gives, else the key it sits under.
 ///
-/// The name must become a `&'static str`, which for a name read from a file means leaking
-/// it (interned, once per distinct name). The config is validated first, under a stand-in
-/// name, so that a refused config leaks nothing: a process that retries a bad file does not
-/// grow.
-fn build_named<B: Clone, C>(
+/// The name is handed to the builder as a `String`: the builder checks every other field
+/// first and interns the name (once per distinct name) only if the whole config passes, so a
+/// refused config leaks nothing and a process that retries a bad file does not grow.
+fn build_named<B, C>(
     builder: B,
     name: Option<&str>,
-    set_name: fn(B, &'static str) -> B,
+    set_name: fn(B, String) -> B,
     build: fn(B) -> Result<C, ConfigError>,
 ) -> Result<C, ConfigError> {
-    let Some(name) = name else {
-        return build(builder);
-    };
-    build(set_name(builder.clone(), "palisade-config-stand-in"))?;
-    crate::validate::check_name(name)?;
-    build(set_name(builder, super::intern(name)))
+    match name {
+        Some(name) => build(set_name(builder, name.to_owned())),
+        None => build(builder),
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
