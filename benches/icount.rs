@@ -46,7 +46,10 @@ const CASES: &[&str] = &[
 ];
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     match args.as_slice() {
         [case, calls] => run(case, calls.parse().expect("calls is a number")),
         [] => CASES.iter().for_each(|case| run(case, 10)),
@@ -67,17 +70,18 @@ fn run(case: &str, calls: u64) {
             repeat(&mut || b.try_acquire().unwrap().success())
         }
         "breaker_closed_count_window" => {
-            let b = monotonic(CircuitBreaker::builder().trip_model(TripModel::CountWindow {
-                size: 100,
-                failure_ratio: 0.5,
-                minimum_calls: 100,
-            }));
+            let b = monotonic(
+                CircuitBreaker::builder().trip_model(TripModel::CountWindow {
+                    size: 100,
+                    failure_ratio: 0.5,
+                    minimum_calls: 100,
+                }),
+            );
             repeat(&mut || b.try_acquire().unwrap().success())
         }
         "breaker_closed_time_window" => {
-            let b = monotonic(
-                CircuitBreaker::builder().failures_within(5, Duration::from_secs(30)),
-            );
+            let b =
+                monotonic(CircuitBreaker::builder().failures_within(5, Duration::from_secs(30)));
             repeat(&mut || b.try_acquire().unwrap().success())
         }
         "breaker_open_reject_default_clock" => {
