@@ -176,6 +176,21 @@ fn a_single_config_deserializes_through_its_builder() {
     );
 }
 
+#[test]
+fn a_single_config_without_a_name_gets_its_policys_plain_default_name() {
+    // Not `circuit_breaker@src/config/raw.rs:NN`: a place inside the crate tells the user
+    // nothing about which config it was.
+    let cb: CircuitBreakerConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(cb.name(), palisade::circuit_breaker::DEFAULT_NAME);
+    let t: TimeoutConfig = serde_json::from_str(r#"{ "duration": "2s" }"#).unwrap();
+    assert_eq!(t.name(), palisade::timeout::DEFAULT_NAME);
+    let b: palisade::bulkhead::BulkheadConfig =
+        serde_json::from_str(r#"{ "max_concurrent": 4 }"#).unwrap();
+    assert_eq!(b.name(), palisade::bulkhead::DEFAULT_NAME);
+    let r: palisade::retry::RetryConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(r.name(), palisade::retry::DEFAULT_NAME);
+}
+
 /// Every rule, from a file: (the file, the field the error must name).
 const BAD: &[(&str, &str)] = &[
     // Timeout.

@@ -3,6 +3,7 @@
 //! Every field is optional (absent means the builder's default) and unknown keys are errors.
 //! A file's values go through the same builder, and so the same validation, as code.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -49,7 +50,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Table<T> {
     }
 }
 
-/// Builds a config with the name the file gives, else the key it sits under.
+/// Builds a config with the name the file gives, else the key it sits under, else the policy's
+/// plain default name (a config read on its own has no key; the caller-location suffix that an
+/// unnamed builder gets would point into this file, which tells the user nothing).
 ///
 /// The name is handed to the builder as a `String`: the builder checks every other field
 /// first and interns the name (once per distinct name) only if the whole config passes, so a
@@ -57,13 +60,15 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Table<T> {
 fn build_named<B, C>(
     builder: B,
     name: Option<&str>,
-    set_name: fn(B, String) -> B,
+    default: &'static str,
+    set_name: fn(B, Cow<'static, str>) -> B,
     build: fn(B) -> Result<C, ConfigError>,
 ) -> Result<C, ConfigError> {
-    match name {
-        Some(name) => build(set_name(builder, name.to_owned())),
-        None => build(builder),
-    }
+    let name = match name {
+        Some(name) => Cow::Owned(name.to_owned()),
+        None => Cow::Borrowed(default),
+    };
+    build(set_name(builder, name))
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -86,7 +91,13 @@ impl RawTimeout {
             b = b.duration(d);
         }
         let name = self.name.as_deref().or(default_name);
-        build_named(b, name, |b, n| b.name(n), |b| b.build())
+        build_named(
+            b,
+            name,
+            crate::timeout::DEFAULT_NAME,
+            |b, n| b.name(n),
+            |b| b.build(),
+        )
     }
 }
 
@@ -129,7 +140,13 @@ impl RawBulkhead {
             b = b.max_wait(d);
         }
         let name = self.name.as_deref().or(default_name);
-        build_named(b, name, |b, n| b.name(n), |b| b.build())
+        build_named(
+            b,
+            name,
+            crate::bulkhead::DEFAULT_NAME,
+            |b, n| b.name(n),
+            |b| b.build(),
+        )
     }
 }
 
@@ -338,7 +355,13 @@ impl RawCircuitBreaker {
             b = b.max_wait_in_half_open(d);
         }
         let name = self.name.as_deref().or(default_name);
-        build_named(b, name, |b, n| b.name(n), |b| b.build())
+        build_named(
+            b,
+            name,
+            crate::circuit_breaker::DEFAULT_NAME,
+            |b, n| b.name(n),
+            |b| b.build(),
+        )
     }
 }
 
@@ -527,7 +550,13 @@ impl RawRetry {
             b = b.seed(seed);
         }
         let name = self.name.as_deref().or(default_name);
-        build_named(b, name, |b, n| b.name(n), |b| b.build())
+        build_named(
+            b,
+            name,
+            crate::retry::DEFAULT_NAME,
+            |b, n| b.name(n),
+            |b| b.build(),
+        )
     }
 }
 

@@ -37,12 +37,13 @@ fn main() {
     for (id, paths) in &reached {
         let item = api.item(id).expect("reached items are in the index");
         let kind = kind_of(item);
-        // The defining path when users can name it, else the shortest path that reaches it.
+        // The defining path when users can name it, else the shortest path that reaches it
+        // outside the prelude (which only gathers what is defined elsewhere).
         let home = match api.canonical.get(id) {
             Some(defining) if paths.contains(defining) => defining.clone(),
             _ => paths
                 .iter()
-                .min_by_key(|p| (p.len(), (*p).clone()))
+                .min_by_key(|p| (p.contains("::prelude::"), p.len(), (*p).clone()))
                 .expect("at least one path")
                 .clone(),
         };
