@@ -128,7 +128,7 @@ impl Drop for SlotGuard {
     }
 }
 
-#[inline(always)]
+#[inline]
 fn bump(own: &AtomicU64) {
     own.store(
         own.load(Ordering::Relaxed).wrapping_add(1),
