@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use super::budget::Token;
 use super::{Backoff, BackoffIter, GiveUp, Retry, Verdict};
 use crate::clock::Clock;
-use crate::rng::{RngSource, SmallRng};
+use crate::rng::{RngSource, SeededRng};
 use crate::sync::Ordering;
 use crate::telemetry::EventKind;
 
@@ -62,7 +62,7 @@ pin_project! {
     #[derive(Debug)]
     struct Retrying<Sl> {
         // Forked from the seed stream at the first retry that uses the backoff.
-        backoff: Option<BackoffIter<SmallRng>>,
+        backoff: Option<BackoffIter<SeededRng>>,
         // The budget's token for the scheduled retry, until it starts; dropped with the call
         // before then, it goes back to the budget.
         token: Option<Token>,
