@@ -25,6 +25,9 @@ use std::time::Duration;
 use crate::error::ConfigError;
 use crate::rng::Rng;
 
+/// The longest delay, hint cap or deadline a config accepts: one day.
+pub const MAX_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// The shape of the delays between attempts, before jitter.
 ///
 /// # Examples
@@ -294,10 +297,10 @@ impl Backoff {
                 )));
             }
         }
-        if cap > super::config::MAX_DELAY {
+        if cap > MAX_DELAY {
             return Err(in_section(ConfigError::new(
                 "max",
-                format!("must be at most {:?}", super::config::MAX_DELAY),
+                format!("must be at most {:?}", MAX_DELAY),
                 cap,
             )));
         }
