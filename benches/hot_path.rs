@@ -457,11 +457,6 @@ fn retry_benches(c: &mut Criterion) {
     g.bench_function("palisade RetryLayer", |b| {
         b.iter(|| call_now(&mut layered, black_box(1)))
     });
-    // The same policy held as a `&'static Retry` (a `static`, or leaked): no reference count.
-    let mut leaked = palisade::retry::RetryLayer::new(ours.clone().leak()).layer(Echo);
-    g.bench_function("palisade RetryLayer (leaked handle)", |b| {
-        b.iter(|| call_now(&mut leaked, black_box(1)))
-    });
     let mut tower_retry = tower::retry::RetryLayer::new(Attempts(3)).layer(Echo);
     g.bench_function("tower RetryLayer", |b| {
         b.iter(|| call_now(&mut tower_retry, black_box(1)))

@@ -20,6 +20,23 @@
 //! A caller that drops a future never produces a result, so cancellation is never classified:
 //! it is neither a success nor a failure.
 //!
+//! # What you implement, and why
+//!
+//! One trait, [`Classifier`], for every policy: the breaker counts what it calls a failure,
+//! the retry retries it, the fallback replaces it. Most users write a closure; a type is
+//! worth it when it has settings (as [`StatusClassifier`](crate::http::StatusClassifier)
+//! does). [`classify`](Classifier::classify) is the only required method.
+//!
+//! The one provided method, [`rejection`](Classifier::rejection), matters to retries only: a
+//! retry ends on a result its classifier ignores, except that with
+//! [`retry_rejections`](crate::retry::RetryConfigBuilder::retry_rejections) it retries an
+//! inner policy's rejection (other than a timeout) after the rejection's `retry_after`. The
+//! retry learns that an ignored result is a rejection from this method. The default answers
+//! "none", so a classifier of your own decides alone what is retried;
+//! [`DefaultClassifier`] finds the rejection through [`AsRejected`]. The delay a result asks
+//! for (a `Retry-After`) is not the classifier's business: a retry takes it from an optional
+//! [hint](crate::retry::Hint).
+//!
 //! # One method, everywhere
 //!
 //! Every policy that grades results takes its classifier through a method named `classify`,
@@ -117,6 +134,35 @@ pub trait Classifier<T, E> {
     /// assert_eq!(DefaultClassifier.classify(&ok), Outcome::Success);
     /// ```
     fn classify(&self, result: &Result<T, E>) -> Outcome;
+
+    /// The inner policy's rejection that `result` holds, if any. Only a retry asks, and only
+    /// for a result [`classify`](Self::classify) called [`Ignore`](Outcome::Ignore): with
+    /// [`retry_rejections`](crate::retry::RetryConfigBuilder::retry_rejections) it retries
+    /// such a rejection (but a timeout) after its `retry_after`.
+    ///
+    /// The default finds none, so an ignored result ends the retry; [`DefaultClassifier`]
+    /// looks inside the error with [`AsRejected`]. A classifier that wraps another forwards
+    /// this method with [`classify`](Self::classify).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Classifier, DefaultClassifier, Outcome, Rejected};
+    /// use palisade::error::CircuitOpen;
+    /// use std::time::Duration;
+    ///
+    /// let open: Result<(), Rejected> = Err(CircuitOpen::new("db", Duration::from_secs(2)).into());
+    /// assert_eq!(DefaultClassifier.classify(&open), Outcome::Ignore);
+    /// assert_eq!(DefaultClassifier.rejection(&open).and_then(Rejected::retry_after), Some(Duration::from_secs(2)));
+    /// // A closure grades results and says nothing about rejections.
+    /// let every_err = |r: &Result<(), Rejected>| if r.is_ok() { Outcome::Success } else { Outcome::Ignore };
+    /// assert!(every_err.rejection(&open).is_none());
+    /// ```
+    #[inline]
+    fn rejection<'r>(&self, result: &'r Result<T, E>) -> Option<&'r Rejected> {
+        let _ = result;
+        None
+    }
 }
 
 impl<T, E, F> Classifier<T, E> for F
@@ -158,6 +204,11 @@ impl<T, E: AsRejected> Classifier<T, E> for DefaultClassifier {
             },
         }
     }
+
+    #[inline]
+    fn rejection<'r>(&self, result: &'r Result<T, E>) -> Option<&'r Rejected> {
+        result.as_ref().err().and_then(AsRejected::as_rejected)
+    }
 }
 
 /// Every `Err` is a failure and every `Ok` a success.
@@ -184,7 +235,8 @@ impl<T, E> Classifier<T, E> for AllErrors {
 }
 
 /// A classifier borrowed: classifies as the one it points to. For the policies that hold a
-/// classifier and lend it to the futures of one call (a pipeline's retry and breaker).
+/// classifier and lend it to the futures of one call (a pipeline's retry and breaker). Not a
+/// blanket `impl for &Cl`: that would overlap the one for closures.
 #[derive(Debug)]
 pub(crate) struct ByRef<'a, Cl>(pub(crate) &'a Cl);
 
@@ -192,6 +244,11 @@ impl<T, E, Cl: Classifier<T, E>> Classifier<T, E> for ByRef<'_, Cl> {
     #[inline]
     fn classify(&self, result: &Result<T, E>) -> Outcome {
         self.0.classify(result)
+    }
+
+    #[inline]
+    fn rejection<'r>(&self, result: &'r Result<T, E>) -> Option<&'r Rejected> {
+        self.0.rejection(result)
     }
 }
 
@@ -210,5 +267,19 @@ mod tests {
         assert_eq!(DefaultClassifier.classify(&io), Outcome::Failure);
         let ok: Result<(), Error<std::io::Error>> = Ok(());
         assert_eq!(DefaultClassifier.classify(&ok), Outcome::Success);
+    }
+
+    #[test]
+    fn a_borrowed_classifier_reports_the_rejections_of_the_one_it_points_to() {
+        let open: Result<(), Error<std::io::Error>> =
+            Err(Rejected::from(CircuitOpen::isolated("cb")).into());
+        let by_ref = ByRef(&DefaultClassifier);
+        assert_eq!(by_ref.classify(&open), Outcome::Ignore);
+        assert_eq!(by_ref.rejection(&open), DefaultClassifier.rejection(&open));
+        assert!(by_ref.rejection(&open).is_some());
+        assert!(
+            ByRef(&AllErrors).rejection(&open).is_none(),
+            "the default finds none"
+        );
     }
 }

@@ -152,7 +152,7 @@
 //! in the break's last milliseconds, so the break still ends on time.
 //! [`CoarseClock`](clock::CoarseClock) reads only the coarse clock, at a granularity of a few
 //! milliseconds. Jitter draws from a seedable
-//! [`RngSource`](rng::RngSource).
+//! [`SeededRng`](rng::SeededRng).
 //!
 //! # Feature flags
 //!

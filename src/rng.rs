@@ -1,33 +1,39 @@
 //! Randomness for jitter (and later fault injection), reproducible when seeded.
 //!
-//! [`Rng`] is the small interface the policies draw from; rand's `SmallRng` implements it.
-//! [`RngSource`] is what a policy handle keeps: a stream of seeds from which each call forks
-//! its own `SmallRng` the first time it needs a random number (so the happy path never
-//! touches it).
+//! [`Rng`] is the small interface the policies draw from: implement it to feed a
+//! [`Backoff`](crate::retry::Backoff) the numbers a test wants. [`SeededRng`] is the generator
+//! the policies use themselves, from a seed or from the operating system's entropy; which
+//! algorithm is inside is not part of the API.
 //!
-//! A source seeded with [`RngSource::seeded`] is shared by its clones and hands out the same
-//! sequence of generators on every run, so a test that drives calls one after another sees
-//! the same jitter every time (calls racing on several threads fork in whatever order they
-//! arrive). A source from [`RngSource::from_entropy`] holds no state at all: it forks from a
-//! per-thread seed stream, itself seeded once per thread from the operating system, so
-//! cloning it into every call costs nothing.
+//! A retry handle keeps a stream of seeds from which each call forks its own generator the
+//! first time it needs a random number (so the happy path never touches it). Give the retry
+//! a [`seed`](crate::retry::RetryConfigBuilder::seed) and its clones share one stream that
+//! hands out the same sequence of generators on every run, so a test that drives calls one
+//! after another sees the same jitter every time (calls racing on several threads fork in
+//! whatever order they arrive). Without one, each thread's stream is seeded once from the
+//! operating system, and cloning the handle's source into every call costs nothing.
 
 use rand::SeedableRng;
+use rand::rngs::SmallRng;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-pub use rand::rngs::SmallRng;
 
 /// A source of uniformly distributed random numbers.
 ///
 /// # Examples
 ///
 /// ```
-/// use palisade::rng::{Rng, RngSource};
+/// use palisade::rng::{Rng, SeededRng};
 ///
-/// let mut rng = RngSource::seeded(7).fork();
-/// let x = rng.next_f64();
-/// assert!((0.0..1.0).contains(&x));
+/// // Always the middle of the range: jitter becomes predictable in a test.
+/// struct Half;
+/// impl Rng for Half {
+///     fn next_u64(&mut self) -> u64 {
+///         u64::MAX / 2
+///     }
+/// }
+/// assert!((Half.next_f64() - 0.5).abs() < 1e-9);
+/// assert!((0.0..1.0).contains(&SeededRng::new(7).next_f64()));
 /// ```
 pub trait Rng {
     /// A uniformly distributed `u64`.
@@ -35,10 +41,10 @@ pub trait Rng {
     /// # Examples
     ///
     /// ```
-    /// use palisade::rng::{Rng, RngSource};
+    /// use palisade::rng::{Rng, SeededRng};
     ///
-    /// let mut a = RngSource::seeded(1).fork();
-    /// let mut b = RngSource::seeded(1).fork();
+    /// let mut a = SeededRng::new(1);
+    /// let mut b = SeededRng::new(1);
     /// assert_eq!(a.next_u64(), b.next_u64(), "same seed, same numbers");
     /// ```
     fn next_u64(&mut self) -> u64;
@@ -48,9 +54,9 @@ pub trait Rng {
     /// # Examples
     ///
     /// ```
-    /// use palisade::rng::{Rng, RngSource};
+    /// use palisade::rng::{Rng, SeededRng};
     ///
-    /// let mut rng = RngSource::from_entropy().fork();
+    /// let mut rng = SeededRng::from_entropy();
     /// for _ in 0..100 {
     ///     assert!((0.0..1.0).contains(&rng.next_f64()));
     /// }
@@ -61,13 +67,6 @@ pub trait Rng {
     }
 }
 
-impl Rng for SmallRng {
-    #[inline]
-    fn next_u64(&mut self) -> u64 {
-        rand::RngCore::next_u64(self)
-    }
-}
-
 impl<R: Rng + ?Sized> Rng for &mut R {
     #[inline]
     fn next_u64(&mut self) -> u64 {
@@ -75,19 +74,70 @@ impl<R: Rng + ?Sized> Rng for &mut R {
     }
 }
 
-/// A stream of seeds for per-call generators; clones of a seeded source share it.
+/// A small, fast generator (not for cryptography), the same numbers for the same seed.
 ///
 /// # Examples
 ///
 /// ```
-/// use palisade::rng::{Rng, RngSource};
+/// use palisade::retry::Backoff;
+/// use palisade::rng::SeededRng;
+/// use std::time::Duration;
 ///
-/// let a = RngSource::seeded(42);
-/// let b = RngSource::seeded(42);
-/// assert_eq!(a.fork().next_u64(), b.fork().next_u64());
+/// let ms = Duration::from_millis;
+/// let delays: Vec<_> = Backoff::exponential(ms(100), 2.0, ms(400)).iter(SeededRng::new(1)).take(4).collect();
+/// assert_eq!(delays, [ms(100), ms(200), ms(400), ms(400)]);
 /// ```
 #[derive(Debug, Clone)]
-pub struct RngSource {
+pub struct SeededRng(SmallRng);
+
+impl SeededRng {
+    /// A generator that draws the same numbers for the same `seed` on every run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::rng::{Rng, SeededRng};
+    ///
+    /// let run = || {
+    ///     let mut rng = SeededRng::new(2024);
+    ///     (rng.next_u64(), rng.next_u64())
+    /// };
+    /// assert_eq!(run(), run());
+    /// ```
+    pub fn new(seed: u64) -> Self {
+        SeededRng(SmallRng::seed_from_u64(seed))
+    }
+
+    /// A generator seeded from the operating system's entropy (through this thread's seed
+    /// stream, so only the thread's first one asks the operating system).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::rng::{Rng, SeededRng};
+    ///
+    /// assert_ne!(SeededRng::from_entropy().next_u64(), SeededRng::from_entropy().next_u64());
+    /// ```
+    pub fn from_entropy() -> Self {
+        SeededRng::mixed(thread_seed())
+    }
+
+    /// A generator from one value of a seed stream, decorrelated from its neighbours.
+    fn mixed(z: u64) -> Self {
+        SeededRng::new(mix64(z))
+    }
+}
+
+impl Rng for SeededRng {
+    #[inline]
+    fn next_u64(&mut self) -> u64 {
+        rand::RngCore::next_u64(&mut self.0)
+    }
+}
+
+/// A stream of seeds for per-call generators; clones of a seeded source share it.
+#[derive(Debug, Clone)]
+pub(crate) struct RngSource {
     // `None`: fork from this thread's entropy-seeded stream.
     seeded: Option<Arc<AtomicU64>>,
 }
@@ -97,67 +147,28 @@ const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
 impl RngSource {
     /// A source whose generators are the same on every run; clones share its stream.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::rng::{Rng, RngSource};
-    ///
-    /// // Two runs of a test draw the same sequences of generators.
-    /// let run = || {
-    ///     let source = RngSource::seeded(2024);
-    ///     (source.fork().next_u64(), source.fork().next_u64())
-    /// };
-    /// assert_eq!(run(), run());
-    /// ```
-    pub fn seeded(seed: u64) -> Self {
+    pub(crate) fn seeded(seed: u64) -> Self {
         RngSource {
             seeded: Some(Arc::new(AtomicU64::new(seed))),
         }
     }
 
     /// A source seeded from the operating system's entropy (once per thread).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::rng::{Rng, RngSource};
-    ///
-    /// let source = RngSource::from_entropy();
-    /// let (x, y) = (source.fork().next_u64(), source.fork().next_u64());
-    /// assert_ne!(x, y);
-    /// ```
-    pub fn from_entropy() -> Self {
+    pub(crate) fn from_entropy() -> Self {
         RngSource { seeded: None }
     }
 
     /// A new generator, independent of the ones forked before it.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::rng::{Rng, RngSource};
-    ///
-    /// let source = RngSource::seeded(9);
-    /// let shared = source.clone();
-    /// // Clones share the stream: the next fork differs from the first.
-    /// assert_ne!(source.fork().next_u64(), shared.fork().next_u64());
-    /// ```
-    pub fn fork(&self) -> SmallRng {
-        let z = match &self.seeded {
+    pub(crate) fn fork(&self) -> SeededRng {
+        match &self.seeded {
             // Relaxed: the counter only has to hand out distinct values; it orders nothing.
-            Some(state) => state
-                .fetch_add(GAMMA, Ordering::Relaxed)
-                .wrapping_add(GAMMA),
-            None => thread_seed(),
-        };
-        SmallRng::seed_from_u64(mix64(z))
-    }
-}
-
-impl Default for RngSource {
-    fn default() -> Self {
-        Self::from_entropy()
+            Some(state) => SeededRng::mixed(
+                state
+                    .fetch_add(GAMMA, Ordering::Relaxed)
+                    .wrapping_add(GAMMA),
+            ),
+            None => SeededRng::from_entropy(),
+        }
     }
 }
 

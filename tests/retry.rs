@@ -488,14 +488,14 @@ async fn the_layer_polls_readiness_again_before_each_retry() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_leaked_handle_shares_the_budget_and_counters_of_its_origin() {
+async fn layers_from_clones_of_a_handle_share_its_budget_and_counters() {
     let (retry, log) = logged(
         Retry::builder()
             .max_attempts(5)
             .backoff(Backoff::constant(ms(1)))
             .budget(RetryBudget::new(Duration::from_secs(10), 0, 0.5)),
     );
-    let leaked = retry.clone().leak();
+    let clone = retry.clone();
     let attempts = Arc::new(AtomicU32::new(0));
     let seen = attempts.clone();
     // Request 0 succeeds; any other always fails.
@@ -509,15 +509,15 @@ async fn a_leaked_handle_shares_the_budget_and_counters_of_its_origin() {
         }
     });
     let mut through_origin = retry.layer().layer(svc.clone());
-    let mut through_leaked = RetryLayer::new(leaked).layer(svc);
+    let mut through_clone = RetryLayer::new(clone.clone()).layer(svc);
 
     // Each first attempt deposits half a retry: one on the original handle's layer and one
-    // on the leaked handle's make one retry, which only a shared budget holds.
+    // on the clone's make one retry, which only a shared budget holds.
     assert_eq!(
         through_origin.ready().await.unwrap().call(0).await.unwrap(),
         0
     );
-    let failed = tokio::spawn(through_leaked.ready().await.unwrap().call(1));
+    let failed = tokio::spawn(through_clone.ready().await.unwrap().call(1));
     advance(ms(5)).await;
     assert!(failed.await.unwrap().is_err());
     assert_eq!(
@@ -528,7 +528,7 @@ async fn a_leaked_handle_shares_the_budget_and_counters_of_its_origin() {
     assert_eq!(gave_up(&log), Some(GiveUp::Budget));
     let m = retry.metrics();
     assert_eq!((m.calls, m.retries, m.gave_up), (2, 1, 1));
-    assert_eq!(m, leaked.metrics(), "one set of counters");
+    assert_eq!(m, clone.metrics(), "one set of counters");
 }
 
 /// A request that cannot be cloned (a one-shot body).
@@ -809,6 +809,53 @@ async fn a_call_dropped_during_its_backoff_gives_its_budget_token_back() {
     assert_eq!(times.len(), 3);
     let m = retry.metrics();
     assert_eq!((m.calls, m.retries, m.budget_left), (2, 2, Some(0.0)));
+}
+
+/// A sleep whose destructor panics (unless the thread is unwinding already).
+struct PanicsWhenDropped(std::pin::Pin<Box<tokio::time::Sleep>>);
+
+impl std::future::Future for PanicsWhenDropped {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("the sleep panics when dropped");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sleep_that_panics_when_dropped_unwinds_and_the_token_still_goes_back() {
+    let retry = Retry::with_timer_and_clock(
+        Retry::builder()
+            .max_attempts(3)
+            .backoff(Backoff::constant(Duration::from_secs(1)))
+            .budget(one_for_one())
+            .build()
+            .unwrap(),
+        |d: Duration| PanicsWhenDropped(Box::pin(tokio::time::sleep(d))),
+        palisade::clock::TokioClock::default(),
+    );
+    let mut fut = task::spawn(retry.run(|| async { Err::<(), _>(AppError::Backend("down")) }));
+    assert_pending!(fut.poll(), "the first attempt failed; the retry waits");
+    assert_eq!(retry.metrics().budget_left, Some(0.0));
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(fut)));
+    assert!(
+        dropped.is_err(),
+        "the panic reached the caller instead of aborting"
+    );
+    let m = retry.metrics();
+    assert_eq!(m.budget_left, Some(1.0), "the retry never happened");
+    assert_eq!((m.calls, m.retries, m.attempts), (1, 0, 1));
 }
 
 #[tokio::test(start_paused = true)]

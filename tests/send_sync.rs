@@ -131,8 +131,7 @@ fn retry_futures_layers_and_services() {
         assert_send_sync(&svc);
         response_future_is_send::<_, u32>(&svc);
     }
-    let leaked: &'static Retry = retry().leak();
-    let layer = RetryLayer::new(leaked).cloner(|x: &u32| Some(*x));
+    let layer = RetryLayer::new(retry()).cloner(|x: &u32| Some(*x));
     assert_send_sync(&layer);
     let svc = layer.layer(inner());
     assert_send_sync(&svc);

@@ -6,7 +6,7 @@
 //! report knows every case this binary was built to run, in order, and can refuse to write
 //! a table from a partial (filtered) or stale run. The README summary shows one palisade case
 //! per group, the first registered: `hot_path` registers the default configuration first, and
-//! opt-in variants (another clock, a leaked handle) after it, where only RESULTS.md shows them.
+//! opt-in variants (another clock) after it, where only RESULTS.md shows them.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

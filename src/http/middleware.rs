@@ -101,11 +101,11 @@ use reqwest_middleware::{Middleware, Next};
 use super::{StatusClassifier, retry_after};
 use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::CircuitBreaker;
-use crate::classify::Outcome;
+use crate::classify::{DefaultClassifier, Outcome};
 use crate::clock::{Clock, DefaultClock};
 use crate::error::{AsRejected, Rejected};
 use crate::pipeline::Pipeline;
-use crate::retry::{self, Attempts, Defaults, Retry, RetryPredicate, Verdict};
+use crate::retry::{self, Attempts, Retry, Verdict};
 use crate::timeout::Timeout;
 use crate::timer::{DefaultTimer, Timer};
 
@@ -383,7 +383,7 @@ where
             }
             let attempt = || send(next.clone(), req, &mut *extensions, self.statuses);
             let out = p.attempt(attempt, started).await;
-            let verdict = Defaults.verdict(&out, retry.retry_rejections());
+            let verdict = Verdict::of(&DefaultClassifier, &out, retry.retry_rejections());
             let hint = match (verdict, &out) {
                 (Verdict::Retry { after: None }, Err(Failed::Status(resp))) => {
                     retry_after(resp.headers())

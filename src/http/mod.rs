@@ -321,7 +321,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     at.duration_since(now).ok().filter(|d| !d.is_zero())
 }
 
-/// A retry [hint](crate::retry::future::Hint) that reads `Retry-After` from a response (an error
+/// A retry [hint](crate::retry::Hint) that reads `Retry-After` from a response (an error
 /// has none).
 ///
 /// # Examples

@@ -15,7 +15,6 @@ use super::{Pipeline, Stage};
 use crate::classify::{ByRef, Classifier, Outcome};
 use crate::clock::{Clock, Ticks};
 use crate::error::{AsRejected, Rejected};
-use crate::retry::RetryPredicate;
 use crate::timer::Timer;
 
 impl<T, C, Fb, P> Pipeline<T, C, Fb, P>
@@ -39,7 +38,7 @@ where
         G: Fn() -> F,
         F: Future<Output = Result<R, E>>,
         E: From<Rejected> + AsRejected,
-        P: Classifier<R, E> + RetryPredicate<R, E>,
+        P: Classifier<R, E>,
     {
         let shared = Custom {
             deadline,
@@ -67,7 +66,7 @@ where
         F: Future<Output = Result<R, E>> + 'a,
         E: From<Rejected> + AsRejected + 'a,
         R: 'a,
-        P: Classifier<R, E> + RetryPredicate<R, E>,
+        P: Classifier<R, E>,
     {
         match stage {
             Some(Stage::Retry) if self.retry.is_some() => {
@@ -84,7 +83,7 @@ where
                 StageFuture::Retry {
                     fut: self.retry.as_ref().map(|r| {
                         r.run_with_attempt(attempt)
-                            .with_predicate(ByRef(&self.classifier))
+                            .classify(ByRef(&self.classifier))
                     }),
                 }
             }

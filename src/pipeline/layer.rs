@@ -10,10 +10,10 @@ use tower::{Layer, Service};
 use super::Pipeline;
 use crate::bulkhead::{BulkheadLayer, BulkheadService};
 use crate::circuit_breaker::{CircuitBreakerLayer, CircuitBreakerService};
+use crate::classify::DefaultClassifier;
 use crate::clock::Clock;
 use crate::error::Rejected;
-use crate::retry::future::NoHint;
-use crate::retry::{Classified, CloneRequest, Defaults, Retry, RetryLayer, RetryService};
+use crate::retry::{CloneRequest, NoHint, RetryLayer, RetryService};
 use crate::timeout::{ConfiguredDuration, TimeoutLayer, TimeoutService};
 use crate::timer::Timer;
 
@@ -101,14 +101,14 @@ fn wrap<L: Layer<S>, S>(layer: Option<&L>, inner: S) -> Either<L::Service, S> {
 /// The service a [`PipelineLayer`] makes: the configured policies around `S`, outermost
 /// first retry, circuit breaker, bulkhead, timeout.
 ///
-/// `P` is what a result means to the retry and the breaker alike ([`Defaults`], or
-/// [`Classified`] with [`PipelineLayer::classify`]); `RC` copies requests for the retry and `H`
-/// takes delays from responses.
-pub type PipelineService<S, T, C, P = Defaults, RC = CloneRequest, H = NoHint> =
-    Either<RetryService<Stacked<S, T, C, P>, Retry<T, C>, P, RC, H>, Stacked<S, T, C, P>>;
+/// `P` is what a result means to the retry and the breaker alike (the [`DefaultClassifier`],
+/// or the one given to [`PipelineLayer::classify`]); `RC` copies requests for the retry and
+/// `H` takes delays from responses.
+pub type PipelineService<S, T, C, P = DefaultClassifier, RC = CloneRequest, H = NoHint> =
+    Either<RetryService<Stacked<S, T, C, P>, T, C, P, RC, H>, Stacked<S, T, C, P>>;
 
 /// The breaker, bulkhead and timeout part of a [`PipelineService`].
-pub type Stacked<S, T, C, P = Defaults> =
+pub type Stacked<S, T, C, P = DefaultClassifier> =
     Either<CircuitBreakerService<Slotted<S, T>, C, P>, Slotted<S, T>>;
 
 /// The bulkhead and timeout part of a [`PipelineService`].
@@ -145,8 +145,8 @@ pub type Slotted<S, T> = Either<
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct PipelineLayer<T, C: Clock, P = Defaults, RC = CloneRequest, H = NoHint> {
-    retry: Option<RetryLayer<Retry<T, C>, P, RC, H>>,
+pub struct PipelineLayer<T, C: Clock, P = DefaultClassifier, RC = CloneRequest, H = NoHint> {
+    retry: Option<RetryLayer<T, C, P, RC, H>>,
     breaker: Option<CircuitBreakerLayer<C, P>>,
     bulkhead: Option<BulkheadLayer<T>>,
     timeout: Option<TimeoutLayer<T>>,
@@ -188,7 +188,7 @@ impl<T: Clone, C: Clock + Clone, Fb, P: Clone> Pipeline<T, C, Fb, P> {
             retry: self
                 .retry
                 .as_ref()
-                .map(|r| RetryLayer::new(r.clone()).predicate(self.classifier.clone())),
+                .map(|r| r.layer().classify(self.classifier.clone())),
             breaker: self
                 .breaker
                 .as_ref()
@@ -229,11 +229,10 @@ impl<T, C: Clock, P, RC, H> PipelineLayer<T, C, P, RC, H> {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn classify<Cl: Clone>(self, classifier: Cl) -> PipelineLayer<T, C, Classified<Cl>, RC, H> {
-        let classified = Classified(classifier);
+    pub fn classify<Cl: Clone>(self, classifier: Cl) -> PipelineLayer<T, C, Cl, RC, H> {
         PipelineLayer {
-            retry: self.retry.map(|r| r.predicate(classified.clone())),
-            breaker: self.breaker.map(|b| b.classify(classified)),
+            retry: self.retry.map(|r| r.classify(classifier.clone())),
+            breaker: self.breaker.map(|b| b.classify(classifier)),
             bulkhead: self.bulkhead,
             timeout: self.timeout,
         }

@@ -102,11 +102,11 @@ use std::time::Duration;
 use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::CircuitBreaker;
 use crate::classify::ByRef;
-use crate::classify::{AllErrors, Classifier, Outcome};
+use crate::classify::{AllErrors, Classifier, DefaultClassifier, Outcome};
 use crate::clock::{Clock, DefaultClock, Ticks};
 use crate::error::{AsRejected, ConfigError, Elapsed, Rejected};
 use crate::fallback::{Fallback, Primary};
-use crate::retry::{Classified, Defaults, Retry, RetryPredicate};
+use crate::retry::Retry;
 use crate::timeout::Timeout;
 use crate::timer::{DefaultTimer, Timer};
 
@@ -121,7 +121,7 @@ use crate::timer::{DefaultTimer, Timer};
 /// assert!(empty.retry().is_none());
 /// ```
 #[derive(Clone)]
-pub struct Pipeline<T = DefaultTimer, C = DefaultClock, Fb = NoFallback, P = Defaults> {
+pub struct Pipeline<T = DefaultTimer, C = DefaultClock, Fb = NoFallback, P = DefaultClassifier> {
     retry: Option<Retry<T, C>>,
     breaker: Option<CircuitBreaker<C>>,
     bulkhead: Option<Bulkhead<T>>,
@@ -130,8 +130,7 @@ pub struct Pipeline<T = DefaultTimer, C = DefaultClock, Fb = NoFallback, P = Def
     // Outermost first; `None` for the recommended order.
     custom: Option<Vec<Stage>>,
     fallback: Fb,
-    // What a result means, for the retry and the breaker alike: the default rules, or
-    // `Classified` with the user's classifier.
+    // What a result means, for the retry and the breaker alike.
     classifier: P,
 }
 
@@ -141,11 +140,11 @@ pub struct Pipeline<T = DefaultTimer, C = DefaultClock, Fb = NoFallback, P = Def
 ///
 /// ```
 /// use palisade::pipeline::{NoFallback, Pipeline};
-/// use palisade::{classify::DefaultClassifier, clock::DefaultClock, retry::Defaults, timer::DefaultTimer};
+/// use palisade::{classify::DefaultClassifier, clock::DefaultClock, timer::DefaultTimer};
 ///
-/// // The fourth type parameter of a pipeline built without `fallback`.
-/// let pipeline: Pipeline<DefaultTimer, DefaultClock, NoFallback, Defaults> = Pipeline::builder().build();
-/// # let _ = (pipeline, DefaultClassifier);
+/// // The third type parameter of a pipeline built without `fallback`.
+/// let pipeline: Pipeline<DefaultTimer, DefaultClock, NoFallback, DefaultClassifier> = Pipeline::builder().build();
+/// # let _ = pipeline;
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoFallback;
@@ -193,7 +192,12 @@ pub enum Stage {
 /// assert!(pipeline.bulkhead().is_some());
 /// # Ok::<(), palisade::ConfigError>(())
 /// ```
-pub struct PipelineBuilder<T = DefaultTimer, C = DefaultClock, Fb = NoFallback, P = Defaults> {
+pub struct PipelineBuilder<
+    T = DefaultTimer,
+    C = DefaultClock,
+    Fb = NoFallback,
+    P = DefaultClassifier,
+> {
     pipeline: Pipeline<T, C, Fb, P>,
 }
 
@@ -255,7 +259,7 @@ impl<T, C> PipelineBuilder<T, C> {
                 clock,
                 custom: None,
                 fallback: NoFallback,
-                classifier: Defaults,
+                classifier: DefaultClassifier,
             },
         }
     }
@@ -308,12 +312,12 @@ impl<T, C, P> PipelineBuilder<T, C, NoFallback, P> {
 impl<T, C, Fb, P> PipelineBuilder<T, C, Fb, P> {
     /// What a result means for the whole pipeline: the retry retries what `classifier`
     /// calls a [`Failure`](Outcome::Failure), and the breaker counts it, so an `Ok(503)` can
-    /// be a failure for both. Default: the retry's [`Defaults`], which grade results as
-    /// [`DefaultClassifier`](crate::DefaultClassifier) does.
+    /// be a failure for both. Default: the [`DefaultClassifier`].
     ///
     /// With a classifier of your own, the retry retries what it calls a failure and nothing
     /// else, as [`RunFuture::classify`](crate::retry::future::RunFuture::classify) does (the
-    /// retry's `retry_rejections` applies to the default rules only). An attempt the retry
+    /// retry's `retry_rejections` applies to the rejections it reports through
+    /// [`Classifier::rejection`], which the default does). An attempt the retry
     /// deadline cut short is never counted by the breaker, whatever the classifier says.
     ///
     /// # Examples
@@ -340,7 +344,7 @@ impl<T, C, Fb, P> PipelineBuilder<T, C, Fb, P> {
     /// # }
     /// # #[cfg(not(feature = "tokio"))] fn main() {}
     /// ```
-    pub fn classify<Cl2>(self, classifier: Cl2) -> PipelineBuilder<T, C, Fb, Classified<Cl2>> {
+    pub fn classify<Cl2>(self, classifier: Cl2) -> PipelineBuilder<T, C, Fb, Cl2> {
         PipelineBuilder {
             pipeline: self.pipeline.classify(classifier),
         }
@@ -535,7 +539,7 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
     /// # }
     /// # #[cfg(not(feature = "tokio"))] fn main() {}
     /// ```
-    pub fn classify<Cl2>(self, classifier: Cl2) -> Pipeline<T, C, Fb, Classified<Cl2>> {
+    pub fn classify<Cl2>(self, classifier: Cl2) -> Pipeline<T, C, Fb, Cl2> {
         Pipeline {
             retry: self.retry,
             breaker: self.breaker,
@@ -544,7 +548,7 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
             clock: self.clock,
             custom: self.custom,
             fallback: self.fallback,
-            classifier: Classified(classifier),
+            classifier,
         }
     }
 
@@ -686,7 +690,7 @@ where
         M: FnMut() -> F,
         F: Future<Output = Result<R, E>>,
         E: From<Rejected> + AsRejected,
-        P: Classifier<R, E> + RetryPredicate<R, E>,
+        P: Classifier<R, E>,
     {
         self.run_policies(make).await
     }
@@ -740,7 +744,7 @@ where
         F: Future<Output = Result<V, E>> + 'a,
         E: From<Rejected> + AsRejected + 'a,
         V: 'a,
-        P: Classifier<V, E> + RetryPredicate<V, E>,
+        P: Classifier<V, E>,
     {
         Primary::new(&self.fallback, self.run_policies(make), AllErrors)
     }
@@ -756,7 +760,7 @@ where
         M: FnMut() -> F,
         F: Future<Output = Result<R, E>>,
         E: From<Rejected> + AsRejected,
-        P: Classifier<R, E> + RetryPredicate<R, E>,
+        P: Classifier<R, E>,
     {
         // The clock is only read when a deadline needs it.
         let deadline = self.retry.as_ref().and_then(|r| r.config().deadline());
@@ -784,7 +788,7 @@ where
                         }
                         self.attempt(make_one, started)
                     })
-                    .with_predicate(ByRef(&self.classifier))
+                    .classify(ByRef(&self.classifier))
                     .await
             }
             None => self.attempt(make_one, None).await,
@@ -842,7 +846,7 @@ where
         G: FnOnce() -> F,
         F: Future<Output = Result<R, E>>,
         E: From<Rejected> + AsRejected,
-        P: Classifier<R, E> + RetryPredicate<R, E>,
+        P: Classifier<R, E>,
     {
         if let Some(t) = &self.timeout {
             if started.is_some() && self.attempt_time(t, started).is_zero() {

@@ -3,7 +3,6 @@
 //! progress, the budget token a scheduled retry holds, and the decision of what comes next
 //! after a result (return it, give up with a reason, or retry after a delay).
 
-use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -11,58 +10,70 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 
 use super::budget::Token;
-use super::{Backoff, BackoffIter, GiveUp, Retry, Verdict};
+use super::{Backoff, BackoffIter, Retry};
+use crate::classify::{Classifier, Outcome};
 use crate::clock::Clock;
-use crate::rng::{RngSource, SmallRng};
+use crate::rng::{RngSource, SeededRng};
 use crate::sync::Ordering;
-use crate::telemetry::EventKind;
+use crate::telemetry::{EventKind, GiveUp};
+
+/// What a result means to the retry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Verdict {
+    /// Return the result.
+    Done,
+    /// Try again; `after` (a rejection's `retry_after`) overrides the hint and the backoff.
+    Retry { after: Option<Duration> },
+}
+
+impl Verdict {
+    /// The verdict on `result`: what `classifier` calls a failure is retried, a success is
+    /// returned, and so is an ignored result, except an inner policy's rejection (not a
+    /// timeout) that the classifier reports while `retry_rejections` is set: that one is
+    /// retried after its `retry_after`.
+    #[inline]
+    pub(crate) fn of<R, E, Cl>(
+        classifier: &Cl,
+        result: &Result<R, E>,
+        retry_rejections: bool,
+    ) -> Self
+    where
+        Cl: Classifier<R, E> + ?Sized,
+    {
+        match classifier.classify(result) {
+            Outcome::Success => Verdict::Done,
+            Outcome::Failure => Verdict::Retry { after: None },
+            Outcome::Ignore if retry_rejections => match classifier.rejection(result) {
+                Some(rejected) if !rejected.is_timeout() => Verdict::Retry {
+                    after: rejected.retry_after(),
+                },
+                _ => Verdict::Done,
+            },
+            Outcome::Ignore => Verdict::Done,
+        }
+    }
+}
 
 /// The state of one call across its attempts; `Sl` is the timer's sleep.
-///
-/// Everything only a retry needs (the backoff sequence and the sleep) sits behind one box
-/// made at the first retry that needs it. A call whose first attempt succeeds then carries
-/// no allocation, and its future's drop adds one pointer test, small enough to inline into
-/// the caller: out of line, that drop was half the layer's happy-path cost (2.2 of 4.5 ns).
 #[derive(Debug)]
 pub(crate) struct Attempts<Sl> {
     /// Attempts started so far.
     made: u32,
     /// Clock reading at the first attempt, when a deadline or budget needs it.
     started_ns: u64,
-    // Freed by `Drop` below, out of line: the drop glue of a box holding the timer's sleep
-    // is large enough that LLVM would keep the whole future's drop out of line.
-    retrying: ManuallyDrop<Option<Pin<Box<Retrying<Sl>>>>>,
-}
-
-impl<Sl> Drop for Attempts<Sl> {
-    #[inline]
-    fn drop(&mut self) {
-        if self.retrying.is_some() {
-            free(&mut self.retrying);
-        }
-    }
-}
-
-/// `extern "C"` so that no panic can unwind out of it (one aborts instead): a drop that can
-/// unwind needs a cleanup path in the future's drop glue, which then no longer inlines.
-/// What it drops is the box, the backoff (plain data), a budget token whose retry never
-/// started (giving it back is a few atomic operations that cannot panic), and a sleep only
-/// when the call was dropped during its backoff, since `poll_sleep` drops a finished one.
-#[cold]
-#[inline(never)]
-extern "C" fn free<X>(slot: &mut ManuallyDrop<Option<X>>) {
-    drop(ManuallyDrop::into_inner(std::mem::replace(
-        slot,
-        ManuallyDrop::new(None),
-    )));
+    // Everything only a retry needs (the backoff sequence, the sleep, the token) behind one
+    // box made at the first retry that needs it: a call whose first attempt succeeds then
+    // carries no allocation, and its future is not the size of the timer's sleep.
+    retrying: Option<Pin<Box<Retrying<Sl>>>>,
 }
 
 pin_project! {
-    /// What a call keeps once it retries.
+    /// What a call keeps once it retries. The fields are independent: they may drop in any
+    /// order, and a sleep whose destructor panics still lets the token go back.
     #[derive(Debug)]
     struct Retrying<Sl> {
         // Forked from the seed stream at the first retry that uses the backoff.
-        backoff: Option<BackoffIter<SmallRng>>,
+        backoff: Option<BackoffIter<SeededRng>>,
         // The budget's token for the scheduled retry, until it starts; dropped with the call
         // before then, it goes back to the budget.
         token: Option<Token>,
@@ -76,7 +87,7 @@ impl<Sl> Attempts<Sl> {
         Attempts {
             made: 0,
             started_ns: 0,
-            retrying: ManuallyDrop::new(None),
+            retrying: None,
         }
     }
 
@@ -121,7 +132,7 @@ impl<Sl> Attempts<Sl> {
             unreachable!("a call only waits after `sleep` started the wait");
         };
         ready!(sleep.poll(cx));
-        // Dropped here, where a panic may unwind, rather than by `free`.
+        // Dropped as soon as it fires, not kept until the next sleep or the end of the call.
         slot.set(None);
         Poll::Ready(())
     }
@@ -193,7 +204,7 @@ impl<T, C: Clock> Retry<T, C> {
         Attempts {
             made: 1,
             started_ns: self.count_call(),
-            retrying: ManuallyDrop::new(None),
+            retrying: None,
         }
     }
 
@@ -304,5 +315,90 @@ impl<T, C: Clock> Retry<T, C> {
         self.shared.recovered.fetch_add(1, Ordering::Relaxed);
         self.telemetry()
             .emit(|| EventKind::RetrySucceeded { attempts });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::classify::{AllErrors, DefaultClassifier};
+    use crate::error::{BulkheadFull, CircuitOpen, Elapsed, Error, FullCause, Rejected};
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn the_default_classifier_retries_failures_and_rejections_only_when_asked() {
+        let retry = Verdict::Retry { after: None };
+        let open: Result<(), Rejected> = Err(CircuitOpen::new("db", secs(2)).into());
+        let full: Result<(), Rejected> =
+            Err(BulkheadFull::new("db", 4, FullCause::QueueFull).into());
+        let timed_out: Result<(), Rejected> = Err(Elapsed::new("db", secs(1)).into());
+        let io: Result<(), Error<&str>> = Err(Error::Inner("reset"));
+        let of = |r: &Result<(), Rejected>, yes| Verdict::of(&DefaultClassifier, r, yes);
+        assert_eq!(of(&open, false), Verdict::Done);
+        assert_eq!(
+            of(&open, true),
+            Verdict::Retry {
+                after: Some(secs(2))
+            }
+        );
+        assert_eq!(of(&full, false), Verdict::Done, "load shedding below");
+        assert_eq!(
+            of(&full, true),
+            retry,
+            "no retry_after: the backoff decides"
+        );
+        assert_eq!(of(&timed_out, false), retry, "a timeout is a failure");
+        assert_eq!(of(&Ok(()), true), Verdict::Done);
+        assert_eq!(Verdict::of(&DefaultClassifier, &io, false), retry);
+    }
+
+    #[test]
+    fn a_classifier_of_ones_own_decides_alone() {
+        let only_503 = |r: &Result<u16, Rejected>| match r {
+            Ok(503) => Outcome::Failure,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Ignore,
+        };
+        let open: Result<u16, Rejected> = Err(CircuitOpen::new("db", secs(2)).into());
+        let retry = Verdict::Retry { after: None };
+        assert_eq!(Verdict::of(&only_503, &Ok(503), false), retry);
+        assert_eq!(Verdict::of(&only_503, &Ok(200), true), Verdict::Done);
+        assert_eq!(
+            Verdict::of(&only_503, &open, true),
+            Verdict::Done,
+            "it reports no rejection, so retry_rejections has nothing to retry"
+        );
+        let full: Result<(), Rejected> =
+            Err(BulkheadFull::new("db", 4, FullCause::QueueFull).into());
+        assert_eq!(
+            Verdict::of(&AllErrors, &full, false),
+            retry,
+            "every Err fails"
+        );
+    }
+
+    #[test]
+    fn a_reported_timeout_is_not_retried_as_a_rejection() {
+        struct IgnoreAll;
+        impl Classifier<(), Rejected> for IgnoreAll {
+            fn classify(&self, _: &Result<(), Rejected>) -> Outcome {
+                Outcome::Ignore
+            }
+            fn rejection<'r>(&self, r: &'r Result<(), Rejected>) -> Option<&'r Rejected> {
+                r.as_ref().err()
+            }
+        }
+        let timed_out: Result<(), Rejected> = Err(Elapsed::new("db", secs(1)).into());
+        let open: Result<(), Rejected> = Err(CircuitOpen::new("db", secs(3)).into());
+        assert_eq!(Verdict::of(&IgnoreAll, &timed_out, true), Verdict::Done);
+        assert_eq!(
+            Verdict::of(&IgnoreAll, &open, true),
+            Verdict::Retry {
+                after: Some(secs(3))
+            }
+        );
     }
 }

@@ -25,18 +25,21 @@ use std::time::Duration;
 use crate::error::ConfigError;
 use crate::rng::Rng;
 
+/// The longest delay, hint cap or deadline a config accepts: one day.
+pub const MAX_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// The shape of the delays between attempts, before jitter.
 ///
 /// # Examples
 ///
 /// ```
 /// use palisade::retry::{Backoff, Jitter};
-/// use palisade::rng::RngSource;
+/// use palisade::rng::SeededRng;
 /// use std::time::Duration;
 ///
 /// let ms = Duration::from_millis;
 /// let backoff = Backoff::exponential(ms(100), 2.0, ms(1000));
-/// let delays: Vec<_> = backoff.iter(RngSource::seeded(1).fork()).take(6).collect();
+/// let delays: Vec<_> = backoff.iter(SeededRng::new(1)).take(6).collect();
 /// assert_eq!(delays, [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]);
 /// # let _ = Jitter::Full;
 /// ```
@@ -79,12 +82,12 @@ pub(crate) enum Schedule {
 ///
 /// ```
 /// use palisade::retry::{Backoff, Jitter};
-/// use palisade::rng::RngSource;
+/// use palisade::rng::SeededRng;
 /// use std::time::Duration;
 ///
 /// let base = Duration::from_millis(100);
 /// let equal = Backoff::constant(base).jitter(Jitter::Equal);
-/// for delay in equal.iter(RngSource::seeded(1).fork()).take(20) {
+/// for delay in equal.iter(SeededRng::new(1)).take(20) {
 ///     assert!(delay >= base / 2 && delay <= base);
 /// }
 /// ```
@@ -110,10 +113,10 @@ impl Backoff {
     ///
     /// ```
     /// use palisade::retry::Backoff;
-    /// use palisade::rng::RngSource;
+    /// use palisade::rng::SeededRng;
     /// use std::time::Duration;
     ///
-    /// let delays: Vec<_> = Backoff::constant(Duration::from_millis(50)).iter(RngSource::seeded(0).fork()).take(3).collect();
+    /// let delays: Vec<_> = Backoff::constant(Duration::from_millis(50)).iter(SeededRng::new(0)).take(3).collect();
     /// assert_eq!(delays, [Duration::from_millis(50); 3]);
     /// ```
     pub const fn constant(delay: Duration) -> Self {
@@ -129,12 +132,12 @@ impl Backoff {
     ///
     /// ```
     /// use palisade::retry::Backoff;
-    /// use palisade::rng::RngSource;
+    /// use palisade::rng::SeededRng;
     /// use std::time::Duration;
     ///
     /// let ms = Duration::from_millis;
     /// let backoff = Backoff::linear(ms(100), ms(100), ms(250));
-    /// let delays: Vec<_> = backoff.iter(RngSource::seeded(0).fork()).take(4).collect();
+    /// let delays: Vec<_> = backoff.iter(SeededRng::new(0)).take(4).collect();
     /// assert_eq!(delays, [ms(100), ms(200), ms(250), ms(250)]);
     /// ```
     pub const fn linear(initial: Duration, step: Duration, max: Duration) -> Self {
@@ -150,12 +153,12 @@ impl Backoff {
     ///
     /// ```
     /// use palisade::retry::Backoff;
-    /// use palisade::rng::RngSource;
+    /// use palisade::rng::SeededRng;
     /// use std::time::Duration;
     ///
     /// let ms = Duration::from_millis;
     /// let backoff = Backoff::exponential(ms(100), 2.0, ms(500));
-    /// let delays: Vec<_> = backoff.iter(RngSource::seeded(0).fork()).take(5).collect();
+    /// let delays: Vec<_> = backoff.iter(SeededRng::new(0)).take(5).collect();
     /// assert_eq!(delays, [ms(100), ms(200), ms(400), ms(500), ms(500)]);
     /// ```
     pub const fn exponential(initial: Duration, factor: f64, max: Duration) -> Self {
@@ -175,12 +178,12 @@ impl Backoff {
     ///
     /// ```
     /// use palisade::retry::{Backoff, Jitter};
-    /// use palisade::rng::RngSource;
+    /// use palisade::rng::SeededRng;
     /// use std::time::Duration;
     ///
     /// let base = Duration::from_millis(200);
     /// let full = Backoff::constant(base).jitter(Jitter::Full);
-    /// assert!(full.iter(RngSource::seeded(3).fork()).take(20).all(|d| d <= base));
+    /// assert!(full.iter(SeededRng::new(3)).take(20).all(|d| d <= base));
     /// ```
     pub const fn jitter(mut self, jitter: Jitter) -> Self {
         self.jitter = jitter;
@@ -219,13 +222,13 @@ impl Backoff {
     ///
     /// ```
     /// use palisade::retry::{Backoff, Jitter};
-    /// use palisade::rng::RngSource;
+    /// use palisade::rng::SeededRng;
     /// use std::time::Duration;
     ///
     /// // The same seed gives the same jittered delays.
     /// let backoff = Backoff::exponential(Duration::from_millis(10), 2.0, Duration::from_secs(1)).jitter(Jitter::Full);
-    /// let a: Vec<_> = backoff.iter(RngSource::seeded(7).fork()).take(5).collect();
-    /// let b: Vec<_> = backoff.iter(RngSource::seeded(7).fork()).take(5).collect();
+    /// let a: Vec<_> = backoff.iter(SeededRng::new(7)).take(5).collect();
+    /// let b: Vec<_> = backoff.iter(SeededRng::new(7)).take(5).collect();
     /// assert_eq!(a, b);
     /// ```
     pub fn iter<R: Rng>(self, rng: R) -> BackoffIter<R> {
@@ -294,10 +297,10 @@ impl Backoff {
                 )));
             }
         }
-        if cap > super::config::MAX_DELAY {
+        if cap > MAX_DELAY {
             return Err(in_section(ConfigError::new(
                 "max",
-                format!("must be at most {:?}", super::config::MAX_DELAY),
+                format!("must be at most {:?}", MAX_DELAY),
                 cap,
             )));
         }
@@ -372,14 +375,14 @@ impl<R: Rng> Iterator for BackoffIter<R> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::rng::RngSource;
+    use crate::rng::SeededRng;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
 
     fn take(b: Backoff, n: usize) -> Vec<Duration> {
-        b.iter(RngSource::seeded(9).fork()).take(n).collect()
+        b.iter(SeededRng::new(9)).take(n).collect()
     }
 
     #[test]
@@ -402,7 +405,7 @@ mod tests {
         assert_eq!(exp.base(400), Duration::from_secs(3600));
         let lin = Backoff::linear(ms(1), Duration::from_secs(1 << 40), Duration::from_secs(60));
         assert_eq!(lin.base(u32::MAX), Duration::from_secs(60));
-        let mut it = exp.jitter(Jitter::Full).iter(RngSource::seeded(1).fork());
+        let mut it = exp.jitter(Jitter::Full).iter(SeededRng::new(1));
         it.attempt = u32::MAX - 1;
         assert!(it.next().unwrap() <= Duration::from_secs(3600));
         assert!(it.next().unwrap() <= Duration::from_secs(3600));
@@ -411,7 +414,7 @@ mod tests {
     #[test]
     fn jitter_stays_in_bounds() {
         let exp = Backoff::exponential(ms(100), 2.0, ms(3000));
-        let rng = || RngSource::seeded(42).fork();
+        let rng = || SeededRng::new(42);
         for (i, d) in exp.jitter(Jitter::Full).iter(rng()).take(1000).enumerate() {
             assert!(d <= exp.base(i as u32 + 1), "{d:?}");
         }
@@ -445,9 +448,7 @@ mod tests {
         assert_eq!(take(b, 20), take(b, 20));
         assert_ne!(
             take(b, 20),
-            b.iter(RngSource::seeded(10).fork())
-                .take(20)
-                .collect::<Vec<_>>()
+            b.iter(SeededRng::new(10)).take(20).collect::<Vec<_>>()
         );
     }
 }

@@ -2,7 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::backoff::{Backoff, Jitter};
+use super::backoff::{Backoff, Jitter, MAX_DELAY};
 use super::budget::RetryBudget;
 use crate::error::ConfigError;
 use crate::telemetry::{Listener, Telemetry};
@@ -23,8 +23,6 @@ pub const DEFAULT_MAX_HINT: Duration = Duration::from_secs(10);
 pub const DEFAULT_NAME: &str = "retry";
 /// The most attempts a config accepts: 1000.
 pub const MAX_ATTEMPTS: u32 = 1000;
-/// The longest delay, hint cap or deadline a config accepts: one day.
-pub const MAX_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A validated retry configuration. Build it with [`RetryConfig::builder`].
 ///

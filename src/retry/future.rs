@@ -1,133 +1,18 @@
-//! The futures returned by [`Retry`] and [`RetryService`](super::RetryService),
-//! and the small traits their builder methods take.
+//! The futures of [`Retry::run`](super::Retry::run) ([`RunFuture`]) and of
+//! [`RetryService`](super::RetryService) ([`ResponseFuture`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use pin_project_lite::pin_project;
 
-use super::{Attempts, Classified, Defaults, Next, Retry, RetryPredicate, Verdict};
+use super::Retry;
+use super::attempts::{Attempts, Next, Verdict};
+use super::policy::{Hint, NoHint, NoNotify, Notify};
+use crate::classify::{Classifier, DefaultClassifier};
 use crate::clock::Clock;
 use crate::timer::Timer;
-
-/// The delay a result asks for (such as an HTTP `Retry-After`); any
-/// `Fn(&Result<R, E>) -> Option<Duration>` is one.
-///
-/// # Examples
-///
-/// ```
-/// use palisade::retry::future::Hint;
-/// use std::time::Duration;
-///
-/// let from_seconds = |r: &Result<(), u64>| r.as_ref().err().map(|s| Duration::from_secs(*s));
-/// assert_eq!(from_seconds.hint(&Err(3)), Some(Duration::from_secs(3)));
-/// assert_eq!(from_seconds.hint(&Ok(())), None);
-/// ```
-pub trait Hint<R, E> {
-    /// The delay `result` asks for, if any.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::retry::future::{Hint, NoHint};
-    ///
-    /// assert_eq!(Hint::<(), ()>::hint(&NoHint, &Err(())), None);
-    /// ```
-    fn hint(&self, result: &Result<R, E>) -> Option<Duration>;
-}
-
-impl<R, E, F> Hint<R, E> for F
-where
-    F: Fn(&Result<R, E>) -> Option<Duration>,
-{
-    #[inline]
-    fn hint(&self, result: &Result<R, E>) -> Option<Duration> {
-        self(result)
-    }
-}
-
-/// No hints: the backoff decides every delay.
-///
-/// # Examples
-///
-/// ```
-/// use palisade::retry::future::{Hint, NoHint};
-///
-/// // What `Retry::run` uses until `.hint(..)` replaces it: the backoff decides.
-/// assert_eq!(Hint::<u8, &str>::hint(&NoHint, &Err("busy")), None);
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoHint;
-
-impl<R, E> Hint<R, E> for NoHint {
-    #[inline]
-    fn hint(&self, _: &Result<R, E>) -> Option<Duration> {
-        None
-    }
-}
-
-/// Called before each retry with the result being retried, the number of the attempt that
-/// produced it, and the delay before the next; any `Fn(&Result<R, E>, u32, Duration)` is one.
-///
-/// # Examples
-///
-/// ```
-/// use palisade::retry::future::Notify;
-/// use std::time::Duration;
-///
-/// let log = |r: &Result<(), &str>, attempt: u32, delay: Duration| {
-///     println!("attempt {attempt} failed with {r:?}; next in {delay:?}");
-/// };
-/// log.notify(&Err("reset"), 1, Duration::from_millis(100));
-/// ```
-pub trait Notify<R, E> {
-    /// Sees a result about to be retried.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::retry::future::Notify;
-    /// use std::cell::Cell;
-    /// use std::time::Duration;
-    ///
-    /// let calls = Cell::new(0);
-    /// let count = |_: &Result<(), ()>, _: u32, _: Duration| calls.set(calls.get() + 1);
-    /// count.notify(&Err(()), 1, Duration::ZERO);
-    /// assert_eq!(calls.get(), 1);
-    /// ```
-    fn notify(&self, result: &Result<R, E>, attempt: u32, delay: Duration);
-}
-
-impl<R, E, F> Notify<R, E> for F
-where
-    F: Fn(&Result<R, E>, u32, Duration),
-{
-    #[inline]
-    fn notify(&self, result: &Result<R, E>, attempt: u32, delay: Duration) {
-        self(result, attempt, delay)
-    }
-}
-
-/// No callback.
-///
-/// # Examples
-///
-/// ```
-/// use palisade::retry::future::{NoNotify, Notify};
-/// use std::time::Duration;
-///
-/// // What `Retry::run` uses until `.on_retry(..)` replaces it: nothing is called.
-/// Notify::<(), ()>::notify(&NoNotify, &Err(()), 1, Duration::ZERO);
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoNotify;
-
-impl<R, E> Notify<R, E> for NoNotify {
-    #[inline]
-    fn notify(&self, _: &Result<R, E>, _: u32, _: Duration) {}
-}
 
 pin_project! {
     #[project = StateProj]
@@ -176,29 +61,28 @@ pin_project! {
     /// # #[cfg(not(feature = "tokio"))] fn main() {}
     /// ```
     #[must_use = "futures do nothing unless polled"]
-    pub struct RunFuture<'a, M, F, T, C, P, H, N>
+    pub struct RunFuture<'a, M, F, T, C, Cl, H, N>
     where
         T: Timer,
     {
         retry: &'a Retry<T, C>,
         make: M,
-        predicate: P,
+        classifier: Cl,
         hint: H,
         notify: N,
-        // Before `state`: fields drop in order, and a drop that cannot unwind first leaves the
-        // future's drop glue no cleanup path, which keeps it small enough to inline.
+        // No field's drop depends on another's: any order would do.
         attempts: Attempts<T::Sleep>,
         #[pin]
         state: State<F>,
     }
 }
 
-impl<'a, M, F, T: Timer, C> RunFuture<'a, M, F, T, C, Defaults, NoHint, NoNotify> {
+impl<'a, M, F, T: Timer, C> RunFuture<'a, M, F, T, C, DefaultClassifier, NoHint, NoNotify> {
     pub(super) fn new(retry: &'a Retry<T, C>, make: M) -> Self {
         RunFuture {
             retry,
             make,
-            predicate: Defaults,
+            classifier: DefaultClassifier,
             hint: NoHint,
             notify: NoNotify,
             attempts: Attempts::new(),
@@ -207,9 +91,11 @@ impl<'a, M, F, T: Timer, C> RunFuture<'a, M, F, T, C, Defaults, NoHint, NoNotify
     }
 }
 
-impl<'a, M, F, T: Timer, C, P, H, N> RunFuture<'a, M, F, T, C, P, H, N> {
-    /// Retries what `classifier` calls a [`Failure`](crate::Outcome::Failure), and nothing
-    /// else, instead of the default rules.
+impl<'a, M, F, T: Timer, C, Cl, H, N> RunFuture<'a, M, F, T, C, Cl, H, N> {
+    /// Decides what is retried with `classifier` instead of the [`DefaultClassifier`]: what
+    /// it calls a [`Failure`](crate::Outcome::Failure) is retried, a success or an ignored
+    /// result is returned (an ignored rejection is retried only with `retry_rejections`, and
+    /// only when the classifier's [`rejection`](Classifier::rejection) reports it).
     ///
     /// # Examples
     ///
@@ -240,16 +126,11 @@ impl<'a, M, F, T: Timer, C, P, H, N> RunFuture<'a, M, F, T, C, P, H, N> {
     /// # }
     /// # #[cfg(not(feature = "tokio"))] fn main() {}
     /// ```
-    pub fn classify<Cl>(self, classifier: Cl) -> RunFuture<'a, M, F, T, C, Classified<Cl>, H, N> {
-        self.with_predicate(Classified(classifier))
-    }
-
-    /// Decides what is retried with `predicate`.
-    pub(crate) fn with_predicate<P2>(self, predicate: P2) -> RunFuture<'a, M, F, T, C, P2, H, N> {
+    pub fn classify<Cl2>(self, classifier: Cl2) -> RunFuture<'a, M, F, T, C, Cl2, H, N> {
         RunFuture {
             retry: self.retry,
             make: self.make,
-            predicate,
+            classifier,
             hint: self.hint,
             notify: self.notify,
             attempts: self.attempts,
@@ -286,11 +167,11 @@ impl<'a, M, F, T: Timer, C, P, H, N> RunFuture<'a, M, F, T, C, P, H, N> {
     /// # }
     /// # #[cfg(not(all(feature = "tokio")))] fn main() {}
     /// ```
-    pub fn hint<H2>(self, hint: H2) -> RunFuture<'a, M, F, T, C, P, H2, N> {
+    pub fn hint<H2>(self, hint: H2) -> RunFuture<'a, M, F, T, C, Cl, H2, N> {
         RunFuture {
             retry: self.retry,
             make: self.make,
-            predicate: self.predicate,
+            classifier: self.classifier,
             hint,
             notify: self.notify,
             attempts: self.attempts,
@@ -327,11 +208,11 @@ impl<'a, M, F, T: Timer, C, P, H, N> RunFuture<'a, M, F, T, C, P, H, N> {
     /// # }
     /// # #[cfg(not(feature = "tokio"))] fn main() {}
     /// ```
-    pub fn on_retry<N2>(self, notify: N2) -> RunFuture<'a, M, F, T, C, P, H, N2> {
+    pub fn on_retry<N2>(self, notify: N2) -> RunFuture<'a, M, F, T, C, Cl, H, N2> {
         RunFuture {
             retry: self.retry,
             make: self.make,
-            predicate: self.predicate,
+            classifier: self.classifier,
             hint: self.hint,
             notify,
             attempts: self.attempts,
@@ -340,14 +221,14 @@ impl<'a, M, F, T: Timer, C, P, H, N> RunFuture<'a, M, F, T, C, P, H, N> {
     }
 }
 
-impl<M, F, T, C, P, H, N, R, E> Future for RunFuture<'_, M, F, T, C, P, H, N>
+impl<M, F, T, C, Cl, H, N, R, E> Future for RunFuture<'_, M, F, T, C, Cl, H, N>
 where
     M: FnMut(u32) -> F,
     F: Future<Output = Result<R, E>>,
     T: Timer,
     C: Clock,
-    P: RetryPredicate<R, E>,
-    H: super::future::Hint<R, E>,
+    Cl: Classifier<R, E>,
+    H: Hint<R, E>,
     N: Notify<R, E>,
 {
     type Output = Result<R, E>;
@@ -361,7 +242,7 @@ where
         }
         if let StateProj::Attempt { fut } = this.state.as_mut().project() {
             let out = ready!(fut.poll(cx));
-            let verdict = this.predicate.verdict(&out, this.retry.retry_rejections());
+            let verdict = Verdict::of(&*this.classifier, &out, this.retry.retry_rejections());
             if this.attempts.first_success(verdict, out.is_err()) {
                 return Poll::Ready(out);
             }
@@ -373,14 +254,14 @@ where
     }
 }
 
-impl<M, F, T, C, P, H, N, R, E> RunFuture<'_, M, F, T, C, P, H, N>
+impl<M, F, T, C, Cl, H, N, R, E> RunFuture<'_, M, F, T, C, Cl, H, N>
 where
     M: FnMut(u32) -> F,
     F: Future<Output = Result<R, E>>,
     T: Timer,
     C: Clock,
-    P: RetryPredicate<R, E>,
-    H: super::future::Hint<R, E>,
+    Cl: Classifier<R, E>,
+    H: Hint<R, E>,
     N: Notify<R, E>,
 {
     /// After an attempt: its result to return, or `None` with the next attempt under way.
@@ -420,7 +301,8 @@ where
                 StateProj::Start => unreachable!("poll starts the first attempt itself"),
                 StateProj::Attempt { fut } => {
                     let out = ready!(fut.poll(cx));
-                    let verdict = this.predicate.verdict(&out, this.retry.retry_rejections());
+                    let verdict =
+                        Verdict::of(&*this.classifier, &out, this.retry.retry_rejections());
                     if let Some(out) = self.as_mut().settle(out, verdict) {
                         return Poll::Ready(out);
                     }
@@ -448,11 +330,262 @@ fn start_attempt<M, F, T: Timer, C: Clock>(
     state.set(State::Attempt { fut: make(n) });
 }
 
-impl<M, F, T: Timer, C, P, H, N> std::fmt::Debug for RunFuture<'_, M, F, T, C, P, H, N> {
+impl<M, F, T: Timer, C, Cl, H, N> std::fmt::Debug for RunFuture<'_, M, F, T, C, Cl, H, N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunFuture")
             .field("policy", &self.retry.name())
             .field("attempts", &self.attempts.made())
             .finish_non_exhaustive()
+    }
+}
+
+// ===== the tower response future =====
+
+#[cfg(feature = "tower")]
+pub use self::tower_future::ResponseFuture;
+
+#[cfg(feature = "tower")]
+mod tower_future {
+    use std::fmt;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, ready};
+
+    use pin_project_lite::pin_project;
+    use tower::Service;
+
+    use crate::classify::{Classifier, DefaultClassifier};
+    use crate::clock::{Clock, DefaultClock};
+    use crate::retry::Retry;
+    use crate::retry::attempts::{Attempts, Next, Verdict};
+    use crate::retry::policy::{CloneRequest, Hint, NoHint, RequestCloner};
+    use crate::timer::{DefaultTimer, Timer};
+
+    pin_project! {
+        #[project = StateProj]
+        enum State<F> {
+            Calling {
+                #[pin]
+                fut: F,
+            },
+            // The sleep itself is in `Attempts`, boxed: only a retry sleeps, and a timer's
+            // sleep would double the size (and the cost of moving) of every response future.
+            Sleeping,
+            Readying,
+            Done,
+        }
+    }
+
+    pin_project! {
+        /// The response future of [`RetryService`](crate::retry::RetryService): makes
+        /// attempts until one is final, then resolves to its result, unchanged.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use palisade::retry::{Retry, RetryService, future::ResponseFuture};
+        /// use tower::{BoxError, Layer, Service, ServiceExt};
+        ///
+        /// // The type is nameable, here in a function's signature.
+        /// fn send<S>(svc: &mut RetryService<S>, x: u32) -> ResponseFuture<S, u32>
+        /// where
+        ///     S: Service<u32, Response = u32, Error = BoxError> + Clone,
+        /// {
+        ///     svc.call(x)
+        /// }
+        ///
+        /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+        /// # async fn main() -> Result<(), BoxError> {
+        /// let retry = Retry::new(Retry::builder().build()?);
+        /// let mut svc = retry.layer().layer(tower::service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
+        /// svc.ready().await?;
+        /// assert_eq!(send(&mut svc, 7).await?, 7);
+        /// # Ok(())
+        /// # }
+        /// ```
+        #[must_use = "futures do nothing unless polled"]
+        pub struct ResponseFuture<
+            S,
+            Req,
+            T = DefaultTimer,
+            C = DefaultClock,
+            Cl = DefaultClassifier,
+            RC = CloneRequest,
+            H = NoHint,
+        >
+        where
+            S: Service<Req>,
+            T: Timer,
+        {
+            svc: S,
+            retry: Retry<T, C>,
+            classifier: Cl,
+            cloner: RC,
+            hint: H,
+            // A copy of the request for the next attempt; None once it could not be made.
+            req: Option<Req>,
+            // No field's drop depends on another's: any order would do.
+            attempts: Attempts<T::Sleep>,
+            #[pin]
+            state: State<S::Future>,
+        }
+    }
+
+    impl<S, Req, T, C, Cl, RC, H> ResponseFuture<S, Req, T, C, Cl, RC, H>
+    where
+        S: Service<Req>,
+        T: Timer,
+        C: Clock,
+    {
+        /// The future of a call whose first attempt `svc` (the instance made ready) has
+        /// started as `fut`, counted in `attempts`; `req` is the copy for the next attempt.
+        #[inline]
+        #[allow(clippy::too_many_arguments)]
+        pub(in crate::retry) fn first(
+            svc: S,
+            fut: S::Future,
+            retry: Retry<T, C>,
+            attempts: Attempts<T::Sleep>,
+            classifier: Cl,
+            cloner: RC,
+            hint: H,
+            req: Option<Req>,
+        ) -> Self {
+            ResponseFuture {
+                attempts,
+                svc,
+                retry,
+                classifier,
+                cloner,
+                hint,
+                req,
+                state: State::Calling { fut },
+            }
+        }
+    }
+
+    impl<S, Req, T, C, Cl, RC, H> Future for ResponseFuture<S, Req, T, C, Cl, RC, H>
+    where
+        S: Service<Req>,
+        T: Timer,
+        C: Clock,
+        Cl: Classifier<S::Response, S::Error>,
+        RC: RequestCloner<Req>,
+        H: Hint<S::Response, S::Error>,
+    {
+        type Output = Result<S::Response, S::Error>;
+
+        /// The happy path inline (a first attempt that succeeds), everything else out of
+        /// line, so that the common case adds a few instructions to the caller's poll.
+        #[inline]
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let mut this = self.as_mut().project();
+            if let StateProj::Calling { fut } = this.state.as_mut().project() {
+                let out = ready!(fut.poll(cx));
+                let verdict = Verdict::of(&*this.classifier, &out, this.retry.retry_rejections());
+                if this.attempts.first_success(verdict, out.is_err()) {
+                    return Poll::Ready(out);
+                }
+                if let Some(out) = self.as_mut().settle(out, verdict) {
+                    return Poll::Ready(out);
+                }
+            }
+            self.poll_retrying(cx)
+        }
+    }
+
+    impl<S, Req, T, C, Cl, RC, H> ResponseFuture<S, Req, T, C, Cl, RC, H>
+    where
+        S: Service<Req>,
+        T: Timer,
+        C: Clock,
+        Cl: Classifier<S::Response, S::Error>,
+        RC: RequestCloner<Req>,
+        H: Hint<S::Response, S::Error>,
+    {
+        /// After an attempt: its result to return, or `None` with the next attempt
+        /// scheduled.
+        ///
+        /// The finished attempt stays in place when its result is returned, as tower's retry
+        /// leaves it: moving to `Done` would run the whole state's drop glue on every call.
+        /// Polling again after that is a caller's contract breach, which the finished attempt
+        /// itself answers.
+        #[inline(never)]
+        fn settle(
+            self: Pin<&mut Self>,
+            out: Result<S::Response, S::Error>,
+            verdict: Verdict,
+        ) -> Option<Result<S::Response, S::Error>> {
+            let mut this = self.project();
+            let hint = match verdict {
+                Verdict::Retry { after: None } => this.hint.hint(&out),
+                _ => None,
+            };
+            let cloneable = this.req.is_some();
+            let retry = &*this.retry;
+            match retry.next(this.attempts, verdict, out.is_err(), hint, cloneable) {
+                Next::Return => return Some(out),
+                Next::RetryAfter(delay) if delay.is_zero() => this.state.set(State::Readying),
+                Next::RetryAfter(delay) => {
+                    this.attempts.sleep(retry.timer.sleep(delay));
+                    this.state.set(State::Sleeping);
+                }
+            }
+            None
+        }
+
+        #[inline(never)]
+        fn poll_retrying(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<S::Response, S::Error>> {
+            loop {
+                let mut this = self.as_mut().project();
+                match this.state.as_mut().project() {
+                    StateProj::Calling { fut } => {
+                        let out = ready!(fut.poll(cx));
+                        let verdict =
+                            Verdict::of(&*this.classifier, &out, this.retry.retry_rejections());
+                        if let Some(out) = self.as_mut().settle(out, verdict) {
+                            return Poll::Ready(out);
+                        }
+                    }
+                    StateProj::Sleeping => {
+                        ready!(this.attempts.poll_sleep(cx));
+                        this.state.set(State::Readying);
+                    }
+                    StateProj::Readying => {
+                        // Readiness again before every retry: the instance may have changed
+                        // state since the last attempt (a pool emptied, a connection dropped).
+                        if let Err(e) = ready!(this.svc.poll_ready(cx)) {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(e));
+                        }
+                        let Some(req) = this.req.take() else {
+                            unreachable!("a retry is only scheduled with a copy of the request");
+                        };
+                        // Copied before the retry is counted and its token spent: a cloner
+                        // that panics leaves the retry unmade, and the dropped call gives the
+                        // token back.
+                        *this.req = this.cloner.try_clone(&req);
+                        this.retry.begin(this.attempts);
+                        this.state.set(State::Calling {
+                            fut: this.svc.call(req),
+                        });
+                    }
+                    StateProj::Done => panic!("retry response future polled after completion"),
+                }
+            }
+        }
+    }
+
+    impl<S: Service<Req>, Req, T: Timer, C, Cl, RC, H> fmt::Debug
+        for ResponseFuture<S, Req, T, C, Cl, RC, H>
+    {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("ResponseFuture")
+                .field("attempts", &self.attempts.made())
+                .finish_non_exhaustive()
+        }
     }
 }

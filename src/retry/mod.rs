@@ -8,15 +8,20 @@
 //! stops it, and then **the last result is returned unchanged** (never wrapped): the reason it
 //! stopped goes to a [`RetryGaveUp`](crate::telemetry::EventKind::RetryGaveUp) event.
 //!
-//! - **What is retried**: by default, results the [`DefaultClassifier`]
-//!   calls failures: every `Err` except an inner circuit breaker's or bulkhead's rejection
-//!   (retrying those is what they exist to prevent). With
-//!   [`retry_rejections`](RetryConfigBuilder::retry_rejections) they are retried after their
-//!   `retry_after()`. Chain [`classify`](future::RunFuture::classify) with any
-//!   [`Classifier`] to decide otherwise, for instance to retry an `Ok(503)`.
+//! - **What is retried**: what the [`Classifier`](crate::Classifier) calls a
+//!   [`Failure`](crate::Outcome::Failure). A success is returned, and so is a result it
+//!   ignores, with one exception: with
+//!   [`retry_rejections`](RetryConfigBuilder::retry_rejections), an inner circuit breaker's
+//!   or bulkhead's rejection that the classifier reports (through
+//!   [`Classifier::rejection`](crate::Classifier::rejection)) is retried after its
+//!   `retry_after()`. The default, [`DefaultClassifier`], calls every `Err` a failure
+//!   except those rejections (retrying them is what they exist to prevent), and reports
+//!   them. Chain
+//!   [`classify`](future::RunFuture::classify) with any classifier to decide otherwise, for
+//!   instance to retry an `Ok(503)`.
 //! - **Delays**: a [`Backoff`] (constant, linear or exponential, with jitter), or the delay a
-//!   server asked for, from a [`hint`](future::RunFuture::hint) function (`Retry-After`),
-//!   capped by [`max_hint`](RetryConfigBuilder::max_hint).
+//!   result asks for: a rejection's `retry_after()` (as above), else a [`Hint`]'s
+//!   (`Retry-After`), capped by [`max_hint`](RetryConfigBuilder::max_hint).
 //! - **Limits**: [`max_attempts`](RetryConfigBuilder::max_attempts) counts **all** attempts,
 //!   the first one included. A [`RetryBudget`] caps retries as a fraction of recent first
 //!   attempts across every clone of the handle.
@@ -73,18 +78,28 @@
 //! request that cannot be cloned is sent once; if it fails, the caller gets that failure and
 //! a `RetryGaveUp` event with [`GiveUp::NotCloneable`] says why it was not retried.
 //!
+//! # What you implement, and why
+//!
+//! Nothing, for the default rules. To change what is retried, one trait: the crate's
+//! [`Classifier`](crate::Classifier) (any `Fn(&Result<R, E>) -> Outcome` is one), the same
+//! one the breaker and the fallback take, so one closure grades results for a whole
+//! [`Pipeline`](crate::pipeline::Pipeline). A failure is retried; anything else is final.
+//!
+//! Then, each optional: a [`Hint`] (any `Fn(&Result<R, E>) -> Option<Duration>`, such as
+//! `http::retry_after_hint` with the `http` feature) when results say how long to wait, a
+//! [`Notify`] callback to watch retries, and for the tower layer a `RequestCloner` when
+//! requests are not `Clone`. They are apart because they answer apart: whether to retry is
+//! the classifier's question, how long to wait the result's, how to send it again the
+//! request's.
+//!
 //! # Cancellation
 //!
 //! Dropping the future stops everything at once: the attempt in flight or the sleep is
 //! dropped, and no further attempt is made. A retry that was scheduled but had not started
 //! (the call was dropped during its backoff, or, with tower, while the inner service was not
-//! ready) gives its budget token back and is not counted in [`RetryMetrics::retries`].
-//!
-//! One limit: a future dropped during its backoff drops the timer's sleep where a panic
-//! cannot unwind (so that the future's own drop stays small enough to inline into the
-//! caller), and a sleep whose destructor panics there aborts the process. tokio's sleep
-//! does not panic when dropped; a sleep that has finished is dropped by the future's
-//! poll, where a panic unwinds as usual.
+//! ready) gives its budget token back and is not counted in [`RetryMetrics::retries`]. A
+//! timer's sleep that panics when dropped unwinds like any other panic, and the token still
+//! goes back.
 //!
 //! # Panics in user code
 //!
@@ -101,7 +116,8 @@
 //! # Clone semantics
 //!
 //! Clones share the config, the budget, the jitter's seed stream and the counters behind
-//! [`Retry::metrics`]. Each call keeps its own attempt count and backoff sequence.
+//! [`Retry::metrics`]. Each call keeps its own attempt count and backoff sequence. A
+//! [`RetryLayer`] holds a clone, and so does each of its calls' futures.
 
 mod attempts;
 mod backoff;
@@ -110,84 +126,44 @@ mod config;
 pub mod future;
 #[cfg(feature = "tower")]
 mod layer;
+mod metrics;
+mod policy;
 #[cfg(feature = "tower")]
 mod service;
 
-pub(crate) use attempts::{Attempts, Next};
+pub use crate::telemetry::GiveUp;
+#[cfg(feature = "reqwest-middleware")]
+pub(crate) use attempts::{Attempts, Next, Verdict};
 #[cfg(feature = "serde")]
 pub(crate) use backoff::Schedule;
-pub use backoff::{Backoff, BackoffIter, Jitter};
+pub use backoff::{Backoff, BackoffIter, Jitter, MAX_DELAY};
 pub use budget::RetryBudget;
 pub use config::{
-    DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_HINT, DEFAULT_NAME, MAX_ATTEMPTS, MAX_DELAY,
+    DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_HINT, DEFAULT_NAME, MAX_ATTEMPTS,
     RetryConfig, RetryConfigBuilder,
 };
 #[cfg(feature = "tower")]
-pub use layer::{CloneRequest, RequestCloner, RetryHandle, RetryLayer};
+pub use layer::RetryLayer;
+pub use metrics::RetryMetrics;
+#[cfg(feature = "tower")]
+pub use policy::{CloneRequest, RequestCloner};
+pub use policy::{Hint, NoHint, NoNotify, Notify};
 #[cfg(feature = "tower")]
 pub use service::RetryService;
 
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
 
-use crate::classify::{Classifier, DefaultClassifier, Outcome};
+use crate::classify::DefaultClassifier;
 use crate::clock::{Clock, DefaultClock};
 use crate::counter::StripedCounter;
-use crate::error::AsRejected;
 use crate::rng::RngSource;
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::telemetry::Telemetry;
 use crate::timer::{DefaultTimer, Timer};
 
 use self::budget::Budget;
-use self::future::{NoHint, NoNotify, RunFuture};
-
-/// Why a retry stopped without a success.
-///
-/// # Examples
-///
-/// ```
-/// use palisade::retry::{GiveUp, Retry};
-/// use palisade::telemetry::{Event, EventKind};
-/// use std::sync::{Arc, Mutex};
-///
-/// # #[cfg(feature = "tokio")]
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() -> Result<(), palisade::ConfigError> {
-/// let gave_up = Arc::new(Mutex::new(None));
-/// let seen = gave_up.clone();
-/// let retry = Retry::new(
-///     Retry::builder()
-///         .max_attempts(2)
-///         .listener(move |e: &Event| {
-///             if let EventKind::RetryGaveUp { reason, .. } = e.kind() {
-///                 *seen.lock().unwrap() = Some(reason);
-///             }
-///         })
-///         .build()?,
-/// );
-/// let _: Result<(), palisade::Error<&str>> = retry.run(|| async { Err(palisade::Error::Inner("down")) }).await;
-/// assert_eq!(*gave_up.lock().unwrap(), Some(GiveUp::AttemptsExhausted));
-/// # Ok(())
-/// # }
-/// # #[cfg(not(feature = "tokio"))] fn main() {}
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum GiveUp {
-    /// `max_attempts` attempts were made.
-    AttemptsExhausted,
-    /// The next delay would have used up the time left before the deadline.
-    Deadline,
-    /// The retry budget was spent.
-    Budget,
-    /// The last result was not retryable (an inner policy's rejection, or what a classifier
-    /// said).
-    NotRetryable,
-    /// The request could not be cloned, so it was sent once.
-    NotCloneable,
-}
+use self::future::RunFuture;
 
 /// A retry policy. Cheap to clone; clones share the budget and the counters.
 ///
@@ -203,13 +179,9 @@ pub enum GiveUp {
 ///
 /// # Cost of a clone
 ///
-/// A handle is one `Arc` (the config, the jitter's seed stream, the budget and the counters
-/// behind [`metrics`](Self::metrics)) plus its timer and clock. A clone bumps that one
-/// reference count and copies the timer and clock, which is what the tower layer pays to give
-/// every call its own copy: an atomic increment when the call starts and a decrement when its
-/// future is dropped, on a cache line that every thread calling through the layer writes.
-/// A layer holding a `&'static Retry` instead (from [`leak`](Self::leak), or a handle in a
-/// `static`) has neither: see [`RetryHandle`].
+/// One `Arc` (the config, the jitter's seed stream, the budget and the counters behind
+/// [`metrics`](Self::metrics)) plus the timer and clock: a reference count, which the tower
+/// layer pays once per call, since each call's future holds a clone.
 #[derive(Clone)]
 pub struct Retry<T = DefaultTimer, C = DefaultClock> {
     shared: Arc<Shared>,
@@ -232,55 +204,6 @@ struct Shared {
     retries: AtomicU64,
     gave_up: AtomicU64,
     recovered: AtomicU64,
-}
-
-/// A snapshot of a retry policy's counters, from [`Retry::metrics`].
-///
-/// Counts are since the handle was built and shared by its clones.
-///
-/// # Examples
-///
-/// ```
-/// use palisade::retry::{Backoff, Retry};
-/// use palisade::Error;
-/// use std::time::Duration;
-///
-/// # #[cfg(feature = "tokio")]
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() -> Result<(), palisade::ConfigError> {
-/// let retry = Retry::new(Retry::builder().backoff(Backoff::constant(Duration::ZERO)).build()?);
-/// let mut failures = 1;
-/// let _: Result<(), Error<&str>> = retry
-///     .run(|| {
-///         let fail = failures > 0;
-///         failures -= 1;
-///         async move { if fail { Err(Error::Inner("503")) } else { Ok(()) } }
-///     })
-///     .await;
-/// let m = retry.metrics();
-/// assert_eq!((m.calls, m.retries, m.attempts, m.recovered), (1, 1, 2, 1));
-/// # Ok(())
-/// # }
-/// # #[cfg(not(feature = "tokio"))] fn main() {}
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
-pub struct RetryMetrics {
-    /// Calls made through the policy (each call's first attempt).
-    pub calls: u64,
-    /// Attempts started in all: `calls + retries`.
-    pub attempts: u64,
-    /// Retries started (a retry whose call was dropped during the backoff is not one).
-    pub retries: u64,
-    /// Calls that succeeded after at least one retry.
-    pub recovered: u64,
-    /// Calls that ended without a success after being found retryable or failed (every
-    /// [`RetryGaveUp`](crate::telemetry::EventKind::RetryGaveUp) event).
-    pub gave_up: u64,
-    /// Retries the budget allows right now; `None` without a budget. A retry waiting out its
-    /// backoff holds its token already; it comes back if the call is dropped before the retry
-    /// starts.
-    pub budget_left: Option<f64>,
 }
 
 impl Retry {
@@ -363,41 +286,6 @@ impl<T, C> Retry<T, C> {
             .telemetry
             .created(crate::telemetry::PolicyKind::Retry);
         retry
-    }
-
-    /// This handle for the rest of the process, as a `&'static Retry`.
-    ///
-    /// A [`RetryLayer`] made from a `&'static Retry` gives its services and their response
-    /// futures a plain reference instead of a counted one, so a call whose first attempt
-    /// succeeds makes no atomic write at all. The count costs two locked instructions per
-    /// call on a cache line every caller thread writes: about 10 ns, most of the layer's
-    /// happy path.
-    ///
-    /// The handle (config, budget, counters: a few hundred bytes) is never freed. Leak the
-    /// handles you build once and keep, such as a client's made at startup, not ones made per
-    /// request or per config reload. A handle in a `static` (a `LazyLock<Retry>`) is a
-    /// `&'static Retry` already and needs no leak. The leaked handle shares its budget and
-    /// counters with the clones made before.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::retry::Retry;
-    ///
-    /// let retry = Retry::new(Retry::builder().max_attempts(3).build()?);
-    /// let process_wide: &'static Retry = retry.clone().leak();
-    /// # #[cfg(feature = "tower")]
-    /// let _layer = palisade::retry::RetryLayer::new(process_wide);
-    /// assert_eq!(process_wide.metrics(), retry.metrics(), "one set of counters");
-    /// # Ok::<(), palisade::ConfigError>(())
-    /// ```
-    #[must_use = "leak returns the handle to use from now on"]
-    pub fn leak(self) -> &'static Self
-    where
-        T: 'static,
-        C: 'static,
-    {
-        Box::leak(Box::new(self))
     }
 
     /// The config the policy was built from.
@@ -523,7 +411,7 @@ impl<T: Timer, C: Clock> Retry<T, C> {
     pub fn run<M, F, R, E>(
         &self,
         mut make: M,
-    ) -> RunFuture<'_, impl FnMut(u32) -> F, F, T, C, Defaults, NoHint, NoNotify>
+    ) -> RunFuture<'_, impl FnMut(u32) -> F, F, T, C, DefaultClassifier, NoHint, NoNotify>
     where
         M: FnMut() -> F,
         F: Future<Output = Result<R, E>>,
@@ -560,7 +448,7 @@ impl<T: Timer, C: Clock> Retry<T, C> {
     pub fn run_with_attempt<M, F, R, E>(
         &self,
         make: M,
-    ) -> RunFuture<'_, M, F, T, C, Defaults, NoHint, NoNotify>
+    ) -> RunFuture<'_, M, F, T, C, DefaultClassifier, NoHint, NoNotify>
     where
         M: FnMut(u32) -> F,
         F: Future<Output = Result<R, E>>,
@@ -569,153 +457,42 @@ impl<T: Timer, C: Clock> Retry<T, C> {
     }
 }
 
+#[cfg(feature = "tower")]
+impl<T: Clone, C: Clone> Retry<T, C> {
+    /// A tower layer retrying with this policy; the same as [`RetryLayer::new`] on a clone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::retry::Retry;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// static CALLS: AtomicU32 = AtomicU32::new(0);
+    /// let retry = Retry::new(Retry::builder().max_attempts(3).build()?);
+    /// let mut svc = ServiceBuilder::new().layer(retry.layer()).service_fn(|_: ()| async {
+    ///     match CALLS.fetch_add(1, Ordering::Relaxed) {
+    ///         0 => Err::<u32, BoxError>("reset".into()),
+    ///         n => Ok(n),
+    ///     }
+    /// });
+    /// assert_eq!(svc.ready().await?.call(()).await?, 1, "the second attempt");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    pub fn layer(&self) -> RetryLayer<T, C> {
+        RetryLayer::new(self.clone())
+    }
+}
+
 impl<T, C> fmt::Debug for Retry<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("config", &self.shared.config)
             .finish_non_exhaustive()
-    }
-}
-
-// ===== what is retried =====
-
-/// Whether a result is worth another attempt, and what delay the result itself asks for.
-///
-/// # Examples
-///
-/// ```
-/// use palisade::retry::{Defaults, RetryPredicate, Verdict};
-/// use palisade::{Rejected, error::CircuitOpen};
-/// use std::time::Duration;
-///
-/// let open: Result<(), Rejected> = Err(CircuitOpen::new("db", Duration::from_secs(2)).into());
-/// // An open breaker is retried after its `retry_after` only when `retry_rejections` is set.
-/// assert_eq!(Defaults.verdict(&open, false), Verdict::Done);
-/// assert_eq!(Defaults.verdict(&open, true), Verdict::Retry { after: Some(Duration::from_secs(2)) });
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Verdict {
-    /// Return this result.
-    Done,
-    /// Try again; `after` overrides the backoff when set.
-    Retry {
-        /// The delay the result asks for (a rejection's `retry_after`), if any.
-        after: Option<Duration>,
-    },
-}
-
-/// Decides what a result means for a retry; see [`Defaults`] and [`Classified`].
-///
-/// # Examples
-///
-/// ```
-/// use palisade::retry::{Classified, RetryPredicate, Verdict};
-/// use palisade::Outcome;
-///
-/// let only_503 = Classified(|r: &Result<u16, ()>| if r == &Ok(503) { Outcome::Failure } else { Outcome::Success });
-/// assert_eq!(only_503.verdict(&Ok(503), false), Verdict::Retry { after: None });
-/// assert_eq!(only_503.verdict(&Err(()), false), Verdict::Done);
-/// ```
-pub trait RetryPredicate<R, E> {
-    /// The verdict on `result`; `retry_rejections` is the config's flag.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::retry::{Defaults, RetryPredicate, Verdict};
-    /// use palisade::{Error, Rejected, error::Elapsed};
-    /// use std::time::Duration;
-    ///
-    /// let io: Result<(), Error<&str>> = Err(Error::Inner("reset"));
-    /// assert_eq!(Defaults.verdict(&io, false), Verdict::Retry { after: None });
-    /// let timed_out: Result<(), Rejected> = Err(Elapsed::new("db", Duration::from_secs(1)).into());
-    /// assert_eq!(Defaults.verdict(&timed_out, false), Verdict::Retry { after: None });
-    /// assert_eq!(Defaults.verdict(&Ok::<_, Rejected>(()), false), Verdict::Done);
-    /// ```
-    fn verdict(&self, result: &Result<R, E>, retry_rejections: bool) -> Verdict;
-}
-
-/// The default: [`DefaultClassifier`]'s failures are retried; an inner breaker's or
-/// bulkhead's rejection is retried after its `retry_after` only with
-/// [`retry_rejections`](RetryConfigBuilder::retry_rejections).
-///
-/// # Examples
-///
-/// ```
-/// use palisade::retry::{Defaults, RetryPredicate, Verdict};
-/// use palisade::{Rejected, error::{BulkheadFull, FullCause}};
-///
-/// // A full bulkhead below is load shedding: not retried by default.
-/// let full: Result<(), Rejected> = Err(BulkheadFull::new("db", 4, FullCause::QueueFull).into());
-/// assert_eq!(Defaults.verdict(&full, false), Verdict::Done);
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Defaults;
-
-impl<R, E: AsRejected> RetryPredicate<R, E> for Defaults {
-    #[inline]
-    fn verdict(&self, result: &Result<R, E>, retry_rejections: bool) -> Verdict {
-        match DefaultClassifier.classify(result) {
-            Outcome::Success => Verdict::Done,
-            Outcome::Failure => Verdict::Retry { after: None },
-            Outcome::Ignore => match result.as_ref().err().and_then(AsRejected::as_rejected) {
-                Some(rejected) if retry_rejections && !rejected.is_timeout() => Verdict::Retry {
-                    after: rejected.retry_after(),
-                },
-                _ => Verdict::Done,
-            },
-        }
-    }
-}
-
-/// The default rules grade results as [`DefaultClassifier`] does, for a breaker that shares a
-/// [`Pipeline`](crate::pipeline::Pipeline)'s rules with its retry.
-impl<R, E: AsRejected> Classifier<R, E> for Defaults {
-    #[inline]
-    fn classify(&self, result: &Result<R, E>) -> Outcome {
-        DefaultClassifier.classify(result)
-    }
-}
-
-/// Retries what a [`Classifier`] calls a failure; made by
-/// [`RunFuture::classify`](future::RunFuture::classify) and
-/// [`PipelineBuilder::classify`](crate::pipeline::PipelineBuilder::classify).
-///
-/// # Examples
-///
-/// ```
-/// use palisade::retry::{Classified, RetryPredicate, Verdict};
-/// use palisade::{AllErrors, Rejected, error::{BulkheadFull, FullCause}};
-///
-/// // Every `Err` is a failure for `AllErrors`, so rejections are retried too.
-/// let full: Result<(), Rejected> = Err(BulkheadFull::new("db", 4, FullCause::QueueFull).into());
-/// assert_eq!(Classified(AllErrors).verdict(&full, false), Verdict::Retry { after: None });
-/// ```
-#[derive(Debug, Clone, Copy)]
-pub struct Classified<Cl>(pub Cl);
-
-impl<R, E, Cl: Classifier<R, E>> RetryPredicate<R, E> for Classified<Cl> {
-    #[inline]
-    fn verdict(&self, result: &Result<R, E>, _: bool) -> Verdict {
-        match self.0.classify(result) {
-            Outcome::Failure => Verdict::Retry { after: None },
-            Outcome::Success | Outcome::Ignore => Verdict::Done,
-        }
-    }
-}
-
-/// Grades results as the classifier inside does.
-impl<R, E, Cl: Classifier<R, E>> Classifier<R, E> for Classified<Cl> {
-    #[inline]
-    fn classify(&self, result: &Result<R, E>) -> Outcome {
-        self.0.classify(result)
-    }
-}
-
-/// A predicate borrowed, for a policy that lends its own to each call's retry.
-impl<R, E, P: RetryPredicate<R, E>> RetryPredicate<R, E> for crate::classify::ByRef<'_, P> {
-    #[inline]
-    fn verdict(&self, result: &Result<R, E>, retry_rejections: bool) -> Verdict {
-        self.0.verdict(result, retry_rejections)
     }
 }

@@ -2,9 +2,8 @@
 
 use crate::circuit_breaker::CircuitState;
 use crate::error::{FullCause, Rejected};
-use crate::retry::GiveUp;
 
-use super::{Event, EventKind, Listener, PolicyKind};
+use super::{Event, EventKind, GiveUp, Listener, PolicyKind};
 
 /// A listener that records every event through the [`metrics`] facade, for whichever
 /// recorder the process installed (Prometheus, StatsD, OpenTelemetry exporters...).

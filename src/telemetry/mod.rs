@@ -32,7 +32,9 @@ use std::time::Duration;
 
 use crate::circuit_breaker::CircuitState;
 use crate::error::Rejected;
-use crate::retry::GiveUp;
+
+mod give_up;
+pub use give_up::GiveUp;
 
 #[cfg(feature = "metrics")]
 mod metrics_listener;
