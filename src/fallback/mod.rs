@@ -15,11 +15,12 @@
 //! - [`or_value`](future::RunFuture::or_value): a fixed value.
 //!
 //! What counts as a failure comes from a [`Classifier`](crate::Classifier), by default
-//! [`AllErrors`](crate::AllErrors): every `Err`, our own rejections included (a full bulkhead or an open
-//! circuit is exactly when a fallback should answer). Choose another with
+//! [`AllErrors`](crate::AllErrors): every `Err`, our own rejections included (a full bulkhead
+//! or an open circuit is exactly when a fallback should answer). Choose another with
 //! [`classify`](future::RunFuture::classify), for instance to fall back on an `Ok(503)` or
-//! only on timeouts; it grades every level's result once. When every level fails, the result
-//! of the last one is returned.
+//! only on timeouts. It grades a level's result once, and only when a later level is there
+//! to decide about: when every level fails, the result of the last one is returned as it
+//! is. A failure an empty cache passed on is not graded again.
 //!
 //! Each level used counts in [`metrics`](Fallback::metrics) and then reports
 //! [`FallbackUsed`](crate::telemetry::EventKind::FallbackUsed) with its number (1 for the
