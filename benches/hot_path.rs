@@ -575,7 +575,6 @@ fn stack_benches(c: &mut Criterion) {
         b.iter(|| run_now(|| ready(Ok::<_, Rejected>(black_box(1u64)))))
     });
     g.bench_function("palisade Pipeline::run", |b| {
-        use palisade::fallback::Chain;
         b.iter(|| {
             run_now(|| {
                 pipeline

@@ -163,7 +163,6 @@ fn run(case: &str, calls: u64) {
                 .fallback(fallback)
                 .build();
             repeat(&mut || {
-                use palisade::fallback::Chain;
                 run_now(|| {
                     pipeline
                         .run(|| ready(Ok::<_, Rejected>(black_box(1u64))))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use palisade::bulkhead::Bulkhead;
 use palisade::circuit_breaker::CircuitBreaker;
-use palisade::fallback::{Chain, Fallback};
+use palisade::fallback::Fallback;
 use palisade::pipeline::Pipeline;
 use palisade::retry::{Backoff, Retry};
 use palisade::telemetry::{Event, EventKind};

@@ -12,7 +12,7 @@
 //! | [Bulkhead](bulkhead) | [`BulkheadLayer`](bulkhead::BulkheadLayer) | [`Bulkhead::run`](bulkhead::Bulkhead::run), [`run_once`](bulkhead::Bulkhead::run_once), permits | a timer for `max_wait` |
 //! | [Retry](retry) | [`RetryLayer`](retry::RetryLayer) | [`Retry::run`](retry::Retry::run), [`run_with_attempt`](retry::Retry::run_with_attempt) | a timer (`tokio`) |
 //! | [Pipeline](pipeline) | [`Pipeline::layer`](pipeline::Pipeline::layer) | [`Pipeline::run`](pipeline::Pipeline::run) | a timer (`tokio`) |
-//! | [Fallback](fallback) | [`FallbackLayer`](fallback::FallbackLayer) (`fallback.layer().or_service(..)`) | [`Fallback::run`](fallback::Fallback::run) + [`or_else`](fallback::Chain::or_else) / [`or_cached`](fallback::Chain::or_cached) / [`or_value`](fallback::Chain::or_value) | none |
+//! | [Fallback](fallback) | [`FallbackLayer`](fallback::FallbackLayer) (`fallback.layer().or_service(..)`) | [`Fallback::run`](fallback::Fallback::run) + [`or_else`](fallback::future::RunFuture::or_else) / [`or_cached`](fallback::future::RunFuture::or_cached) / [`or_value`](fallback::future::RunFuture::or_value) | none |
 //!
 //! Layers need the `tower` feature (on by default). The cores (breaker state machine and
 //! windows, bulkhead slots, backoff, retry budget) build with no features at all.

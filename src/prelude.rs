@@ -1,8 +1,7 @@
 //! What most users import: `use palisade::prelude::*;`.
 //!
-//! The policy handles, the error types, the classifier and the extension trait that builds
-//! fallback chains ([`Chain`], whose methods `or_else`, `or_value` and `or_cached` a fallback
-//! chain is made of). Nothing here is only reachable through the prelude.
+//! The policy handles, the error types and the classifier. Nothing here is only reachable
+//! through the prelude.
 //!
 //! # Examples
 //!
@@ -28,7 +27,7 @@ pub use crate::bulkhead::Bulkhead;
 pub use crate::circuit_breaker::{CircuitBreaker, CircuitState};
 pub use crate::classify::{Classifier, DefaultClassifier, Outcome};
 pub use crate::error::{AsRejected, ConfigError, Error, Rejected};
-pub use crate::fallback::{Chain, Fallback};
+pub use crate::fallback::Fallback;
 pub use crate::pipeline::Pipeline;
 pub use crate::retry::Retry;
 pub use crate::timeout::Timeout;

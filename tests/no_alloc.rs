@@ -361,3 +361,60 @@ mod pipeline {
         }
     }
 }
+
+mod fallback {
+    use super::*;
+    use palisade::fallback::Fallback;
+    use std::time::Duration;
+
+    fn cached() -> Fallback<u32> {
+        Fallback::new(
+            Fallback::builder()
+                .cache_max_age(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_primary_success_does_not_allocate_even_when_cached() {
+        let fb = cached();
+        let n = allocations(|| {
+            let out: Result<u32, palisade::Rejected> = poll_ready_now(
+                fb.run(|| std::future::ready(Ok(1)))
+                    .or_else(|_| std::future::ready(Ok(2)))
+                    .or_cached()
+                    .or_value(3),
+            );
+            assert_eq!(out, Ok(1));
+        });
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn serving_the_cache_again_and_again_does_not_allocate() {
+        let fb = cached();
+        let _: Result<u32, palisade::Rejected> =
+            poll_ready_now(fb.run(|| std::future::ready(Ok(1))).or_cached());
+        // The first serve after a store shares the value (one allocation, in the warm-up).
+        let n = allocations(|| {
+            let out = poll_ready_now(
+                fb.run(|| {
+                    std::future::ready(Err(palisade::Rejected::from(
+                        palisade::error::CircuitOpen::isolated("db"),
+                    )))
+                })
+                .or_cached(),
+            );
+            assert_eq!(out, Ok(1));
+        });
+        assert_eq!(n, 0);
+    }
+
+    #[cfg(feature = "tower")]
+    #[test]
+    fn the_layer_on_a_primary_success_does_not_allocate() {
+        let fb = cached();
+        assert_eq!(layer_allocations(fb.layer().or_cached().or_value(0)), 0);
+    }
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use palisade::bulkhead::Bulkhead;
 use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
 use palisade::error::Elapsed;
-use palisade::fallback::{Chain, Fallback};
+use palisade::fallback::Fallback;
 use palisade::pipeline::{Pipeline, PipelineBuilder, Stage};
 use palisade::retry::{Backoff, Retry};
 use palisade::timeout::{Timeout, TimeoutConfig};

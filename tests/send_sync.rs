@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use palisade::bulkhead::Bulkhead;
 use palisade::circuit_breaker::CircuitBreaker;
-use palisade::fallback::{Chain, Fallback, FallbackLayer};
+use palisade::fallback::{Fallback, FallbackLayer};
 use palisade::pipeline::{Pipeline, Stage};
 use palisade::presets::Preset;
 use palisade::retry::{Retry, RetryLayer};

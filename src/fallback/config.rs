@@ -84,7 +84,7 @@ impl fmt::Debug for FallbackConfigBuilder {
 
 impl FallbackConfigBuilder {
     /// Remembers the primary call's last success and serves it (through
-    /// [`or_cached`](super::Chain::or_cached)) while it is younger than `max_age`.
+    /// [`or_cached`](super::future::RunFuture::or_cached)) while it is younger than `max_age`.
     ///
     /// Default: off; valid: greater than zero, at most [`MAX_CACHE_AGE`].
     ///

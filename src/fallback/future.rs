@@ -1,210 +1,104 @@
-//! The futures of a fallback chain: the primary call, then one wrapper per alternative.
+//! The futures of a fallback: [`RunFuture`], from [`Fallback::run`], and [`ResponseFuture`],
+//! from [`FallbackService`](super::FallbackService).
 //!
-//! Each future in the chain resolves to a `Result<T, E>` and can be awaited as is; the
-//! [`Chain`] methods add the next alternative on top.
+//! Both drive the same chain: the primary call, then the alternatives in order, by the rules
+//! in the [module docs](super#semantics). Their last type parameter is the list of
+//! alternatives added so far, a type this crate builds and nobody needs to write.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
 use super::Fallback;
-use crate::classify::{Classifier, Outcome};
-use crate::clock::Clock;
-
-mod sealed {
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use crate::fallback::Fallback;
-
-    /// A result and the level that produced it (0 for the primary call).
-    pub(super) type Served<T, E> = (Result<T, E>, u8);
-
-    /// A level of the chain: what it resolved to and which level produced it, plus what the
-    /// next level needs.
-    pub trait Level {
-        type Ok;
-        type Err;
-        type Clock;
-        type Cl;
-
-        fn poll_level(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Served<Self::Ok, Self::Err>>;
-
-        fn parts(&self) -> (&Fallback<Self::Ok, Self::Clock>, &Self::Cl, u8);
-    }
-}
-
-use sealed::{Level, Served};
-
-/// Adds alternatives to a fallback chain; implemented by every future of the chain.
-///
-/// # Examples
-///
-/// ```
-/// use palisade::fallback::{Chain, Fallback};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), palisade::ConfigError> {
-/// let fallback = Fallback::new(Fallback::builder().build()?);
-/// let out: Result<&str, &str> = fallback
-///     .run(|| async { Err("primary down") })
-///     .or_else(|_| async { Ok("from the replica") })
-///     .or_value("default")
-///     .await;
-/// assert_eq!(out, Ok("from the replica"));
-/// # Ok(())
-/// # }
-/// ```
-pub trait Chain: Level + Sized {
-    /// If everything before failed, calls `alternative` with the failed result and uses its
-    /// result.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::fallback::{Chain, Fallback};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), palisade::ConfigError> {
-    /// let fallback = Fallback::new(Fallback::builder().build()?);
-    /// let out: Result<String, String> = fallback
-    ///     .run(|| async { Err("primary down".to_string()) })
-    ///     .or_else(|failed| async move { Ok(format!("replica ({})", failed.unwrap_err())) })
-    ///     .await;
-    /// assert_eq!(out.as_deref(), Ok("replica (primary down)"));
-    /// # Ok(())
-    /// # }
-    /// ```
-    fn or_else<A, Fut>(self, alternative: A) -> OrElse<Self, A, Fut>
-    where
-        A: FnOnce(Result<Self::Ok, Self::Err>) -> Fut,
-        Fut: Future<Output = Result<Self::Ok, Self::Err>>,
-        Self::Cl: Clone,
-    {
-        let (fallback, classifier, depth) = self.parts();
-        OrElse {
-            fallback: fallback.clone(),
-            classifier: classifier.clone(),
-            level: depth.saturating_add(1),
-            alternative: Some(alternative),
-            state: ElseState::First { prev: self },
-        }
-    }
-
-    /// If everything before failed, serves the primary call's last success while it is
-    /// younger than the configured max age; otherwise passes the failure on. Also stores the
-    /// primary's successes as they pass.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::fallback::{Chain, Fallback};
-    /// use std::time::Duration;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), palisade::ConfigError> {
-    /// let fallback = Fallback::new(Fallback::builder().cache_max_age(Duration::from_secs(30)).build()?);
-    /// let first: Result<u32, &str> = fallback.run(|| async { Ok(42) }).or_cached().await;
-    /// let second: Result<u32, &str> = fallback.run(|| async { Err("down") }).or_cached().await;
-    /// assert_eq!((first, second), (Ok(42), Ok(42)));
-    /// # Ok(())
-    /// # }
-    /// ```
-    fn or_cached(self) -> OrCached<Self>
-    where
-        Self::Ok: Clone,
-        Self::Clock: Clock,
-        Self::Cl: Clone,
-    {
-        let (fallback, classifier, depth) = self.parts();
-        OrCached {
-            fallback: fallback.clone(),
-            classifier: classifier.clone(),
-            level: depth.saturating_add(1),
-            prev: self,
-        }
-    }
-
-    /// If everything before failed, returns `value`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::fallback::{Chain, Fallback};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), palisade::ConfigError> {
-    /// let fallback = Fallback::new(Fallback::builder().build()?);
-    /// let ok: Result<Vec<u8>, &str> = fallback.run(|| async { Ok(vec![1]) }).or_value(vec![]).await;
-    /// let failed: Result<Vec<u8>, &str> = fallback.run(|| async { Err("down") }).or_value(vec![]).await;
-    /// assert_eq!((ok, failed), (Ok(vec![1]), Ok(vec![])));
-    /// # Ok(())
-    /// # }
-    /// ```
-    fn or_value(self, value: Self::Ok) -> OrValue<Self>
-    where
-        Self::Cl: Clone,
-    {
-        let (fallback, classifier, depth) = self.parts();
-        OrValue {
-            fallback: fallback.clone(),
-            classifier: classifier.clone(),
-            level: depth.saturating_add(1),
-            value: Some(value),
-            prev: self,
-        }
-    }
-}
-
-impl<X: Level> Chain for X {}
+use super::chain::{Chain, Ctx, NoSteps, OrCached, OrElse, OrValue, Steps, Then, TryOutput};
+use crate::classify::{AllErrors, Classifier};
+use crate::clock::{Clock, DefaultClock};
 
 pin_project! {
-    /// The primary call of a fallback chain, from [`Fallback::run`](super::Fallback::run).
+    /// A fallback chain run with closures: the primary call from [`Fallback::run`], and the
+    /// alternatives added with [`or_else`](Self::or_else), [`or_cached`](Self::or_cached) and
+    /// [`or_value`](Self::or_value), each tried only if everything before it failed.
+    ///
+    /// Add alternatives before awaiting it; awaited as is, it is just the primary call.
     ///
     /// # Examples
     ///
     /// ```
-    /// use palisade::fallback::{Fallback, Primary};
+    /// use palisade::fallback::{Fallback, future::RunFuture};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), palisade::ConfigError> {
     /// let fallback = Fallback::new(Fallback::builder().build()?);
-    /// // Awaited on its own, the primary call is just the call.
-    /// let primary = fallback.run(|| async { Err::<u8, _>("down") });
+    /// let primary: RunFuture<'_, _, u8> = fallback.run(|| async { Err::<u8, _>("down") });
     /// assert_eq!(primary.await, Err("down"));
+    /// let out: Result<u8, &str> = fallback
+    ///     .run(|| async { Err("primary down") })
+    ///     .or_else(|_| async { Err("replica down") })
+    ///     .or_value(0)
+    ///     .await;
+    /// assert_eq!(out, Ok(0));
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// Adding an alternative to a future already polled, or polling it after it completed.
     #[must_use = "futures do nothing unless polled"]
-    pub struct Primary<'a, F, T, C, Cl> {
+    pub struct RunFuture<'a, F, T, C = DefaultClock, Cl = AllErrors, St = NoSteps>
+    where
+        F: TryOutput<Ok = T>,
+        St: Steps<(), T, <F as TryOutput>::Err, C, Cl>,
+    {
         fallback: &'a Fallback<T, C>,
         classifier: Cl,
         #[pin]
-        call: F,
+        chain: Chain<F, St, (), St::Running>,
     }
 }
 
-impl<'a, F, T, C, Cl> Primary<'a, F, T, C, Cl> {
-    pub(crate) fn new(fallback: &'a Fallback<T, C>, call: F, classifier: Cl) -> Self {
-        Primary {
+impl<'a, F, T, C> RunFuture<'a, F, T, C>
+where
+    F: TryOutput<Ok = T>,
+{
+    pub(crate) fn new(fallback: &'a Fallback<T, C>, call: F) -> Self {
+        RunFuture {
             fallback,
-            classifier,
-            call,
+            classifier: AllErrors,
+            chain: Chain::new(call, NoSteps, ()),
+        }
+    }
+}
+
+impl<'a, F, T, C, Cl, St> RunFuture<'a, F, T, C, Cl, St>
+where
+    F: TryOutput<Ok = T>,
+    St: Steps<(), T, F::Err, C, Cl>,
+{
+    /// Adds `step` after the alternatives so far.
+    fn add<L>(self, step: L) -> RunFuture<'a, F, T, C, Cl, Then<St, L>>
+    where
+        Then<St, L>: Steps<(), T, F::Err, C, Cl>,
+    {
+        let (call, steps, ()) = self.chain.into_parts();
+        RunFuture {
+            fallback: self.fallback,
+            classifier: self.classifier,
+            chain: Chain::new(call, Then(steps, step), ()),
         }
     }
 
-    /// Falls back on what `classifier` calls a [`Failure`](Outcome::Failure), instead of on
-    /// every `Err`. Chain it before any alternative.
+    /// Falls back on what `classifier` calls a [`Failure`](crate::Outcome::Failure), instead
+    /// of on every `Err`. It decides after every level (the primary and each alternative)
+    /// whether the next one runs; it may be set before or after adding alternatives.
     ///
     /// # Examples
     ///
     /// ```
-    /// use palisade::{Outcome, fallback::{Chain, Fallback}};
+    /// use palisade::{Outcome, fallback::Fallback};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), palisade::ConfigError> {
@@ -222,305 +116,243 @@ impl<'a, F, T, C, Cl> Primary<'a, F, T, C, Cl> {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn classify<Cl2>(self, classifier: Cl2) -> Primary<'a, F, T, C, Cl2> {
-        Primary {
+    pub fn classify<Cl2>(self, classifier: Cl2) -> RunFuture<'a, F, T, C, Cl2, St>
+    where
+        St: Steps<(), T, F::Err, C, Cl2>,
+    {
+        let (call, steps, ()) = self.chain.into_parts();
+        RunFuture {
             fallback: self.fallback,
             classifier,
-            call: self.call,
+            chain: Chain::new(call, steps, ()),
         }
     }
-}
 
-impl<F, T, E, C, Cl> Level for Primary<'_, F, T, C, Cl>
-where
-    F: Future<Output = Result<T, E>>,
-{
-    type Ok = T;
-    type Err = E;
-    type Clock = C;
-    type Cl = Cl;
-
-    fn poll_level(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Served<T, E>> {
-        self.project().call.poll(cx).map(|out| (out, 0))
-    }
-
-    fn parts(&self) -> (&Fallback<T, C>, &Cl, u8) {
-        (self.fallback, &self.classifier, 0)
-    }
-}
-
-impl<F, T, E, C, Cl> Future for Primary<'_, F, T, C, Cl>
-where
-    F: Future<Output = Result<T, E>>,
-{
-    type Output = Result<T, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, E>> {
-        self.project().call.poll(cx)
-    }
-}
-
-pin_project! {
-    #[project = ElseProj]
-    enum ElseState<P, Fut> {
-        First {
-            #[pin]
-            prev: P,
-        },
-        Second {
-            #[pin]
-            fut: Fut,
-        },
-        Done,
-    }
-}
-
-pin_project! {
-    /// A chain with an async alternative on top; from [`Chain::or_else`].
+    /// If everything before failed, calls `alternative` with the failed result and uses its
+    /// result.
     ///
     /// # Examples
     ///
     /// ```
-    /// use palisade::fallback::{Chain, Fallback};
+    /// use palisade::fallback::Fallback;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), palisade::ConfigError> {
     /// let fallback = Fallback::new(Fallback::builder().build()?);
-    /// let primary_ok: Result<&str, &str> = fallback
-    ///     .run(|| async { Ok("primary") })
-    ///     .or_else(|_| async { Ok("replica") })
+    /// let out: Result<String, String> = fallback
+    ///     .run(|| async { Err("primary down".to_string()) })
+    ///     .or_else(|failed| async move { Ok(format!("replica ({})", failed.unwrap_err())) })
     ///     .await;
-    /// assert_eq!(primary_ok, Ok("primary"), "alternatives only run after a failure");
+    /// assert_eq!(out.as_deref(), Ok("replica (primary down)"));
     /// # Ok(())
     /// # }
     /// ```
-    #[must_use = "futures do nothing unless polled"]
-    pub struct OrElse<P, A, Fut>
+    pub fn or_else<A, Fut>(self, alternative: A) -> RunFuture<'a, F, T, C, Cl, Then<St, OrElse<A>>>
     where
-        P: Level,
+        A: FnOnce(Result<T, F::Err>) -> Fut,
+        Fut: Future<Output = Result<T, F::Err>>,
+        Cl: Classifier<T, F::Err>,
     {
-        fallback: Fallback<P::Ok, P::Clock>,
-        classifier: P::Cl,
-        level: u8,
-        alternative: Option<A>,
-        #[pin]
-        state: ElseState<P, Fut>,
-    }
-}
-
-impl<P, A, Fut> Level for OrElse<P, A, Fut>
-where
-    P: Level,
-    A: FnOnce(Result<P::Ok, P::Err>) -> Fut,
-    Fut: Future<Output = Result<P::Ok, P::Err>>,
-    P::Cl: Classifier<P::Ok, P::Err>,
-{
-    type Ok = P::Ok;
-    type Err = P::Err;
-    type Clock = P::Clock;
-    type Cl = P::Cl;
-
-    fn poll_level(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<(Result<P::Ok, P::Err>, u8)> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                ElseProj::First { prev } => {
-                    let (out, level) = ready!(prev.poll_level(cx));
-                    if this.classifier.classify(&out) != Outcome::Failure {
-                        this.state.set(ElseState::Done);
-                        return Poll::Ready((out, level));
-                    }
-                    let Some(alternative) = this.alternative.take() else {
-                        unreachable!("the alternative is only taken here, once");
-                    };
-                    this.fallback.report(*this.level);
-                    this.state.set(ElseState::Second {
-                        fut: alternative(out),
-                    });
-                }
-                ElseProj::Second { fut } => {
-                    let out = ready!(fut.poll(cx));
-                    this.state.set(ElseState::Done);
-                    return Poll::Ready((out, *this.level));
-                }
-                ElseProj::Done => panic!("fallback future polled after completion"),
-            }
-        }
+        self.add(OrElse(alternative))
     }
 
-    fn parts(&self) -> (&Fallback<P::Ok, P::Clock>, &P::Cl, u8) {
-        (&self.fallback, &self.classifier, self.level)
-    }
-}
-
-pin_project! {
-    /// A chain with the cached last success on top; from [`Chain::or_cached`].
+    /// If everything before failed, serves the primary call's last success while it is
+    /// younger than the configured max age; otherwise passes the failure on. Also stores the
+    /// primary's successes as they pass.
     ///
     /// # Examples
     ///
     /// ```
-    /// use palisade::fallback::{Chain, Fallback};
+    /// use palisade::fallback::Fallback;
     /// use std::time::Duration;
     ///
     /// # #[cfg(feature = "tokio")]
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), palisade::ConfigError> {
     /// let fallback = Fallback::new(Fallback::builder().cache_max_age(Duration::from_secs(60)).build()?);
-    /// let _: Result<&str, &str> = fallback.run(|| async { Ok("fresh") }).or_cached().await;
+    /// let first: Result<u32, &str> = fallback.run(|| async { Ok(42) }).or_cached().await;
+    /// let second: Result<u32, &str> = fallback.run(|| async { Err("down") }).or_cached().await;
+    /// assert_eq!((first, second), (Ok(42), Ok(42)));
+    /// // The default clock reads tokio's time, so a paused test can age the cache.
     /// tokio::time::advance(Duration::from_secs(61)).await;
     /// // Too old to serve: the failure is passed on.
-    /// let stale: Result<&str, &str> = fallback.run(|| async { Err("down") }).or_cached().await;
+    /// let stale: Result<u32, &str> = fallback.run(|| async { Err("down") }).or_cached().await;
     /// assert_eq!(stale, Err("down"));
     /// # Ok(())
     /// # }
     /// # #[cfg(not(feature = "tokio"))] fn main() {}
     /// ```
-    #[must_use = "futures do nothing unless polled"]
-    pub struct OrCached<P>
+    pub fn or_cached(self) -> RunFuture<'a, F, T, C, Cl, Then<St, OrCached>>
     where
-        P: Level,
+        T: Clone,
+        C: Clock,
+        Cl: Classifier<T, F::Err>,
     {
-        fallback: Fallback<P::Ok, P::Clock>,
-        classifier: P::Cl,
-        level: u8,
-        #[pin]
-        prev: P,
-    }
-}
-
-impl<P> Level for OrCached<P>
-where
-    P: Level,
-    P::Ok: Clone,
-    P::Clock: Clock,
-    P::Cl: Classifier<P::Ok, P::Err>,
-{
-    type Ok = P::Ok;
-    type Err = P::Err;
-    type Clock = P::Clock;
-    type Cl = P::Cl;
-
-    fn poll_level(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<(Result<P::Ok, P::Err>, u8)> {
-        let this = self.project();
-        let (out, level) = ready!(this.prev.poll_level(cx));
-        match (this.classifier.classify(&out), &out) {
-            (Outcome::Failure, _) => match this.fallback.cached() {
-                Some(value) => {
-                    this.fallback.report(*this.level);
-                    Poll::Ready((Ok(value), *this.level))
-                }
-                None => Poll::Ready((out, level)),
-            },
-            // Only the primary's own successes are worth remembering as "the last good answer".
-            (Outcome::Success, Ok(value)) if level == 0 => {
-                this.fallback.store(value);
-                Poll::Ready((out, level))
-            }
-            _ => Poll::Ready((out, level)),
-        }
+        self.add(OrCached)
     }
 
-    fn parts(&self) -> (&Fallback<P::Ok, P::Clock>, &P::Cl, u8) {
-        (&self.fallback, &self.classifier, self.level)
-    }
-}
-
-pin_project! {
-    /// A chain with a fixed value on top; from [`Chain::or_value`].
+    /// If everything before failed, returns `value`.
     ///
     /// # Examples
     ///
     /// ```
-    /// use palisade::fallback::{Chain, Fallback};
+    /// use palisade::fallback::Fallback;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), palisade::ConfigError> {
     /// let fallback = Fallback::new(Fallback::builder().build()?);
-    /// let out: Result<&str, &str> = fallback
-    ///     .run(|| async { Err("primary down") })
-    ///     .or_else(|_| async { Err("replica down") })
-    ///     .or_value("default")
-    ///     .await;
-    /// assert_eq!(out, Ok("default"));
+    /// let ok: Result<Vec<u8>, &str> = fallback.run(|| async { Ok(vec![1]) }).or_value(vec![]).await;
+    /// let failed: Result<Vec<u8>, &str> = fallback.run(|| async { Err("down") }).or_value(vec![]).await;
+    /// assert_eq!((ok, failed), (Ok(vec![1]), Ok(vec![])));
     /// # Ok(())
     /// # }
     /// ```
-    #[must_use = "futures do nothing unless polled"]
-    pub struct OrValue<P>
+    pub fn or_value(self, value: T) -> RunFuture<'a, F, T, C, Cl, Then<St, OrValue<T>>>
     where
-        P: Level,
+        Cl: Classifier<T, F::Err>,
     {
-        fallback: Fallback<P::Ok, P::Clock>,
-        classifier: P::Cl,
-        level: u8,
-        value: Option<P::Ok>,
-        #[pin]
-        prev: P,
+        self.add(OrValue(value))
     }
 }
 
-impl<P> Level for OrValue<P>
+impl<F, T, C, Cl, St> Future for RunFuture<'_, F, T, C, Cl, St>
 where
-    P: Level,
-    P::Cl: Classifier<P::Ok, P::Err>,
+    F: TryOutput<Ok = T>,
+    St: Steps<(), T, F::Err, C, Cl>,
+    Cl: Classifier<T, F::Err>,
 {
-    type Ok = P::Ok;
-    type Err = P::Err;
-    type Clock = P::Clock;
-    type Cl = P::Cl;
+    type Output = Result<T, F::Err>;
 
-    fn poll_level(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<(Result<P::Ok, P::Err>, u8)> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let (out, level) = ready!(this.prev.poll_level(cx));
-        if this.classifier.classify(&out) != Outcome::Failure {
-            return Poll::Ready((out, level));
-        }
-        match this.value.take() {
-            Some(value) => {
-                this.fallback.report(*this.level);
-                Poll::Ready((Ok(value), *this.level))
-            }
-            None => panic!("fallback future polled after completion"),
-        }
-    }
-
-    fn parts(&self) -> (&Fallback<P::Ok, P::Clock>, &P::Cl, u8) {
-        (&self.fallback, &self.classifier, self.level)
+        let ctx = Ctx {
+            fallback: *this.fallback,
+            classifier: &*this.classifier,
+        };
+        this.chain.poll_chain(cx, ctx)
     }
 }
 
-macro_rules! level_future {
-    ($($ty:ident<$($p:ident),*>),*) => {$(
-        impl<$($p),*> Future for $ty<$($p),*>
-        where
-            P: Level,
-            $ty<$($p),*>: Level,
-        {
-            type Output = Result<<Self as Level>::Ok, <Self as Level>::Err>;
-
-            #[inline]
-            fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-                self.poll_level(cx).map(|(out, _)| out)
-            }
-        }
-
-        impl<$($p),*> std::fmt::Debug for $ty<$($p),*>
-        where
-            P: Level,
-        {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($ty)).field("level", &self.level).finish_non_exhaustive()
-            }
-        }
-    )*};
-}
-
-level_future!(OrElse<P, A, Fut>, OrCached<P>, OrValue<P>);
-
-impl<F, T, C, Cl> std::fmt::Debug for Primary<'_, F, T, C, Cl> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Primary")
-            .field("fallback", &self.fallback)
+impl<F, T, C, Cl, St> fmt::Debug for RunFuture<'_, F, T, C, Cl, St>
+where
+    F: TryOutput<Ok = T>,
+    St: Steps<(), T, F::Err, C, Cl>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunFuture")
+            .field("fallback", self.fallback)
+            .field("levels", &St::LEVELS)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "tower")]
+pub use tower_future::ResponseFuture;
+
+#[cfg(feature = "tower")]
+mod tower_future {
+    use std::fmt;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use pin_project_lite::pin_project;
+
+    use super::super::Fallback;
+    use super::super::chain::{Chain, Ctx, NoSteps, Steps, TryOutput};
+    use crate::classify::{AllErrors, Classifier};
+    use crate::clock::DefaultClock;
+
+    pin_project! {
+        /// The response future of [`FallbackService`](crate::fallback::FallbackService): the
+        /// inner service's call, then the layer's alternatives, each given a copy of the
+        /// request.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use palisade::fallback::Fallback;
+        /// use tower::{BoxError, Layer, Service, ServiceExt};
+        ///
+        /// # #[tokio::main(flavor = "current_thread")]
+        /// # async fn main() -> Result<(), BoxError> {
+        /// let fallback = Fallback::new(Fallback::builder().build()?);
+        /// let mut svc = fallback
+        ///     .layer()
+        ///     .or_value("default")
+        ///     .layer(tower::service_fn(|_: ()| async { Err::<&str, BoxError>("down".into()) }));
+        /// // The primary runs first; the alternatives only if it failed.
+        /// let response = svc.ready().await?.call(());
+        /// assert_eq!(response.await?, "default");
+        /// # Ok(())
+        /// # }
+        /// ```
+        ///
+        /// # Panics
+        ///
+        /// Polled after it completed.
+        #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+        #[must_use = "futures do nothing unless polled"]
+        pub struct ResponseFuture<F, Req, T, C = DefaultClock, Cl = AllErrors, St = NoSteps>
+        where
+            F: TryOutput<Ok = T>,
+            St: Steps<Req, T, <F as TryOutput>::Err, C, Cl>,
+        {
+            fallback: Fallback<T, C>,
+            classifier: Cl,
+            #[pin]
+            chain: Chain<F, St, Req, St::Running>,
+        }
+    }
+
+    impl<F, Req, T, C, Cl, St> ResponseFuture<F, Req, T, C, Cl, St>
+    where
+        F: TryOutput<Ok = T>,
+        St: Steps<Req, T, F::Err, C, Cl>,
+    {
+        pub(crate) fn new(
+            call: F,
+            req: Req,
+            fallback: Fallback<T, C>,
+            classifier: Cl,
+            steps: St,
+        ) -> Self {
+            ResponseFuture {
+                fallback,
+                classifier,
+                chain: Chain::new(call, steps, req),
+            }
+        }
+    }
+
+    impl<F, Req, T, C, Cl, St> Future for ResponseFuture<F, Req, T, C, Cl, St>
+    where
+        F: TryOutput<Ok = T>,
+        St: Steps<Req, T, F::Err, C, Cl>,
+        Cl: Classifier<T, F::Err>,
+    {
+        type Output = Result<T, F::Err>;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let this = self.project();
+            let ctx = Ctx {
+                fallback: &*this.fallback,
+                classifier: &*this.classifier,
+            };
+            this.chain.poll_chain(cx, ctx)
+        }
+    }
+
+    impl<F, Req, T, C, Cl, St> fmt::Debug for ResponseFuture<F, Req, T, C, Cl, St>
+    where
+        F: TryOutput<Ok = T>,
+        St: Steps<Req, T, F::Err, C, Cl>,
+    {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("ResponseFuture")
+                .field("fallback", &self.fallback)
+                .field("levels", &St::LEVELS)
+                .finish_non_exhaustive()
+        }
     }
 }

@@ -6,27 +6,36 @@
 //! [`Fallback::run`] makes the primary call. Chained on its future, alternatives are tried
 //! in the order written, each only if everything before it failed:
 //!
-//! - [`or_else`](future::Chain::or_else): an async closure that receives the failed result
-//!   (a secondary source, a degraded computation);
-//! - [`or_cached`](future::Chain::or_cached): the last successful primary result, if younger
-//!   than the configured [`cache_max_age`](FallbackConfigBuilder::cache_max_age) (the
+//! - [`or_else`](future::RunFuture::or_else): an async closure that receives the failed
+//!   result (a secondary source, a degraded computation);
+//! - [`or_cached`](future::RunFuture::or_cached): the last successful primary result, if
+//!   younger than the configured [`cache_max_age`](FallbackConfigBuilder::cache_max_age) (the
 //!   primary's successes are stored as they pass; only a success of the primary call itself
-//!   is cached, never a fallback's);
-//! - [`or_value`](future::Chain::or_value): a fixed value.
+//!   is cached, never a fallback's); an empty or stale cache passes the failure on;
+//! - [`or_value`](future::RunFuture::or_value): a fixed value.
 //!
 //! What counts as a failure comes from a [`Classifier`](crate::Classifier), by default
-//! [`AllErrors`]: every `Err`, our own rejections included (a full bulkhead
+//! [`AllErrors`](crate::AllErrors): every `Err`, our own rejections included (a full bulkhead
 //! or an open circuit is exactly when a fallback should answer). Choose another with
-//! [`classify`](future::Primary::classify) before chaining, for instance to fall back on an `Ok(503)`
-//! or only on timeouts. When every level fails, the result of the last one is returned.
+//! [`classify`](future::RunFuture::classify), for instance to fall back on an `Ok(503)` or
+//! only on timeouts. It grades a level's result once, and only when a later level is there
+//! to decide about: when every level fails, the result of the last one is returned as it
+//! is. A failure an empty cache passed on is not graded again.
 //!
-//! Each level used reports [`FallbackUsed`](crate::telemetry::EventKind::FallbackUsed) with its
-//! number (1 for the first alternative).
+//! Each level used counts in [`metrics`](Fallback::metrics) and then reports
+//! [`FallbackUsed`](crate::telemetry::EventKind::FallbackUsed) with its number (1 for the
+//! first alternative), before the alternative runs: a listener or an alternative that panics
+//! finds the policy's counts and cache settled.
+//!
+//! The tower layer, [`FallbackLayer`], runs the same chain with the inner service as the
+//! primary, by the same rules (one implementation serves both). Its alternatives get a copy
+//! of the request, so requests must be `Clone`, and one of them can be another service
+//! ([`or_service`](FallbackLayer::or_service)).
 //!
 //! # Examples
 //!
 //! ```
-//! use palisade::fallback::{Chain, Fallback};
+//! use palisade::fallback::Fallback;
 //! use std::time::Duration;
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -45,44 +54,67 @@
 //!     .or_value("static default".to_string())
 //!     .await;
 //! assert_eq!(degraded.as_deref(), Ok("fresh"));
+//! assert_eq!(fallback.metrics().used, 2, "the replica, then the cache");
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! As a tower layer, [`FallbackLayer`] runs the same chain with the inner service as the
-//! primary; its alternatives get a copy of the request (so requests must be `Clone`), and
-//! one of them can be another service ([`or_service`](FallbackLayer::or_service)).
+//! The same handle as a tower layer:
+//!
+//! ```
+//! use palisade::fallback::Fallback;
+//! use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[cfg(feature = "tower")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let fallback = Fallback::new(Fallback::builder().build()?);
+//! let replica = tower::service_fn(|id: u32| async move { Ok::<_, BoxError>(format!("replica {id}")) });
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(fallback.layer().or_service(replica).or_value("unknown".to_string()))
+//!     .service_fn(|_: u32| async { Err::<String, BoxError>("primary down".into()) });
+//! assert_eq!(svc.ready().await?.call(7).await?, "replica 7");
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "tower"))] fn main() {}
+//! ```
 //!
 //! # Cancellation
 //!
-//! Dropping the future drops whichever level is running; nothing is cached or reported for
-//! it.
+//! Dropping the future drops whichever level is running; nothing is cached for it and no
+//! later level is counted or reported (a level already started stays counted).
 //!
 //! # Clone semantics
 //!
-//! Clones share the cache: every call site using clones of one handle serves (and refreshes)
-//! the same last good answer.
+//! Clones share the cache and the counters: every call site using clones of one handle, by
+//! closure or through a layer, serves (and refreshes) the same last good answer.
 
+mod cache;
+mod chain;
 mod config;
 pub mod future;
 #[cfg(feature = "tower")]
-pub mod layer;
+mod layer;
+#[cfg(feature = "tower")]
+mod service;
 
 pub use config::{DEFAULT_NAME, FallbackConfig, FallbackConfigBuilder, MAX_CACHE_AGE};
-pub use future::{Chain, OrCached, OrElse, OrValue, Primary};
 #[cfg(feature = "tower")]
-pub use layer::{FallbackLayer, FallbackService};
+pub use layer::FallbackLayer;
+#[cfg(feature = "tower")]
+pub use service::FallbackService;
 
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::classify::AllErrors;
-use crate::clock::{Clock, DefaultClock, Ticks};
-use crate::sync::{Arc, Mutex};
-use crate::telemetry::{EventKind, Telemetry};
+use self::cache::{Cache, clone_held};
+use self::future::RunFuture;
+use crate::clock::{Clock, DefaultClock};
+use crate::sync::{Arc, AtomicU64, Ordering};
 
-/// A fallback policy for results of type `T`. Cheap to clone; clones share the cache.
+/// A fallback policy for results of type `T`. Cheap to clone; clones share the cache and
+/// the counters.
 ///
 /// # Examples
 ///
@@ -106,11 +138,41 @@ impl<T, C> Clone for Fallback<T, C> {
 }
 
 struct Shared<T, C> {
-    max_age: Option<Duration>,
-    // The last good primary result and when it was stored.
-    cache: Mutex<Option<(T, Ticks)>>,
+    cache: Cache<T>,
     clock: C,
-    telemetry: Telemetry,
+    telemetry: crate::telemetry::Telemetry,
+    // Counted on the fallback path only (never for a primary call that works), `Relaxed`:
+    // independent tallies read by snapshots.
+    used: AtomicU64,
+    cache_hits: AtomicU64,
+}
+
+/// A snapshot of a fallback, from [`Fallback::metrics`].
+///
+/// # Examples
+///
+/// ```
+/// use palisade::fallback::{Fallback, FallbackMetrics};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), palisade::ConfigError> {
+/// let fallback = Fallback::new(Fallback::builder().build()?);
+/// let _: Result<u8, &str> = fallback.run(|| async { Err("down") }).or_value(0).await;
+/// let m: FallbackMetrics = fallback.clone().metrics();
+/// assert_eq!((m.used, m.cache_hits), (1, 0), "clones share the counts");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FallbackMetrics {
+    /// Levels used since the handle was built, by any of its clones and either surface: one
+    /// per [`FallbackUsed`](crate::telemetry::EventKind::FallbackUsed) event.
+    pub used: u64,
+    /// Of those, the calls answered from the cache.
+    pub cache_hits: u64,
+    /// The configured cache age limit; `None` when nothing is cached.
+    pub cache_max_age: Option<Duration>,
 }
 
 impl<T> Fallback<T> {
@@ -167,10 +229,11 @@ impl<T, C> Fallback<T, C> {
     pub fn with_clock(config: FallbackConfig, clock: C) -> Self {
         let fallback = Fallback {
             shared: Arc::new(Shared {
-                max_age: config.cache_max_age,
-                cache: Mutex::new(None),
+                cache: Cache::new(config.cache_max_age),
                 clock,
                 telemetry: config.telemetry,
+                used: AtomicU64::new(0),
+                cache_hits: AtomicU64::new(0),
             }),
         };
         fallback
@@ -200,7 +263,7 @@ impl<T, C> Fallback<T, C> {
     /// # Examples
     ///
     /// ```
-    /// use palisade::fallback::{Chain, Fallback};
+    /// use palisade::fallback::Fallback;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), palisade::ConfigError> {
@@ -214,28 +277,72 @@ impl<T, C> Fallback<T, C> {
     /// # Cancel safety
     ///
     /// Dropping the future drops the level running; nothing else happens.
-    pub fn run<M, F, E>(&self, make: M) -> Primary<'_, F, T, C, AllErrors>
+    pub fn run<M, F, E>(&self, make: M) -> RunFuture<'_, F, T, C>
     where
         M: FnOnce() -> F,
         F: Future<Output = Result<T, E>>,
     {
-        Primary::new(self, make(), AllErrors)
+        RunFuture::new(self, make())
     }
 
-    fn report(&self, level: u8) {
-        self.shared
-            .telemetry
-            .emit(|| EventKind::FallbackUsed { level });
-    }
-}
-
-impl<T: Clone, C: Clock> Fallback<T, C> {
-    /// The cached value, if one is stored and younger than the max age.
+    /// A tower layer applying this fallback (add alternatives to it); the same as
+    /// [`FallbackLayer::new`] on a clone.
     ///
     /// # Examples
     ///
     /// ```
-    /// use palisade::fallback::{Chain, Fallback};
+    /// use palisade::fallback::Fallback;
+    /// use tower::{BoxError, ServiceBuilder, Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let fallback = Fallback::new(Fallback::builder().build()?);
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(fallback.layer().or_value("default"))
+    ///     .service_fn(|_: ()| async { Err::<&str, BoxError>("down".into()) });
+    /// assert_eq!(svc.ready().await?.call(()).await?, "default");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tower")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+    pub fn layer(&self) -> FallbackLayer<T, C> {
+        FallbackLayer::new(self.clone())
+    }
+
+    /// A snapshot of the policy: levels used and cache hits, shared by every clone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::Fallback;
+    /// use std::time::Duration;
+    ///
+    /// let fallback: Fallback<u8> = Fallback::new(Fallback::builder().cache_max_age(Duration::from_secs(5)).build()?);
+    /// let m = fallback.metrics();
+    /// assert_eq!((m.used, m.cache_hits, m.cache_max_age), (0, 0, Some(Duration::from_secs(5))));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    pub fn metrics(&self) -> FallbackMetrics {
+        FallbackMetrics {
+            used: self.shared.used.load(Ordering::Relaxed),
+            cache_hits: self.shared.cache_hits.load(Ordering::Relaxed),
+            cache_max_age: self.shared.cache.max_age(),
+        }
+    }
+}
+
+impl<T: Clone, C: Clock> Fallback<T, C> {
+    /// The cached value, if one is stored and younger than the max age. Neither counted nor
+    /// reported.
+    ///
+    /// `T::clone` runs after the cache is unlocked: a slow or panicking `Clone` holds up no
+    /// other call and leaves the cache as it was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::fallback::Fallback;
     /// use std::time::Duration;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -248,22 +355,8 @@ impl<T: Clone, C: Clock> Fallback<T, C> {
     /// # }
     /// ```
     pub fn cached(&self) -> Option<T> {
-        let max_age = self.shared.max_age?;
-        let now = self.shared.clock.now();
-        let slot = self.shared.cache.lock();
-        slot.as_ref()
-            .filter(|(_, at)| now.saturating_duration_since(*at) <= max_age)
-            .map(|(value, _)| value.clone())
-    }
-
-    fn store(&self, value: &T) {
-        if self.shared.max_age.is_some() {
-            // Cloned before the lock: `T::clone` is user code, which must not run under the
-            // cache's lock (a panic there leaves the cache as it was either way).
-            let value = value.clone();
-            let now = self.shared.clock.now();
-            *self.shared.cache.lock() = Some((value, now));
-        }
+        let held = self.shared.cache.lookup(self.shared.clock.now())?;
+        Some(clone_held(&held))
     }
 }
 
@@ -271,7 +364,7 @@ impl<T, C> fmt::Debug for Fallback<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fallback")
             .field("name", &self.shared.telemetry.name())
-            .field("cache_max_age", &self.shared.max_age)
+            .field("cache_max_age", &self.shared.cache.max_age())
             .finish_non_exhaustive()
     }
 }

@@ -102,10 +102,11 @@ use std::time::Duration;
 use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::CircuitBreaker;
 use crate::classify::ByRef;
-use crate::classify::{AllErrors, Classifier, DefaultClassifier, Outcome};
+use crate::classify::{Classifier, DefaultClassifier, Outcome};
 use crate::clock::{Clock, DefaultClock, Ticks};
 use crate::error::{AsRejected, ConfigError, Elapsed, Rejected};
-use crate::fallback::{Fallback, Primary};
+use crate::fallback::Fallback;
+use crate::fallback::future::RunFuture;
 use crate::retry::Retry;
 use crate::timeout::Timeout;
 use crate::timer::{DefaultTimer, Timer};
@@ -272,7 +273,7 @@ impl<T, C, P> PipelineBuilder<T, C, NoFallback, P> {
     /// # Examples
     ///
     /// ```
-    /// use palisade::fallback::{Chain, Fallback};
+    /// use palisade::fallback::Fallback;
     /// use palisade::pipeline::Pipeline;
     /// use palisade::retry::Retry;
     ///
@@ -712,7 +713,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// use palisade::fallback::{Chain, Fallback};
+    /// use palisade::fallback::Fallback;
     /// use palisade::pipeline::Pipeline;
     /// use palisade::{Rejected, bulkhead::Bulkhead};
     /// use std::time::Duration;
@@ -738,7 +739,7 @@ where
     pub fn run<'a, M, F, E>(
         &'a self,
         make: M,
-    ) -> Primary<'a, impl Future<Output = Result<V, E>> + 'a, V, C, AllErrors>
+    ) -> RunFuture<'a, impl Future<Output = Result<V, E>> + 'a, V, C>
     where
         M: FnMut() -> F + 'a,
         F: Future<Output = Result<V, E>> + 'a,
@@ -746,7 +747,7 @@ where
         V: 'a,
         P: Classifier<V, E>,
     {
-        Primary::new(&self.fallback, self.run_policies(make), AllErrors)
+        RunFuture::new(&self.fallback, self.run_policies(make))
     }
 }
 
