@@ -43,7 +43,7 @@
 //! epoch is ignored: a failure that arrives after the breaker closed again cannot re-open it,
 //! and a success from before a trip cannot close it.
 //!
-//! Outcomes come from a [`Classifier`](crate::Classifier), by default
+//! Outcomes come from a [`Classifier`](crate::classify::Classifier), by default
 //! [`DefaultClassifier`]: `Err` is a failure, except rejections by
 //! inner policies that only shed load (an open circuit, a full bulkhead), which are ignored; a
 //! timeout is a failure. An `Ok` can be made a failure with a classifier of your own.
@@ -133,6 +133,7 @@ mod window;
 #[cfg(all(test, loom))]
 mod loom;
 
+pub use crate::telemetry::circuit_state::CircuitState;
 pub use config::{
     CircuitBreakerConfig, CircuitBreakerConfigBuilder, DEFAULT_BREAK_DURATION,
     DEFAULT_BREAK_GROWTH_FACTOR, DEFAULT_BUCKETS, DEFAULT_CONSECUTIVE_FAILURES,
@@ -145,7 +146,6 @@ pub use layer::CircuitBreakerLayer;
 pub use permit::{CallPermit, OwnedCallPermit, Permit};
 #[cfg(feature = "tower")]
 pub use service::CircuitBreakerService;
-pub use state::CircuitState;
 
 use std::fmt;
 use std::future::Future;
