@@ -82,7 +82,9 @@
 //!
 //! A call dropped while queued leaves the queue and takes no slot; if a slot was handed to it
 //! at that very moment, it passes it on to the next waiter. A slot is given back exactly once
-//! however the call ends: success, error, panic inside the call, or drop.
+//! however the call ends: success, error, panic inside the call, or drop. A call dropped while
+//! running has its future dropped first and its slot given back after, so no more calls than
+//! slots hold resources even while a cancelled call's destructor runs.
 //!
 //! # Listeners
 //!
