@@ -393,6 +393,17 @@ fn handles_services_and_futures_are_send_and_sync() {
     send::<palisade::bulkhead::BulkheadService<tower::util::BoxCloneSyncService<(), (), BoxError>>>(
     );
     send::<palisade::bulkhead::future::AcquireOwned<palisade::timer::TokioTimer>>();
+    send::<palisade::bulkhead::future::Acquire<'static, palisade::timer::TokioTimer>>();
+    type Call = std::future::Ready<Result<(), Rejected>>;
+    send::<
+        palisade::bulkhead::future::RunFuture<
+            'static,
+            fn() -> Call,
+            Call,
+            palisade::timer::TokioTimer,
+        >,
+    >();
+    send::<palisade::bulkhead::future::ResponseFuture<Call>>();
 }
 
 // ===== a panicking listener loses no slot =====
@@ -805,4 +816,110 @@ async fn a_sub_millisecond_max_wait_reaches_the_timer_exactly() {
         );
     }
     assert_eq!(*asked.lock().unwrap(), waits, "never rounded, never zero");
+}
+
+// ===== the call futures' states =====
+
+/// Part of a call's future: when dropped, notes how many slots were taken at that moment,
+/// and panics if asked to.
+struct SeesSlots {
+    bulkhead: Bulkhead,
+    seen: Arc<AtomicU32>,
+    panics: bool,
+}
+
+impl Drop for SeesSlots {
+    fn drop(&mut self) {
+        self.seen
+            .store(self.bulkhead.metrics().in_flight, Ordering::SeqCst);
+        if self.panics {
+            panic!("the call's destructor");
+        }
+    }
+}
+
+async fn hang(_holding: SeesSlots) -> Result<(), Rejected> {
+    std::future::pending().await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_call_is_dropped_before_its_slot_goes_back_even_if_its_destructor_panics() {
+    for panics in [false, true] {
+        let bh = bulkhead(Bulkhead::builder().max_concurrent(1));
+        let seen = Arc::new(AtomicU32::new(u32::MAX));
+        let sees = || SeesSlots {
+            bulkhead: bh.clone(),
+            seen: seen.clone(),
+            panics,
+        };
+
+        let holding = sees();
+        let mut call = task::spawn(bh.run(move || hang(holding)));
+        assert_pending!(call.poll());
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(call)));
+        assert_eq!(dropped.is_err(), panics);
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "run: the slot was held meanwhile"
+        );
+        assert_eq!(bh.metrics().in_flight, 0, "run: then given back");
+
+        let mut svc = mock::Spawn::new(bh.layer().layer(tower::service_fn(|_: ()| hang(sees()))));
+        assert_ready_ok!(svc.poll_ready());
+        let mut response = task::spawn(svc.call(()));
+        assert_pending!(response.poll());
+        seen.store(u32::MAX, Ordering::SeqCst);
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(response)));
+        assert_eq!(dropped.is_err(), panics);
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "tower: the slot was held meanwhile"
+        );
+        assert_eq!(bh.metrics().in_flight, 0, "tower: then given back");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_or_refused_call_future_cannot_be_polled_again() {
+    let bh = bulkhead(Bulkhead::builder().max_concurrent(1));
+    let polled_again = |poll: &mut dyn FnMut()| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(poll)).is_err()
+    };
+
+    let mut done = task::spawn(bh.run(|| async { Ok::<_, Rejected>(1) }));
+    assert_eq!(assert_ready!(done.poll()), Ok(1));
+    assert_eq!(
+        bh.metrics().in_flight,
+        0,
+        "the slot went back with the result"
+    );
+    assert!(polled_again(&mut || {
+        let _ = done.poll();
+    }));
+
+    let held = bh.try_acquire().unwrap();
+    let mut refused = task::spawn(bh.run(|| async { Ok::<_, Rejected>(1) }));
+    assert_eq!(
+        assert_ready!(refused.poll()),
+        Err(full(1, FullCause::QueueFull))
+    );
+    assert!(polled_again(&mut || {
+        let _ = refused.poll();
+    }));
+    drop(held);
+
+    let mut svc = mock::Spawn::new(
+        bh.layer()
+            .layer(tower::service_fn(|_: ()| async { Ok::<_, Rejected>(2) })),
+    );
+    assert_ready_ok!(svc.poll_ready());
+    let mut response = task::spawn(svc.call(()));
+    assert_eq!(assert_ready!(response.poll()), Ok(2));
+    assert_eq!(bh.metrics().in_flight, 0);
+    assert!(polled_again(&mut || {
+        let _ = response.poll();
+    }));
+    assert_eq!(bh.metrics().rejected, 1, "the refusal was counted once");
 }

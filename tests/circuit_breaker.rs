@@ -660,6 +660,9 @@ fn handles_services_and_futures_are_send_and_sync() {
             palisade::clock::TokioClock,
         >,
     >();
+    send::<
+        palisade::circuit_breaker::future::ResponseFuture<std::future::Ready<Result<(), Rejected>>>,
+    >();
 }
 
 /// Counts exact readings; its lagging reading trails the exact one by 12 ms within a
@@ -1092,4 +1095,84 @@ async fn an_open_breaker_refuses_at_once_over_an_inner_service_that_is_not_ready
     drop(probe);
     handle.allow(1);
     assert_ready_ok!(svc.poll_ready());
+}
+
+// ===== the call future's states =====
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_whose_call_or_classifier_panics_frees_its_slot_and_counts_nothing() {
+    let breaker = breaker(builder());
+    fail(&breaker).await.unwrap_err();
+    fail(&breaker).await.unwrap_err();
+    advance(BREAK).await;
+
+    // The call panics while polled: the future is dropped with its permit unrecorded.
+    let mut call = task::spawn(breaker.run(|| async {
+        if BREAK > Duration::ZERO {
+            panic!("call");
+        }
+        Ok::<(), AppError>(())
+    }));
+    assert!(quietly(|| call.poll()).is_none(), "the call panicked");
+    drop(call);
+    assert_eq!(breaker.state(), CircuitState::HalfOpen, "nothing counted");
+
+    // The classifier panics once the call is over: the permit is already out of the future
+    // and drops unrecorded.
+    let mut call = task::spawn(
+        breaker
+            .run(|| async { Ok::<(), AppError>(()) })
+            .classify(|_: &Result<(), AppError>| -> Outcome { panic!("classifier") }),
+    );
+    assert!(quietly(|| call.poll()).is_none(), "the classifier panicked");
+    assert_eq!(breaker.state(), CircuitState::HalfOpen, "nothing counted");
+
+    // Both probe slots went back: the next call is the probe, and its success closes it.
+    assert_eq!(succeed(&breaker).await, Ok(()));
+    assert_eq!(breaker.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_future_records_once_refuses_once_and_is_done_after() {
+    let breaker = breaker(builder().consecutive_failures(1));
+    let mut call = task::spawn(breaker.run(|| async { Err::<(), _>(AppError::Backend("down")) }));
+    assert_eq!(assert_ready!(call.poll()), Err(AppError::Backend("down")));
+    assert_eq!(
+        breaker.state(),
+        CircuitState::Open,
+        "the failure was recorded"
+    );
+    assert!(
+        quietly(|| call.poll()).is_none(),
+        "a finished call cannot be polled again"
+    );
+
+    let refused = breaker.run(|| async { Ok::<(), AppError>(()) });
+    assert!(refused.is_rejected());
+    let mut refused = task::spawn(refused);
+    assert!(matches!(
+        assert_ready!(refused.poll()),
+        Err(AppError::Rejected(Rejected::CircuitOpen(_)))
+    ));
+    assert!(
+        quietly(|| refused.poll()).is_none(),
+        "the rejection is handed out once"
+    );
+
+    // The tower surface's future has the same states.
+    let mut svc = mock::Spawn::new(
+        breaker
+            .layer()
+            .layer(tower::service_fn(|_: ()| async { Ok::<_, AppError>(()) })),
+    );
+    assert_ready_ok!(svc.poll_ready());
+    let response = svc.call(());
+    assert!(response.is_rejected());
+    let mut response = task::spawn(response);
+    assert!(matches!(
+        assert_ready!(response.poll()),
+        Err(AppError::Rejected(Rejected::CircuitOpen(_)))
+    ));
+    assert!(quietly(|| response.poll()).is_none());
+    assert_eq!(breaker.metrics().rejected, 2, "each refusal counted once");
 }

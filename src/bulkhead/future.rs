@@ -8,7 +8,8 @@ use std::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 
 use super::semaphore::{Cancelled, Enqueued, Node};
-use super::{Bulkhead, BulkheadPermit, OwnedBulkheadPermit, Shared};
+use super::shared::Shared;
+use super::{Bulkhead, BulkheadPermit, OwnedBulkheadPermit};
 use crate::error::{FullCause, Rejected};
 use crate::sync::Arc;
 use crate::timer::Timer;
@@ -284,13 +285,8 @@ pin_project! {
         T: Timer,
     {
         bulkhead: &'a Bulkhead<T>,
-        make: Option<M>,
         #[pin]
-        waiter: Waiter<T::Sleep>,
-        permit: Option<BulkheadPermit<'a>>,
-        rejected: Option<Rejected>,
-        #[pin]
-        call: Option<F>,
+        state: Run<'a, M, F, T::Sleep>,
     }
 
     impl<M, F, T> PinnedDrop for RunFuture<'_, M, F, T>
@@ -299,30 +295,66 @@ pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            this.waiter.abandon(&this.bulkhead.shared);
+            let mut state = this.state;
+            if let RunProj::Waiting { waiter, .. } = state.as_mut().project() {
+                waiter.abandon(&this.bulkhead.shared);
+            }
+            // The call's future goes before its slot, so that no more than `max_concurrent`
+            // calls hold resources even while a cancelled call's destructor runs. The replace
+            // drops the future in place and hands the permit out; if that destructor panics,
+            // the permit still drops with the unwinding.
+            drop(state.project_replace(Run::Done));
         }
     }
 }
 
+pin_project! {
+    /// Where a [`RunFuture`] is: its slot, its call and its rejection are never held at once.
+    #[project = RunProj]
+    #[project_replace = RunReplace]
+    enum Run<'a, M, F, S> {
+        // A slot taken at once; the call is made at the first poll.
+        Admitted {
+            make: M,
+            permit: BulkheadPermit<'a>,
+        },
+        // In line for a slot.
+        Waiting {
+            make: M,
+            #[pin]
+            waiter: Waiter<S>,
+        },
+        // The call, holding its slot.
+        Called {
+            #[pin]
+            fut: F,
+            permit: BulkheadPermit<'a>,
+        },
+        // Refused before the first poll: no slot free and no queue.
+        Rejected {
+            error: Rejected,
+        },
+        Done,
+    }
+}
+
 impl<'a, M, F, T: Timer> RunFuture<'a, M, F, T> {
-    /// A run that already holds a slot (the fail-fast path) or will wait for one.
+    /// A run that already holds a slot (the fail-fast path), was refused one (`Err(Some)`), or
+    /// will wait in line for one (`Err(None)`).
     pub(super) fn new(
         bulkhead: &'a Bulkhead<T>,
         make: M,
         slot: Result<BulkheadPermit<'a>, Option<Rejected>>,
     ) -> Self {
-        let (permit, rejected) = match slot {
-            Ok(permit) => (Some(permit), None),
-            Err(rejected) => (None, rejected),
+        let state = match slot {
+            Ok(permit) => Run::Admitted { make, permit },
+            Err(Some(error)) => Run::Rejected { error },
+            Err(None) => Run::Waiting {
+                make,
+                waiter: Waiter::new(),
+            },
         };
-        RunFuture {
-            bulkhead,
-            make: Some(make),
-            waiter: Waiter::new(),
-            permit,
-            rejected,
-            call: None,
-        }
+        RunFuture { bulkhead, state }
     }
 }
 
@@ -336,39 +368,76 @@ where
     type Output = Result<R, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if let Some(rejected) = this.rejected.take() {
-            return Poll::Ready(Err(E::from(rejected)));
-        }
-        if this.call.is_none() {
-            let bulkhead: &'a Bulkhead<T> = this.bulkhead;
-            if this.permit.is_none() {
-                let shared = &bulkhead.shared;
-                let in_flight = ready!(this.waiter.poll_slot(shared, &bulkhead.timer, cx))
-                    .map_err(|cause| E::from(shared.reject(cause)))?;
-                *this.permit = Some(BulkheadPermit::new(shared, in_flight));
+        let this = self.project();
+        let bulkhead: &'a Bulkhead<T> = this.bulkhead;
+        let mut state = this.state;
+        loop {
+            match state.as_mut().project() {
+                RunProj::Called { fut, .. } => {
+                    let out = ready!(fut.poll(cx));
+                    // The slot goes back as soon as the call is done, not when this future is
+                    // dropped; the replace drops the call's future before the permit.
+                    drop(state.project_replace(Run::Done));
+                    return Poll::Ready(out);
+                }
+                RunProj::Admitted { .. } => {
+                    let RunReplace::Admitted { make, permit } =
+                        state.as_mut().project_replace(Run::Done)
+                    else {
+                        unreachable!("the run was just admitted");
+                    };
+                    // If `make` panics, the permit drops with the unwinding.
+                    state.set(Run::Called {
+                        fut: make(),
+                        permit,
+                    });
+                }
+                RunProj::Waiting { waiter, .. } => {
+                    let shared = &bulkhead.shared;
+                    let in_flight = match ready!(waiter.poll_slot(shared, &bulkhead.timer, cx)) {
+                        Ok(in_flight) => in_flight,
+                        Err(cause) => {
+                            state.set(Run::Done);
+                            return Poll::Ready(Err(E::from(shared.reject(cause))));
+                        }
+                    };
+                    // The slot is in a permit before anything else can panic: the listener
+                    // hearing of the admission, the timer's destructor, `make`.
+                    let permit = BulkheadPermit::new(shared, in_flight);
+                    let RunReplace::Waiting { make, .. } =
+                        state.as_mut().project_replace(Run::Done)
+                    else {
+                        unreachable!("the run was just waiting");
+                    };
+                    state.set(Run::Called {
+                        fut: make(),
+                        permit,
+                    });
+                }
+                RunProj::Rejected { .. } => {
+                    let RunReplace::Rejected { error } = state.project_replace(Run::Done) else {
+                        unreachable!("the run was just refused");
+                    };
+                    return Poll::Ready(Err(E::from(error)));
+                }
+                RunProj::Done => panic!("bulkhead run future polled after completion"),
             }
-            let Some(make) = this.make.take() else {
-                panic!("bulkhead run future polled after completion");
-            };
-            this.call.set(Some(make()));
         }
-        let Some(call) = this.call.as_mut().as_pin_mut() else {
-            unreachable!("the call was just made");
-        };
-        let out = ready!(call.poll(cx));
-        this.call.set(None);
-        // The slot goes back as soon as the call is done, not when this future is dropped.
-        *this.permit = None;
-        Poll::Ready(out)
     }
 }
 
 impl<M, F, T: Timer> std::fmt::Debug for RunFuture<'_, M, F, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            Run::Admitted { .. } => "admitted",
+            Run::Waiting { .. } => "waiting",
+            Run::Called { .. } => "called",
+            Run::Rejected { .. } => "rejected",
+            Run::Done => "done",
+        };
         f.debug_struct("RunFuture")
             .field("policy", &self.bulkhead.shared.telemetry.name())
-            .field("holds_slot", &self.permit.is_some())
+            .field("state", &state)
             .finish_non_exhaustive()
     }
 }
@@ -416,27 +485,46 @@ pin_project! {
     #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: Option<F>,
-        permit: Option<OwnedBulkheadPermit>,
-        rejected: Option<Rejected>,
+        call: Call<F>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // The call's future goes before its slot, as in `RunFuture`'s drop.
+            drop(this.project().call.project_replace(Call::Done));
+        }
+    }
+}
+
+#[cfg(feature = "tower")]
+pin_project! {
+    /// Where a [`ResponseFuture`] is: the call holding its slot, the rejection, or done.
+    #[project = CallProj]
+    #[project_replace = CallReplace]
+    enum Call<F> {
+        Called {
+            #[pin]
+            fut: F,
+            permit: OwnedBulkheadPermit,
+        },
+        Rejected {
+            error: Rejected,
+        },
+        Done,
     }
 }
 
 #[cfg(feature = "tower")]
 impl<F> ResponseFuture<F> {
-    pub(super) fn admitted(inner: F, permit: OwnedBulkheadPermit) -> Self {
+    pub(super) fn admitted(fut: F, permit: OwnedBulkheadPermit) -> Self {
         ResponseFuture {
-            inner: Some(inner),
-            permit: Some(permit),
-            rejected: None,
+            call: Call::Called { fut, permit },
         }
     }
 
-    pub(super) fn rejected(rejected: Rejected) -> Self {
+    pub(super) fn rejected(error: Rejected) -> Self {
         ResponseFuture {
-            inner: None,
-            permit: None,
-            rejected: Some(rejected),
+            call: Call::Rejected { error },
         }
     }
 }
@@ -450,26 +538,34 @@ where
     type Output = Result<R, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if let Some(rejected) = this.rejected.take() {
-            return Poll::Ready(Err(E::from(rejected)));
+        let mut call = self.project().call;
+        match call.as_mut().project() {
+            CallProj::Called { fut, .. } => {
+                let out = ready!(fut.poll(cx));
+                // The replace drops the call's future before the permit gives the slot back.
+                drop(call.project_replace(Call::Done));
+                Poll::Ready(out)
+            }
+            CallProj::Rejected { .. } => {
+                let CallReplace::Rejected { error } = call.project_replace(Call::Done) else {
+                    unreachable!("the call was just refused");
+                };
+                Poll::Ready(Err(E::from(error)))
+            }
+            CallProj::Done => panic!("bulkhead response future polled after completion"),
         }
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            panic!("bulkhead response future polled after completion");
-        };
-        let out = ready!(inner.poll(cx));
-        this.inner.set(None);
-        *this.permit = None;
-        Poll::Ready(out)
     }
 }
 
 #[cfg(feature = "tower")]
 impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture")
-            .field("permit", &self.permit)
-            .field("rejected", &self.rejected)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("ResponseFuture");
+        match &self.call {
+            Call::Called { permit, .. } => d.field("permit", permit),
+            Call::Rejected { error } => d.field("rejected", error),
+            Call::Done => d.field("done", &true),
+        };
+        d.finish_non_exhaustive()
     }
 }

@@ -33,34 +33,6 @@ impl<T> From<Bulkhead<T>> for BulkheadLayer<T> {
     }
 }
 
-impl<T: Clone> Bulkhead<T> {
-    /// A tower layer sharing this bulkhead's slots; the same as [`BulkheadLayer::new`] on a
-    /// clone.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::bulkhead::Bulkhead;
-    /// use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
-    ///
-    /// # #[cfg(feature = "tokio")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), BoxError> {
-    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
-    /// let mut svc = ServiceBuilder::new()
-    ///     .layer(bulkhead.layer())
-    ///     .service_fn(|x: u32| async move { Ok::<_, BoxError>(x) });
-    /// let _held = bulkhead.try_acquire()?; // a closure call site holds the only slot
-    /// assert!(svc.ready().await?.call(1).await.is_err());
-    /// # Ok(())
-    /// # }
-    /// # #[cfg(not(feature = "tokio"))] fn main() {}
-    /// ```
-    pub fn layer(&self) -> BulkheadLayer<T> {
-        BulkheadLayer::new(self.clone())
-    }
-}
-
 impl<S, T: Clone> Layer<S> for BulkheadLayer<T> {
     type Service = BulkheadService<S, T>;
 

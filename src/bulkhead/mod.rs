@@ -82,7 +82,9 @@
 //!
 //! A call dropped while queued leaves the queue and takes no slot; if a slot was handed to it
 //! at that very moment, it passes it on to the next waiter. A slot is given back exactly once
-//! however the call ends: success, error, panic inside the call, or drop.
+//! however the call ends: success, error, panic inside the call, or drop. A call dropped while
+//! running has its future dropped first and its slot given back after, so no more calls than
+//! slots hold resources even while a cancelled call's destructor runs.
 //!
 //! # Listeners
 //!
@@ -116,32 +118,32 @@ mod config;
 pub mod future;
 #[cfg(feature = "tower")]
 mod layer;
+mod metrics;
 mod permit;
 mod semaphore;
 #[cfg(feature = "tower")]
 mod service;
+mod shared;
 
 pub use config::{
     BulkheadConfig, BulkheadConfigBuilder, DEFAULT_MAX_QUEUE, DEFAULT_NAME, MAX_LIMIT, MAX_WAIT,
 };
 #[cfg(feature = "tower")]
 pub use layer::BulkheadLayer;
+pub use metrics::BulkheadMetrics;
 pub use permit::{BulkheadPermit, OwnedBulkheadPermit};
 #[cfg(feature = "tower")]
 pub use service::BulkheadService;
 
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
 
-use crate::counter::StripedCounter;
-use crate::error::{BulkheadFull, ConfigError, FullCause, Rejected};
+use crate::error::{ConfigError, FullCause, Rejected};
 use crate::sync::Arc;
-use crate::telemetry::{EventKind, Telemetry};
 use crate::timer::{DefaultTimer, Timer};
 
 use self::future::{Acquire, AcquireOwned, RunFuture};
-use self::semaphore::Semaphore;
+use self::shared::Shared;
 
 /// A bulkhead. Cheap to clone; clones share slots.
 ///
@@ -169,14 +171,6 @@ impl<T: Clone> Clone for Bulkhead<T> {
             timer: self.timer.clone(),
         }
     }
-}
-
-pub(crate) struct Shared {
-    sem: Semaphore,
-    max_wait: Option<Duration>,
-    telemetry: Telemetry,
-    rejected: StripedCounter,
-    config: BulkheadConfig,
 }
 
 impl Bulkhead {
@@ -228,13 +222,7 @@ impl<T> Bulkhead<T> {
     /// ```
     pub fn with_timer(config: BulkheadConfig, timer: T) -> Self {
         let bulkhead = Bulkhead {
-            shared: Arc::new(Shared {
-                sem: Semaphore::new(config.max_concurrent, config.max_queue),
-                max_wait: config.max_wait,
-                telemetry: config.telemetry.clone(),
-                rejected: StripedCounter::new(),
-                config,
-            }),
+            shared: Arc::new(Shared::new(config)),
             timer,
         };
         bulkhead
@@ -242,56 +230,6 @@ impl<T> Bulkhead<T> {
             .telemetry
             .created(crate::telemetry::PolicyKind::Bulkhead);
         bulkhead
-    }
-
-    /// Takes a slot if one is free, without waiting (and without overtaking queued calls).
-    ///
-    /// # Errors
-    ///
-    /// [`Rejected::BulkheadFull`] when no slot is free.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::bulkhead::Bulkhead;
-    ///
-    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
-    /// let _slot = bulkhead.try_acquire()?;
-    /// assert!(bulkhead.try_acquire().is_err());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[inline]
-    pub fn try_acquire(&self) -> Result<BulkheadPermit<'_>, Rejected> {
-        match self.shared.sem.try_acquire() {
-            Some(in_flight) => Ok(BulkheadPermit::new(&self.shared, in_flight)),
-            None => Err(self.shared.reject(FullCause::QueueFull)),
-        }
-    }
-
-    /// [`try_acquire`](Self::try_acquire) with a permit that owns a handle to the bulkhead.
-    ///
-    /// # Errors
-    ///
-    /// As [`try_acquire`](Self::try_acquire).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::bulkhead::Bulkhead;
-    ///
-    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
-    /// let permit = bulkhead.try_acquire_owned()?;
-    /// let worker = std::thread::spawn(move || drop(permit));
-    /// worker.join().unwrap();
-    /// assert_eq!(bulkhead.metrics().in_flight, 0, "the slot came back");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[inline]
-    pub fn try_acquire_owned(&self) -> Result<OwnedBulkheadPermit, Rejected> {
-        match self.shared.sem.try_acquire() {
-            Some(in_flight) => Ok(OwnedBulkheadPermit::new(self.shared.clone(), in_flight)),
-            None => Err(self.shared.reject(FullCause::QueueFull)),
-        }
     }
 
     /// Changes the number of slots for calls admitted from now on; calls in flight are not
@@ -521,74 +459,40 @@ impl<T: Timer> Bulkhead<T> {
     }
 }
 
+#[cfg(feature = "tower")]
+impl<T: Clone> Bulkhead<T> {
+    /// A tower layer sharing this bulkhead's slots; the same as [`BulkheadLayer::new`] on a
+    /// clone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::bulkhead::Bulkhead;
+    /// use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(bulkhead.layer())
+    ///     .service_fn(|x: u32| async move { Ok::<_, BoxError>(x) });
+    /// let _held = bulkhead.try_acquire()?; // a closure call site holds the only slot
+    /// assert!(svc.ready().await?.call(1).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    pub fn layer(&self) -> BulkheadLayer<T> {
+        BulkheadLayer::new(self.clone())
+    }
+}
+
 impl<T> fmt::Debug for Bulkhead<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bulkhead")
             .field("name", &self.shared.telemetry.name())
             .field("metrics", &self.metrics())
             .finish_non_exhaustive()
-    }
-}
-
-/// A snapshot of a bulkhead, from [`Bulkhead::metrics`].
-///
-/// # Examples
-///
-/// ```
-/// use palisade::bulkhead::{Bulkhead, BulkheadMetrics};
-///
-/// let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build()?);
-/// let _slot = bulkhead.try_acquire()?;
-/// assert!(bulkhead.try_acquire().is_err());
-/// let m: BulkheadMetrics = bulkhead.metrics();
-/// assert_eq!((m.in_flight, m.queued, m.available, m.rejected), (1, 0, 0, 1));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct BulkheadMetrics {
-    /// Calls holding a slot.
-    pub in_flight: u32,
-    /// Calls waiting for one.
-    pub queued: u32,
-    /// Free slots (0 while the calls in flight exceed a lowered limit).
-    pub available: u32,
-    /// The current limit.
-    pub max_concurrent: u32,
-    /// Calls rejected since the bulkhead was built.
-    pub rejected: u64,
-}
-
-// ===== impl Shared =====
-
-// The counts in events come from the atomic step that took or gave back the slot: read
-// afterwards, they could include calls that came and went in between.
-impl Shared {
-    /// Reports an admission; called by a permit that already holds the slot, so that a
-    /// panicking listener unwinds through the permit's drop and the slot comes back.
-    #[inline]
-    fn admitted(&self, in_flight: u32) {
-        self.telemetry
-            .emit(|| EventKind::BulkheadAdmitted { in_flight });
-    }
-
-    /// Gives the slot back, then reports it: a panicking listener finds it returned.
-    #[inline]
-    fn release(&self) {
-        let in_flight = self.sem.release();
-        self.telemetry
-            .emit(|| EventKind::BulkheadReleased { in_flight });
-    }
-
-    #[cold]
-    fn reject(&self, cause: FullCause) -> Rejected {
-        self.rejected.incr();
-        let rejected = Rejected::BulkheadFull(BulkheadFull::new(
-            self.telemetry.name(),
-            self.sem.limit(),
-            cause,
-        ));
-        self.telemetry.emit(|| EventKind::Rejected(rejected));
-        rejected
     }
 }

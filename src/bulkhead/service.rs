@@ -1,5 +1,6 @@
 use std::fmt;
 use std::future::Future;
+use std::mem;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -40,15 +41,25 @@ use crate::timer::{DefaultTimer, Timer};
 pub struct BulkheadService<S, T = DefaultTimer> {
     inner: S,
     bulkhead: Bulkhead<T>,
-    // A slot, or why there is none (reported as a rejection when the call is made).
-    reserved: Option<Result<OwnedBulkheadPermit, FullCause>>,
-    // Boxed only while this service waits in the queue; the fail-fast path never allocates.
-    // A trait object, so that naming the service does not require `T` to be a timer (the
-    // default timer is not one without the `tokio` feature).
-    waiting: Option<Waiting>,
+    readiness: Readiness,
 }
 
-// `Sync` too, so that the service can be shared as frameworks ask (axum's `Router::layer`).
+/// What `poll_ready` holds for the next call: one of these, never two.
+enum Readiness {
+    /// Nothing: the next `poll_ready` asks for a slot.
+    Idle,
+    /// In line for a slot.
+    Waiting(Waiting),
+    /// A slot for the next call.
+    Reserved(OwnedBulkheadPermit),
+    /// No slot: the next call fails, and is counted and reported then.
+    Refused(FullCause),
+}
+
+// Boxed only while this service waits in the queue; the fail-fast path never allocates. A
+// trait object, so that naming the service does not require `T` to be a timer (the default
+// timer is not one without the `tokio` feature). `Sync` too, so that the service can be shared
+// as frameworks ask (axum's `Router::layer`).
 type Waiting = Pin<Box<dyn Future<Output = Result<OwnedBulkheadPermit, FullCause>> + Send + Sync>>;
 
 impl<S: Clone, T: Clone> Clone for BulkheadService<S, T> {
@@ -57,8 +68,7 @@ impl<S: Clone, T: Clone> Clone for BulkheadService<S, T> {
             inner: self.inner.clone(),
             bulkhead: self.bulkhead.clone(),
             // A clone reserves its own slot in its own poll_ready.
-            reserved: None,
-            waiting: None,
+            readiness: Readiness::Idle,
         }
     }
 }
@@ -69,8 +79,7 @@ impl<S, T> BulkheadService<S, T> {
         BulkheadService {
             inner,
             bulkhead,
-            reserved: None,
-            waiting: None,
+            readiness: Readiness::Idle,
         }
     }
 
@@ -107,36 +116,37 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        // A refusal holds nothing, so it is not kept: a slot may have come free since.
-        if let Some(Err(_)) = self.reserved {
-            self.reserved = None;
+        match self.readiness {
+            Readiness::Reserved(_) => {}
+            // A refusal holds nothing, so it is not kept: a slot may have come free since.
+            Readiness::Idle | Readiness::Refused(_) => {
+                // The happy path inline: a free slot, nobody in line.
+                let shared = &self.bulkhead.shared;
+                self.readiness = match shared.sem.try_acquire() {
+                    Some(in_flight) => {
+                        Readiness::Reserved(OwnedBulkheadPermit::new(shared.clone(), in_flight))
+                    }
+                    None => ready!(self.poll_reserve(cx)),
+                };
+            }
+            // In line already: a newcomer's try would overtake the queue.
+            Readiness::Waiting(_) => self.readiness = ready!(self.poll_reserve(cx)),
         }
-        if self.reserved.is_none() {
-            // The happy path inline: a free slot, nobody in line, no waiting future.
-            let shared = &self.bulkhead.shared;
-            let fast = match self.waiting {
-                None => shared.sem.try_acquire(),
-                Some(_) => None,
-            };
-            let reserved = match fast {
-                Some(in_flight) => Ok(OwnedBulkheadPermit::new(shared.clone(), in_flight)),
-                None => ready!(self.poll_reserve(cx)),
-            };
-            self.reserved = Some(reserved);
-        }
-        if let Some(Ok(_)) = self.reserved {
+        if let Readiness::Reserved(_) = self.readiness {
             ready!(self.inner.poll_ready(cx))?;
         }
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.reserved.take() {
-            Some(Ok(permit)) => ResponseFuture::admitted(self.inner.call(req), permit),
+        match mem::replace(&mut self.readiness, Readiness::Idle) {
+            Readiness::Reserved(permit) => ResponseFuture::admitted(self.inner.call(req), permit),
             // Counted and reported here, once per refused call, however often poll_ready
             // asked.
-            Some(Err(cause)) => Self::refused(&self.bulkhead, cause),
-            None => panic!("BulkheadService: poll_ready must be called before call"),
+            Readiness::Refused(cause) => Self::refused(&self.bulkhead, cause),
+            Readiness::Idle | Readiness::Waiting(_) => {
+                panic!("BulkheadService: poll_ready must be called before call")
+            }
         }
     }
 }
@@ -154,30 +164,42 @@ where
         ResponseFuture::rejected(bulkhead.shared.reject(cause))
     }
 
-    /// No free slot at the first try, or a wait already under way.
+    /// No free slot at the first try, or a wait already under way: what to hold next, or
+    /// `Pending` with the wait stored.
     #[cold]
     #[inline(never)]
-    fn poll_reserve(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<OwnedBulkheadPermit, FullCause>> {
-        let shared = &self.bulkhead.shared;
+    fn poll_reserve(&mut self, cx: &mut Context<'_>) -> Poll<Readiness> {
         // Out of `self` while polled: if a listener panics inside, the finished future goes
         // with the unwinding instead of staying behind to be polled again.
-        let mut waiting = match self.waiting.take() {
-            Some(waiting) => waiting,
-            None => {
-                if shared.config.max_queue == 0 {
-                    return Poll::Ready(Err(FullCause::QueueFull));
+        let mut waiting = match mem::replace(&mut self.readiness, Readiness::Idle) {
+            Readiness::Waiting(waiting) => waiting,
+            // Idle or refused: poll_ready never gets here holding a slot.
+            _ => {
+                if self.bulkhead.shared.config.max_queue == 0 {
+                    return Poll::Ready(Readiness::Refused(FullCause::QueueFull));
                 }
                 Box::pin(Reserve::new(self.bulkhead.clone()))
             }
         };
-        let slot = waiting.as_mut().poll(cx);
-        if slot.is_pending() {
-            self.waiting = Some(waiting);
+        match waiting.as_mut().poll(cx) {
+            Poll::Pending => {
+                self.readiness = Readiness::Waiting(waiting);
+                Poll::Pending
+            }
+            Poll::Ready(Ok(permit)) => Poll::Ready(Readiness::Reserved(permit)),
+            Poll::Ready(Err(cause)) => Poll::Ready(Readiness::Refused(cause)),
         }
-        slot
+    }
+}
+
+impl fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Readiness::Idle => f.write_str("Idle"),
+            Readiness::Waiting(_) => f.write_str("Waiting"),
+            Readiness::Reserved(permit) => f.debug_tuple("Reserved").field(permit).finish(),
+            Readiness::Refused(cause) => f.debug_tuple("Refused").field(cause).finish(),
+        }
     }
 }
 
@@ -186,8 +208,7 @@ impl<S: fmt::Debug, T> fmt::Debug for BulkheadService<S, T> {
         f.debug_struct("BulkheadService")
             .field("inner", &self.inner)
             .field("bulkhead", &self.bulkhead)
-            .field("reserved", &self.reserved)
-            .field("waiting", &self.waiting.is_some())
+            .field("readiness", &self.readiness)
             .finish()
     }
 }

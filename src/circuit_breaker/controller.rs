@@ -22,7 +22,7 @@ use crate::telemetry::{EventKind, Telemetry};
 
 /// A breaker's shared state: the packed word and its companions, the window, the timing
 /// rules, the clock and the listener. Clones of the handle share one.
-pub(crate) struct Shared<C> {
+pub(super) struct Shared<C> {
     pub(super) state: AtomicState,
     // Successes and failures of the current half-open period: epoch << 32 | failures << 16 |
     // successes. Touched only by probes.
@@ -57,7 +57,7 @@ impl Refusal {
 
 /// What a permit remembers about its admission.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Ticket {
+pub(super) struct Ticket {
     phase: Phase,
     epoch: Epoch,
     // Clock reading at admission, only taken when slow calls are detected.

@@ -1,24 +1,115 @@
-//! The futures returned by [`CircuitBreaker`](super::CircuitBreaker) and
-//! [`CircuitBreakerService`](super::CircuitBreakerService).
+//! The futures of a circuit breaker: [`RunFuture`] from
+//! [`CircuitBreaker::run`](super::CircuitBreaker::run) and
+//! [`run_once`](super::CircuitBreaker::run_once), and, with the `tower` feature, [`ResponseFuture`]
+//! from [`CircuitBreakerService`](super::CircuitBreakerService).
+//!
+//! Both are one call in one of three states: admitted (the call's future and its permit,
+//! together), refused (the rejection, the call never made), or done. The permit leaves the
+//! admitted state exactly once: recorded when the call finishes, or released unrecorded when
+//! the future is dropped first, which counts as nothing.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
+#[cfg(feature = "tower")]
+use super::permit::OwnedCallPermit;
 use super::permit::{CallPermit, Permit};
 use crate::classify::{Classifier, DefaultClassifier};
+use crate::clock::Clock;
+#[cfg(feature = "tower")]
+use crate::clock::DefaultClock;
 use crate::error::Rejected;
 
-/// The future returned by [`CircuitBreaker::run`](super::CircuitBreaker::run): a
-/// [`ResponseFuture`] holding a permit borrowed from the breaker.
-pub type RunFuture<'a, F, C, Cl = DefaultClassifier> = ResponseFuture<F, CallPermit<'a, C>, Cl>;
+pin_project! {
+    /// One call through the breaker, shared by both surfaces' futures.
+    ///
+    /// When the future is dropped while `Called`, the call's future and its permit are
+    /// dropped in either order: an unrecorded permit counts as nothing, so the breaker sees
+    /// the same either way, and a panic in the call's destructor still drops the permit.
+    #[project = CallProj]
+    #[project_replace = CallReplace]
+    enum Call<F, P> {
+        Called {
+            #[pin]
+            fut: F,
+            permit: P,
+        },
+        Rejected {
+            error: Rejected,
+        },
+        Done,
+    }
+}
+
+impl<F, P> Call<F, P> {
+    fn new(admission: Result<(F, P), Rejected>) -> Self {
+        match admission {
+            Ok((fut, permit)) => Call::Called { fut, permit },
+            Err(error) => Call::Rejected { error },
+        }
+    }
+
+    fn is_rejected(&self) -> bool {
+        matches!(self, Call::Rejected { .. })
+    }
+
+    fn poll_call<T, E, Cl>(
+        mut self: Pin<&mut Self>,
+        classifier: &Cl,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<T, E>>
+    where
+        F: Future<Output = Result<T, E>>,
+        P: Permit,
+        Cl: Classifier<T, E>,
+        E: From<Rejected>,
+    {
+        match self.as_mut().project() {
+            CallProj::Called { fut, .. } => {
+                let out = ready!(fut.poll(cx));
+                // The replace drops the finished call's future in place and hands its permit
+                // out: the call is over before any user code (the classifier, a listener)
+                // runs, and if that code panics the permit drops unrecorded, counting nothing.
+                let CallReplace::Called { permit, .. } = self.project_replace(Call::Done) else {
+                    unreachable!("the call was just polled");
+                };
+                permit.record(classifier.classify(&out));
+                Poll::Ready(out)
+            }
+            CallProj::Rejected { .. } => {
+                let CallReplace::Rejected { error } = self.project_replace(Call::Done) else {
+                    unreachable!("the call was just refused");
+                };
+                Poll::Ready(Err(E::from(error)))
+            }
+            CallProj::Done => panic!("circuit breaker future polled after completion"),
+        }
+    }
+}
+
+impl<F, P: fmt::Debug> fmt::Debug for Call<F, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Call::Called { permit, .. } => f
+                .debug_struct("Called")
+                .field("permit", permit)
+                .finish_non_exhaustive(),
+            Call::Rejected { error } => f.debug_struct("Rejected").field("error", error).finish(),
+            Call::Done => f.write_str("Done"),
+        }
+    }
+}
 
 pin_project! {
-    /// A call through a circuit breaker: resolves to the call's own result, recording its
-    /// classified outcome, or to `Err(E::from(Rejected::CircuitOpen(..)))` when the breaker
-    /// refused it (the call was then never made).
+    /// The future returned by [`CircuitBreaker::run`](super::CircuitBreaker::run) and
+    /// [`run_once`](super::CircuitBreaker::run_once): resolves to the call's own result, recording
+    /// its classified outcome, or to `Err(E::from(Rejected::CircuitOpen(..)))` when the
+    /// breaker refused it (the call was then never made). It holds a permit borrowed from the
+    /// breaker.
     ///
     /// Dropped before completion, it releases its permit and counts nothing.
     ///
@@ -31,7 +122,6 @@ pin_project! {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), palisade::ConfigError> {
     /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
-    /// // `run` returns a `RunFuture`, a `ResponseFuture` borrowing a permit.
     /// let call = breaker.run(|| async { Ok::<_, Rejected>("pong") });
     /// assert_eq!(call.await, Ok("pong"));
     /// # Ok(())
@@ -39,30 +129,20 @@ pin_project! {
     /// # #[cfg(not(feature = "tokio"))] fn main() {}
     /// ```
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<F, P, Cl = DefaultClassifier> {
+    pub struct RunFuture<'a, F, C, Cl = DefaultClassifier>
+    where
+        C: Clock,
+    {
         #[pin]
-        inner: Option<F>,
-        permit: Option<P>,
-        rejected: Option<Rejected>,
+        call: Call<F, CallPermit<'a, C>>,
         classifier: Cl,
     }
 }
 
-impl<F, P, Cl> ResponseFuture<F, P, Cl> {
-    pub(crate) fn admitted(inner: F, permit: P, classifier: Cl) -> Self {
-        ResponseFuture {
-            inner: Some(inner),
-            permit: Some(permit),
-            rejected: None,
-            classifier,
-        }
-    }
-
-    pub(crate) fn rejected(rejected: Rejected, classifier: Cl) -> Self {
-        ResponseFuture {
-            inner: None,
-            permit: None,
-            rejected: Some(rejected),
+impl<'a, F, C: Clock, Cl> RunFuture<'a, F, C, Cl> {
+    pub(super) fn new(admission: Result<(F, CallPermit<'a, C>), Rejected>, classifier: Cl) -> Self {
+        RunFuture {
+            call: Call::new(admission),
             classifier,
         }
     }
@@ -74,7 +154,7 @@ impl<F, P, Cl> ResponseFuture<F, P, Cl> {
     /// ```
     /// use palisade::{AllErrors, circuit_breaker::CircuitBreaker};
     ///
-    /// # #[cfg(all(feature = "tokio"))]
+    /// # #[cfg(feature = "tokio")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), palisade::ConfigError> {
     /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
@@ -83,18 +163,16 @@ impl<F, P, Cl> ResponseFuture<F, P, Cl> {
     /// assert!(out.is_ok());
     /// # Ok(())
     /// # }
-    /// # #[cfg(not(all(feature = "tokio")))] fn main() {}
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
     /// ```
-    pub fn classify<Cl2>(self, classifier: Cl2) -> ResponseFuture<F, P, Cl2> {
-        ResponseFuture {
-            inner: self.inner,
-            permit: self.permit,
-            rejected: self.rejected,
+    pub fn classify<Cl2>(self, classifier: Cl2) -> RunFuture<'a, F, C, Cl2> {
+        RunFuture {
+            call: self.call,
             classifier,
         }
     }
 
-    /// Whether the breaker refused this call.
+    /// Whether the breaker refused this call (until the future has been polled to its end).
     ///
     /// # Examples
     ///
@@ -108,41 +186,130 @@ impl<F, P, Cl> ResponseFuture<F, P, Cl> {
     /// # Ok::<(), palisade::ConfigError>(())
     /// ```
     pub fn is_rejected(&self) -> bool {
-        self.rejected.is_some()
+        self.call.is_rejected()
     }
 }
 
-impl<F, P, Cl, T, E> Future for ResponseFuture<F, P, Cl>
+impl<F, C, Cl, T, E> Future for RunFuture<'_, F, C, Cl>
 where
     F: Future<Output = Result<T, E>>,
-    P: Permit,
+    C: Clock,
     Cl: Classifier<T, E>,
     E: From<Rejected>,
 {
     type Output = Result<T, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if let Some(rejected) = this.rejected.take() {
-            return Poll::Ready(Err(E::from(rejected)));
-        }
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            panic!("circuit breaker future polled after completion");
-        };
-        let out = ready!(inner.poll(cx));
-        this.inner.set(None);
-        if let Some(permit) = this.permit.take() {
-            permit.record(this.classifier.classify(&out));
-        }
-        Poll::Ready(out)
+        let this = self.project();
+        this.call.poll_call(this.classifier, cx)
     }
 }
 
-impl<F, P: std::fmt::Debug, Cl> std::fmt::Debug for ResponseFuture<F, P, Cl> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl<F, C: Clock, Cl> fmt::Debug for RunFuture<'_, F, C, Cl> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunFuture")
+            .field("call", &self.call)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "tower")]
+pin_project! {
+    /// The response future of [`CircuitBreakerService`](super::CircuitBreakerService): the
+    /// inner call, recording its classified outcome, or the rejection when the breaker refused
+    /// it (the inner service was then not called). It holds an owned permit, as a tower
+    /// response future must be `'static`.
+    ///
+    /// Dropped before completion, it releases its permit and counts nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Rejected, circuit_breaker::CircuitBreaker};
+    /// use tower::{BoxError, Layer, Service, ServiceExt};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+    /// breaker.isolate();
+    /// let mut svc = breaker.layer().layer(tower::service_fn(|x: u8| async move { Ok::<_, BoxError>(x) }));
+    /// let response = svc.ready().await?.call(1);
+    /// assert!(response.is_rejected(), "the inner service was not called");
+    /// assert!(response.await.is_err());
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F, C = DefaultClock, Cl = DefaultClassifier>
+    where
+        C: Clock,
+    {
+        #[pin]
+        call: Call<F, OwnedCallPermit<C>>,
+        classifier: Cl,
+    }
+}
+
+#[cfg(feature = "tower")]
+impl<F, C: Clock, Cl> ResponseFuture<F, C, Cl> {
+    pub(super) fn new(
+        admission: Result<(F, OwnedCallPermit<C>), Rejected>,
+        classifier: Cl,
+    ) -> Self {
+        ResponseFuture {
+            call: Call::new(admission),
+            classifier,
+        }
+    }
+
+    /// Whether the breaker refused this call (until the future has been polled to its end).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreaker;
+    /// use tower::{BoxError, Layer, Service, ServiceExt};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+    /// let mut svc = breaker.layer().layer(tower::service_fn(|_: ()| async { Ok::<_, BoxError>(()) }));
+    /// assert!(!svc.ready().await?.call(()).is_rejected(), "a closed breaker admits it");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    pub fn is_rejected(&self) -> bool {
+        self.call.is_rejected()
+    }
+}
+
+#[cfg(feature = "tower")]
+impl<F, C, Cl, T, E> Future for ResponseFuture<F, C, Cl>
+where
+    F: Future<Output = Result<T, E>>,
+    C: Clock,
+    Cl: Classifier<T, E>,
+    E: From<Rejected>,
+{
+    type Output = Result<T, E>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        this.call.poll_call(this.classifier, cx)
+    }
+}
+
+#[cfg(feature = "tower")]
+impl<F, C: Clock, Cl> fmt::Debug for ResponseFuture<F, C, Cl> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("permit", &self.permit)
-            .field("rejected", &self.rejected)
+            .field("call", &self.call)
             .finish_non_exhaustive()
     }
 }

@@ -100,35 +100,6 @@ impl<C> From<CircuitBreaker<C>> for CircuitBreakerLayer<C> {
     }
 }
 
-impl<C> CircuitBreaker<C> {
-    /// A tower layer guarded by this breaker; the same as [`CircuitBreakerLayer::new`] on a
-    /// clone.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
-    /// use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
-    ///
-    /// # #[cfg(feature = "tokio")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), BoxError> {
-    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().consecutive_failures(1).build()?);
-    /// let mut svc = ServiceBuilder::new()
-    ///     .layer(breaker.layer())
-    ///     .service_fn(|_: ()| async { Err::<(), BoxError>("down".into()) });
-    /// assert!(svc.ready().await?.call(()).await.is_err());
-    /// // The layer shares the handle's state.
-    /// assert_eq!(breaker.state(), CircuitState::Open);
-    /// # Ok(())
-    /// # }
-    /// # #[cfg(not(feature = "tokio"))] fn main() {}
-    /// ```
-    pub fn layer(&self) -> CircuitBreakerLayer<C> {
-        CircuitBreakerLayer::new(self.clone())
-    }
-}
-
 impl<S, C: crate::clock::Clock, Cl: Clone> Layer<S> for CircuitBreakerLayer<C, Cl> {
     type Service = CircuitBreakerService<S, C, Cl>;
 

@@ -43,7 +43,7 @@
 //! epoch is ignored: a failure that arrives after the breaker closed again cannot re-open it,
 //! and a success from before a trip cannot close it.
 //!
-//! Outcomes come from a [`Classifier`](crate::Classifier), by default
+//! Outcomes come from a [`Classifier`](crate::classify::Classifier), by default
 //! [`DefaultClassifier`]: `Err` is a failure, except rejections by
 //! inner policies that only shed load (an open circuit, a full bulkhead), which are ignored; a
 //! timeout is a failure. An `Ok` can be made a failure with a classifier of your own.
@@ -123,6 +123,7 @@ mod controller;
 pub mod future;
 #[cfg(feature = "tower")]
 mod layer;
+mod metrics;
 mod permit;
 #[cfg(feature = "tower")]
 mod service;
@@ -133,6 +134,7 @@ mod window;
 #[cfg(all(test, loom))]
 mod loom;
 
+pub use crate::telemetry::circuit_state::CircuitState;
 pub use config::{
     CircuitBreakerConfig, CircuitBreakerConfigBuilder, DEFAULT_BREAK_DURATION,
     DEFAULT_BREAK_GROWTH_FACTOR, DEFAULT_BUCKETS, DEFAULT_CONSECUTIVE_FAILURES,
@@ -142,10 +144,10 @@ pub use config::{
 };
 #[cfg(feature = "tower")]
 pub use layer::CircuitBreakerLayer;
-pub use permit::{CallPermit, OwnedCallPermit, Permit};
+pub use metrics::CircuitBreakerMetrics;
+pub use permit::{CallPermit, OwnedCallPermit};
 #[cfg(feature = "tower")]
 pub use service::CircuitBreakerService;
-pub use state::CircuitState;
 
 use std::fmt;
 use std::future::Future;
@@ -156,7 +158,7 @@ use crate::error::Rejected;
 use crate::sync::Arc;
 use crate::telemetry::PolicyKind;
 
-pub(crate) use self::controller::{Shared, Ticket};
+use self::controller::Shared;
 use self::future::RunFuture;
 
 /// A circuit breaker. Cheap to clone; clones share state.
@@ -240,60 +242,8 @@ impl<C: Clock> CircuitBreaker<C> {
         breaker
     }
 
-    /// Asks to make a call: a permit if the breaker admits it, the rejection otherwise.
-    ///
-    /// Record the call's outcome with the permit; dropping it unrecorded counts as nothing.
-    ///
-    /// # Errors
-    ///
-    /// [`Rejected::CircuitOpen`] while open, isolated, or half-open with every probe slot
-    /// taken.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::circuit_breaker::CircuitBreaker;
-    ///
-    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
-    /// match breaker.try_acquire() {
-    ///     Ok(permit) => permit.success(),
-    ///     Err(rejected) => println!("not now: {rejected}"),
-    /// }
-    /// # Ok::<(), palisade::ConfigError>(())
-    /// ```
-    #[inline]
-    pub fn try_acquire(&self) -> Result<CallPermit<'_, C>, Rejected> {
-        self.shared
-            .admit()
-            .map(|ticket| CallPermit::new(self, ticket))
-    }
-
-    /// [`try_acquire`](Self::try_acquire) with a permit that owns a handle to the breaker, for
-    /// permits that must outlive the borrow (spawned tasks, `'static` futures).
-    ///
-    /// # Errors
-    ///
-    /// As [`try_acquire`](Self::try_acquire).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::circuit_breaker::CircuitBreaker;
-    ///
-    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
-    /// let permit = breaker.try_acquire_owned()?;
-    /// std::thread::spawn(move || permit.success()).join().unwrap();
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    #[inline]
-    pub fn try_acquire_owned(&self) -> Result<OwnedCallPermit<C>, Rejected> {
-        self.shared
-            .admit()
-            .map(|ticket| OwnedCallPermit::new(self.clone(), ticket))
-    }
-
     /// Runs the future made by `make` if the breaker admits it, and records its outcome with
-    /// the [`DefaultClassifier`] (chain [`classify`](future::ResponseFuture::classify) on the
+    /// the [`DefaultClassifier`] (chain [`classify`](future::RunFuture::classify) on the
     /// returned future to use another).
     ///
     /// Admission is decided now; when the breaker rejects, `make` is not called and the future
@@ -332,10 +282,8 @@ impl<C: Clock> CircuitBreaker<C> {
         F: Future<Output = Result<T, E>>,
         E: From<Rejected>,
     {
-        match self.try_acquire() {
-            Ok(permit) => RunFuture::admitted(make(), permit, DefaultClassifier),
-            Err(rejected) => RunFuture::rejected(rejected, DefaultClassifier),
-        }
+        let admission = self.try_acquire().map(|permit| (make(), permit));
+        RunFuture::new(admission, DefaultClassifier)
     }
 
     /// Runs `fut` if the breaker admits it; see [`run`](Self::run). A rejected `fut` is
@@ -462,24 +410,8 @@ impl<C: Clock> CircuitBreaker<C> {
     /// ```
     pub fn metrics(&self) -> CircuitBreakerMetrics {
         let shared = &*self.shared;
-        let now_ns = shared.clock.now().as_nanos();
-        let counts = shared.window.counts(now_ns);
-        let ratio = |part: u32| {
-            if counts.calls == 0 {
-                0.0
-            } else {
-                (f64::from(part) / f64::from(counts.calls)).min(1.0)
-            }
-        };
-        CircuitBreakerMetrics {
-            state: self.state(),
-            calls: counts.calls,
-            failures: counts.failures,
-            slow_calls: counts.slow,
-            failure_ratio: ratio(counts.failures),
-            slow_ratio: ratio(counts.slow),
-            rejected: shared.rejected.sum(),
-        }
+        let counts = shared.window.counts(shared.clock.now().as_nanos());
+        CircuitBreakerMetrics::new(self.state(), counts, shared.rejected.sum())
     }
 
     /// The config the breaker was built from.
@@ -515,6 +447,36 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 }
 
+#[cfg(feature = "tower")]
+impl<C> CircuitBreaker<C> {
+    /// A tower layer guarded by this breaker; the same as [`CircuitBreakerLayer::new`] on a
+    /// clone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
+    /// use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().consecutive_failures(1).build()?);
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(breaker.layer())
+    ///     .service_fn(|_: ()| async { Err::<(), BoxError>("down".into()) });
+    /// assert!(svc.ready().await?.call(()).await.is_err());
+    /// // The layer shares the handle's state.
+    /// assert_eq!(breaker.state(), CircuitState::Open);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    pub fn layer(&self) -> CircuitBreakerLayer<C> {
+        CircuitBreakerLayer::new(self.clone())
+    }
+}
+
 impl<C> fmt::Debug for CircuitBreaker<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
@@ -522,43 +484,4 @@ impl<C> fmt::Debug for CircuitBreaker<C> {
             .field("word", &self.shared.state.load())
             .finish_non_exhaustive()
     }
-}
-
-/// A snapshot of a breaker, from [`CircuitBreaker::metrics`].
-///
-/// The window's counts can lag concurrent calls by a few (see the window's docs). For the
-/// consecutive model, `calls` and `failures` are the current run of failures.
-///
-/// # Examples
-///
-/// ```
-/// use palisade::circuit_breaker::{CircuitBreaker, CircuitBreakerMetrics};
-///
-/// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
-/// breaker.try_acquire()?.success();
-/// breaker.try_acquire()?.failure();
-/// let m: CircuitBreakerMetrics = breaker.metrics();
-/// // The default model counts failures in a row: the success ended the previous run.
-/// assert_eq!((m.calls, m.failures), (1, 1));
-/// assert_eq!(m.failure_ratio, 1.0);
-/// assert_eq!(m.rejected, 0);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
-pub struct CircuitBreakerMetrics {
-    /// The state as of the last call.
-    pub state: CircuitState,
-    /// Calls in the window.
-    pub calls: u32,
-    /// Failures in the window.
-    pub failures: u32,
-    /// Slow calls in the window.
-    pub slow_calls: u32,
-    /// `failures / calls`, 0 for an empty window.
-    pub failure_ratio: f64,
-    /// `slow_calls / calls`, 0 for an empty window.
-    pub slow_ratio: f64,
-    /// Calls rejected since the breaker was built.
-    pub rejected: u64,
 }

@@ -1,10 +1,13 @@
-//! CORE: permits, which carry a call's admission (phase and epoch) to its result.
+//! CORE: permits, which carry a call's admission (phase and epoch) to its result, and the
+//! handle's methods that hand them out.
 
 use std::fmt;
 
-use super::{CircuitBreaker, Ticket};
+use super::CircuitBreaker;
+use super::controller::Ticket;
 use crate::classify::Outcome;
 use crate::clock::Clock;
+use crate::error::Rejected;
 
 /// Leave to make one call through a [`CircuitBreaker`], borrowed from it.
 ///
@@ -98,6 +101,61 @@ impl<C: Clock> OwnedCallPermit<C> {
     permit_methods!();
 }
 
+// The permit API of the handle: where permits come from.
+impl<C: Clock> CircuitBreaker<C> {
+    /// Asks to make a call: a permit if the breaker admits it, the rejection otherwise.
+    ///
+    /// Record the call's outcome with the permit; dropping it unrecorded counts as nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejected::CircuitOpen`] while open, isolated, or half-open with every probe slot
+    /// taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreaker;
+    ///
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+    /// match breaker.try_acquire() {
+    ///     Ok(permit) => permit.success(),
+    ///     Err(rejected) => println!("not now: {rejected}"),
+    /// }
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    #[inline]
+    pub fn try_acquire(&self) -> Result<CallPermit<'_, C>, Rejected> {
+        self.shared
+            .admit()
+            .map(|ticket| CallPermit::new(self, ticket))
+    }
+
+    /// [`try_acquire`](Self::try_acquire) with a permit that owns a handle to the breaker, for
+    /// permits that must outlive the borrow (spawned tasks, `'static` futures).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_acquire`](Self::try_acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreaker;
+    ///
+    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().build()?);
+    /// let permit = breaker.try_acquire_owned()?;
+    /// std::thread::spawn(move || permit.success()).join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn try_acquire_owned(&self) -> Result<OwnedCallPermit<C>, Rejected> {
+        self.shared
+            .admit()
+            .map(|ticket| OwnedCallPermit::new(self.clone(), ticket))
+    }
+}
+
 impl<C: Clock> Drop for CallPermit<'_, C> {
     #[inline]
     fn drop(&mut self) {
@@ -133,9 +191,7 @@ impl<C: Clock> fmt::Debug for OwnedCallPermit<C> {
 }
 
 /// A breaker permit of either kind, as held by the breaker's futures.
-///
-/// Sealed: implemented by [`CallPermit`] and [`OwnedCallPermit`] only.
-pub trait Permit: sealed::Sealed {
+pub(super) trait Permit {
     /// Records the call's outcome.
     fn record(self, outcome: Outcome);
 }
@@ -152,10 +208,4 @@ impl<C: Clock> Permit for OwnedCallPermit<C> {
     fn record(self, outcome: Outcome) {
         OwnedCallPermit::record(self, outcome)
     }
-}
-
-mod sealed {
-    pub trait Sealed {}
-    impl<C: crate::clock::Clock> Sealed for super::CallPermit<'_, C> {}
-    impl<C: crate::clock::Clock> Sealed for super::OwnedCallPermit<C> {}
 }

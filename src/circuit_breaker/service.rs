@@ -101,7 +101,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, OwnedCallPermit<C>, Cl>;
+    type Future = ResponseFuture<S::Future, C, Cl>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         if let Some(Ok(_)) = self.permit {
@@ -135,12 +135,11 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.permit.take() {
-            Some(Ok(permit)) => {
-                ResponseFuture::admitted(self.inner.call(req), permit, self.classifier.clone())
-            }
-            Some(Err(rejected)) => ResponseFuture::rejected(rejected, self.classifier.clone()),
+        let admission = match self.permit.take() {
+            Some(Ok(permit)) => Ok((self.inner.call(req), permit)),
+            Some(Err(rejected)) => Err(rejected),
             None => panic!("CircuitBreakerService: poll_ready must be called before call"),
-        }
+        };
+        ResponseFuture::new(admission, self.classifier.clone())
     }
 }

@@ -16,7 +16,8 @@
 
 use std::collections::VecDeque;
 
-use super::state::{CircuitState, Word};
+use super::CircuitState;
+use super::state::Word;
 use crate::sync::{Mutex, MutexGuard};
 use crate::telemetry::{EventKind, Telemetry};
 

@@ -1,6 +1,6 @@
 //! Events recorded through the [`metrics`] facade.
 
-use crate::circuit_breaker::CircuitState;
+use super::circuit_state::CircuitState;
 use crate::error::{FullCause, Rejected};
 
 use super::{Event, EventKind, GiveUp, Listener, PolicyKind};

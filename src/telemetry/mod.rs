@@ -30,12 +30,14 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use crate::circuit_breaker::CircuitState;
+use self::circuit_state::CircuitState;
 use crate::error::Rejected;
 
 mod give_up;
 pub use give_up::GiveUp;
 
+// Public as `palisade::circuit_breaker::CircuitState`.
+pub(crate) mod circuit_state;
 #[cfg(feature = "metrics")]
 mod metrics_listener;
 #[cfg(feature = "metrics")]

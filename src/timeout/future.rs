@@ -16,7 +16,8 @@ use crate::telemetry::EventKind;
 use crate::timer::Timer;
 
 /// The future returned by [`TimeoutService`](super::TimeoutService): the same type as
-/// [`RunFuture`].
+/// [`RunFuture`], as a timeout holds nothing that differs between the two surfaces.
+#[cfg(feature = "tower")]
 pub type ResponseFuture<F, T> = RunFuture<F, T>;
 
 pin_project! {

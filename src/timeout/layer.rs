@@ -1,8 +1,6 @@
-use std::time::Duration;
-
 use tower::Layer;
 
-use super::{Timeout, TimeoutService};
+use super::{ConfiguredDuration, Timeout, TimeoutService};
 use crate::timer::DefaultTimer;
 
 /// Applies a [`Timeout`] to a tower service.
@@ -105,69 +103,10 @@ impl<T> From<Timeout<T>> for TimeoutLayer<T> {
     }
 }
 
-impl<T> Timeout<T> {
-    /// A tower layer applying this timeout; the same as [`TimeoutLayer::new`] on a clone.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::timeout::Timeout;
-    /// use std::time::Duration;
-    /// use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
-    ///
-    /// # #[cfg(feature = "tokio")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), BoxError> {
-    /// let timeout = Timeout::new(Timeout::builder().duration(Duration::from_secs(1)).build()?);
-    /// let mut svc = ServiceBuilder::new()
-    ///     .layer(timeout.layer())
-    ///     .service_fn(|x: u32| async move { Ok::<_, BoxError>(x) });
-    /// assert_eq!(svc.ready().await?.call(9).await?, 9);
-    /// # Ok(())
-    /// # }
-    /// # #[cfg(not(feature = "tokio"))] fn main() {}
-    /// ```
-    pub fn layer(&self) -> TimeoutLayer<T>
-    where
-        T: Clone,
-    {
-        TimeoutLayer::new(self.clone())
-    }
-}
-
 impl<S, T: Clone, D: Clone> Layer<S> for TimeoutLayer<T, D> {
     type Service = TimeoutService<S, T, D>;
 
     fn layer(&self, inner: S) -> Self::Service {
         TimeoutService::new(inner, self.timeout.clone(), self.per_request.clone())
-    }
-}
-
-/// Chooses a request's timeout: `None` means the configured duration.
-///
-/// Implemented for every `Fn(&Req) -> Option<Duration>`.
-pub trait RequestDuration<Req> {
-    /// The duration for `req`, or `None` for the configured one.
-    fn duration_for(&self, req: &Req) -> Option<Duration>;
-}
-
-impl<Req, F> RequestDuration<Req> for F
-where
-    F: Fn(&Req) -> Option<Duration>,
-{
-    #[inline]
-    fn duration_for(&self, req: &Req) -> Option<Duration> {
-        self(req)
-    }
-}
-
-/// Every request gets the configured duration (the default for [`TimeoutLayer`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ConfiguredDuration;
-
-impl<Req> RequestDuration<Req> for ConfiguredDuration {
-    #[inline]
-    fn duration_for(&self, _: &Req) -> Option<Duration> {
-        None
     }
 }

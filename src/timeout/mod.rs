@@ -90,12 +90,18 @@ mod config;
 pub mod future;
 #[cfg(feature = "tower")]
 mod layer;
+mod metrics;
+#[cfg(feature = "tower")]
+mod policy;
 #[cfg(feature = "tower")]
 mod service;
 
 pub use config::{DEFAULT_NAME, DEFAULT_TIMEOUT, MAX_TIMEOUT, TimeoutConfig, TimeoutConfigBuilder};
 #[cfg(feature = "tower")]
-pub use layer::{ConfiguredDuration, RequestDuration, TimeoutLayer};
+pub use layer::TimeoutLayer;
+pub use metrics::TimeoutMetrics;
+#[cfg(feature = "tower")]
+pub use policy::{ConfiguredDuration, RequestDuration};
 #[cfg(feature = "tower")]
 pub use service::TimeoutService;
 
@@ -138,33 +144,6 @@ pub struct Timeout<T = DefaultTimer> {
 pub(crate) struct Shared {
     pub(crate) telemetry: Telemetry,
     pub(crate) timed_out: AtomicU64,
-}
-
-/// A snapshot of a timeout policy, from [`Timeout::metrics`].
-///
-/// # Examples
-///
-/// ```
-/// use palisade::{Rejected, timeout::Timeout};
-/// use std::time::Duration;
-///
-/// # #[cfg(feature = "tokio")]
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() -> Result<(), palisade::ConfigError> {
-/// let timeout = Timeout::new(Timeout::builder().duration(Duration::from_millis(10)).build()?);
-/// let _ = timeout.run_once(std::future::pending::<Result<(), Rejected>>()).await;
-/// assert_eq!(timeout.clone().metrics().timed_out, 1, "clones share the count");
-/// # Ok(())
-/// # }
-/// # #[cfg(not(feature = "tokio"))] fn main() {}
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TimeoutMetrics {
-    /// Calls cut short since the handle was built, by any of its clones.
-    pub timed_out: u64,
-    /// The configured duration.
-    pub duration: Duration,
 }
 
 impl Timeout {
@@ -354,6 +333,37 @@ impl<T: Timer + Clone> Timeout<T> {
     /// per-request deadline, or the time left of an overall budget).
     pub(crate) fn run_once_for<F>(&self, fut: F, duration: Duration) -> RunFuture<F, T> {
         RunFuture::new(fut, self.timer.clone(), duration, self.shared.clone())
+    }
+}
+
+#[cfg(feature = "tower")]
+impl<T> Timeout<T> {
+    /// A tower layer applying this timeout; the same as [`TimeoutLayer::new`] on a clone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::timeout::Timeout;
+    /// use std::time::Duration;
+    /// use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let timeout = Timeout::new(Timeout::builder().duration(Duration::from_secs(1)).build()?);
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(timeout.layer())
+    ///     .service_fn(|x: u32| async move { Ok::<_, BoxError>(x) });
+    /// assert_eq!(svc.ready().await?.call(9).await?, 9);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    pub fn layer(&self) -> TimeoutLayer<T>
+    where
+        T: Clone,
+    {
+        TimeoutLayer::new(self.clone())
     }
 }
 

@@ -1,0 +1,61 @@
+//! What the clones of a bulkhead share: the semaphore, and the counting and reporting around
+//! it.
+
+use std::time::Duration;
+
+use super::BulkheadConfig;
+use super::semaphore::Semaphore;
+use crate::counter::StripedCounter;
+use crate::error::{BulkheadFull, FullCause, Rejected};
+use crate::telemetry::{EventKind, Telemetry};
+
+/// The state behind a [`Bulkhead`](super::Bulkhead) handle and its permits.
+pub(super) struct Shared {
+    pub(super) sem: Semaphore,
+    pub(super) max_wait: Option<Duration>,
+    pub(super) telemetry: Telemetry,
+    pub(super) rejected: StripedCounter,
+    pub(super) config: BulkheadConfig,
+}
+
+// The counts in events come from the atomic step that took or gave back the slot: read
+// afterwards, they could include calls that came and went in between.
+impl Shared {
+    pub(super) fn new(config: BulkheadConfig) -> Self {
+        Shared {
+            sem: Semaphore::new(config.max_concurrent, config.max_queue),
+            max_wait: config.max_wait,
+            telemetry: config.telemetry.clone(),
+            rejected: StripedCounter::new(),
+            config,
+        }
+    }
+
+    /// Reports an admission; called by a permit that already holds the slot, so that a
+    /// panicking listener unwinds through the permit's drop and the slot comes back.
+    #[inline]
+    pub(super) fn admitted(&self, in_flight: u32) {
+        self.telemetry
+            .emit(|| EventKind::BulkheadAdmitted { in_flight });
+    }
+
+    /// Gives the slot back, then reports it: a panicking listener finds it returned.
+    #[inline]
+    pub(super) fn release(&self) {
+        let in_flight = self.sem.release();
+        self.telemetry
+            .emit(|| EventKind::BulkheadReleased { in_flight });
+    }
+
+    #[cold]
+    pub(super) fn reject(&self, cause: FullCause) -> Rejected {
+        self.rejected.incr();
+        let rejected = Rejected::BulkheadFull(BulkheadFull::new(
+            self.telemetry.name(),
+            self.sem.limit(),
+            cause,
+        ));
+        self.telemetry.emit(|| EventKind::Rejected(rejected));
+        rejected
+    }
+}
