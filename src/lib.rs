@@ -88,6 +88,33 @@
 //! # #[cfg(not(all(feature = "tokio", feature = "tower")))] fn main() {}
 //! ```
 //!
+//! # Layout
+//!
+//! Every policy is a folder under `src/` with the same files in the same roles, so a policy's
+//! semantics, core, closure adapter and tower adapter are found by file name alone:
+//!
+//! | File | Holds |
+//! |---|---|
+//! | `mod.rs` | the module docs (semantics, cancellation, clone behaviour, an example) and the handle: `new`, `builder`, `run` (`run_once` for the single-shot policies), `layer`, `metrics` |
+//! | `config.rs` | the config, its builder and every validation rule |
+//! | `future.rs` | every future of the policy: the closure one, and behind `tower` the tower one |
+//! | `layer.rs`, `service.rs` | only the tower `Layer` and `Service` |
+//! | `policy.rs` | the traits a user implements for this policy, if it has any (never in a tower file) |
+//! | `metrics.rs` | the metrics snapshot |
+//! | a file named for its core | the hot part, with no tower and no futures in it |
+//!
+//! The cores: the breaker's state word and decision in `circuit_breaker/state.rs`, its
+//! compare-and-swap controller in `controller.rs`, its windows in `window.rs`; the bulkhead's
+//! slots in `bulkhead/semaphore.rs`; the retry's decision after each attempt in
+//! `retry/attempts.rs`, with `backoff.rs` and `budget.rs`; the fallback's steps in
+//! `fallback/chain.rs`; the pipeline's custom order in `pipeline/custom.rs`.
+//!
+//! Crate-wide: `classify.rs` (the one [`Classifier`] trait every policy grades results with),
+//! `error.rs` (the error model below), `clock.rs` and `timer.rs` (time), `telemetry/` (events,
+//! listeners, and the types the events carry), `config/` (files), `health/`, `http/` and
+//! `presets.rs`. Imports follow the modules' paths, never the crate root's re-exports, and
+//! `telemetry` imports from no policy.
+//!
 //! # Error model
 //!
 //! Policies never wrap the caller's error in a per-policy error type. They keep it, and turn

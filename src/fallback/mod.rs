@@ -95,18 +95,19 @@ mod config;
 pub mod future;
 #[cfg(feature = "tower")]
 mod layer;
+mod metrics;
 #[cfg(feature = "tower")]
 mod service;
 
 pub use config::{DEFAULT_NAME, FallbackConfig, FallbackConfigBuilder, MAX_CACHE_AGE};
 #[cfg(feature = "tower")]
 pub use layer::FallbackLayer;
+pub use metrics::FallbackMetrics;
 #[cfg(feature = "tower")]
 pub use service::FallbackService;
 
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
 
 use self::cache::{Cache, clone_held};
 use self::future::RunFuture;
@@ -145,34 +146,6 @@ struct Shared<T, C> {
     // independent tallies read by snapshots.
     used: AtomicU64,
     cache_hits: AtomicU64,
-}
-
-/// A snapshot of a fallback, from [`Fallback::metrics`].
-///
-/// # Examples
-///
-/// ```
-/// use palisade::fallback::{Fallback, FallbackMetrics};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), palisade::ConfigError> {
-/// let fallback = Fallback::new(Fallback::builder().build()?);
-/// let _: Result<u8, &str> = fallback.run(|| async { Err("down") }).or_value(0).await;
-/// let m: FallbackMetrics = fallback.clone().metrics();
-/// assert_eq!((m.used, m.cache_hits), (1, 0), "clones share the counts");
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct FallbackMetrics {
-    /// Levels used since the handle was built, by any of its clones and either surface: one
-    /// per [`FallbackUsed`](crate::telemetry::EventKind::FallbackUsed) event.
-    pub used: u64,
-    /// Of those, the calls answered from the cache.
-    pub cache_hits: u64,
-    /// The configured cache age limit; `None` when nothing is cached.
-    pub cache_max_age: Option<Duration>,
 }
 
 impl<T> Fallback<T> {

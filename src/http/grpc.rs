@@ -243,7 +243,7 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(
-            g.classify(&Ok::<_, crate::Rejected>(garbled)),
+            g.classify(&Ok::<_, crate::error::Rejected>(garbled)),
             Outcome::Failure
         );
     }

@@ -423,7 +423,7 @@ mod tests {
         assert_eq!(c.outcome(600), Outcome::Failure);
         assert_eq!(c.success(429).outcome(429), Outcome::Success);
         assert_eq!(c.failure(1000), c, "out of range: ignored");
-        let rejected: Result<Response<()>, crate::Rejected> =
+        let rejected: Result<Response<()>, crate::error::Rejected> =
             Err(crate::error::CircuitOpen::isolated("cb").into());
         assert_eq!(c.classify(&rejected), Outcome::Ignore);
     }
