@@ -178,8 +178,8 @@
 //! break against the kernel's coarse clock (a few nanoseconds) and reads the exact clock only
 //! in the break's last milliseconds, so the break still ends on time.
 //! [`CoarseClock`](clock::CoarseClock) reads only the coarse clock, at a granularity of a few
-//! milliseconds. Jitter draws from a seedable
-//! [`SeededRng`](rng::SeededRng).
+//! milliseconds. Jitter is reproducible: give the retry a
+//! [`seed`](retry::RetryConfigBuilder::seed).
 //!
 //! # Feature flags
 //!
@@ -231,7 +231,7 @@ pub mod pipeline;
 pub mod prelude;
 pub mod presets;
 pub mod retry;
-pub mod rng;
+mod rng;
 mod sync;
 pub mod telemetry;
 pub mod timeout;

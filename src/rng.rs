@@ -1,17 +1,17 @@
-//! Randomness for jitter (and later fault injection), reproducible when seeded.
-//!
-//! [`Rng`] is the small interface the policies draw from: implement it to feed a
-//! [`Backoff`](crate::retry::Backoff) the numbers a test wants. [`SeededRng`] is the generator
-//! the policies use themselves, from a seed or from the operating system's entropy; which
-//! algorithm is inside is not part of the API.
+//! Randomness for jitter (and later fault injection), reproducible when seeded. Private: a
+//! user reaches it only through a seed ([`RetryConfigBuilder::seed`], [`Backoff::iter`]);
+//! which algorithm is inside is not part of the API.
 //!
 //! A retry handle keeps a stream of seeds from which each call forks its own generator the
 //! first time it needs a random number (so the happy path never touches it). Give the retry
-//! a [`seed`](crate::retry::RetryConfigBuilder::seed) and its clones share one stream that
-//! hands out the same sequence of generators on every run, so a test that drives calls one
-//! after another sees the same jitter every time (calls racing on several threads fork in
-//! whatever order they arrive). Without one, each thread's stream is seeded once from the
-//! operating system, and cloning the handle's source into every call costs nothing.
+//! a seed and its clones share one stream that hands out the same sequence of generators on
+//! every run, so a test that drives calls one after another sees the same jitter every time
+//! (calls racing on several threads fork in whatever order they arrive). Without one, each
+//! thread's stream is seeded once from the operating system, and cloning the handle's source
+//! into every call costs nothing.
+//!
+//! [`RetryConfigBuilder::seed`]: crate::retry::RetryConfigBuilder::seed
+//! [`Backoff::iter`]: crate::retry::Backoff::iter
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -19,48 +19,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A source of uniformly distributed random numbers.
-///
-/// # Examples
-///
-/// ```
-/// use palisade::rng::{Rng, SeededRng};
-///
-/// // Always the middle of the range: jitter becomes predictable in a test.
-/// struct Half;
-/// impl Rng for Half {
-///     fn next_u64(&mut self) -> u64 {
-///         u64::MAX / 2
-///     }
-/// }
-/// assert!((Half.next_f64() - 0.5).abs() < 1e-9);
-/// assert!((0.0..1.0).contains(&SeededRng::new(7).next_f64()));
-/// ```
-pub trait Rng {
+pub(crate) trait Rng {
     /// A uniformly distributed `u64`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::rng::{Rng, SeededRng};
-    ///
-    /// let mut a = SeededRng::new(1);
-    /// let mut b = SeededRng::new(1);
-    /// assert_eq!(a.next_u64(), b.next_u64(), "same seed, same numbers");
-    /// ```
     fn next_u64(&mut self) -> u64;
 
     /// A uniformly distributed `f64` in `[0, 1)`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::rng::{Rng, SeededRng};
-    ///
-    /// let mut rng = SeededRng::from_entropy();
-    /// for _ in 0..100 {
-    ///     assert!((0.0..1.0).contains(&rng.next_f64()));
-    /// }
-    /// ```
     fn next_f64(&mut self) -> f64 {
         // The top 53 bits fill an f64 mantissa exactly, so every value is equally likely.
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
@@ -75,50 +38,18 @@ impl<R: Rng + ?Sized> Rng for &mut R {
 }
 
 /// A small, fast generator (not for cryptography), the same numbers for the same seed.
-///
-/// # Examples
-///
-/// ```
-/// use palisade::retry::Backoff;
-/// use palisade::rng::SeededRng;
-/// use std::time::Duration;
-///
-/// let ms = Duration::from_millis;
-/// let delays: Vec<_> = Backoff::exponential(ms(100), 2.0, ms(400)).iter(SeededRng::new(1)).take(4).collect();
-/// assert_eq!(delays, [ms(100), ms(200), ms(400), ms(400)]);
-/// ```
 #[derive(Debug, Clone)]
-pub struct SeededRng(SmallRng);
+pub(crate) struct SeededRng(SmallRng);
 
 impl SeededRng {
     /// A generator that draws the same numbers for the same `seed` on every run.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::rng::{Rng, SeededRng};
-    ///
-    /// let run = || {
-    ///     let mut rng = SeededRng::new(2024);
-    ///     (rng.next_u64(), rng.next_u64())
-    /// };
-    /// assert_eq!(run(), run());
-    /// ```
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         SeededRng(SmallRng::seed_from_u64(seed))
     }
 
     /// A generator seeded from the operating system's entropy (through this thread's seed
     /// stream, so only the thread's first one asks the operating system).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::rng::{Rng, SeededRng};
-    ///
-    /// assert_ne!(SeededRng::from_entropy().next_u64(), SeededRng::from_entropy().next_u64());
-    /// ```
-    pub fn from_entropy() -> Self {
+    pub(crate) fn from_entropy() -> Self {
         SeededRng::mixed(thread_seed())
     }
 

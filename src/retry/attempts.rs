@@ -13,7 +13,7 @@ use super::budget::Token;
 use super::{Backoff, BackoffIter, Retry};
 use crate::classify::{Classifier, Outcome};
 use crate::clock::Clock;
-use crate::rng::{RngSource, SeededRng};
+use crate::rng::RngSource;
 use crate::sync::Ordering;
 use crate::telemetry::{EventKind, GiveUp};
 
@@ -73,7 +73,7 @@ pin_project! {
     #[derive(Debug)]
     struct Retrying<Sl> {
         // Forked from the seed stream at the first retry that uses the backoff.
-        backoff: Option<BackoffIter<SeededRng>>,
+        backoff: Option<BackoffIter>,
         // The budget's token for the scheduled retry, until it starts; dropped with the call
         // before then, it goes back to the budget.
         token: Option<Token>,
@@ -156,7 +156,7 @@ impl<Sl> Attempts<Sl> {
         self.retrying()
             .project()
             .backoff
-            .get_or_insert_with(|| backoff.iter(rng.fork()))
+            .get_or_insert_with(|| backoff.iter_with(rng.fork()))
             .next()
             .unwrap_or(Duration::ZERO)
     }

@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 use crate::error::ConfigError;
-use crate::rng::Rng;
+use crate::rng::{Rng, SeededRng};
 
 /// The longest delay, hint cap or deadline a config accepts: one day.
 pub const MAX_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -34,12 +34,11 @@ pub const MAX_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
 ///
 /// ```
 /// use palisade::retry::{Backoff, Jitter};
-/// use palisade::rng::SeededRng;
 /// use std::time::Duration;
 ///
 /// let ms = Duration::from_millis;
 /// let backoff = Backoff::exponential(ms(100), 2.0, ms(1000));
-/// let delays: Vec<_> = backoff.iter(SeededRng::new(1)).take(6).collect();
+/// let delays: Vec<_> = backoff.iter(1).take(6).collect();
 /// assert_eq!(delays, [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]);
 /// # let _ = Jitter::Full;
 /// ```
@@ -82,12 +81,11 @@ pub(crate) enum Schedule {
 ///
 /// ```
 /// use palisade::retry::{Backoff, Jitter};
-/// use palisade::rng::SeededRng;
 /// use std::time::Duration;
 ///
 /// let base = Duration::from_millis(100);
 /// let equal = Backoff::constant(base).jitter(Jitter::Equal);
-/// for delay in equal.iter(SeededRng::new(1)).take(20) {
+/// for delay in equal.iter(1).take(20) {
 ///     assert!(delay >= base / 2 && delay <= base);
 /// }
 /// ```
@@ -113,10 +111,9 @@ impl Backoff {
     ///
     /// ```
     /// use palisade::retry::Backoff;
-    /// use palisade::rng::SeededRng;
     /// use std::time::Duration;
     ///
-    /// let delays: Vec<_> = Backoff::constant(Duration::from_millis(50)).iter(SeededRng::new(0)).take(3).collect();
+    /// let delays: Vec<_> = Backoff::constant(Duration::from_millis(50)).iter(0).take(3).collect();
     /// assert_eq!(delays, [Duration::from_millis(50); 3]);
     /// ```
     pub const fn constant(delay: Duration) -> Self {
@@ -132,12 +129,11 @@ impl Backoff {
     ///
     /// ```
     /// use palisade::retry::Backoff;
-    /// use palisade::rng::SeededRng;
     /// use std::time::Duration;
     ///
     /// let ms = Duration::from_millis;
     /// let backoff = Backoff::linear(ms(100), ms(100), ms(250));
-    /// let delays: Vec<_> = backoff.iter(SeededRng::new(0)).take(4).collect();
+    /// let delays: Vec<_> = backoff.iter(0).take(4).collect();
     /// assert_eq!(delays, [ms(100), ms(200), ms(250), ms(250)]);
     /// ```
     pub const fn linear(initial: Duration, step: Duration, max: Duration) -> Self {
@@ -153,12 +149,11 @@ impl Backoff {
     ///
     /// ```
     /// use palisade::retry::Backoff;
-    /// use palisade::rng::SeededRng;
     /// use std::time::Duration;
     ///
     /// let ms = Duration::from_millis;
     /// let backoff = Backoff::exponential(ms(100), 2.0, ms(500));
-    /// let delays: Vec<_> = backoff.iter(SeededRng::new(0)).take(5).collect();
+    /// let delays: Vec<_> = backoff.iter(0).take(5).collect();
     /// assert_eq!(delays, [ms(100), ms(200), ms(400), ms(500), ms(500)]);
     /// ```
     pub const fn exponential(initial: Duration, factor: f64, max: Duration) -> Self {
@@ -178,12 +173,11 @@ impl Backoff {
     ///
     /// ```
     /// use palisade::retry::{Backoff, Jitter};
-    /// use palisade::rng::SeededRng;
     /// use std::time::Duration;
     ///
     /// let base = Duration::from_millis(200);
     /// let full = Backoff::constant(base).jitter(Jitter::Full);
-    /// assert!(full.iter(SeededRng::new(3)).take(20).all(|d| d <= base));
+    /// assert!(full.iter(3).take(20).all(|d| d <= base));
     /// ```
     pub const fn jitter(mut self, jitter: Jitter) -> Self {
         self.jitter = jitter;
@@ -216,22 +210,28 @@ impl Backoff {
         }
     }
 
-    /// The delays after each failed attempt, drawing jitter from `rng`.
+    /// The delays after each failed attempt, with the jitter drawn from a generator seeded
+    /// with `seed`: the same seed gives the same delays on every run. (A retry draws its own
+    /// from [`RetryConfigBuilder::seed`](super::RetryConfigBuilder::seed), or from entropy.)
     ///
     /// # Examples
     ///
     /// ```
     /// use palisade::retry::{Backoff, Jitter};
-    /// use palisade::rng::SeededRng;
     /// use std::time::Duration;
     ///
     /// // The same seed gives the same jittered delays.
     /// let backoff = Backoff::exponential(Duration::from_millis(10), 2.0, Duration::from_secs(1)).jitter(Jitter::Full);
-    /// let a: Vec<_> = backoff.iter(SeededRng::new(7)).take(5).collect();
-    /// let b: Vec<_> = backoff.iter(SeededRng::new(7)).take(5).collect();
+    /// let a: Vec<_> = backoff.iter(7).take(5).collect();
+    /// let b: Vec<_> = backoff.iter(7).take(5).collect();
     /// assert_eq!(a, b);
     /// ```
-    pub fn iter<R: Rng>(self, rng: R) -> BackoffIter<R> {
+    pub fn iter(self, seed: u64) -> BackoffIter {
+        self.iter_with(SeededRng::new(seed))
+    }
+
+    /// The delays, drawing jitter from `rng` (a retry's call forks its own).
+    pub(crate) fn iter_with(self, rng: SeededRng) -> BackoffIter {
         BackoffIter {
             backoff: self,
             attempt: 0,
@@ -326,11 +326,22 @@ impl Backoff {
 
 /// The delays of a [`Backoff`], one per failed attempt; never ends.
 #[derive(Debug, Clone)]
-pub struct BackoffIter<R> {
+///
+/// # Examples
+///
+/// ```
+/// use palisade::retry::Backoff;
+/// use std::time::Duration;
+///
+/// let ms = Duration::from_millis;
+/// let delays: Vec<_> = Backoff::linear(ms(100), ms(50), ms(200)).iter(0).take(4).collect();
+/// assert_eq!(delays, [ms(100), ms(150), ms(200), ms(200)]);
+/// ```
+pub struct BackoffIter {
     backoff: Backoff,
     attempt: u32,
     previous: Duration,
-    rng: R,
+    rng: SeededRng,
 }
 
 /// `lo + (hi - lo) × u` for `u` in `[0, 1)`, in nanoseconds, without overflow.
@@ -344,7 +355,7 @@ fn between(lo: Duration, hi: Duration, u: f64) -> Duration {
         .min(hi - lo)
 }
 
-impl<R: Rng> Iterator for BackoffIter<R> {
+impl Iterator for BackoffIter {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
@@ -382,7 +393,7 @@ mod tests {
     }
 
     fn take(b: Backoff, n: usize) -> Vec<Duration> {
-        b.iter(SeededRng::new(9)).take(n).collect()
+        b.iter(9).take(n).collect()
     }
 
     #[test]
@@ -405,7 +416,7 @@ mod tests {
         assert_eq!(exp.base(400), Duration::from_secs(3600));
         let lin = Backoff::linear(ms(1), Duration::from_secs(1 << 40), Duration::from_secs(60));
         assert_eq!(lin.base(u32::MAX), Duration::from_secs(60));
-        let mut it = exp.jitter(Jitter::Full).iter(SeededRng::new(1));
+        let mut it = exp.jitter(Jitter::Full).iter(1);
         it.attempt = u32::MAX - 1;
         assert!(it.next().unwrap() <= Duration::from_secs(3600));
         assert!(it.next().unwrap() <= Duration::from_secs(3600));
@@ -415,16 +426,26 @@ mod tests {
     fn jitter_stays_in_bounds() {
         let exp = Backoff::exponential(ms(100), 2.0, ms(3000));
         let rng = || SeededRng::new(42);
-        for (i, d) in exp.jitter(Jitter::Full).iter(rng()).take(1000).enumerate() {
+        for (i, d) in exp
+            .jitter(Jitter::Full)
+            .iter_with(rng())
+            .take(1000)
+            .enumerate()
+        {
             assert!(d <= exp.base(i as u32 + 1), "{d:?}");
         }
-        for (i, d) in exp.jitter(Jitter::Equal).iter(rng()).take(1000).enumerate() {
+        for (i, d) in exp
+            .jitter(Jitter::Equal)
+            .iter_with(rng())
+            .take(1000)
+            .enumerate()
+        {
             let b = exp.base(i as u32 + 1);
             assert!(d >= b / 2 && d <= b, "{d:?} for {b:?}");
         }
         for (i, d) in exp
             .jitter(Jitter::Proportional(0.2))
-            .iter(rng())
+            .iter_with(rng())
             .take(1000)
             .enumerate()
         {
@@ -436,7 +457,7 @@ mod tests {
             );
         }
         let mut previous = ms(100);
-        for d in exp.jitter(Jitter::Decorrelated).iter(rng()).take(1000) {
+        for d in exp.jitter(Jitter::Decorrelated).iter_with(rng()).take(1000) {
             assert!(d >= ms(100) && d <= ms(3000) && d <= previous * 3, "{d:?}");
             previous = d;
         }
@@ -446,9 +467,6 @@ mod tests {
     fn seeded_jitter_is_reproducible() {
         let b = Backoff::exponential(ms(100), 2.0, ms(3000)).jitter(Jitter::Full);
         assert_eq!(take(b, 20), take(b, 20));
-        assert_ne!(
-            take(b, 20),
-            b.iter(SeededRng::new(10)).take(20).collect::<Vec<_>>()
-        );
+        assert_ne!(take(b, 20), b.iter(10).take(20).collect::<Vec<_>>());
     }
 }
