@@ -234,24 +234,6 @@ impl<T, E> Classifier<T, E> for AllErrors {
     }
 }
 
-/// A classifier borrowed: classifies as the one it points to. For the policies that hold a
-/// classifier and lend it to the futures of one call (a pipeline's retry and breaker). Not a
-/// blanket `impl for &Cl`: that would overlap the one for closures.
-#[derive(Debug)]
-pub(crate) struct ByRef<'a, Cl>(pub(crate) &'a Cl);
-
-impl<T, E, Cl: Classifier<T, E>> Classifier<T, E> for ByRef<'_, Cl> {
-    #[inline]
-    fn classify(&self, result: &Result<T, E>) -> Outcome {
-        self.0.classify(result)
-    }
-
-    #[inline]
-    fn rejection<'r>(&self, result: &'r Result<T, E>) -> Option<&'r Rejected> {
-        self.0.rejection(result)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,19 +249,5 @@ mod tests {
         assert_eq!(DefaultClassifier.classify(&io), Outcome::Failure);
         let ok: Result<(), Error<std::io::Error>> = Ok(());
         assert_eq!(DefaultClassifier.classify(&ok), Outcome::Success);
-    }
-
-    #[test]
-    fn a_borrowed_classifier_reports_the_rejections_of_the_one_it_points_to() {
-        let open: Result<(), Error<std::io::Error>> =
-            Err(Rejected::from(CircuitOpen::isolated("cb")).into());
-        let by_ref = ByRef(&DefaultClassifier);
-        assert_eq!(by_ref.classify(&open), Outcome::Ignore);
-        assert_eq!(by_ref.rejection(&open), DefaultClassifier.rejection(&open));
-        assert!(by_ref.rejection(&open).is_some());
-        assert!(
-            ByRef(&AllErrors).rejection(&open).is_none(),
-            "the default finds none"
-        );
     }
 }

@@ -320,7 +320,7 @@ mod pipeline {
     use super::*;
     use palisade::bulkhead::Bulkhead;
     use palisade::circuit_breaker::CircuitBreaker;
-    use palisade::pipeline::Pipeline;
+    use palisade::pipeline::{Pipeline, Stage};
     use palisade::retry::Retry;
     use palisade::timeout::{Timeout, TimeoutConfig};
     use std::time::Duration;
@@ -347,11 +347,34 @@ mod pipeline {
                 CircuitBreaker::builder().build().unwrap(),
             ))
             .build();
+        // A custom order runs through the same future: nothing boxed either.
+        let custom = Pipeline::builder()
+            .retry(Retry::new(Retry::builder().build().unwrap()))
+            .circuit_breaker(CircuitBreaker::new(
+                CircuitBreaker::builder().build().unwrap(),
+            ))
+            .bulkhead(Bulkhead::new(
+                Bulkhead::builder().max_concurrent(8).build().unwrap(),
+            ))
+            .timeout(Timeout::new(
+                TimeoutConfig::builder()
+                    .duration(Duration::from_secs(1))
+                    .build()
+                    .unwrap(),
+            ))
+            .custom_order(&[
+                Stage::Bulkhead,
+                Stage::Timeout,
+                Stage::Retry,
+                Stage::CircuitBreaker,
+            ])
+            .unwrap()
+            .build();
         #[cfg(feature = "tower")]
         for pipeline in [&without_retry, &with_retry] {
             assert_eq!(layer_allocations(pipeline.layer()), 0);
         }
-        for pipeline in [without_retry, with_retry] {
+        for pipeline in [without_retry, with_retry, custom] {
             let n = allocations(|| {
                 let out: Result<u8, palisade::Rejected> =
                     poll_ready_now(pipeline.run(|| std::future::ready(Ok(1))));

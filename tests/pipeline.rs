@@ -615,6 +615,88 @@ async fn in_a_custom_order_the_deadline_counts_from_the_retrys_first_attempt() {
     }
 }
 
+#[tokio::test(start_paused = true)]
+async fn in_a_custom_order_a_timeout_outside_the_retry_bounds_the_attempts_and_their_delays() {
+    let retry = retry(10);
+    let pipeline = Pipeline::builder()
+        .retry(retry.clone())
+        .timeout(timeout(ms(250)))
+        .custom_order(&[Stage::Timeout, Stage::Retry])
+        .unwrap()
+        .build();
+    let calls = AtomicU32::new(0);
+    let start = Instant::now();
+    let out: Result<(), AppError> = pipeline
+        .run(|| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async {
+                sleep(ms(90)).await;
+                Err(AppError::Backend("down"))
+            }
+        })
+        .await;
+    // Attempts at 0, 100 and 200 ms (90 ms each, then a 10 ms delay); the third is cut at 250.
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(start.elapsed(), ms(250));
+    assert_eq!(
+        out,
+        Err(AppError::Rejected(Rejected::Timeout(Elapsed::new(
+            "timeout",
+            ms(250)
+        ))))
+    );
+    let m = retry.metrics();
+    assert_eq!(
+        (m.calls, m.retries, m.gave_up),
+        (1, 2, 0),
+        "cut, not given up"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_a_custom_order_a_timeout_outside_the_bulkhead_covers_the_wait_and_counts_nothing() {
+    let cb = breaker(1);
+    let bulkhead = Bulkhead::new(
+        Bulkhead::builder()
+            .max_concurrent(1)
+            .max_queue(1)
+            .build()
+            .unwrap(),
+    );
+    let pipeline = Pipeline::builder()
+        .circuit_breaker(cb.clone())
+        .bulkhead(bulkhead.clone())
+        .timeout(timeout(ms(100)))
+        .custom_order(&[Stage::Timeout, Stage::CircuitBreaker, Stage::Bulkhead])
+        .unwrap()
+        .build();
+    let busy = bulkhead.try_acquire().unwrap();
+    let calls = AtomicU32::new(0);
+    let out: Result<(), AppError> = pipeline
+        .run(|| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Ok(()) }
+        })
+        .await;
+    assert!(
+        matches!(out, Err(AppError::Rejected(Rejected::Timeout(_)))),
+        "{out:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no slot, no call");
+    assert_eq!(bulkhead.metrics().queued, 0, "the wait left the queue");
+    assert_eq!(
+        (cb.state(), cb.metrics().failures),
+        (CircuitState::Closed, 0),
+        "the breaker's permit went back uncounted"
+    );
+    drop(busy);
+    assert_eq!(
+        pipeline.run(|| async { Ok::<_, AppError>(()) }).await,
+        Ok(())
+    );
+    assert_eq!(bulkhead.metrics().in_flight, 0);
+}
+
 // ===== one classifier for the whole pipeline =====
 
 /// A 5xx status answered as `Ok` is a failure.

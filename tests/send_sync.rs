@@ -16,6 +16,7 @@ use tower::{BoxError, Layer, Service};
 
 fn assert_send<T: Send>(_: &T) {}
 fn assert_send_sync<T: Send + Sync>(_: &T) {}
+fn _assert_send<T: Send>() {}
 fn _assert_send_sync<T: Send + Sync>() {}
 
 /// The service's response future is `Send`.
@@ -229,6 +230,20 @@ fn pipeline_futures_layers_and_services() {
     let svc = layer.layer(inner());
     assert_send_sync(&svc);
     response_future_is_send::<_, u32>(&svc);
+}
+
+/// The futures and the service by the names a user writes: `Send` (and the service `Sync`)
+/// when what they hold is.
+#[test]
+fn the_pipelines_named_futures_and_service_are_send() {
+    use palisade::pipeline::PipelineService;
+    use palisade::pipeline::future::{ResponseFuture, RunFuture};
+
+    type Call = std::future::Ready<Out>;
+    _assert_send::<RunFuture<'static, fn() -> Call, Call>>();
+    type Inner = tower::util::BoxCloneSyncService<u32, u32, BoxError>;
+    _assert_send_sync::<PipelineService<Inner>>();
+    _assert_send::<ResponseFuture<Inner, u32>>();
 }
 
 /// With the feature on, the root tests reach reqwest-middleware as the (optional) dependency

@@ -1,191 +1,139 @@
-//! A pipeline in a [`custom_order`](super::PipelineBuilder::custom_order): one level per
-//! place in the order, each a [`StageFuture`] that becomes the policy named there. The
-//! recommended order is in the parent module; both share its per-attempt pieces (the
-//! deadline's cut of the timeout, the breaker's view of a cut attempt).
+//! The order of a pipeline's policies: the recommended one, or a
+//! [`custom_order`](super::PipelineBuilder::custom_order) asked for by name (and checked by
+//! the builder). Either way a call runs through the same
+//! [`RunFuture`](super::future::RunFuture), which reads the order at each level: a custom
+//! order costs no allocation and no lock.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll};
-use std::time::Duration;
-
-use pin_project_lite::pin_project;
-
-use super::{Pipeline, Stage};
-use crate::classify::{ByRef, Classifier, Outcome};
-use crate::clock::{Clock, Ticks};
-use crate::error::{AsRejected, Rejected};
-use crate::timer::Timer;
-
-impl<T, C, Fb, P> Pipeline<T, C, Fb, P>
-where
-    T: Timer + Clone,
-    C: Clock,
-{
-    /// The policies of `order` around the call, outermost first (a custom order).
-    ///
-    /// One level per place in the order (a stage names each policy at most once, so there
-    /// are at most four), each a [`StageFuture`] that becomes the policy named there: the
-    /// nesting is decided at run time, but every future has a type the compiler sees, so
-    /// the whole is `Send` when the call is.
-    pub(super) async fn run_custom<G, F, R, E>(
-        &self,
-        order: &[Stage],
-        make: &G,
-        deadline: Option<Duration>,
-    ) -> Result<R, E>
-    where
-        G: Fn() -> F,
-        F: Future<Output = Result<R, E>>,
-        E: From<Rejected> + AsRejected,
-        P: Classifier<R, E>,
-    {
-        let shared = Custom {
-            deadline,
-            started: &AtomicU64::new(NOT_STARTED),
-            cut: &AtomicBool::new(false),
-        };
-        let at = |i: usize| order.get(i).copied();
-        let call = || make();
-        let fourth = || self.stage(at(3), shared, call);
-        let third = || self.stage(at(2), shared, fourth);
-        let second = || self.stage(at(1), shared, third);
-        self.stage(at(0), shared, second).await
-    }
-
-    /// The policy named by `stage` around the futures `inner` makes; none for `None` or a
-    /// policy the pipeline does not have.
-    fn stage<'a, G, F, R, E>(
-        &'a self,
-        stage: Option<Stage>,
-        shared: Custom<'a>,
-        inner: G,
-    ) -> impl Future<Output = Result<R, E>> + 'a
-    where
-        G: Fn() -> F + Copy + 'a,
-        F: Future<Output = Result<R, E>> + 'a,
-        E: From<Rejected> + AsRejected + 'a,
-        R: 'a,
-        P: Classifier<R, E>,
-    {
-        match stage {
-            Some(Stage::Retry) if self.retry.is_some() => {
-                let attempt = move |n: u32| {
-                    // The deadline counts from the retry's first attempt, which in a custom
-                    // order may come after a wait for a slot: read after the retry's own
-                    // reading, as in the recommended order.
-                    if n == 1 && shared.deadline.is_some() {
-                        let now = self.clock.now().as_nanos();
-                        shared.started.store(now, Ordering::Relaxed);
-                    }
-                    inner()
-                };
-                StageFuture::Retry {
-                    fut: self.retry.as_ref().map(|r| {
-                        r.run_with_attempt(attempt)
-                            .classify(ByRef(&self.classifier))
-                    }),
-                }
-            }
-            Some(Stage::CircuitBreaker) if self.breaker.is_some() => {
-                let admitted = move || {
-                    shared.cut.store(false, Ordering::Relaxed);
-                    inner()
-                };
-                StageFuture::Breaker {
-                    fut: self.breaker.as_ref().map(|cb| {
-                        cb.run(admitted)
-                            .classify(BreakerView(shared.cut, &self.classifier))
-                    }),
-                }
-            }
-            Some(Stage::Bulkhead) if self.bulkhead.is_some() => StageFuture::Bulkhead {
-                fut: self.bulkhead.as_ref().map(|b| b.run(inner)),
-            },
-            Some(Stage::Timeout) if self.timeout.is_some() => StageFuture::Timeout {
-                fut: async move {
-                    let Some(t) = &self.timeout else {
-                        unreachable!("the stage is only chosen with a timeout");
-                    };
-                    // Before the retry's first attempt (the timeout is outside the retry), its
-                    // deadline has not begun: the timeout is the configured one.
-                    let started = match shared.started.load(Ordering::Relaxed) {
-                        NOT_STARTED => None,
-                        nanos => Some(Ticks::from_nanos(nanos)),
-                    };
-                    let (out, was_cut) = self.timed(t, self.attempt_time(t, started), inner).await;
-                    if was_cut {
-                        shared.cut.store(true, Ordering::Relaxed);
-                    }
-                    out
-                },
-            },
-            _ => StageFuture::Through { fut: inner() },
-        }
-    }
-}
-
-/// What the levels of a custom order share during one call.
+/// A policy's place in a [`custom_order`](super::PipelineBuilder::custom_order).
 ///
-/// Atomics only so that the levels can share them by reference and stay `Send`: the levels
-/// run one inside the other in one task, so `Relaxed` is enough.
-#[derive(Clone, Copy)]
-struct Custom<'a> {
-    deadline: Option<Duration>,
-    /// The clock at the retry's first attempt, in nanoseconds; [`NOT_STARTED`] until then.
-    started: &'a AtomicU64,
-    /// Set when the timeout level's deadline cut fires, for the breaker level around it
-    /// (see `attempt`); reset when the breaker admits an attempt.
-    cut: &'a AtomicBool,
+/// # Examples
+///
+/// ```
+/// use palisade::pipeline::{Pipeline, Stage};
+/// use palisade::{bulkhead::Bulkhead, retry::Retry};
+///
+/// let builder = Pipeline::builder()
+///     .retry(Retry::new(Retry::builder().build()?))
+///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(4).build()?));
+/// // Every configured policy must be named, once.
+/// let missing = builder.custom_order(&[Stage::Bulkhead]).unwrap_err();
+/// assert_eq!(missing.field(), "order");
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// The [`Retry`](crate::retry::Retry).
+    Retry,
+    /// The [`CircuitBreaker`](crate::circuit_breaker::CircuitBreaker).
+    CircuitBreaker,
+    /// The [`Bulkhead`](crate::bulkhead::Bulkhead).
+    Bulkhead,
+    /// The [`Timeout`](crate::timeout::Timeout).
+    Timeout,
 }
 
-const NOT_STARTED: u64 = u64::MAX;
+// One place per `Stage` variant: an order names each at most once.
+const STAGES: usize = 4;
+const ABSENT: u8 = u8::MAX;
 
-pin_project! {
-    /// One level of a custom order: the policy at that place, or none.
-    #[project = StageProj]
-    enum StageFuture<A, B, Bh, Tm, Th> {
-        Retry { #[pin] fut: Option<A> },
-        Breaker { #[pin] fut: Option<B> },
-        Bulkhead { #[pin] fut: Option<Bh> },
-        Timeout { #[pin] fut: Tm },
-        Through { #[pin] fut: Th },
-    }
+/// Policies outermost first, each at most once: level `i` is `at[i]`, and level `len` is the
+/// call itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Order {
+    at: [Stage; STAGES],
+    len: u8,
+    // The level of each stage (indexed by `Stage as usize`), or `ABSENT`.
+    level: [u8; STAGES],
 }
 
-impl<A, B, Bh, Tm, Th, O> Future for StageFuture<A, B, Bh, Tm, Th>
-where
-    A: Future<Output = O>,
-    B: Future<Output = O>,
-    Bh: Future<Output = O>,
-    Tm: Future<Output = O>,
-    Th: Future<Output = O>,
-{
-    type Output = O;
+impl Order {
+    /// Retry, circuit breaker, bulkhead, timeout; see the module docs of
+    /// [`pipeline`](super) for why.
+    pub(crate) const RECOMMENDED: Order = Order::new(&[
+        Stage::Retry,
+        Stage::CircuitBreaker,
+        Stage::Bulkhead,
+        Stage::Timeout,
+    ]);
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
-        let Some(out) = (match self.project() {
-            StageProj::Retry { fut } => fut.as_pin_mut().map(|f| f.poll(cx)),
-            StageProj::Breaker { fut } => fut.as_pin_mut().map(|f| f.poll(cx)),
-            StageProj::Bulkhead { fut } => fut.as_pin_mut().map(|f| f.poll(cx)),
-            StageProj::Timeout { fut } => Some(fut.poll(cx)),
-            StageProj::Through { fut } => Some(fut.poll(cx)),
-        }) else {
-            unreachable!("a stage is only chosen with its policy");
+    /// `stages`, which name each stage at most once (so there are at most four).
+    pub(super) const fn new(stages: &[Stage]) -> Order {
+        let mut order = Order {
+            at: [Stage::Retry; STAGES],
+            len: 0,
+            level: [ABSENT; STAGES],
         };
-        out
+        let mut i = 0;
+        while i < stages.len() {
+            order = order.push(stages[i]);
+            i += 1;
+        }
+        order
+    }
+
+    const fn push(mut self, stage: Stage) -> Order {
+        self.at[self.len as usize] = stage;
+        self.level[stage as usize] = self.len;
+        self.len += 1;
+        self
+    }
+
+    /// The stages `keep` keeps, in the same order.
+    pub(crate) fn filter(self, keep: impl Fn(Stage) -> bool) -> Order {
+        self.stages()
+            .filter(|&stage| keep(stage))
+            .fold(Order::new(&[]), Order::push)
+    }
+
+    /// The stages, outermost first.
+    pub(crate) fn stages(self) -> impl ExactSizeIterator<Item = Stage> + DoubleEndedIterator {
+        self.at.into_iter().take(self.len as usize)
+    }
+
+    /// The stages inside `level` (below it), outermost first.
+    pub(crate) fn inside(self, level: u8) -> impl DoubleEndedIterator<Item = Stage> {
+        self.stages().skip(level as usize + 1)
+    }
+
+    /// The stage at `level`; `None` for the call, past the last one.
+    #[inline]
+    pub(crate) fn at(self, level: u8) -> Option<Stage> {
+        (level < self.len).then(|| self.at[level as usize])
+    }
+
+    /// The level of `stage`, if the order has it.
+    #[inline]
+    pub(crate) fn level(self, stage: Stage) -> Option<u8> {
+        let level = self.level[stage as usize];
+        (level != ABSENT).then_some(level)
+    }
+
+    /// The level of the call (one past the last stage).
+    #[inline]
+    pub(crate) fn call(self) -> u8 {
+        self.len
     }
 }
 
-/// The breaker's classifier in a custom order: the pipeline's, except for an attempt the
-/// deadline cut short.
-struct BreakerView<'a, Cl>(&'a AtomicBool, &'a Cl);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl<R, E, Cl: Classifier<R, E>> Classifier<R, E> for BreakerView<'_, Cl> {
-    fn classify(&self, result: &Result<R, E>) -> Outcome {
-        if self.0.load(Ordering::Relaxed) {
-            return Outcome::Ignore;
-        }
-        self.1.classify(result)
+    #[test]
+    fn a_filtered_order_keeps_the_order_and_finds_each_level() {
+        let order = Order::RECOMMENDED.filter(|s| s != Stage::CircuitBreaker);
+        assert_eq!(
+            order.stages().collect::<Vec<_>>(),
+            [Stage::Retry, Stage::Bulkhead, Stage::Timeout]
+        );
+        assert_eq!(order.level(Stage::Timeout), Some(2));
+        assert_eq!(order.level(Stage::CircuitBreaker), None);
+        assert_eq!(order.at(3), None, "level 3 is the call");
+        assert_eq!(order.call(), 3);
+        assert_eq!(
+            order.inside(0).collect::<Vec<_>>(),
+            [Stage::Bulkhead, Stage::Timeout]
+        );
     }
 }

@@ -27,10 +27,10 @@
 //! # A custom order
 //!
 //! Another order can be asked for by name, with
-//! [`custom_order`](PipelineBuilder::custom_order): say which policy goes outside which. It
-//! costs a heap allocation per call (the nesting is decided at run time), so the
-//! recommended order stays the fast default. With tower, stack the layers by hand in any
-//! order you like.
+//! [`custom_order`](PipelineBuilder::custom_order): say which policy goes outside which. A
+//! call runs through the same [`RunFuture`] in either order (it reads the order at each
+//! level), with no allocation and no lock. With tower, stack the layers by hand in any order
+//! you like.
 //!
 //! # Deadline
 //!
@@ -39,9 +39,10 @@
 //! retry never waits a delay that uses up the time left (it returns the last result
 //! instead), so attempts start with time to spare. An attempt the deadline cuts short (its
 //! cut timeout runs out) says nothing about the dependency: the breaker does not count it.
-//! An attempt left with no time at all (it waited for a bulkhead slot until the deadline, or
-//! a late timer woke the retry at the deadline) is not made: the breaker is not asked, the
-//! call is not started, and it fails as a timeout of zero.
+//! An attempt left with no time at all is not made, and fails as a timeout of zero: when a
+//! late timer woke the retry at the deadline, no policy is asked; when the attempt waited for
+//! a bulkhead slot until the deadline, the call is not started and the breaker does not count
+//! it.
 //!
 //! # Errors
 //!
@@ -78,35 +79,43 @@
 //!
 //! # Send
 //!
-//! The futures of [`run`](Pipeline::run) are `Send` when the closure and the futures it
-//! makes are, in the recommended order and in a custom one, so a pipeline can be awaited in
-//! a spawned task or an axum handler; a call that is not `Send` still runs, on one thread.
+//! [`run`](Pipeline::run) returns a [`RunFuture`], and the tower service
+//! ([`PipelineService`], feature `tower`) a [`ResponseFuture`](future::ResponseFuture): named
+//! types, `Send` when the closure and the futures it makes are (or the inner service and its
+//! future), in the recommended order and in a custom one, so a pipeline can be awaited in a
+//! spawned task or an axum handler; a call that is not `Send` still runs, on one thread.
 //!
 //! # Clone semantics
 //!
 //! A pipeline holds clones of the handles it was given: it shares their state (breaker, slots,
 //! budget) with every other clone of them.
 
+mod config;
 mod custom;
+pub mod future;
 #[cfg(feature = "tower")]
 mod layer;
-
 #[cfg(feature = "tower")]
-pub use layer::{Either, EitherFuture, PipelineLayer, PipelineService, Slotted, Stacked};
+mod service;
+
+pub use config::{NoFallback, PipelineBuilder};
+pub use custom::Stage;
+#[cfg(feature = "tower")]
+pub use layer::PipelineLayer;
+#[cfg(feature = "tower")]
+pub use service::PipelineService;
 
 use std::fmt;
 use std::future::Future;
-use std::sync::PoisonError;
-use std::time::Duration;
 
+use self::custom::Order;
+use self::future::RunFuture;
 use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::CircuitBreaker;
-use crate::classify::ByRef;
-use crate::classify::{Classifier, DefaultClassifier, Outcome};
-use crate::clock::{Clock, DefaultClock, Ticks};
-use crate::error::{AsRejected, ConfigError, Elapsed, Rejected};
+use crate::classify::{Classifier, DefaultClassifier};
+use crate::clock::{Clock, DefaultClock};
+use crate::error::{AsRejected, Rejected};
 use crate::fallback::Fallback;
-use crate::fallback::future::RunFuture;
 use crate::retry::Retry;
 use crate::timeout::Timeout;
 use crate::timer::{DefaultTimer, Timer};
@@ -123,90 +132,42 @@ use crate::timer::{DefaultTimer, Timer};
 /// ```
 #[derive(Clone)]
 pub struct Pipeline<T = DefaultTimer, C = DefaultClock, Fb = NoFallback, P = DefaultClassifier> {
+    policies: Policies<T, C, P>,
+    fallback: Fb,
+}
+
+/// What one call of a pipeline runs through: the handles, the order, the classifier. Apart
+/// from the fallback, so that a call's future does not name the fallback's type.
+#[derive(Clone)]
+pub(crate) struct Policies<T, C, P> {
     retry: Option<Retry<T, C>>,
     breaker: Option<CircuitBreaker<C>>,
     bulkhead: Option<Bulkhead<T>>,
     timeout: Option<Timeout<T>>,
     clock: C,
-    // Outermost first; `None` for the recommended order.
-    custom: Option<Vec<Stage>>,
-    fallback: Fb,
+    // As given to `custom_order`; `None` for the recommended order.
+    custom: Option<Order>,
+    // The configured policies in that order: the levels of a call (set by `resolve`).
+    order: Order,
     // What a result means, for the retry and the breaker alike.
     classifier: P,
 }
 
-/// A pipeline without a fallback (the default).
-///
-/// # Examples
-///
-/// ```
-/// use palisade::pipeline::{NoFallback, Pipeline};
-/// use palisade::{classify::DefaultClassifier, clock::DefaultClock, timer::DefaultTimer};
-///
-/// // The third type parameter of a pipeline built without `fallback`.
-/// let pipeline: Pipeline<DefaultTimer, DefaultClock, NoFallback, DefaultClassifier> = Pipeline::builder().build();
-/// # let _ = pipeline;
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoFallback;
+impl<T, C, P> Policies<T, C, P> {
+    fn has(&self, stage: Stage) -> bool {
+        match stage {
+            Stage::Retry => self.retry.is_some(),
+            Stage::CircuitBreaker => self.breaker.is_some(),
+            Stage::Bulkhead => self.bulkhead.is_some(),
+            Stage::Timeout => self.timeout.is_some(),
+        }
+    }
 
-/// A policy's place in a [`custom_order`](PipelineBuilder::custom_order).
-///
-/// # Examples
-///
-/// ```
-/// use palisade::pipeline::{Pipeline, Stage};
-/// use palisade::{bulkhead::Bulkhead, retry::Retry};
-///
-/// let builder = Pipeline::builder()
-///     .retry(Retry::new(Retry::builder().build()?))
-///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(4).build()?));
-/// // Every configured policy must be named, once.
-/// let missing = builder.custom_order(&[Stage::Bulkhead]).unwrap_err();
-/// assert_eq!(missing.field(), "order");
-/// # Ok::<(), palisade::ConfigError>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Stage {
-    /// The [`Retry`].
-    Retry,
-    /// The [`CircuitBreaker`].
-    CircuitBreaker,
-    /// The [`Bulkhead`].
-    Bulkhead,
-    /// The [`Timeout`].
-    Timeout,
-}
-
-/// Collects the policies of a [`Pipeline`], in any order.
-///
-/// # Examples
-///
-/// ```
-/// use palisade::pipeline::Pipeline;
-/// use palisade::bulkhead::Bulkhead;
-///
-/// let pipeline = Pipeline::builder()
-///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(4).build()?))
-///     .build();
-/// assert!(pipeline.bulkhead().is_some());
-/// # Ok::<(), palisade::ConfigError>(())
-/// ```
-pub struct PipelineBuilder<
-    T = DefaultTimer,
-    C = DefaultClock,
-    Fb = NoFallback,
-    P = DefaultClassifier,
-> {
-    pipeline: Pipeline<T, C, Fb, P>,
-}
-
-impl<T, C: Clock, Fb, P> fmt::Debug for PipelineBuilder<T, C, Fb, P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PipelineBuilder")
-            .field("pipeline", &self.pipeline)
-            .finish()
+    /// The same policies, with the levels of a call worked out from what is configured.
+    fn resolve(mut self) -> Self {
+        let order = self.custom.unwrap_or(Order::RECOMMENDED);
+        self.order = order.filter(|stage| self.has(stage));
+        self
     }
 }
 
@@ -228,290 +189,6 @@ impl Pipeline {
     /// ```
     pub fn builder() -> PipelineBuilder {
         PipelineBuilder::with_clock(DefaultClock::default())
-    }
-}
-
-impl<T, C> PipelineBuilder<T, C> {
-    /// A builder with no policies, reading `clock` for the deadline.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::bulkhead::Bulkhead;
-    /// use palisade::circuit_breaker::CircuitBreaker;
-    /// use palisade::clock::MonotonicClock;
-    /// use palisade::pipeline::PipelineBuilder;
-    ///
-    /// let clock = MonotonicClock::new();
-    /// let pipeline = PipelineBuilder::with_clock(clock)
-    ///     .circuit_breaker(CircuitBreaker::with_clock(CircuitBreaker::builder().build()?, clock))
-    ///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(8).build()?))
-    ///     .build();
-    /// assert!(pipeline.circuit_breaker().is_some());
-    /// # Ok::<(), palisade::ConfigError>(())
-    /// ```
-    pub fn with_clock(clock: C) -> Self {
-        PipelineBuilder {
-            pipeline: Pipeline {
-                retry: None,
-                breaker: None,
-                bulkhead: None,
-                timeout: None,
-                clock,
-                custom: None,
-                fallback: NoFallback,
-                classifier: DefaultClassifier,
-            },
-        }
-    }
-}
-
-impl<T, C, P> PipelineBuilder<T, C, NoFallback, P> {
-    /// A fallback around everything: [`Pipeline::run`] then returns the fallback chain's
-    /// primary future, on which to chain the alternatives (`.or_cached()`, `.or_value(..)`).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::fallback::Fallback;
-    /// use palisade::pipeline::Pipeline;
-    /// use palisade::retry::Retry;
-    ///
-    /// # #[cfg(feature = "tokio")]
-    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-    /// # async fn main() -> Result<(), palisade::ConfigError> {
-    /// let pipeline = Pipeline::builder()
-    ///     .retry(Retry::new(Retry::builder().build()?))
-    ///     .fallback(Fallback::new(Fallback::builder().build()?))
-    ///     .build();
-    /// let out: Result<String, palisade::Rejected> = pipeline
-    ///     .run(|| async { Err(palisade::error::Elapsed::new("db", std::time::Duration::from_secs(1)).into()) })
-    ///     .or_value("default".to_string())
-    ///     .await;
-    /// assert_eq!(out.as_deref(), Ok("default"));
-    /// # Ok(())
-    /// # }
-    /// # #[cfg(not(feature = "tokio"))] fn main() {}
-    /// ```
-    pub fn fallback<V>(self, fallback: Fallback<V, C>) -> PipelineBuilder<T, C, Fallback<V, C>, P> {
-        let p = self.pipeline;
-        PipelineBuilder {
-            pipeline: Pipeline {
-                retry: p.retry,
-                breaker: p.breaker,
-                bulkhead: p.bulkhead,
-                timeout: p.timeout,
-                clock: p.clock,
-                custom: p.custom,
-                fallback,
-                classifier: p.classifier,
-            },
-        }
-    }
-}
-
-impl<T, C, Fb, P> PipelineBuilder<T, C, Fb, P> {
-    /// What a result means for the whole pipeline: the retry retries what `classifier`
-    /// calls a [`Failure`](Outcome::Failure), and the breaker counts it, so an `Ok(503)` can
-    /// be a failure for both. Default: the [`DefaultClassifier`].
-    ///
-    /// With a classifier of your own, the retry retries what it calls a failure and nothing
-    /// else, as [`RunFuture::classify`](crate::retry::future::RunFuture::classify) does (the
-    /// retry's `retry_rejections` applies to the rejections it reports through
-    /// [`Classifier::rejection`], which the default does). An attempt the retry
-    /// deadline cut short is never counted by the breaker, whatever the classifier says.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::pipeline::Pipeline;
-    /// use palisade::{Outcome, Rejected, circuit_breaker::CircuitBreaker};
-    ///
-    /// # #[cfg(feature = "tokio")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), palisade::ConfigError> {
-    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().consecutive_failures(1).build()?);
-    /// let pipeline = Pipeline::builder()
-    ///     .circuit_breaker(breaker.clone())
-    ///     .classify(|r: &Result<u16, Rejected>| match r {
-    ///         Ok(status) if *status >= 500 => Outcome::Failure,
-    ///         Ok(_) => Outcome::Success,
-    ///         Err(_) => Outcome::Failure,
-    ///     })
-    ///     .build();
-    /// assert_eq!(pipeline.run(|| async { Ok(503) }).await, Ok(503));
-    /// assert!(breaker.try_acquire().is_err(), "the 503 opened the breaker");
-    /// # Ok(())
-    /// # }
-    /// # #[cfg(not(feature = "tokio"))] fn main() {}
-    /// ```
-    pub fn classify<Cl2>(self, classifier: Cl2) -> PipelineBuilder<T, C, Fb, Cl2> {
-        PipelineBuilder {
-            pipeline: self.pipeline.classify(classifier),
-        }
-    }
-
-    /// Retries around everything else; its deadline, if any, bounds the whole run.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::pipeline::Pipeline;
-    /// use palisade::retry::Retry;
-    ///
-    /// let pipeline = Pipeline::builder()
-    ///     .retry(Retry::new(Retry::builder().max_attempts(3).build()?))
-    ///     .build();
-    /// assert_eq!(pipeline.retry().map(|r| r.config().max_attempts()), Some(3));
-    /// # Ok::<(), palisade::ConfigError>(())
-    /// ```
-    pub fn retry(mut self, retry: Retry<T, C>) -> Self {
-        self.pipeline.retry = Some(retry);
-        self
-    }
-
-    /// A breaker around each attempt.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::circuit_breaker::CircuitBreaker;
-    /// use palisade::pipeline::Pipeline;
-    ///
-    /// let breaker = CircuitBreaker::new(CircuitBreaker::builder().name("search").build()?);
-    /// let pipeline = Pipeline::builder().circuit_breaker(breaker.clone()).build();
-    /// // The pipeline holds a clone: the same breaker.
-    /// breaker.isolate();
-    /// assert!(pipeline.circuit_breaker().unwrap().try_acquire().is_err());
-    /// # Ok::<(), palisade::ConfigError>(())
-    /// ```
-    pub fn circuit_breaker(mut self, breaker: CircuitBreaker<C>) -> Self {
-        self.pipeline.breaker = Some(breaker);
-        self
-    }
-
-    /// A bulkhead slot for each attempt.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::bulkhead::Bulkhead;
-    /// use palisade::pipeline::Pipeline;
-    ///
-    /// let pipeline = Pipeline::builder()
-    ///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(16).build()?))
-    ///     .build();
-    /// assert_eq!(pipeline.bulkhead().map(|b| b.metrics().max_concurrent), Some(16));
-    /// # Ok::<(), palisade::ConfigError>(())
-    /// ```
-    pub fn bulkhead(mut self, bulkhead: Bulkhead<T>) -> Self {
-        self.pipeline.bulkhead = Some(bulkhead);
-        self
-    }
-
-    /// A timeout on each attempt, cut to the retry deadline's rest.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::pipeline::Pipeline;
-    /// use palisade::{Rejected, timeout::Timeout};
-    /// use std::time::Duration;
-    ///
-    /// # #[cfg(feature = "tokio")]
-    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-    /// # async fn main() -> Result<(), palisade::ConfigError> {
-    /// let pipeline = Pipeline::builder()
-    ///     .timeout(Timeout::new(Timeout::builder().duration(Duration::from_millis(100)).build()?))
-    ///     .build();
-    /// let slow: Result<(), Rejected> = pipeline
-    ///     .run(|| async {
-    ///         tokio::time::sleep(Duration::from_secs(1)).await;
-    ///         Ok(())
-    ///     })
-    ///     .await;
-    /// assert!(slow.is_err_and(|r| r.is_timeout()));
-    /// # Ok(())
-    /// # }
-    /// # #[cfg(not(feature = "tokio"))] fn main() {}
-    /// ```
-    pub fn timeout(mut self, timeout: Timeout<T>) -> Self {
-        self.pipeline.timeout = Some(timeout);
-        self
-    }
-
-    /// Runs the policies in `order`, outermost first, instead of the recommended order.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] naming `order` when a stage appears twice, or when a configured
-    /// policy is missing from it (it would silently do nothing).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::pipeline::{Pipeline, Stage};
-    /// use palisade::{bulkhead::Bulkhead, retry::Retry};
-    ///
-    /// // Each retry attempt waits for a slot of its own (the default), or, here, one slot is
-    /// // held across all the attempts of a call.
-    /// let pipeline = Pipeline::builder()
-    ///     .retry(Retry::new(Retry::builder().build()?))
-    ///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(4).build()?))
-    ///     .custom_order(&[Stage::Bulkhead, Stage::Retry])?
-    ///     .build();
-    /// # let _ = pipeline;
-    /// # Ok::<(), palisade::ConfigError>(())
-    /// ```
-    pub fn custom_order(mut self, order: &[Stage]) -> Result<Self, ConfigError> {
-        for (i, stage) in order.iter().enumerate() {
-            if order[..i].contains(stage) {
-                return Err(ConfigError::new(
-                    "order",
-                    "must name each stage at most once",
-                    order,
-                ));
-            }
-        }
-        let p = &self.pipeline;
-        let configured = [
-            (p.retry.is_some(), Stage::Retry),
-            (p.breaker.is_some(), Stage::CircuitBreaker),
-            (p.bulkhead.is_some(), Stage::Bulkhead),
-            (p.timeout.is_some(), Stage::Timeout),
-        ];
-        if let Some((_, missing)) = configured
-            .iter()
-            .find(|(set, stage)| *set && !order.contains(stage))
-        {
-            return Err(ConfigError::new(
-                "order",
-                format!("must name every configured policy ({missing:?} is missing)"),
-                order,
-            ));
-        }
-        self.pipeline.custom = Some(order.to_vec());
-        Ok(self)
-    }
-
-    /// The pipeline; the order of the calls above does not matter.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::pipeline::Pipeline;
-    /// use palisade::{bulkhead::Bulkhead, retry::Retry};
-    ///
-    /// // Given in any order, run in the recommended one (retry outside the bulkhead).
-    /// let pipeline = Pipeline::builder()
-    ///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(4).build()?))
-    ///     .retry(Retry::new(Retry::builder().build()?))
-    ///     .build();
-    /// assert!(pipeline.retry().is_some() && pipeline.bulkhead().is_some());
-    /// # Ok::<(), palisade::ConfigError>(())
-    /// ```
-    pub fn build(self) -> Pipeline<T, C, Fb, P> {
-        self.pipeline
     }
 }
 
@@ -541,28 +218,32 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
     /// # #[cfg(not(feature = "tokio"))] fn main() {}
     /// ```
     pub fn classify<Cl2>(self, classifier: Cl2) -> Pipeline<T, C, Fb, Cl2> {
+        let p = self.policies;
         Pipeline {
-            retry: self.retry,
-            breaker: self.breaker,
-            bulkhead: self.bulkhead,
-            timeout: self.timeout,
-            clock: self.clock,
-            custom: self.custom,
+            policies: Policies {
+                retry: p.retry,
+                breaker: p.breaker,
+                bulkhead: p.bulkhead,
+                timeout: p.timeout,
+                clock: p.clock,
+                custom: p.custom,
+                order: p.order,
+                classifier,
+            },
             fallback: self.fallback,
-            classifier,
         }
     }
 
     /// The clock the deadline is read on.
     #[cfg(feature = "reqwest-middleware")]
     pub(crate) fn clock(&self) -> &C {
-        &self.clock
+        &self.policies.clock
     }
 
     /// Whether the policies run in a [`custom_order`](PipelineBuilder::custom_order).
     #[cfg(feature = "reqwest-middleware")]
     pub(crate) fn is_custom_order(&self) -> bool {
-        self.custom.is_some()
+        self.policies.custom.is_some()
     }
 
     /// The same policies without the retry, for a request that cannot be sent twice.
@@ -575,8 +256,12 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
         P: Clone,
     {
         Pipeline {
-            retry: None,
-            ..self.clone()
+            policies: Policies {
+                retry: None,
+                ..self.policies.clone()
+            }
+            .resolve(),
+            fallback: self.fallback.clone(),
         }
     }
 
@@ -594,7 +279,7 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
     /// # Ok::<(), palisade::ConfigError>(())
     /// ```
     pub fn retry(&self) -> Option<&Retry<T, C>> {
-        self.retry.as_ref()
+        self.policies.retry.as_ref()
     }
 
     /// The circuit breaker, if any.
@@ -612,7 +297,7 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
     /// # Ok::<(), palisade::ConfigError>(())
     /// ```
     pub fn circuit_breaker(&self) -> Option<&CircuitBreaker<C>> {
-        self.breaker.as_ref()
+        self.policies.breaker.as_ref()
     }
 
     /// The bulkhead, if any.
@@ -632,7 +317,7 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
     /// # Ok::<(), palisade::ConfigError>(())
     /// ```
     pub fn bulkhead(&self) -> Option<&Bulkhead<T>> {
-        self.bulkhead.as_ref()
+        self.policies.bulkhead.as_ref()
     }
 
     /// The timeout, if any.
@@ -651,7 +336,7 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
     /// # Ok::<(), palisade::ConfigError>(())
     /// ```
     pub fn timeout(&self) -> Option<&Timeout<T>> {
-        self.timeout.as_ref()
+        self.policies.timeout.as_ref()
     }
 }
 
@@ -686,14 +371,14 @@ where
     ///
     /// Dropping the future drops the attempt in flight or the retry's sleep; see the module
     /// docs.
-    pub async fn run<M, F, R, E>(&self, make: M) -> Result<R, E>
+    pub fn run<M, F, R, E>(&self, make: M) -> RunFuture<'_, M, F, T, C, P>
     where
         M: FnMut() -> F,
         F: Future<Output = Result<R, E>>,
         E: From<Rejected> + AsRejected,
         P: Classifier<R, E>,
     {
-        self.run_policies(make).await
+        RunFuture::new(&self.policies, make, self.policies.order, None)
     }
 }
 
@@ -736,167 +421,70 @@ where
     /// # }
     /// # #[cfg(not(feature = "tokio"))] fn main() {}
     /// ```
-    pub fn run<'a, M, F, E>(
-        &'a self,
+    pub fn run<M, F, E>(
+        &self,
         make: M,
-    ) -> RunFuture<'a, impl Future<Output = Result<V, E>> + 'a, V, C>
+    ) -> crate::fallback::future::RunFuture<'_, RunFuture<'_, M, F, T, C, P>, V, C>
     where
-        M: FnMut() -> F + 'a,
-        F: Future<Output = Result<V, E>> + 'a,
-        E: From<Rejected> + AsRejected + 'a,
-        V: 'a,
+        M: FnMut() -> F,
+        F: Future<Output = Result<V, E>>,
+        E: From<Rejected> + AsRejected,
         P: Classifier<V, E>,
     {
-        RunFuture::new(&self.fallback, self.run_policies(make))
+        let call = RunFuture::new(&self.policies, make, self.policies.order, None);
+        crate::fallback::future::RunFuture::new(&self.fallback, call)
     }
 }
 
-impl<T, C, Fb, P> Pipeline<T, C, Fb, P>
-where
-    T: Timer + Clone,
-    C: Clock,
-{
-    async fn run_policies<M, F, R, E>(&self, mut make: M) -> Result<R, E>
-    where
-        M: FnMut() -> F,
-        F: Future<Output = Result<R, E>>,
-        E: From<Rejected> + AsRejected,
-        P: Classifier<R, E>,
-    {
-        // The clock is only read when a deadline needs it.
-        let deadline = self.retry.as_ref().and_then(|r| r.config().deadline());
-        // Each attempt calls `make` only once it is admitted (breaker closed, slot held): a
-        // refused attempt never runs the caller's code. The lock lets every attempt's future
-        // reach `make` through a shared reference, and keeps this future `Send` when `make`
-        // is (a `RefCell` is not `Sync`); attempts are sequential, so it is never contended.
-        let make = std::sync::Mutex::new(&mut make);
-        let make_one = || (make.lock().unwrap_or_else(PoisonError::into_inner))();
-        if let Some(order) = &self.custom {
-            // Boxed once per call: four levels, each the size of the largest policy's future,
-            // would otherwise make every call's future larger, the recommended order's too.
-            return Box::pin(self.run_custom(order, &make_one, deadline)).await;
-        }
-        match &self.retry {
-            Some(retry) => {
-                let mut started = None;
-                retry
-                    .run_with_attempt(|n| {
-                        // Read after the retry's own reading at its first attempt: the time
-                        // left here is then never less than the retry's, so an attempt it
-                        // starts with time left has time left here too.
-                        if n == 1 && deadline.is_some() {
-                            started = Some(self.clock.now());
-                        }
-                        self.attempt(make_one, started)
-                    })
-                    .classify(ByRef(&self.classifier))
-                    .await
-            }
-            None => self.attempt(make_one, None).await,
-        }
-    }
-
-    /// The time the current attempt may take: the timeout, cut to the deadline's rest.
-    fn attempt_time(&self, timeout: &Timeout<T>, started: Option<Ticks>) -> Duration {
-        let deadline = self.retry.as_ref().and_then(|r| r.config().deadline());
-        match (deadline, started) {
-            (Some(deadline), Some(started)) => {
-                let spent = self.clock.now().saturating_duration_since(started);
-                timeout.duration().min(deadline.saturating_sub(spent))
-            }
-            _ => timeout.duration(),
-        }
-    }
-
-    /// The call under `timeout` for `time`; the flag says whether the deadline, not the
-    /// timeout's own duration, ended it (`time` was cut and ran out, or there was none).
-    async fn timed<G, F, R, E>(
-        &self,
-        timeout: &Timeout<T>,
-        time: Duration,
-        make: G,
-    ) -> (Result<R, E>, bool)
-    where
-        G: FnOnce() -> F,
-        F: Future<Output = Result<R, E>>,
-        E: From<Rejected>,
-    {
-        if time.is_zero() {
-            // The deadline has passed: a call with no time is not started.
-            let elapsed = Elapsed::new(timeout.name(), time);
-            return (Err(E::from(Rejected::Timeout(elapsed))), true);
-        }
-        let mut answered = false;
-        let call = async {
-            let out = make().await;
-            answered = true;
-            out
-        };
-        let out = timeout.run_once_for(call, time).await;
-        (out, !answered && time < timeout.duration())
-    }
-
-    /// One attempt: breaker, then bulkhead, then timeout, around the call `make` makes.
+#[cfg(feature = "tower")]
+impl<T: Clone, C: Clock + Clone, Fb, P: Clone> Pipeline<T, C, Fb, P> {
+    /// The pipeline's policies as one tower layer, in the same order, with the pipeline's
+    /// classifier. A fallback given to the builder is not part of it: put
+    /// [`Fallback::layer`](crate::fallback::Fallback::layer), with its alternatives, above
+    /// it. Chain [`cloner`](PipelineLayer::cloner) and [`hint`](PipelineLayer::hint) for
+    /// requests that are not `Clone` and responses that say when to retry.
     ///
-    /// An attempt that the retry deadline cuts short (its timeout cut to the time left, and
-    /// run out) or leaves no time at all says nothing about the dependency: the breaker does
-    /// not count it, and an attempt with no time left does not ask the breaker at all.
-    /// `started` is the clock at the retry's first attempt, when it has a deadline.
-    pub(crate) async fn attempt<G, F, R, E>(&self, make: G, started: Option<Ticks>) -> Result<R, E>
-    where
-        G: FnOnce() -> F,
-        F: Future<Output = Result<R, E>>,
-        E: From<Rejected> + AsRejected,
-        P: Classifier<R, E>,
-    {
-        if let Some(t) = &self.timeout {
-            if started.is_some() && self.attempt_time(t, started).is_zero() {
-                return self.timed(t, Duration::ZERO, make).await.0;
-            }
-        }
-        // The timeout is computed when the attempt starts, after any wait for a slot. The
-        // bulkhead passes the timeout's verdict out in its `Ok`; its own rejection is `Err`.
-        let timed = || async move {
-            Ok::<_, E>(match &self.timeout {
-                Some(t) => self.timed(t, self.attempt_time(t, started), make).await,
-                None => (make().await, false),
-            })
-        };
-        let slotted = || async move {
-            let out = match &self.bulkhead {
-                Some(b) => b.run(timed).await,
-                None => timed().await,
-            };
-            out.unwrap_or_else(|full: E| (Err(full), false))
-        };
-        match &self.breaker {
-            Some(cb) => {
-                let permit = match cb.try_acquire() {
-                    Ok(permit) => permit,
-                    Err(open) => return Err(E::from(open)),
-                };
-                let (out, was_cut) = slotted().await;
-                permit.record(match was_cut {
-                    true => Outcome::Ignore,
-                    false => self.classifier.classify(&out),
-                });
-                out
-            }
-            None => slotted().await.0,
-        }
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::pipeline::Pipeline;
+    /// use palisade::{bulkhead::Bulkhead, retry::Retry, timeout::Timeout};
+    /// use std::time::Duration;
+    /// use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let pipeline = Pipeline::builder()
+    ///     .retry(Retry::new(Retry::builder().build()?))
+    ///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(8).build()?))
+    ///     .timeout(Timeout::new(Timeout::builder().duration(Duration::from_secs(2)).build()?))
+    ///     .build();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(pipeline.layer())
+    ///     .service_fn(|name: &'static str| async move { Ok::<_, BoxError>(format!("hello {name}")) });
+    /// assert_eq!(svc.ready().await?.call("tower").await?, "hello tower");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    pub fn layer(&self) -> PipelineLayer<T, C, P> {
+        PipelineLayer::new(&self.policies)
     }
 }
 
 impl<T, C: Clock, Fb, P> fmt::Debug for Pipeline<T, C, Fb, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.policies;
         f.debug_struct("Pipeline")
-            .field("retry", &self.retry.as_ref().map(Retry::name))
+            .field("retry", &p.retry.as_ref().map(Retry::name))
             .field(
                 "circuit_breaker",
-                &self.breaker.as_ref().map(CircuitBreaker::name),
+                &p.breaker.as_ref().map(CircuitBreaker::name),
             )
-            .field("bulkhead", &self.bulkhead.as_ref().map(Bulkhead::name))
-            .field("timeout", &self.timeout.as_ref().map(|t| t.name()))
+            .field("bulkhead", &p.bulkhead.as_ref().map(Bulkhead::name))
+            .field("timeout", &p.timeout.as_ref().map(|t| t.name()))
+            .field("order", &p.order.stages().collect::<Vec<_>>())
             .finish()
     }
 }

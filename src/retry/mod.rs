@@ -132,7 +132,6 @@ mod policy;
 mod service;
 
 pub use crate::telemetry::GiveUp;
-#[cfg(feature = "reqwest-middleware")]
 pub(crate) use attempts::{Attempts, Next, Verdict};
 #[cfg(feature = "serde")]
 pub(crate) use backoff::Schedule;
@@ -320,7 +319,6 @@ impl<T, C> Retry<T, C> {
     }
 
     /// The timer the retry sleeps on, for drivers of its attempts outside this module.
-    #[cfg(feature = "reqwest-middleware")]
     pub(crate) fn timer(&self) -> &T {
         &self.timer
     }
