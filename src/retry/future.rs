@@ -359,7 +359,9 @@ mod tower_future {
     use crate::retry::Retry;
     use crate::retry::attempts::{Attempts, Next, Verdict};
     use crate::retry::policy::{CloneRequest, Hint, NoHint, RequestCloner};
-    use crate::timer::{DefaultTimer, Timer};
+    #[cfg(feature = "tokio")]
+    use crate::timer::DefaultTimer;
+    use crate::timer::Timer;
 
     pin_project! {
         #[project = StateProj]
@@ -376,60 +378,71 @@ mod tower_future {
         }
     }
 
-    pin_project! {
-        /// The response future of [`RetryService`](crate::retry::RetryService): makes
-        /// attempts until one is final, then resolves to its result, unchanged.
-        ///
-        /// # Examples
-        ///
-        /// ```
-        /// use palisade::retry::{Retry, RetryService, future::ResponseFuture};
-        /// use tower::{BoxError, Layer, Service, ServiceExt};
-        ///
-        /// // The type is nameable, here in a function's signature.
-        /// fn send<S>(svc: &mut RetryService<S>, x: u32) -> ResponseFuture<S, u32>
-        /// where
-        ///     S: Service<u32, Response = u32, Error = BoxError> + Clone,
-        /// {
-        ///     svc.call(x)
-        /// }
-        ///
-        /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-        /// # async fn main() -> Result<(), BoxError> {
-        /// let retry = Retry::new(Retry::builder().build()?);
-        /// let mut svc = retry.layer().layer(tower::service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
-        /// svc.ready().await?;
-        /// assert_eq!(send(&mut svc, 7).await?, 7);
-        /// # Ok(())
-        /// # }
-        /// ```
-        #[must_use = "futures do nothing unless polled"]
-        pub struct ResponseFuture<
-            S,
-            Req,
-            T = DefaultTimer,
-            C = DefaultClock,
-            Cl = DefaultClassifier,
-            RC = CloneRequest,
-            H = NoHint,
-        >
-        where
-            S: Service<Req>,
-            T: Timer,
-        {
-            svc: S,
-            retry: Retry<T, C>,
-            classifier: Cl,
-            cloner: RC,
-            hint: H,
-            // A copy of the request for the next attempt; None once it could not be made.
-            req: Option<Req>,
-            // No field's drop depends on another's: any order would do.
-            attempts: Attempts<T::Sleep>,
-            #[pin]
-            state: State<S::Future>,
-        }
+    // Without the `tokio` feature `DefaultTimer` is not a `Timer`, and a parameter's default
+    // must meet its bounds: the timer parameter then has no default.
+    macro_rules! response_future {
+        ($($timer:tt)*) => {
+            pin_project! {
+                /// The response future of [`RetryService`](crate::retry::RetryService): makes
+                /// attempts until one is final, then resolves to its result, unchanged.
+                ///
+                /// # Examples
+                ///
+                /// ```
+                /// use palisade::retry::{Retry, RetryService, future::ResponseFuture};
+                /// use tower::{BoxError, Layer, Service, ServiceExt};
+                ///
+                /// // The type is nameable, here in a function's signature.
+                /// fn send<S>(svc: &mut RetryService<S>, x: u32) -> ResponseFuture<S, u32>
+                /// where
+                ///     S: Service<u32, Response = u32, Error = BoxError> + Clone,
+                /// {
+                ///     svc.call(x)
+                /// }
+                ///
+                /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+                /// # async fn main() -> Result<(), BoxError> {
+                /// let retry = Retry::new(Retry::builder().build()?);
+                /// let mut svc = retry.layer().layer(tower::service_fn(|x: u32| async move { Ok::<_, BoxError>(x) }));
+                /// svc.ready().await?;
+                /// assert_eq!(send(&mut svc, 7).await?, 7);
+                /// # Ok(())
+                /// # }
+                /// ```
+                #[must_use = "futures do nothing unless polled"]
+                pub struct ResponseFuture<
+                    S,
+                    Req,
+                    $($timer)*,
+                    C = DefaultClock,
+                    Cl = DefaultClassifier,
+                    RC = CloneRequest,
+                    H = NoHint,
+                >
+                where
+                    S: Service<Req>,
+                    T: Timer,
+                {
+                    svc: S,
+                    retry: Retry<T, C>,
+                    classifier: Cl,
+                    cloner: RC,
+                    hint: H,
+                    // A copy of the request for the next attempt; None once it could not be made.
+                    req: Option<Req>,
+                    // No field's drop depends on another's: any order would do.
+                    attempts: Attempts<T::Sleep>,
+                    #[pin]
+                    state: State<S::Future>,
+                }
+            }
+        };
     }
+
+    #[cfg(feature = "tokio")]
+    response_future!(T = DefaultTimer);
+    #[cfg(not(feature = "tokio"))]
+    response_future!(T);
 
     impl<S, Req, T, C, Cl, RC, H> ResponseFuture<S, Req, T, C, Cl, RC, H>
     where
