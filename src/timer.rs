@@ -118,5 +118,6 @@ pub type DefaultTimer = EnableTokioFeatureOrPassATimer;
 /// // Not a timer: code relying on it fails to compile, naming it.
 /// needs_a_timer(EnableTokioFeatureOrPassATimer);
 /// ```
+#[cfg(not(feature = "tokio"))]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EnableTokioFeatureOrPassATimer;
