@@ -6,7 +6,7 @@
 //! in.
 //!
 //! Without the `tokio` feature, [`DefaultTimer`] is
-//! [`EnableTokioFeatureOrPassATimer`], which is not a timer: code that relies on the default
+//! `EnableTokioFeatureOrPassATimer` (a type that exists only then), which is not a timer: code that relies on the default
 //! then fails to compile with that name in the error, instead of failing at run time.
 
 use std::future::Future;
