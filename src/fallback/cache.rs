@@ -88,7 +88,7 @@ pub(crate) fn clone_held<T: Clone>(held: &Held<T>) -> T {
     held.lock().clone()
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
