@@ -54,6 +54,55 @@ impl Verdict {
     }
 }
 
+/// What follows an attempt, by the rules alone; [`Retry::next`] adds the clock, the budget,
+/// the counters and the events.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Decision {
+    /// Return the result: a success at the first attempt, or a final result that is no failure.
+    Return,
+    /// Return the result: a success after retries.
+    Recovered,
+    /// Return the result, which was worth retrying but cannot be.
+    GiveUp(GiveUp),
+    /// Try again, after `after` if the result asked for a delay.
+    Retry {
+        /// The delay the result asked for, if any.
+        after: Option<Duration>,
+    },
+}
+
+/// The rules after attempt number `made` (of at most `max_attempts`) ended in a result with
+/// `verdict`, an `Err` when `failed`; `cloneable` says whether the request can be sent again.
+/// A pure function of its arguments, so each rule is tested on its own.
+#[inline]
+pub(crate) fn decide(
+    verdict: Verdict,
+    failed: bool,
+    made: u32,
+    max_attempts: u32,
+    cloneable: bool,
+) -> Decision {
+    match verdict {
+        Verdict::Done if failed => Decision::GiveUp(GiveUp::NotRetryable),
+        Verdict::Done if made > 1 => Decision::Recovered,
+        Verdict::Done => Decision::Return,
+        Verdict::Retry { .. } if !cloneable => Decision::GiveUp(GiveUp::NotCloneable),
+        Verdict::Retry { .. } if made >= max_attempts => {
+            Decision::GiveUp(GiveUp::AttemptsExhausted)
+        }
+        Verdict::Retry { after } => Decision::Retry { after },
+    }
+}
+
+/// The deadline's rule: waiting `delay` when `spent` of the `deadline` is gone leaves no time
+/// for another attempt. Waiting out all the time left would start an attempt with none (which
+/// an inner timeout cut to the deadline turns into a failure the call never had), so the last
+/// real result is the answer.
+#[inline]
+pub(crate) fn out_of_time(delay: Duration, spent: Duration, deadline: Option<Duration>) -> bool {
+    deadline.is_some_and(|deadline| delay >= deadline.saturating_sub(spent))
+}
+
 /// The state of one call across its attempts; `Sl` is the timer's sleep.
 #[derive(Debug)]
 pub(crate) struct Attempts<Sl> {
@@ -243,32 +292,22 @@ impl<T, C: Clock> Retry<T, C> {
         hint: Option<Duration>,
         cloneable: bool,
     ) -> Next {
-        let after = match verdict {
-            Verdict::Done if failed => return self.give_up(a.made, GiveUp::NotRetryable),
-            Verdict::Done => {
-                if a.made > 1 {
-                    self.recovered(a.made);
-                }
-                return Next::Return;
+        let max = self.shared.config.max_attempts;
+        match decide(verdict, failed, a.made, max, cloneable) {
+            Decision::Return => Next::Return,
+            Decision::Recovered => {
+                self.recovered(a.made);
+                Next::Return
             }
-            Verdict::Retry { after } => after,
-        };
-        self.retry_or_give_up(a, after.or(hint), cloneable)
+            Decision::GiveUp(reason) => self.give_up(a.made, reason),
+            Decision::Retry { after } => self.schedule(a, after.or(hint)),
+        }
     }
 
+    /// Draws the delay before the next attempt and takes what it needs (the deadline's time,
+    /// a budget token) before anything is reported.
     #[cold]
-    fn retry_or_give_up<Sl>(
-        &self,
-        a: &mut Attempts<Sl>,
-        hinted: Option<Duration>,
-        cloneable: bool,
-    ) -> Next {
-        if !cloneable {
-            return self.give_up(a.made, GiveUp::NotCloneable);
-        }
-        if a.made >= self.shared.config.max_attempts {
-            return self.give_up(a.made, GiveUp::AttemptsExhausted);
-        }
+    fn schedule<Sl>(&self, a: &mut Attempts<Sl>, hinted: Option<Duration>) -> Next {
         let now_ns = if self.shared.timed {
             self.clock.now().as_nanos()
         } else {
@@ -278,14 +317,9 @@ impl<T, C: Clock> Retry<T, C> {
             Some(hint) => hint.min(self.shared.config.max_hint),
             None => a.next_backoff(self.shared.config.backoff, &self.shared.rng),
         };
-        if let Some(deadline) = self.shared.config.deadline {
-            let spent = Duration::from_nanos(now_ns.saturating_sub(a.started_ns));
-            // Waiting out all the time left would start an attempt with none (which an inner
-            // timeout cut to the deadline turns into a failure the call never had): the
-            // last real result is the answer.
-            if delay >= deadline.saturating_sub(spent) {
-                return self.give_up(a.made, GiveUp::Deadline);
-            }
+        let spent = Duration::from_nanos(now_ns.saturating_sub(a.started_ns));
+        if out_of_time(delay, spent, self.shared.config.deadline) {
+            return self.give_up(a.made, GiveUp::Deadline);
         }
         if let Some(budget) = &self.shared.budget {
             match Token::withdraw(budget, now_ns) {
@@ -326,6 +360,93 @@ mod tests {
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)
+    }
+
+    #[test]
+    fn each_rule_after_an_attempt_decides_in_its_order() {
+        let retry = Verdict::Retry { after: None };
+        let asks = Verdict::Retry {
+            after: Some(secs(2)),
+        };
+        // (verdict, failed, made, max, cloneable) -> decision
+        let table = [
+            ((Verdict::Done, false, 1, 3, true), Decision::Return),
+            ((Verdict::Done, false, 2, 3, true), Decision::Recovered),
+            ((Verdict::Done, false, 3, 3, false), Decision::Recovered),
+            // An `Err` the rules do not retry is given up on, at any attempt.
+            (
+                (Verdict::Done, true, 1, 3, true),
+                Decision::GiveUp(GiveUp::NotRetryable),
+            ),
+            (
+                (Verdict::Done, true, 3, 3, false),
+                Decision::GiveUp(GiveUp::NotRetryable),
+            ),
+            // A request that cannot be sent again is checked before the attempt count.
+            (
+                (retry, true, 3, 3, false),
+                Decision::GiveUp(GiveUp::NotCloneable),
+            ),
+            (
+                (retry, true, 1, 3, false),
+                Decision::GiveUp(GiveUp::NotCloneable),
+            ),
+            (
+                (retry, true, 3, 3, true),
+                Decision::GiveUp(GiveUp::AttemptsExhausted),
+            ),
+            (
+                (retry, true, 4, 3, true),
+                Decision::GiveUp(GiveUp::AttemptsExhausted),
+            ),
+            ((retry, true, 2, 3, true), Decision::Retry { after: None }),
+            // An `Ok` the classifier calls a failure is retried too.
+            ((retry, false, 1, 2, true), Decision::Retry { after: None }),
+            (
+                (asks, true, 1, 1, true),
+                Decision::GiveUp(GiveUp::AttemptsExhausted),
+            ),
+            (
+                (asks, true, 1, 2, true),
+                Decision::Retry {
+                    after: Some(secs(2)),
+                },
+            ),
+        ];
+        for ((verdict, failed, made, max, cloneable), want) in table {
+            assert_eq!(
+                decide(verdict, failed, made, max, cloneable),
+                want,
+                "{verdict:?} failed={failed} made={made} max={max} cloneable={cloneable}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_wait_that_reaches_the_deadline_leaves_no_time_for_an_attempt() {
+        assert!(
+            !out_of_time(secs(100), secs(100), None),
+            "no deadline, no limit"
+        );
+        assert!(
+            !out_of_time(secs(1), secs(3), Some(secs(5))),
+            "1 s wait, 2 s left"
+        );
+        assert!(
+            out_of_time(secs(2), secs(3), Some(secs(5))),
+            "a wait of all that is left"
+        );
+        assert!(out_of_time(secs(3), secs(3), Some(secs(5))));
+        assert!(
+            out_of_time(Duration::ZERO, secs(5), Some(secs(5))),
+            "nothing left"
+        );
+        assert!(
+            out_of_time(Duration::ZERO, secs(9), Some(secs(5))),
+            "past it"
+        );
+        let just_under = secs(2) - Duration::from_nanos(1);
+        assert!(!out_of_time(just_under, secs(3), Some(secs(5))));
     }
 
     #[test]
