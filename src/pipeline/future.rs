@@ -225,7 +225,7 @@ where
                     self.active.set(Active::Idle);
                     return Poll::Ready(out);
                 }
-                Step::Exit(level, out) => self.exit(level - 1, out),
+                Step::Exit(level, out) => self.exit(level, out),
                 Step::Poll => match self.poll_active(cx) {
                     Poll::Ready(step) => step,
                     // The levels inside go first, so a result ready at the deadline wins.
@@ -317,33 +317,35 @@ where
         Step::Enter(0)
     }
 
-    fn enter(&mut self, level: u8) -> Step<R, E> {
-        let refused = match self.order.at(level) {
-            None => {
-                let call = (self.make)();
-                self.active.set(Active::Calling { fut: call });
-                return Step::Poll;
+    /// Starts `level` and the levels inside it, outermost first, until the call is made (and
+    /// is to be polled), or a level waits or refuses. Entered again, the retry's level starts
+    /// the next attempt.
+    fn enter(&mut self, mut level: u8) -> Step<R, E> {
+        loop {
+            let refused = match self.order.at(level) {
+                None => {
+                    let call = (self.make)();
+                    self.active.set(Active::Calling { fut: call });
+                    return Step::Poll;
+                }
+                Some(Stage::Retry) => {
+                    self.count_attempt();
+                    match self.out_of_time(level + 1) {
+                        Some(step) => return step,
+                        None => Ok(()),
+                    }
+                }
+                Some(Stage::CircuitBreaker) => self.admit(),
+                Some(Stage::Bulkhead) => match self.take_slot() {
+                    Some(taken) => taken,
+                    None => return Step::Poll,
+                },
+                Some(Stage::Timeout) => self.set_timeout(),
+            };
+            if let Err(refusal) = refused {
+                return Step::Exit(level, Err(refusal));
             }
-            Some(Stage::Retry) => return self.begin_attempt(level),
-            Some(Stage::CircuitBreaker) => self.admit(),
-            Some(Stage::Bulkhead) => match self.take_slot() {
-                Some(taken) => taken,
-                None => return Step::Poll,
-            },
-            Some(Stage::Timeout) => self.set_timeout(),
-        };
-        match refused {
-            Ok(()) => Step::Enter(level + 1),
-            Err(refusal) => Step::Exit(level, Err(refusal)),
-        }
-    }
-
-    /// The retry at `level` starts an attempt: the first, or the next after its delay.
-    fn begin_attempt(&mut self, level: u8) -> Step<R, E> {
-        self.count_attempt();
-        match self.out_of_time(level + 1) {
-            Some(step) => step,
-            None => Step::Enter(level + 1),
+            level += 1;
         }
     }
 
@@ -438,22 +440,26 @@ where
         Some(Step::Exit(level, Err(no_time(timeout))))
     }
 
-    /// The policy at `level` takes the result of the levels inside it.
-    fn exit(&mut self, level: u8, out: Result<R, E>) -> Step<R, E> {
-        match self.order.at(level) {
-            Some(Stage::Retry) => {
-                let verdict = self.verdict(&out);
-                if !self.attempts.first_success(verdict, out.is_err()) {
-                    return self.after_attempt(level, out, verdict);
+    /// The levels outside `level` take its result, innermost first, up to the caller (level
+    /// 0's result) or to a retry that tries again.
+    fn exit(&mut self, mut level: u8, out: Result<R, E>) -> Step<R, E> {
+        while level > 0 {
+            level -= 1;
+            match self.order.at(level) {
+                Some(Stage::Retry) => {
+                    let verdict = self.verdict(&out);
+                    if !self.attempts.first_success(verdict, out.is_err()) {
+                        return self.after_attempt(level, out, verdict);
+                    }
                 }
+                Some(Stage::CircuitBreaker) => self.record(&out),
+                // The slot goes back as soon as the levels inside are done.
+                Some(Stage::Bulkhead) => *self.slot = None,
+                Some(Stage::Timeout) => self.end_timeout(),
+                None => unreachable!("nothing is outside the call but the policies"),
             }
-            Some(Stage::CircuitBreaker) => self.record(&out),
-            // The slot goes back as soon as the levels inside are done.
-            Some(Stage::Bulkhead) => *self.slot = None,
-            Some(Stage::Timeout) => self.end_timeout(),
-            None => unreachable!("nothing is outside the call but the policies"),
         }
-        Step::Exit(level, out)
+        Step::Exit(0, out)
     }
 
     /// The breaker counts the attempt it admitted, unless the deadline cut it short.
@@ -483,7 +489,7 @@ where
             Next::RetryAfter(delay) => {
                 drop(out);
                 if delay.is_zero() {
-                    return self.begin_attempt(level);
+                    return Step::Enter(level);
                 }
                 self.attempts.sleep(retry.timer().sleep(delay));
                 self.active.set(Active::Sleeping);
@@ -513,7 +519,7 @@ where
             ActiveProj::Sleeping => {
                 ready!(self.attempts.poll_sleep(cx));
                 self.active.set(Active::Idle);
-                return Poll::Ready(self.begin_attempt(self.level(Stage::Retry)));
+                return Poll::Ready(Step::Enter(self.level(Stage::Retry)));
             }
             ActiveProj::Start | ActiveProj::Idle => {
                 panic!("palisade::pipeline::RunFuture polled after completion")

@@ -30,8 +30,8 @@
 //! [`custom_order`](PipelineBuilder::custom_order): say which policy goes outside which. A
 //! call runs through the same [`RunFuture`] in either order, with no allocation and no lock:
 //! in the recommended order straight through, in a custom one reading the order at each
-//! level (a few hundred instructions more per call). With tower, stack the layers by hand in
-//! any order you like.
+//! level, which costs a little more per call. With tower, stack the layers by hand in any
+//! order you like.
 //!
 //! # Deadline
 //!
