@@ -215,8 +215,7 @@ where
     E: From<Rejected> + AsRejected,
     P: Classifier<R, E>,
 {
-    /// Takes steps until the call is done or waits: one level at a time, reading the order
-    /// at each.
+    /// Takes steps until the call is done or waits, reading the order at each level.
     fn drive(&mut self, mut step: Step<R, E>, cx: &mut Context<'_>) -> Poll<Result<R, E>> {
         loop {
             step = match step {
@@ -246,7 +245,7 @@ where
     #[inline]
     fn straight(&mut self, cx: &mut Context<'_>) -> Poll<Result<R, E>> {
         let order = *self.order;
-        // The level below the retry's (level 0 when it has one): where the attempt begins.
+        // Where the attempt begins: below the retry (level 0), if there is one.
         let mut begins = 0;
         if order.has(Stage::Retry) {
             self.count_attempt();
