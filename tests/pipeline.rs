@@ -839,3 +839,152 @@ async fn retry_fallback_and_pipeline_layers_keep_nothing_across_poll_ready() {
         .build();
     follows_readiness("pipeline", |m| pipeline.layer().layer(m)).await;
 }
+
+// ===== the recommended order runs as the same order asked for by name =====
+
+/// One call's story: what each attempt does (how long it takes, whether it fails; past the
+/// last entry, the last again), and the policies around it.
+#[derive(Debug, Clone, Copy)]
+struct Story {
+    name: &'static str,
+    attempts: &'static [(u64, bool)],
+    breaker_failures: u32,
+    queue: u32,
+    // A slot held by someone else for this long (ms) as the call starts.
+    held: Option<u64>,
+    deadline: Option<u64>,
+}
+
+/// What a call did: its result, the attempts made, the time it took, and every policy's
+/// events in the order they came.
+type Trace = (
+    Result<u64, AppError>,
+    u32,
+    Duration,
+    Vec<(&'static str, palisade::telemetry::EventKind)>,
+);
+
+async fn trace(story: Story, spelt_out: bool) -> Trace {
+    use palisade::telemetry::Event;
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = || {
+        let events = events.clone();
+        move |e: &Event| events.lock().unwrap().push((e.policy_name(), e.kind()))
+    };
+    let mut retry = Retry::builder()
+        .max_attempts(3)
+        .backoff(Backoff::constant(ms(10)))
+        .name("retry")
+        .listener(sink());
+    if let Some(deadline) = story.deadline {
+        retry = retry.deadline(ms(deadline));
+    }
+    let breaker = CircuitBreaker::builder()
+        .consecutive_failures(story.breaker_failures)
+        .name("breaker")
+        .listener(sink());
+    let bulkhead = Bulkhead::new(
+        Bulkhead::builder()
+            .max_concurrent(1)
+            .max_queue(story.queue)
+            .name("bulkhead")
+            .listener(sink())
+            .build()
+            .unwrap(),
+    );
+    let timeout = TimeoutConfig::builder()
+        .duration(ms(50))
+        .name("timeout")
+        .listener(sink());
+    let mut builder = Pipeline::builder()
+        .retry(Retry::new(retry.build().unwrap()))
+        .circuit_breaker(CircuitBreaker::new(breaker.build().unwrap()))
+        .bulkhead(bulkhead.clone())
+        .timeout(Timeout::new(timeout.build().unwrap()));
+    if spelt_out {
+        builder = builder
+            .custom_order(&[
+                Stage::Retry,
+                Stage::CircuitBreaker,
+                Stage::Bulkhead,
+                Stage::Timeout,
+            ])
+            .unwrap();
+    }
+    let pipeline = builder.build();
+    let held = story.held.map(|_| bulkhead.try_acquire().unwrap());
+    events.lock().unwrap().clear();
+    let start = Instant::now();
+    let made = AtomicU32::new(0);
+    let run = pipeline.run(|| {
+        let n = made.fetch_add(1, Ordering::SeqCst) as usize;
+        let (takes, fails) = story.attempts[n.min(story.attempts.len() - 1)];
+        async move {
+            sleep(ms(takes)).await;
+            match fails {
+                true => Err(AppError::Backend("down")),
+                false => Ok(n as u64),
+            }
+        }
+    });
+    let release = async {
+        sleep(ms(story.held.unwrap_or(0))).await;
+        drop(held);
+    };
+    let (out, ()) = tokio::join!(run, release);
+    let took = start.elapsed();
+    let events = events.lock().unwrap().clone();
+    (out, made.load(Ordering::SeqCst), took, events)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_recommended_order_runs_as_the_same_order_asked_for_by_name() {
+    let story = |name, attempts| Story {
+        name,
+        attempts,
+        breaker_failures: 5,
+        queue: 0,
+        held: None,
+        deadline: None,
+    };
+    let stories = [
+        story("answers at once", &[(0, false)]),
+        story("answers after a while", &[(20, false)]),
+        story("fails, then answers", &[(0, true), (5, false)]),
+        story("always fails", &[(0, true)]),
+        story(
+            "hangs past the timeout, then answers",
+            &[(80, false), (0, false)],
+        ),
+        story("always hangs", &[(80, false)]),
+        Story {
+            breaker_failures: 2,
+            ..story("trips the breaker", &[(0, true)])
+        },
+        Story {
+            held: Some(30),
+            ..story("finds the bulkhead full", &[(0, false)])
+        },
+        Story {
+            held: Some(30),
+            queue: 1,
+            ..story("waits for a slot", &[(0, false)])
+        },
+        Story {
+            deadline: Some(100),
+            ..story("runs into the deadline", &[(80, false)])
+        },
+        Story {
+            held: Some(200),
+            queue: 1,
+            deadline: Some(100),
+            ..story("waits past the deadline", &[(0, false)])
+        },
+    ];
+    for story in stories {
+        let straight = trace(story, false).await;
+        let spelt_out = trace(story, true).await;
+        assert_eq!(straight, spelt_out, "{}", story.name);
+        assert!(!straight.3.is_empty(), "{}: the policies spoke", story.name);
+    }
+}

@@ -1,8 +1,8 @@
 //! The order of a pipeline's policies: the recommended one, or a
 //! [`custom_order`](super::PipelineBuilder::custom_order) asked for by name (and checked by
 //! the builder). Either way a call runs through the same
-//! [`RunFuture`](super::future::RunFuture), which reads the order at each level: a custom
-//! order costs no allocation and no lock.
+//! [`RunFuture`](super::future::RunFuture): in the recommended order straight through, in a
+//! custom one reading the order at each level; neither costs an allocation or a lock.
 
 /// A policy's place in a [`custom_order`](super::PipelineBuilder::custom_order).
 ///
@@ -45,24 +45,35 @@ pub(crate) struct Order {
     len: u8,
     // The level of each stage (indexed by `Stage as usize`), or `ABSENT`.
     level: [u8; STAGES],
+    // The recommended order, or what is left of it: the stages come in `Stage`'s own order,
+    // so a call may run them straight through without reading the order.
+    recommended: bool,
 }
 
 impl Order {
     /// Retry, circuit breaker, bulkhead, timeout; see the module docs of
     /// [`pipeline`](super) for why.
-    pub(crate) const RECOMMENDED: Order = Order::new(&[
-        Stage::Retry,
-        Stage::CircuitBreaker,
-        Stage::Bulkhead,
-        Stage::Timeout,
-    ]);
+    pub(crate) const RECOMMENDED: Order = Order::with(
+        &[
+            Stage::Retry,
+            Stage::CircuitBreaker,
+            Stage::Bulkhead,
+            Stage::Timeout,
+        ],
+        true,
+    );
 
     /// `stages`, which name each stage at most once (so there are at most four).
     pub(super) const fn new(stages: &[Stage]) -> Order {
+        Order::with(stages, false)
+    }
+
+    const fn with(stages: &[Stage], recommended: bool) -> Order {
         let mut order = Order {
             at: [Stage::Retry; STAGES],
             len: 0,
             level: [ABSENT; STAGES],
+            recommended,
         };
         let mut i = 0;
         while i < stages.len() {
@@ -83,7 +94,19 @@ impl Order {
     pub(crate) fn filter(self, keep: impl Fn(Stage) -> bool) -> Order {
         self.stages()
             .filter(|&stage| keep(stage))
-            .fold(Order::new(&[]), Order::push)
+            .fold(Order::with(&[], self.recommended), Order::push)
+    }
+
+    /// Whether this is the recommended order, or what is left of it.
+    #[inline]
+    pub(crate) fn is_recommended(self) -> bool {
+        self.recommended
+    }
+
+    /// Whether the order has `stage`.
+    #[inline]
+    pub(crate) fn has(self, stage: Stage) -> bool {
+        self.level[stage as usize] != ABSENT
     }
 
     /// The stages, outermost first.
@@ -135,5 +158,23 @@ mod tests {
             order.inside(0).collect::<Vec<_>>(),
             [Stage::Bulkhead, Stage::Timeout]
         );
+    }
+
+    #[test]
+    fn only_the_recommended_order_and_its_parts_run_straight_through() {
+        let part = Order::RECOMMENDED.filter(|s| s != Stage::Retry);
+        assert!(part.is_recommended());
+        assert!(part.has(Stage::Timeout) && !part.has(Stage::Retry));
+        let stages: Vec<_> = part.stages().collect();
+        assert!(
+            stages.windows(2).all(|w| (w[0] as u8) < (w[1] as u8)),
+            "a straight run takes the stages in `Stage`'s order"
+        );
+        let same = Order::new(&[Stage::Retry, Stage::CircuitBreaker]);
+        assert!(
+            !same.is_recommended(),
+            "a custom order reads the order at each level, even one that looks recommended"
+        );
+        assert!(!same.filter(|_| true).is_recommended());
     }
 }

@@ -28,9 +28,10 @@
 //!
 //! Another order can be asked for by name, with
 //! [`custom_order`](PipelineBuilder::custom_order): say which policy goes outside which. A
-//! call runs through the same [`RunFuture`] in either order (it reads the order at each
-//! level), with no allocation and no lock. With tower, stack the layers by hand in any order
-//! you like.
+//! call runs through the same [`RunFuture`] in either order, with no allocation and no lock:
+//! in the recommended order straight through, in a custom one reading the order at each
+//! level, which costs a little more per call. With tower, stack the layers by hand in any
+//! order you like.
 //!
 //! # Deadline
 //!
