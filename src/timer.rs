@@ -48,6 +48,25 @@ pub trait Timer: Send + Sync + 'static {
     /// # }
     /// ```
     fn sleep(&self, duration: Duration) -> Self::Sleep;
+
+    /// How late a sleep may end by the timer's own granularity: a sleep of `d` ends by
+    /// `d + resolution()` when the runtime is not busy. A retry's deadline counts it, so that a
+    /// delay just under the time left cannot start an attempt at the deadline. Default: 1 ms,
+    /// the tick of tokio's timer and of most runtimes'; a finer timer may say so.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::timer::Timer;
+    /// use std::time::Duration;
+    ///
+    /// let timer = |d: Duration| tokio::time::sleep(d);
+    /// assert_eq!(timer.resolution(), Duration::from_millis(1));
+    /// ```
+    #[inline]
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
 }
 
 impl<F, Fut> Timer for F

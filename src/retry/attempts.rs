@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::rng::RngSource;
 use crate::sync::Ordering;
 use crate::telemetry::{EventKind, GiveUp};
+use crate::timer::Timer;
 
 /// What a result means to the retry.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -218,7 +219,7 @@ pub(crate) enum Next {
     RetryAfter(Duration),
 }
 
-impl<T, C: Clock> Retry<T, C> {
+impl<T: Timer, C: Clock> Retry<T, C> {
     /// Records the start of an attempt; returns its number.
     #[inline]
     pub(crate) fn begin<Sl>(&self, a: &mut Attempts<Sl>) -> u32 {
@@ -318,7 +319,9 @@ impl<T, C: Clock> Retry<T, C> {
             None => a.next_backoff(self.shared.config.backoff, &self.shared.rng),
         };
         let spent = Duration::from_nanos(now_ns.saturating_sub(a.started_ns));
-        if out_of_time(delay, spent, self.shared.config.deadline) {
+        // The sleep may end as late as the timer's tick allows.
+        let waited = delay.saturating_add(self.timer().resolution());
+        if out_of_time(waited, spent, self.shared.config.deadline) {
             return self.give_up(a.made, GiveUp::Deadline);
         }
         if let Some(budget) = &self.shared.budget {

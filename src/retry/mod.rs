@@ -27,12 +27,14 @@
 //!   attempts across every clone of the handle.
 //! - **Deadline**: a total [`deadline`](RetryConfigBuilder::deadline), counted from the start
 //!   of the first attempt, is never waited out. When the next delay (from the backoff, or a
-//!   hint) is at least the time left, the retry gives up at once with
+//!   hint), plus the timer's [`resolution`](crate::timer::Timer::resolution), is at least
+//!   the time left, the retry gives up at once with
 //!   [`GiveUp::Deadline`] and returns the last result: it does not sleep, and it never starts
 //!   an attempt that would have no time of its own (which, under a timeout cut to the
 //!   deadline, would fail at once and replace the call's real error with a timeout). So every
 //!   attempt starts before the deadline, with the delay before it fully waited, and a delay
-//!   equal to the time left ends the call. A timer that fires late can still start an
+//!   equal to the time left ends the call. A timer that fires later than its resolution
+//!   (a busy runtime) can still start an
 //!   attempt at the deadline or just past it; the retry does not stop an attempt in flight
 //!   (put a timeout inside it, or use a [`Pipeline`](crate::pipeline::Pipeline), which cuts
 //!   each attempt's timeout to the time left).
