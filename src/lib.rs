@@ -170,14 +170,19 @@
 //! # Time and runtimes
 //!
 //! Policies read time from a [`Clock`](clock::Clock) and sleep on a [`Timer`](timer::Timer),
-//! never from `std::time::Instant::now()` directly. The defaults (feature `tokio`) follow
-//! tokio's clock, so `tokio::time::pause()` and `advance()` drive every policy in tests
-//! without real waiting. Without tokio, [`MonotonicClock`](clock::MonotonicClock) reads the
-//! system's monotonic clock and any `Fn(Duration) -> impl Future` serves as a timer. It is
-//! also the clock for the cheapest rejections in production: an open breaker on it checks its
-//! break against the kernel's coarse clock (a few nanoseconds) and reads the exact clock only
-//! in the break's last milliseconds, so the break still ends on time.
-//! [`CoarseClock`](clock::CoarseClock) reads only the coarse clock, at a granularity of a few
+//! never from `std::time::Instant::now()` directly. The default clock is the fast one,
+//! [`MonotonicClock`](clock::MonotonicClock): an open breaker on it checks its break against
+//! the kernel's coarse clock (a few nanoseconds) and reads the exact clock only in the break's
+//! last milliseconds, so the break still ends on time. The default timer (feature `tokio`) is
+//! tokio's; without tokio any `Fn(Duration) -> impl Future` serves as a timer.
+//!
+//! **Tests with paused time**: put `palisade = { version = "0.1", features = ["test-util"] }`
+//! in your dev-dependencies. The default clock then becomes
+//! [`TokioClock`](clock::TokioClock) in test builds, so `tokio::time::pause()` and `advance()`
+//! drive every policy without real waiting; your release build keeps the fast clock. Without
+//! it, paused sleeps jump ahead while breakers and deadlines keep real time (see
+//! [`clock`] for the trade-off). [`CoarseClock`](clock::CoarseClock) reads only the coarse
+//! clock, at a granularity of a few
 //! milliseconds. Jitter is reproducible: give the retry a
 //! [`seed`](retry::RetryConfigBuilder::seed).
 //!
@@ -185,7 +190,7 @@
 //!
 //! | Feature | Default | Enables |
 //! |---|---|---|
-//! | `tokio` | yes | [`TokioClock`](clock::TokioClock), [`TokioTimer`](timer::TokioTimer) as the defaults |
+//! | `tokio` | yes | [`TokioTimer`](timer::TokioTimer) as the default timer; [`TokioClock`](clock::TokioClock) |
 //! | `tower` | yes | the `Layer` / `Service` adapters, [`LiftLayer`] |
 //! | `tracing` | no | [`TracingListener`](telemetry::TracingListener) |
 //! | `metrics` | no | `MetricsListener`: every event as `palisade_*` series through the `metrics` facade |
@@ -193,7 +198,7 @@
 //! | `toml`, `yaml`, `json` | no | `serde`, and [`Policies::from_path`](config::Policies::from_path) for files in that format |
 //! | `http` | no | [`http`]: status classifier, `Retry-After` hints, a request cloner; with `tower`, load shedding with 503 |
 //! | `reqwest-middleware` | no | [`http::middleware`]: a pipeline or one policy as a `reqwest_middleware::Middleware` (implies `tokio` and `http`) |
-//! | `test-util` | no | [`FakeClock`](clock::FakeClock) |
+//! | `test-util` | no | for dev-dependencies: [`TokioClock`](clock::TokioClock) as the default clock, so paused tokio time drives every policy; [`FakeClock`](clock::FakeClock) |
 //!
 //! With no features, the policy cores, the closure wrappers (given a timer) and the error
 //! model build on std alone.
