@@ -223,6 +223,7 @@ pub mod clock;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod config;
+mod coop;
 mod counter;
 pub mod error;
 pub mod fallback;

@@ -137,6 +137,8 @@ pin_project! {
         Calling { #[pin] fut: F },
         // The sleep is in `attempts`.
         Sleeping,
+        // A refusal held back until the task's budget allows it (see `Step::Refused`).
+        Refused { level: u8, refusal: Rejected },
         // Between levels, and once done.
         Idle,
     }
@@ -148,6 +150,8 @@ enum Step<R, E> {
     Enter(u8),
     /// A level's result, for the level outside it (or the caller, from level 0).
     Exit(u8, Result<R, E>),
+    /// A level refused the attempt at once: its result, once the task's budget allows.
+    Refused(u8, Rejected),
     /// Polls what the call waits on.
     Poll,
 }
@@ -186,7 +190,23 @@ where
 {
     type Output = Result<R, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.poll_levels(cx)
+    }
+}
+
+impl<M, F, T, C, P, R, E> RunFuture<'_, M, F, T, C, P>
+where
+    M: FnMut() -> F,
+    F: Future<Output = Result<R, E>>,
+    T: Timer + Clone,
+    C: Clock,
+    E: From<Rejected> + AsRejected,
+    P: Classifier<R, E>,
+{
+    #[inline]
+    fn poll_levels(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R, E>> {
         let mut this = self.project();
         // The recommended order needs no reading of the order between its levels: it runs
         // them straight through, and hands over to the driver below at the first turn off
@@ -225,12 +245,35 @@ where
                     return Poll::Ready(out);
                 }
                 Step::Exit(level, out) => self.exit(level, out),
+                Step::Refused(level, refusal) => match self.refuse(level, refusal, cx) {
+                    Some(step) => step,
+                    None => return Poll::Pending,
+                },
                 Step::Poll => match self.poll_active(cx) {
                     Poll::Ready(step) => step,
                     // The levels inside go first, so a result ready at the deadline wins.
                     Poll::Pending => ready!(self.poll_timer(cx)),
                 },
             };
+        }
+    }
+
+    /// A level's refusal, which completes without awaiting anything, takes a unit of tokio's
+    /// budget (see `crate::coop`), so that a loop over refused calls still yields to its
+    /// runtime. With the budget spent, the refusal (already counted and reported) waits for
+    /// the next poll: `None`. Out of line: refusals are off the happy path.
+    #[cold]
+    #[inline(never)]
+    fn refuse(&mut self, level: u8, refusal: Rejected, cx: &mut Context<'_>) -> Option<Step<R, E>> {
+        match crate::coop::poll_proceed(cx) {
+            Poll::Ready(budget) => {
+                budget.made_progress();
+                Some(Step::Exit(level, Err(E::from(refusal))))
+            }
+            Poll::Pending => {
+                self.active.set(Active::Refused { level, refusal });
+                None
+            }
         }
     }
 
@@ -257,7 +300,7 @@ where
         if order.has(Stage::CircuitBreaker) {
             if let Err(open) = self.admit() {
                 let level = self.level(Stage::CircuitBreaker);
-                return self.drive(Step::Exit(level, Err(open)), cx);
+                return self.drive(Step::Refused(level, open), cx);
             }
         }
         if order.has(Stage::Bulkhead) {
@@ -265,7 +308,7 @@ where
                 Some(Ok(())) => {}
                 Some(Err(full)) => {
                     let level = self.level(Stage::Bulkhead);
-                    return self.drive(Step::Exit(level, Err(full)), cx);
+                    return self.drive(Step::Refused(level, full), cx);
                 }
                 None => return self.drive(Step::Poll, cx),
             }
@@ -340,9 +383,13 @@ where
                         None => Ok(()),
                     }
                 }
-                Some(Stage::CircuitBreaker) => self.admit(),
+                Some(Stage::CircuitBreaker) => match self.admit() {
+                    Ok(()) => Ok(()),
+                    Err(open) => return Step::Refused(level, open),
+                },
                 Some(Stage::Bulkhead) => match self.take_slot() {
-                    Some(taken) => taken,
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(full)) => return Step::Refused(level, full),
                     None => return Step::Poll,
                 },
                 Some(Stage::Timeout) => self.set_timeout(),
@@ -370,7 +417,7 @@ where
     /// The breaker admits the attempt, or refuses it.
     // Always inlined: see `straight`.
     #[inline(always)]
-    fn admit(&mut self) -> Result<(), E> {
+    fn admit(&mut self) -> Result<(), Rejected> {
         let permit = self.policies.breaker().try_acquire()?;
         *self.permit = Some(permit);
         *self.cut = false;
@@ -381,7 +428,7 @@ where
     /// waits in line for one (polled as `Acquiring`).
     // Always inlined: see `straight`.
     #[inline(always)]
-    fn take_slot(&mut self) -> Option<Result<(), E>> {
+    fn take_slot(&mut self) -> Option<Result<(), Rejected>> {
         let bulkhead = self.policies.bulkhead();
         if bulkhead.config().max_queue() > 0 {
             self.active.set(Active::Acquiring {
@@ -396,7 +443,7 @@ where
                 *self.slot = Some(permit);
                 Ok(())
             }
-            Err(full) => Err(E::from(full)),
+            Err(full) => Err(full),
         })
     }
 
@@ -522,9 +569,10 @@ where
                         *self.slot = Some(permit);
                         Step::Enter(level + 1)
                     }
-                    Err(full) => Step::Exit(level, Err(E::from(full))),
+                    Err(full) => Step::Refused(level, full),
                 }
             }
+            ActiveProj::Refused { level, refusal } => Step::Refused(*level, *refusal),
             ActiveProj::Sleeping => {
                 ready!(self.attempts.poll_sleep(cx));
                 self.active.set(Active::Idle);

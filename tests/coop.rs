@@ -1,0 +1,74 @@
+//! The policies take part in tokio's cooperative budget: a loop over calls they answer at once
+//! (refusals, or admissions around a ready future) still gives its worker back, so other tasks
+//! and timers on it are not starved. Each test spawns a task on a current-thread runtime and
+//! loops over such calls: the task can only run if the loop yields.
+#![cfg(feature = "tokio")]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use palisade::Rejected;
+use palisade::bulkhead::Bulkhead;
+use palisade::circuit_breaker::CircuitBreaker;
+use palisade::pipeline::Pipeline;
+
+/// Calls `call` until the spawned task has run or `limit` calls were made; returns how many.
+async fn calls_until_another_task_runs<Fut: Future>(mut call: impl FnMut() -> Fut) -> u32 {
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = ran.clone();
+    tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+    let mut calls = 0;
+    while !ran.load(Ordering::SeqCst) && calls < 10_000 {
+        call().await;
+        calls += 1;
+    }
+    assert!(
+        ran.load(Ordering::SeqCst),
+        "the other task never ran in {calls} calls: the loop never yielded"
+    );
+    calls
+}
+
+fn open_breaker() -> CircuitBreaker {
+    let breaker = CircuitBreaker::new(
+        CircuitBreaker::builder()
+            .consecutive_failures(1)
+            .break_duration(Duration::from_secs(3600))
+            .build()
+            .unwrap(),
+    );
+    breaker.try_acquire().unwrap().failure();
+    breaker
+}
+
+#[tokio::test]
+async fn a_loop_over_a_pipelines_refusals_yields_to_its_runtime() {
+    let pipeline = Pipeline::builder().circuit_breaker(open_breaker()).build();
+    let calls = calls_until_another_task_runs(|| async {
+        let out: Result<(), Rejected> = pipeline.run(|| async { Ok(()) }).await;
+        assert!(out.is_err());
+    })
+    .await;
+    // tokio's budget is 128 units a scheduling.
+    assert!(calls <= 200, "{calls}");
+}
+
+#[tokio::test]
+async fn a_loop_over_a_pipelines_full_bulkhead_yields_to_its_runtime() {
+    let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build().unwrap());
+    let _held = bulkhead.try_acquire().unwrap();
+    let pipeline = Pipeline::builder().bulkhead(bulkhead.clone()).build();
+    let calls = calls_until_another_task_runs(|| async {
+        let out: Result<(), Rejected> = pipeline.run(|| async { Ok(()) }).await;
+        assert!(matches!(out, Err(Rejected::BulkheadFull(_))));
+    })
+    .await;
+    assert!(calls <= 200, "{calls}");
+    assert_eq!(
+        bulkhead.metrics().rejected,
+        u64::from(calls),
+        "each refusal counted once"
+    );
+}
