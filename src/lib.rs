@@ -186,6 +186,12 @@
 //! milliseconds. Jitter is reproducible: give the retry a
 //! [`seed`](retry::RetryConfigBuilder::seed).
 //!
+//! On tokio (feature `tokio`), a refusal (an open breaker, a full bulkhead) takes a unit of
+//! the task's cooperative budget, as tokio's own resources do when they complete, so a loop
+//! over refused calls still yields to its runtime every 128 or so and cannot starve the
+//! worker's timers and tasks. An admitted call takes none of its own: the call's future takes
+//! part through tokio's resources.
+//!
 //! # Feature flags
 //!
 //! | Feature | Default | Enables |
