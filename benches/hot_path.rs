@@ -79,6 +79,7 @@
 use std::cell::OnceCell;
 use std::future::{Ready, ready};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -250,12 +251,12 @@ fn per_call_on_threads_fixed_count<R>(
     iters: u64,
     op: &(impl Fn() -> R + Sync),
 ) -> Duration {
-    let barrier = std::sync::Barrier::new(threads as usize);
+    let arrived = AtomicU32::new(0);
     let start = std::sync::Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
-                barrier.wait();
+                start_together(&arrived, threads);
                 start.lock().unwrap().get_or_insert_with(Instant::now);
                 for _ in 0..iters {
                     sync_now(op);
@@ -269,7 +270,8 @@ fn per_call_on_threads_fixed_count<R>(
 
 /// Aggregate cost per call with `threads` threads calling `op` for the same window of wall
 /// time, so both contend until the end. The window is criterion's iteration count at `cost`
-/// (the 1-thread time per call), so a sample lasts about as long as criterion plans; the
+/// (the 1-thread time per call), so a sample lasts about as long as criterion plans, but at
+/// least a millisecond, so that a thread's start or a preemption is a small share of it; the
 /// figure returned is `iters` times the aggregate time per call (the wall time over all the
 /// calls made), so criterion's per-iteration estimate is that time per call.
 fn per_call_on_threads_fixed_time<R>(
@@ -278,18 +280,18 @@ fn per_call_on_threads_fixed_time<R>(
     cost: Duration,
     op: &(impl Fn() -> R + Sync),
 ) -> Duration {
-    let window = cost.mul_f64(iters as f64);
+    let window = cost.mul_f64(iters as f64).max(Duration::from_millis(1));
     // Read the clock about once a microsecond: rare enough to cost under 2 % of the calls
     // on a VM whose clock read takes 20 ns, often enough that a thread overruns the window
     // by a microsecond at most.
     let batch = (1000.0 / (cost.as_secs_f64() * 1e9)).clamp(1.0, 65_536.0) as u64;
-    let barrier = std::sync::Barrier::new(threads as usize);
+    let arrived = AtomicU32::new(0);
     let start = std::sync::Mutex::new(None);
     let (calls, end) = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
-                    barrier.wait();
+                    start_together(&arrived, threads);
                     let deadline = *start.lock().unwrap().get_or_insert_with(Instant::now) + window;
                     let mut calls = 0u64;
                     loop {
@@ -315,6 +317,17 @@ fn per_call_on_threads_fixed_time<R>(
     let started = start.into_inner().unwrap().unwrap();
     let per_call = end.unwrap().duration_since(started).as_secs_f64() / calls as f64;
     Duration::from_secs_f64(per_call * iters as f64)
+}
+
+/// Returns once all `threads` have called it, to each within about a microsecond. A
+/// `Barrier` wakes its waiters through the scheduler, which on the shared machines took up
+/// to a few milliseconds: longer than many samples, so that one thread often ran alone.
+fn start_together(arrived: &AtomicU32, threads: u32) {
+    arrived.fetch_add(1, Ordering::AcqRel);
+    while arrived.load(Ordering::Acquire) < threads {
+        // Not a bare spin: the thread still to arrive may need this CPU to start.
+        std::thread::yield_now();
+    }
 }
 
 /// `op`'s time per call on one thread, over about 20 ms after a short warm-up: the scale
