@@ -1,46 +1,97 @@
 //! Hot-path overhead of palisade's policies against a bare call and the Rust peers doing the
 //! same work, in one criterion run. Run with `cargo bench -p palisade-benches --bench hot_path`.
 //!
-//! Every case completes a call whose inner future is ready at once, so what is measured is the
-//! policy's own overhead. Compare figures within a group only, as ratios: the machines are
-//! shared and noisy.
+//! Compare figures within a group only, as ratios: the machines are shared and noisy.
+//!
+//! # What is measured
+//!
+//! Every palisade case is the policy's default configuration (`X::new(X::builder()..build())`
+//! with only the settings a policy requires, such as a bulkhead's limit), unless its name or
+//! its group's name says which option it uses: `palisade (MonotonicClock)` is built with
+//! `with_clock(.., MonotonicClock::new())`, `palisade (default)` with `new`, whatever clock
+//! that is. The breaker's trip models are separate groups, each named for its model.
+//!
+//! Most cases complete a call whose inner future is ready at once, so what is measured is
+//! the policy's own overhead. The timeout groups also have an `inner pending once` variant:
+//! the inner future is pending at its first poll (it wakes itself) and ready at its second,
+//! so every timeout really arms its timer. palisade creates its timer only when the inner
+//! future is pending, which makes the ready case its best case; both are shown.
+//!
+//! # Drivers
+//!
+//! Every case runs through one of the out-of-line drivers in `common` (`sync_now` for a
+//! synchronous operation, `run_now` / `call_now` for a future or service that completes at
+//! its first poll, `run_to_completion` / `call_to_completion` with a poll loop for one that
+//! does not), and each driver `black_box`es what the case returns, rejections included.
+//! Futures are built and polled inside the driver with a no-op waker and no runtime (one is
+//! entered, so that tokio's timers can be created, but never run). So the retry closure
+//! group's figure is one `Retry::run` future built and polled once inside `run_now`; inside
+//! an executor each call would add the executor's own cost, the same for every contender.
+//!
+//! # Threads
+//!
+//! Breaker and bulkhead admission also run on 2 threads, in two variants, each its own group:
+//!
+//! - `, 2 threads, fixed count`: each thread does criterion's iteration count of calls.
+//! - `, 2 threads, fixed time`: both threads call for the same wall-clock window and count
+//!   their calls. A fixed count lets one thread finish early and run the rest uncontended,
+//!   which hides a peer's lock convoy; a fixed window keeps both contending to the end.
+//!
+//! Both report the aggregate wall time per call across both threads (see
+//! [`per_call_on_threads_fixed_count`] and [`per_call_on_threads_fixed_time`]): lower is
+//! better, and a figure at or below the group's 1-thread figure means the operation scales.
+//! The layer groups run on one thread only: a tower service is driven through `&mut self`,
+//! so two threads would measure two services.
+//!
+//! # Retry layer: which comparison is like for like
+//!
+//! palisade's retry handle always shares its state between clones (its counters, and its
+//! budget when one is set), so each call through the layer writes shared state. tower's retry
+//! with a stateless policy writes nothing shared and is the floor; tower's retry whose policy
+//! holds a shared `TpsBudget` does shared writes on every call too, and is the like-for-like
+//! peer (named so, and given its own row in the README). `Retry::leak`, which made the handle
+//! `'static` to skip the shared writes, was removed by the one-shape issue (#18), so there is
+//! no leaked-handle case any more.
 //!
 //! # Naming
 //!
 //! The report (`common::report`) tells cases apart by the start of their name, so keep to it:
-//! `palisade…` is ours, `bare…` is the group's baseline, anything else is a peer. Every group
-//! has exactly one baseline; it is the work without any policy (the call or service alone), or,
-//! where a policy does nothing but bookkeeping, the least any implementation must do (one clock
-//! read for an open breaker, one atomic add and sub for a concurrency limit). A group holds one
-//! model of a policy, so that "best peer" compares like with like; the breaker's consecutive,
-//! count-window and time-window models are separate groups.
-//!
-//! Breaker and bulkhead admission run on 1 and 2 threads (`, 2 threads`: the aggregate wall
-//! time per operation, see [`per_op_on_threads`]). The layer groups run on one thread only: a
-//! tower service is driven through `&mut self`, so two threads would measure two services.
+//! `palisade…` is ours, `bare…` is the group's baseline, anything else is a peer, and a peer
+//! whose name contains `(like for like)` is compared in the README even when a faster peer
+//! exists. Every group has exactly one baseline; it is the work without any policy (the call
+//! or service alone), or, where a policy does nothing but bookkeeping, the least any
+//! implementation must do (one clock read for an open breaker, one atomic add and sub for a
+//! concurrency limit). A group holds one model of a policy, so that "best peer" compares like
+//! with like.
 //!
 //! # Report
 //!
 //! After the run, `main` writes `benches/RESULTS.md` (every case) and the summary table between
-//! the `<!-- bench:start -->` and `<!-- bench:end -->` markers of `README.md`, but only when every
-//! case has an estimate from this run; with a filter it says so and leaves both files alone.
+//! the `<!-- bench:start -->` and `<!-- bench:end -->` markers of `README.md` (every palisade
+//! case), but only when every case has an estimate from this run; with a filter it says so and
+//! leaves both files alone.
 //!
 //! # Not compared
 //!
 //! governor is a rate limiter and palisade has none yet, so no group would compare like with
 //! like; it gets a group with the rate limiter.
 
+use std::cell::OnceCell;
 use std::future::{Ready, ready};
 use std::hint::black_box;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 
 mod common;
 use common::report::{self, group};
-use common::{Echo, call_now, poll_now, run_now};
+use common::{
+    Echo, PendingOnceEcho, call_now, call_to_completion, pending_once, poll_now, run_now,
+    run_to_completion, sync_now,
+};
 use palisade::Rejected;
-use palisade::timeout::{Timeout, TimeoutConfig};
+use palisade::timeout::{DEFAULT_TIMEOUT, Timeout};
 use tower::{BoxError, Layer};
 
 fn timeout_benches(c: &mut Criterion) {
@@ -50,10 +101,11 @@ fn timeout_benches(c: &mut Criterion) {
         .unwrap();
     // tokio's sleep (used eagerly by tower and tokio) needs the runtime's handle in scope.
     let _guard = rt.enter();
-    let limit = Duration::from_secs(1);
-    let timeout = Timeout::new(TimeoutConfig::builder().duration(limit).build().unwrap());
+    // The default duration, the same for every contender.
+    let limit = DEFAULT_TIMEOUT;
+    let timeout = Timeout::new(Timeout::builder().build().unwrap());
 
-    let mut g = group(c, "timeout/future");
+    let mut g = group(c, "timeout/future, inner ready");
     g.bench_function("bare", |b| {
         b.iter(|| run_now(|| ready(Ok::<_, Rejected>(black_box(1u64)))))
     });
@@ -67,7 +119,26 @@ fn timeout_benches(c: &mut Criterion) {
     });
     g.finish();
 
-    let mut g = group(c, "timeout/layer");
+    // Pending at the first poll: every contender arms its timer, then drops it.
+    let mut g = group(c, "timeout/future, inner pending once");
+    g.bench_function("bare", |b| {
+        b.iter(|| run_to_completion(|| pending_once(Ok::<_, Rejected>(black_box(1u64)))))
+    });
+    g.bench_function("palisade run_once", |b| {
+        b.iter(|| {
+            run_to_completion(|| timeout.run_once(pending_once(Ok::<_, Rejected>(black_box(1u64)))))
+        })
+    });
+    g.bench_function("tokio::time::timeout", |b| {
+        b.iter(|| {
+            run_to_completion(|| {
+                tokio::time::timeout(limit, pending_once(Ok::<_, Rejected>(black_box(1u64))))
+            })
+        })
+    });
+    g.finish();
+
+    let mut g = group(c, "timeout/layer, inner ready");
     let mut bare = Echo;
     g.bench_function("bare service", |b| {
         b.iter(|| call_now(&mut bare, black_box(1)))
@@ -80,68 +151,115 @@ fn timeout_benches(c: &mut Criterion) {
     g.bench_function("tower TimeoutLayer", |b| {
         b.iter(|| call_now(&mut tower_timeout, black_box(1)))
     });
-    let mut tr = tower_resilience::timelimiter::TimeLimiterLayer::builder()
+    let time_limiter = tower_resilience::timelimiter::TimeLimiterLayer::builder()
         .timeout_duration(limit)
-        .build()
-        .layer(Echo);
+        .build();
+    let mut tr = time_limiter.clone().layer(Echo);
     g.bench_function("tower-resilience TimeLimiter", |b| {
         b.iter(|| call_now(&mut tr, black_box(1)))
     });
     g.finish();
+
+    let mut g = group(c, "timeout/layer, inner pending once");
+    let mut bare = PendingOnceEcho;
+    g.bench_function("bare service", |b| {
+        b.iter(|| call_to_completion(&mut bare, black_box(1)))
+    });
+    let mut ours = timeout.layer().layer(PendingOnceEcho);
+    g.bench_function("palisade TimeoutLayer", |b| {
+        b.iter(|| call_to_completion(&mut ours, black_box(1)))
+    });
+    let mut tower_timeout = tower::timeout::TimeoutLayer::new(limit).layer(PendingOnceEcho);
+    g.bench_function("tower TimeoutLayer", |b| {
+        b.iter(|| call_to_completion(&mut tower_timeout, black_box(1)))
+    });
+    let mut tr = time_limiter.layer(PendingOnceEcho);
+    g.bench_function("tower-resilience TimeLimiter", |b| {
+        b.iter(|| call_to_completion(&mut tr, black_box(1)))
+    });
+    g.finish();
 }
 
-/// Two groups for a synchronous operation, `name` on one thread and `name, 2 threads`, each
-/// with the baseline, palisade's case and at most one peer. Generic rather than `dyn` so that
-/// every case is inlined alike: a virtual call is a large share of a few nanoseconds.
-fn on_one_and_two_threads<B, O, P>(
-    c: &mut Criterion,
-    name: &str,
-    bare: (&str, B),
-    ours: (&str, O),
-    peer: Option<(&str, P)>,
-) where
-    B: Fn() + Sync,
-    O: Fn() + Sync,
-    P: Fn() + Sync,
-{
-    fn case(g: &mut report::Group<'_>, threads: u32, name: &str, op: &(impl Fn() + Sync)) {
-        if threads == 1 {
-            g.bench_function(name, |b| b.iter(op));
-        } else {
-            g.bench_function(name, |b| {
-                b.iter_custom(|iters| per_op_on_threads(threads, iters, op))
-            });
+/// How a group runs its cases: on one thread, or on two in one of two ways.
+#[derive(Clone, Copy)]
+enum Threads {
+    One,
+    /// Each of 2 threads does a fixed number of calls.
+    TwoFixedCount,
+    /// 2 threads call for the same fixed window of wall time.
+    TwoFixedTime,
+}
+
+impl Threads {
+    const ALL: [Threads; 3] = [Threads::One, Threads::TwoFixedCount, Threads::TwoFixedTime];
+
+    /// The group's name; `common::report` recognises the 2-thread groups by ", 2 threads".
+    fn group_name(self, name: &str) -> String {
+        match self {
+            Threads::One => name.to_owned(),
+            Threads::TwoFixedCount => format!("{name}, 2 threads, fixed count"),
+            Threads::TwoFixedTime => format!("{name}, 2 threads, fixed time"),
         }
     }
-    for threads in [1, 2] {
-        let mut g = match threads {
-            1 => group(c, name),
-            n => group(c, &format!("{name}, {n} threads")),
-        };
-        case(&mut g, threads, bare.0, &bare.1);
-        case(&mut g, threads, ours.0, &ours.1);
-        if let Some((peer_name, op)) = &peer {
-            case(&mut g, threads, peer_name, op);
-        }
+}
+
+/// The groups `name` on one thread, `name, 2 threads, fixed count` and `name, 2 threads,
+/// fixed time`, each with the cases `cases` adds through [`case`].
+fn on_one_and_two_threads(
+    c: &mut Criterion,
+    name: &str,
+    mut cases: impl FnMut(&mut report::Group<'_>, Threads),
+) {
+    for threads in Threads::ALL {
+        let mut g = group(c, &threads.group_name(name));
+        cases(&mut g, threads);
         g.finish();
     }
 }
 
-/// Aggregate cost per operation with `threads` threads doing `op` at once: wall time over
-/// all operations, so a figure at or below the 1-thread one means the operation scales.
-fn per_op_on_threads(threads: u32, iters: u64, op: &(impl Fn() + Sync)) -> Duration {
-    let barrier = std::sync::Barrier::new(threads as usize);
+/// One case of a synchronous operation, each call through [`sync_now`]. Generic rather than
+/// `dyn` so that every case is built alike: a virtual call is a large share of a few
+/// nanoseconds.
+fn case<R>(g: &mut report::Group<'_>, threads: Threads, name: &str, op: &(impl Fn() -> R + Sync)) {
+    match threads {
+        Threads::One => {
+            g.bench_function(name, |b| b.iter(|| sync_now(op)));
+        }
+        Threads::TwoFixedCount => {
+            g.bench_function(name, |b| {
+                b.iter_custom(|iters| per_call_on_threads_fixed_count(2, iters, op))
+            });
+        }
+        Threads::TwoFixedTime => {
+            // Measured once per case, when criterion first runs it (not when a filter skips it).
+            let cost = OnceCell::new();
+            g.bench_function(name, |b| {
+                let cost = *cost.get_or_init(|| cost_on_one_thread(op));
+                b.iter_custom(|iters| per_call_on_threads_fixed_time(2, iters, cost, op))
+            });
+        }
+    }
+}
+
+/// Aggregate cost per call with `threads` threads each doing `iters` calls of `op` at once:
+/// the wall time from the first thread's start to the last one's end, over all calls, so a
+/// figure at or below the 1-thread one means the operation scales. A thread that finishes
+/// first leaves the other to run its last calls uncontended; see
+/// [`per_call_on_threads_fixed_time`].
+fn per_call_on_threads_fixed_count<R>(
+    threads: u32,
+    iters: u64,
+    op: &(impl Fn() -> R + Sync),
+) -> Duration {
+    let arrived = AtomicU32::new(0);
     let start = std::sync::Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
-                barrier.wait();
-                start
-                    .lock()
-                    .unwrap()
-                    .get_or_insert_with(std::time::Instant::now);
+                start_together(&arrived, threads);
+                start.lock().unwrap().get_or_insert_with(Instant::now);
                 for _ in 0..iters {
-                    op();
+                    sync_now(op);
                 }
             });
         }
@@ -150,18 +268,99 @@ fn per_op_on_threads(threads: u32, iters: u64, op: &(impl Fn() + Sync)) -> Durat
     started.elapsed() / threads
 }
 
+/// Aggregate cost per call with `threads` threads calling `op` for the same window of wall
+/// time, so both contend until the end. The window is criterion's iteration count at `cost`
+/// (the 1-thread time per call), so a sample lasts about as long as criterion plans, but at
+/// least a millisecond, so that a thread's start or a preemption is a small share of it; the
+/// figure returned is `iters` times the aggregate time per call (the wall time over all the
+/// calls made), so criterion's per-iteration estimate is that time per call.
+fn per_call_on_threads_fixed_time<R>(
+    threads: u32,
+    iters: u64,
+    cost: Duration,
+    op: &(impl Fn() -> R + Sync),
+) -> Duration {
+    let window = cost.mul_f64(iters as f64).max(Duration::from_millis(1));
+    // Read the clock about once a microsecond: rare enough to cost under 2 % of the calls
+    // on a VM whose clock read takes 20 ns, often enough that a thread overruns the window
+    // by a microsecond at most.
+    let batch = (1000.0 / (cost.as_secs_f64() * 1e9)).clamp(1.0, 65_536.0) as u64;
+    let arrived = AtomicU32::new(0);
+    let start = std::sync::Mutex::new(None);
+    let (calls, end) = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    start_together(&arrived, threads);
+                    let deadline = *start.lock().unwrap().get_or_insert_with(Instant::now) + window;
+                    let mut calls = 0u64;
+                    loop {
+                        for _ in 0..batch {
+                            sync_now(op);
+                        }
+                        calls += batch;
+                        let now = Instant::now();
+                        if now >= deadline {
+                            return (calls, now);
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).fold(
+            (0, None),
+            |(calls, end): (u64, Option<Instant>), (n, at)| {
+                (calls + n, Some(end.map_or(at, |e| e.max(at))))
+            },
+        )
+    });
+    let started = start.into_inner().unwrap().unwrap();
+    let per_call = end.unwrap().duration_since(started).as_secs_f64() / calls as f64;
+    Duration::from_secs_f64(per_call * iters as f64)
+}
+
+/// Returns once all `threads` have called it, to each within about a microsecond. A
+/// `Barrier` wakes its waiters through the scheduler, which on the shared machines took up
+/// to a few milliseconds: longer than many samples, so that one thread often ran alone.
+fn start_together(arrived: &AtomicU32, threads: u32) {
+    arrived.fetch_add(1, Ordering::AcqRel);
+    while arrived.load(Ordering::Acquire) < threads {
+        // Not a bare spin: the thread still to arrive may need this CPU to start.
+        std::thread::yield_now();
+    }
+}
+
+/// `op`'s time per call on one thread, over about 20 ms after a short warm-up: the scale
+/// that turns criterion's iteration counts into windows of wall time.
+fn cost_on_one_thread<R>(op: &impl Fn() -> R) -> Duration {
+    const BATCH: u32 = 1024;
+    let run = |d: Duration| {
+        let start = Instant::now();
+        let mut calls = 0u32;
+        while start.elapsed() < d {
+            for _ in 0..BATCH {
+                sync_now(op);
+            }
+            calls += BATCH;
+        }
+        start.elapsed() / calls
+    };
+    run(Duration::from_millis(5));
+    run(Duration::from_millis(20)).max(Duration::from_nanos(1))
+}
+
 fn breaker_benches(c: &mut Criterion) {
     use palisade::circuit_breaker::{CircuitBreaker, TripModel};
-    use palisade::clock::MonotonicClock;
+    use palisade::clock::{CoarseClock, MonotonicClock};
 
-    let consecutive = CircuitBreaker::with_clock(
+    // Closed with a consecutive or count model, a breaker reads no clock.
+    let consecutive = CircuitBreaker::new(
         CircuitBreaker::builder()
             .consecutive_failures(5)
             .build()
             .unwrap(),
-        MonotonicClock::new(),
     );
-    let count_window = CircuitBreaker::with_clock(
+    let count_window = CircuitBreaker::new(
         CircuitBreaker::builder()
             .trip_model(TripModel::CountWindow {
                 size: 100,
@@ -170,14 +369,16 @@ fn breaker_benches(c: &mut Criterion) {
             })
             .build()
             .unwrap(),
-        MonotonicClock::new(),
     );
-    let time_window = CircuitBreaker::with_clock(
-        CircuitBreaker::builder()
-            .failures_within(5, Duration::from_secs(30))
-            .build()
-            .unwrap(),
-        MonotonicClock::new(),
+    // A time window reads the clock on every call, so it runs on the default clock (`new`)
+    // and on the opt-in `MonotonicClock`.
+    let time_window = CircuitBreaker::builder()
+        .failures_within(5, Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let time_window = (
+        CircuitBreaker::new(time_window.clone()),
+        CircuitBreaker::with_clock(time_window, MonotonicClock::new()),
     );
     let failsafe_consecutive = failsafe::Config::new()
         .failure_policy(failsafe::failure_policy::consecutive_failures(
@@ -190,69 +391,69 @@ fn breaker_benches(c: &mut Criterion) {
         .error_rate(0.5)
         .build();
 
-    let ours_consecutive = || consecutive.try_acquire().unwrap().success();
-    let ours_count = || count_window.try_acquire().unwrap().success();
-    let ours_time = || time_window.try_acquire().unwrap().success();
     let failsafe_call = || {
         use failsafe::CircuitBreaker as _;
         failsafe_consecutive
             .call(|| Ok::<_, ()>(black_box(1)))
-            .unwrap();
+            .unwrap()
     };
-    let recloser_call = || {
-        recloser.call(|| Ok::<_, ()>(black_box(1))).unwrap();
-    };
+    let recloser_call = || recloser.call(|| Ok::<_, ()>(black_box(1))).unwrap();
 
     // The call the peers wrap, with no breaker around it.
-    let bare_call = || {
-        black_box(Ok::<_, ()>(black_box(1))).unwrap();
-    };
+    let bare_call = || Ok::<_, ()>(black_box(1));
+    const OURS: &str = "palisade try_acquire + success";
+    const DEFAULT: &str = "palisade try_acquire + success (default)";
+    const MONOTONIC: &str = "palisade try_acquire + success (MonotonicClock)";
     // One group per trip model, so that "best peer" is a peer with the same model.
-    let bare = ("bare call", bare_call);
-    let ours = "palisade try_acquire + success";
     on_one_and_two_threads(
         c,
         "breaker/closed admit+record, consecutive failures",
-        bare,
-        (ours, ours_consecutive),
-        Some(("failsafe consecutive", failsafe_call)),
+        |g, t| {
+            case(g, t, "bare call", &bare_call);
+            case(g, t, OURS, &|| consecutive.try_acquire().unwrap().success());
+            case(g, t, "failsafe consecutive", &failsafe_call);
+        },
     );
     on_one_and_two_threads(
         c,
         "breaker/closed admit+record, count window (100)",
-        bare,
-        (ours, ours_count),
-        Some(("recloser ring (100)", recloser_call)),
+        |g, t| {
+            case(g, t, "bare call", &bare_call);
+            case(g, t, OURS, &|| {
+                count_window.try_acquire().unwrap().success()
+            });
+            case(g, t, "recloser ring (100)", &recloser_call);
+        },
     );
     // No peer keeps failure counts over a time window.
     on_one_and_two_threads(
         c,
         "breaker/closed admit+record, time window (failures within 30 s)",
-        bare,
-        (ours, ours_time),
-        None::<(&str, fn())>,
+        |g, t| {
+            case(g, t, "bare call", &bare_call);
+            case(g, t, DEFAULT, &|| {
+                time_window.0.try_acquire().unwrap().success()
+            });
+            case(g, t, MONOTONIC, &|| {
+                time_window.1.try_acquire().unwrap().success()
+            });
+        },
     );
 
-    // Open: every call is rejected.
-    consecutive.isolate();
-    let open = CircuitBreaker::with_clock(
+    // Open: every call is rejected. An hour's break, so that no case sees it end.
+    let open_config = || {
         CircuitBreaker::builder()
             .consecutive_failures(1)
             .break_duration(Duration::from_secs(3600))
             .build()
-            .unwrap(),
-        MonotonicClock::new(),
-    );
-    open.try_acquire().unwrap().failure();
-    // The same breaker on the opt-in coarse clock (a few ms of granularity, a cheaper read).
-    let open_coarse = CircuitBreaker::with_clock(
-        CircuitBreaker::builder()
-            .consecutive_failures(1)
-            .break_duration(Duration::from_secs(3600))
-            .build()
-            .unwrap(),
-        palisade::clock::CoarseClock::new(),
-    );
+            .unwrap()
+    };
+    let open_default = CircuitBreaker::new(open_config());
+    let open_monotonic = CircuitBreaker::with_clock(open_config(), MonotonicClock::new());
+    // The opt-in coarse clock: a few ms of granularity everywhere, a cheaper read.
+    let open_coarse = CircuitBreaker::with_clock(open_config(), CoarseClock::new());
+    open_default.try_acquire().unwrap().failure();
+    open_monotonic.try_acquire().unwrap().failure();
     open_coarse.try_acquire().unwrap().failure();
     let failsafe_open = failsafe::Config::new()
         .failure_policy(failsafe::failure_policy::consecutive_failures(
@@ -271,57 +472,33 @@ fn breaker_benches(c: &mut Criterion) {
     for _ in 0..2 {
         let _ = recloser_open.call(|| Err::<(), _>(()));
     }
-    let mut g = group(c, "breaker/open reject");
-    // The floor for any breaker whose open state ends on time: one reading of the clock.
+    // The floor for any breaker whose open state ends on time: one exact reading of the clock.
     let clock = MonotonicClock::new();
     let clock_read = || {
         use palisade::clock::Clock;
-        black_box(clock.now());
+        clock.now()
     };
-    g.bench_function("bare clock read", |b| b.iter(clock_read));
-    g.bench_function("palisade", |b| {
-        b.iter(|| assert!(open.try_acquire().is_err()))
-    });
-    g.bench_function("palisade (CoarseClock)", |b| {
-        b.iter(|| assert!(open_coarse.try_acquire().is_err()))
-    });
-    g.bench_function("failsafe", |b| {
+    // Each case returns its rejection (the driver `black_box`es it); that they are
+    // rejections is checked once here, outside the measurement.
+    let reject_default = || open_default.try_acquire();
+    let reject_monotonic = || open_monotonic.try_acquire();
+    let reject_coarse = || open_coarse.try_acquire();
+    let reject_failsafe = || {
         use failsafe::CircuitBreaker as _;
-        b.iter(|| assert!(failsafe_open.call(|| Ok::<_, ()>(())).is_err()))
+        failsafe_open.call(|| Ok::<_, ()>(()))
+    };
+    let reject_recloser = || recloser_open.call(|| Ok::<_, ()>(()));
+    assert!(reject_default().is_err() && reject_monotonic().is_err());
+    assert!(reject_coarse().is_err() && reject_failsafe().is_err());
+    assert!(reject_recloser().is_err());
+    on_one_and_two_threads(c, "breaker/open reject", |g, t| {
+        case(g, t, "bare clock read (MonotonicClock::now)", &clock_read);
+        case(g, t, "palisade (default)", &reject_default);
+        case(g, t, "palisade (MonotonicClock)", &reject_monotonic);
+        case(g, t, "palisade (CoarseClock)", &reject_coarse);
+        case(g, t, "failsafe", &reject_failsafe);
+        case(g, t, "recloser", &reject_recloser);
     });
-    g.bench_function("recloser", |b| {
-        b.iter(|| assert!(recloser_open.call(|| Ok::<_, ()>(())).is_err()))
-    });
-    g.finish();
-
-    let mut g = group(c, "breaker/open reject, 2 threads");
-    g.bench_function("bare clock read", |b| {
-        b.iter_custom(|iters| per_op_on_threads(2, iters, &clock_read))
-    });
-    g.bench_function("palisade", |b| {
-        b.iter_custom(|iters| per_op_on_threads(2, iters, &|| assert!(open.try_acquire().is_err())))
-    });
-    g.bench_function("palisade (CoarseClock)", |b| {
-        b.iter_custom(|iters| {
-            per_op_on_threads(2, iters, &|| assert!(open_coarse.try_acquire().is_err()))
-        })
-    });
-    g.bench_function("failsafe", |b| {
-        use failsafe::CircuitBreaker as _;
-        b.iter_custom(|iters| {
-            per_op_on_threads(2, iters, &|| {
-                assert!(failsafe_open.call(|| Ok::<_, ()>(())).is_err())
-            })
-        })
-    });
-    g.bench_function("recloser", |b| {
-        b.iter_custom(|iters| {
-            per_op_on_threads(2, iters, &|| {
-                assert!(recloser_open.call(|| Ok::<_, ()>(())).is_err())
-            })
-        })
-    });
-    g.finish();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -333,11 +510,9 @@ fn breaker_benches(c: &mut Criterion) {
     g.bench_function("bare service", |b| {
         b.iter(|| call_now(&mut bare, black_box(1)))
     });
-    let breaker = CircuitBreaker::builder()
-        .consecutive_failures(5)
-        .build()
-        .unwrap();
-    let mut ours = CircuitBreaker::new(breaker).layer().layer(Echo);
+    // The default model, consecutive failures (5), is the one tower-resilience is given.
+    let breaker = CircuitBreaker::new(CircuitBreaker::builder().build().unwrap());
+    let mut ours = breaker.layer().layer(Echo);
     g.bench_function("palisade CircuitBreakerLayer", |b| {
         b.iter(|| call_now(&mut ours, black_box(1)))
     });
@@ -355,26 +530,26 @@ fn breaker_benches(c: &mut Criterion) {
 fn bulkhead_benches(c: &mut Criterion) {
     use palisade::bulkhead::Bulkhead;
 
+    // A limit no case reaches; fail-fast (no queue) is the default.
     let ours = Bulkhead::new(Bulkhead::builder().max_concurrent(1024).build().unwrap());
     let tokio_sem = tokio::sync::Semaphore::new(1024);
-    let ours_op = || drop(ours.try_acquire().unwrap());
-    let tokio_op = || drop(tokio_sem.try_acquire().unwrap());
+    // Each returns its permit, released when the driver drops it.
+    let ours_op = || ours.try_acquire().unwrap();
+    let tokio_op = || tokio_sem.try_acquire().unwrap();
 
     // The floor for any counting limiter: one atomic add to enter, one sub to leave.
     let counter = std::sync::atomic::AtomicUsize::new(0);
-    let bare = ("bare atomic add+sub", || {
+    let bare = || {
         use std::sync::atomic::Ordering::{Acquire, Release};
         let counter = black_box(&counter);
         counter.fetch_add(1, Acquire);
-        counter.fetch_sub(1, Release);
+        counter.fetch_sub(1, Release)
+    };
+    on_one_and_two_threads(c, "bulkhead/fail-fast acquire+release", |g, t| {
+        case(g, t, "bare atomic add+sub", &bare);
+        case(g, t, "palisade try_acquire", &ours_op);
+        case(g, t, "tokio Semaphore::try_acquire", &tokio_op);
     });
-    on_one_and_two_threads(
-        c,
-        "bulkhead/fail-fast acquire+release",
-        bare,
-        ("palisade try_acquire", ours_op),
-        Some(("tokio Semaphore::try_acquire", tokio_op)),
-    );
 
     // Queue enabled, slot free: the future completes at its first poll.
     let queued = Bulkhead::new(
@@ -384,16 +559,16 @@ fn bulkhead_benches(c: &mut Criterion) {
             .build()
             .unwrap(),
     );
+    let queued_op = || poll_now(queued.acquire()).unwrap();
+    let tokio_queued_op = || poll_now(tokio_sem.acquire()).unwrap();
     on_one_and_two_threads(
         c,
         "bulkhead/queue-enabled acquire+release (slot free)",
-        bare,
-        ("palisade acquire", || {
-            drop(poll_now(queued.acquire()).unwrap())
-        }),
-        Some(("tokio Semaphore::acquire", || {
-            drop(poll_now(tokio_sem.acquire()).unwrap())
-        })),
+        |g, t| {
+            case(g, t, "bare atomic add+sub", &bare);
+            case(g, t, "palisade acquire", &queued_op);
+            case(g, t, "tokio Semaphore::acquire", &tokio_queued_op);
+        },
     );
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -429,6 +604,8 @@ fn retry_benches(c: &mut Criterion) {
     use palisade::retry::Retry;
 
     let ours = Retry::new(Retry::builder().build().unwrap());
+    // Each future is built and polled once inside `run_now`, with a no-op waker and no
+    // runtime: the figure is the retry's own work, not an executor's.
     let mut g = group(c, "retry/closure, first attempt succeeds");
     g.bench_function("bare future", |b| {
         b.iter(|| run_now(|| ready(Ok::<_, Rejected>(black_box(1u64)))))
@@ -457,12 +634,14 @@ fn retry_benches(c: &mut Criterion) {
     g.bench_function("palisade RetryLayer", |b| {
         b.iter(|| call_now(&mut layered, black_box(1)))
     });
+    // The floor: a stateless policy writes nothing shared.
     let mut tower_retry = tower::retry::RetryLayer::new(Attempts(3)).layer(Echo);
-    g.bench_function("tower RetryLayer", |b| {
+    g.bench_function("tower RetryLayer, stateless policy", |b| {
         b.iter(|| call_now(&mut tower_retry, black_box(1)))
     });
-    // The like-for-like peer: palisade's retry always shares state between clones (metrics, and
-    // the budget when set); tower's does when its policy holds a shared budget.
+    // The like-for-like peer: palisade's retry always shares state between clones (its
+    // counters, and the budget when set), and tower's does when its policy holds a shared
+    // budget. (`Retry::leak`, which let palisade skip the shared writes, went with #18.)
     let budget = std::sync::Arc::new(tower::retry::budget::TpsBudget::new(
         Duration::from_secs(10),
         1,
@@ -473,7 +652,7 @@ fn retry_benches(c: &mut Criterion) {
         budget,
     })
     .layer(Echo);
-    g.bench_function("tower RetryLayer + TpsBudget", |b| {
+    g.bench_function("tower RetryLayer, shared TpsBudget (like for like)", |b| {
         b.iter(|| call_now(&mut tower_budgeted, black_box(1)))
     });
     let mut theirs = tower_resilience::retry::RetryLayer::<u64, u64, BoxError>::builder()
@@ -552,12 +731,7 @@ fn stack_benches(c: &mut Criterion) {
     let retry = Retry::new(Retry::builder().build().unwrap());
     let breaker = CircuitBreaker::new(CircuitBreaker::builder().build().unwrap());
     let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1024).build().unwrap());
-    let timeout = Timeout::new(
-        TimeoutConfig::builder()
-            .duration(Duration::from_secs(1))
-            .build()
-            .unwrap(),
-    );
+    let timeout = Timeout::new(Timeout::builder().build().unwrap());
 
     let fallback =
         palisade::fallback::Fallback::new(palisade::fallback::Fallback::builder().build().unwrap());
@@ -601,32 +775,13 @@ fn stack_benches(c: &mut Criterion) {
         b.iter(|| call_now(&mut stack, black_box(1)))
     });
     // The same five policies from tower-resilience, in the same order.
+    // Its boxed futures may need more than one poll even around a ready service (they hop
+    // through its async mutex), hence the poll loop.
     let mut theirs = common::tower_resilience_stack();
     g.bench_function("tower-resilience tower stack", |b| {
-        b.iter(|| poll_until_ready(&mut theirs, black_box(1)))
+        b.iter(|| call_to_completion(&mut theirs, black_box(1)))
     });
     g.finish();
-}
-
-/// Ready, call, and poll until done: tower-resilience's boxed futures may need more than one
-/// poll even around a ready service (they hop through its async mutex).
-fn poll_until_ready<S: tower::Service<u64>>(svc: &mut S, req: u64) {
-    use std::future::Future;
-    use std::task::{Context, Poll, Waker};
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(r) = svc.poll_ready(&mut cx) {
-            assert!(r.is_ok(), "the stack must be ready");
-            break;
-        }
-    }
-    let mut fut = std::pin::pin!(svc.call(req));
-    loop {
-        if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            drop(black_box(out));
-            return;
-        }
-    }
 }
 
 fn main() {
