@@ -12,7 +12,10 @@
 //!   so the cursor's cache line is written once per eight calls rather than by every call.
 //! - **time window**: a ring of buckets, each covering `duration / buckets` and tagged with the
 //!   time slice it holds. The first call of a new slice claims the bucket by compare-and-swap
-//!   on the tag and clears it.
+//!   on the tag and clears it. Under a count rule ("N failures within D") without a slow-call
+//!   rule, a success can change no decision, so it is not recorded at all: it reads no clock
+//!   and writes nothing, and only failures rotate the buckets. The window's `calls` are then
+//!   its failures, as the consecutive model's are.
 //!
 //! Slow calls are counted beside failures in the same window. Under the consecutive model, a
 //! small count window of the last `minimum_calls` calls tracks them.
@@ -116,13 +119,31 @@ pub(crate) enum Window {
         ring: TimeRing,
         rule: Rule,
         slow: Option<SlowRule>,
+        /// Whether successes are recorded: false for a count rule without a slow-call rule,
+        /// which no success can bring nearer (see the module docs).
+        successes: bool,
     },
 }
 
 impl Window {
-    /// Whether the window needs the time of each record (to pick its bucket).
-    pub(crate) fn needs_clock(&self) -> bool {
-        matches!(self, Window::Time { .. })
+    /// A time window over `ring` with these rules.
+    pub(crate) fn time(ring: TimeRing, rule: Rule, slow: Option<SlowRule>) -> Self {
+        Window::Time {
+            ring,
+            rule,
+            successes: !matches!(rule, Rule::Count { .. }) || slow.is_some(),
+            slow,
+        }
+    }
+
+    /// Whether the window needs the time to record a call that failed or not (to pick its
+    /// bucket).
+    #[inline]
+    pub(crate) fn needs_clock(&self, failure: bool) -> bool {
+        match self {
+            Window::Time { successes, .. } => failure || *successes,
+            _ => false,
+        }
     }
 
     /// Records one call at `now_ns` (ignored by windows that keep no time) and says whether
@@ -156,9 +177,22 @@ impl Window {
                 // Only a failure or a slow call can raise a ratio; skip the reads otherwise.
                 (sample.failure || sample.slow) && ring.counts().trips(Some(*rule), *slow)
             }
-            Window::Time { ring, rule, slow } => {
-                ring.record(sample, now_ns);
-                (sample.failure || sample.slow) && ring.counts(now_ns).trips(Some(*rule), *slow)
+            Window::Time {
+                ring,
+                rule,
+                slow,
+                successes,
+            } => {
+                if sample.failure || sample.slow {
+                    ring.record(sample, now_ns);
+                    ring.counts(now_ns).trips(Some(*rule), *slow)
+                } else {
+                    // Unless successes are kept, `now_ns` was not even read.
+                    if *successes {
+                        ring.record(sample, now_ns);
+                    }
+                    false
+                }
             }
         }
     }
@@ -537,17 +571,73 @@ mod tests {
     fn time_window_counts_only_its_duration() {
         // 4 buckets of 1 s.
         let s = 1_000_000_000;
-        let w = Window::Time {
-            ring: TimeRing::new(4, s),
-            rule: Rule::Count { failures: 3 },
-            slow: None,
-        };
+        let w = Window::time(TimeRing::new(4, s), Rule::Count { failures: 3 }, None);
         assert!(!w.record(FAIL, 0));
         assert!(!w.record(FAIL, s));
         // The first failure falls out of the 4 s window at t = 4 s.
         assert!(!w.record(FAIL, 4 * s));
         assert_eq!(w.counts(4 * s).failures, 2);
         assert!(w.record(FAIL, 4 * s + 1));
+    }
+
+    #[test]
+    fn failures_within_keeps_no_successes_unless_slow_calls_are_ruled() {
+        let s = 1_000_000_000;
+        let within = Window::time(TimeRing::new(4, s), Rule::Count { failures: 2 }, None);
+        assert!(!within.needs_clock(false), "a success needs no reading");
+        assert!(within.needs_clock(true));
+        assert!(!within.record(OK, 0));
+        assert!(!within.record(FAIL, s));
+        assert!(!within.record(OK, 2 * s));
+        assert_eq!(
+            within.counts(2 * s),
+            Counts {
+                calls: 1,
+                failures: 1,
+                slow: 0
+            },
+            "the calls are the failures"
+        );
+        assert!(within.record(FAIL, 3 * s));
+
+        // A slow-call ratio needs every call, so every call is kept, with its time.
+        let slow = SlowRule {
+            ratio: 0.5,
+            min_calls: 4,
+        };
+        let timed = Window::time(TimeRing::new(4, s), Rule::Count { failures: 2 }, Some(slow));
+        assert!(timed.needs_clock(false));
+        for _ in 0..3 {
+            assert!(!timed.record(OK, 0));
+        }
+        assert_eq!(timed.counts(0).calls, 3);
+        // And so does a failure ratio.
+        let ratio = Rule::Ratio {
+            ratio: 0.5,
+            min_calls: 2,
+        };
+        let by_ratio = Window::time(TimeRing::new(4, s), ratio, None);
+        assert!(by_ratio.needs_clock(false));
+        assert!(!by_ratio.record(OK, 0));
+        assert!(!by_ratio.record(OK, 0));
+        assert!(!by_ratio.record(FAIL, 0), "1 of 3 failed");
+        assert!(by_ratio.record(FAIL, 0), "2 of 4 failed");
+    }
+
+    #[test]
+    fn a_time_window_rotates_its_buckets_after_an_idle_span() {
+        let s = 1_000_000_000;
+        let w = Window::time(TimeRing::new(4, s), Rule::Count { failures: 3 }, None);
+        assert!(!w.record(FAIL, 0));
+        assert!(!w.record(FAIL, 3 * s));
+        // Whole turns of the ring later, the last failure's bucket is the one a new failure
+        // lands in, and it holds a slice long gone: the index repeats, the tag does not.
+        for turns in [1, 2, 1_000_001] {
+            let later = 3 * s + turns * 4 * s;
+            assert_eq!(w.counts(later).failures, 0, "{turns} turns later");
+            assert!(!w.record(FAIL, later));
+            assert_eq!(w.counts(later).failures, 1, "{turns} turns later");
+        }
     }
 
     #[test]
