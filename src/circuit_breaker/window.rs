@@ -12,7 +12,7 @@
 //!   so the cursor's cache line is written once per eight calls rather than by every call.
 //! - **time window**: a ring of buckets, each covering `duration / buckets` and tagged with the
 //!   time slice it holds. The first call of a new slice claims the bucket by compare-and-swap
-//!   on the tag and clears it. Under a count rule ("N failures within D") without a slow-call
+//!   on the tag, starts its counts at its own call, then tags it with the slice. Under a count rule ("N failures within D") without a slow-call
 //!   rule, a success can change no decision, so it is not recorded at all: it reads no clock
 //!   and writes nothing, and only failures rotate the buckets. The window's `calls` are then
 //!   its failures, as the consecutive model's are.
@@ -25,8 +25,10 @@
 //! The counters are separate atomics, read one after another, so under concurrent recording
 //! the trip decision may see a count that is one or two calls behind. Two calls racing on the
 //! same count slot (more calls in flight than the window has slots), or a call landing in a
-//! bucket between its claim and its clearing, can lose a count. The trip rule is evaluated
-//! again on every failure, so a decision missed by a race is taken by the next failure.
+//! bucket while the first call of its slice sets it up, can lose a count. The trip rule is
+//! evaluated again on every failure, so a decision missed by a race is taken by the next
+//! failure. A bucket being set up reads as empty, so no reader ever counts an expired slice's
+//! calls as current ones: a race can delay a trip, never make one.
 //!
 //! With positions taken in blocks, one thread's calls fill the ring in exact order, but with
 //! several threads the window is the last `size` positions handed out: up to seven per thread
@@ -38,10 +40,13 @@
 //! # Memory ordering
 //!
 //! Every counter uses `Relaxed`: each is an independent tally, and no other memory is
-//! published through it. The bucket tag is claimed with `AcqRel` so the clearing that follows
-//! a claim is ordered after it for threads that see the new tag.
+//! published through it. A bucket's tag is claimed (set to `CLEARING`) with `AcqRel` and set
+//! to the new slice with `Release` once the counts are set afresh; readers load it with
+//! `Acquire`, so they see those counts or later ones under the new tag.
 
-use crate::counter::{MAX_STRIPES, UNCLAIMED, claim_slot, slot_is_live, thread_slot};
+use crate::counter::{
+    Claim, MAX_STRIPES, UNCLAIMED, claim_slot_exclusive, slot_is_live, thread_slot,
+};
 use crate::sync::{AtomicU32, AtomicU64, CachePadded, Ordering};
 
 /// One call's contribution to a window.
@@ -402,17 +407,27 @@ impl TimeRing {
     fn record(&self, sample: Sample, now_ns: u64) {
         let slice = now_ns / self.bucket_ns;
         let bucket = &self.buckets[(slice % self.buckets.len() as u64) as usize];
-        if claim_slot(&bucket.slice, slice) {
-            bucket.calls.store(0, Ordering::Relaxed);
-            bucket.failures.store(0, Ordering::Relaxed);
-            bucket.slow.store(0, Ordering::Relaxed);
-        }
-        bucket.calls.fetch_add(1, Ordering::Relaxed);
-        if sample.failure {
-            bucket.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        if sample.slow {
-            bucket.slow.fetch_add(1, Ordering::Relaxed);
+        match claim_slot_exclusive(&bucket.slice, slice) {
+            Claim::Count => {
+                bucket.calls.fetch_add(1, Ordering::Relaxed);
+                if sample.failure {
+                    bucket.failures.fetch_add(1, Ordering::Relaxed);
+                }
+                if sample.slow {
+                    bucket.slow.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Claim::Claimed => {
+                // The bucket's first call of the slice: its counts start at this call, and
+                // readers see them with the tag, never the expired slice's under it.
+                bucket.calls.store(1, Ordering::Relaxed);
+                bucket
+                    .failures
+                    .store(u32::from(sample.failure), Ordering::Relaxed);
+                bucket.slow.store(u32::from(sample.slow), Ordering::Relaxed);
+                bucket.slice.store(slice, Ordering::Release);
+            }
+            Claim::Busy => {}
         }
     }
 
