@@ -182,7 +182,7 @@ fn bump(own: &AtomicU64) {
 /// This thread's slot if it has asked for one; otherwise a value past every counter's
 /// stripes, as [`thread_slot`] gives to a thread that has none.
 #[inline]
-fn cached_slot() -> usize {
+pub(crate) fn cached_slot() -> usize {
     // Under loom, model threads share one OS thread and so would share a slot.
     if cfg!(loom) { NO_SLOT } else { SLOT.get() }
 }

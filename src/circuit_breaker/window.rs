@@ -45,7 +45,7 @@
 //! `Acquire`, so they see those counts or later ones under the new tag.
 
 use crate::counter::{
-    Claim, MAX_STRIPES, UNCLAIMED, claim_slot_exclusive, slot_is_live, thread_slot,
+    Claim, MAX_STRIPES, UNCLAIMED, cached_slot, claim_slot_exclusive, slot_is_live, thread_slot,
 };
 use crate::sync::{AtomicU32, AtomicU64, CachePadded, Ordering};
 
@@ -289,9 +289,25 @@ impl CountRing {
     /// next for a thread without a slot.
     #[inline]
     fn position(&self) -> u32 {
-        let Some(block) = self.blocks.get(thread_slot()) else {
-            return self.next.fetch_add(1, Ordering::Relaxed);
-        };
+        // The slot as cached, unchecked, as `StripedCounter::incr` takes it: "not asked yet"
+        // is past the blocks too, so one bounds check covers both.
+        match self.blocks.get(cached_slot()) {
+            Some(block) => self.position_in(block),
+            None => self.position_slow(),
+        }
+    }
+
+    /// A thread that has not asked for its slot yet, has none, or a ring without blocks.
+    #[inline(never)]
+    fn position_slow(&self) -> u32 {
+        match self.blocks.get(thread_slot()) {
+            Some(block) => self.position_in(block),
+            None => self.next.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    #[inline]
+    fn position_in(&self, block: &AtomicU64) -> u32 {
         let b = block.load(Ordering::Relaxed);
         let (at, end) = (b as u32, (b >> 32) as u32);
         let (at, end) = if at == end {
