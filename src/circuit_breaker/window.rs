@@ -252,7 +252,11 @@ pub(crate) struct CountRing {
     // Lemire's fastmod constant for `slots.len()`: `next % len` without a division, which
     // would cost as much as the rest of a record.
     modulus: u64,
-    next: AtomicU32,
+    // On lines of its own: every call reads the fields above, and a thread taking a block
+    // writes this one, which on a shared line took the others' line away every few calls
+    // (criterion, count window (100), 2 threads: 18-24 -> 8.3-9.0 ns aggregate a call,
+    // against 7.8-8.5 on one thread).
+    next: CachePadded<AtomicU32>,
     /// Per thread slot (see `counter::thread_slot`): the next position of its block in the
     /// low half, the block's end in the high half. Written only by the thread holding the
     /// slot, so a load and a store suffice.
@@ -268,7 +272,7 @@ impl CountRing {
         CountRing {
             slots: (0..size).map(|_| crate::sync::AtomicU8::new(0)).collect(),
             modulus: (u64::MAX / u64::from(size)).wrapping_add(1),
-            next: AtomicU32::new(0),
+            next: CachePadded(AtomicU32::new(0)),
             // One block per thread slot (16 padded lines, 2 KiB): slots are numbered in the
             // order threads first count, so a process with a runtime's workers, its main
             // thread and a few others uses more slots than it has cores.
