@@ -16,7 +16,9 @@
 //! without a slot share one more stripe and `fetch_add` it. A thread slot is taken with
 //! `Acquire` and given back, when its thread exits, with `Release`, so the next holder's loads
 //! see the last holder's stores. A slot's tag is claimed with `AcqRel`, so the clearing that
-//! follows a claim is ordered after it for threads that see the new tag.
+//! follows a claim is ordered after it for threads that see the new tag. With
+//! [`claim_slot_exclusive`], the new tag is only stored (`Release`) once the counts are set,
+//! so a reader that loads it (`Acquire`) sees those counts or later ones.
 
 use std::cell::Cell;
 
@@ -35,6 +37,47 @@ pub(crate) fn claim_slot(tag: &AtomicU64, number: u64) -> bool {
         && tag
             .compare_exchange(seen, number, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+}
+
+/// The tag of a slot that one caller of [`claim_slot_exclusive`] is setting up for a new
+/// slice. It is never live: slice numbers stay far below it (a slice is at least a
+/// millisecond long, so numbers stay under 2^45).
+pub(crate) const CLEARING: u64 = u64::MAX - 1;
+
+/// Where a recorder stands with the slot of its time slice, from [`claim_slot_exclusive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// The slot holds the slice (or a newer one, after a clock that stuttered backwards):
+    /// count into it.
+    Count,
+    /// This caller moved the slot to the slice: its tag reads [`CLEARING`] until the caller
+    /// has set the counts afresh and stored the slice number in the tag (`Release`).
+    Claimed,
+    /// Another caller is setting the slot up: a count added now could be wiped or, worse,
+    /// added to counts of the expired slice that readers would take for the new one. The
+    /// caller drops its count (see the breaker window's approximation).
+    Busy,
+}
+
+/// [`claim_slot`] for rings whose readers must never see an expired slice's counts under
+/// the new slice's tag: the slot reads [`CLEARING`], which no reader counts, from the claim
+/// until its new counts are published with the tag.
+#[inline]
+pub(crate) fn claim_slot_exclusive(tag: &AtomicU64, number: u64) -> Claim {
+    let current = |seen: u64| seen != UNCLAIMED && seen != CLEARING && seen >= number;
+    let seen = tag.load(Ordering::Acquire);
+    if current(seen) {
+        return Claim::Count;
+    }
+    if seen == CLEARING {
+        return Claim::Busy;
+    }
+    match tag.compare_exchange(seen, CLEARING, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Claim::Claimed,
+        Err(now) if current(now) => Claim::Count,
+        // Being set up, or moved to an older slice by a recorder with an older reading.
+        Err(_) => Claim::Busy,
+    }
 }
 
 /// Whether a slot tagged `tag` counts in a window of `len` slices ending at `current`.
@@ -139,7 +182,7 @@ fn bump(own: &AtomicU64) {
 /// This thread's slot if it has asked for one; otherwise a value past every counter's
 /// stripes, as [`thread_slot`] gives to a thread that has none.
 #[inline]
-fn cached_slot() -> usize {
+pub(crate) fn cached_slot() -> usize {
     // Under loom, model threads share one OS thread and so would share a slot.
     if cfg!(loom) { NO_SLOT } else { SLOT.get() }
 }
@@ -174,6 +217,27 @@ fn claim() -> usize {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exclusive_claim_hides_the_slot_until_it_is_published() {
+        let tag = AtomicU64::new(UNCLAIMED);
+        assert_eq!(claim_slot_exclusive(&tag, 7), Claim::Claimed);
+        assert!(!slot_is_live(tag.load(Ordering::Acquire), 7, 4));
+        assert_eq!(claim_slot_exclusive(&tag, 7), Claim::Busy, "being set up");
+        assert_eq!(
+            claim_slot_exclusive(&tag, 11),
+            Claim::Busy,
+            "even for a newer slice"
+        );
+        tag.store(7, Ordering::Release);
+        assert_eq!(claim_slot_exclusive(&tag, 7), Claim::Count);
+        assert_eq!(
+            claim_slot_exclusive(&tag, 3),
+            Claim::Count,
+            "an older reading counts into the newer slice rather than wipe it"
+        );
+        assert_eq!(claim_slot_exclusive(&tag, 11), Claim::Claimed);
+    }
 
     #[test]
     fn counts_from_every_thread() {

@@ -739,6 +739,50 @@ fn an_open_breaker_rejects_on_the_lagging_reading_and_still_half_opens_on_time()
     assert_eq!(b.state(), CircuitState::Closed);
 }
 
+#[test]
+fn a_failures_within_breaker_reads_the_clock_once_per_failure_and_never_for_a_success() {
+    let clock = LaggingClock::default();
+    let b = CircuitBreaker::with_clock(
+        builder()
+            .failures_within(3, Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        clock.clone(),
+    );
+    for _ in 0..100 {
+        b.try_acquire().unwrap().success();
+    }
+    assert_eq!(clock.exact_reads(), 0, "a success counts for nothing");
+    b.try_acquire().unwrap().failure();
+    b.try_acquire().unwrap().failure();
+    assert_eq!(clock.exact_reads(), 2);
+    // The failure that trips opens the breaker at the reading it was counted at.
+    b.try_acquire().unwrap().failure();
+    assert_eq!(clock.exact_reads(), 3);
+    assert_eq!(b.state(), CircuitState::Open);
+    let m = b.metrics();
+    assert_eq!(
+        (m.calls, m.failures),
+        (3, 3),
+        "the window holds only failures"
+    );
+
+    // With slow calls detected, every call is timed, from admission to result.
+    let clock = LaggingClock::default();
+    let b = CircuitBreaker::with_clock(
+        builder()
+            .failures_within(3, Duration::from_secs(30))
+            .slow_calls(SlowCalls::new(Duration::from_secs(1), 0.5))
+            .build()
+            .unwrap(),
+        clock.clone(),
+    );
+    b.try_acquire().unwrap().success();
+    assert_eq!(clock.exact_reads(), 2);
+    let m = b.metrics();
+    assert_eq!((m.calls, m.failures), (1, 0), "and kept");
+}
+
 // ===== quiet spells, long idle, panicking listeners, stale readiness =====
 
 /// The breaker of the quiet-half-open report: one failure trips it for 5 s, half-open waits

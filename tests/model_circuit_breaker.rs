@@ -366,6 +366,50 @@ impl Reference {
         calls >= min && calls > 0 && f64::from(part) >= ratio * f64::from(calls)
     }
 
+    /// Calls, failures and slow calls in the time window at `now`.
+    fn timed_counts(&self, now: u64) -> (u32, u32, u32) {
+        let (Model::Time {
+            duration_ms,
+            buckets,
+            ..
+        }
+        | Model::Within {
+            duration_ms,
+            buckets,
+            ..
+        }) = self.spec.model
+        else {
+            unreachable!()
+        };
+        let slice = now / (duration_ms * MS / u64::from(buckets));
+        let oldest = slice.saturating_sub(u64::from(buckets) - 1);
+        let live: Vec<_> = self.timed.iter().filter(|t| t.0 >= oldest).collect();
+        let f = live.iter().filter(|t| t.1).count() as u32;
+        let s = live.iter().filter(|t| t.2).count() as u32;
+        (live.len() as u32, f, s)
+    }
+
+    /// What the breaker's metrics report as its window at `now`: calls, failures, slow calls.
+    fn counts(&self, now: u64) -> (u32, u32, u32) {
+        let count = |calls: &VecDeque<(bool, bool)>, pick: fn(&(bool, bool)) -> bool| {
+            calls.iter().filter(|c| pick(c)).count() as u32
+        };
+        match self.spec.model {
+            // The run of failures, and the slow calls among the last `minimum_calls` calls.
+            Model::Consecutive(_) => (
+                (self.calls.len() as u32).max(self.consecutive),
+                self.consecutive,
+                count(&self.calls, |c| c.1),
+            ),
+            Model::Count { .. } => (
+                self.calls.len() as u32,
+                count(&self.calls, |c| c.0),
+                count(&self.calls, |c| c.1),
+            ),
+            Model::Time { .. } | Model::Within { .. } => self.timed_counts(now),
+        }
+    }
+
     fn record_closed(&mut self, failure: bool, slow: bool, now: u64) -> bool {
         let slow_rule = self.spec.slow;
         let slow_trips = |calls: u32, slow_n: u32| {
@@ -411,17 +455,17 @@ impl Reference {
                 buckets,
                 ..
             } => {
-                let bucket_ns = duration_ms * MS / u64::from(buckets);
-                let slice = now / bucket_ns;
-                self.timed.push((slice, failure, slow));
+                let slice = now / (duration_ms * MS / u64::from(buckets));
+                // "N failures within D" keeps no successes unless slow calls are detected.
+                let keeps_successes =
+                    !matches!(self.spec.model, Model::Within { .. }) || slow_rule.is_some();
+                if failure || slow || keeps_successes {
+                    self.timed.push((slice, failure, slow));
+                }
                 if !(failure || slow) {
                     return false;
                 }
-                let oldest = slice.saturating_sub(u64::from(buckets) - 1);
-                let live: Vec<_> = self.timed.iter().filter(|t| t.0 >= oldest).collect();
-                let calls = live.len() as u32;
-                let f = live.iter().filter(|t| t.1).count() as u32;
-                let s = live.iter().filter(|t| t.2).count() as u32;
+                let (calls, f, s) = self.timed_counts(now);
                 let failed = match self.spec.model {
                     Model::Time { ratio, min, .. } => Self::ratio_reached(f, calls, ratio, min),
                     Model::Within { failures, .. } => f >= failures,
@@ -654,6 +698,13 @@ proptest! {
                 Op::Disable => { quietly(|| breaker.disable()); reference.force(CircuitState::Disabled); }
             }
             prop_assert_eq!(breaker.state(), reference.observed(clock.ns()), "step {}", step);
+            // The window as the metrics read it, after bucket rotations and idle spans.
+            let m = breaker.metrics();
+            prop_assert_eq!(
+                (m.calls, m.failures, m.slow_calls),
+                reference.counts(clock.ns()),
+                "step {}", step
+            );
             prop_assert_eq!(&*listening.log.lock().unwrap(), &reference.events, "step {}", step);
         }
         // Whatever happened, dropping every permit leaves no probe slot taken: a breaker that

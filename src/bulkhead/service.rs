@@ -139,14 +139,19 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
+        // Every state's parts are bound by name, so nothing is left for the whole state's
+        // drop glue: the state taken out then needs no copy in memory, and each part is read
+        // as wide as `poll_ready` wrote it. Matched with `_`, it was copied in 16-byte loads
+        // from a tag and a pointer stored separately, which the CPU cannot forward from its
+        // store buffer (bulkhead_layer: 29 ns a call before the state was one enum, 36 after,
+        // 30 with this, on the icount driver).
         match mem::replace(&mut self.readiness, Readiness::Idle) {
             Readiness::Reserved(permit) => ResponseFuture::admitted(self.inner.call(req), permit),
             // Counted and reported here, once per refused call, however often poll_ready
             // asked.
             Readiness::Refused(cause) => Self::refused(&self.bulkhead, cause),
-            Readiness::Idle | Readiness::Waiting(_) => {
-                panic!("BulkheadService: poll_ready must be called before call")
-            }
+            Readiness::Waiting(_waiting) => not_ready(),
+            Readiness::Idle => not_ready(),
         }
     }
 }
@@ -190,6 +195,12 @@ where
             Poll::Ready(Err(cause)) => Poll::Ready(Readiness::Refused(cause)),
         }
     }
+}
+
+#[cold]
+#[track_caller]
+fn not_ready() -> ! {
+    panic!("BulkheadService: poll_ready must be called before call")
 }
 
 impl fmt::Debug for Readiness {

@@ -83,6 +83,11 @@ pub enum TripModel {
     },
     /// Trips on `failures` failures within the last `duration`, whatever the number of
     /// successes (Polly's and the seeds' "5 failures per 30 s").
+    ///
+    /// Successes cannot bring the trip nearer, so unless [`SlowCalls`] are detected (whose
+    /// ratio needs every call) a closed breaker does not record them: a success reads no
+    /// clock and writes no shared memory, as cheap as under the consecutive model. The
+    /// window's calls in [`metrics`](super::CircuitBreaker::metrics) are then its failures.
     FailuresWithin {
         /// At least 1.
         failures: u32,

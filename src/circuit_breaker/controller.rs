@@ -30,6 +30,10 @@ pub(super) struct Shared<C> {
     pub(super) window: Window,
     pub(super) timing: Timing,
     pub(super) slow_threshold_ns: Option<u64>,
+    // Bit `failure as u8`: whether a closed result of that kind needs a clock reading (slow
+    // calls are timed, a time window picks a bucket). Worked out once, so that `finish` tests
+    // one bit rather than the slow rule and the window's variant.
+    timed_results: u8,
     pub(super) clock: C,
     // The clock's resolution, read once: deadlines start this much after a reading.
     pub(super) resolution_ns: u64,
@@ -84,15 +88,17 @@ impl<C: Clock> Shared<C> {
             }
             | TripModel::FailuresWithin {
                 duration, buckets, ..
-            } => Window::Time {
-                ring: TimeRing::new(buckets, duration.as_nanos() as u64 / u64::from(buckets)),
-                rule: config.rule().expect("window models have a rule"),
+            } => Window::time(
+                TimeRing::new(buckets, duration.as_nanos() as u64 / u64::from(buckets)),
+                config.rule().expect("window models have a rule"),
                 slow,
-            },
+            ),
         };
+        let timed = |failure: bool| config.slow.is_some() || window.needs_clock(failure);
         Shared {
             state: AtomicState::new(),
             tally: AtomicU64::new(0),
+            timed_results: u8::from(timed(false)) | (u8::from(timed(true)) << 1),
             window,
             timing: config.timing(),
             slow_threshold_ns: config.slow.map(|s| s.threshold().as_nanos() as u64),
@@ -107,6 +113,10 @@ impl<C: Clock> Shared<C> {
 }
 
 // ===== impl Shared =====
+
+/// Stands for a clock reading a result did not need. A reading may be this value too (the
+/// latest [`Ticks`](crate::clock::Ticks)); the clock is then only read once more.
+const NOT_READ: u64 = u64::MAX;
 
 const TALLY_EPOCH_SHIFT: u32 = 32;
 
@@ -303,22 +313,23 @@ impl<C: Clock> Shared<C> {
                 if outcome == Outcome::Ignore {
                     return;
                 }
-                let now_ns = if self.slow_threshold_ns.is_some() || self.window.needs_clock() {
-                    self.now_ns()
+                let failure = outcome == Outcome::Failure;
+                // At most one reading per result, and none for a result the window keeps
+                // without time (a success of "N failures within D" is not kept at all).
+                let (now_ns, slow) = if self.timed_results & (1 << u8::from(failure)) != 0 {
+                    let now_ns = self.now_ns();
+                    (now_ns, self.is_slow(ticket, now_ns))
                 } else {
-                    0
+                    (NOT_READ, false)
                 };
-                let sample = Sample {
-                    failure: outcome == Outcome::Failure,
-                    slow: self.is_slow(ticket, now_ns),
-                };
+                let sample = Sample { failure, slow };
                 let w = self.state.load();
                 if w.state() != CircuitState::Closed || w.epoch() != ticket.epoch {
                     // A result from before a transition: it says nothing about this period.
                     return;
                 }
                 let tripped = if self.window.record(sample, now_ns) {
-                    self.trip(ticket.epoch)
+                    self.trip(ticket.epoch, now_ns)
                 } else {
                     None
                 };
@@ -340,11 +351,16 @@ impl<C: Clock> Shared<C> {
             .is_some_and(|threshold| now_ns.saturating_sub(ticket.start_ns) >= threshold)
     }
 
-    /// Opens the closed breaker admitted in `epoch`, if it still is; the transition made, to
-    /// report once the caller's own state change is complete.
+    /// Opens the closed breaker admitted in `epoch`, if it still is, at `now_ns` unless that
+    /// is [`NOT_READ`]; the transition made, to report once the caller's own state change is
+    /// complete.
     #[cold]
-    fn trip(&self, epoch: Epoch) -> Option<(Word, Word)> {
-        let now_ns = self.now_ns();
+    fn trip(&self, epoch: Epoch, now_ns: u64) -> Option<(Word, Word)> {
+        let now_ns = if now_ns == NOT_READ {
+            self.now_ns()
+        } else {
+            now_ns
+        };
         let current = self.state.load();
         let now = self.at(now_ns);
         self.transition(current, |w| {

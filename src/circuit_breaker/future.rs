@@ -139,10 +139,26 @@ pin_project! {
     }
 }
 
+// The admitted and the refused future are built apart, the refused one out of line. Built by
+// one function from a `Result`, the two states' stores were merged into stores of every word
+// of the state, the rejection's words too, so the admitted call's output sat among 8-byte
+// stores that the 16-byte loads moving it out after `finish` could not be forwarded from
+// (breaker_run on the icount driver: 7.3 ns a call before the states were one enum, 8.6
+// after, 7.9 with this; 163 -> 180 instructions).
 impl<'a, F, C: Clock, Cl> RunFuture<'a, F, C, Cl> {
-    pub(super) fn new(admission: Result<(F, CallPermit<'a, C>), Rejected>, classifier: Cl) -> Self {
+    #[inline]
+    pub(super) fn called(fut: F, permit: CallPermit<'a, C>, classifier: Cl) -> Self {
         RunFuture {
-            call: Call::new(admission),
+            call: Call::Called { fut, permit },
+            classifier,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn refused(error: Rejected, classifier: Cl) -> Self {
+        RunFuture {
+            call: Call::Rejected { error },
             classifier,
         }
     }
@@ -255,6 +271,8 @@ pin_project! {
 
 #[cfg(feature = "tower")]
 impl<F, C: Clock, Cl> ResponseFuture<F, C, Cl> {
+    // From one `Result`, unlike `RunFuture`: built apart as that one is, the tower path got
+    // slower (breaker_layer: 17 -> 22.5 ns a call on the icount driver).
     pub(super) fn new(
         admission: Result<(F, OwnedCallPermit<C>), Rejected>,
         classifier: Cl,

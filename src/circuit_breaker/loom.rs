@@ -196,3 +196,43 @@ fn state_changes_reach_the_listener_in_transition_order() {
         assert_eq!(log[1].1, breaker.state());
     });
 }
+
+#[test]
+fn failures_racing_into_a_reused_bucket_never_count_the_expired_ones() {
+    use super::TripModel;
+    loom::model(|| {
+        let (opened, on_open) = counting(CircuitState::Open);
+        let clock = FakeClock::new();
+        let breaker = CircuitBreaker::with_clock(
+            CircuitBreaker::builder()
+                .trip_model(TripModel::FailuresWithin {
+                    failures: 3,
+                    duration: Duration::from_secs(2),
+                    buckets: 2,
+                })
+                .listener(on_open)
+                .build()
+                .unwrap(),
+            clock.clone(),
+        );
+        // Two failures in the first bucket, then one whole turn of the ring: they have
+        // expired, and the next failures land in their bucket.
+        breaker.try_acquire().unwrap().failure();
+        breaker.try_acquire().unwrap().failure();
+        clock.advance(Duration::from_secs(2));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let breaker = breaker.clone();
+                thread::spawn(move || breaker.try_acquire().unwrap().failure())
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(opened.load(Ordering::SeqCst), 0, "2 live failures of 3");
+        assert_eq!(breaker.state(), CircuitState::Closed);
+        // A racing failure may be lost (see the window's docs), never an expired one kept.
+        let failures = breaker.metrics().failures;
+        assert!((1..=2).contains(&failures), "{failures}");
+    });
+}

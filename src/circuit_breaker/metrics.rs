@@ -6,7 +6,9 @@ use super::window::Counts;
 /// A snapshot of a breaker, from [`CircuitBreaker::metrics`](super::CircuitBreaker::metrics).
 ///
 /// The window's counts can lag concurrent calls by a few (see the window's docs). For the
-/// consecutive model, `calls` and `failures` are the current run of failures.
+/// consecutive model, `calls` and `failures` are the current run of failures. For
+/// [`FailuresWithin`](super::TripModel::FailuresWithin) without slow-call detection, which
+/// records no successes, `calls` and `failures` are the failures within the duration.
 ///
 /// # Examples
 ///

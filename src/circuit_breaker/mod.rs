@@ -282,8 +282,10 @@ impl<C: Clock> CircuitBreaker<C> {
         F: Future<Output = Result<T, E>>,
         E: From<Rejected>,
     {
-        let admission = self.try_acquire().map(|permit| (make(), permit));
-        RunFuture::new(admission, DefaultClassifier)
+        match self.try_acquire() {
+            Ok(permit) => RunFuture::called(make(), permit, DefaultClassifier),
+            Err(error) => RunFuture::refused(error, DefaultClassifier),
+        }
     }
 
     /// Runs `fut` if the breaker admits it; see [`run`](Self::run). A rejected `fut` is
