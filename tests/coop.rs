@@ -72,3 +72,58 @@ async fn a_loop_over_a_pipelines_full_bulkhead_yields_to_its_runtime() {
         "each refusal counted once"
     );
 }
+
+#[tokio::test]
+async fn a_loop_over_an_open_breakers_refusals_yields_to_its_runtime() {
+    let breaker = open_breaker();
+    let calls = calls_until_another_task_runs(|| async {
+        let out: Result<(), Rejected> = breaker.run(|| async { Ok(()) }).await;
+        assert!(matches!(out, Err(Rejected::CircuitOpen(_))));
+    })
+    .await;
+    assert!(calls <= 200, "{calls}");
+}
+
+#[tokio::test]
+async fn a_loop_over_a_full_bulkheads_refusals_yields_to_its_runtime() {
+    let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build().unwrap());
+    let _held = bulkhead.try_acquire().unwrap();
+    let calls = calls_until_another_task_runs(|| async {
+        let out: Result<(), Rejected> = bulkhead.run(|| async { Ok(()) }).await;
+        assert!(matches!(out, Err(Rejected::BulkheadFull(_))));
+    })
+    .await;
+    assert!(calls <= 200, "{calls}");
+    assert_eq!(bulkhead.metrics().rejected, u64::from(calls));
+}
+
+#[cfg(feature = "tower")]
+#[tokio::test]
+async fn a_loop_over_refusing_tower_layers_yields_to_its_runtime() {
+    use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
+
+    let echo = service_fn(|x: u32| async move { Ok::<_, BoxError>(x) });
+    let breaker = open_breaker().layer().layer(echo);
+    let calls = calls_until_another_task_runs(|| {
+        let mut svc = breaker.clone();
+        async move {
+            let out = svc.ready().await.unwrap().call(1).await;
+            assert!(out.is_err());
+        }
+    })
+    .await;
+    assert!(calls <= 200, "{calls}");
+
+    let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build().unwrap());
+    let _held = bulkhead.try_acquire().unwrap();
+    let full = bulkhead.layer().layer(echo);
+    let calls = calls_until_another_task_runs(|| {
+        let mut svc = full.clone();
+        async move {
+            let out = svc.ready().await.unwrap().call(1).await;
+            assert!(out.is_err());
+        }
+    })
+    .await;
+    assert!(calls <= 200, "{calls}");
+}

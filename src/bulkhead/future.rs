@@ -439,6 +439,9 @@ impl<'a, M, F, S> Run<'a, M, F, S> {
                 (make, permit)
             }
             RunProj::Rejected { .. } => {
+                // A refusal completes without awaiting anything: it takes a unit of tokio's
+                // budget, so a loop over refused calls still yields (see `crate::coop`).
+                ready!(crate::coop::poll_proceed(cx)).made_progress();
                 let RunReplace::Rejected { error } = self.project_replace(Run::Done) else {
                     unreachable!("the run was just refused");
                 };
@@ -601,6 +604,8 @@ where
                 Poll::Ready(out)
             }
             CallProj::Rejected { .. } => {
+                // As in `RunFuture`: a unit of tokio's budget per refusal.
+                ready!(crate::coop::poll_proceed(cx)).made_progress();
                 let CallReplace::Rejected { error } = call.project_replace(Call::Done) else {
                     unreachable!("the call was just refused");
                 };

@@ -81,6 +81,9 @@ impl<F, P> Call<F, P> {
                 Poll::Ready(out)
             }
             CallProj::Rejected { .. } => {
+                // A refusal completes without awaiting anything: it takes a unit of tokio's
+                // budget, so a loop over refused calls still yields (see `crate::coop`).
+                ready!(crate::coop::poll_proceed(cx)).made_progress();
                 let CallReplace::Rejected { error } = self.project_replace(Call::Done) else {
                     unreachable!("the call was just refused");
                 };
