@@ -134,6 +134,17 @@ fn run(case: &str, calls: u64) {
             let mut svc = b.layer().layer(Echo);
             repeat(&mut || call_now(&mut svc, black_box(1)))
         }
+        "breaker_layer_tokio_clock" => {
+            let b = CircuitBreaker::with_clock(
+                CircuitBreaker::builder()
+                    .consecutive_failures(5)
+                    .build()
+                    .unwrap(),
+                palisade::clock::TokioClock::default(),
+            );
+            let mut svc = b.layer().layer(Echo);
+            repeat(&mut || call_now(&mut svc, black_box(1)))
+        }
         "bulkhead_try_acquire" => {
             let b = Bulkhead::new(Bulkhead::builder().max_concurrent(1024).build().unwrap());
             repeat(&mut || drop(b.try_acquire().unwrap()))

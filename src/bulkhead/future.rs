@@ -398,6 +398,22 @@ where
 }
 
 impl<'a, M, F, S> Run<'a, M, F, S> {
+    /// The refusal, which completes without awaiting anything: it takes a unit of tokio's
+    /// budget first, so a loop over refused calls still yields (see `crate::coop`). Out of
+    /// line, off the admitted call's path.
+    #[cold]
+    #[inline(never)]
+    fn refuse<E: From<Rejected>>(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), E>> {
+        ready!(crate::coop::poll_proceed(cx)).made_progress();
+        let RunReplace::Rejected { error } = self.project_replace(Run::Done) else {
+            unreachable!("the run was just refused");
+        };
+        Poll::Ready(Err(E::from(error)))
+    }
+
     /// Takes the run from admitted or waiting to `Called`, making the call: `Ready(Ok)` once
     /// called, `Ready(Err)` if refused (then `Done`).
     fn start<T, E>(
@@ -438,15 +454,7 @@ impl<'a, M, F, S> Run<'a, M, F, S> {
                 };
                 (make, permit)
             }
-            RunProj::Rejected { .. } => {
-                // A refusal completes without awaiting anything: it takes a unit of tokio's
-                // budget, so a loop over refused calls still yields (see `crate::coop`).
-                ready!(crate::coop::poll_proceed(cx)).made_progress();
-                let RunReplace::Rejected { error } = self.project_replace(Run::Done) else {
-                    unreachable!("the run was just refused");
-                };
-                return Poll::Ready(Err(E::from(error)));
-            }
+            RunProj::Rejected { .. } => return self.refuse(cx),
             RunProj::Called { .. } => unreachable!("the call is already made"),
             RunProj::Done => panic!("bulkhead run future polled after completion"),
         };
@@ -603,17 +611,25 @@ where
                 drop(permit);
                 Poll::Ready(out)
             }
-            CallProj::Rejected { .. } => {
-                // As in `RunFuture`: a unit of tokio's budget per refusal.
-                ready!(crate::coop::poll_proceed(cx)).made_progress();
-                let CallReplace::Rejected { error } = call.project_replace(Call::Done) else {
-                    unreachable!("the call was just refused");
-                };
-                Poll::Ready(Err(E::from(error)))
-            }
+            CallProj::Rejected { .. } => refuse(call, cx),
             CallProj::Done => panic!("bulkhead response future polled after completion"),
         }
     }
+}
+
+/// As `Run::refuse`: a unit of tokio's budget per refusal, out of line.
+#[cfg(feature = "tower")]
+#[cold]
+#[inline(never)]
+fn refuse<F, R, E: From<Rejected>>(
+    call: Pin<&mut Call<F>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<R, E>> {
+    ready!(crate::coop::poll_proceed(cx)).made_progress();
+    let CallReplace::Rejected { error } = call.project_replace(Call::Done) else {
+        unreachable!("the call was just refused");
+    };
+    Poll::Ready(Err(E::from(error)))
 }
 
 #[cfg(feature = "tower")]

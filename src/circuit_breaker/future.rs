@@ -57,6 +57,23 @@ impl<F, P> Call<F, P> {
         matches!(self, Call::Rejected { .. })
     }
 
+    /// The refusal, which completes without awaiting anything: it takes a unit of tokio's
+    /// budget first, so a loop over refused calls still yields (see `crate::coop`). Out of
+    /// line, so the admitted call's poll stays small (inlined, the budget's bookkeeping added
+    /// 48 instructions to `breaker_layer`'s happy path by callgrind).
+    #[cold]
+    #[inline(never)]
+    fn refuse<T, E: From<Rejected>>(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<T, E>> {
+        ready!(crate::coop::poll_proceed(cx)).made_progress();
+        let CallReplace::Rejected { error } = self.project_replace(Call::Done) else {
+            unreachable!("the call was just refused");
+        };
+        Poll::Ready(Err(E::from(error)))
+    }
+
     fn poll_call<T, E, Cl>(
         mut self: Pin<&mut Self>,
         classifier: &Cl,
@@ -80,15 +97,7 @@ impl<F, P> Call<F, P> {
                 permit.record(classifier.classify(&out));
                 Poll::Ready(out)
             }
-            CallProj::Rejected { .. } => {
-                // A refusal completes without awaiting anything: it takes a unit of tokio's
-                // budget, so a loop over refused calls still yields (see `crate::coop`).
-                ready!(crate::coop::poll_proceed(cx)).made_progress();
-                let CallReplace::Rejected { error } = self.project_replace(Call::Done) else {
-                    unreachable!("the call was just refused");
-                };
-                Poll::Ready(Err(E::from(error)))
-            }
+            CallProj::Rejected { .. } => self.refuse(cx),
             CallProj::Done => panic!("circuit breaker future polled after completion"),
         }
     }
