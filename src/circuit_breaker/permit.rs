@@ -148,7 +148,11 @@ impl<C: Clock> CircuitBreaker<C> {
     /// std::thread::spawn(move || permit.success()).join().unwrap();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[inline]
+    // Always inlined: with more than one caller of the same instantiation in a binary (a
+    // layer and a `run`, say) the compiler kept it a call of its own, and the breaker layer
+    // went from 23 to 31 ns a call (icount driver, `breaker_layer`: 227 against 245
+    // instructions).
+    #[inline(always)]
     pub fn try_acquire_owned(&self) -> Result<OwnedCallPermit<C>, Rejected> {
         self.shared
             .admit()
