@@ -1,7 +1,8 @@
 //! The policies take part in tokio's cooperative budget: a loop over calls they answer at once
-//! (refusals, or admissions around a ready future) still gives its worker back, so other tasks
-//! and timers on it are not starved. Each test spawns a task on a current-thread runtime and
-//! loops over such calls: the task can only run if the loop yields.
+//! (refusals of every surface, and the bulkhead's `acquire` futures, which hand out a slot
+//! without awaiting anything) still gives its worker back, so other tasks and timers on it are
+//! not starved. Each test spawns a task on a current-thread runtime and loops over such calls:
+//! the task can only run if the loop yields.
 #![cfg(feature = "tokio")]
 
 use std::future::Future;
@@ -123,6 +124,47 @@ async fn a_loop_over_refusing_tower_layers_yields_to_its_runtime() {
             let out = svc.ready().await.unwrap().call(1).await;
             assert!(out.is_err());
         }
+    })
+    .await;
+    assert!(calls <= 200, "{calls}");
+}
+
+#[tokio::test]
+async fn a_loop_over_bulkhead_acquires_that_get_a_slot_at_once_yields_to_its_runtime() {
+    let bulkhead = Bulkhead::new(
+        Bulkhead::builder()
+            .max_concurrent(1)
+            .max_queue(1)
+            .build()
+            .unwrap(),
+    );
+    let calls = calls_until_another_task_runs(|| async {
+        assert!(bulkhead.acquire().await.is_ok());
+    })
+    .await;
+    assert!(calls <= 200, "{calls}");
+    let calls = calls_until_another_task_runs(|| async {
+        assert!(bulkhead.acquire_owned().await.is_ok());
+    })
+    .await;
+    assert!(calls <= 200, "{calls}");
+    assert_eq!(bulkhead.metrics().in_flight, 0, "every slot given back");
+}
+
+#[tokio::test]
+async fn a_loop_over_bulkhead_acquires_refused_at_once_yields_to_its_runtime() {
+    let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build().unwrap());
+    let _held = bulkhead.try_acquire().unwrap();
+    let calls = calls_until_another_task_runs(|| async {
+        assert!(matches!(
+            bulkhead.acquire().await,
+            Err(Rejected::BulkheadFull(_))
+        ));
+    })
+    .await;
+    assert!(calls <= 200, "{calls}");
+    let calls = calls_until_another_task_runs(|| async {
+        assert!(bulkhead.acquire_owned().await.is_err());
     })
     .await;
     assert!(calls <= 200, "{calls}");

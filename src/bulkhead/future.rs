@@ -144,18 +144,38 @@ impl<'a, T: Timer> Acquire<'a, T> {
     }
 }
 
-impl<'a, T: Timer> Future for Acquire<'a, T> {
-    type Output = Result<BulkheadPermit<'a>, Rejected>;
-
+impl<'a, T: Timer> Acquire<'a, T> {
+    /// The wait without tokio's budget: the pipeline polls this, since it goes on to await
+    /// the call (which spends the budget itself when it touches tokio's resources) or hands
+    /// a refusal to its own refusal path, which takes the unit.
     // The hint keeps this inlined into its callers now that the pipeline's future polls an
     // `Acquire` too (bulkhead_acquire_queue_enabled: 153 -> 137 instructions per call).
     #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    pub(crate) fn poll_slot(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<BulkheadPermit<'a>, Rejected>> {
         let this = self.project();
         let shared = &this.bulkhead.shared;
         let in_flight = ready!(this.waiter.poll_slot(shared, &this.bulkhead.timer, cx))
             .map_err(|cause| shared.reject(cause))?;
         Poll::Ready(Ok(BulkheadPermit::new(shared, in_flight)))
+    }
+}
+
+/// A slot or a refusal handed out at once completes without awaiting anything, so it takes
+/// a unit of tokio's budget, as `tokio::sync::Semaphore::acquire` does: a task looping on
+/// `acquire().await` still yields to its runtime (see `crate::coop`). A poll that stays
+/// queued gives the unit back.
+impl<'a, T: Timer> Future for Acquire<'a, T> {
+    type Output = Result<BulkheadPermit<'a>, Rejected>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let budget = ready!(crate::coop::poll_proceed(cx));
+        let out = ready!(self.poll_slot(cx));
+        budget.made_progress();
+        Poll::Ready(out)
     }
 }
 
@@ -250,9 +270,12 @@ impl<T: Timer> AcquireOwned<T> {
 impl<T: Timer> Future for AcquireOwned<T> {
     type Output = Result<OwnedBulkheadPermit, Rejected>;
 
+    // Takes a unit of tokio's budget when it completes, as `Acquire` does.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let budget = ready!(crate::coop::poll_proceed(cx));
         let mut reserve = self.project().reserve;
         let slot = ready!(reserve.as_mut().poll(cx));
+        budget.made_progress();
         Poll::Ready(slot.map_err(|cause| reserve.bulkhead.shared.reject(cause)))
     }
 }

@@ -562,7 +562,7 @@ where
                 Step::Exit(self.order.call(), out)
             }
             ActiveProj::Acquiring { fut } => {
-                let slot = ready!(fut.poll(cx));
+                let slot = ready!(fut.poll_slot(cx));
                 let level = self.level(Stage::Bulkhead);
                 match slot {
                     Ok(permit) => {
