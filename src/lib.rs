@@ -189,8 +189,11 @@
 //! On tokio (feature `tokio`), a refusal (an open breaker, a full bulkhead) takes a unit of
 //! the task's cooperative budget, as tokio's own resources do when they complete, so a loop
 //! over refused calls still yields to its runtime every 128 or so and cannot starve the
-//! worker's timers and tasks. An admitted call takes none of its own: the call's future takes
-//! part through tokio's resources.
+//! worker's timers and tasks. So do the bulkhead's [`acquire`](bulkhead::Bulkhead::acquire)
+//! futures when they hand out a slot at once, as `tokio::sync::Semaphore::acquire` does. A
+//! call admitted by `run` or a layer takes none of its own: the call's future takes part
+//! through tokio's resources, and a second unit per call would halve the work a task does
+//! per scheduling (tower's `ConcurrencyLimit` and tokio's `timeout` wrap the same way).
 //!
 //! # Feature flags
 //!
