@@ -15,9 +15,8 @@
 //! thread holding its slot), so that writer bumps it with a plain load and store; threads
 //! without a slot share one more stripe and `fetch_add` it. A thread slot is taken with
 //! `Acquire` and given back, when its thread exits, with `Release`, so the next holder's loads
-//! see the last holder's stores. A slot's tag is claimed with `AcqRel`, so the clearing that
-//! follows a claim is ordered after it for threads that see the new tag. With
-//! [`claim_slot_exclusive`], the new tag is only stored (`Release`) once the counts are set,
+//! see the last holder's stores. A slot's tag is claimed (set to [`CLEARING`]) with `AcqRel`;
+//! the new tag is only stored (`Release`) once the counts are set,
 //! so a reader that loads it (`Acquire`) sees those counts or later ones.
 
 use std::cell::Cell;
@@ -27,24 +26,12 @@ use crate::sync::{AtomicU64, CachePadded, Ordering};
 /// The tag of a time slot that has never counted anything.
 pub(crate) const UNCLAIMED: u64 = u64::MAX;
 
-/// Moves the slot tagged by `tag` to time slice `number` if it holds an older one; true for
-/// the one caller that must then clear its counts. `seen < number` also keeps a clock that
-/// stutters backwards from wiping a newer slot.
-#[inline]
-pub(crate) fn claim_slot(tag: &AtomicU64, number: u64) -> bool {
-    let seen = tag.load(Ordering::Acquire);
-    (seen == UNCLAIMED || seen < number)
-        && tag
-            .compare_exchange(seen, number, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-}
-
-/// The tag of a slot that one caller of [`claim_slot_exclusive`] is setting up for a new
+/// The tag of a slot that one caller of [`claim_slot`] is setting up for a new
 /// slice. It is never live: slice numbers stay far below it (a slice is at least a
 /// millisecond long, so numbers stay under 2^45).
 pub(crate) const CLEARING: u64 = u64::MAX - 1;
 
-/// Where a recorder stands with the slot of its time slice, from [`claim_slot_exclusive`].
+/// Where a recorder stands with the slot of its time slice, from [`claim_slot`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Claim {
     /// The slot holds the slice (or a newer one, after a clock that stuttered backwards):
@@ -59,11 +46,13 @@ pub(crate) enum Claim {
     Busy,
 }
 
-/// [`claim_slot`] for rings whose readers must never see an expired slice's counts under
-/// the new slice's tag: the slot reads [`CLEARING`], which no reader counts, from the claim
-/// until its new counts are published with the tag.
+/// Moves the slot tagged by `tag` to time slice `number` if it holds an older one. Readers
+/// never see an expired slice's counts under the new slice's tag: the slot reads
+/// [`CLEARING`], which no reader counts, from the claim until the claimer publishes its new
+/// counts with the tag. `seen >= number` counts into the slot as it is, so that a clock that
+/// stutters backwards never wipes a newer slice.
 #[inline]
-pub(crate) fn claim_slot_exclusive(tag: &AtomicU64, number: u64) -> Claim {
+pub(crate) fn claim_slot(tag: &AtomicU64, number: u64) -> Claim {
     let current = |seen: u64| seen != UNCLAIMED && seen != CLEARING && seen >= number;
     let seen = tag.load(Ordering::Acquire);
     if current(seen) {
@@ -221,22 +210,18 @@ mod tests {
     #[test]
     fn an_exclusive_claim_hides_the_slot_until_it_is_published() {
         let tag = AtomicU64::new(UNCLAIMED);
-        assert_eq!(claim_slot_exclusive(&tag, 7), Claim::Claimed);
+        assert_eq!(claim_slot(&tag, 7), Claim::Claimed);
         assert!(!slot_is_live(tag.load(Ordering::Acquire), 7, 4));
-        assert_eq!(claim_slot_exclusive(&tag, 7), Claim::Busy, "being set up");
-        assert_eq!(
-            claim_slot_exclusive(&tag, 11),
-            Claim::Busy,
-            "even for a newer slice"
-        );
+        assert_eq!(claim_slot(&tag, 7), Claim::Busy, "being set up");
+        assert_eq!(claim_slot(&tag, 11), Claim::Busy, "even for a newer slice");
         tag.store(7, Ordering::Release);
-        assert_eq!(claim_slot_exclusive(&tag, 7), Claim::Count);
+        assert_eq!(claim_slot(&tag, 7), Claim::Count);
         assert_eq!(
-            claim_slot_exclusive(&tag, 3),
+            claim_slot(&tag, 3),
             Claim::Count,
             "an older reading counts into the newer slice rather than wipe it"
         );
-        assert_eq!(claim_slot_exclusive(&tag, 11), Claim::Claimed);
+        assert_eq!(claim_slot(&tag, 11), Claim::Claimed);
     }
 
     #[test]

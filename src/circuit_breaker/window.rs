@@ -45,7 +45,7 @@
 //! `Acquire`, so they see those counts or later ones under the new tag.
 
 use crate::counter::{
-    Claim, MAX_STRIPES, UNCLAIMED, cached_slot, claim_slot_exclusive, slot_is_live, thread_slot,
+    Claim, MAX_STRIPES, UNCLAIMED, cached_slot, claim_slot, slot_is_live, thread_slot,
 };
 use crate::sync::{AtomicU32, AtomicU64, CachePadded, Ordering};
 
@@ -427,7 +427,7 @@ impl TimeRing {
     fn record(&self, sample: Sample, now_ns: u64) {
         let slice = now_ns / self.bucket_ns;
         let bucket = &self.buckets[(slice % self.buckets.len() as u64) as usize];
-        match claim_slot_exclusive(&bucket.slice, slice) {
+        match claim_slot(&bucket.slice, slice) {
             Claim::Count => {
                 bucket.calls.fetch_add(1, Ordering::Relaxed);
                 if sample.failure {

@@ -19,21 +19,25 @@
 //!
 //! The window is a ring of ten time slots, each claimed by compare-and-swap on its slot
 //! number when time moves into it ([`claim_slot`](crate::counter), shared with the breaker's
-//! time window). Reads are approximate
-//! in the same way: concurrent callers may together overdraw the budget by the number of
-//! threads racing on its last token, and a deposit landing in a slot between its claim and
-//! its clearing can be lost.
+//! time window); the claimer sets the slot's counts afresh before it publishes the new
+//! number, so no reader takes an expired slice's counts for the new one's (a loom model pins
+//! this down). The budget is approximate in two ways: concurrent callers may together
+//! overdraw it by the number of threads racing on its last token, and a count made while
+//! another caller is moving its slot to a new slice is dropped (a first attempt not counted,
+//! a retry refused; the refusal errs on the side the budget exists for).
 //!
 //! # Memory ordering
 //!
-//! Counters are `Relaxed` (independent tallies); a slot's number is claimed with `AcqRel` so
-//! that its clearing is ordered after the claim for threads that see the new number. A
-//! refund reads the number with `Acquire` for the same reason, then takes one withdrawal
-//! back with a `Relaxed` compare-and-swap loop that never goes below zero.
+//! Counters are `Relaxed` (independent tallies). A slot's number is claimed with `AcqRel`
+//! (set to a mark no reader counts) and set to the new slice with `Release` once the counts
+//! are set afresh; readers load it with `Acquire`, so they see those counts or later ones
+//! under the new number. A refund reads the number with `Acquire` for the same reason, then
+//! takes one withdrawal back with a `Relaxed` compare-and-swap loop that never goes below
+//! zero.
 
 use std::time::Duration;
 
-use crate::counter::{UNCLAIMED, claim_slot, slot_is_live};
+use crate::counter::{Claim, UNCLAIMED, claim_slot, slot_is_live};
 use crate::error::ConfigError;
 use crate::sync::{Arc, AtomicU64, Ordering};
 
@@ -178,31 +182,45 @@ impl Budget {
         }
     }
 
-    /// The slot for `now_ns`, cleared first if it held an older time slice.
-    fn slot(&self, now_ns: u64) -> &Slot {
+    /// Adds one first attempt (`deposit`) or retry (`withdrawal`) to the slot of `now_ns`,
+    /// moving the slot to that time slice first if it held an older one. False when another
+    /// caller is moving the slot right now: the count is dropped (a deposit lost, a retry
+    /// refused), never added to the expired slice's counts that readers would take for the
+    /// new one's.
+    fn count(&self, now_ns: u64, withdrawal: bool) -> bool {
         let number = now_ns / self.slot_ns;
         let slot = &self.slots[(number % SLOTS) as usize];
-        if claim_slot(&slot.number, number) {
-            slot.deposits.store(0, Ordering::Relaxed);
-            slot.withdrawals.store(0, Ordering::Relaxed);
+        let counter = if withdrawal {
+            &slot.withdrawals
+        } else {
+            &slot.deposits
+        };
+        match claim_slot(&slot.number, number) {
+            Claim::Count => {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            Claim::Claimed => {
+                // The slot's first count of the slice: its counts start here, and readers see
+                // them with the tag (Release), never the expired slice's under it.
+                slot.deposits
+                    .store(u64::from(!withdrawal), Ordering::Relaxed);
+                slot.withdrawals
+                    .store(u64::from(withdrawal), Ordering::Relaxed);
+                slot.number.store(number, Ordering::Release);
+            }
+            Claim::Busy => return false,
         }
-        slot
+        true
     }
 
     /// Records a first attempt.
     pub(crate) fn deposit(&self, now_ns: u64) {
-        self.slot(now_ns).deposits.fetch_add(1, Ordering::Relaxed);
+        self.count(now_ns, false);
     }
 
     /// Records a retry if the budget allows one.
     pub(crate) fn withdraw(&self, now_ns: u64) -> bool {
-        if self.balance(now_ns) < 1.0 {
-            return false;
-        }
-        self.slot(now_ns)
-            .withdrawals
-            .fetch_add(1, Ordering::Relaxed);
-        true
+        self.balance(now_ns) >= 1.0 && self.count(now_ns, true)
     }
 
     /// Takes back a withdrawal made at `at_ns` for a retry that was never made.
@@ -366,6 +384,35 @@ mod loom_tests {
                 .count();
             assert!((1..=2).contains(&granted), "{granted}");
             assert!(b.balance(0) >= -1.0);
+        });
+    }
+
+    #[test]
+    fn a_slot_moving_to_a_new_slice_never_shows_the_expired_counts() {
+        const S: u64 = 1_000_000_000;
+        loom::model(|| {
+            let b = Arc::new(Budget::new(RetryBudget::new(
+                Duration::from_secs(10),
+                0,
+                1.0,
+            )));
+            // Five first attempts in slice 0; at 10 s they have left the window, and slice 10
+            // reuses their slot.
+            for _ in 0..5 {
+                b.deposit(0);
+            }
+            let depositor = {
+                let b = b.clone();
+                loom::thread::spawn(move || b.deposit(10 * S))
+            };
+            let reader = {
+                let b = b.clone();
+                loom::thread::spawn(move || b.balance(10 * S))
+            };
+            depositor.join().unwrap();
+            let balance = reader.join().unwrap();
+            assert!(balance <= 1.0, "expired deposits counted: {balance}");
+            assert!(b.balance(10 * S) <= 1.0);
         });
     }
 }
