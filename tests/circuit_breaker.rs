@@ -1089,6 +1089,45 @@ fn state_changes_reach_the_listener_in_the_order_they_happened() {
     assert_eq!(log.last().unwrap().1, breaker.state());
 }
 
+#[test]
+fn a_state_change_made_by_a_listener_is_reported_after_the_listener_returns() {
+    // The listener resets the breaker when it hears that it opened: that second change must
+    // wait for the first report to finish, not be reported from inside it.
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let handle = Arc::new(Mutex::new(None::<CircuitBreaker>));
+    let (seen, reach) = (log.clone(), handle.clone());
+    let breaker = CircuitBreaker::new(
+        CircuitBreaker::builder()
+            .consecutive_failures(1)
+            .listener(move |e: &Event| {
+                if let EventKind::StateChanged { from, to } = e.kind() {
+                    seen.lock().unwrap().push(format!("enter {from:?}->{to:?}"));
+                    if to == CircuitState::Open {
+                        let breaker = reach.lock().unwrap().clone();
+                        breaker.expect("set before the first call").reset();
+                    }
+                    seen.lock().unwrap().push(format!("exit {from:?}->{to:?}"));
+                }
+            })
+            .build()
+            .unwrap(),
+    );
+    *handle.lock().unwrap() = Some(breaker.clone());
+    breaker.try_acquire().unwrap().failure();
+    // Break the cycle listener -> handle -> breaker -> listener.
+    handle.lock().unwrap().take();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "enter Closed->Open",
+            "exit Closed->Open",
+            "enter Open->Closed",
+            "exit Open->Closed"
+        ]
+    );
+    assert_eq!(breaker.state(), CircuitState::Closed);
+}
+
 #[tokio::test(start_paused = true)]
 async fn poll_ready_asks_again_after_the_break_ends() {
     let breaker = breaker(builder().consecutive_failures(1));
