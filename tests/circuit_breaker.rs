@@ -1089,6 +1089,33 @@ fn state_changes_reach_the_listener_in_the_order_they_happened() {
     assert_eq!(log.last().unwrap().1, breaker.state());
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_longest_break_the_config_allows_lasts_to_its_end() {
+    use palisade::circuit_breaker::MAX_DURATION;
+    let b = breaker(builder().break_duration(MAX_DURATION));
+    for _ in 0..2 {
+        let _ = fail(&b).await;
+    }
+    assert_eq!(b.state(), CircuitState::Open);
+    advance(MAX_DURATION - Duration::from_millis(1)).await;
+    assert!(
+        b.try_acquire().is_err(),
+        "a 24 h break is still on a millisecond before its end"
+    );
+    advance(Duration::from_millis(1)).await;
+    assert!(b.try_acquire().is_ok(), "the break is over");
+    assert_eq!(b.state(), CircuitState::HalfOpen);
+}
+
+#[test]
+fn a_breakers_debug_output_shows_its_state() {
+    let b = breaker(builder().consecutive_failures(1));
+    assert!(format!("{b:?}").contains("Closed"), "{b:?}");
+    b.try_acquire().unwrap().failure();
+    let shown = format!("{b:?}");
+    assert!(shown.contains("backend") && shown.contains("Open"), "{shown}");
+}
+
 #[test]
 fn a_state_change_made_by_a_listener_is_reported_after_the_listener_returns() {
     // The listener resets the breaker when it hears that it opened: that second change must
