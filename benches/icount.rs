@@ -223,14 +223,13 @@ fn run(case: &str, calls: u64) {
                 .bulkhead(bulkhead)
                 .timeout(timeout)
                 .fallback(fallback)
-                .custom_order(&[
+                .build_in_order(&[
                     Stage::Bulkhead,
                     Stage::Retry,
                     Stage::CircuitBreaker,
                     Stage::Timeout,
                 ])
-                .unwrap()
-                .build();
+                .unwrap();
             repeat(&mut || {
                 run_now(|| {
                     pipeline

@@ -1113,7 +1113,10 @@ fn a_breakers_debug_output_shows_its_state() {
     assert!(format!("{b:?}").contains("Closed"), "{b:?}");
     b.try_acquire().unwrap().failure();
     let shown = format!("{b:?}");
-    assert!(shown.contains("backend") && shown.contains("Open"), "{shown}");
+    assert!(
+        shown.contains("backend") && shown.contains("Open"),
+        "{shown}"
+    );
 }
 
 #[test]

@@ -362,14 +362,13 @@ mod pipeline {
                     .build()
                     .unwrap(),
             ))
-            .custom_order(&[
+            .build_in_order(&[
                 Stage::Bulkhead,
                 Stage::Timeout,
                 Stage::Retry,
                 Stage::CircuitBreaker,
             ])
-            .unwrap()
-            .build();
+            .unwrap();
         #[cfg(feature = "tower")]
         for pipeline in [&without_retry, &with_retry] {
             assert_eq!(layer_allocations(pipeline.layer()), 0);

@@ -155,16 +155,17 @@ async fn a_timeout_cut_by_the_deadline_is_not_a_breaker_failure() {
     use palisade::pipeline::Stage;
     for custom in [false, true] {
         let cb = breaker(2);
-        let mut builder = Pipeline::builder()
+        let builder = Pipeline::builder()
             .retry(deadline_retry(ms(100), ms(700)))
             .circuit_breaker(cb.clone())
             .timeout(timeout(ms(400)));
-        if custom {
-            builder = builder
-                .custom_order(&[Stage::Retry, Stage::CircuitBreaker, Stage::Timeout])
-                .unwrap();
-        }
-        let pipeline = builder.build();
+        let pipeline = if custom {
+            builder
+                .build_in_order(&[Stage::Retry, Stage::CircuitBreaker, Stage::Timeout])
+                .unwrap()
+        } else {
+            builder.build()
+        };
         let start = Instant::now();
         let starts = std::sync::Mutex::new(Vec::new());
         let out: Result<(), AppError> = pipeline.run(|| hang(start, &starts)).await;
@@ -432,9 +433,7 @@ async fn a_custom_order_is_asked_for_by_name_and_followed() {
                 Bulkhead::builder().max_concurrent(1).build().unwrap(),
             ));
         if custom {
-            b.custom_order(&[Stage::Bulkhead, Stage::Retry])
-                .unwrap()
-                .build()
+            b.build_in_order(&[Stage::Bulkhead, Stage::Retry]).unwrap()
         } else {
             b.build()
         }
@@ -468,15 +467,15 @@ fn a_custom_order_must_name_each_configured_policy_once() {
     use palisade::pipeline::Stage;
     let with_retry = || Pipeline::builder().retry(retry(2)).timeout(timeout(ms(10)));
     let twice = with_retry()
-        .custom_order(&[Stage::Retry, Stage::Timeout, Stage::Retry])
+        .build_in_order(&[Stage::Retry, Stage::Timeout, Stage::Retry])
         .unwrap_err();
     assert_eq!(twice.field(), "order");
-    let missing = with_retry().custom_order(&[Stage::Timeout]).unwrap_err();
+    let missing = with_retry().build_in_order(&[Stage::Timeout]).unwrap_err();
     assert_eq!(missing.field(), "order");
     assert!(missing.rule().contains("Retry"), "{missing}");
     assert!(
         with_retry()
-            .custom_order(&[Stage::Timeout, Stage::Retry])
+            .build_in_order(&[Stage::Timeout, Stage::Retry])
             .is_ok()
     );
 }
@@ -592,9 +591,8 @@ async fn in_a_custom_order_the_deadline_counts_from_the_retrys_first_attempt() {
         .retry(deadline_retry(ms(100), Duration::from_secs(1)))
         .bulkhead(bulkhead.clone())
         .timeout(timeout(ms(400)))
-        .custom_order(&[Stage::Bulkhead, Stage::Retry, Stage::Timeout])
-        .unwrap()
-        .build();
+        .build_in_order(&[Stage::Bulkhead, Stage::Retry, Stage::Timeout])
+        .unwrap();
     let busy = bulkhead.try_acquire().unwrap();
     let start = Instant::now();
     let starts = std::sync::Mutex::new(Vec::new());
@@ -621,9 +619,8 @@ async fn in_a_custom_order_a_timeout_outside_the_retry_bounds_the_attempts_and_t
     let pipeline = Pipeline::builder()
         .retry(retry.clone())
         .timeout(timeout(ms(250)))
-        .custom_order(&[Stage::Timeout, Stage::Retry])
-        .unwrap()
-        .build();
+        .build_in_order(&[Stage::Timeout, Stage::Retry])
+        .unwrap();
     let calls = AtomicU32::new(0);
     let start = Instant::now();
     let out: Result<(), AppError> = pipeline
@@ -667,9 +664,8 @@ async fn in_a_custom_order_a_timeout_outside_the_bulkhead_covers_the_wait_and_co
         .circuit_breaker(cb.clone())
         .bulkhead(bulkhead.clone())
         .timeout(timeout(ms(100)))
-        .custom_order(&[Stage::Timeout, Stage::CircuitBreaker, Stage::Bulkhead])
-        .unwrap()
-        .build();
+        .build_in_order(&[Stage::Timeout, Stage::CircuitBreaker, Stage::Bulkhead])
+        .unwrap();
     let busy = bulkhead.try_acquire().unwrap();
     let calls = AtomicU32::new(0);
     let out: Result<(), AppError> = pipeline
@@ -712,13 +708,14 @@ fn by_status<E>(r: &Result<u16, E>) -> palisade::Outcome {
 async fn the_pipelines_classifier_makes_an_ok_503_a_failure_for_retry_and_breaker() {
     for order in [None, Some([Stage::Retry, Stage::CircuitBreaker])] {
         let breaker = breaker(3);
-        let mut builder = Pipeline::builder()
+        let builder = Pipeline::builder()
             .retry(retry(3))
-            .circuit_breaker(breaker.clone());
-        if let Some(order) = order {
-            builder = builder.custom_order(&order).unwrap();
-        }
-        let pipeline = builder.classify(by_status::<AppError>).build();
+            .circuit_breaker(breaker.clone())
+            .classify(by_status::<AppError>);
+        let pipeline = match order {
+            Some(order) => builder.build_in_order(&order).unwrap(),
+            None => builder.build(),
+        };
         let calls = AtomicU32::new(0);
         let out: Result<u16, AppError> = pipeline
             .run(|| {
@@ -896,22 +893,23 @@ async fn trace(story: Story, spelt_out: bool) -> Trace {
         .duration(ms(50))
         .name("timeout")
         .listener(sink());
-    let mut builder = Pipeline::builder()
+    let builder = Pipeline::builder()
         .retry(Retry::new(retry.build().unwrap()))
         .circuit_breaker(CircuitBreaker::new(breaker.build().unwrap()))
         .bulkhead(bulkhead.clone())
         .timeout(Timeout::new(timeout.build().unwrap()));
-    if spelt_out {
-        builder = builder
-            .custom_order(&[
+    let pipeline = if spelt_out {
+        builder
+            .build_in_order(&[
                 Stage::Retry,
                 Stage::CircuitBreaker,
                 Stage::Bulkhead,
                 Stage::Timeout,
             ])
-            .unwrap();
-    }
-    let pipeline = builder.build();
+            .unwrap()
+    } else {
+        builder.build()
+    };
     let held = story.held.map(|_| bulkhead.try_acquire().unwrap());
     events.lock().unwrap().clear();
     let start = Instant::now();

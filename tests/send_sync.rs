@@ -188,14 +188,13 @@ fn pipeline_futures_layers_and_services() {
     assert_send(&pipeline.run(call));
 
     let custom = full_pipeline()
-        .custom_order(&[
+        .build_in_order(&[
             Stage::Bulkhead,
             Stage::Retry,
             Stage::Timeout,
             Stage::CircuitBreaker,
         ])
-        .unwrap()
-        .build();
+        .unwrap();
     assert_send(&custom.run(call));
 
     let with_fallback = full_pipeline()
@@ -293,14 +292,13 @@ async fn a_pipeline_run_can_be_spawned() {
 async fn a_call_that_is_not_send_still_runs_through_every_order() {
     let shared = std::rc::Rc::new(7);
     let custom = full_pipeline()
-        .custom_order(&[
+        .build_in_order(&[
             Stage::Timeout,
             Stage::Bulkhead,
             Stage::CircuitBreaker,
             Stage::Retry,
         ])
-        .unwrap()
-        .build();
+        .unwrap();
     for pipeline in [full_pipeline().build(), custom] {
         let out: Out = pipeline
             .run(|| {

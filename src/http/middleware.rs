@@ -28,8 +28,9 @@
 //!   again (`err.as_rejected()`), and so do the policies of a palisade middleware above this
 //!   one.
 //!
-//! A pipeline in a [`custom_order`](crate::pipeline::PipelineBuilder::custom_order) runs in
-//! that order, with two differences: each attempt gets a copy of the request's extensions
+//! A pipeline built with
+//! [`build_in_order`](crate::pipeline::PipelineBuilder::build_in_order) runs in that order,
+//! with two differences: each attempt gets a copy of the request's extensions
 //! (what the middleware below writes into them does not come back up), and a request that
 //! cannot be copied runs through the pipeline without its retry. `Retry-After` is not read
 //! there.

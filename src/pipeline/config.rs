@@ -267,35 +267,6 @@ impl<T, C, Fb, P> PipelineBuilder<T, C, Fb, P> {
         self
     }
 
-    /// Runs the policies in `order`, outermost first, instead of the recommended order.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] naming `order` when a stage appears twice, or when a configured
-    /// policy is missing from it (it would silently do nothing).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use palisade::pipeline::{Pipeline, Stage};
-    /// use palisade::{bulkhead::Bulkhead, retry::Retry};
-    ///
-    /// // Each retry attempt waits for a slot of its own (the default), or, here, one slot is
-    /// // held across all the attempts of a call.
-    /// let pipeline = Pipeline::builder()
-    ///     .retry(Retry::new(Retry::builder().build()?))
-    ///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(4).build()?))
-    ///     .custom_order(&[Stage::Bulkhead, Stage::Retry])?
-    ///     .build();
-    /// # let _ = pipeline;
-    /// # Ok::<(), palisade::ConfigError>(())
-    /// ```
-    pub fn custom_order(mut self, order: &[Stage]) -> Result<Self, ConfigError> {
-        let p = &self.pipeline.policies;
-        self.pipeline.policies.custom = Some(check_order(order, |stage| p.has(stage))?);
-        Ok(self)
-    }
-
     /// The pipeline; the order of the calls above does not matter.
     ///
     /// # Examples
@@ -317,6 +288,40 @@ impl<T, C, Fb, P> PipelineBuilder<T, C, Fb, P> {
             policies: self.pipeline.policies.resolve(),
             fallback: self.pipeline.fallback,
         }
+    }
+
+    /// The pipeline, running its policies in `order`, outermost first, instead of the
+    /// recommended order.
+    ///
+    /// It ends the builder, so the order is checked against every policy the pipeline will
+    /// have: a policy cannot be added after it and be left out of the order.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `order` when a stage appears twice, or when a configured
+    /// policy is missing from it (it would silently do nothing).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::pipeline::{Pipeline, Stage};
+    /// use palisade::{bulkhead::Bulkhead, retry::Retry};
+    ///
+    /// // Each retry attempt waits for a slot of its own (the default), or, here, one slot is
+    /// // held across all the attempts of a call.
+    /// let pipeline = Pipeline::builder()
+    ///     .retry(Retry::new(Retry::builder().build()?))
+    ///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(4).build()?))
+    ///     .build_in_order(&[Stage::Bulkhead, Stage::Retry])?;
+    /// # let _ = pipeline;
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    pub fn build_in_order(self, order: &[Stage]) -> Result<Pipeline<T, C, Fb, P>, ConfigError> {
+        let p = &self.pipeline.policies;
+        let order = check_order(order, |stage| p.has(stage))?;
+        let mut pipeline = self.pipeline;
+        pipeline.policies.custom = Some(order);
+        Ok(PipelineBuilder { pipeline }.build())
     }
 }
 

@@ -1,10 +1,10 @@
 //! The order of a pipeline's policies: the recommended one, or a
-//! [`custom_order`](super::PipelineBuilder::custom_order) asked for by name (and checked by
+//! [`build_in_order`](super::PipelineBuilder::build_in_order) asked for by name (and checked by
 //! the builder). Either way a call runs through the same
 //! [`RunFuture`](super::future::RunFuture): in the recommended order straight through, in a
 //! custom one reading the order at each level; neither costs an allocation or a lock.
 
-/// A policy's place in a [`custom_order`](super::PipelineBuilder::custom_order).
+/// A policy's place in a [`build_in_order`](super::PipelineBuilder::build_in_order).
 ///
 /// # Examples
 ///
@@ -16,7 +16,7 @@
 ///     .retry(Retry::new(Retry::builder().build()?))
 ///     .bulkhead(Bulkhead::new(Bulkhead::builder().max_concurrent(4).build()?));
 /// // Every configured policy must be named, once.
-/// let missing = builder.custom_order(&[Stage::Bulkhead]).unwrap_err();
+/// let missing = builder.build_in_order(&[Stage::Bulkhead]).unwrap_err();
 /// assert_eq!(missing.field(), "order");
 /// # Ok::<(), palisade::ConfigError>(())
 /// ```

@@ -27,7 +27,7 @@
 //! # A custom order
 //!
 //! Another order can be asked for by name, with
-//! [`custom_order`](PipelineBuilder::custom_order): say which policy goes outside which. A
+//! [`build_in_order`](PipelineBuilder::build_in_order): say which policy goes outside which. A
 //! call runs through the same [`RunFuture`] in either order, with no allocation and no lock:
 //! in the recommended order straight through, in a custom one reading the order at each
 //! level, which costs a little more per call. With tower, stack the layers by hand in any
@@ -146,7 +146,7 @@ pub(crate) struct Policies<T, C, P> {
     bulkhead: Option<Bulkhead<T>>,
     timeout: Option<Timeout<T>>,
     clock: C,
-    // As given to `custom_order`; `None` for the recommended order.
+    // As given to `build_in_order`; `None` for the recommended order.
     custom: Option<Order>,
     // The configured policies in that order: the levels of a call (set by `resolve`).
     order: Order,
@@ -241,7 +241,7 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
         &self.policies.clock
     }
 
-    /// Whether the policies run in a [`custom_order`](PipelineBuilder::custom_order).
+    /// Whether the policies run in a [`build_in_order`](PipelineBuilder::build_in_order).
     #[cfg(feature = "reqwest-middleware")]
     pub(crate) fn is_custom_order(&self) -> bool {
         self.policies.custom.is_some()

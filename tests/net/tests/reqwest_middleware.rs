@@ -267,9 +267,8 @@ async fn a_custom_order_retries_too_and_sends_a_streamed_body_once() {
                 .build()
                 .unwrap(),
         ))
-        .custom_order(&[Stage::Timeout, Stage::Retry])
-        .unwrap()
-        .build();
+        .build_in_order(&[Stage::Timeout, Stage::Retry])
+        .unwrap();
     let client = client(PipelineMiddleware::new(pipeline));
 
     let resp = client.get(server.url("/")).send().await.unwrap();
