@@ -923,3 +923,38 @@ async fn a_finished_or_refused_call_future_cannot_be_polled_again() {
     }));
     assert_eq!(bh.metrics().rejected, 1, "the refusal was counted once");
 }
+
+#[tokio::test(start_paused = true)]
+async fn admitted_and_released_events_count_the_calls_holding_a_slot() {
+    let kinds = Arc::new(Mutex::new(Vec::new()));
+    let seen = kinds.clone();
+    let bh = bulkhead(Bulkhead::builder().max_concurrent(2).max_queue(1).listener(
+        move |e: &Event| match e.kind() {
+            k @ (EventKind::BulkheadAdmitted { .. } | EventKind::BulkheadReleased { .. }) => {
+                seen.lock().unwrap().push(k)
+            }
+            _ => {}
+        },
+    ));
+    let first = bh.try_acquire().unwrap();
+    let second = bh.try_acquire().unwrap();
+    let mut queued = task::spawn(bh.acquire());
+    assert_pending!(queued.poll());
+    // The waiter's flag is set in the word while it waits: released, the slot goes to it.
+    drop(first);
+    let third = assert_ready!(queued.poll()).unwrap();
+    drop(second);
+    drop(third);
+    use EventKind::{BulkheadAdmitted as In, BulkheadReleased as Out};
+    assert_eq!(
+        *kinds.lock().unwrap(),
+        [
+            In { in_flight: 1 },
+            In { in_flight: 2 },
+            Out { in_flight: 2 },
+            In { in_flight: 2 },
+            Out { in_flight: 2 },
+            Out { in_flight: 1 },
+        ]
+    );
+}

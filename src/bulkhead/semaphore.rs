@@ -497,7 +497,9 @@ mod loom_tests {
             let outcome = s.enqueue();
             releaser.join().unwrap();
             match outcome {
-                Enqueued::Admitted(_) => {}
+                // Admitted in the one step that also sets the flag: it reports the calls
+                // holding a slot with this one, as every admission does.
+                Enqueued::Admitted(in_flight) => assert_eq!(in_flight, 1),
                 Enqueued::Waiting(node) => {
                     let mut cx = Context::from_waker(Waker::noop());
                     assert!(s.poll_granted(&node, &mut cx).is_ready(), "lost wake-up");
