@@ -1107,3 +1107,67 @@ async fn a_panicking_request_cloner_leaves_nothing_counted_or_held() {
     svc.ready().await.unwrap();
     assert_eq!(svc.call(3).await, Ok(1), "the policy works afterwards");
 }
+
+#[test]
+fn a_backoff_may_be_capped_at_exactly_one_day_and_start_at_its_cap() {
+    use palisade::retry::MAX_DELAY;
+    assert_eq!(MAX_DELAY, Duration::from_secs(24 * 60 * 60));
+    let day = Backoff::exponential(MAX_DELAY, 2.0, MAX_DELAY);
+    assert!(Retry::builder().backoff(day).build().is_ok());
+    let linear = Backoff::linear(ms(500), ms(100), ms(500));
+    assert!(Retry::builder().backoff(linear).build().is_ok());
+    let over = Backoff::exponential(ms(1), 2.0, MAX_DELAY + Duration::from_nanos(1));
+    let err = Retry::builder().backoff(over).build().unwrap_err();
+    assert_eq!(err.field(), "backoff.max");
+}
+
+/// The mean of the first 2000 delays of `backoff` from a fixed seed, in seconds.
+fn mean_delay(backoff: Backoff) -> f64 {
+    backoff
+        .iter(7)
+        .take(2000)
+        .map(|d| d.as_secs_f64())
+        .sum::<f64>()
+        / 2000.0
+}
+
+#[test]
+fn equal_jitter_spreads_delays_evenly_over_the_upper_half_of_the_base() {
+    let backoff = Backoff::constant(Duration::from_secs(1)).jitter(Jitter::Equal);
+    assert!(
+        backoff
+            .iter(7)
+            .take(2000)
+            .all(|d| d >= ms(500) && d <= ms(1000))
+    );
+    let mean = mean_delay(backoff);
+    // Uniform over [0.5, 1] s: a mean of 0.75 s (2000 draws: within about 0.01 s).
+    assert!((0.73..=0.77).contains(&mean), "{mean}");
+}
+
+#[test]
+fn proportional_jitter_spreads_delays_evenly_around_the_base() {
+    // A base of 1 s under a cap of 2 s (a constant schedule's cap is its delay, which
+    // would clip the upper half).
+    let backoff = Backoff::exponential(Duration::from_secs(1), 1.0, Duration::from_secs(2))
+        .jitter(Jitter::Proportional(0.5));
+    let delays: Vec<_> = backoff.iter(7).take(2000).collect();
+    assert!(delays.iter().all(|d| *d >= ms(500) && *d <= ms(1500)));
+    assert!(delays.iter().any(|d| *d < ms(700)) && delays.iter().any(|d| *d > ms(1300)));
+    let mean = mean_delay(backoff);
+    // Uniform over [0.5, 1.5] s: a mean of 1 s.
+    assert!((0.97..=1.03).contains(&mean), "{mean}");
+}
+
+#[test]
+fn proportional_jitter_must_be_above_zero_and_at_most_one() {
+    for p in [0.0, -0.1, 1.01, f64::NAN] {
+        let backoff = Backoff::constant(ms(100)).jitter(Jitter::Proportional(p));
+        let err = Retry::builder().backoff(backoff).build().unwrap_err();
+        assert_eq!(err.field(), "backoff.jitter", "{p}");
+    }
+    for p in [0.01, 1.0] {
+        let backoff = Backoff::constant(ms(100)).jitter(Jitter::Proportional(p));
+        assert!(Retry::builder().backoff(backoff).build().is_ok(), "{p}");
+    }
+}
