@@ -929,11 +929,14 @@ async fn admitted_and_released_events_count_the_calls_holding_a_slot() {
     let kinds = Arc::new(Mutex::new(Vec::new()));
     let seen = kinds.clone();
     let bh = bulkhead(Bulkhead::builder().max_concurrent(2).max_queue(1).listener(
-        move |e: &Event| match e.kind() {
-            k @ (EventKind::BulkheadAdmitted { .. } | EventKind::BulkheadReleased { .. }) => {
-                seen.lock().unwrap().push(k)
+        move |e: &Event| {
+            let k = e.kind();
+            if matches!(
+                k,
+                EventKind::BulkheadAdmitted { .. } | EventKind::BulkheadReleased { .. }
+            ) {
+                seen.lock().unwrap().push(k);
             }
-            _ => {}
         },
     ));
     let first = bh.try_acquire().unwrap();
