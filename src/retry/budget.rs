@@ -355,6 +355,47 @@ mod tests {
             "the later slice's withdrawal stands"
         );
     }
+
+    #[test]
+    fn first_attempts_in_every_slice_of_the_window_count() {
+        let b = Budget::new(RetryBudget::new(Duration::from_secs(10), 0, 1.0));
+        for second in 0..10 {
+            b.deposit(second * S + S / 2);
+        }
+        assert!((b.balance(9 * S + S / 2) - 10.0).abs() < 1e-9);
+        // A token taken in a later slice goes back to that slice's count.
+        let b = Arc::new(b);
+        let token = Token::withdraw(&b, 7 * S + 3).unwrap();
+        assert!((b.balance(9 * S) - 9.0).abs() < 1e-9);
+        drop(token);
+        assert!((b.balance(9 * S) - 10.0).abs() < 1e-9, "given back");
+    }
+
+    #[test]
+    fn a_budgets_settings_read_back_as_given_and_are_checked() {
+        let settings = RetryBudget::new(Duration::from_secs(10), 3, 0.25);
+        assert_eq!(
+            (
+                settings.ttl(),
+                settings.min_per_sec(),
+                settings.retry_ratio()
+            ),
+            (Duration::from_secs(10), 3, 0.25)
+        );
+        for ratio in [0.0, -1.0, 1000.5, f64::NAN] {
+            let err = RetryBudget::new(Duration::from_secs(10), 3, ratio)
+                .validate()
+                .unwrap_err();
+            assert_eq!(err.field(), "budget.retry_ratio", "{ratio}");
+        }
+        for ratio in [0.001, 1000.0] {
+            assert!(
+                RetryBudget::new(Duration::from_secs(10), 3, ratio)
+                    .validate()
+                    .is_ok()
+            );
+        }
+    }
 }
 
 #[cfg(all(test, loom))]
