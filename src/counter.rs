@@ -272,4 +272,73 @@ mod tests {
         }
         assert_eq!(counter.sum(), 500);
     }
+
+    /// Runs `body` alone in a child process (this test binary run again with the test's name
+    /// as its filter): thread slots are process-wide, and tests running beside it take some.
+    fn alone_in_a_process(name: &str, body: impl FnOnce()) {
+        const CHILD: &str = "PALISADE_THREAD_SLOT_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            return body();
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn a_thread_keeps_its_slot_while_it_lives_and_gives_it_back_when_it_exits() {
+        alone_in_a_process(
+            "counter::tests::a_thread_keeps_its_slot_while_it_lives_and_gives_it_back_when_it_exits",
+            || {
+                use std::sync::{Barrier, mpsc};
+                // Threads that hold their slot until the barrier: their slots are all
+                // different, and no thread that comes and goes meanwhile gets one of them.
+                let live = |n: usize, barrier: &'static Barrier| {
+                    let (tx, rx) = mpsc::channel();
+                    let handles: Vec<_> = (0..n)
+                        .map(|_| {
+                            let tx = tx.clone();
+                            std::thread::spawn(move || {
+                                tx.send(thread_slot()).unwrap();
+                                barrier.wait();
+                            })
+                        })
+                        .collect();
+                    let slots: Vec<usize> = rx.iter().take(n).collect();
+                    (slots, handles)
+                };
+                let barrier: &'static Barrier = Box::leak(Box::new(Barrier::new(9)));
+                let (mut held, mut handles) = live(4, barrier);
+                for _ in 0..3 * MAX_STRIPES {
+                    let slot = std::thread::spawn(|| {
+                        let slot = thread_slot();
+                        assert_eq!(thread_slot(), slot, "asked twice, the same slot");
+                        slot
+                    })
+                    .join()
+                    .unwrap();
+                    assert!(slot < MAX_STRIPES, "a slot was not given back: {slot}");
+                    assert!(!held.contains(&slot), "{slot} is held by a live thread");
+                }
+                let (more, more_handles) = live(4, barrier);
+                held.extend(more);
+                handles.extend(more_handles);
+                barrier.wait();
+                handles.into_iter().for_each(|h| h.join().unwrap());
+                let mut distinct = held.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                assert_eq!(distinct.len(), 8, "live threads share a slot: {held:?}");
+                assert!(held.iter().all(|&s| s < MAX_STRIPES), "{held:?}");
+            },
+        );
+    }
 }
