@@ -1,0 +1,258 @@
+//! CORE: a rate limit as the generic cell rate algorithm (GCRA) in one atomic word.
+//!
+//! A limit of `n` calls per `period` with a burst of `b` is a token bucket of `b` tokens that
+//! refills one token every `T = period / n` (the emission interval). GCRA keeps no token
+//! count and needs no refill task: it keeps the bucket's **theoretical arrival time** (TAT),
+//! the time at which the bucket would be full again if nothing more were taken. A call of
+//! cost `c` arriving at `now` moves it to `max(TAT, now) + c·T`, and is admitted when that
+//! is at most `now + b·T` (the bucket held at least `c` tokens). Otherwise it would be
+//! admitted `max(TAT, now) + c·T − (now + b·T)` later: the caller may wait that long (its
+//! turn is reserved by moving the TAT now), or is refused with that as its `retry_after`.
+//! A cost above `b` is never admitted, however long the caller waits.
+//!
+//! The TAT is held in one `AtomicU64` as nanoseconds since the clock's origin, changed by
+//! [`decide`] (pure, integer arithmetic, no overflow for any input) inside a
+//! compare-and-swap loop: one clock reading per decision, no lock, no allocation. A word
+//! behind `now` means a full bucket, so no idle span can leave it stuck; at a nanosecond
+//! unit, the word reaches its end after 584 years of uptime.
+//!
+//! The emission interval is rounded **up** to a whole nanosecond, so the limiter never
+//! admits more than `n` per `period` (at most one nanosecond per call slower).
+//!
+//! # Giving a reservation back
+//!
+//! A caller that reserved a later turn and is dropped before it gives its cost back if its
+//! reservation is still the latest (the TAT is where it left it): the next caller then
+//! finds the bucket as if the dropped one had never asked. A reservation with later ones
+//! behind it stays taken: moving the TAT back under them would let a newcomer take the
+//! same instant as a caller already waiting for it, over the limit.
+//!
+//! # Memory ordering
+//!
+//! The word publishes nothing but itself: every access is `Relaxed`, and the compare-and-
+//! swap decides races by the word's modification order alone. Two callers racing for the
+//! last token cannot both see it: the loser's compare-and-swap fails and it decides again
+//! against the winner's TAT (loom model below).
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// A rate as the core uses it, from a validated config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rate {
+    /// Nanoseconds per token, at least 1.
+    emission_ns: u64,
+    /// The bucket's size in tokens, at least 1.
+    burst: u32,
+}
+
+impl Rate {
+    /// `count` tokens per `period_ns`, in bursts of up to `burst`. Validation keeps
+    /// `count`, `burst` and the period above zero and `burst × emission` far below 2^63
+    /// (see [`Rate::MAX_SPAN_NS`]); this clamps anyway, so that no input can overflow.
+    pub(crate) fn new(count: u32, period_ns: u64, burst: u32) -> Rate {
+        let emission_ns = period_ns.div_ceil(u64::from(count.max(1))).max(1);
+        let burst = burst.max(1);
+        Rate {
+            emission_ns: emission_ns.min(Self::MAX_SPAN_NS / u64::from(burst)),
+            burst,
+        }
+    }
+
+    /// The longest a full bucket takes to refill from empty: no reading plus it, and no TAT,
+    /// comes near the end of the word.
+    pub(crate) const MAX_SPAN_NS: u64 = 1 << 62;
+
+    pub(crate) fn emission_ns(&self) -> u64 {
+        self.emission_ns
+    }
+
+    pub(crate) fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// The time a full bucket spans: `burst × emission`.
+    fn capacity_ns(&self) -> u64 {
+        u64::from(self.burst) * self.emission_ns
+    }
+}
+
+/// What a call of some cost gets at some time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Admitted now; the TAT moves to `tat`.
+    Admit { tat: u64 },
+    /// Admitted after `wait_ns`, which is within the caller's wait; the TAT moves to `tat`
+    /// now, so the turn is the caller's.
+    Wait { tat: u64, wait_ns: u64 },
+    /// Not admitted: it would be in `retry_after_ns`, longer than the caller waits.
+    Refuse { retry_after_ns: u64 },
+    /// The cost is above the burst: never admitted.
+    Never,
+}
+
+/// The decision for a call of `cost` tokens arriving at `now_ns`, against the TAT `tat_ns`,
+/// for a caller willing to wait up to `max_wait_ns` for its turn.
+#[inline]
+pub(crate) fn decide(
+    tat_ns: u64,
+    now_ns: u64,
+    cost: u32,
+    rate: Rate,
+    max_wait_ns: u64,
+) -> Decision {
+    if cost > rate.burst {
+        return Decision::Never;
+    }
+    // A TAT behind `now` is a full bucket: counted from `now`.
+    let base = tat_ns.max(now_ns);
+    // cost ≤ burst, so this is at most the capacity: below 2^62.
+    let tat = base.saturating_add(u64::from(cost) * rate.emission_ns);
+    let admitted_at = tat.saturating_sub(rate.capacity_ns());
+    if admitted_at <= now_ns {
+        return Decision::Admit { tat };
+    }
+    let wait_ns = admitted_at - now_ns;
+    if wait_ns <= max_wait_ns {
+        Decision::Wait { tat, wait_ns }
+    } else {
+        Decision::Refuse {
+            retry_after_ns: wait_ns,
+        }
+    }
+}
+
+/// Whole tokens the bucket holds at `now_ns`.
+#[inline]
+pub(crate) fn tokens(tat_ns: u64, now_ns: u64, rate: Rate) -> u32 {
+    let used_ns = tat_ns.saturating_sub(now_ns);
+    let free_ns = rate.capacity_ns().saturating_sub(used_ns);
+    // At most `burst`: fits.
+    (free_ns / rate.emission_ns) as u32
+}
+
+/// The shared word.
+#[derive(Debug)]
+pub(crate) struct Gcra {
+    tat: AtomicU64,
+}
+
+impl Gcra {
+    pub(crate) fn new() -> Gcra {
+        Gcra {
+            tat: AtomicU64::new(0),
+        }
+    }
+
+    /// Decides for a call of `cost` at `now_ns` and, when it is admitted now or later, moves
+    /// the TAT for it.
+    #[inline]
+    pub(crate) fn acquire(&self, now_ns: u64, cost: u32, rate: Rate, max_wait_ns: u64) -> Decision {
+        let mut current = self.tat.load(Ordering::Relaxed);
+        loop {
+            let decision = decide(current, now_ns, cost, rate, max_wait_ns);
+            let tat = match decision {
+                Decision::Admit { tat } | Decision::Wait { tat, .. } => tat,
+                Decision::Refuse { .. } | Decision::Never => return decision,
+            };
+            match self
+                .tat
+                .compare_exchange_weak(current, tat, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return decision,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Gives back a reservation of `cost` that moved the TAT to `tat_ns`, if no later one
+    /// was made since (see the module docs). True if it was given back.
+    pub(crate) fn give_back(&self, tat_ns: u64, cost: u32, rate: Rate) -> bool {
+        let before = tat_ns.saturating_sub(u64::from(cost) * rate.emission_ns);
+        self.tat
+            .compare_exchange(tat_ns, before, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Whole tokens left at `now_ns`.
+    pub(crate) fn tokens(&self, now_ns: u64, rate: Rate) -> u32 {
+        tokens(self.tat.load(Ordering::Relaxed), now_ns, rate)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::sync::Arc;
+
+    #[test]
+    fn threads_racing_for_the_last_token_never_over_admit() {
+        loom::model(|| {
+            // Two tokens a second, a burst of two; one is taken already.
+            let rate = Rate::new(2, 1_000_000_000, 2);
+            let gcra = Arc::new(Gcra::new());
+            assert!(matches!(
+                gcra.acquire(0, 1, rate, 0),
+                Decision::Admit { .. }
+            ));
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let gcra = gcra.clone();
+                    loom::thread::spawn(move || {
+                        matches!(gcra.acquire(0, 1, rate, 0), Decision::Admit { .. })
+                    })
+                })
+                .collect();
+            let admitted = threads
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .filter(|&a| a)
+                .count();
+            assert_eq!(admitted, 1, "one token left, one admitted");
+            assert_eq!(gcra.tokens(0, rate), 0);
+        });
+    }
+
+    #[test]
+    fn a_reservation_given_back_races_a_newcomer_without_losing_or_doubling_a_turn() {
+        loom::model(|| {
+            // One token a second, no waiting beyond 1 s: the first takes the token, the
+            // second reserves the next second.
+            let rate = Rate::new(1, 1_000_000_000, 1);
+            let gcra = Arc::new(Gcra::new());
+            assert!(matches!(
+                gcra.acquire(0, 1, rate, 0),
+                Decision::Admit { .. }
+            ));
+            let Decision::Wait { tat, .. } = gcra.acquire(0, 1, rate, 1_000_000_000) else {
+                panic!("the next second is free to reserve");
+            };
+            let canceller = {
+                let gcra = gcra.clone();
+                loom::thread::spawn(move || gcra.give_back(tat, 1, rate))
+            };
+            let newcomer = {
+                let gcra = gcra.clone();
+                loom::thread::spawn(move || gcra.acquire(0, 1, rate, 1_000_000_000))
+            };
+            let given_back = canceller.join().unwrap();
+            let got = newcomer.join().unwrap();
+            match got {
+                // The newcomer took the turn given back: the TAT is where the reservation
+                // had left it.
+                Decision::Wait { wait_ns, .. } => {
+                    assert!(given_back, "the second second is only free if given back");
+                    assert_eq!(wait_ns, 1_000_000_000);
+                }
+                // Refused: the reservation still held the turn when it looked.
+                Decision::Refuse { .. } => {}
+                other => panic!("{other:?}"),
+            }
+            // Either way, one turn a second is taken, never two at once.
+            let tat = gcra.tat.load(Ordering::Relaxed);
+            assert!(tat <= 2_000_000_000, "{tat}");
+        });
+    }
+}
