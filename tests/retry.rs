@@ -1171,3 +1171,53 @@ fn proportional_jitter_must_be_above_zero_and_at_most_one() {
         assert!(Retry::builder().backoff(backoff).build().is_ok(), "{p}");
     }
 }
+
+#[cfg(feature = "http")]
+#[tokio::test(start_paused = true)]
+async fn the_http_classifiers_let_a_retry_wait_out_an_inner_rejection() {
+    use palisade::http::{GrpcClassifier, StatusClassifier};
+    type Resp = http::Response<()>;
+    let open = Rejected::CircuitOpen(CircuitOpen::new("db", ms(700)));
+    let run = |classifier: &'static str| async move {
+        let retry = Retry::new(
+            Retry::builder()
+                .max_attempts(3)
+                .backoff(Backoff::constant(ms(10)))
+                .retry_rejections(true)
+                .build()
+                .unwrap(),
+        );
+        let start = Instant::now();
+        let times = Mutex::new(Vec::new());
+        let attempt = |n: u32| {
+            times.lock().unwrap().push(start.elapsed());
+            async move {
+                if n == 1 {
+                    Err(AppError::Rejected(open))
+                } else {
+                    Ok::<_, AppError>(Resp::new(()))
+                }
+            }
+        };
+        let out = match classifier {
+            "status" => {
+                retry
+                    .run_with_attempt(attempt)
+                    .classify(StatusClassifier::new())
+                    .await
+            }
+            _ => {
+                retry
+                    .run_with_attempt(attempt)
+                    .classify(GrpcClassifier::new())
+                    .await
+            }
+        };
+        assert!(out.is_ok(), "{classifier}: {out:?}");
+        // The open circuit said 700 ms: the retry waited that long, as with the default
+        // classifier.
+        assert_eq!(*times.lock().unwrap(), [0, 700].map(ms), "{classifier}");
+    };
+    run("status").await;
+    run("grpc").await;
+}

@@ -3,7 +3,7 @@
 use http::Response;
 
 use crate::classify::{Classifier, DefaultClassifier, Outcome};
-use crate::error::AsRejected;
+use crate::error::{AsRejected, Rejected};
 
 /// gRPC status codes, as numbers (tonic's `Code as i32`).
 mod code {
@@ -201,6 +201,12 @@ impl<B, E: AsRejected> Classifier<Response<B>, E> for GrpcClassifier {
             },
             Err(_) => Classifier::<Response<B>, E>::classify(&DefaultClassifier, result),
         }
+    }
+
+    // As `StatusClassifier`: errors are the default classifier's, rejections included.
+    #[inline]
+    fn rejection<'r>(&self, result: &'r Result<Response<B>, E>) -> Option<&'r Rejected> {
+        Classifier::<Response<B>, E>::rejection(&DefaultClassifier, result)
     }
 }
 

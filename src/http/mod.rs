@@ -79,7 +79,7 @@ use http::header::RETRY_AFTER;
 use http::{HeaderMap, Response};
 
 use crate::classify::{Classifier, DefaultClassifier, Outcome};
-use crate::error::AsRejected;
+use crate::error::{AsRejected, Rejected};
 #[cfg(feature = "tower")]
 use crate::retry::RequestCloner;
 
@@ -264,6 +264,13 @@ where
             Err(_) => Classifier::<R, E>::classify(&DefaultClassifier, result),
         }
     }
+
+    // Errors are graded as the default classifier grades them, so their rejections are
+    // found the same way: a retry with `retry_rejections` waits one out.
+    #[inline]
+    fn rejection<'r>(&self, result: &'r Result<R, E>) -> Option<&'r Rejected> {
+        Classifier::<R, E>::rejection(&DefaultClassifier, result)
+    }
 }
 
 impl<B, E: AsRejected> Classifier<Response<B>, E> for StatusClassifier {
@@ -271,6 +278,11 @@ impl<B, E: AsRejected> Classifier<Response<B>, E> for StatusClassifier {
     fn classify(&self, result: &Result<Response<B>, E>) -> Outcome {
         self.with_status(|r: &Response<B>| r.status().as_u16())
             .classify(result)
+    }
+
+    #[inline]
+    fn rejection<'r>(&self, result: &'r Result<Response<B>, E>) -> Option<&'r Rejected> {
+        Classifier::<Response<B>, E>::rejection(&DefaultClassifier, result)
     }
 }
 
