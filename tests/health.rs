@@ -243,3 +243,43 @@ fn report_serializes_to_the_documented_shape() {
         json!({ "status": "healthy", "components": {} })
     );
 }
+
+#[test]
+fn a_closed_breakers_reason_speaks_in_its_trip_models_terms() {
+    let reason = |b: &CircuitBreaker| {
+        let health = HealthRegistry::new();
+        health.circuit_breaker(b, true).unwrap();
+        let report = health.readiness();
+        report.component(b.name()).unwrap().reason.clone()
+    };
+    let build = |b: palisade::circuit_breaker::CircuitBreakerConfigBuilder| {
+        CircuitBreaker::new(b.build().unwrap())
+    };
+    let consecutive = build(CircuitBreaker::builder().name("a").consecutive_failures(5));
+    consecutive.try_acquire().unwrap().success();
+    consecutive.try_acquire().unwrap().failure();
+    consecutive.try_acquire().unwrap().failure();
+    assert_eq!(reason(&consecutive), "closed: 2 of 5 failures in a row");
+
+    let within = build(
+        CircuitBreaker::builder()
+            .name("b")
+            .failures_within(5, Duration::from_secs(30)),
+    );
+    for _ in 0..3 {
+        within.try_acquire().unwrap().success();
+        within.try_acquire().unwrap().failure();
+    }
+    assert_eq!(reason(&within), "closed: 3 of 5 failures within 30s");
+
+    let ratio = build(CircuitBreaker::builder().name("c").trip_model(
+        palisade::circuit_breaker::TripModel::CountWindow {
+            size: 10,
+            failure_ratio: 0.5,
+            minimum_calls: 5,
+        },
+    ));
+    ratio.try_acquire().unwrap().success();
+    ratio.try_acquire().unwrap().failure();
+    assert_eq!(reason(&ratio), "closed: 1 of 2 calls failed");
+}

@@ -81,7 +81,7 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::bulkhead::Bulkhead;
-use crate::circuit_breaker::{CircuitBreaker, CircuitState};
+use crate::circuit_breaker::{CircuitBreaker, CircuitState, TripModel};
 use crate::clock::Clock;
 use crate::error::ConfigError;
 
@@ -745,7 +745,17 @@ impl fmt::Debug for HealthRegistry {
 
 fn breaker_check<C: Clock>(breaker: &CircuitBreaker<C>) -> Check {
     let m = breaker.metrics();
-    let window = || format!("{} of {} calls failed", m.failures, m.calls);
+    // Said in the trip model's own terms: under the two models that count only failures
+    // (successes are not recorded), "n of n calls failed" would read as a total outage.
+    let window = || match breaker.config().trip_model() {
+        TripModel::ConsecutiveFailures(trips_at) => {
+            format!("{} of {trips_at} failures in a row", m.failures)
+        }
+        TripModel::FailuresWithin {
+            failures, duration, ..
+        } => format!("{} of {failures} failures within {duration:?}", m.failures),
+        _ => format!("{} of {} calls failed", m.failures, m.calls),
+    };
     match m.state {
         CircuitState::Closed => Check::healthy(format!("closed: {}", window())),
         CircuitState::Disabled => Check::healthy("disabled: every call passes"),
