@@ -51,6 +51,9 @@ pub enum Rejected {
     /// A bulkhead refused the call because it had no free slot.
     #[error(transparent)]
     BulkheadFull(#[from] BulkheadFull),
+    /// A rate limiter refused the call: over its rate, or a cost above its burst.
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
 }
 
 impl Rejected {
@@ -69,13 +72,15 @@ impl Rejected {
             Rejected::Timeout(e) => e.policy_name(),
             Rejected::CircuitOpen(e) => e.policy_name(),
             Rejected::BulkheadFull(e) => e.policy_name(),
+            Rejected::RateLimited(e) => e.policy_name(),
         }
     }
 
     /// How long the caller should wait before the same call can be admitted, when the policy
     /// knows.
     ///
-    /// An open breaker knows when it will half-open; a timeout or a full bulkhead does not.
+    /// An open breaker knows when it will half-open, and a rate limiter when the call would be
+    /// admitted; a timeout or a full bulkhead does not.
     ///
     /// # Examples
     ///
@@ -91,6 +96,7 @@ impl Rejected {
             Rejected::Timeout(_) => None,
             Rejected::CircuitOpen(e) => e.retry_after(),
             Rejected::BulkheadFull(_) => None,
+            Rejected::RateLimited(e) => e.retry_after(),
         }
     }
 
@@ -405,6 +411,143 @@ impl BulkheadFull {
     /// ```
     pub const fn cause(&self) -> FullCause {
         self.cause
+    }
+}
+
+/// Why a rate limiter refused a call.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::error::{LimitCause, RateLimited};
+/// use std::time::Duration;
+///
+/// let limited = RateLimited::new("api", LimitCause::OverRate, Some(Duration::from_millis(40)));
+/// assert_eq!(limited.cause(), LimitCause::OverRate);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LimitCause {
+    /// Over the rate: the call would be admitted after [`RateLimited::retry_after`], longer
+    /// than the caller waits.
+    OverRate,
+    /// The call's cost is above the limiter's burst: it is never admitted, however long the
+    /// caller waits.
+    CostAboveBurst,
+}
+
+/// A rate limiter refused the call.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::{Rejected, error::{LimitCause, RateLimited}};
+/// use std::time::Duration;
+///
+/// let limited = RateLimited::new("api", LimitCause::OverRate, Some(Duration::from_millis(40)));
+/// assert_eq!(Rejected::from(limited).retry_after(), Some(Duration::from_millis(40)));
+/// assert_eq!(limited.to_string(), "policy `api`: rate limited, retry after 40ms");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("policy `{policy}`: {}", match (self.cause(), self.retry_after()) {
+    (LimitCause::CostAboveBurst, _) => "cost above the burst, never admitted".to_string(),
+    (_, Some(after)) => format!("rate limited, retry after {after:?}"),
+    (_, None) => "rate limited".to_string(),
+})]
+pub struct RateLimited {
+    policy: &'static str,
+    // Nanoseconds until the call would be admitted, or one of the two marks below: a
+    // rejection travels in every caller's error type, so it stays a name and a word.
+    retry_after_ns: u64,
+}
+
+/// `retry_after_ns` of a cost above the burst.
+const NEVER: u64 = u64::MAX;
+/// `retry_after_ns` of a refusal over the rate whose wait is not known.
+const UNKNOWN: u64 = u64::MAX - 1;
+
+impl RateLimited {
+    /// A refusal by the rate limiter named `policy`; `retry_after` is when the same call
+    /// would be admitted (none for [`LimitCause::CostAboveBurst`], which never is).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::{LimitCause, RateLimited};
+    ///
+    /// let never = RateLimited::new("api", LimitCause::CostAboveBurst, None);
+    /// assert_eq!(never.retry_after(), None);
+    /// ```
+    pub const fn new(
+        policy: &'static str,
+        cause: LimitCause,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        let retry_after_ns = match (cause, retry_after) {
+            (LimitCause::CostAboveBurst, _) => NEVER,
+            (LimitCause::OverRate, None) => UNKNOWN,
+            (LimitCause::OverRate, Some(d)) => {
+                let ns = d.as_nanos();
+                if ns >= UNKNOWN as u128 {
+                    UNKNOWN - 1
+                } else {
+                    ns as u64
+                }
+            }
+        };
+        RateLimited {
+            policy,
+            retry_after_ns,
+        }
+    }
+
+    /// The name of the rate limiter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::{LimitCause, RateLimited};
+    ///
+    /// assert_eq!(RateLimited::new("api", LimitCause::OverRate, None).policy_name(), "api");
+    /// ```
+    pub const fn policy_name(&self) -> &'static str {
+        self.policy
+    }
+
+    /// Why the call was refused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::{LimitCause, RateLimited};
+    ///
+    /// let never = RateLimited::new("api", LimitCause::CostAboveBurst, None);
+    /// assert_eq!(never.cause(), LimitCause::CostAboveBurst);
+    /// ```
+    pub const fn cause(&self) -> LimitCause {
+        if self.retry_after_ns == NEVER {
+            LimitCause::CostAboveBurst
+        } else {
+            LimitCause::OverRate
+        }
+    }
+
+    /// How long until the same call would be admitted; `None` for a cost above the burst.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::{LimitCause, RateLimited};
+    /// use std::time::Duration;
+    ///
+    /// let limited = RateLimited::new("api", LimitCause::OverRate, Some(Duration::from_secs(1)));
+    /// assert_eq!(limited.retry_after(), Some(Duration::from_secs(1)));
+    /// ```
+    pub const fn retry_after(&self) -> Option<Duration> {
+        match self.retry_after_ns {
+            NEVER | UNKNOWN => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
     }
 }
 

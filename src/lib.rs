@@ -245,7 +245,7 @@ mod lift;
 pub mod pipeline;
 pub mod prelude;
 pub mod presets;
-mod rate_limiter;
+pub mod rate_limiter;
 pub mod retry;
 mod rng;
 mod sync;

@@ -21,13 +21,16 @@ use crate::error::{AsRejected, Rejected};
 ///   `Retry-After`: the rejection's own [`retry_after`](Rejected::retry_after) where it has
 ///   one (an open breaker knows when it will probe), else the layer's default (1 s), in whole
 ///   seconds rounded up;
+/// - a rate limiter's refusal becomes `429 Too Many Requests` with `Retry-After` when the
+///   call would be admitted (rounded up to whole seconds); a cost above the limiter's burst,
+///   which waiting never admits, gets no `Retry-After`;
 /// - a timeout becomes `504 Gateway Timeout` (no `Retry-After`: the server is not saying it
 ///   is overloaded, only that this call took too long);
 /// - any other error becomes `500 Internal Server Error`.
 ///
-/// Both statuses can be changed ([`overload_status`](Self::overload_status),
-/// [`timeout_status`](Self::timeout_status)). Rate-limit rejections will be answered with
-/// `429 Too Many Requests` once the rate limiter lands.
+/// The statuses can be changed ([`overload_status`](Self::overload_status),
+/// [`rate_limited_status`](Self::rate_limited_status),
+/// [`timeout_status`](Self::timeout_status)).
 ///
 /// Its error type is `Infallible`, as axum's `Router::layer` and hyper require. Put it
 /// outermost, above [`timeout.layer()`](crate::timeout::Timeout::layer) and
@@ -73,6 +76,7 @@ use crate::error::{AsRejected, Rejected};
 pub struct ShedLayer {
     retry_after: Duration,
     overload: StatusCode,
+    limited: StatusCode,
     timeout: StatusCode,
     body: ShedBody,
 }
@@ -113,6 +117,7 @@ impl ShedLayer {
         ShedLayer {
             retry_after: Duration::from_secs(1),
             overload: StatusCode::SERVICE_UNAVAILABLE,
+            limited: StatusCode::TOO_MANY_REQUESTS,
             timeout: StatusCode::GATEWAY_TIMEOUT,
             body: ShedBody::Empty,
         }
@@ -121,6 +126,22 @@ impl ShedLayer {
     /// The status for an open circuit or a full bulkhead. Default `503 Service Unavailable`.
     pub const fn overload_status(mut self, status: StatusCode) -> Self {
         self.overload = status;
+        self
+    }
+
+    /// The status for a rate limiter's refusal. Default `429 Too Many Requests`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::http::ShedLayer;
+    /// use http::StatusCode;
+    ///
+    /// let layer = ShedLayer::new().rate_limited_status(StatusCode::SERVICE_UNAVAILABLE);
+    /// # let _ = layer;
+    /// ```
+    pub const fn rate_limited_status(mut self, status: StatusCode) -> Self {
+        self.limited = status;
         self
     }
 
@@ -241,6 +262,7 @@ impl ShedLayer {
     fn answer<B: Default + From<String>>(&self, error: Option<&Rejected>) -> Response<B> {
         let (status, retry_after) = match error {
             Some(Rejected::Timeout(_)) => (self.timeout, None),
+            Some(Rejected::RateLimited(limited)) => (self.limited, limited.retry_after()),
             Some(rejected) => (
                 self.overload,
                 Some(rejected.retry_after().unwrap_or(self.retry_after)),
@@ -380,7 +402,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{BulkheadFull, CircuitOpen, Elapsed, FullCause};
+    use crate::error::{BulkheadFull, CircuitOpen, Elapsed, FullCause, LimitCause, RateLimited};
 
     fn answer(layer: ShedLayer, error: Option<Rejected>) -> Response<String> {
         layer.answer(error.as_ref())
@@ -416,6 +438,25 @@ mod tests {
         assert_eq!(answer(custom, Some(full.into())).status(), 429);
         let late = Elapsed::new("db", Duration::from_secs(2));
         assert_eq!(answer(custom, Some(late.into())).status(), 503);
+
+        let limited = RateLimited::new(
+            "api",
+            LimitCause::OverRate,
+            Some(Duration::from_millis(1_500)),
+        );
+        let limited = answer(layer, Some(limited.into()));
+        assert_eq!(limited.status(), 429);
+        assert_eq!(limited.headers()[RETRY_AFTER], "2", "rounded up");
+        let never = RateLimited::new("api", LimitCause::CostAboveBurst, None);
+        let never = answer(layer, Some(never.into()));
+        assert_eq!(never.status(), 429);
+        assert!(
+            never.headers().get(RETRY_AFTER).is_none(),
+            "waiting never helps"
+        );
+        let limited = RateLimited::new("api", LimitCause::OverRate, Some(Duration::from_secs(1)));
+        let as_503 = ShedLayer::new().rate_limited_status(StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer(as_503, Some(limited.into())).status(), 503);
     }
 
     #[test]

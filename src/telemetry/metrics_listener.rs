@@ -133,6 +133,7 @@ fn rejection_reason(rejected: &Rejected) -> &'static str {
         Rejected::BulkheadFull(full) if full.cause() == FullCause::WaitTimedOut => "bulkhead_wait",
         Rejected::BulkheadFull(_) => "bulkhead_full",
         Rejected::Timeout(_) => "timeout",
+        Rejected::RateLimited(_) => "rate_limited",
     }
 }
 

@@ -142,6 +142,8 @@ pub enum PolicyKind {
     Timeout,
     /// A [`Fallback`](crate::fallback::Fallback).
     Fallback,
+    /// A [`RateLimiter`](crate::rate_limiter::RateLimiter).
+    RateLimiter,
 }
 
 /// What a policy did.

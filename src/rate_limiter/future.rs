@@ -1,0 +1,251 @@
+//! The futures of a rate limiter: waiting for a turn, and running a call once it has one.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+
+use super::RateLimiter;
+use super::shared::Turn;
+use crate::clock::Clock;
+use crate::error::Rejected;
+use crate::timer::Timer;
+
+pin_project! {
+    /// Where a wait for a turn stands.
+    #[project = WaitProj]
+    #[project_replace = WaitReplace]
+    enum Wait<S> {
+        Start,
+        // The TAT was moved to `tat` for this caller; its turn comes when `sleep` ends.
+        Waiting { tat: u64, #[pin] sleep: S },
+        Done,
+    }
+}
+
+pin_project! {
+    /// The future returned by [`RateLimiter::acquire`] and
+    /// [`acquire_n`](RateLimiter::acquire_n): resolves when the call may go, or to
+    /// [`Rejected::RateLimited`] at once when its turn is further away than the limiter's
+    /// `max_wait` (or its cost above the burst).
+    ///
+    /// Dropped while it waits, it gives its turn back if nobody took a later one since (see
+    /// the [module docs](super#cancellation)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::rate_limiter::RateLimiter;
+    /// use std::time::Duration;
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let limiter = RateLimiter::new(
+    ///     RateLimiter::builder()
+    ///         .rate(10, Duration::from_secs(1))
+    ///         .burst(1)
+    ///         .max_wait(Duration::from_secs(1))
+    ///         .build()?,
+    /// );
+    /// limiter.acquire().await?;
+    /// let start = tokio::time::Instant::now();
+    /// limiter.acquire().await?; // waits for the next token, 100 ms later
+    /// assert_eq!(start.elapsed(), Duration::from_millis(100));
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Acquire<'a, T, C>
+    where
+        T: Timer,
+    {
+        limiter: &'a RateLimiter<T, C>,
+        cost: u32,
+        #[pin]
+        wait: Wait<T::Sleep>,
+    }
+
+    impl<T, C> PinnedDrop for Acquire<'_, T, C>
+    where
+        T: Timer,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let WaitProj::Waiting { tat, .. } = this.wait.project() {
+                this.limiter.shared.leave(*tat, *this.cost);
+            }
+        }
+    }
+}
+
+impl<'a, T: Timer, C> Acquire<'a, T, C> {
+    pub(super) fn new(limiter: &'a RateLimiter<T, C>, cost: u32) -> Self {
+        Acquire {
+            limiter,
+            cost,
+            wait: Wait::Start,
+        }
+    }
+}
+
+impl<T: Timer, C: Clock> Acquire<'_, T, C> {
+    /// The wait without tokio's budget: the run future polls this, since it goes on to
+    /// await the call.
+    #[inline]
+    fn poll_turn(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Rejected>> {
+        let mut this = self.project();
+        if let WaitProj::Start = this.wait.as_mut().project() {
+            let limiter = *this.limiter;
+            let now_ns = limiter.clock.now().as_nanos();
+            match limiter
+                .shared
+                .take(now_ns, *this.cost, limiter.shared.max_wait_ns)
+            {
+                Turn::Now => {
+                    this.wait.set(Wait::Done);
+                    return Poll::Ready(Ok(()));
+                }
+                Turn::Refused(rejected) => {
+                    this.wait.set(Wait::Done);
+                    return Poll::Ready(Err(rejected));
+                }
+                Turn::Later { tat, wait } => this.wait.set(Wait::Waiting {
+                    tat,
+                    sleep: limiter.timer.sleep(wait),
+                }),
+            }
+        }
+        match this.wait.as_mut().project() {
+            WaitProj::Waiting { sleep, .. } => {
+                ready!(sleep.poll(cx));
+                // The turn is taken: nothing to give back from here on.
+                this.wait.set(Wait::Done);
+                this.limiter.shared.waited();
+                Poll::Ready(Ok(()))
+            }
+            _ => panic!("rate limiter acquire polled after completion"),
+        }
+    }
+}
+
+/// A turn handed out at once (or a refusal) completes without awaiting anything, so it
+/// takes a unit of tokio's budget, as the bulkhead's `acquire` does (see `crate::coop`).
+impl<T: Timer, C: Clock> Future for Acquire<'_, T, C> {
+    type Output = Result<(), Rejected>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let budget = ready!(crate::coop::poll_proceed(cx));
+        let out = ready!(self.poll_turn(cx));
+        budget.made_progress();
+        Poll::Ready(out)
+    }
+}
+
+pin_project! {
+    /// The future returned by [`RateLimiter::run`] and [`run_once`](RateLimiter::run_once):
+    /// waits for a turn if the limiter lets calls wait, then makes the call.
+    ///
+    /// Resolves to the call's output, or to `Err(E::from(Rejected::RateLimited(..)))`: the
+    /// call was then never made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::{Rejected, rate_limiter::RateLimiter};
+    /// use std::time::Duration;
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), palisade::ConfigError> {
+    /// let limiter = RateLimiter::new(RateLimiter::builder().rate(1, Duration::from_secs(1)).build()?);
+    /// assert_eq!(limiter.run(|| async { Ok::<_, Rejected>(7) }).await, Ok(7));
+    /// let second = limiter.run(|| async { Ok::<_, Rejected>(8) }).await;
+    /// assert!(second.is_err_and(|e| e.retry_after().is_some()));
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    #[must_use = "futures do nothing unless polled"]
+    pub struct RunFuture<'a, M, F, T, C>
+    where
+        T: Timer,
+    {
+        #[pin]
+        acquire: Acquire<'a, T, C>,
+        make: Option<M>,
+        // A refusal waiting for a unit of tokio's budget (see `refuse`).
+        refused: Option<Rejected>,
+        #[pin]
+        call: Option<F>,
+    }
+}
+
+impl<'a, M, F, T: Timer, C> RunFuture<'a, M, F, T, C> {
+    pub(super) fn new(limiter: &'a RateLimiter<T, C>, make: M) -> Self {
+        RunFuture {
+            acquire: Acquire::new(limiter, 1),
+            make: Some(make),
+            refused: None,
+            call: None,
+        }
+    }
+}
+
+impl<M, F, T, C, R, E> Future for RunFuture<'_, M, F, T, C>
+where
+    M: FnOnce() -> F,
+    F: Future<Output = Result<R, E>>,
+    T: Timer,
+    C: Clock,
+    E: From<Rejected>,
+{
+    type Output = Result<R, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if this.call.is_none() {
+            if let Some(rejected) = this.refused.take() {
+                return refuse(rejected, this.refused, cx);
+            }
+            if let Err(rejected) = ready!(this.acquire.poll_turn(cx)) {
+                return refuse(rejected, this.refused, cx);
+            }
+            let make = this
+                .make
+                .take()
+                .expect("rate limiter run future polled after completion");
+            this.call.set(Some(make()));
+        }
+        let call = this
+            .call
+            .as_mut()
+            .as_pin_mut()
+            .expect("the call was just made");
+        call.poll(cx)
+    }
+}
+
+/// A refusal completes without awaiting anything: it takes a unit of tokio's budget, out
+/// of line. With the budget spent, the refusal (already counted and reported) is kept in
+/// `stash` for the next poll, and the task yields first.
+#[cold]
+#[inline(never)]
+fn refuse<R, E: From<Rejected>>(
+    rejected: Rejected,
+    stash: &mut Option<Rejected>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<R, E>> {
+    match crate::coop::poll_proceed(cx) {
+        Poll::Ready(budget) => {
+            budget.made_progress();
+            Poll::Ready(Err(E::from(rejected)))
+        }
+        Poll::Pending => {
+            *stash = Some(rejected);
+            Poll::Pending
+        }
+    }
+}
