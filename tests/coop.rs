@@ -169,3 +169,31 @@ async fn a_loop_over_bulkhead_acquires_refused_at_once_yields_to_its_runtime() {
     .await;
     assert!(calls <= 200, "{calls}");
 }
+
+#[tokio::test]
+async fn a_loop_over_a_rate_limiters_refusals_yields_to_its_runtime() {
+    use palisade::rate_limiter::RateLimiter;
+    let limiter = RateLimiter::new(
+        RateLimiter::builder()
+            .rate(1, Duration::from_secs(3600))
+            .build()
+            .unwrap(),
+    );
+    limiter.try_acquire().unwrap();
+    let calls = calls_until_another_task_runs(|| async {
+        let out: Result<(), Rejected> = limiter.run(|| async { Ok(()) }).await;
+        assert!(matches!(out, Err(Rejected::RateLimited(_))));
+    })
+    .await;
+    assert!(calls <= 200, "{calls}");
+    let acquires = calls_until_another_task_runs(|| async {
+        assert!(limiter.acquire().await.is_err());
+    })
+    .await;
+    assert!(acquires <= 200, "{acquires}");
+    assert_eq!(
+        limiter.metrics().limited,
+        u64::from(calls + acquires),
+        "each refusal counted once"
+    );
+}

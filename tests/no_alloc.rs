@@ -440,3 +440,51 @@ mod fallback {
         assert_eq!(layer_allocations(fb.layer().or_cached().or_value(0)), 0);
     }
 }
+
+mod rate_limiter {
+    use super::*;
+    use palisade::rate_limiter::RateLimiter;
+    use std::time::Duration;
+
+    fn limiter() -> RateLimiter {
+        // Far more tokens than the test takes: every call is admitted.
+        RateLimiter::new(
+            RateLimiter::builder()
+                .rate(1_000_000_000, Duration::from_secs(1))
+                .burst(1 << 20)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn an_admitted_call_does_not_allocate() {
+        let l = limiter();
+        assert_eq!(allocations(|| l.try_acquire_n(2).unwrap()), 0);
+    }
+
+    #[test]
+    fn a_refusal_does_not_allocate() {
+        let l = RateLimiter::new(
+            RateLimiter::builder()
+                .rate(1, Duration::from_secs(3600))
+                .build()
+                .unwrap(),
+        );
+        l.try_acquire().unwrap();
+        assert_eq!(allocations(|| assert!(l.try_acquire().is_err())), 0);
+    }
+
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn run_and_acquire_when_admitted_do_not_allocate() {
+        let l = limiter();
+        let n = allocations(|| {
+            let out: Result<u8, palisade::Rejected> =
+                poll_ready_now(l.run(|| std::future::ready(Ok(1))));
+            assert_eq!(out, Ok(1));
+            poll_ready_now(l.acquire()).unwrap();
+        });
+        assert_eq!(n, 0);
+    }
+}

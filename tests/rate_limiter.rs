@@ -71,7 +71,10 @@ async fn a_long_idle_spell_refills_the_burst_and_no_more() {
         for _ in 0..5 {
             l.try_acquire().unwrap();
         }
-        assert!(l.try_acquire().is_err(), "after {idle:?}, a burst of 5 and no more");
+        assert!(
+            l.try_acquire().is_err(),
+            "after {idle:?}, a burst of 5 and no more"
+        );
     }
 }
 
@@ -123,7 +126,11 @@ async fn a_waiter_that_leaves_gives_its_turn_back_when_it_is_the_latest() {
     drop(second);
     let start = Instant::now();
     l.acquire().await.unwrap();
-    assert_eq!(start.elapsed(), ms(200), "the newcomer takes the turn given back");
+    assert_eq!(
+        start.elapsed(),
+        ms(200),
+        "the newcomer takes the turn given back"
+    );
     assert_eq!(l.metrics().admitted, 2, "turns given up are not admissions");
 }
 
@@ -137,7 +144,10 @@ async fn run_never_starts_a_refused_call_and_counts_its_refusal_once() {
     };
     l.run(call).await.unwrap();
     let refused = l.run(call).await;
-    assert!(matches!(refused, Err(AppError::Rejected(Rejected::RateLimited(_)))));
+    assert!(matches!(
+        refused,
+        Err(AppError::Rejected(Rejected::RateLimited(_)))
+    ));
     assert!(l.run_once(call()).await.is_err());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(l.metrics().limited, 2);
@@ -174,7 +184,9 @@ async fn a_retry_waits_out_a_rate_limit_only_when_asked() {
             .unwrap(),
     );
     l.try_acquire().unwrap();
-    let out = plain.run(|| l.run(|| async { Ok::<_, AppError>(()) })).await;
+    let out = plain
+        .run(|| l.run(|| async { Ok::<_, AppError>(()) }))
+        .await;
     assert!(out.is_err(), "not retried by default");
 
     let asked = Retry::new(
@@ -186,7 +198,9 @@ async fn a_retry_waits_out_a_rate_limit_only_when_asked() {
             .unwrap(),
     );
     let start = Instant::now();
-    let out = asked.run(|| l.run(|| async { Ok::<_, AppError>(()) })).await;
+    let out = asked
+        .run(|| l.run(|| async { Ok::<_, AppError>(()) }))
+        .await;
     assert!(out.is_ok());
     assert_eq!(start.elapsed(), ms(100), "after the limiter's retry_after");
 }
@@ -218,12 +232,20 @@ fn every_invalid_config_names_its_field() {
         (RateLimiter::builder(), "rate"),
         (RateLimiter::builder().rate(0, day), "rate"),
         (RateLimiter::builder().rate(1, Duration::ZERO), "rate"),
-        (RateLimiter::builder().rate(1, day + Duration::from_nanos(1)), "rate"),
-        (RateLimiter::builder().rate(11, Duration::from_nanos(10)), "rate"),
+        (
+            RateLimiter::builder().rate(1, day + Duration::from_nanos(1)),
+            "rate",
+        ),
+        (
+            RateLimiter::builder().rate(11, Duration::from_nanos(10)),
+            "rate",
+        ),
         (RateLimiter::builder().rate(1, day).burst(0), "burst"),
         (RateLimiter::builder().rate(1, day).burst(1 << 30), "burst"),
         (
-            RateLimiter::builder().rate(1, Duration::from_secs(1)).max_wait(day * 2),
+            RateLimiter::builder()
+                .rate(1, Duration::from_secs(1))
+                .max_wait(day * 2),
             "max_wait",
         ),
     ];
@@ -231,6 +253,17 @@ fn every_invalid_config_names_its_field() {
         let err: ConfigError = builder.clone().build().unwrap_err();
         assert_eq!(err.field(), field, "{builder:?}: {err}");
     }
-    assert!(RateLimiter::builder().rate(10, Duration::from_nanos(10)).build().is_ok());
-    assert!(RateLimiter::builder().rate(1, day).burst(1000).build().is_ok());
+    assert!(
+        RateLimiter::builder()
+            .rate(10, Duration::from_nanos(10))
+            .build()
+            .is_ok()
+    );
+    assert!(
+        RateLimiter::builder()
+            .rate(1, day)
+            .burst(1000)
+            .build()
+            .is_ok()
+    );
 }

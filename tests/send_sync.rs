@@ -100,6 +100,23 @@ fn circuit_breaker_futures_permits_layers_and_services() {
 }
 
 #[test]
+fn rate_limiter_handles_and_futures() {
+    use palisade::rate_limiter::RateLimiter;
+    let l = RateLimiter::new(
+        RateLimiter::builder()
+            .rate(10, std::time::Duration::from_secs(1))
+            .build()
+            .unwrap(),
+    );
+    assert_send_sync(&l);
+    assert_send(&l.run(call));
+    assert_send(&l.run_once(call()));
+    assert_send(&l.acquire());
+    assert_send(&l.acquire_n(2));
+    assert_send_sync(&l.metrics());
+}
+
+#[test]
 fn bulkhead_futures_permits_layers_and_services() {
     let b = bulkhead();
     assert_send(&b.run(call));

@@ -1,0 +1,129 @@
+//! The real rate limiter against an integer reference model: random sequences of weighted
+//! acquisitions and clock moves (week-long idle spells included) must admit the same calls
+//! and refuse the others with the same `retry_after`, to the nanosecond.
+//!
+//! The model is a token bucket kept the plain way: a level in nanoseconds of refill (one
+//! token is `period / count` of it, rounded up), refilled as time passes and capped at the
+//! burst. The limiter keeps no level at all, only the time its bucket would be full again.
+
+#![cfg(feature = "tokio")]
+
+use std::time::Duration;
+
+use palisade::clock::FakeClock;
+use palisade::error::LimitCause;
+use palisade::rate_limiter::RateLimiter;
+use palisade::{Rejected, timer::TokioTimer};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Acquire(u32),
+    Advance(u64),
+    /// Nothing happens for a week.
+    Idle,
+}
+
+#[derive(Debug)]
+struct Model {
+    level_ns: u128,
+    emission_ns: u128,
+    burst: u32,
+}
+
+impl Model {
+    fn new(count: u32, period_ns: u64, burst: u32) -> Model {
+        let emission_ns = u128::from(period_ns).div_ceil(u128::from(count));
+        Model {
+            level_ns: emission_ns * u128::from(burst),
+            emission_ns,
+            burst,
+        }
+    }
+
+    fn advance(&mut self, ns: u64) {
+        self.level_ns =
+            (self.level_ns + u128::from(ns)).min(self.emission_ns * u128::from(self.burst));
+    }
+
+    /// `Ok` when admitted; otherwise the wait in nanoseconds, or `None` for never.
+    fn acquire(&mut self, cost: u32) -> Result<(), Option<u128>> {
+        if cost > self.burst {
+            return Err(None);
+        }
+        let need = self.emission_ns * u128::from(cost);
+        if self.level_ns >= need {
+            self.level_ns -= need;
+            Ok(())
+        } else {
+            Err(Some(need - self.level_ns))
+        }
+    }
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    prop::collection::vec(
+        prop_oneof![
+            6 => (0u32..8).prop_map(Op::Acquire),
+            4 => (0u64..2_000_000_000).prop_map(Op::Advance),
+            1 => Just(Op::Idle),
+        ],
+        1..150,
+    )
+}
+
+proptest! {
+    #[test]
+    fn the_limiter_admits_and_refuses_as_the_model_does(
+        count in 1u32..1_000,
+        period_ms in 1u64..10_000,
+        burst in 1u32..6,
+        ops in ops(),
+    ) {
+        let period = Duration::from_millis(period_ms);
+        let clock = FakeClock::new();
+        let limiter = RateLimiter::with_timer_and_clock(
+            RateLimiter::builder().rate(count, period).burst(burst).build().unwrap(),
+            TokioTimer,
+            clock.clone(),
+        );
+        let mut model = Model::new(count, period_ms * 1_000_000, burst);
+        let (mut admitted, mut limited) = (0u64, 0u64);
+        for op in ops {
+            match op {
+                Op::Advance(ns) => {
+                    clock.advance(Duration::from_nanos(ns));
+                    model.advance(ns);
+                }
+                Op::Idle => {
+                    let week = Duration::from_secs(7 * 86_400);
+                    clock.advance(week);
+                    model.advance(week.as_nanos() as u64);
+                }
+                Op::Acquire(cost) => match (limiter.try_acquire_n(cost), model.acquire(cost)) {
+                    (Ok(()), Ok(())) => admitted += 1,
+                    (Err(Rejected::RateLimited(got)), Err(want)) => {
+                        limited += 1;
+                        match want {
+                            None => {
+                                prop_assert_eq!(got.cause(), LimitCause::CostAboveBurst);
+                                prop_assert_eq!(got.retry_after(), None);
+                            }
+                            Some(wait) => {
+                                prop_assert_eq!(got.cause(), LimitCause::OverRate);
+                                prop_assert_eq!(
+                                    got.retry_after().map(|d| d.as_nanos()),
+                                    Some(wait)
+                                );
+                            }
+                        }
+                    }
+                    (got, want) => prop_assert!(false, "cost {}: {:?} against {:?}", cost, got, want),
+                },
+            }
+            let m = limiter.metrics();
+            prop_assert_eq!(u128::from(m.tokens), model.level_ns / model.emission_ns);
+            prop_assert_eq!((m.admitted, m.limited), (admitted, limited));
+        }
+    }
+}
