@@ -487,4 +487,10 @@ mod rate_limiter {
         });
         assert_eq!(n, 0);
     }
+
+    #[cfg(feature = "tower")]
+    #[test]
+    fn the_layer_admitting_at_once_does_not_allocate() {
+        assert_eq!(layer_allocations(limiter().layer()), 0);
+    }
 }

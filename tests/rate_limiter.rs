@@ -267,3 +267,78 @@ fn every_invalid_config_names_its_field() {
             .is_ok()
     );
 }
+
+// ===== tower =====
+
+mod tower_surface {
+    use super::*;
+    use tower::{Layer, Service};
+    use tower_test::{assert_request_eq, mock};
+
+    #[tokio::test(start_paused = true)]
+    async fn poll_ready_waits_for_the_turn_then_the_call_goes_through() {
+        let l = limiter(ten_a_second().burst(1).max_wait(Duration::from_secs(1)));
+        let (svc, mut handle) = mock::pair::<&str, &str>();
+        let mut svc = mock::Spawn::new(l.layer().layer(svc));
+        handle.allow(2);
+        assert!(svc.poll_ready().is_ready());
+        let first = tokio::spawn(svc.call("a"));
+        assert_request_eq!(handle, "a").send_response("A");
+        assert_eq!(first.await.unwrap().unwrap(), "A");
+        // The next turn is 100 ms away: Pending, holding it.
+        assert!(svc.poll_ready().is_pending());
+        assert_eq!(l.metrics().tokens, 0);
+        advance(ms(100)).await;
+        assert!(svc.poll_ready().is_ready());
+        let second = tokio::spawn(svc.call("b"));
+        assert_request_eq!(handle, "b").send_response("B");
+        assert_eq!(second.await.unwrap().unwrap(), "B");
+        assert_eq!(l.metrics().admitted, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_is_ready_not_an_error_and_the_call_fails_without_reaching_the_service() {
+        let l = limiter(ten_a_second().burst(1));
+        l.try_acquire().unwrap();
+        let (svc, mut handle) = mock::pair::<&str, &str>();
+        let mut svc = mock::Spawn::new(l.layer().layer(svc));
+        handle.allow(0);
+        for _ in 0..3 {
+            assert!(matches!(svc.poll_ready(), std::task::Poll::Ready(Ok(()))));
+        }
+        let out = svc.call("a").await;
+        let err = out.unwrap_err();
+        let rejected = err.downcast_ref::<Rejected>().expect("a rejection");
+        assert_eq!(rejected.retry_after(), Some(ms(100)));
+        assert_eq!(l.metrics().limited, 1, "counted once per refused call");
+        // A token later, poll_ready asks again and takes it.
+        advance(ms(100)).await;
+        handle.allow(1);
+        assert!(svc.poll_ready().is_ready());
+        assert_eq!(l.metrics().tokens, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_dropped_between_poll_ready_and_call_gives_its_turn_back() {
+        let l = limiter(ten_a_second().burst(1).max_wait(Duration::from_secs(1)));
+        let (svc, mut handle) = mock::pair::<&str, &str>();
+        handle.allow(1);
+        let mut ready = mock::Spawn::new(l.layer().layer(svc.clone()));
+        assert!(ready.poll_ready().is_ready());
+        assert_eq!(l.metrics().tokens, 0);
+        drop(ready);
+        assert_eq!(l.metrics().tokens, 1, "the unused token came back");
+        // Also while waiting: the reserved turn goes back.
+        l.try_acquire().unwrap();
+        let mut waiting = mock::Spawn::new(l.layer().layer(svc));
+        assert!(waiting.poll_ready().is_pending());
+        drop(waiting);
+        let start = Instant::now();
+        l.acquire().await.unwrap();
+        assert_eq!(
+            start.elapsed(),
+            ms(100),
+            "the turn the service left is free"
+        );
+    }
+}

@@ -114,6 +114,11 @@ fn rate_limiter_handles_and_futures() {
     assert_send(&l.acquire());
     assert_send(&l.acquire_n(2));
     assert_send_sync(&l.metrics());
+    let layer = l.layer();
+    assert_send_sync(&layer);
+    let svc = layer.layer(inner());
+    assert_send_sync(&svc);
+    response_future_is_send::<_, u32>(&svc);
 }
 
 #[test]

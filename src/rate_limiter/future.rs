@@ -104,13 +104,13 @@ impl<T: Timer, C: Clock> Acquire<'_, T, C> {
                 .shared
                 .take(now_ns, *this.cost, limiter.shared.max_wait_ns)
             {
-                Turn::Now => {
+                Turn::Now { .. } => {
                     this.wait.set(Wait::Done);
                     return Poll::Ready(Ok(()));
                 }
-                Turn::Refused(rejected) => {
+                Turn::Refused(refusal) => {
                     this.wait.set(Wait::Done);
-                    return Poll::Ready(Err(rejected));
+                    return Poll::Ready(Err(limiter.shared.refuse(refusal)));
                 }
                 Turn::Later { tat, wait } => this.wait.set(Wait::Waiting {
                     tat,
@@ -247,5 +247,127 @@ fn refuse<R, E: From<Rejected>>(
             *stash = Some(rejected);
             Poll::Pending
         }
+    }
+}
+
+#[cfg(feature = "tower")]
+pin_project! {
+    /// The response future of [`RateLimiterService`](super::RateLimiterService): the inner
+    /// call, or the rejection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::rate_limiter::RateLimiter;
+    /// use std::time::Duration;
+    /// use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[cfg(all(feature = "tokio", feature = "tower"))]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let limiter = RateLimiter::new(RateLimiter::builder().rate(1, Duration::from_secs(60)).build()?);
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(limiter.layer())
+    ///     .service_fn(|x: u32| async move { Ok::<_, BoxError>(x * 2) });
+    /// assert_eq!(svc.ready().await?.call(21).await?, 42);
+    /// assert!(svc.ready().await?.call(21).await.is_err(), "one a minute");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(all(feature = "tokio", feature = "tower")))] fn main() {}
+    /// ```
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        call: Call<F>,
+    }
+}
+
+#[cfg(feature = "tower")]
+pin_project! {
+    #[project = CallProj]
+    #[project_replace = CallReplace]
+    enum Call<F> {
+        Called { #[pin] fut: F },
+        Rejected { error: Rejected },
+        Done,
+    }
+}
+
+#[cfg(feature = "tower")]
+impl<F> ResponseFuture<F> {
+    pub(super) fn called(fut: F) -> Self {
+        ResponseFuture {
+            call: Call::Called { fut },
+        }
+    }
+
+    pub(super) fn rejected(error: Rejected) -> Self {
+        ResponseFuture {
+            call: Call::Rejected { error },
+        }
+    }
+}
+
+#[cfg(feature = "tower")]
+impl<F, R, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<R, E>>,
+    E: From<Rejected>,
+{
+    type Output = Result<R, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut call = self.project().call;
+        match call.as_mut().project() {
+            CallProj::Called { fut } => fut.poll(cx),
+            CallProj::Rejected { .. } => refuse_call(call, cx),
+            CallProj::Done => panic!("rate limiter response future polled after completion"),
+        }
+    }
+}
+
+/// As `refuse`: a unit of tokio's budget per refusal, out of line.
+#[cfg(feature = "tower")]
+#[cold]
+#[inline(never)]
+fn refuse_call<F, R, E: From<Rejected>>(
+    call: Pin<&mut Call<F>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<R, E>> {
+    ready!(crate::coop::poll_proceed(cx)).made_progress();
+    let CallReplace::Rejected { error } = call.project_replace(Call::Done) else {
+        unreachable!("the call was just refused");
+    };
+    Poll::Ready(Err(E::from(error)))
+}
+
+#[cfg(feature = "tower")]
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.call {
+            Call::Called { .. } => "Called",
+            Call::Rejected { .. } => "Rejected",
+            Call::Done => "Done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("call", &state)
+            .finish()
+    }
+}
+
+impl<T: Timer, C> std::fmt::Debug for Acquire<'_, T, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acquire")
+            .field("policy", &self.limiter.shared.telemetry.name())
+            .field("cost", &self.cost)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M, F, T: Timer, C> std::fmt::Debug for RunFuture<'_, M, F, T, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunFuture")
+            .field("acquire", &self.acquire)
+            .finish_non_exhaustive()
     }
 }

@@ -44,9 +44,41 @@
 //! # #[cfg(not(feature = "tokio"))] fn main() {}
 //! ```
 //!
+//! As a tower layer (the same handle, the same bucket):
+//!
+//! ```
+//! use palisade::rate_limiter::RateLimiter;
+//! use std::time::Duration;
+//! use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[cfg(all(feature = "tokio", feature = "tower"))]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let limiter = RateLimiter::new(RateLimiter::builder().rate(100, Duration::from_secs(1)).build()?);
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(limiter.layer())
+//!     .service_fn(|x: u32| async move { Ok::<_, BoxError>(x * 2) });
+//! assert_eq!(svc.ready().await?.call(21).await?, 42);
+//! # Ok(())
+//! # }
+//! # #[cfg(not(all(feature = "tokio", feature = "tower")))] fn main() {}
+//! ```
+//!
+//! # Tower readiness
+//!
+//! [`RateLimiterService`]'s `poll_ready` takes the next call's turn first, then asks the
+//! inner service, holding the turn meanwhile. A turn within `max_wait` makes `poll_ready`
+//! `Pending` until it comes. A refusal is not a readiness error (tower treats those as
+//! fatal): `poll_ready` returns `Ready(Ok(()))` at once, without asking the inner service,
+//! and the next `call` fails with [`Rejected::RateLimited`] without calling it, counted
+//! and reported once. A refusal holds nothing and is not kept: the next `poll_ready` asks
+//! again. In a server, put [`ShedLayer`](crate::http::ShedLayer) above it to answer
+//! refusals with `429 Too Many Requests` and `Retry-After`.
+//!
 //! # Cancellation
 //!
-//! A call dropped while it waits for its turn gives the turn back, so the next caller finds
+//! A call dropped while it waits for its turn (or a service dropped holding one, waiting or
+//! not yet called) gives the turn back, so the next caller finds
 //! the bucket as if it had never asked, provided no caller took a later turn meanwhile.
 //! When one did, the turn stays taken: moving the bucket back under a caller already
 //! waiting would let a newcomer go at the same instant as that caller, over the rate. A
@@ -66,13 +98,21 @@
 mod config;
 pub mod future;
 pub(crate) mod gcra;
+#[cfg(feature = "tower")]
+mod layer;
 mod metrics;
+#[cfg(feature = "tower")]
+mod service;
 mod shared;
 
 pub use config::{
     DEFAULT_NAME, MAX_BURST, MAX_PERIOD, RateLimiterConfig, RateLimiterConfigBuilder,
 };
+#[cfg(feature = "tower")]
+pub use layer::RateLimiterLayer;
 pub use metrics::RateLimiterMetrics;
+#[cfg(feature = "tower")]
+pub use service::RateLimiterService;
 
 use std::fmt;
 use std::future::Future;
@@ -263,8 +303,8 @@ impl<T, C: Clock> RateLimiter<T, C> {
     pub fn try_acquire_n(&self, cost: u32) -> Result<(), Rejected> {
         let now_ns = self.clock.now().as_nanos();
         match self.shared.take(now_ns, cost, 0) {
-            Turn::Now => Ok(()),
-            Turn::Refused(rejected) => Err(rejected),
+            Turn::Now { .. } => Ok(()),
+            Turn::Refused(refusal) => Err(self.shared.refuse(refusal)),
             Turn::Later { .. } => unreachable!("no wait was allowed"),
         }
     }
@@ -398,6 +438,29 @@ impl<T: Timer, C: Clock> RateLimiter<T, C> {
         E: From<Rejected>,
     {
         RunFuture::new(self, move || fut)
+    }
+}
+
+impl<T: Clone, C: Clone> RateLimiter<T, C> {
+    /// A tower layer sharing this limiter's bucket (feature `tower`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::rate_limiter::RateLimiter;
+    /// use std::time::Duration;
+    /// use tower::ServiceBuilder;
+    ///
+    /// let limiter = RateLimiter::new(RateLimiter::builder().rate(50, Duration::from_secs(1)).build()?);
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(limiter.layer())
+    ///     .service_fn(|x: u32| async move { Ok::<_, tower::BoxError>(x) });
+    /// # let _ = svc;
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    #[cfg(feature = "tower")]
+    pub fn layer(&self) -> RateLimiterLayer<T, C> {
+        RateLimiterLayer::new(self.clone())
     }
 }
 

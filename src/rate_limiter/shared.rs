@@ -23,13 +23,20 @@ pub(super) struct Shared {
 /// A decision as the surfaces use it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Turn {
-    /// Admitted now.
-    Now,
+    /// Admitted now; the TAT was moved to `tat` for it.
+    Now { tat: u64 },
     /// Admitted after `wait`; the TAT was moved to `tat` for it (given back if the caller
     /// leaves first).
     Later { tat: u64, wait: Duration },
-    /// Refused (already counted and reported).
-    Refused(Rejected),
+    /// Refused; not counted or reported yet (see [`Shared::refuse`]).
+    Refused(Refusal),
+}
+
+/// A refusal before it is counted and reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Refusal {
+    cause: LimitCause,
+    retry_after: Option<Duration>,
 }
 
 impl Shared {
@@ -46,23 +53,27 @@ impl Shared {
     }
 
     /// Takes `cost` tokens at `now_ns`, or a later turn within `max_wait_ns`, or refuses.
-    /// The word is changed before anything is reported.
+    /// An admission now is counted; a refusal is left for the caller to count and report
+    /// with [`refuse`](Self::refuse), once per refused call.
     #[inline]
     pub(super) fn take(&self, now_ns: u64, cost: u32, max_wait_ns: u64) -> Turn {
         match self.gcra.acquire(now_ns, cost, self.rate, max_wait_ns) {
-            Decision::Admit { .. } => {
+            Decision::Admit { tat } => {
                 self.admitted.incr();
-                Turn::Now
+                Turn::Now { tat }
             }
             Decision::Wait { tat, wait_ns } => Turn::Later {
                 tat,
                 wait: Duration::from_nanos(wait_ns),
             },
-            Decision::Refuse { retry_after_ns } => Turn::Refused(self.refuse(
-                LimitCause::OverRate,
-                Some(Duration::from_nanos(retry_after_ns)),
-            )),
-            Decision::Never => Turn::Refused(self.refuse(LimitCause::CostAboveBurst, None)),
+            Decision::Refuse { retry_after_ns } => Turn::Refused(Refusal {
+                cause: LimitCause::OverRate,
+                retry_after: Some(Duration::from_nanos(retry_after_ns)),
+            }),
+            Decision::Never => Turn::Refused(Refusal {
+                cause: LimitCause::CostAboveBurst,
+                retry_after: None,
+            }),
         }
     }
 
@@ -77,12 +88,16 @@ impl Shared {
         self.gcra.give_back(tat, cost, self.rate);
     }
 
+    /// Counts and reports a refusal; the bucket was left as it was.
     #[cold]
     #[inline(never)]
-    fn refuse(&self, cause: LimitCause, retry_after: Option<Duration>) -> Rejected {
+    pub(super) fn refuse(&self, refusal: Refusal) -> Rejected {
         self.limited.incr();
-        let rejected =
-            Rejected::RateLimited(RateLimited::new(self.telemetry.name(), cause, retry_after));
+        let rejected = Rejected::RateLimited(RateLimited::new(
+            self.telemetry.name(),
+            refusal.cause,
+            refusal.retry_after,
+        ));
         self.telemetry.emit(|| EventKind::Rejected(rejected));
         rejected
     }
