@@ -272,7 +272,7 @@ fn every_invalid_config_names_its_field() {
 
 mod tower_surface {
     use super::*;
-    use tower::{Layer, Service};
+    use tower::Layer;
     use tower_test::{assert_request_eq, mock};
 
     #[tokio::test(start_paused = true)]

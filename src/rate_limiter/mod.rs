@@ -197,12 +197,13 @@ impl<T, C> RateLimiter<T, C> {
     /// ```
     /// use palisade::clock::FakeClock;
     /// use palisade::rate_limiter::RateLimiter;
-    /// use palisade::timer::TokioTimer;
     /// use std::time::Duration;
     ///
     /// let clock = FakeClock::new();
     /// let config = RateLimiter::builder().rate(1, Duration::from_secs(1)).build()?;
-    /// let limiter = RateLimiter::with_timer_and_clock(config, TokioTimer, clock.clone());
+    /// // Any `Fn(Duration) -> impl Future` is a timer; this limiter never waits anyway.
+    /// let timer = |_: Duration| std::future::ready(());
+    /// let limiter = RateLimiter::with_timer_and_clock(config, timer, clock.clone());
     /// limiter.try_acquire()?;
     /// assert!(limiter.try_acquire().is_err());
     /// clock.advance(Duration::from_secs(1));
