@@ -71,10 +71,11 @@
 //! case), but only when every case has an estimate from this run; with a filter it says so and
 //! leaves both files alone.
 //!
-//! # Not compared
+//! # Rate limiter
 //!
-//! governor is a rate limiter and palisade has none yet, so no group would compare like with
-//! like; it gets a group with the rate limiter.
+//! palisade's rate limiter against governor's direct (unkeyed) limiter, each on its default
+//! clock: admitted under a rate no case reaches (a CAS on one word each), and refused once
+//! the bucket is empty.
 
 use std::cell::OnceCell;
 use std::future::{Ready, ready};
@@ -600,6 +601,49 @@ fn bulkhead_benches(c: &mut Criterion) {
     g.finish();
 }
 
+fn rate_limiter_benches(c: &mut Criterion) {
+    use governor::{Quota, RateLimiter as Governor};
+    use palisade::rate_limiter::RateLimiter;
+    use std::num::NonZeroU32;
+
+    // A rate and a burst no case reaches: every call is admitted.
+    let huge = NonZeroU32::new(1 << 29).unwrap();
+    let ours = RateLimiter::new(
+        RateLimiter::builder()
+            .rate(1 << 29, Duration::from_secs(1))
+            .build()
+            .unwrap(),
+    );
+    let theirs = Governor::direct(Quota::per_second(huge));
+    let ours_op = || ours.try_acquire();
+    let theirs_op = || theirs.check();
+    let clock = palisade::clock::MonotonicClock::new();
+    let bare = || palisade::clock::Clock::now(black_box(&clock));
+    on_one_and_two_threads(c, "rate_limiter/admitted", |g, t| {
+        case(g, t, "bare clock read (MonotonicClock::now)", &bare);
+        case(g, t, "palisade try_acquire", &ours_op);
+        case(g, t, "governor check", &theirs_op);
+    });
+
+    // One call an hour, already taken: every call is refused.
+    let ours_empty = RateLimiter::new(
+        RateLimiter::builder()
+            .rate(1, Duration::from_secs(3600))
+            .build()
+            .unwrap(),
+    );
+    ours_empty.try_acquire().unwrap();
+    let theirs_empty = Governor::direct(Quota::per_hour(NonZeroU32::new(1).unwrap()));
+    theirs_empty.check().unwrap();
+    let ours_refused = || ours_empty.try_acquire();
+    let theirs_refused = || theirs_empty.check();
+    on_one_and_two_threads(c, "rate_limiter/refused", |g, t| {
+        case(g, t, "bare clock read (MonotonicClock::now)", &bare);
+        case(g, t, "palisade try_acquire", &ours_refused);
+        case(g, t, "governor check", &theirs_refused);
+    });
+}
+
 fn retry_benches(c: &mut Criterion) {
     use palisade::retry::Retry;
 
@@ -791,6 +835,7 @@ fn main() {
     timeout_benches(&mut c);
     breaker_benches(&mut c);
     bulkhead_benches(&mut c);
+    rate_limiter_benches(&mut c);
     retry_benches(&mut c);
     stack_benches(&mut c);
     c.final_summary();

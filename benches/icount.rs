@@ -55,6 +55,8 @@ const CASES: &[&str] = &[
     "pipeline_run_5",
     "pipeline_run_5_custom_order",
     "stack_layer_5",
+    "rate_limiter_admitted",
+    "rate_limiter_refused",
 ];
 
 fn main() {
@@ -77,6 +79,27 @@ fn run(case: &str, calls: u64) {
     let _guard = rt.enter();
     let repeat = |op: &mut dyn FnMut()| (0..calls).for_each(|_| op());
     match case {
+        "rate_limiter_admitted" => {
+            let l = palisade::rate_limiter::RateLimiter::new(
+                palisade::rate_limiter::RateLimiter::builder()
+                    .rate(1 << 29, Duration::from_secs(1))
+                    .build()
+                    .unwrap(),
+            );
+            repeat(&mut || std::hint::black_box(l.try_acquire()).unwrap())
+        }
+        "rate_limiter_refused" => {
+            let l = palisade::rate_limiter::RateLimiter::new(
+                palisade::rate_limiter::RateLimiter::builder()
+                    .rate(1, Duration::from_secs(3600))
+                    .build()
+                    .unwrap(),
+            );
+            l.try_acquire().unwrap();
+            repeat(&mut || {
+                std::hint::black_box(l.try_acquire()).unwrap_err();
+            })
+        }
         "breaker_closed_consecutive" => {
             let b = monotonic(CircuitBreaker::builder().consecutive_failures(5));
             repeat(&mut || b.try_acquire().unwrap().success())

@@ -8,9 +8,11 @@
 
 #![cfg(feature = "tokio")]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use palisade::clock::FakeClock;
+use palisade::clock::{Clock, FakeClock, Ticks};
 use palisade::error::LimitCause;
 use palisade::rate_limiter::RateLimiter;
 use palisade::{Rejected, timer::TokioTimer};
@@ -70,6 +72,110 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
         ],
         1..150,
     )
+}
+
+/// A clock whose cheap reading moves in ticks of `TICK` behind the exact one, as the kernel's
+/// coarse clock does, and which counts its exact readings.
+#[derive(Debug, Clone)]
+struct TickClock {
+    exact: FakeClock,
+    exact_reads: Arc<AtomicU64>,
+}
+
+const TICK: Duration = Duration::from_millis(4);
+
+impl Clock for TickClock {
+    fn now(&self) -> Ticks {
+        self.exact_reads.fetch_add(1, Ordering::Relaxed);
+        self.exact.now()
+    }
+
+    fn now_lagging(&self) -> Ticks {
+        let ns = self.exact.now().as_nanos();
+        Ticks::from_nanos(ns - ns % TICK.as_nanos() as u64)
+    }
+
+    fn max_lag(&self) -> Duration {
+        TICK
+    }
+}
+
+proptest! {
+    #[test]
+    fn a_clock_with_a_cheap_lagging_reading_changes_no_admission(
+        count in 1u32..1_000,
+        period_ms in 1u64..10_000,
+        burst in 1u32..6,
+        ops in ops(),
+    ) {
+        let period = Duration::from_millis(period_ms);
+        let exact = FakeClock::new();
+        let clock = TickClock { exact: exact.clone(), exact_reads: Arc::default() };
+        let limiter = RateLimiter::with_timer_and_clock(
+            RateLimiter::builder().rate(count, period).burst(burst).build().unwrap(),
+            TokioTimer,
+            clock,
+        );
+        let mut model = Model::new(count, period_ms * 1_000_000, burst);
+        for op in ops {
+            match op {
+                Op::Advance(ns) => {
+                    exact.advance(Duration::from_nanos(ns));
+                    model.advance(ns);
+                }
+                Op::Idle => {
+                    let week = Duration::from_secs(7 * 86_400);
+                    exact.advance(week);
+                    model.advance(week.as_nanos() as u64);
+                }
+                Op::Acquire(cost) => match (limiter.try_acquire_n(cost), model.acquire(cost)) {
+                    (Ok(()), Ok(())) => {}
+                    (Err(Rejected::RateLimited(got)), Err(want)) => match want {
+                        None => prop_assert_eq!(got.retry_after(), None),
+                        Some(wait) => {
+                            // Counted from the lagging reading: never shorter, at most a
+                            // tick longer.
+                            let after = got.retry_after().unwrap().as_nanos();
+                            prop_assert!(after >= wait && after - wait <= TICK.as_nanos(),
+                                "{} against {}", after, wait);
+                        }
+                    },
+                    (got, want) => prop_assert!(false, "cost {}: {:?} against {:?}", cost, got, want),
+                },
+            }
+        }
+    }
+}
+
+#[test]
+fn refusals_of_an_empty_bucket_never_read_the_exact_clock() {
+    let exact = FakeClock::new();
+    let reads = Arc::new(AtomicU64::new(0));
+    let clock = TickClock {
+        exact: exact.clone(),
+        exact_reads: reads.clone(),
+    };
+    let limiter = RateLimiter::with_timer_and_clock(
+        RateLimiter::builder()
+            .rate(10, Duration::from_secs(1))
+            .build()
+            .unwrap(),
+        TokioTimer,
+        clock,
+    );
+    exact.advance(Duration::from_secs(1));
+    // A full bucket: the first admission reads the exact clock to count from it.
+    limiter.try_acquire().unwrap();
+    let after_first = reads.load(Ordering::Relaxed);
+    // Nine more drain it; the TAT is ahead of every reading now, so none reads it.
+    for _ in 0..9 {
+        limiter.try_acquire().unwrap();
+    }
+    for _ in 0..100 {
+        assert!(limiter.try_acquire().is_err());
+    }
+    assert!(after_first >= 1);
+    assert_eq!(reads.load(Ordering::Relaxed), after_first);
 }
 
 proptest! {

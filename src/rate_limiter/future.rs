@@ -99,10 +99,9 @@ impl<T: Timer, C: Clock> Acquire<'_, T, C> {
         let mut this = self.project();
         if let WaitProj::Start = this.wait.as_mut().project() {
             let limiter = *this.limiter;
-            let now_ns = limiter.clock.now().as_nanos();
             match limiter
                 .shared
-                .take(now_ns, *this.cost, limiter.shared.max_wait_ns)
+                .take(&limiter.clock, *this.cost, limiter.shared.max_wait_ns)
             {
                 Turn::Now { .. } => {
                     this.wait.set(Wait::Done);

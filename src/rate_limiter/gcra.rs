@@ -122,6 +122,45 @@ pub(crate) fn decide(
     }
 }
 
+/// The decision for every reading in `[recent_ns, recent_ns + lag_ns]`, when one decision
+/// holds for them all: a clock's lagging reading (cheap) then settles the call without its
+/// exact one. `None` when the exact reading is needed.
+///
+/// - A TAT at or past the latest possible reading means a bucket that is not full at any
+///   of them: the new TAT is `tat + cost·T` whatever the reading, so an admission is sure
+///   when it holds at the earliest reading, and a refusal when the wait is still too long
+///   at the latest. The `retry_after` is counted from the earliest reading: at most
+///   `lag_ns` longer than the exact one, never shorter.
+/// - A TAT behind it may be a full bucket, whose new TAT is counted from the exact reading.
+#[inline]
+pub(crate) fn decide_lagging(
+    tat_ns: u64,
+    recent_ns: u64,
+    lag_ns: u64,
+    cost: u32,
+    rate: Rate,
+    max_wait_ns: u64,
+) -> Option<Decision> {
+    if cost > rate.burst {
+        return Some(Decision::Never);
+    }
+    let latest_ns = recent_ns.saturating_add(lag_ns);
+    if tat_ns < latest_ns {
+        return None;
+    }
+    let tat = tat_ns.saturating_add(u64::from(cost) * rate.emission_ns);
+    let admitted_at = tat.saturating_sub(rate.capacity_ns());
+    if admitted_at <= recent_ns {
+        return Some(Decision::Admit { tat });
+    }
+    if admitted_at > latest_ns && admitted_at - latest_ns > max_wait_ns {
+        return Some(Decision::Refuse {
+            retry_after_ns: admitted_at - recent_ns,
+        });
+    }
+    None
+}
+
 /// Whole tokens the bucket holds at `now_ns`.
 #[inline]
 pub(crate) fn tokens(tat_ns: u64, now_ns: u64, rate: Rate) -> u32 {
@@ -146,11 +185,40 @@ impl Gcra {
 
     /// Decides for a call of `cost` at `now_ns` and, when it is admitted now or later, moves
     /// the TAT for it.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn acquire(&self, now_ns: u64, cost: u32, rate: Rate, max_wait_ns: u64) -> Decision {
+        self.acquire_lagging(now_ns, 0, || now_ns, cost, rate, max_wait_ns)
+    }
+
+    /// As [`acquire`](Self::acquire), from a lagging reading `recent_ns` that trails the
+    /// exact one by at most `lag_ns`; `exact` is read only when [`decide_lagging`] cannot
+    /// settle the call, and at most once.
+    #[inline]
+    pub(crate) fn acquire_lagging(
+        &self,
+        recent_ns: u64,
+        lag_ns: u64,
+        exact: impl FnOnce() -> u64,
+        cost: u32,
+        rate: Rate,
+        max_wait_ns: u64,
+    ) -> Decision {
+        let mut exact = Some(exact);
+        // A clock without lag: its lagging reading is the exact one.
+        let mut now_ns = (lag_ns == 0).then_some(recent_ns);
         let mut current = self.tat.load(Ordering::Relaxed);
         loop {
-            let decision = decide(current, now_ns, cost, rate, max_wait_ns);
+            let decision = match now_ns {
+                Some(now_ns) => decide(current, now_ns, cost, rate, max_wait_ns),
+                None => match decide_lagging(current, recent_ns, lag_ns, cost, rate, max_wait_ns) {
+                    Some(decision) => decision,
+                    None => {
+                        let read = exact.take().map_or(recent_ns, |exact| exact());
+                        now_ns = Some(read);
+                        decide(current, read, cost, rate, max_wait_ns)
+                    }
+                },
+            };
             let tat = match decision {
                 Decision::Admit { tat } | Decision::Wait { tat, .. } => tat,
                 Decision::Refuse { .. } | Decision::Never => return decision,

@@ -302,8 +302,7 @@ impl<T, C: Clock> RateLimiter<T, C> {
     /// ```
     #[inline]
     pub fn try_acquire_n(&self, cost: u32) -> Result<(), Rejected> {
-        let now_ns = self.clock.now().as_nanos();
-        match self.shared.take(now_ns, cost, 0) {
+        match self.shared.take(&self.clock, cost, 0) {
             Turn::Now { .. } => Ok(()),
             Turn::Refused(refusal) => Err(self.shared.refuse(refusal)),
             Turn::Later { .. } => unreachable!("no wait was allowed"),

@@ -151,8 +151,7 @@ where
                 // A refusal holds nothing, so it is not kept: a token may have come since.
                 Readiness::Idle | Readiness::Refused(_) => {
                     let shared = &self.limiter.shared;
-                    let now_ns = self.limiter.clock.now().as_nanos();
-                    self.readiness = match shared.take(now_ns, 1, shared.max_wait_ns) {
+                    self.readiness = match shared.take(&self.limiter.clock, 1, shared.max_wait_ns) {
                         Turn::Now { tat } => Readiness::Ready(Held {
                             shared: shared.clone(),
                             tat,

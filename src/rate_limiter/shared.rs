@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::RateLimiterConfig;
 use super::gcra::{Decision, Gcra, Rate};
+use crate::clock::Clock;
 use crate::counter::StripedCounter;
 use crate::error::{LimitCause, RateLimited, Rejected};
 use crate::telemetry::{EventKind, Telemetry};
@@ -55,9 +56,22 @@ impl Shared {
     /// Takes `cost` tokens at `now_ns`, or a later turn within `max_wait_ns`, or refuses.
     /// An admission now is counted; a refusal is left for the caller to count and report
     /// with [`refuse`](Self::refuse), once per refused call.
+    ///
+    /// The clock's lagging reading settles most refusals, and admissions while the bucket is
+    /// not full; the exact one is read only when needed (see `gcra::decide_lagging`).
     #[inline]
-    pub(super) fn take(&self, now_ns: u64, cost: u32, max_wait_ns: u64) -> Turn {
-        match self.gcra.acquire(now_ns, cost, self.rate, max_wait_ns) {
+    pub(super) fn take<C: Clock>(&self, clock: &C, cost: u32, max_wait_ns: u64) -> Turn {
+        let recent_ns = clock.now_lagging().as_nanos();
+        let lag_ns = crate::clock::saturating_nanos(clock.max_lag());
+        let decision = self.gcra.acquire_lagging(
+            recent_ns,
+            lag_ns,
+            || clock.now().as_nanos(),
+            cost,
+            self.rate,
+            max_wait_ns,
+        );
+        match decision {
             Decision::Admit { tat } => {
                 self.admitted.incr();
                 Turn::Now { tat }

@@ -233,3 +233,54 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn a_lagging_decision_holds_for_every_exact_reading_it_covers(
+        count in 1u32..100,
+        period_ms in 1u64..2_000,
+        burst in 1u32..6,
+        tat in 0u64..10 * S,
+        recent in 0u64..10 * S,
+        lag in 0u64..20 * MS,
+        into_lag in 0.0f64..=1.0,
+        cost in 0u32..8,
+        max_wait in prop_oneof![Just(0u64), 0u64..S],
+    ) {
+        let rate = Rate::new(count, period_ms * MS, burst);
+        let now = recent + (lag as f64 * into_lag) as u64;
+        let exact = decide(tat, now, cost, rate, max_wait);
+        match decide_lagging(tat, recent, lag, cost, rate, max_wait) {
+            None => {}
+            Some(Decision::Refuse { retry_after_ns }) => match exact {
+                Decision::Refuse { retry_after_ns: exact_after } => {
+                    prop_assert!(exact_after <= retry_after_ns, "never shorter");
+                    prop_assert!(retry_after_ns - exact_after <= lag, "at most the lag longer");
+                }
+                other => prop_assert!(false, "lagging refused, exact {:?}", other),
+            },
+            Some(sure) => prop_assert_eq!(sure, exact),
+        }
+    }
+}
+
+#[test]
+fn a_lagging_reading_settles_refusals_and_admissions_into_a_bucket_that_is_not_full() {
+    let r = ten_a_second();
+    // Empty bucket (TAT 300 ms ahead), a 4 ms lag: refused, counted from the earliest reading.
+    assert_eq!(
+        decide_lagging(300 * MS, 0, 4 * MS, 1, r, 0),
+        Some(Decision::Refuse {
+            retry_after_ns: 100 * MS
+        })
+    );
+    // Two tokens left and the TAT past the latest reading: admitted, whatever the reading.
+    assert_eq!(
+        decide_lagging(100 * MS, 0, 4 * MS, 1, r, 0),
+        Some(Decision::Admit { tat: 200 * MS })
+    );
+    // A TAT inside the lag: the bucket may be full, the exact reading decides.
+    assert_eq!(decide_lagging(2 * MS, 0, 4 * MS, 1, r, 0), None);
+    // A wait that max_wait may or may not cover within the lag: the exact reading decides.
+    assert_eq!(decide_lagging(300 * MS, 0, 4 * MS, 1, r, 98 * MS), None);
+}
