@@ -46,6 +46,8 @@ pin_project! {
 }
 
 impl<F, P> Call<F, P> {
+    // Only the tower path builds a call from one `Result` (see `ResponseFuture::new`).
+    #[cfg(feature = "tower")]
     fn new(admission: Result<(F, P), Rejected>) -> Self {
         match admission {
             Ok((fut, permit)) => Call::Called { fut, permit },
