@@ -10,12 +10,14 @@
 //! | [Timeout](timeout) | [`TimeoutLayer`](timeout::TimeoutLayer) | [`Timeout::run`](timeout::Timeout::run), [`run_once`](timeout::Timeout::run_once) | a timer (`tokio`) |
 //! | [Circuit breaker](circuit_breaker) | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer) | [`CircuitBreaker::run`](circuit_breaker::CircuitBreaker::run), [`run_once`](circuit_breaker::CircuitBreaker::run_once), permits | none |
 //! | [Bulkhead](bulkhead) | [`BulkheadLayer`](bulkhead::BulkheadLayer) | [`Bulkhead::run`](bulkhead::Bulkhead::run), [`run_once`](bulkhead::Bulkhead::run_once), permits | a timer for `max_wait` |
+//! | [Rate limiter](rate_limiter) | [`RateLimiterLayer`](rate_limiter::RateLimiterLayer) | [`RateLimiter::run`](rate_limiter::RateLimiter::run), [`run_once`](rate_limiter::RateLimiter::run_once), [`try_acquire`](rate_limiter::RateLimiter::try_acquire), [`acquire`](rate_limiter::RateLimiter::acquire) | a timer for `max_wait` |
 //! | [Retry](retry) | [`RetryLayer`](retry::RetryLayer) | [`Retry::run`](retry::Retry::run), [`run_with_attempt`](retry::Retry::run_with_attempt) | a timer (`tokio`) |
 //! | [Pipeline](pipeline) | [`Pipeline::layer`](pipeline::Pipeline::layer) | [`Pipeline::run`](pipeline::Pipeline::run) | a timer (`tokio`) |
 //! | [Fallback](fallback) | [`FallbackLayer`](fallback::FallbackLayer) (`fallback.layer().or_service(..)`) | [`Fallback::run`](fallback::Fallback::run) + [`or_else`](fallback::future::RunFuture::or_else) / [`or_cached`](fallback::future::RunFuture::or_cached) / [`or_value`](fallback::future::RunFuture::or_value) | none |
 //!
 //! Layers need the `tower` feature (on by default). The cores (breaker state machine and
-//! windows, bulkhead slots, backoff, retry budget) build with no features at all.
+//! windows, bulkhead slots, backoff, retry budget, the rate limiter's GCRA) build with no
+//! features at all.
 //!
 //! # Quick start: closures
 //!
@@ -126,7 +128,8 @@
 //! [`Rejected`] is one `#[non_exhaustive]` enum for every policy: a timeout
 //! ([`Elapsed`](error::Elapsed)), an open circuit ([`CircuitOpen`](error::CircuitOpen), with
 //! the time until it half-opens in `retry_after()`), a full bulkhead
-//! ([`BulkheadFull`](error::BulkheadFull)). Each names the policy that acted.
+//! ([`BulkheadFull`](error::BulkheadFull)), a rate limit ([`RateLimited`](error::RateLimited),
+//! with the time until the call would be admitted). Each names the policy that acted.
 //!
 //! Classifiers must tell a rejection by an inner policy from a failure of the called service
 //! once both live in `E`; [`AsRejected`] finds a rejection inside `E`. Implement it next to

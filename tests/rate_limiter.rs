@@ -206,7 +206,7 @@ async fn a_retry_waits_out_a_rate_limit_only_when_asked() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_bucket_is_taken_before_a_panicking_listener_hears_of_a_refusal() {
+async fn a_refusal_is_complete_before_a_panicking_listener_hears_of_it() {
     let heard = Arc::new(Mutex::new(0));
     let count = heard.clone();
     let l = limiter(ten_a_second().burst(1).listener(move |e: &Event| {
@@ -319,6 +319,59 @@ mod tower_surface {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_limiter_and_its_listener_are_freed_once_every_handle_and_service_is_gone() {
+        let marker = Arc::new(());
+        let held = marker.clone();
+        let l = limiter(ten_a_second().listener(move |_: &Event| {
+            let _ = &held;
+        }));
+        let (svc, mut handle) = mock::pair::<&str, &str>();
+        handle.allow(3);
+        let mut svc = mock::Spawn::new(l.layer().layer(svc));
+        for req in ["a", "b", "c"] {
+            assert!(svc.poll_ready().is_ready());
+            let call = tokio::spawn(svc.call(req));
+            assert_request_eq!(handle, req).send_response("ok");
+            call.await.unwrap().unwrap();
+        }
+        assert_eq!(l.metrics().admitted, 3);
+        drop((svc, l));
+        assert_eq!(
+            Arc::strong_count(&marker),
+            1,
+            "the listener was dropped with the limiter"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clone_starts_without_a_turn_and_call_before_poll_ready_panics() {
+        let l = limiter(ten_a_second().burst(2));
+        let (svc, mut handle) = mock::pair::<&str, &str>();
+        handle.allow(2);
+        let mut first = l.layer().layer(svc);
+        let waker = futures_noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(tower::Service::poll_ready(&mut first, &mut cx).is_ready());
+        let mut clone = first.clone();
+        assert_eq!(l.metrics().tokens, 1, "only the original holds a turn");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drop(tower::Service::call(&mut clone, "x"))
+        }));
+        assert!(panicked.is_err(), "call before poll_ready panics");
+        drop((first, clone));
+        assert_eq!(l.metrics().tokens, 2, "the unused turn came back");
+        assert_eq!(
+            l.metrics().admitted,
+            0,
+            "a turn given back is not an admission"
+        );
+    }
+
+    fn futures_noop_waker() -> std::task::Waker {
+        std::task::Waker::noop().clone()
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_service_dropped_between_poll_ready_and_call_gives_its_turn_back() {
         let l = limiter(ten_a_second().burst(1).max_wait(Duration::from_secs(1)));
         let (svc, mut handle) = mock::pair::<&str, &str>();
@@ -341,4 +394,33 @@ mod tower_surface {
             "the turn the service left is free"
         );
     }
+}
+
+#[test]
+fn a_timer_that_panics_while_a_turn_is_taken_gives_the_turn_back() {
+    use palisade::clock::FakeClock;
+    use std::future::Future;
+    let clock = FakeClock::new();
+    let timer = |_: Duration| -> std::future::Ready<()> { panic!("timer") };
+    let l = RateLimiter::with_timer_and_clock(
+        ten_a_second()
+            .burst(1)
+            .max_wait(Duration::from_secs(1))
+            .build()
+            .unwrap(),
+        timer,
+        clock.clone(),
+    );
+    l.try_acquire().unwrap();
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut fut = std::pin::pin!(l.acquire());
+        let _ = fut.as_mut().poll(&mut cx);
+    }));
+    assert!(panicked.is_err());
+    // The turn it took (100 ms) is free again: at 100 ms a token is there.
+    clock.advance(ms(100));
+    l.try_acquire().unwrap();
+    assert_eq!(l.metrics().admitted, 2);
 }

@@ -1,4 +1,5 @@
-//! Server-side load shedding: rejections become `503`/`504` responses with `Retry-After`.
+//! Server-side load shedding: rejections become `503`, `429` or `504` responses with
+//! `Retry-After`.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -12,7 +13,7 @@ use http::{Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::error::{AsRejected, Rejected};
+use crate::error::{AsRejected, LimitCause, Rejected};
 
 /// Turns the errors of the services under it into responses, so a server's policies shed
 /// load in the terms clients and load balancers understand:
@@ -22,8 +23,10 @@ use crate::error::{AsRejected, Rejected};
 ///   one (an open breaker knows when it will probe), else the layer's default (1 s), in whole
 ///   seconds rounded up;
 /// - a rate limiter's refusal becomes `429 Too Many Requests` with `Retry-After` when the
-///   call would be admitted (rounded up to whole seconds); a cost above the limiter's burst,
-///   which waiting never admits, gets no `Retry-After`;
+///   call would be admitted (rounded up to whole seconds; the layer's default when the
+///   refusal does not say); a cost above the limiter's burst, which waiting never admits,
+///   also gets `429`, without `Retry-After` (map it to `413` with your own layer if clients
+///   should read it as "too large");
 /// - a timeout becomes `504 Gateway Timeout` (no `Retry-After`: the server is not saying it
 ///   is overloaded, only that this call took too long);
 /// - any other error becomes `500 Internal Server Error`.
@@ -262,7 +265,14 @@ impl ShedLayer {
     fn answer<B: Default + From<String>>(&self, error: Option<&Rejected>) -> Response<B> {
         let (status, retry_after) = match error {
             Some(Rejected::Timeout(_)) => (self.timeout, None),
-            Some(Rejected::RateLimited(limited)) => (self.limited, limited.retry_after()),
+            // A cost above the burst gets no Retry-After: waiting never admits it.
+            Some(Rejected::RateLimited(limited)) => (
+                self.limited,
+                match limited.cause() {
+                    LimitCause::CostAboveBurst => None,
+                    _ => Some(limited.retry_after().unwrap_or(self.retry_after)),
+                },
+            ),
             Some(rejected) => (
                 self.overload,
                 Some(rejected.retry_after().unwrap_or(self.retry_after)),

@@ -115,8 +115,10 @@ impl fmt::Debug for RateLimiterConfigBuilder {
 }
 
 impl RateLimiterConfigBuilder {
-    /// `count` calls per `period`, spaced evenly: one every `period / count` (rounded up to
-    /// a whole nanosecond, so the rate is never exceeded). Required; `count` at least 1,
+    /// `count` calls per `period` on average, spaced evenly: one token every
+    /// `period / count` (rounded up to a whole nanosecond, never shorter), on top of the
+    /// [`burst`](Self::burst) a quiet spell leaves (see the module docs for the exact
+    /// bound). Required; `count` at least 1,
     /// `period` above zero and at most [`MAX_PERIOD`], and at most one call per nanosecond.
     ///
     /// # Examples

@@ -18,7 +18,10 @@ pin_project! {
     #[project_replace = WaitReplace]
     enum Wait<S> {
         Start,
-        // The TAT was moved to `tat` for this caller; its turn comes when `sleep` ends.
+        // The TAT was moved to `tat` for this caller, and its sleep is being made: a timer
+        // that panics unwinds through the drop, which gives the turn back.
+        Reserved { tat: u64 },
+        // Its turn comes when `sleep` ends.
         Waiting { tat: u64, #[pin] sleep: S },
         Done,
     }
@@ -74,8 +77,11 @@ pin_project! {
     {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let WaitProj::Waiting { tat, .. } = this.wait.project() {
-                this.limiter.shared.leave(*tat, *this.cost);
+            match this.wait.project() {
+                WaitProj::Reserved { tat } | WaitProj::Waiting { tat, .. } => {
+                    this.limiter.shared.leave(*tat, *this.cost);
+                }
+                WaitProj::Start | WaitProj::Done => {}
             }
         }
     }
@@ -105,16 +111,19 @@ impl<T: Timer, C: Clock> Acquire<'_, T, C> {
             {
                 Turn::Now { .. } => {
                     this.wait.set(Wait::Done);
+                    limiter.shared.admitted();
                     return Poll::Ready(Ok(()));
                 }
                 Turn::Refused(refusal) => {
                     this.wait.set(Wait::Done);
                     return Poll::Ready(Err(limiter.shared.refuse(refusal)));
                 }
-                Turn::Later { tat, wait } => this.wait.set(Wait::Waiting {
-                    tat,
-                    sleep: limiter.timer.sleep(wait),
-                }),
+                Turn::Later { tat, wait } => {
+                    // The turn is recorded before the timer (user code) runs.
+                    this.wait.set(Wait::Reserved { tat });
+                    let sleep = limiter.timer.sleep(wait);
+                    this.wait.set(Wait::Waiting { tat, sleep });
+                }
             }
         }
         match this.wait.as_mut().project() {
@@ -122,7 +131,7 @@ impl<T: Timer, C: Clock> Acquire<'_, T, C> {
                 ready!(sleep.poll(cx));
                 // The turn is taken: nothing to give back from here on.
                 this.wait.set(Wait::Done);
-                this.limiter.shared.waited();
+                this.limiter.shared.admitted();
                 Poll::Ready(Ok(()))
             }
             _ => panic!("rate limiter acquire polled after completion"),

@@ -1,12 +1,13 @@
-//! Rate limiter: admit at most `count` calls per `period`, in bursts of up to `burst`, so a
-//! caller stays inside a dependency's quota (an API's requests per minute) or a server
-//! sheds a client's excess before it costs anything.
+//! Rate limiter: admit calls at `count` per `period` on average, in bursts of up to
+//! `burst`, so a caller stays inside a dependency's quota (an API's requests per minute) or
+//! a server sheds a client's excess before it costs anything.
 //!
 //! # Semantics
 //!
 //! A [`RateLimiter`] is a token bucket of `burst` tokens that refills one token every
 //! `period / count`, kept as the generic cell rate algorithm (GCRA) in one atomic word: no
-//! refill task, no lock, one clock reading per decision. A call takes one token
+//! refill task, no lock, at most one exact clock reading per decision (often only the
+//! clock's cheap lagging one, as for an open breaker). A call takes one token
 //! ([`try_acquire_n`](RateLimiter::try_acquire_n) and [`acquire_n`](RateLimiter::acquire_n)
 //! take several, for weighted calls). When the bucket holds too few:
 //!
@@ -20,9 +21,14 @@
 //! A cost above the burst is never admitted, however long the caller would wait: it is
 //! refused with [`LimitCause::CostAboveBurst`](crate::error::LimitCause::CostAboveBurst) and no `retry_after`.
 //!
-//! The rate is never exceeded: the interval between tokens is rounded up to a whole
-//! nanosecond. A bucket left alone refills to its burst and no further, so no idle span,
-//! however long, lets more than `burst` calls through at once.
+//! **What "the rate" bounds.** Over any span of time `w`, at most `burst + w / interval`
+//! calls are admitted, where `interval = period / count` (rounded up to a whole nanosecond,
+//! so never shorter). A bucket left alone refills to its burst and no further, so no idle
+//! span, however long, lets more than `burst` calls through at once. With the default burst
+//! of `count`, a period right after a quiet spell can therefore see up to about `2 × count`
+//! calls. To hold a hard quota of `n` calls in *every* window of `period` (an API that
+//! counts that way), keep `burst + count ≤ n`: for example `rate(n / 2, period)` with
+//! `burst(n / 2)`, or `rate(n, period)` with `burst(1)` for calls spread evenly.
 //!
 //! # Examples
 //!
@@ -86,7 +92,8 @@
 //!
 //! # Listeners
 //!
-//! The bucket has changed before a listener hears of a refusal
+//! As everywhere in the crate ([user code runs last](crate::telemetry#user-code-runs-last)),
+//! the bucket has changed before a listener hears of a refusal
 //! ([`EventKind::Rejected`](crate::telemetry::EventKind::Rejected)), so a panicking listener
 //! leaves nothing taken that should not be.
 //!
@@ -303,7 +310,10 @@ impl<T, C: Clock> RateLimiter<T, C> {
     #[inline]
     pub fn try_acquire_n(&self, cost: u32) -> Result<(), Rejected> {
         match self.shared.take(&self.clock, cost, 0) {
-            Turn::Now { .. } => Ok(()),
+            Turn::Now { .. } => {
+                self.shared.admitted();
+                Ok(())
+            }
             Turn::Refused(refusal) => Err(self.shared.refuse(refusal)),
             Turn::Later { .. } => unreachable!("no wait was allowed"),
         }

@@ -27,6 +27,9 @@ use crate::timer::{DefaultTimer, Timer};
 ///   with [`Rejected::RateLimited`] without calling it. A refusal is never `Ready(Err)`,
 ///   which tower treats as fatal, and it is not kept: every `poll_ready` asks again.
 ///
+/// A refusal's `retry_after` is counted when `poll_ready` refused, so a `call` made long
+/// after reports a wait longer than what is left.
+///
 /// A clone starts without a turn. Dropping the service gives a turn it took back if no
 /// later one was taken since (see the [module docs](super#cancellation)).
 ///
@@ -75,18 +78,30 @@ type Waiting = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 struct Held {
     shared: Arc<Shared>,
     tat: u64,
+    spent: bool,
 }
 
 impl Held {
-    /// The call went ahead: the turn stands.
-    fn spend(self) {
-        mem::forget(self);
+    fn new(shared: &Arc<Shared>, tat: u64) -> Self {
+        Held {
+            shared: shared.clone(),
+            tat,
+            spent: false,
+        }
+    }
+
+    /// The call goes ahead: the turn stands, and the call is counted as admitted.
+    fn spend(mut self) {
+        self.spent = true;
+        self.shared.admitted();
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.shared.leave(self.tat, 1);
+        if !self.spent {
+            self.shared.leave(self.tat, 1);
+        }
     }
 }
 
@@ -152,15 +167,11 @@ where
                 Readiness::Idle | Readiness::Refused(_) => {
                     let shared = &self.limiter.shared;
                     self.readiness = match shared.take(&self.limiter.clock, 1, shared.max_wait_ns) {
-                        Turn::Now { tat } => Readiness::Ready(Held {
-                            shared: shared.clone(),
-                            tat,
-                        }),
+                        Turn::Now { tat } => Readiness::Ready(Held::new(shared, tat)),
                         Turn::Later { tat, wait } => {
-                            let held = Held {
-                                shared: shared.clone(),
-                                tat,
-                            };
+                            // Held before the timer (user code) runs: a panic there gives
+                            // the turn back.
+                            let held = Held::new(shared, tat);
                             Readiness::Waiting(Box::pin(self.limiter.timer.sleep(wait)), held)
                         }
                         Turn::Refused(refusal) => {
@@ -176,7 +187,6 @@ where
                     else {
                         unreachable!("the service was just waiting");
                     };
-                    self.limiter.shared.waited();
                     self.readiness = Readiness::Ready(held);
                 }
             }

@@ -54,8 +54,9 @@ impl Shared {
     }
 
     /// Takes `cost` tokens at `now_ns`, or a later turn within `max_wait_ns`, or refuses.
-    /// An admission now is counted; a refusal is left for the caller to count and report
-    /// with [`refuse`](Self::refuse), once per refused call.
+    /// Nothing is counted here: the caller counts an admission with
+    /// [`admitted`](Self::admitted) when its call goes ahead (a tower service may still give
+    /// its turn back), and a refusal with [`refuse`](Self::refuse), once per refused call.
     ///
     /// The clock's lagging reading settles most refusals, and admissions while the bucket is
     /// not full; the exact one is read only when needed (see `gcra::decide_lagging`).
@@ -72,10 +73,7 @@ impl Shared {
             max_wait_ns,
         );
         match decision {
-            Decision::Admit { tat } => {
-                self.admitted.incr();
-                Turn::Now { tat }
-            }
+            Decision::Admit { tat } => Turn::Now { tat },
             Decision::Wait { tat, wait_ns } => Turn::Later {
                 tat,
                 wait: Duration::from_nanos(wait_ns),
@@ -91,9 +89,9 @@ impl Shared {
         }
     }
 
-    /// A waiter's turn came: counted as admitted.
+    /// A call goes ahead on its turn: counted as admitted.
     #[inline]
-    pub(super) fn waited(&self) {
+    pub(super) fn admitted(&self) {
         self.admitted.incr();
     }
 

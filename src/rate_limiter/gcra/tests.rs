@@ -66,7 +66,9 @@ fn decide_table() {
         ),
         // Above the burst: never, whatever the wait.
         ((0, 0, 4, u64::MAX), Decision::Never),
-        // A zero cost is always admitted and moves nothing forward but the base.
+        // A zero cost is always admitted and moves nothing, even past the capacity (waiters
+        // holding turns).
+        ((900 * MS, 0, 0, 0), Decision::Admit { tat: 900 * MS }),
         ((300 * MS, 0, 0, 0), Decision::Admit { tat: 300 * MS }),
     ];
     for ((tat, now, cost, wait), expected) in cases {
@@ -96,8 +98,23 @@ fn extreme_readings_and_waits_never_overflow() {
     for tat in [0, 1, u64::MAX / 2, u64::MAX - 1, u64::MAX] {
         for now in [0, 1, u64::MAX / 2, u64::MAX] {
             for cost in [0, 1, u32::MAX] {
-                let _ = decide(tat, now, cost, r, u64::MAX);
-                let _ = tokens(tat, now, r);
+                for max_wait in [0, 1, u64::MAX] {
+                    match decide(tat, now, cost, r, max_wait) {
+                        Decision::Admit { tat: moved } => assert!(moved >= tat.min(now)),
+                        Decision::Wait {
+                            tat: moved,
+                            wait_ns,
+                        } => {
+                            assert!(wait_ns > 0 && wait_ns <= max_wait && moved >= tat)
+                        }
+                        Decision::Refuse { retry_after_ns } => {
+                            assert!(retry_after_ns > max_wait)
+                        }
+                        Decision::Never => assert!(cost > r.burst()),
+                    }
+                    let _ = decide_lagging(tat, now, u64::MAX, cost, r, max_wait);
+                }
+                assert!(tokens(tat, now, r) <= r.burst());
             }
         }
     }
