@@ -233,3 +233,189 @@ proptest! {
         }
     }
 }
+
+/// A sleep that ends when the fake clock reaches its deadline (polled by hand).
+struct ClockSleep {
+    clock: FakeClock,
+    until: Ticks,
+}
+
+impl std::future::Future for ClockSleep {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.clock.now() >= self.until {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+}
+
+/// The bucket with debt: a level that waiting callers may take below zero, down to
+/// `-max_wait`, and a stack of the takes that moved it, of which only the top can be given
+/// back (the real limiter gives a turn back only while no later one was taken).
+#[derive(Debug)]
+struct DebtModel {
+    level: i128,
+    emission: i128,
+    burst: u32,
+    max_wait: i128,
+    at: u64,
+    stack: Vec<(usize, i128)>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Got {
+    Now,
+    Later(u128),
+    Refused(Option<u128>),
+}
+
+impl DebtModel {
+    fn refill(&mut self, now: u64) {
+        let full = self.emission * i128::from(self.burst);
+        self.level = (self.level + i128::from(now - self.at)).min(full);
+        self.at = now;
+    }
+
+    fn take(&mut self, id: usize, cost: u32, now: u64) -> Got {
+        self.refill(now);
+        if cost > self.burst {
+            return Got::Refused(None);
+        }
+        if cost == 0 {
+            return Got::Now;
+        }
+        let need = self.emission * i128::from(cost);
+        if self.level >= need {
+            self.level -= need;
+            self.stack.push((id, need));
+            return Got::Now;
+        }
+        let wait = need - self.level;
+        if wait <= self.max_wait {
+            self.level -= need;
+            self.stack.push((id, need));
+            Got::Later(wait as u128)
+        } else {
+            Got::Refused(Some(wait as u128))
+        }
+    }
+
+    fn give_back(&mut self, id: usize, now: u64) {
+        self.refill(now);
+        if self.stack.last().is_some_and(|&(top, _)| top == id) {
+            let (_, need) = self.stack.pop().unwrap();
+            let full = self.emission * i128::from(self.burst);
+            self.level = (self.level + need).min(full);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum WaitOp {
+    Acquire(u32),
+    Cancel(usize),
+    Advance(u64),
+}
+
+proptest! {
+    #[test]
+    fn waits_and_cancelled_waits_match_a_bucket_with_debt(
+        count in 1u32..100,
+        period_ms in 1u64..2_000,
+        burst in 1u32..4,
+        max_wait_ms in 0u64..3_000,
+        ops in prop::collection::vec(prop_oneof![
+            5 => (0u32..5).prop_map(WaitOp::Acquire),
+            2 => any::<usize>().prop_map(WaitOp::Cancel),
+            3 => (0u64..1_500_000_000).prop_map(WaitOp::Advance),
+        ], 1..80),
+    ) {
+        let clock = FakeClock::new();
+        let sleeps = clock.clone();
+        let timer = move |d: Duration| ClockSleep { clock: sleeps.clone(), until: sleeps.now() + d };
+        let limiter = RateLimiter::with_timer_and_clock(
+            RateLimiter::builder()
+                .rate(count, Duration::from_millis(period_ms))
+                .burst(burst)
+                .max_wait(Duration::from_millis(max_wait_ms))
+                .build()
+                .unwrap(),
+            timer,
+            clock.clone(),
+        );
+        let emission = i128::from(period_ms * 1_000_000).div_euclid(i128::from(count))
+            + i128::from((period_ms * 1_000_000) % u64::from(count) != 0);
+        let mut model = DebtModel {
+            level: emission * i128::from(burst),
+            emission,
+            burst,
+            max_wait: i128::from(max_wait_ms) * 1_000_000,
+            at: 0,
+            stack: Vec::new(),
+        };
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        // Waiters still waiting, by id, with their due time.
+        let mut waiting: Vec<(usize, u64, std::pin::Pin<Box<_>>)> = Vec::new();
+        let mut admitted = 0u64;
+        for (id, op) in ops.into_iter().enumerate() {
+            let now = clock.now().as_nanos();
+            match op {
+                WaitOp::Acquire(cost) => {
+                    let want = model.take(id, cost, now);
+                    let mut fut = Box::pin(limiter.acquire_n(cost));
+                    let got = match fut.as_mut().poll(&mut cx) {
+                        std::task::Poll::Ready(Ok(())) => Got::Now,
+                        std::task::Poll::Ready(Err(Rejected::RateLimited(l))) => {
+                            Got::Refused(l.retry_after().map(|d| d.as_nanos()))
+                        }
+                        std::task::Poll::Ready(Err(other)) => panic!("{other:?}"),
+                        std::task::Poll::Pending => match want {
+                            Got::Later(wait) => {
+                                waiting.push((id, now + wait as u64, fut));
+                                Got::Later(wait)
+                            }
+                            _ => Got::Later(u128::MAX),
+                        },
+                    };
+                    prop_assert_eq!(&got, &want, "op {}", id);
+                    if got == Got::Now {
+                        admitted += 1;
+                    }
+                }
+                WaitOp::Cancel(i) => {
+                    if !waiting.is_empty() {
+                        let (id, _, fut) = waiting.remove(i % waiting.len());
+                        drop(fut);
+                        model.give_back(id, now);
+                    }
+                }
+                WaitOp::Advance(ns) => clock.advance(Duration::from_nanos(ns)),
+            }
+            // Every waiter whose turn has come is done when polled, and no other.
+            let now = clock.now().as_nanos();
+            let mut still = Vec::new();
+            for (id, due, mut fut) in waiting.drain(..) {
+                match fut.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(Ok(())) => {
+                        prop_assert!(now >= due, "waiter {} done at {} before {}", id, now, due);
+                        admitted += 1;
+                    }
+                    std::task::Poll::Ready(Err(e)) => prop_assert!(false, "a waiter refused: {:?}", e),
+                    std::task::Poll::Pending => {
+                        prop_assert!(now < due, "waiter {} still waiting at {} after {}", id, now, due);
+                        still.push((id, due, fut));
+                    }
+                }
+            }
+            waiting = still;
+            model.refill(now);
+            let tokens = (model.level.max(0) / model.emission) as u32;
+            prop_assert_eq!(limiter.metrics().tokens, tokens);
+            prop_assert_eq!(limiter.metrics().admitted, admitted);
+        }
+    }
+}
