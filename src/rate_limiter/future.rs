@@ -184,10 +184,8 @@ pin_project! {
         #[pin]
         acquire: Acquire<'a, T, C>,
         make: Option<M>,
-        // A refusal waiting for a unit of tokio's budget (see `refuse`).
-        refused: Option<Rejected>,
         #[pin]
-        call: Option<F>,
+        call: Call<F>,
     }
 }
 
@@ -196,8 +194,7 @@ impl<'a, M, F, T: Timer, C> RunFuture<'a, M, F, T, C> {
         RunFuture {
             acquire: Acquire::new(limiter, 1),
             make: Some(make),
-            refused: None,
-            call: None,
+            call: Call::Start,
         }
     }
 }
@@ -214,48 +211,67 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if this.call.is_none() {
-            if let Some(rejected) = this.refused.take() {
-                return refuse(rejected, this.refused, cx);
+        if let CallProj::Start = this.call.as_mut().project() {
+            match ready!(this.acquire.poll_turn(cx)) {
+                Ok(()) => {
+                    let make = this
+                        .make
+                        .take()
+                        .expect("rate limiter run future polled after completion");
+                    this.call.set(Call::Called { fut: make() });
+                }
+                Err(error) => this.call.set(Call::Rejected { error }),
             }
-            if let Err(rejected) = ready!(this.acquire.poll_turn(cx)) {
-                return refuse(rejected, this.refused, cx);
-            }
-            let make = this
-                .make
-                .take()
-                .expect("rate limiter run future polled after completion");
-            this.call.set(Some(make()));
         }
-        let call = this
-            .call
-            .as_mut()
-            .as_pin_mut()
-            .expect("the call was just made");
-        call.poll(cx)
+        this.call.poll_made(cx)
+    }
+}
+
+pin_project! {
+    /// Where the call of either surface is: not made yet (a run future before its turn),
+    /// made, refused, or done.
+    #[project = CallProj]
+    #[project_replace = CallReplace]
+    enum Call<F> {
+        Start,
+        Called { #[pin] fut: F },
+        Rejected { error: Rejected },
+        Done,
+    }
+}
+
+impl<F, R, E> Call<F>
+where
+    F: Future<Output = Result<R, E>>,
+    E: From<Rejected>,
+{
+    /// Polls a call that was made or refused.
+    #[inline]
+    fn poll_made(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R, E>> {
+        match self.as_mut().project() {
+            CallProj::Called { fut } => fut.poll(cx),
+            CallProj::Rejected { .. } => refuse(self, cx),
+            CallProj::Start | CallProj::Done => {
+                panic!("rate limiter future polled after completion")
+            }
+        }
     }
 }
 
 /// A refusal completes without awaiting anything: it takes a unit of tokio's budget, out
-/// of line. With the budget spent, the refusal (already counted and reported) is kept in
-/// `stash` for the next poll, and the task yields first.
+/// of line. With the budget spent, the refusal (already counted and reported) stays in
+/// `call` for the next poll, and the task yields first.
 #[cold]
 #[inline(never)]
-fn refuse<R, E: From<Rejected>>(
-    rejected: Rejected,
-    stash: &mut Option<Rejected>,
+fn refuse<F, R, E: From<Rejected>>(
+    call: Pin<&mut Call<F>>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<R, E>> {
-    match crate::coop::poll_proceed(cx) {
-        Poll::Ready(budget) => {
-            budget.made_progress();
-            Poll::Ready(Err(E::from(rejected)))
-        }
-        Poll::Pending => {
-            *stash = Some(rejected);
-            Poll::Pending
-        }
-    }
+    ready!(crate::coop::poll_proceed(cx)).made_progress();
+    let CallReplace::Rejected { error } = call.project_replace(Call::Done) else {
+        unreachable!("the call was just refused");
+    };
+    Poll::Ready(Err(E::from(error)))
 }
 
 #[cfg(feature = "tower")]
@@ -291,17 +307,6 @@ pin_project! {
 }
 
 #[cfg(feature = "tower")]
-pin_project! {
-    #[project = CallProj]
-    #[project_replace = CallReplace]
-    enum Call<F> {
-        Called { #[pin] fut: F },
-        Rejected { error: Rejected },
-        Done,
-    }
-}
-
-#[cfg(feature = "tower")]
 impl<F> ResponseFuture<F> {
     pub(super) fn called(fut: F) -> Self {
         ResponseFuture {
@@ -325,34 +330,15 @@ where
     type Output = Result<R, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut call = self.project().call;
-        match call.as_mut().project() {
-            CallProj::Called { fut } => fut.poll(cx),
-            CallProj::Rejected { .. } => refuse_call(call, cx),
-            CallProj::Done => panic!("rate limiter response future polled after completion"),
-        }
+        self.project().call.poll_made(cx)
     }
-}
-
-/// As `refuse`: a unit of tokio's budget per refusal, out of line.
-#[cfg(feature = "tower")]
-#[cold]
-#[inline(never)]
-fn refuse_call<F, R, E: From<Rejected>>(
-    call: Pin<&mut Call<F>>,
-    cx: &mut Context<'_>,
-) -> Poll<Result<R, E>> {
-    ready!(crate::coop::poll_proceed(cx)).made_progress();
-    let CallReplace::Rejected { error } = call.project_replace(Call::Done) else {
-        unreachable!("the call was just refused");
-    };
-    Poll::Ready(Err(E::from(error)))
 }
 
 #[cfg(feature = "tower")]
 impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.call {
+            Call::Start => "Start",
             Call::Called { .. } => "Called",
             Call::Rejected { .. } => "Rejected",
             Call::Done => "Done",
