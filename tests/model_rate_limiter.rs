@@ -17,6 +17,7 @@ use palisade::error::LimitCause;
 use palisade::rate_limiter::RateLimiter;
 use palisade::{Rejected, timer::TokioTimer};
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -24,43 +25,6 @@ enum Op {
     Advance(u64),
     /// Nothing happens for a week.
     Idle,
-}
-
-#[derive(Debug)]
-struct Model {
-    level_ns: u128,
-    emission_ns: u128,
-    burst: u32,
-}
-
-impl Model {
-    fn new(count: u32, period_ns: u64, burst: u32) -> Model {
-        let emission_ns = u128::from(period_ns).div_ceil(u128::from(count));
-        Model {
-            level_ns: emission_ns * u128::from(burst),
-            emission_ns,
-            burst,
-        }
-    }
-
-    fn advance(&mut self, ns: u64) {
-        self.level_ns =
-            (self.level_ns + u128::from(ns)).min(self.emission_ns * u128::from(self.burst));
-    }
-
-    /// `Ok` when admitted; otherwise the wait in nanoseconds, or `None` for never.
-    fn acquire(&mut self, cost: u32) -> Result<(), Option<u128>> {
-        if cost > self.burst {
-            return Err(None);
-        }
-        let need = self.emission_ns * u128::from(cost);
-        if self.level_ns >= need {
-            self.level_ns -= need;
-            Ok(())
-        } else {
-            Err(Some(need - self.level_ns))
-        }
-    }
 }
 
 fn ops() -> impl Strategy<Value = Vec<Op>> {
@@ -100,7 +64,80 @@ impl Clock for TickClock {
     }
 }
 
+/// Runs `ops` on `limiter` (whose clock follows `exact`) and on the model, with callers that
+/// never wait: the same admissions, the same causes, counters and tokens, and each
+/// `retry_after` from the model's wait up to `slack` longer (a clock's lag).
+fn admits_and_refuses_as_the_model_does<C: Clock>(
+    limiter: &RateLimiter<TokioTimer, C>,
+    exact: &FakeClock,
+    mut model: Bucket,
+    ops: Vec<Op>,
+    slack: Duration,
+) -> Result<(), TestCaseError> {
+    let (mut admitted, mut limited) = (0u64, 0u64);
+    for (id, op) in ops.into_iter().enumerate() {
+        match op {
+            Op::Advance(ns) => exact.advance(Duration::from_nanos(ns)),
+            Op::Idle => exact.advance(Duration::from_secs(7 * 86_400)),
+            Op::Acquire(cost) => {
+                let now = exact.now().as_nanos();
+                match (limiter.try_acquire_n(cost), model.take(id, cost, now)) {
+                    (Ok(()), Got::Now) => admitted += 1,
+                    (Err(Rejected::RateLimited(got)), Got::Refused(want)) => {
+                        limited += 1;
+                        match want {
+                            None => {
+                                prop_assert_eq!(got.cause(), LimitCause::CostAboveBurst);
+                                prop_assert_eq!(got.retry_after(), None);
+                            }
+                            Some(wait) => {
+                                prop_assert_eq!(got.cause(), LimitCause::OverRate);
+                                let after = got.retry_after().unwrap().as_nanos();
+                                prop_assert!(
+                                    after >= wait && after - wait <= slack.as_nanos(),
+                                    "{} against {}",
+                                    after,
+                                    wait
+                                );
+                            }
+                        }
+                    }
+                    (got, want) => {
+                        prop_assert!(false, "cost {}: {:?} against {:?}", cost, got, want)
+                    }
+                }
+            }
+        }
+        let m = limiter.metrics();
+        model.refill(exact.now().as_nanos());
+        prop_assert_eq!(m.tokens, model.tokens());
+        prop_assert_eq!((m.admitted, m.limited), (admitted, limited));
+    }
+    Ok(())
+}
+
 proptest! {
+    #[test]
+    fn the_limiter_admits_and_refuses_as_the_model_does(
+        count in 1u32..1_000,
+        period_ms in 1u64..10_000,
+        burst in 1u32..6,
+        ops in ops(),
+    ) {
+        let clock = FakeClock::new();
+        let limiter = RateLimiter::with_timer_and_clock(
+            RateLimiter::builder()
+                .rate(count, Duration::from_millis(period_ms))
+                .burst(burst)
+                .build()
+                .unwrap(),
+            TokioTimer,
+            clock.clone(),
+        );
+        let model = Bucket::new(count, period_ms, burst, 0);
+        admits_and_refuses_as_the_model_does(&limiter, &clock, model, ops, Duration::ZERO)?;
+    }
+
     #[test]
     fn a_clock_with_a_cheap_lagging_reading_changes_no_admission(
         count in 1u32..1_000,
@@ -108,42 +145,20 @@ proptest! {
         burst in 1u32..6,
         ops in ops(),
     ) {
-        let period = Duration::from_millis(period_ms);
         let exact = FakeClock::new();
         let clock = TickClock { exact: exact.clone(), exact_reads: Arc::default() };
         let limiter = RateLimiter::with_timer_and_clock(
-            RateLimiter::builder().rate(count, period).burst(burst).build().unwrap(),
+            RateLimiter::builder()
+                .rate(count, Duration::from_millis(period_ms))
+                .burst(burst)
+                .build()
+                .unwrap(),
             TokioTimer,
             clock,
         );
-        let mut model = Model::new(count, period_ms * 1_000_000, burst);
-        for op in ops {
-            match op {
-                Op::Advance(ns) => {
-                    exact.advance(Duration::from_nanos(ns));
-                    model.advance(ns);
-                }
-                Op::Idle => {
-                    let week = Duration::from_secs(7 * 86_400);
-                    exact.advance(week);
-                    model.advance(week.as_nanos() as u64);
-                }
-                Op::Acquire(cost) => match (limiter.try_acquire_n(cost), model.acquire(cost)) {
-                    (Ok(()), Ok(())) => {}
-                    (Err(Rejected::RateLimited(got)), Err(want)) => match want {
-                        None => prop_assert_eq!(got.retry_after(), None),
-                        Some(wait) => {
-                            // Counted from the lagging reading: never shorter, at most a
-                            // tick longer.
-                            let after = got.retry_after().unwrap().as_nanos();
-                            prop_assert!(after >= wait && after - wait <= TICK.as_nanos(),
-                                "{} against {}", after, wait);
-                        }
-                    },
-                    (got, want) => prop_assert!(false, "cost {}: {:?} against {:?}", cost, got, want),
-                },
-            }
-        }
+        let model = Bucket::new(count, period_ms, burst, 0);
+        // Counted from the lagging reading: never shorter, at most a tick longer.
+        admits_and_refuses_as_the_model_does(&limiter, &exact, model, ops, TICK)?;
     }
 }
 
@@ -178,62 +193,6 @@ fn refusals_of_an_empty_bucket_never_read_the_exact_clock() {
     assert_eq!(reads.load(Ordering::Relaxed), after_first);
 }
 
-proptest! {
-    #[test]
-    fn the_limiter_admits_and_refuses_as_the_model_does(
-        count in 1u32..1_000,
-        period_ms in 1u64..10_000,
-        burst in 1u32..6,
-        ops in ops(),
-    ) {
-        let period = Duration::from_millis(period_ms);
-        let clock = FakeClock::new();
-        let limiter = RateLimiter::with_timer_and_clock(
-            RateLimiter::builder().rate(count, period).burst(burst).build().unwrap(),
-            TokioTimer,
-            clock.clone(),
-        );
-        let mut model = Model::new(count, period_ms * 1_000_000, burst);
-        let (mut admitted, mut limited) = (0u64, 0u64);
-        for op in ops {
-            match op {
-                Op::Advance(ns) => {
-                    clock.advance(Duration::from_nanos(ns));
-                    model.advance(ns);
-                }
-                Op::Idle => {
-                    let week = Duration::from_secs(7 * 86_400);
-                    clock.advance(week);
-                    model.advance(week.as_nanos() as u64);
-                }
-                Op::Acquire(cost) => match (limiter.try_acquire_n(cost), model.acquire(cost)) {
-                    (Ok(()), Ok(())) => admitted += 1,
-                    (Err(Rejected::RateLimited(got)), Err(want)) => {
-                        limited += 1;
-                        match want {
-                            None => {
-                                prop_assert_eq!(got.cause(), LimitCause::CostAboveBurst);
-                                prop_assert_eq!(got.retry_after(), None);
-                            }
-                            Some(wait) => {
-                                prop_assert_eq!(got.cause(), LimitCause::OverRate);
-                                prop_assert_eq!(
-                                    got.retry_after().map(|d| d.as_nanos()),
-                                    Some(wait)
-                                );
-                            }
-                        }
-                    }
-                    (got, want) => prop_assert!(false, "cost {}: {:?} against {:?}", cost, got, want),
-                },
-            }
-            let m = limiter.metrics();
-            prop_assert_eq!(u128::from(m.tokens), model.level_ns / model.emission_ns);
-            prop_assert_eq!((m.admitted, m.limited), (admitted, limited));
-        }
-    }
-}
-
 /// A sleep that ends when the fake clock reaches its deadline (polled by hand).
 struct ClockSleep {
     clock: FakeClock,
@@ -252,11 +211,14 @@ impl std::future::Future for ClockSleep {
     }
 }
 
-/// The bucket with debt: a level that waiting callers may take below zero, down to
-/// `-max_wait`, and a stack of the takes that moved it, of which only the top can be given
-/// back (the real limiter gives a turn back only while no later one was taken).
+/// The reference: a token bucket kept the plain way, as a level in nanoseconds of refill
+/// (one token is `period / count` of it, rounded up), refilled as time passes and capped at
+/// the burst. Callers that wait may take it below zero, down to `-max_wait`; a stack of the
+/// takes that moved it says which can be given back: only the top (the real limiter gives
+/// a turn back only while no later one was taken). With `max_wait` zero it never goes below
+/// zero.
 #[derive(Debug)]
-struct DebtModel {
+struct Bucket {
     level: i128,
     emission: i128,
     burst: u32,
@@ -272,7 +234,24 @@ enum Got {
     Refused(Option<u128>),
 }
 
-impl DebtModel {
+impl Bucket {
+    fn new(count: u32, period_ms: u64, burst: u32, max_wait_ms: u64) -> Bucket {
+        let emission = i128::from((period_ms * 1_000_000).div_ceil(u64::from(count)));
+        Bucket {
+            level: emission * i128::from(burst),
+            emission,
+            burst,
+            max_wait: i128::from(max_wait_ms) * 1_000_000,
+            at: 0,
+            stack: Vec::new(),
+        }
+    }
+
+    /// Whole tokens now (after a `refill`).
+    fn tokens(&self) -> u32 {
+        (self.level.max(0) / self.emission) as u32
+    }
+
     fn refill(&mut self, now: u64) {
         let full = self.emission * i128::from(self.burst);
         self.level = (self.level + i128::from(now - self.at)).min(full);
@@ -346,16 +325,7 @@ proptest! {
             timer,
             clock.clone(),
         );
-        let emission = i128::from(period_ms * 1_000_000).div_euclid(i128::from(count))
-            + i128::from((period_ms * 1_000_000) % u64::from(count) != 0);
-        let mut model = DebtModel {
-            level: emission * i128::from(burst),
-            emission,
-            burst,
-            max_wait: i128::from(max_wait_ms) * 1_000_000,
-            at: 0,
-            stack: Vec::new(),
-        };
+        let mut model = Bucket::new(count, period_ms, burst, max_wait_ms);
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
         // Waiters still waiting, by id, with their due time.
@@ -413,8 +383,7 @@ proptest! {
             }
             waiting = still;
             model.refill(now);
-            let tokens = (model.level.max(0) / model.emission) as u32;
-            prop_assert_eq!(limiter.metrics().tokens, tokens);
+            prop_assert_eq!(limiter.metrics().tokens, model.tokens());
             prop_assert_eq!(limiter.metrics().admitted, admitted);
         }
     }
