@@ -80,21 +80,11 @@ fn run(case: &str, calls: u64) {
     let repeat = |op: &mut dyn FnMut()| (0..calls).for_each(|_| op());
     match case {
         "rate_limiter_admitted" => {
-            let l = palisade::rate_limiter::RateLimiter::new(
-                palisade::rate_limiter::RateLimiter::builder()
-                    .rate(1 << 29, Duration::from_secs(1))
-                    .build()
-                    .unwrap(),
-            );
+            let l = rate_limiter(1 << 29, Duration::from_secs(1));
             repeat(&mut || std::hint::black_box(l.try_acquire()).unwrap())
         }
         "rate_limiter_refused" => {
-            let l = palisade::rate_limiter::RateLimiter::new(
-                palisade::rate_limiter::RateLimiter::builder()
-                    .rate(1, Duration::from_secs(3600))
-                    .build()
-                    .unwrap(),
-            );
+            let l = rate_limiter(1, Duration::from_secs(3600));
             l.try_acquire().unwrap();
             repeat(&mut || {
                 std::hint::black_box(l.try_acquire()).unwrap_err();
@@ -312,5 +302,15 @@ fn five() -> (
         Bulkhead::new(Bulkhead::builder().max_concurrent(1024).build().unwrap()),
         timeout(),
         palisade::fallback::Fallback::new(palisade::fallback::Fallback::builder().build().unwrap()),
+    )
+}
+
+/// A rate limiter of `count` calls per `period`, default burst, default clock.
+fn rate_limiter(count: u32, period: Duration) -> palisade::rate_limiter::RateLimiter {
+    palisade::rate_limiter::RateLimiter::new(
+        palisade::rate_limiter::RateLimiter::builder()
+            .rate(count, period)
+            .build()
+            .unwrap(),
     )
 }
