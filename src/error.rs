@@ -54,6 +54,9 @@ pub enum Rejected {
     /// A rate limiter refused the call: over its rate, or a cost above its burst.
     #[error(transparent)]
     RateLimited(#[from] RateLimited),
+    /// A per-key policy had no room for a new key: every key it keeps is in use.
+    #[error(transparent)]
+    TooManyKeys(#[from] TooManyKeys),
 }
 
 impl Rejected {
@@ -73,6 +76,7 @@ impl Rejected {
             Rejected::CircuitOpen(e) => e.policy_name(),
             Rejected::BulkheadFull(e) => e.policy_name(),
             Rejected::RateLimited(e) => e.policy_name(),
+            Rejected::TooManyKeys(e) => e.policy_name(),
         }
     }
 
@@ -97,6 +101,7 @@ impl Rejected {
             Rejected::CircuitOpen(e) => e.retry_after(),
             Rejected::BulkheadFull(_) => None,
             Rejected::RateLimited(e) => e.retry_after(),
+            Rejected::TooManyKeys(_) => None,
         }
     }
 
@@ -348,6 +353,7 @@ pub struct BulkheadFull {
     policy: &'static str,
     max_concurrent: u32,
     cause: FullCause,
+    per_key: bool,
 }
 
 impl BulkheadFull {
@@ -366,7 +372,40 @@ impl BulkheadFull {
             policy,
             max_concurrent,
             cause,
+            per_key: false,
         }
+    }
+
+    /// The same refusal, by one key's bulkhead in a [`Keyed`](crate::keyed::Keyed) map: a
+    /// limit on one caller's own concurrent calls (a session limit), which
+    /// [`ShedLayer`](crate::http::ShedLayer) answers with 429 rather than 503.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::{BulkheadFull, FullCause};
+    ///
+    /// let full = BulkheadFull::new("sessions", 2, FullCause::QueueFull).for_key();
+    /// assert!(full.per_key());
+    /// ```
+    pub const fn for_key(self) -> Self {
+        BulkheadFull {
+            per_key: true,
+            ..self
+        }
+    }
+
+    /// Whether one key's bulkhead refused the call (see [`for_key`](Self::for_key)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::{BulkheadFull, FullCause};
+    ///
+    /// assert!(!BulkheadFull::new("db", 4, FullCause::QueueFull).per_key());
+    /// ```
+    pub const fn per_key(&self) -> bool {
+        self.per_key
     }
 
     /// The name of the bulkhead.
@@ -548,6 +587,68 @@ impl RateLimited {
             NEVER | UNKNOWN => None,
             ns => Some(Duration::from_nanos(ns)),
         }
+    }
+}
+
+/// A per-key policy ([`Keyed`](crate::keyed::Keyed)) refused a call for a new key: it keeps
+/// `max_keys` keys, and none of them could be evicted (each has a call in flight, or state
+/// a fresh instance would lose, or was used within the idle time).
+///
+/// # Examples
+///
+/// ```
+/// use palisade::{Rejected, error::TooManyKeys};
+///
+/// let full = TooManyKeys::new("per-user", 10_000);
+/// assert_eq!(full.max_keys(), 10_000);
+/// assert_eq!(Rejected::from(full).retry_after(), None);
+/// assert_eq!(full.to_string(), "policy `per-user`: no room for a new key (10000 in use)");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("policy `{policy}`: no room for a new key ({max_keys} in use)")]
+pub struct TooManyKeys {
+    policy: &'static str,
+    max_keys: u32,
+}
+
+impl TooManyKeys {
+    /// A refusal by the per-key policy named `policy`, which keeps at most `max_keys` keys.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::TooManyKeys;
+    ///
+    /// assert_eq!(TooManyKeys::new("hosts", 64).policy_name(), "hosts");
+    /// ```
+    pub const fn new(policy: &'static str, max_keys: u32) -> Self {
+        TooManyKeys { policy, max_keys }
+    }
+
+    /// The name of the per-key policy.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::TooManyKeys;
+    ///
+    /// assert_eq!(TooManyKeys::new("hosts", 64).policy_name(), "hosts");
+    /// ```
+    pub const fn policy_name(&self) -> &'static str {
+        self.policy
+    }
+
+    /// The most keys the policy keeps.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::TooManyKeys;
+    ///
+    /// assert_eq!(TooManyKeys::new("hosts", 64).max_keys(), 64);
+    /// ```
+    pub const fn max_keys(&self) -> u32 {
+        self.max_keys
     }
 }
 

@@ -243,6 +243,7 @@ pub mod health;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+pub mod keyed;
 #[cfg(feature = "tower")]
 mod lift;
 pub mod pipeline;

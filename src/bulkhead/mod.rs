@@ -232,6 +232,21 @@ impl<T> Bulkhead<T> {
         bulkhead
     }
 
+    /// A bulkhead with this one's config and timer and slots of its own, for a per-key map
+    /// (no `Created` event: it is part of the map).
+    pub(crate) fn sibling(&self) -> Self
+    where
+        T: Clone,
+    {
+        Bulkhead {
+            shared: Arc::new(Shared {
+                per_key: true,
+                ..Shared::new(self.shared.config.clone())
+            }),
+            timer: self.timer.clone(),
+        }
+    }
+
     /// Changes the number of slots for calls admitted from now on; calls in flight are not
     /// disturbed. Values outside `1..=`[`MAX_LIMIT`] are refused.
     ///

@@ -16,6 +16,8 @@ pub(super) struct Shared {
     pub(super) telemetry: Telemetry,
     pub(super) rejected: StripedCounter,
     pub(super) config: BulkheadConfig,
+    // One key's bulkhead in a per-key map: its refusals say so.
+    pub(super) per_key: bool,
 }
 
 // The counts in events come from the atomic step that took or gave back the slot: read
@@ -28,6 +30,7 @@ impl Shared {
             telemetry: config.telemetry.clone(),
             rejected: StripedCounter::new(),
             config,
+            per_key: false,
         }
     }
 
@@ -50,11 +53,8 @@ impl Shared {
     #[cold]
     pub(super) fn reject(&self, cause: FullCause) -> Rejected {
         self.rejected.incr();
-        let rejected = Rejected::BulkheadFull(BulkheadFull::new(
-            self.telemetry.name(),
-            self.sem.limit(),
-            cause,
-        ));
+        let full = BulkheadFull::new(self.telemetry.name(), self.sem.limit(), cause);
+        let rejected = Rejected::BulkheadFull(if self.per_key { full.for_key() } else { full });
         self.telemetry.emit(|| EventKind::Rejected(rejected));
         rejected
     }

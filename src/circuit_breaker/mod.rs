@@ -242,6 +242,20 @@ impl<C: Clock> CircuitBreaker<C> {
         breaker
     }
 
+    /// A closed breaker with this one's config and clock and state of its own, for a
+    /// per-key map (no `Created` event: it is part of the map).
+    pub(crate) fn sibling(&self) -> Self
+    where
+        C: Clone,
+    {
+        CircuitBreaker {
+            shared: Arc::new(Shared::new(
+                self.config().clone(),
+                self.shared.clock.clone(),
+            )),
+        }
+    }
+
     /// Runs the future made by `make` if the breaker admits it, and records its outcome with
     /// the [`DefaultClassifier`] (chain [`classify`](future::RunFuture::classify) on the
     /// returned future to use another).

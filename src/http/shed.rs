@@ -27,6 +27,10 @@ use crate::error::{AsRejected, LimitCause, Rejected};
 ///   refusal does not say); a cost above the limiter's burst, which waiting never admits,
 ///   also gets `429`, without `Retry-After` (map it to `413` with your own layer if clients
 ///   should read it as "too large");
+/// - a per-key bulkhead's refusal (one caller's own concurrent calls, a session limit:
+///   [`BulkheadFull::per_key`](crate::error::BulkheadFull::per_key)) is that caller's
+///   doing, not the server's load: `429` too, with the layer's default `Retry-After`; a
+///   [`TooManyKeys`](crate::error::TooManyKeys) refusal is the server's: `503`;
 /// - a timeout becomes `504 Gateway Timeout` (no `Retry-After`: the server is not saying it
 ///   is overloaded, only that this call took too long);
 /// - any other error becomes `500 Internal Server Error`.
@@ -273,6 +277,11 @@ impl ShedLayer {
                     _ => Some(limited.retry_after().unwrap_or(self.retry_after)),
                 },
             ),
+            // One caller's own concurrency (a per-key bulkhead): too many requests of its
+            // own, not an overloaded server.
+            Some(Rejected::BulkheadFull(full)) if full.per_key() => {
+                (self.limited, Some(self.retry_after))
+            }
             Some(rejected) => (
                 self.overload,
                 Some(rejected.retry_after().unwrap_or(self.retry_after)),

@@ -261,6 +261,12 @@ impl Gcra {
     pub(crate) fn tokens(&self, now_ns: u64, rate: Rate) -> u32 {
         tokens(self.tat.load(Ordering::Relaxed), now_ns, rate)
     }
+
+    /// Whether the bucket is full at `now_ns`: a TAT not ahead of the clock, which a bucket
+    /// that was never used has too.
+    pub(crate) fn is_full(&self, now_ns: u64) -> bool {
+        self.tat.load(Ordering::Relaxed) <= now_ns
+    }
 }
 
 #[cfg(all(test, not(loom)))]

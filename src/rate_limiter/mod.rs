@@ -230,6 +230,20 @@ impl<T, C> RateLimiter<T, C> {
         limiter
     }
 
+    /// A limiter with this one's config, timer and clock and a full bucket of its own, for
+    /// a per-key map (no `Created` event: it is part of the map).
+    pub(crate) fn sibling(&self) -> Self
+    where
+        T: Clone,
+        C: Clone,
+    {
+        RateLimiter {
+            shared: Arc::new(Shared::new(self.shared.config.clone())),
+            timer: self.timer.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
     /// The config this rate limiter was built from.
     ///
     /// # Examples
@@ -340,6 +354,12 @@ impl<T, C: Clock> RateLimiter<T, C> {
             tokens: s.gcra.tokens(self.clock.now().as_nanos(), s.rate),
             burst: s.rate.burst(),
         }
+    }
+
+    /// Whether the bucket is full: no token spent that has not come back, no turn reserved.
+    /// Reads the exact clock.
+    pub(crate) fn is_full(&self) -> bool {
+        self.shared.gcra.is_full(self.clock.now().as_nanos())
     }
 }
 

@@ -134,6 +134,7 @@ fn rejection_reason(rejected: &Rejected) -> &'static str {
         Rejected::BulkheadFull(_) => "bulkhead_full",
         Rejected::Timeout(_) => "timeout",
         Rejected::RateLimited(_) => "rate_limited",
+        Rejected::TooManyKeys(_) => "too_many_keys",
     }
 }
 

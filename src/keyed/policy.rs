@@ -1,0 +1,131 @@
+//! What a policy must offer to be kept per key: a fresh instance like itself, and whether an
+//! instance is at rest (a fresh one would behave the same), so that evicting it changes
+//! nothing a caller could notice.
+
+use crate::bulkhead::Bulkhead;
+use crate::circuit_breaker::{CircuitBreaker, CircuitState};
+use crate::clock::Clock;
+use crate::rate_limiter::RateLimiter;
+
+/// A policy a [`Keyed`](super::Keyed) map can keep one of per key: the
+/// [`RateLimiter`], the [`Bulkhead`] and the [`CircuitBreaker`]. Sealed.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::keyed::PerKey;
+/// use palisade::rate_limiter::RateLimiter;
+///
+/// fn per_key<P: PerKey>(_: &P) {}
+/// per_key(&RateLimiter::new(RateLimiter::builder().rate(10, std::time::Duration::from_secs(1)).build()?));
+/// # Ok::<(), palisade::ConfigError>(())
+/// ```
+pub trait PerKey: sealed::Sealed + Clone + Send + Sync + 'static {
+    /// The policy's tower layer, which a [`KeyedService`](super::KeyedService) puts around
+    /// each request with the key's instance.
+    #[cfg(feature = "tower")]
+    type Layer;
+
+    /// The layer of this instance.
+    #[cfg(feature = "tower")]
+    #[doc(hidden)]
+    fn tower_layer(&self) -> Self::Layer;
+}
+
+pub(crate) mod sealed {
+    /// The methods behind [`PerKey`](super::PerKey), out of users' reach.
+    pub trait Sealed {
+        /// A new instance with this one's config, timer and clock, sharing no state with it.
+        /// It reports no `Created` event: a per-key instance is part of its map.
+        fn sibling(&self) -> Self;
+
+        /// Whether a fresh sibling would behave exactly as this instance does now. Read
+        /// only while no call holds a lease on the key.
+        fn at_rest(&self) -> bool;
+
+        /// The name the instance reports under.
+        fn policy_name(&self) -> &'static str;
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static, C: Clock + Clone> PerKey for RateLimiter<T, C> {
+    #[cfg(feature = "tower")]
+    type Layer = crate::rate_limiter::RateLimiterLayer<T, C>;
+
+    #[cfg(feature = "tower")]
+    fn tower_layer(&self) -> Self::Layer {
+        self.layer()
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static, C: Clock + Clone> sealed::Sealed for RateLimiter<T, C> {
+    fn sibling(&self) -> Self {
+        RateLimiter::sibling(self)
+    }
+
+    /// A bucket that is full again: its TAT is not ahead of the clock (a waiter still
+    /// holding a reserved turn keeps it ahead).
+    fn at_rest(&self) -> bool {
+        self.is_full()
+    }
+
+    fn policy_name(&self) -> &'static str {
+        self.name()
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> PerKey for Bulkhead<T> {
+    #[cfg(feature = "tower")]
+    type Layer = crate::bulkhead::BulkheadLayer<T>;
+
+    #[cfg(feature = "tower")]
+    fn tower_layer(&self) -> Self::Layer {
+        self.layer()
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> sealed::Sealed for Bulkhead<T> {
+    fn sibling(&self) -> Self {
+        Bulkhead::sibling(self)
+    }
+
+    /// No slot taken and no call waiting for one.
+    fn at_rest(&self) -> bool {
+        let m = self.metrics();
+        m.in_flight == 0 && m.queued == 0
+    }
+
+    fn policy_name(&self) -> &'static str {
+        self.name()
+    }
+}
+
+impl<C: Clock + Clone> PerKey for CircuitBreaker<C> {
+    #[cfg(feature = "tower")]
+    type Layer = crate::circuit_breaker::CircuitBreakerLayer<C>;
+
+    #[cfg(feature = "tower")]
+    fn tower_layer(&self) -> Self::Layer {
+        self.layer()
+    }
+}
+
+impl<C: Clock + Clone> sealed::Sealed for CircuitBreaker<C> {
+    fn sibling(&self) -> Self {
+        CircuitBreaker::sibling(self)
+    }
+
+    /// Closed, or open with its break over (it reads half-open) and no probe in flight,
+    /// which the lease count guarantees. A breaker in its break remembers that its host is
+    /// failing and stays. A closed one forgets the results in its window when it is
+    /// evicted; so does one whose break is over, which a fresh sibling replaces with a
+    /// closed breaker that trips again after its minimum of failures: after the idle time
+    /// those results have little left to say, and no host's breaker stays for ever.
+    fn at_rest(&self) -> bool {
+        matches!(self.state(), CircuitState::Closed | CircuitState::HalfOpen)
+    }
+
+    fn policy_name(&self) -> &'static str {
+        self.name()
+    }
+}
