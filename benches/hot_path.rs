@@ -75,7 +75,8 @@
 //!
 //! palisade's rate limiter against governor's direct (unkeyed) limiter, each on its default
 //! clock: admitted under a rate no case reaches (a CAS on one word each), and refused once
-//! the bucket is empty.
+//! the bucket is empty; and keyed, on a key already in the map: palisade's `Keyed` (papaya)
+//! against governor's keyed limiter (dashmap).
 
 use std::cell::OnceCell;
 use std::future::{Ready, ready};
@@ -641,6 +642,21 @@ fn rate_limiter_benches(c: &mut Criterion) {
         case(g, t, "bare clock read (MonotonicClock::now)", &bare);
         case(g, t, "palisade try_acquire", &ours_refused);
         case(g, t, "governor check", &theirs_refused);
+    });
+
+    // Per key, on a key already in the map (both threads on the same key): palisade's
+    // papaya map and lease around the same limiter, governor's dashmap keyed limiter.
+    let ours_keyed: palisade::keyed::Keyed<u64, _> =
+        palisade::keyed::Keyed::new(palisade::keyed::KeyedConfig::default(), ours.clone());
+    ours_keyed.try_acquire(&7).unwrap();
+    let theirs_keyed = Governor::keyed(Quota::per_second(huge));
+    theirs_keyed.check_key(&7).unwrap();
+    let ours_keyed_op = || ours_keyed.try_acquire(black_box(&7));
+    let theirs_keyed_op = || theirs_keyed.check_key(black_box(&7));
+    on_one_and_two_threads(c, "rate_limiter/keyed, existing key", |g, t| {
+        case(g, t, "bare clock read (MonotonicClock::now)", &bare);
+        case(g, t, "palisade Keyed::try_acquire", &ours_keyed_op);
+        case(g, t, "governor keyed check_key", &theirs_keyed_op);
     });
 }
 

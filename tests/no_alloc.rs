@@ -494,3 +494,45 @@ mod rate_limiter {
         assert_eq!(layer_allocations(limiter().layer()), 0);
     }
 }
+
+mod keyed {
+    use super::*;
+    use palisade::bulkhead::Bulkhead;
+    use palisade::keyed::{Keyed, KeyedConfig};
+    use palisade::rate_limiter::RateLimiter;
+    use std::time::Duration;
+
+    #[test]
+    fn an_admitted_call_on_an_existing_key_does_not_allocate() {
+        let limiter = RateLimiter::new(
+            RateLimiter::builder()
+                .rate(1_000_000_000, Duration::from_secs(1))
+                .burst(1 << 20)
+                .build()
+                .unwrap(),
+        );
+        let per_user: Keyed<String, _> = Keyed::new(KeyedConfig::default(), limiter);
+        // The first call makes the key's limiter (allocations expected); later ones must not.
+        per_user.try_acquire("ada").unwrap();
+        assert_eq!(allocations(|| per_user.try_acquire("ada").unwrap()), 0);
+        assert_eq!(allocations(|| per_user.try_acquire_n("ada", 3).unwrap()), 0);
+    }
+
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn run_on_an_existing_key_does_not_allocate() {
+        let sessions: Keyed<u64, _> = Keyed::new(
+            KeyedConfig::default(),
+            Bulkhead::new(Bulkhead::builder().max_concurrent(4).build().unwrap()),
+        );
+        let _ =
+            poll_ready_now(sessions.run(&7, || std::future::ready(Ok::<_, palisade::Rejected>(1))));
+        let n = allocations(|| {
+            let out = poll_ready_now(
+                sessions.run(&7, || std::future::ready(Ok::<_, palisade::Rejected>(1))),
+            );
+            assert_eq!(out, Ok(1));
+        });
+        assert_eq!(n, 0);
+    }
+}

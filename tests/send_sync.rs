@@ -122,6 +122,38 @@ fn rate_limiter_handles_and_futures() {
 }
 
 #[test]
+fn keyed_maps_futures_layers_and_services() {
+    use palisade::keyed::{Keyed, KeyedConfig, KeyedLayer};
+    use palisade::rate_limiter::RateLimiter;
+    let l = RateLimiter::new(
+        RateLimiter::builder()
+            .rate(10, std::time::Duration::from_secs(1))
+            .build()
+            .unwrap(),
+    );
+    let limiters: Keyed<String, _> = Keyed::new(KeyedConfig::default(), l);
+    assert_send_sync(&limiters);
+    assert_send(&limiters.run("ada", call));
+    let sessions: Keyed<u32, _> = Keyed::new(KeyedConfig::default(), bulkhead());
+    assert_send_sync(&sessions);
+    assert_send(&sessions.run(&1, call));
+    let hosts: Keyed<String, _> = Keyed::new(KeyedConfig::default(), breaker());
+    assert_send_sync(&hosts);
+    assert_send(&hosts.run("a", call));
+    let layer = KeyedLayer::new(sessions, |x: &u32| *x);
+    assert_send_sync(&layer);
+    let svc = layer.layer(inner());
+    assert_send_sync(&svc);
+    response_future_is_send::<_, u32>(&svc);
+    let svc = KeyedLayer::new(limiters, |x: &u32| x.to_string()).layer(inner());
+    assert_send_sync(&svc);
+    response_future_is_send::<_, u32>(&svc);
+    let svc = KeyedLayer::new(hosts, |x: &u32| x.to_string()).layer(inner());
+    assert_send_sync(&svc);
+    response_future_is_send::<_, u32>(&svc);
+}
+
+#[test]
 fn bulkhead_futures_permits_layers_and_services() {
     let b = bulkhead();
     assert_send(&b.run(call));

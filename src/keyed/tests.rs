@@ -220,3 +220,27 @@ fn a_breaker_in_its_break_stays_and_one_past_it_goes() {
     }
     assert!(!keyed.contains_key("down"));
 }
+
+#[test]
+fn a_closed_breaker_with_a_call_in_flight_is_never_evicted() {
+    let clock = FakeClock::new();
+    let breaker =
+        CircuitBreaker::with_clock(CircuitBreaker::builder().build().unwrap(), clock.clone());
+    let keyed: Keyed<u32, _, _> = Keyed::with_clock(
+        KeyedConfig::builder().idle(IDLE).build().unwrap(),
+        breaker,
+        clock.clone(),
+    );
+    // A closed breaker is at rest: only the lease keeps a long call's key.
+    let mut call =
+        tokio_test::task::spawn(keyed.run(&1, std::future::pending::<Result<(), Rejected>>));
+    assert!(call.poll().is_pending());
+    for _ in 0..10 {
+        clock.advance(IDLE);
+        assert_eq!(keyed.evict_idle(), 0);
+    }
+    assert!(keyed.contains_key(&1));
+    drop(call);
+    assert_eq!(held(&keyed, &1), 0);
+    assert_eq!(keyed.evict_idle(), 1);
+}
