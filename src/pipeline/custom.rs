@@ -151,15 +151,20 @@ mod tests {
         let order = Order::RECOMMENDED.filter(|s| s != Stage::CircuitBreaker);
         assert_eq!(
             order.stages().collect::<Vec<_>>(),
-            [Stage::Retry, Stage::Bulkhead, Stage::Timeout]
+            [
+                Stage::Retry,
+                Stage::RateLimiter,
+                Stage::Bulkhead,
+                Stage::Timeout
+            ]
         );
-        assert_eq!(order.level(Stage::Timeout), Some(2));
+        assert_eq!(order.level(Stage::Timeout), Some(3));
         assert_eq!(order.level(Stage::CircuitBreaker), None);
-        assert_eq!(order.at(3), None, "level 3 is the call");
-        assert_eq!(order.call(), 3);
+        assert_eq!(order.at(4), None, "level 4 is the call");
+        assert_eq!(order.call(), 4);
         assert_eq!(
             order.inside(0).collect::<Vec<_>>(),
-            [Stage::Bulkhead, Stage::Timeout]
+            [Stage::RateLimiter, Stage::Bulkhead, Stage::Timeout]
         );
     }
 
