@@ -37,8 +37,9 @@
 //! ```
 //!
 //! The same handles compose; outermost first, the recommended order is retry → circuit
-//! breaker → bulkhead → timeout → call. [`Pipeline`] applies it for you
-//! (and cuts each attempt's timeout to a retry deadline); by hand it reads:
+//! breaker → rate limiter → bulkhead → timeout → call. [`Pipeline`] applies it for you
+//! (and cuts each attempt's timeout, and its wait for a rate limiter's turn, to a retry
+//! deadline); by hand it reads:
 //!
 //! ```
 //! use palisade::{Rejected, bulkhead::Bulkhead, circuit_breaker::CircuitBreaker, retry::Retry,

@@ -2,15 +2,27 @@
 //! large-language-model API, a database, a third-party HTTP API and a message broker.
 //!
 //! Each preset is a [pipeline](crate::pipeline::Pipeline) of a retry, a timeout per attempt
-//! and, where the dependency calls for them, a circuit breaker and a bulkhead, with values
-//! sized for that kind of dependency:
+//! and, where the dependency calls for them, a circuit breaker, a rate limiter and a
+//! bulkhead, with values sized for that kind of dependency:
 //!
-//! | Preset | Retry | Circuit breaker | Timeout | Bulkhead |
-//! |---|---|---|---|---|
-//! | [`Preset::llm_api`] | 3 retries, exponential 2 s ×2 ≤ 30 s | 5 failures / 30 s, open 30 s | 30 s | 10 concurrent |
-//! | [`Preset::database`] | 2 retries, linear 100 ms + 100 ms ≤ 1 s | none | 5 s | none |
-//! | [`Preset::external_api`] | 3 retries, exponential 1 s ×2 ≤ 10 s | 3 failures / 60 s, open 30 s | 10 s | 5 concurrent |
-//! | [`Preset::message_queue`] | 5 retries, exponential 200 ms ×2 ≤ 10 s | 10 failures / 60 s, open 30 s | 5 s | 20 concurrent |
+//! | Preset | Retry | Circuit breaker | Rate limiter | Timeout | Bulkhead |
+//! |---|---|---|---|---|---|
+//! | [`Preset::llm_api`] | 3 retries, exponential 2 s ×2 ≤ 30 s | 5 failures / 30 s, open 30 s | 50 / min, burst 10, waits ≤ 30 s | 30 s | 10 concurrent |
+//! | [`Preset::database`] | 2 retries, linear 100 ms + 100 ms ≤ 1 s | none | none | 5 s | none |
+//! | [`Preset::external_api`] | 3 retries, exponential 1 s ×2 ≤ 10 s | 3 failures / 60 s, open 30 s | none | 10 s | 5 concurrent |
+//! | [`Preset::message_queue`] | 5 retries, exponential 200 ms ×2 ≤ 10 s | 10 failures / 60 s, open 30 s | none | 5 s | 20 concurrent |
+//!
+//! The retry, breaker, timeout and bulkhead values are the seeds' table of policies per
+//! dependency. The table has no rate column, but LLM APIs sell requests per minute, so the
+//! LLM preset keeps to a quota: 50 requests a minute, the lowest usage tier of Anthropic's
+//! API (the provider the seeds' LLM client calls) when this preset was written; bursts of 10,
+//! the seeds' concurrency for LLM calls; and a call waits up to 30 s for its turn, the
+//! seeds' LLM timeout (a call waits no longer for its turn than for its answer). Set your
+//! own tier's rate with [`rate_limiter`](Preset::rate_limiter) (a quota counted as a token
+//! bucket, as Anthropic's is, is kept by any burst up to the quota; one counted in fixed
+//! minutes needs `burst + rate ≤ quota`, see the [rate limiter](crate::rate_limiter)). The
+//! other presets have no limiter: the seeds give no quota for them, and a database or broker
+//! is bounded by its pool or its concurrency instead.
 //!
 //! Every preset also has:
 //! - **jitter**: equal jitter (each delay is at least half its base), so a fleet retrying at
@@ -18,9 +30,10 @@
 //! - **a retry budget**: retries may add 20 % to the first attempts of the last 10 s, plus
 //!   1 retry per second, shared by every clone of the pipeline, so an outage cannot be
 //!   multiplied by the retries of many callers;
-//! - **a total deadline** on the retry equal to the attempts' worst case (every timeout plus
-//!   every longest delay), so a call never outlives what the table promises. The pipeline
-//!   cuts each attempt's timeout to the time left. It is computed by
+//! - **a total deadline** on the retry equal to the attempts' worst case (every timeout,
+//!   every longest delay and, with a rate limiter, every longest wait for a turn), so a call
+//!   never outlives what the table promises. The pipeline cuts each attempt's timeout, and
+//!   its wait for a turn, to the time left. It is computed by
 //!   [`build`](Preset::build) from the values as they are then, so changing the timeout,
 //!   the attempts or the backoff moves it too; clear
 //!   [`worst_case_deadline`](Preset::worst_case_deadline) to keep a deadline of your own
@@ -57,12 +70,13 @@ use std::time::Duration;
 
 use crate::bulkhead::{BulkheadConfig, BulkheadConfigBuilder};
 use crate::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerConfigBuilder};
+use crate::rate_limiter::{RateLimiterConfig, RateLimiterConfigBuilder};
 use crate::retry::{Backoff, Jitter, RetryBudget, RetryConfig, RetryConfigBuilder};
 use crate::timeout::{TimeoutConfig, TimeoutConfigBuilder};
 #[cfg(feature = "tokio")]
 use crate::{
     bulkhead::Bulkhead, circuit_breaker::CircuitBreaker, error::ConfigError, pipeline::Pipeline,
-    retry::Retry, timeout::Timeout,
+    rate_limiter::RateLimiter, retry::Retry, timeout::Timeout,
 };
 
 /// The budget every preset's retry gets: 20 % of the first attempts of the last 10 s, plus
@@ -71,6 +85,9 @@ pub const PRESET_BUDGET: RetryBudget = RetryBudget::new(Duration::from_secs(10),
 
 /// How long every preset's breaker stays open before a probe.
 pub const PRESET_BREAK: Duration = Duration::from_secs(30);
+
+// Requests a minute of the LLM preset's limiter; see the module docs.
+const LLM_RATE: u32 = 50;
 
 /// The config builders of a preset's policies; see the [module docs](self) for the values.
 ///
@@ -100,6 +117,8 @@ pub struct Preset {
     pub retry: RetryConfigBuilder,
     /// The breaker, if the preset has one.
     pub circuit_breaker: Option<CircuitBreakerConfigBuilder>,
+    /// The rate limiter, if the preset has one (each attempt takes a token).
+    pub rate_limiter: Option<RateLimiterConfigBuilder>,
     /// The bulkhead, if the preset has one.
     pub bulkhead: Option<BulkheadConfigBuilder>,
     /// Each attempt's timeout.
@@ -121,29 +140,47 @@ impl Preset {
     /// For calls to a large-language-model API: slow, rate-limited, expensive.
     ///
     /// 3 retries with exponential backoff from 2 s, doubling up to 30 s; a breaker that opens
-    /// for 30 s on 5 failures within 30 s; a 30 s timeout per attempt; 10 calls at once.
+    /// for 30 s on 5 failures within 30 s; 50 requests a minute in bursts of 10, a call
+    /// waiting up to 30 s for its turn; a 30 s timeout per attempt; 10 calls at once. See
+    /// the [module docs](self) for where the rate comes from, and set your own.
     ///
     /// # Examples
     ///
     /// ```
     /// use palisade::presets::Preset;
+    /// use std::time::Duration;
     /// # #[cfg(feature = "tokio")]
     /// # fn main() -> Result<(), palisade::ConfigError> {
     ///
     /// let llm = Preset::llm_api().build("anthropic")?;
     /// assert_eq!(llm.retry().unwrap().config().max_attempts(), 4);
+    /// assert_eq!(llm.rate_limiter().unwrap().config().count(), 50);
+    ///
+    /// // A higher tier's quota: 1000 requests a minute.
+    /// let mut preset = Preset::llm_api();
+    /// preset.rate_limiter = preset.rate_limiter.map(|l| l.rate(1000, Duration::from_secs(60)));
+    /// let llm = preset.build("anthropic")?;
+    /// assert_eq!(llm.rate_limiter().unwrap().config().count(), 1000);
     /// # Ok(())
     /// # }
     /// # #[cfg(not(feature = "tokio"))] fn main() {}
     /// ```
     pub fn llm_api() -> Self {
-        Preset::new(
-            3,
-            Backoff::exponential(secs(2), 2.0, secs(30)),
-            Some((5, secs(30))),
-            secs(30),
-            Some(10),
-        )
+        Preset {
+            rate_limiter: Some(
+                RateLimiterConfig::builder()
+                    .rate(LLM_RATE, secs(60))
+                    .burst(10)
+                    .max_wait(secs(30)),
+            ),
+            ..Preset::new(
+                3,
+                Backoff::exponential(secs(2), 2.0, secs(30)),
+                Some((5, secs(30))),
+                secs(30),
+                Some(10),
+            )
+        }
     }
 
     /// For calls to a database: quick, local, retried briefly; no breaker or bulkhead (the
@@ -248,6 +285,7 @@ impl Preset {
                     .failures_within(failures, within)
                     .break_duration(PRESET_BREAK)
             }),
+            rate_limiter: None,
             bulkhead: concurrent.map(|n| BulkheadConfig::builder().max_concurrent(n)),
             timeout: TimeoutConfig::builder().duration(timeout),
             worst_case_deadline: true,
@@ -293,16 +331,26 @@ impl Preset {
             .name(name)
             .build()
             .map_err(section("timeout"))?;
+        let limiter = match self.rate_limiter {
+            Some(b) => Some(b.name(name).build().map_err(section("rate_limiter"))?),
+            None => None,
+        };
         if self.worst_case_deadline {
-            // Every attempt may take its whole timeout and be followed by the longest delay;
-            // read from the built configs, so the values are the ones that will run.
+            // Every attempt may wait its longest for a turn, take its whole timeout and be
+            // followed by the longest delay; read from the built configs, so the values are
+            // the ones that will run.
             let attempts = retry_config.max_attempts();
-            let worst = timeout.duration().saturating_mul(attempts).saturating_add(
-                retry_config
-                    .backoff()
-                    .cap()
-                    .saturating_mul(attempts.saturating_sub(1)),
-            );
+            let wait = limiter.as_ref().map_or(Duration::ZERO, |l| l.max_wait());
+            let worst = timeout
+                .duration()
+                .saturating_add(wait)
+                .saturating_mul(attempts)
+                .saturating_add(
+                    retry_config
+                        .backoff()
+                        .cap()
+                        .saturating_mul(attempts.saturating_sub(1)),
+                );
             retry_config = retry.deadline(worst).build().map_err(section("retry"))?;
         }
         let mut builder = Pipeline::builder()
@@ -311,6 +359,9 @@ impl Preset {
         if let Some(b) = self.circuit_breaker {
             let config = b.name(name).build().map_err(section("circuit_breaker"))?;
             builder = builder.circuit_breaker(CircuitBreaker::new(config));
+        }
+        if let Some(config) = limiter {
+            builder = builder.rate_limiter(RateLimiter::new(config));
         }
         if let Some(b) = self.bulkhead {
             let config = b.name(name).build().map_err(section("bulkhead"))?;

@@ -38,6 +38,16 @@ slow_calls = { threshold = "2s", ratio = 0.5, minimum_calls = 20 }
 [circuit_breaker.search]
 trip_model = { kind = "time_window", duration = "1m", buckets = 12, failure_ratio = 0.25, minimum_calls = 50 }
 
+[rate_limiter.llm]
+rate = 50
+period = "1m"
+burst = 10
+max_wait = "30s"
+
+[rate_limiter.search]
+rate = 100
+period = "1s"
+
 [bulkhead.pool]
 max_concurrent = 20
 max_queue = 50
@@ -129,6 +139,30 @@ fn a_full_file_reads_into_the_configs_it_says() {
         ),
         ("pool", 20, 50, Some(ms(250)))
     );
+
+    let llm = &p.rate_limiter["llm"];
+    assert_eq!(
+        (
+            llm.name(),
+            llm.count(),
+            llm.period(),
+            llm.burst(),
+            llm.max_wait()
+        ),
+        (
+            "llm",
+            50,
+            Duration::from_secs(60),
+            10,
+            Duration::from_secs(30)
+        )
+    );
+    let search = &p.rate_limiter["search"];
+    assert_eq!(
+        (search.burst(), search.max_wait()),
+        (100, Duration::ZERO),
+        "absent keys take the defaults: a period's calls, no wait"
+    );
 }
 
 #[test]
@@ -154,6 +188,15 @@ fn a_file_round_trips_through_toml_and_json() {
     assert_eq!(again.retry["api"].backoff(), first.retry["api"].backoff());
     assert_eq!(again.circuit_breaker["payments"].name(), "payments-v2");
     assert_eq!(again.retry["api"].name(), "api");
+    let llm = &again.rate_limiter["llm"];
+    assert_eq!(
+        (llm.count(), llm.period(), llm.burst(), llm.max_wait()),
+        (50, Duration::from_secs(60), 10, Duration::from_secs(30))
+    );
+    assert!(
+        as_toml.contains("[rate_limiter.llm]\nname = \"llm\"\nrate = 50\nperiod = \"1m\"\nburst = 10\nmax_wait = \"30s\"\n"),
+        "written as a person would write it:\n{as_toml}"
+    );
 }
 
 #[test]
@@ -189,6 +232,9 @@ fn a_single_config_without_a_name_gets_its_policys_plain_default_name() {
     assert_eq!(b.name(), palisade::bulkhead::DEFAULT_NAME);
     let r: palisade::retry::RetryConfig = serde_json::from_str("{}").unwrap();
     assert_eq!(r.name(), palisade::retry::DEFAULT_NAME);
+    let l: palisade::rate_limiter::RateLimiterConfig =
+        serde_json::from_str(r#"{ "rate": 5, "period": "1s" }"#).unwrap();
+    assert_eq!(l.name(), palisade::rate_limiter::DEFAULT_NAME);
 }
 
 /// Every rule, from a file: (the file, the field the error must name).
@@ -367,8 +413,43 @@ const BAD: &[(&str, &str)] = &[
         "retry.r.budget.retry_ratio",
     ),
     ("[retry.r]\nmax_atempts = 3", "retry.r.max_atempts"),
+    // Rate limiter.
+    ("[rate_limiter.l]\nburst = 3", "rate_limiter.l.rate"),
+    ("[rate_limiter.l]\nrate = 3", "rate_limiter.l.period"),
+    (
+        "[rate_limiter.l]\nrate = 0\nperiod = \"1s\"",
+        "rate_limiter.l.rate",
+    ),
+    (
+        "[rate_limiter.l]\nrate = -1\nperiod = \"1s\"",
+        "rate_limiter.l.rate",
+    ),
+    (
+        "[rate_limiter.l]\nrate = 3\nperiod = \"0s\"",
+        "rate_limiter.l.period",
+    ),
+    (
+        "[rate_limiter.l]\nrate = 3\nperiod = \"25h\"",
+        "rate_limiter.l.period",
+    ),
+    (
+        "[rate_limiter.l]\nrate = 3\nperiod = \"1ns\"",
+        "rate_limiter.l.rate",
+    ),
+    (
+        "[rate_limiter.l]\nrate = 3\nperiod = \"1s\"\nburst = 0",
+        "rate_limiter.l.burst",
+    ),
+    (
+        "[rate_limiter.l]\nrate = 3\nperiod = \"1s\"\nmax_wait = \"25h\"",
+        "rate_limiter.l.max_wait",
+    ),
+    (
+        "[rate_limiter.l]\nrate = 3\nper = \"1s\"",
+        "rate_limiter.l.per",
+    ),
     // The file itself.
-    ("[rate_limiter.x]\nrate = 3", "rate_limiter"),
+    ("[rate_limit.x]\nrate = 3", "rate_limit"),
     ("timeout = 3", "timeout"),
 ];
 
@@ -791,11 +872,20 @@ backoff = { kind = "constant", delay = "50ms" }
 [circuit_breaker.search]
 trip_model = { kind = "consecutive_failures", failures = 5 }
 
+[rate_limiter.search]
+rate = 10
+period = "1s"
+burst = 2
+
 [bulkhead.search]
 max_concurrent = 2
 
 [bulkhead.db]
 max_concurrent = 1
+
+[rate_limiter.quota]
+rate = 1
+period = "1m"
 "#,
     );
     let policies = Policies::from_path(file.path()).unwrap();
@@ -803,6 +893,7 @@ max_concurrent = 1
     assert_eq!(search.timeout().map(|t| t.duration()), Some(ms(200)));
     assert_eq!(search.retry().map(|r| r.name()), Some("search"));
     assert_eq!(search.circuit_breaker().map(|c| c.name()), Some("search"));
+    assert_eq!(search.rate_limiter().map(|l| l.name()), Some("search"));
     assert_eq!(search.bulkhead().map(|b| b.name()), Some("search"));
 
     let mut attempts = 0;
@@ -835,6 +926,21 @@ max_concurrent = 1
     let db = policies.pipeline("db").unwrap();
     assert!(db.bulkhead().is_some());
     assert!(db.retry().is_none() && db.timeout().is_none() && db.circuit_breaker().is_none());
+    assert!(db.rate_limiter().is_none());
+
+    // A rate limiter alone is a pipeline too, and it limits.
+    let quota = policies.pipeline("quota").unwrap();
+    assert!(quota.rate_limiter().is_some() && quota.retry().is_none());
+    let first: Result<&str, Error<&str>> = quota.run(|| async { Ok("first") }).await;
+    assert_eq!(first, Ok("first"));
+    let second: Result<&str, Error<&str>> = quota.run(|| async { Ok("second") }).await;
+    assert!(
+        matches!(
+            second,
+            Err(Error::Rejected(palisade::Rejected::RateLimited(_)))
+        ),
+        "{second:?}"
+    );
 }
 
 #[cfg(feature = "toml")]
@@ -845,6 +951,19 @@ fn a_pipeline_name_that_names_no_policy_is_an_error() {
     assert_eq!(err.field(), "serach", "{err}");
     assert_eq!(err.value(), r#""serach""#, "{err}");
     assert!(err.rule().contains("the names are db, search"), "{err}");
+    assert!(
+        err.rule()
+            .contains("timeout, retry, circuit_breaker, rate_limiter or bulkhead"),
+        "{err}"
+    );
+    let only_a_limiter = Policies::from_toml_str("[rate_limiter.api]\nrate = 1\nperiod = \"1s\"")
+        .unwrap()
+        .pipeline("apj")
+        .unwrap_err();
+    assert!(
+        only_a_limiter.rule().contains("the names are api"),
+        "{only_a_limiter}"
+    );
     let err = Policies::default().pipeline("").unwrap_err();
     assert_eq!(err.field(), r#""""#, "{err}");
     assert!(err.rule().contains("there are none"), "{err}");

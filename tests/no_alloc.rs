@@ -321,6 +321,7 @@ mod pipeline {
     use palisade::bulkhead::Bulkhead;
     use palisade::circuit_breaker::CircuitBreaker;
     use palisade::pipeline::{Pipeline, Stage};
+    use palisade::rate_limiter::RateLimiter;
     use palisade::retry::Retry;
     use palisade::timeout::{Timeout, TimeoutConfig};
     use std::time::Duration;
@@ -374,6 +375,52 @@ mod pipeline {
             assert_eq!(layer_allocations(pipeline.layer()), 0);
         }
         for pipeline in [without_retry, with_retry, custom] {
+            let n = allocations(|| {
+                let out: Result<u8, palisade::Rejected> =
+                    poll_ready_now(pipeline.run(|| std::future::ready(Ok(1))));
+                assert_eq!(out, Ok(1));
+            });
+            assert_eq!(n, 0);
+        }
+    }
+
+    /// Far more tokens than the test takes: every call is admitted at once, by a limiter
+    /// that refuses (no `max_wait`) or one that would wait.
+    fn limiter(max_wait: Duration) -> RateLimiter {
+        RateLimiter::new(
+            RateLimiter::builder()
+                .rate(1_000_000_000, Duration::from_secs(1))
+                .burst(1 << 20)
+                .max_wait(max_wait)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_pipeline_with_a_rate_limiter_on_an_admitted_call_does_not_allocate() {
+        let pipelines = [Duration::ZERO, Duration::from_secs(1)].map(|max_wait| {
+            Pipeline::builder()
+                .retry(Retry::new(
+                    Retry::builder()
+                        .deadline(Duration::from_secs(5))
+                        .build()
+                        .unwrap(),
+                ))
+                .circuit_breaker(CircuitBreaker::new(
+                    CircuitBreaker::builder().build().unwrap(),
+                ))
+                .rate_limiter(limiter(max_wait))
+                .bulkhead(Bulkhead::new(
+                    Bulkhead::builder().max_concurrent(8).build().unwrap(),
+                ))
+                .build()
+        });
+        #[cfg(feature = "tower")]
+        for pipeline in &pipelines {
+            assert_eq!(layer_allocations(pipeline.layer()), 0);
+        }
+        for pipeline in pipelines {
             let n = allocations(|| {
                 let out: Result<u8, palisade::Rejected> =
                     poll_ready_now(pipeline.run(|| std::future::ready(Ok(1))));

@@ -10,6 +10,7 @@ use palisade::circuit_breaker::{CircuitBreaker, CircuitState};
 use palisade::error::Elapsed;
 use palisade::fallback::Fallback;
 use palisade::pipeline::{Pipeline, PipelineBuilder, Stage};
+use palisade::rate_limiter::RateLimiter;
 use palisade::retry::{Backoff, Retry};
 use palisade::timeout::{Timeout, TimeoutConfig};
 use palisade::{Error, Rejected};
@@ -850,6 +851,8 @@ struct Story {
     // A slot held by someone else for this long (ms) as the call starts.
     held: Option<u64>,
     deadline: Option<u64>,
+    // The rate limiter's burst and max_wait (ms), at ten calls a second.
+    limit: (u32, u64),
 }
 
 /// What a call did: its result, the attempts made, the time it took, and every policy's
@@ -880,6 +883,12 @@ async fn trace(story: Story, spelt_out: bool) -> Trace {
         .consecutive_failures(story.breaker_failures)
         .name("breaker")
         .listener(sink());
+    let limiter = RateLimiter::builder()
+        .rate(10, Duration::from_secs(1))
+        .burst(story.limit.0)
+        .max_wait(ms(story.limit.1))
+        .name("limiter")
+        .listener(sink());
     let bulkhead = Bulkhead::new(
         Bulkhead::builder()
             .max_concurrent(1)
@@ -896,6 +905,7 @@ async fn trace(story: Story, spelt_out: bool) -> Trace {
     let builder = Pipeline::builder()
         .retry(Retry::new(retry.build().unwrap()))
         .circuit_breaker(CircuitBreaker::new(breaker.build().unwrap()))
+        .rate_limiter(RateLimiter::new(limiter.build().unwrap()))
         .bulkhead(bulkhead.clone())
         .timeout(Timeout::new(timeout.build().unwrap()));
     let pipeline = if spelt_out {
@@ -903,6 +913,7 @@ async fn trace(story: Story, spelt_out: bool) -> Trace {
             .build_in_order(&[
                 Stage::Retry,
                 Stage::CircuitBreaker,
+                Stage::RateLimiter,
                 Stage::Bulkhead,
                 Stage::Timeout,
             ])
@@ -944,6 +955,7 @@ async fn the_recommended_order_runs_as_the_same_order_asked_for_by_name() {
         queue: 0,
         held: None,
         deadline: None,
+        limit: (10, 0),
     };
     let stories = [
         story("answers at once", &[(0, false)]),
@@ -978,6 +990,27 @@ async fn the_recommended_order_runs_as_the_same_order_asked_for_by_name() {
             deadline: Some(100),
             ..story("waits past the deadline", &[(0, false)])
         },
+        Story {
+            limit: (1, 0),
+            ..story("is rate limited on its second attempt", &[(0, true)])
+        },
+        Story {
+            limit: (1, 1000),
+            ..story(
+                "waits for its turn on each retry",
+                &[(0, true), (0, true), (0, false)],
+            )
+        },
+        Story {
+            limit: (1, 1000),
+            deadline: Some(150),
+            ..story("finds its turn past the deadline", &[(0, true)])
+        },
+        Story {
+            limit: (1, 1000),
+            deadline: Some(100),
+            ..story("waits for its turn until the deadline", &[(0, true)])
+        },
     ];
     for story in stories {
         let straight = trace(story, false).await;
@@ -985,4 +1018,266 @@ async fn the_recommended_order_runs_as_the_same_order_asked_for_by_name() {
         assert_eq!(straight, spelt_out, "{}", story.name);
         assert!(!straight.3.is_empty(), "{}: the policies spoke", story.name);
     }
+}
+
+// ===== the rate limiter in the pipeline =====
+
+/// `count` a second, in bursts of `burst`, waiting up to `max_wait` for a turn.
+fn limiter(count: u32, burst: u32, max_wait: Duration) -> RateLimiter {
+    RateLimiter::new(
+        RateLimiter::builder()
+            .name("limiter")
+            .rate(count, Duration::from_secs(1))
+            .burst(burst)
+            .max_wait(max_wait)
+            .build()
+            .unwrap(),
+    )
+}
+
+fn is_rate_limited<T: std::fmt::Debug>(out: &Result<T, AppError>) -> bool {
+    matches!(out, Err(AppError::Rejected(Rejected::RateLimited(_))))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_limited_attempt_is_not_counted_by_the_breaker() {
+    let cb = breaker(1);
+    let limiter = limiter(1, 1, Duration::ZERO);
+    let pipeline = Pipeline::builder()
+        .circuit_breaker(cb.clone())
+        .rate_limiter(limiter.clone())
+        .build();
+    limiter.try_acquire().unwrap();
+    let calls = AtomicU32::new(0);
+    for _ in 0..3 {
+        let out: Result<(), AppError> = pipeline
+            .run(|| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Ok(()) }
+            })
+            .await;
+        assert!(is_rate_limited(&out), "{out:?}");
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "a limited call is not made"
+    );
+    assert_eq!(
+        cb.state(),
+        CircuitState::Closed,
+        "one failure would open it"
+    );
+    assert_eq!(cb.metrics().failures, 0);
+    assert_eq!(limiter.metrics().limited, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_takes_no_token() {
+    let cb = breaker(1);
+    let limiter = limiter(1, 2, Duration::ZERO);
+    let pipeline = Pipeline::builder()
+        .rate_limiter(limiter.clone())
+        .circuit_breaker(cb.clone())
+        .build();
+    let out: Result<(), AppError> = pipeline
+        .run(|| async { Err(AppError::Backend("down")) })
+        .await;
+    assert_eq!(out, Err(AppError::Backend("down")));
+    assert_eq!(cb.state(), CircuitState::Open);
+    for _ in 0..3 {
+        let out: Result<(), AppError> = pipeline.run(|| async { Ok(()) }).await;
+        assert!(
+            matches!(out, Err(AppError::Rejected(Rejected::CircuitOpen(_)))),
+            "{out:?}"
+        );
+    }
+    let m = limiter.metrics();
+    assert_eq!((m.admitted, m.limited, m.tokens), (1, 0, 1), "{m:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_retry_attempt_takes_its_own_token() {
+    let limiter = limiter(1, 5, Duration::ZERO);
+    let pipeline = Pipeline::builder()
+        .retry(retry(3))
+        .rate_limiter(limiter.clone())
+        .build();
+    let calls = AtomicU32::new(0);
+    let out: Result<(), AppError> = pipeline
+        .run(|| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(AppError::Backend("down")) }
+        })
+        .await;
+    assert_eq!(out, Err(AppError::Backend("down")));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let m = limiter.metrics();
+    assert_eq!((m.admitted, m.tokens), (3, 2), "{m:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_limited_attempt_is_not_retried_unless_asked_then_after_retry_after() {
+    for retry_rejections in [false, true] {
+        let limiter = limiter(10, 1, Duration::ZERO);
+        let pipeline = Pipeline::builder()
+            .retry(Retry::new(
+                Retry::builder()
+                    .max_attempts(3)
+                    .backoff(Backoff::constant(ms(10)))
+                    .retry_rejections(retry_rejections)
+                    .build()
+                    .unwrap(),
+            ))
+            .rate_limiter(limiter.clone())
+            .build();
+        limiter.try_acquire().unwrap();
+        let start = Instant::now();
+        let out: Result<&str, AppError> = pipeline.run(|| async { Ok("served") }).await;
+        if retry_rejections {
+            assert_eq!(out, Ok("served"));
+            assert_eq!(
+                start.elapsed(),
+                ms(100),
+                "the limiter's retry_after, not the backoff's 10 ms"
+            );
+        } else {
+            assert!(is_rate_limited(&out), "{out:?}");
+            assert_eq!(start.elapsed(), Duration::ZERO);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_waits_for_its_turn_outside_the_bulkhead_and_the_timeout() {
+    let limiter = limiter(1, 1, Duration::from_secs(5));
+    let bulkhead = Bulkhead::new(Bulkhead::builder().max_concurrent(1).build().unwrap());
+    let pipeline = Pipeline::builder()
+        .rate_limiter(limiter.clone())
+        .bulkhead(bulkhead.clone())
+        .timeout(timeout(ms(500)))
+        .build();
+    limiter.try_acquire().unwrap();
+    let start = Instant::now();
+    let mut waiting = tokio_test::task::spawn(pipeline.run(|| async {
+        sleep(ms(300)).await;
+        Ok::<_, AppError>("served")
+    }));
+    assert!(waiting.poll().is_pending());
+    assert_eq!(
+        bulkhead.metrics().available,
+        1,
+        "no slot held while waiting for a turn"
+    );
+    let out = waiting.await;
+    assert_eq!(
+        out,
+        Ok("served"),
+        "the second's wait is not charged to the 500 ms timeout"
+    );
+    assert_eq!(start.elapsed(), ms(1300));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_call_dropped_gives_its_turn_back() {
+    let limiter = limiter(1, 1, Duration::from_secs(5));
+    let pipeline = Pipeline::builder()
+        .retry(retry(3))
+        .rate_limiter(limiter.clone())
+        .build();
+    limiter.try_acquire().unwrap();
+    let mut waiting =
+        tokio_test::task::spawn(pipeline.run(|| async { Ok::<_, AppError>("served") }));
+    assert!(waiting.poll().is_pending(), "its turn is a second away");
+    drop(waiting);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    // Had the dropped call kept its turn, the next would be two seconds after the first.
+    limiter.try_acquire().unwrap();
+    let m = limiter.metrics();
+    assert_eq!((m.admitted, m.limited), (2, 0), "{m:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_turn_after_the_retrys_deadline_is_refused_at_once_and_takes_nothing() {
+    let limiter = limiter(1, 1, Duration::from_secs(10));
+    let pipeline = Pipeline::builder()
+        .retry(deadline_retry(ms(10), ms(500)))
+        .rate_limiter(limiter.clone())
+        .build();
+    limiter.try_acquire().unwrap();
+    let start = Instant::now();
+    let out: Result<(), AppError> = pipeline.run(|| async { Ok(()) }).await;
+    assert!(is_rate_limited(&out), "{out:?}");
+    assert_eq!(start.elapsed(), Duration::ZERO, "no wait past the deadline");
+    // The refused turn was not taken: the next one is still a second after the first.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    limiter.try_acquire().unwrap();
+
+    // With the deadline further than the turn, the call waits for it.
+    let pipeline = Pipeline::builder()
+        .retry(deadline_retry(ms(10), Duration::from_secs(2)))
+        .rate_limiter(limiter.clone())
+        .build();
+    let start = Instant::now();
+    let out: Result<(), AppError> = pipeline.run(|| async { Ok(()) }).await;
+    assert_eq!(out, Ok(()));
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_custom_order_can_put_the_rate_limiter_outside_the_retry() {
+    let make = |limiter: &RateLimiter, custom: bool| {
+        let b = Pipeline::builder()
+            .retry(retry(3))
+            .rate_limiter(limiter.clone());
+        if custom {
+            b.build_in_order(&[Stage::RateLimiter, Stage::Retry])
+                .unwrap()
+        } else {
+            b.build()
+        }
+    };
+    for (custom, tokens_spent) in [(false, 3), (true, 1)] {
+        let limiter = limiter(1, 5, Duration::ZERO);
+        let pipeline = make(&limiter, custom);
+        let out: Result<(), AppError> = pipeline
+            .run(|| async { Err(AppError::Backend("down")) })
+            .await;
+        assert_eq!(out, Err(AppError::Backend("down")));
+        assert_eq!(
+            limiter.metrics().tokens,
+            5 - tokens_spent,
+            "custom order: {custom}"
+        );
+    }
+    let missing = Pipeline::builder()
+        .retry(retry(3))
+        .rate_limiter(limiter(1, 1, Duration::ZERO))
+        .build_in_order(&[Stage::Retry])
+        .unwrap_err();
+    assert!(missing.rule().contains("RateLimiter"), "{missing}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_layer_refuses_with_rate_limited_and_the_breaker_stays_closed() {
+    use tower::ServiceExt;
+    let cb = breaker(1);
+    let limiter = limiter(1, 1, Duration::ZERO);
+    let pipeline = Pipeline::builder()
+        .retry(retry(3))
+        .circuit_breaker(cb.clone())
+        .rate_limiter(limiter.clone())
+        .build();
+    let calls = std::sync::Arc::new(AtomicU32::new(0));
+    let seen = calls.clone();
+    let mut svc = pipeline.layer().layer(tower::service_fn(move |_: ()| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, AppError>("served") }
+    }));
+    assert_eq!(svc.ready().await.unwrap().call(()).await, Ok("served"));
+    let out = svc.ready().await.unwrap().call(()).await;
+    assert!(is_rate_limited(&out), "{out:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cb.state(), CircuitState::Closed);
+    assert_eq!(cb.metrics().failures, 0);
 }

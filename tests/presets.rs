@@ -25,6 +25,8 @@ struct Expected {
     breaker: Option<(u32, Duration)>,
     timeout: Duration,
     concurrent: Option<u32>,
+    /// Calls a minute, burst, longest wait for a turn.
+    limit: Option<(u32, u32, Duration)>,
 }
 
 fn check(name: &'static str, preset: Preset, want: Expected) {
@@ -68,6 +70,23 @@ fn check(name: &'static str, preset: Preset, want: Expected) {
         ),
     }
 
+    match (pipeline.rate_limiter(), want.limit) {
+        (Some(l), Some((count, burst, max_wait))) => {
+            let c = l.config();
+            assert_eq!(
+                (c.count(), c.period(), c.burst(), c.max_wait()),
+                (count, secs(60), burst, max_wait),
+                "{name}: rate limiter"
+            );
+            assert_eq!(l.name(), name);
+        }
+        (None, None) => {}
+        (got, want) => panic!(
+            "{name}: rate limiter {:?}, want {want:?}",
+            got.map(|l| l.config())
+        ),
+    }
+
     match (pipeline.bulkhead(), want.concurrent) {
         (Some(b), Some(n)) => {
             assert_eq!(b.config().max_concurrent(), n, "{name}: concurrency");
@@ -89,11 +108,13 @@ async fn llm_api() {
         Preset::llm_api(),
         Expected {
             attempts: 4,
-            deadline: secs(4 * 30 + 3 * 30),
+            // Each attempt may wait 30 s for its turn and take 30 s; three delays of 30 s.
+            deadline: secs(4 * (30 + 30) + 3 * 30),
             backoff: Backoff::exponential(secs(2), 2.0, secs(30)),
             breaker: Some((5, secs(30))),
             timeout: secs(30),
             concurrent: Some(10),
+            limit: Some((50, 10, secs(30))),
         },
     );
 }
@@ -110,6 +131,7 @@ async fn database() {
             breaker: None,
             timeout: secs(5),
             concurrent: None,
+            limit: None,
         },
     );
 }
@@ -126,6 +148,7 @@ async fn external_api() {
             breaker: Some((3, secs(60))),
             timeout: secs(10),
             concurrent: Some(5),
+            limit: None,
         },
     );
 }
@@ -142,6 +165,7 @@ async fn message_queue() {
             breaker: Some((10, secs(60))),
             timeout: secs(5),
             concurrent: Some(20),
+            limit: None,
         },
     );
 }
@@ -182,6 +206,51 @@ async fn a_changed_value_is_validated_and_named_by_section() {
         Preset::database().build(" ").unwrap_err().field(),
         "retry.name"
     );
+
+    let mut preset = Preset::llm_api();
+    preset.rate_limiter = preset.rate_limiter.map(|l| l.burst(0));
+    assert_eq!(
+        preset.build("llm").unwrap_err().field(),
+        "rate_limiter.burst"
+    );
+}
+
+#[tokio::test]
+async fn the_deadline_counts_the_limiters_wait_only_with_a_limiter() {
+    let mut preset = Preset::llm_api();
+    preset.rate_limiter = preset.rate_limiter.map(|l| l.max_wait(secs(5)));
+    let pipeline = preset.clone().build("llm").unwrap();
+    assert_eq!(
+        pipeline.retry().unwrap().config().deadline(),
+        Some(secs(4 * (30 + 5) + 3 * 30))
+    );
+    preset.rate_limiter = None;
+    let pipeline = preset.build("llm").unwrap();
+    assert!(pipeline.rate_limiter().is_none());
+    assert_eq!(
+        pipeline.retry().unwrap().config().deadline(),
+        Some(secs(4 * 30 + 3 * 30))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn llm_api_preset_keeps_to_its_quota_and_waits_for_turns() {
+    let pipeline = Preset::llm_api().build("llm").unwrap();
+    let started = tokio::time::Instant::now();
+    // A burst of 10 goes at once (one after the other, so the bulkhead of 10 is never full).
+    for n in 0..10 {
+        let out: Result<u32, Error<&str>> = pipeline.run(|| async move { Ok(n) }).await;
+        assert_eq!(out, Ok(n));
+    }
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    // Then one every 60 s / 50 = 1.2 s, each waiting for its turn.
+    for n in 10..13 {
+        let out: Result<u32, Error<&str>> = pipeline.run(|| async move { Ok(n) }).await;
+        assert_eq!(out, Ok(n));
+    }
+    assert_eq!(started.elapsed(), ms(3 * 1200));
+    let m = pipeline.rate_limiter().unwrap().metrics();
+    assert_eq!((m.admitted, m.limited), (13, 0));
 }
 
 #[tokio::test(start_paused = true)]

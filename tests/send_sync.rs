@@ -9,6 +9,7 @@ use palisade::circuit_breaker::CircuitBreaker;
 use palisade::fallback::{Fallback, FallbackLayer};
 use palisade::pipeline::{Pipeline, Stage};
 use palisade::presets::Preset;
+use palisade::rate_limiter::RateLimiter;
 use palisade::retry::{Retry, RetryLayer};
 use palisade::timeout::{Timeout, TimeoutConfig};
 use palisade::{Outcome, Rejected};
@@ -47,6 +48,17 @@ fn bulkhead() -> Bulkhead {
         Bulkhead::builder()
             .max_concurrent(2)
             .max_queue(2)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// A limiter that waits for turns, so the pipeline's future holds its wait.
+fn rate_limiter() -> RateLimiter {
+    RateLimiter::new(
+        RateLimiter::builder()
+            .rate(10, Duration::from_secs(1))
+            .max_wait(Duration::from_secs(1))
             .build()
             .unwrap(),
     )
@@ -101,7 +113,6 @@ fn circuit_breaker_futures_permits_layers_and_services() {
 
 #[test]
 fn rate_limiter_handles_and_futures() {
-    use palisade::rate_limiter::RateLimiter;
     let l = RateLimiter::new(
         RateLimiter::builder()
             .rate(10, std::time::Duration::from_secs(1))
@@ -231,6 +242,7 @@ fn full_pipeline() -> palisade::pipeline::PipelineBuilder {
     Pipeline::builder()
         .retry(retry())
         .circuit_breaker(breaker())
+        .rate_limiter(rate_limiter())
         .bulkhead(bulkhead())
         .timeout(timeout())
 }
@@ -245,6 +257,7 @@ fn pipeline_futures_layers_and_services() {
         .build_in_order(&[
             Stage::Bulkhead,
             Stage::Retry,
+            Stage::RateLimiter,
             Stage::Timeout,
             Stage::CircuitBreaker,
         ])
@@ -348,6 +361,7 @@ async fn a_call_that_is_not_send_still_runs_through_every_order() {
     let custom = full_pipeline()
         .build_in_order(&[
             Stage::Timeout,
+            Stage::RateLimiter,
             Stage::Bulkhead,
             Stage::CircuitBreaker,
             Stage::Retry,

@@ -1,7 +1,8 @@
 //! Policies from config files: TOML, YAML, JSON or any other serde format.
 //!
 //! With the `serde` feature, every config ([`TimeoutConfig`], [`RetryConfig`],
-//! [`CircuitBreakerConfig`], [`BulkheadConfig`]) implements `Deserialize` and `Serialize`.
+//! [`CircuitBreakerConfig`], [`RateLimiterConfig`], [`BulkheadConfig`]) implements
+//! `Deserialize` and `Serialize`.
 //! A file's values go through the same builder as code, so a value the builder refuses is
 //! refused from a file too, with the same [`ConfigError`]. Absent keys take the builder's
 //! defaults; unknown keys are errors (a typo must not silently mean "default").
@@ -26,6 +27,12 @@
 //! trip_model = { kind = "failures_within", failures = 5, duration = "30s" }
 //! break_duration = "10s"
 //!
+//! [rate_limiter.payments]
+//! rate = 100
+//! period = "1m"
+//! burst = 10
+//! max_wait = "2s"
+//!
 //! [bulkhead.db]
 //! max_concurrent = 20
 //! max_queue = 50
@@ -41,6 +48,9 @@
 //!   `duration`, `buckets`, `failure_ratio`, `minimum_calls`; `failures_within` with
 //!   `failures`, `duration`, `buckets`), its fields beside it. `slow_calls` is
 //!   `{ threshold, ratio, minimum_calls }`.
+//! - **A rate limiter's rate** is `rate` calls per `period`, two keys that go together (a
+//!   count alone could mean per second or per minute); `burst` defaults to `rate`, and
+//!   `max_wait` to none (a call over the rate is refused at once).
 //! - **`backoff`** has a `kind` (`constant` with `delay`; `linear` with `initial`, `step`,
 //!   `max`; `exponential` with `initial`, `factor`, `max`) and an optional `jitter`:
 //!   `"none"`, `"full"`, `"equal"`, `"decorrelated"` or `{ proportional = 0.2 }`.
@@ -155,11 +165,12 @@ use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig};
 use crate::clock::{Clock, DefaultClock};
 use crate::error::ConfigError;
 use crate::pipeline::{Pipeline, PipelineBuilder};
+use crate::rate_limiter::{RateLimiter, RateLimiterConfig};
 use crate::retry::{Retry, RetryConfig};
 use crate::timeout::{Timeout, TimeoutConfig};
 use crate::timer::DefaultTimer;
 
-use self::raw::{RawBulkhead, RawCircuitBreaker, RawRetry, RawTimeout, Table};
+use self::raw::{RawBulkhead, RawCircuitBreaker, RawRateLimiter, RawRetry, RawTimeout, Table};
 
 /// Named policy configs, as read from one file; see the [module docs](self) for the format.
 ///
@@ -186,6 +197,8 @@ pub struct Policies {
     pub retry: BTreeMap<String, RetryConfig>,
     /// `[circuit_breaker.<name>]` tables.
     pub circuit_breaker: BTreeMap<String, CircuitBreakerConfig>,
+    /// `[rate_limiter.<name>]` tables.
+    pub rate_limiter: BTreeMap<String, RateLimiterConfig>,
     /// `[bulkhead.<name>]` tables.
     pub bulkhead: BTreeMap<String, BulkheadConfig>,
 }
@@ -199,6 +212,8 @@ struct RawPolicies {
     retry: BTreeMap<String, Table<RawRetry>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     circuit_breaker: BTreeMap<String, Table<RawCircuitBreaker>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    rate_limiter: BTreeMap<String, Table<RawRateLimiter>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     bulkhead: BTreeMap<String, Table<RawBulkhead>>,
 }
@@ -283,6 +298,7 @@ impl Policies {
                 raw.circuit_breaker,
                 RawCircuitBreaker::build,
             )?,
+            rate_limiter: each("rate_limiter", raw.rate_limiter, RawRateLimiter::build)?,
             bulkhead: each("bulkhead", raw.bulkhead, RawBulkhead::build)?,
         })
     }
@@ -290,11 +306,12 @@ impl Policies {
 
 impl Policies {
     /// A [`Pipeline`] of the policies named `name`: `timeout.<name>`, `retry.<name>`,
-    /// `circuit_breaker.<name>` and `bulkhead.<name>`, each one the file has (at least one),
-    /// on the default timer and clock.
+    /// `circuit_breaker.<name>`, `rate_limiter.<name>` and `bulkhead.<name>`, each one the
+    /// file has (at least one), on the default timer and clock.
     ///
     /// Every call builds new handles: two pipelines from the same name share no state (no
-    /// breaker, slots or budget). To share a breaker, keep one pipeline and clone it.
+    /// breaker, bucket, slots or budget). To share a breaker or a quota, keep one pipeline
+    /// and clone it.
     ///
     /// Without the `tokio` feature there is no default timer, and the pipeline cannot run;
     /// use [`pipeline_with_timer_and_clock`](Self::pipeline_with_timer_and_clock).
@@ -319,10 +336,15 @@ impl Policies {
     ///
     /// [retry.search]
     /// max_attempts = 3
+    ///
+    /// [rate_limiter.search]
+    /// rate = 20
+    /// period = "1s"
     /// "#,
     /// )?;
     /// let search = policies.pipeline("search")?;
     /// assert!(search.timeout().is_some() && search.retry().is_some());
+    /// assert_eq!(search.rate_limiter().map(|l| l.config().count()), Some(20));
     /// assert!(search.circuit_breaker().is_none(), "the file has no circuit_breaker.search");
     /// let out: Result<&str, Rejected> = search.run(|| async { Ok("results") }).await;
     /// assert_eq!(out, Ok("results"));
@@ -371,8 +393,14 @@ impl Policies {
         let timeout = self.timeout.get(name);
         let retry = self.retry.get(name);
         let breaker = self.circuit_breaker.get(name);
+        let limiter = self.rate_limiter.get(name);
         let bulkhead = self.bulkhead.get(name);
-        if timeout.is_none() && retry.is_none() && breaker.is_none() && bulkhead.is_none() {
+        if timeout.is_none()
+            && retry.is_none()
+            && breaker.is_none()
+            && limiter.is_none()
+            && bulkhead.is_none()
+        {
             return Err(self.no_policy_named(name));
         }
         let mut builder = PipelineBuilder::with_clock(clock.clone());
@@ -387,7 +415,14 @@ impl Policies {
             ));
         }
         if let Some(c) = breaker {
-            builder = builder.circuit_breaker(CircuitBreaker::with_clock(c.clone(), clock));
+            builder = builder.circuit_breaker(CircuitBreaker::with_clock(c.clone(), clock.clone()));
+        }
+        if let Some(c) = limiter {
+            builder = builder.rate_limiter(RateLimiter::with_timer_and_clock(
+                c.clone(),
+                timer.clone(),
+                clock,
+            ));
         }
         if let Some(c) = bulkhead {
             builder = builder.bulkhead(Bulkhead::with_timer(c.clone(), timer));
@@ -401,6 +436,7 @@ impl Policies {
         let mut names: Vec<&str> = (self.timeout.keys())
             .chain(self.retry.keys())
             .chain(self.circuit_breaker.keys())
+            .chain(self.rate_limiter.keys())
             .chain(self.bulkhead.keys())
             .map(String::as_str)
             .collect();
@@ -418,8 +454,8 @@ impl Policies {
         ConfigError::new(
             show_key(name).into_owned(),
             format!(
-                "must name a policy, a key under timeout, retry, circuit_breaker or bulkhead \
-                 ({known})"
+                "must name a policy, a key under timeout, retry, circuit_breaker, rate_limiter \
+                 or bulkhead ({known})"
             ),
             name,
         )
@@ -437,6 +473,7 @@ impl Serialize for Policies {
             timeout: raw(&self.timeout),
             retry: raw(&self.retry),
             circuit_breaker: raw(&self.circuit_breaker),
+            rate_limiter: raw(&self.rate_limiter),
             bulkhead: raw(&self.bulkhead),
         }
         .serialize(serializer)
@@ -467,6 +504,7 @@ file_shape!(TimeoutConfig, RawTimeout);
 file_shape!(BulkheadConfig, RawBulkhead);
 file_shape!(CircuitBreakerConfig, RawCircuitBreaker);
 file_shape!(RetryConfig, RawRetry);
+file_shape!(RateLimiterConfig, RawRateLimiter);
 
 /// A key's path as the file spells it: `retry.api.backoff`; a key that is empty, blank or
 /// holds a dot is quoted (`retry."".max_attempts`), so it cannot vanish from the path.
@@ -539,6 +577,38 @@ mod tests {
         let policies = Policies::load(&mut serde_json::Deserializer::from_str(file)).unwrap();
         assert!(interned("built-by-key"));
         assert_eq!(policies.bulkhead["built-by-key"].name(), "built-by-key");
+    }
+
+    #[test]
+    fn a_rate_limiter_round_trips_and_names_what_it_refuses() {
+        let config = RateLimiterConfig::builder()
+            .name("llm")
+            .rate(50, std::time::Duration::from_secs(60))
+            .burst(10)
+            .max_wait(std::time::Duration::from_millis(1500))
+            .build()
+            .unwrap();
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"llm","rate":50,"period":"1m","burst":10,"max_wait":"1500ms"}"#
+        );
+        let again: RateLimiterConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            (again.name(), again.count(), again.period(), again.burst()),
+            ("llm", 50, config.period(), 10)
+        );
+        assert_eq!(again.max_wait(), config.max_wait());
+
+        let file = r#"{ "rate_limiter": { "api": { "rate": 5, "period": "1s", "burst": 0 } } }"#;
+        let err = Policies::load(&mut serde_json::Deserializer::from_str(file)).unwrap_err();
+        assert_eq!(
+            (err.field(), err.rule(), err.value()),
+            ("rate_limiter.api.burst", "must be in 1..=1073741824", "0")
+        );
+        let file = r#"{ "rate_limiter": { "api": { "rate": 5 } } }"#;
+        let err = Policies::load(&mut serde_json::Deserializer::from_str(file)).unwrap_err();
+        assert_eq!(err.field(), "rate_limiter.api.period", "{err}");
     }
 
     #[test]

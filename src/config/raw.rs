@@ -15,8 +15,10 @@ use super::duration;
 use crate::bulkhead::BulkheadConfig;
 use crate::circuit_breaker::{CircuitBreakerConfig, SlowCalls, TripModel};
 use crate::error::ConfigError;
+use crate::rate_limiter::{MAX_PERIOD, RateLimiterConfig};
 use crate::retry::{Backoff, Jitter, RetryBudget, RetryConfig};
 use crate::timeout::TimeoutConfig;
+use crate::validate;
 
 use crate::circuit_breaker::DEFAULT_BUCKETS;
 use crate::circuit_breaker::DEFAULT_MINIMUM_CALLS;
@@ -157,6 +159,83 @@ impl From<&BulkheadConfig> for RawBulkhead {
             max_concurrent: Some(c.max_concurrent()),
             max_queue: Some(c.max_queue()),
             max_wait: c.max_wait(),
+        }
+    }
+}
+
+/// `rate = 50`, `period = "1m"`: the rate as the builder takes it, `rate` calls per
+/// `period`, each its own key; `burst` and `max_wait` beside them.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimiter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rate: Option<u32>,
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    period: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    burst: Option<u32>,
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    max_wait: Option<Duration>,
+}
+
+impl RawRateLimiter {
+    pub(crate) fn build(
+        self,
+        default_name: Option<&str>,
+    ) -> Result<RateLimiterConfig, ConfigError> {
+        let mut b = RateLimiterConfig::builder();
+        match (self.rate, self.period) {
+            // The period is checked here, so that its error names the key the file wrote.
+            (Some(count), Some(period)) => {
+                let period = validate::duration_in("period", period, MAX_PERIOD)?;
+                b = b.rate(count, period);
+            }
+            // A count alone could be per second or per minute: the file must say which.
+            (Some(count), None) => {
+                return Err(ConfigError::new(
+                    "period",
+                    "is required with rate (the span the rate's calls are per, as \"1s\" or \"1m\")",
+                    format_args!("nothing (rate = {count})"),
+                ));
+            }
+            // The builder names the missing rate.
+            (None, _) => {}
+        }
+        if let Some(n) = self.burst {
+            b = b.burst(n);
+        }
+        if let Some(d) = self.max_wait {
+            b = b.max_wait(d);
+        }
+        let name = self.name.as_deref().or(default_name);
+        build_named(
+            b,
+            name,
+            crate::rate_limiter::DEFAULT_NAME,
+            |b, n| b.name(n),
+            |b| b.build(),
+        )
+    }
+}
+
+impl From<&RateLimiterConfig> for RawRateLimiter {
+    fn from(c: &RateLimiterConfig) -> Self {
+        RawRateLimiter {
+            name: Some(c.name().to_owned()),
+            rate: Some(c.count()),
+            period: Some(c.period()),
+            burst: Some(c.burst()),
+            max_wait: (!c.max_wait().is_zero()).then_some(c.max_wait()),
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::classify::DefaultClassifier;
 use crate::clock::{Clock, DefaultClock};
 use crate::error::ConfigError;
 use crate::fallback::Fallback;
+use crate::rate_limiter::RateLimiter;
 use crate::retry::Retry;
 use crate::timeout::Timeout;
 use crate::timer::DefaultTimer;
@@ -86,6 +87,7 @@ impl<T, C> PipelineBuilder<T, C> {
                 policies: Policies {
                     retry: None,
                     breaker: None,
+                    limiter: None,
                     bulkhead: None,
                     timeout: None,
                     clock,
@@ -214,6 +216,30 @@ impl<T, C, Fb, P> PipelineBuilder<T, C, Fb, P> {
     /// ```
     pub fn circuit_breaker(mut self, breaker: CircuitBreaker<C>) -> Self {
         self.pipeline.policies.breaker = Some(breaker);
+        self
+    }
+
+    /// A turn of the rate limiter for each attempt: inside the breaker (an attempt the
+    /// breaker refuses takes no token) and outside the bulkhead (an attempt waiting for its
+    /// turn holds no slot). With a `max_wait`, an attempt waits for its turn, within what is
+    /// left of the retry's deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::pipeline::Pipeline;
+    /// use palisade::rate_limiter::RateLimiter;
+    /// use std::time::Duration;
+    ///
+    /// let limiter = RateLimiter::new(RateLimiter::builder().rate(1, Duration::from_secs(60)).build()?);
+    /// let pipeline = Pipeline::builder().rate_limiter(limiter.clone()).build();
+    /// // The pipeline holds a clone: the same bucket.
+    /// limiter.try_acquire()?;
+    /// assert!(pipeline.rate_limiter().unwrap().try_acquire().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rate_limiter(mut self, limiter: RateLimiter<T, C>) -> Self {
+        self.pipeline.policies.limiter = Some(limiter);
         self
     }
 

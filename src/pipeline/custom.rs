@@ -27,6 +27,8 @@ pub enum Stage {
     Retry,
     /// The [`CircuitBreaker`](crate::circuit_breaker::CircuitBreaker).
     CircuitBreaker,
+    /// The [`RateLimiter`](crate::rate_limiter::RateLimiter).
+    RateLimiter,
     /// The [`Bulkhead`](crate::bulkhead::Bulkhead).
     Bulkhead,
     /// The [`Timeout`](crate::timeout::Timeout).
@@ -34,7 +36,7 @@ pub enum Stage {
 }
 
 // One place per `Stage` variant: an order names each at most once.
-const STAGES: usize = 4;
+const STAGES: usize = 5;
 const ABSENT: u8 = u8::MAX;
 
 /// Policies outermost first, each at most once: level `i` is `at[i]`, and level `len` is the
@@ -51,19 +53,20 @@ pub(crate) struct Order {
 }
 
 impl Order {
-    /// Retry, circuit breaker, bulkhead, timeout; see the module docs of
+    /// Retry, circuit breaker, rate limiter, bulkhead, timeout; see the module docs of
     /// [`pipeline`](super) for why.
     pub(crate) const RECOMMENDED: Order = Order::with(
         &[
             Stage::Retry,
             Stage::CircuitBreaker,
+            Stage::RateLimiter,
             Stage::Bulkhead,
             Stage::Timeout,
         ],
         true,
     );
 
-    /// `stages`, which name each stage at most once (so there are at most four).
+    /// `stages`, which name each stage at most once (so there are at most five).
     pub(super) const fn new(stages: &[Stage]) -> Order {
         Order::with(stages, false)
     }
@@ -148,15 +151,20 @@ mod tests {
         let order = Order::RECOMMENDED.filter(|s| s != Stage::CircuitBreaker);
         assert_eq!(
             order.stages().collect::<Vec<_>>(),
-            [Stage::Retry, Stage::Bulkhead, Stage::Timeout]
+            [
+                Stage::Retry,
+                Stage::RateLimiter,
+                Stage::Bulkhead,
+                Stage::Timeout
+            ]
         );
-        assert_eq!(order.level(Stage::Timeout), Some(2));
+        assert_eq!(order.level(Stage::Timeout), Some(3));
         assert_eq!(order.level(Stage::CircuitBreaker), None);
-        assert_eq!(order.at(3), None, "level 3 is the call");
-        assert_eq!(order.call(), 3);
+        assert_eq!(order.at(4), None, "level 4 is the call");
+        assert_eq!(order.call(), 4);
         assert_eq!(
             order.inside(0).collect::<Vec<_>>(),
-            [Stage::Bulkhead, Stage::Timeout]
+            [Stage::RateLimiter, Stage::Bulkhead, Stage::Timeout]
         );
     }
 

@@ -17,6 +17,7 @@ use crate::circuit_breaker::CallPermit;
 use crate::classify::{Classifier, DefaultClassifier, Outcome};
 use crate::clock::{Clock, DefaultClock, Ticks};
 use crate::error::{AsRejected, Elapsed, Rejected};
+use crate::rate_limiter::future::Acquire as Turn;
 use crate::retry::{Attempts, Next, Retry, Verdict};
 use crate::timeout::Timeout;
 #[cfg(feature = "tokio")]
@@ -72,8 +73,9 @@ macro_rules! run_future {
             /// # Cancel safety
             ///
             /// Dropping it drops the attempt in flight (giving back its bulkhead slot, and its
-            /// breaker permit without counting anything) or the retry's sleep (giving back the
-            /// budget token of the retry that did not start).
+            /// breaker permit without counting anything), its wait for a rate limiter's turn
+            /// (giving the turn back, as the limiter's own `acquire` does) or the retry's sleep
+            /// (giving back the budget token of the retry that did not start).
             #[project = RunProj]
             #[must_use = "futures do nothing unless polled"]
             pub struct RunFuture<'a, M, F, $($timer)*, C = DefaultClock, P = DefaultClassifier>
@@ -103,7 +105,7 @@ macro_rules! run_future {
                 #[pin]
                 timer: Timing<ArmedTimeout<T>>,
                 #[pin]
-                active: Active<F, Acquire<'a, T>>,
+                active: Active<F, Acquire<'a, T>, Turn<'a, T, C>>,
             }
         }
     };
@@ -131,8 +133,10 @@ pin_project! {
 pin_project! {
     /// What the call waits on: one thing at a time, at the innermost level reached.
     #[project = ActiveProj]
-    enum Active<F, A> {
+    enum Active<F, A, L> {
         Start,
+        // Waiting for a rate limiter's turn (it is given back if dropped meanwhile).
+        Limiting { #[pin] fut: L },
         Acquiring { #[pin] fut: A },
         Calling { #[pin] fut: F },
         // The sleep is in `attempts`.
@@ -303,6 +307,16 @@ where
                 return self.drive(Step::Refused(level, open), cx);
             }
         }
+        if order.has(Stage::RateLimiter) {
+            match self.take_turn() {
+                Some(Ok(())) => {}
+                Some(Err(limited)) => {
+                    let level = self.level(Stage::RateLimiter);
+                    return self.drive(Step::Refused(level, limited), cx);
+                }
+                None => return self.drive(Step::Poll, cx),
+            }
+        }
         if order.has(Stage::Bulkhead) {
             match self.take_slot() {
                 Some(Ok(())) => {}
@@ -387,6 +401,11 @@ where
                     Ok(()) => Ok(()),
                     Err(open) => return Step::Refused(level, open),
                 },
+                Some(Stage::RateLimiter) => match self.take_turn() {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(limited)) => return Step::Refused(level, limited),
+                    None => return Step::Poll,
+                },
                 Some(Stage::Bulkhead) => match self.take_slot() {
                     Some(Ok(())) => Ok(()),
                     Some(Err(full)) => return Step::Refused(level, full),
@@ -422,6 +441,31 @@ where
         *self.permit = Some(permit);
         *self.cut = false;
         Ok(())
+    }
+
+    /// The rate limiter gives the attempt a token or refuses it, at once; `None` when the
+    /// attempt may wait for its turn (polled as `Limiting`). The wait is cut to what is left
+    /// of the retry's deadline: a turn that would come after it is refused at once, and takes
+    /// nothing.
+    // Always inlined: see `straight`.
+    #[inline(always)]
+    fn take_turn(&mut self) -> Option<Result<(), Rejected>> {
+        let p: &'a Policies<T, C, P> = self.policies;
+        let limiter = p.limiter();
+        if limiter.config().max_wait().is_zero() {
+            return Some(limiter.try_acquire());
+        }
+        let max_wait = match (*self.started, p.deadline()) {
+            (Some(started), Some(deadline)) => {
+                let spent = p.clock.now().saturating_duration_since(started);
+                crate::clock::saturating_nanos(deadline.saturating_sub(spent))
+            }
+            _ => u64::MAX,
+        };
+        self.active.set(Active::Limiting {
+            fut: Turn::within(limiter, 1, max_wait),
+        });
+        None
     }
 
     /// The bulkhead gives the attempt a slot or refuses it, at once; `None` when the attempt
@@ -509,6 +553,8 @@ where
                     }
                 }
                 Some(Stage::CircuitBreaker) => self.record(&out),
+                // A turn is spent once the levels inside it were entered: nothing goes back.
+                Some(Stage::RateLimiter) => {}
                 // The slot goes back as soon as the levels inside are done.
                 Some(Stage::Bulkhead) => *self.slot = None,
                 Some(Stage::Timeout) => self.end_timeout(),
@@ -561,6 +607,14 @@ where
                 let out = ready!(fut.poll(cx));
                 Step::Exit(self.order.call(), out)
             }
+            ActiveProj::Limiting { fut } => {
+                let turn = ready!(fut.poll_turn(cx));
+                let level = self.level(Stage::RateLimiter);
+                match turn {
+                    Ok(()) => Step::Enter(level + 1),
+                    Err(limited) => Step::Refused(level, limited),
+                }
+            }
             ActiveProj::Acquiring { fut } => {
                 let slot = ready!(fut.poll_slot(cx));
                 let level = self.level(Stage::Bulkhead);
@@ -609,7 +663,8 @@ where
                 Stage::Retry => *self.attempts = Attempts::new(),
                 Stage::Bulkhead => *self.slot = None,
                 Stage::CircuitBreaker => *self.permit = None,
-                Stage::Timeout => {}
+                // A turn being waited for went back as `active` was cleared above.
+                Stage::RateLimiter | Stage::Timeout => {}
             }
         }
         *self.cut = *self.timer_cut;
@@ -668,6 +723,13 @@ impl<T, C: Clock, P> Policies<T, C, P> {
     fn breaker(&self) -> &crate::circuit_breaker::CircuitBreaker<C> {
         match &self.breaker {
             Some(breaker) => breaker,
+            None => unreachable!("the order holds the configured policies only"),
+        }
+    }
+
+    fn limiter(&self) -> &crate::rate_limiter::RateLimiter<T, C> {
+        match &self.limiter {
+            Some(limiter) => limiter,
             None => unreachable!("the order holds the configured policies only"),
         }
     }

@@ -8,6 +8,7 @@ use crate::bulkhead::BulkheadLayer;
 use crate::circuit_breaker::CircuitBreakerLayer;
 use crate::classify::DefaultClassifier;
 use crate::clock::{Clock, DefaultClock};
+use crate::rate_limiter::RateLimiterLayer;
 use crate::retry::{CloneRequest, NoHint, RetryLayer};
 use crate::timeout::TimeoutLayer;
 use crate::timer::{DefaultTimer, Timer};
@@ -17,7 +18,8 @@ use crate::timer::{DefaultTimer, Timer};
 ///
 /// Each attempt's timeout is the configured one: a retry deadline is not visible to separate
 /// tower layers, so unlike [`Pipeline::run`](super::Pipeline::run) the layer does not cut the last attempt's
-/// timeout to it.
+/// timeout to it, nor a rate limiter's wait for a turn (which is the limiter's `max_wait` at
+/// most, in `poll_ready`).
 ///
 /// # Examples
 ///
@@ -49,6 +51,7 @@ pub struct PipelineLayer<
 > {
     retry: Option<RetryLayer<T, C, P, RC, H>>,
     breaker: Option<CircuitBreakerLayer<C, P>>,
+    limiter: Option<RateLimiterLayer<T, C>>,
     bulkhead: Option<BulkheadLayer<T>>,
     timeout: Option<TimeoutLayer<T>>,
 }
@@ -64,6 +67,7 @@ impl<T: Clone, C: Clock + Clone, P: Clone> PipelineLayer<T, C, P> {
                 .breaker
                 .as_ref()
                 .map(|b| b.layer().classify(p.classifier.clone())),
+            limiter: p.limiter.as_ref().map(|l| l.layer()),
             bulkhead: p.bulkhead.as_ref().map(|b| b.layer()),
             timeout: p.timeout.as_ref().map(|t| t.layer()),
         }
@@ -104,6 +108,7 @@ impl<T, C: Clock, P, RC, H> PipelineLayer<T, C, P, RC, H> {
         PipelineLayer {
             retry: self.retry.map(|r| r.classify(classifier.clone())),
             breaker: self.breaker.map(|b| b.classify(classifier)),
+            limiter: self.limiter,
             bulkhead: self.bulkhead,
             timeout: self.timeout,
         }
@@ -115,6 +120,7 @@ impl<T, C: Clock, P, RC, H> PipelineLayer<T, C, P, RC, H> {
         PipelineLayer {
             retry: self.retry.map(|r| r.cloner(cloner)),
             breaker: self.breaker,
+            limiter: self.limiter,
             bulkhead: self.bulkhead,
             timeout: self.timeout,
         }
@@ -126,6 +132,7 @@ impl<T, C: Clock, P, RC, H> PipelineLayer<T, C, P, RC, H> {
         PipelineLayer {
             retry: self.retry.map(|r| r.hint(hint)),
             breaker: self.breaker,
+            limiter: self.limiter,
             bulkhead: self.bulkhead,
             timeout: self.timeout,
         }
@@ -146,7 +153,8 @@ where
     fn layer(&self, inner: S) -> Self::Service {
         let timed = wrap(self.timeout.as_ref(), inner);
         let slotted = wrap(self.bulkhead.as_ref(), timed);
-        let guarded = wrap(self.breaker.as_ref(), slotted);
+        let limited = wrap(self.limiter.as_ref(), slotted);
+        let guarded = wrap(self.breaker.as_ref(), limited);
         PipelineService::new(wrap(self.retry.as_ref(), guarded))
     }
 }

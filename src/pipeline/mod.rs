@@ -2,24 +2,43 @@
 //!
 //! # Order
 //!
-//! [`Pipeline::builder`] takes any subset of a [`Retry`], a [`CircuitBreaker`], a [`Bulkhead`]
-//! and a [`Timeout`], in any order, and always runs them the same way, with
-//! [`run`](Pipeline::run) for closures or as one tower layer with `layer()` (feature `tower`),
-//! outermost first:
+//! [`Pipeline::builder`] takes any subset of a [`Retry`], a [`CircuitBreaker`], a
+//! [`RateLimiter`], a [`Bulkhead`] and a [`Timeout`], in any order, and always runs them the
+//! same way, with [`run`](Pipeline::run) for closures or as one tower layer with `layer()`
+//! (feature `tower`), outermost first:
 //!
 //! ```text
 //! retry (total deadline, budget)
 //!   └─ circuit breaker        every attempt is counted, and an open circuit stops the retries
-//!        └─ bulkhead          every attempt waits for its own slot
-//!             └─ timeout      every attempt gets its own time, cut to the deadline's rest
-//!                  └─ call
+//!        └─ rate limiter      every attempt takes its own token (or waits its turn)
+//!             └─ bulkhead     every attempt waits for its own slot
+//!                  └─ timeout every attempt gets its own time, cut to the deadline's rest
+//!                       └─ call
 //! ```
 //!
 //! Retry outside the breaker means an open circuit is a rejection the retry does not retry
 //! (by default), instead of a retry storm against a dependency known to be down; the breaker
 //! outside the bulkhead means load shedding below does not trip it; the timeout inside the
-//! bulkhead means time spent waiting for a slot is not charged to the call. A
-//! [`Fallback`] goes around the whole pipeline: give it to the builder
+//! bulkhead means time spent waiting for a slot is not charged to the call.
+//!
+//! The rate limiter sits between the breaker and the bulkhead:
+//! - **inside the breaker**, so an attempt the breaker refuses takes no token: a quota is not
+//!   spent on calls that are never made. And a limited attempt is not a failure of the
+//!   dependency: the breaker's classifier ignores [`Rejected::RateLimited`] (the
+//!   [`DefaultClassifier`] ignores every rejection but a timeout; a classifier of your own
+//!   should do the same);
+//! - **outside the bulkhead**, so an attempt waiting for its turn holds no slot: slots go to
+//!   calls that may run now;
+//! - **outside the timeout**, so the wait for a token is not charged to the call;
+//! - **inside the retry**, so each attempt takes its own token: retries spend the quota too.
+//!   A limited attempt is not retried by default; with
+//!   [`retry_rejections`](crate::retry::RetryConfigBuilder::retry_rejections) it is, after
+//!   the limiter's `retry_after`.
+//!
+//! With a `max_wait`, an attempt waits for its turn (see the
+//! [rate limiter](crate::rate_limiter)); one whose turn is further away is refused at once.
+//!
+//! A [`Fallback`] goes around the whole pipeline: give it to the builder
 //! ([`fallback`](PipelineBuilder::fallback)) and chain its alternatives on `run`'s future
 //! (`pipeline.run(..).or_cached().or_value(..)`); with tower, put
 //! [`Fallback::layer`](crate::fallback::Fallback::layer) above `pipeline.layer()`.
@@ -36,14 +55,15 @@
 //! # Deadline
 //!
 //! When the retry has a total [`deadline`](crate::retry::RetryConfigBuilder::deadline), each
-//! attempt's timeout is cut to the time left, so the last attempt cannot run past it. The
-//! retry never waits a delay that uses up the time left (it returns the last result
-//! instead), so attempts start with time to spare. An attempt the deadline cuts short (its
-//! cut timeout runs out) says nothing about the dependency: the breaker does not count it.
-//! An attempt left with no time at all is not made, and fails as a timeout of zero: when a
-//! late timer woke the retry at the deadline, no policy is asked; when the attempt waited for
-//! a bulkhead slot until the deadline, the call is not started and the breaker does not count
-//! it.
+//! attempt's timeout is cut to the time left, so the last attempt cannot run past it, and so
+//! is a rate limiter's wait for a turn: a turn that would come after the deadline is refused
+//! at once with [`Rejected::RateLimited`], taking no token. The retry never waits a delay
+//! that uses up the time left (it returns the last result instead), so attempts start with
+//! time to spare. An attempt the deadline cuts short (its cut timeout runs out) says nothing
+//! about the dependency: the breaker does not count it. An attempt left with no time at all
+//! is not made, and fails as a timeout of zero: when a late timer woke the retry at the
+//! deadline, no policy is asked; when the attempt waited for its turn or a bulkhead slot
+//! until the deadline, the call is not started and the breaker does not count it.
 //!
 //! # Errors
 //!
@@ -75,8 +95,10 @@
 //! # Cancellation
 //!
 //! Dropping the future drops the attempt in flight (releasing its slot and breaker permit,
-//! counting nothing) or the retry's sleep (giving back the budget token of the retry that
-//! did not start).
+//! counting nothing), its wait for a rate limiter's turn (giving the turn back, as the
+//! limiter's own [`acquire`](RateLimiter::acquire) does) or the retry's sleep (giving back
+//! the budget token of the retry that did not start). A token taken by an attempt that went
+//! ahead is spent, whatever became of the attempt.
 //!
 //! # Send
 //!
@@ -88,8 +110,8 @@
 //!
 //! # Clone semantics
 //!
-//! A pipeline holds clones of the handles it was given: it shares their state (breaker, slots,
-//! budget) with every other clone of them.
+//! A pipeline holds clones of the handles it was given: it shares their state (breaker,
+//! bucket, slots, budget) with every other clone of them.
 
 mod config;
 mod custom;
@@ -117,6 +139,7 @@ use crate::classify::{Classifier, DefaultClassifier};
 use crate::clock::{Clock, DefaultClock};
 use crate::error::{AsRejected, Rejected};
 use crate::fallback::Fallback;
+use crate::rate_limiter::RateLimiter;
 use crate::retry::Retry;
 use crate::timeout::Timeout;
 use crate::timer::{DefaultTimer, Timer};
@@ -143,6 +166,7 @@ pub struct Pipeline<T = DefaultTimer, C = DefaultClock, Fb = NoFallback, P = Def
 pub(crate) struct Policies<T, C, P> {
     retry: Option<Retry<T, C>>,
     breaker: Option<CircuitBreaker<C>>,
+    limiter: Option<RateLimiter<T, C>>,
     bulkhead: Option<Bulkhead<T>>,
     timeout: Option<Timeout<T>>,
     clock: C,
@@ -159,6 +183,7 @@ impl<T, C, P> Policies<T, C, P> {
         match stage {
             Stage::Retry => self.retry.is_some(),
             Stage::CircuitBreaker => self.breaker.is_some(),
+            Stage::RateLimiter => self.limiter.is_some(),
             Stage::Bulkhead => self.bulkhead.is_some(),
             Stage::Timeout => self.timeout.is_some(),
         }
@@ -224,6 +249,7 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
             policies: Policies {
                 retry: p.retry,
                 breaker: p.breaker,
+                limiter: p.limiter,
                 bulkhead: p.bulkhead,
                 timeout: p.timeout,
                 clock: p.clock,
@@ -299,6 +325,25 @@ impl<T, C, Fb, P> Pipeline<T, C, Fb, P> {
     /// ```
     pub fn circuit_breaker(&self) -> Option<&CircuitBreaker<C>> {
         self.policies.breaker.as_ref()
+    }
+
+    /// The rate limiter, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::pipeline::Pipeline;
+    /// use palisade::rate_limiter::RateLimiter;
+    /// use std::time::Duration;
+    ///
+    /// let pipeline = Pipeline::builder()
+    ///     .rate_limiter(RateLimiter::new(RateLimiter::builder().rate(50, Duration::from_secs(60)).build()?))
+    ///     .build();
+    /// assert_eq!(pipeline.rate_limiter().map(|l| l.config().count()), Some(50));
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    pub fn rate_limiter(&self) -> Option<&RateLimiter<T, C>> {
+        self.policies.limiter.as_ref()
     }
 
     /// The bulkhead, if any.
@@ -483,6 +528,7 @@ impl<T, C: Clock, Fb, P> fmt::Debug for Pipeline<T, C, Fb, P> {
                 "circuit_breaker",
                 &p.breaker.as_ref().map(CircuitBreaker::name),
             )
+            .field("rate_limiter", &p.limiter.as_ref().map(RateLimiter::name))
             .field("bulkhead", &p.bulkhead.as_ref().map(Bulkhead::name))
             .field("timeout", &p.timeout.as_ref().map(|t| t.name()))
             .field("order", &p.order.stages().collect::<Vec<_>>())

@@ -12,12 +12,13 @@ use crate::circuit_breaker::CircuitBreakerService;
 use crate::classify::{Classifier, DefaultClassifier};
 use crate::clock::{Clock, DefaultClock};
 use crate::error::Rejected;
+use crate::rate_limiter::RateLimiterService;
 use crate::retry::{CloneRequest, Hint, NoHint, RequestCloner, RetryService};
 use crate::timeout::{ConfiguredDuration, TimeoutService};
 use crate::timer::{DefaultTimer, Timer};
 
 /// The service a [`PipelineLayer`](super::PipelineLayer) makes: the configured policies
-/// around `S`, outermost first retry, circuit breaker, bulkhead, timeout.
+/// around `S`, outermost first retry, circuit breaker, rate limiter, bulkhead, timeout.
 ///
 /// `T`, `C` and `P` are the pipeline's timer, clock and classifier (see
 /// [`PipelineLayer::classify`](super::PipelineLayer::classify)); `RC` copies requests for the
@@ -71,8 +72,9 @@ pub(crate) enum Either<A, B> {
 
 pub(crate) type Timed<S, T> = Either<TimeoutService<S, T, ConfiguredDuration>, S>;
 pub(crate) type Slotted<S, T> = Either<BulkheadService<Timed<S, T>, T>, Timed<S, T>>;
+pub(crate) type Limited<S, T, C> = Either<RateLimiterService<Slotted<S, T>, T, C>, Slotted<S, T>>;
 pub(crate) type Guarded<S, T, C, P> =
-    Either<CircuitBreakerService<Slotted<S, T>, C, P>, Slotted<S, T>>;
+    Either<CircuitBreakerService<Limited<S, T, C>, C, P>, Limited<S, T, C>>;
 pub(crate) type Stack<S, T, C, P, RC, H> =
     Either<RetryService<Guarded<S, T, C, P>, T, C, P, RC, H>, Guarded<S, T, C, P>>;
 
@@ -130,7 +132,8 @@ impl<S, T, C: Clock, P, RC, H> PipelineService<S, T, C, P, RC, H> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         let guarded = through!(&self.inner, get_ref);
-        let slotted = through!(guarded, get_ref);
+        let limited = through!(guarded, get_ref);
+        let slotted = through!(limited, get_ref);
         let timed = through!(slotted, get_ref);
         through!(timed, get_ref)
     }
@@ -138,7 +141,8 @@ impl<S, T, C: Clock, P, RC, H> PipelineService<S, T, C, P, RC, H> {
     /// The inner service, mutably.
     pub fn get_mut(&mut self) -> &mut S {
         let guarded = through!(&mut self.inner, get_mut);
-        let slotted = through!(guarded, get_mut);
+        let limited = through!(guarded, get_mut);
+        let slotted = through!(limited, get_mut);
         let timed = through!(slotted, get_mut);
         through!(timed, get_mut)
     }
@@ -146,7 +150,8 @@ impl<S, T, C: Clock, P, RC, H> PipelineService<S, T, C, P, RC, H> {
     /// The inner service, without the policies.
     pub fn into_inner(self) -> S {
         let guarded = through!(self.inner, into_inner);
-        let slotted = through!(guarded, into_inner);
+        let limited = through!(guarded, into_inner);
+        let slotted = through!(limited, into_inner);
         let timed = through!(slotted, into_inner);
         through!(timed, into_inner)
     }

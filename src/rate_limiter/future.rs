@@ -17,7 +17,10 @@ pin_project! {
     #[project = WaitProj]
     #[project_replace = WaitReplace]
     enum Wait<S> {
-        Start,
+        // Not asked yet; the turn may be at most `max_wait_ns` away: the limiter's
+        // `max_wait`, or less for a caller with a deadline (a pipeline's). Kept here, not
+        // beside `wait`, so that it costs the future no room.
+        Start { max_wait_ns: u64 },
         // The TAT was moved to `tat` for this caller, and its sleep is being made: a timer
         // that panics unwinds through the drop, which gives the turn back.
         Reserved { tat: u64 },
@@ -81,7 +84,7 @@ pin_project! {
                 WaitProj::Reserved { tat } | WaitProj::Waiting { tat, .. } => {
                     this.limiter.shared.leave(*tat, *this.cost);
                 }
-                WaitProj::Start | WaitProj::Done => {}
+                WaitProj::Start { .. } | WaitProj::Done => {}
             }
         }
     }
@@ -89,26 +92,36 @@ pin_project! {
 
 impl<'a, T: Timer, C> Acquire<'a, T, C> {
     pub(super) fn new(limiter: &'a RateLimiter<T, C>, cost: u32) -> Self {
+        Self::within(limiter, cost, limiter.shared.max_wait_ns)
+    }
+
+    /// A wait for a turn no further away than `max_wait_ns` (at most the limiter's own
+    /// `max_wait`): a pipeline's turn that would come after its retry's deadline is refused
+    /// at once, and takes nothing.
+    pub(crate) fn within(limiter: &'a RateLimiter<T, C>, cost: u32, max_wait_ns: u64) -> Self {
         Acquire {
             limiter,
             cost,
-            wait: Wait::Start,
+            wait: Wait::Start {
+                max_wait_ns: max_wait_ns.min(limiter.shared.max_wait_ns),
+            },
         }
     }
 }
 
 impl<T: Timer, C: Clock> Acquire<'_, T, C> {
-    /// The wait without tokio's budget: the run future polls this, since it goes on to
-    /// await the call.
+    /// The wait without tokio's budget: the run futures (this module's and the pipeline's)
+    /// poll this, since they go on to await the call.
     #[inline]
-    fn poll_turn(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Rejected>> {
+    pub(crate) fn poll_turn(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Rejected>> {
         let mut this = self.project();
-        if let WaitProj::Start = this.wait.as_mut().project() {
+        if let WaitProj::Start { max_wait_ns } = this.wait.as_mut().project() {
+            let max_wait_ns = *max_wait_ns;
             let limiter = *this.limiter;
-            match limiter
-                .shared
-                .take(&limiter.clock, *this.cost, limiter.shared.max_wait_ns)
-            {
+            match limiter.shared.take(&limiter.clock, *this.cost, max_wait_ns) {
                 Turn::Now { .. } => {
                     this.wait.set(Wait::Done);
                     limiter.shared.admitted();
