@@ -57,6 +57,7 @@ const CASES: &[&str] = &[
     "stack_layer_5",
     "rate_limiter_admitted",
     "rate_limiter_refused",
+    "keyed_rate_limiter_admitted",
 ];
 
 fn main() {
@@ -82,6 +83,16 @@ fn run(case: &str, calls: u64) {
         "rate_limiter_admitted" => {
             let l = rate_limiter(1 << 29, Duration::from_secs(1));
             repeat(&mut || std::hint::black_box(l.try_acquire()).unwrap())
+        }
+        "keyed_rate_limiter_admitted" => {
+            let keyed: palisade::keyed::Keyed<u64, _> = palisade::keyed::Keyed::new(
+                palisade::keyed::KeyedConfig::default(),
+                rate_limiter(1 << 29, Duration::from_secs(1)),
+            );
+            keyed.try_acquire(&7).unwrap();
+            repeat(&mut || {
+                std::hint::black_box(keyed.try_acquire(std::hint::black_box(&7))).unwrap()
+            })
         }
         "rate_limiter_refused" => {
             let l = rate_limiter(1, Duration::from_secs(3600));

@@ -283,3 +283,50 @@ fn a_closed_breakers_reason_speaks_in_its_trip_models_terms() {
     ratio.try_acquire().unwrap().failure();
     assert_eq!(reason(&ratio), "closed: 1 of 2 calls failed");
 }
+
+/// One host of four down degrades the report (the others serve); once its breaker lets a
+/// probe through and it succeeds, the report is healthy again.
+#[tokio::test(start_paused = true)]
+async fn per_host_breakers_degrade_while_a_host_is_down_and_recover() {
+    use palisade::keyed::{Keyed, KeyedConfig};
+    let per_host: Keyed<String, _> = Keyed::new(
+        KeyedConfig::default(),
+        CircuitBreaker::new(
+            CircuitBreaker::builder()
+                .name("upstreams")
+                .consecutive_failures(1)
+                .break_duration(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        ),
+    );
+    let health = HealthRegistry::new();
+    health.keyed_breakers(&per_host, true, 0.5).unwrap();
+    for host in ["a", "b", "c", "d"] {
+        let ok = per_host
+            .run(host, || async { Ok::<_, palisade::Error<()>>(()) })
+            .await;
+        assert!(ok.is_ok());
+    }
+    assert_eq!(health.readiness().status(), HealthStatus::Healthy);
+    let _ = per_host
+        .run("c", || async { Err::<(), _>(palisade::Error::Inner(())) })
+        .await;
+    let report = health.readiness();
+    assert_eq!(report.status(), HealthStatus::Degraded);
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        json["components"]["upstreams"]["kind"],
+        "keyed_circuit_breakers"
+    );
+    assert_eq!(
+        json["components"]["upstreams"]["reason"],
+        "1 of 4 hosts not closed: \"c\""
+    );
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let probe = per_host
+        .run("c", || async { Ok::<_, palisade::Error<()>>(()) })
+        .await;
+    assert!(probe.is_ok());
+    assert_eq!(health.readiness().status(), HealthStatus::Healthy);
+}

@@ -9,6 +9,8 @@
 //! | breaker, critical | closed or disabled | half-open | open or isolated |
 //! | breaker, not critical | closed or disabled | half-open, open or isolated | never |
 //! | bulkhead | below its saturation threshold | at or above it (in flight + queued over the limit) | never |
+//! | per-host breakers, critical | none open | some open | at least the given share open |
+//! | per-host breakers, not critical | none open | some open | never |
 //! | check, critical | as the check says | as the check says | as the check says |
 //! | check, not critical | as the check says | when the check says degraded or unhealthy | never |
 //!
@@ -84,6 +86,7 @@ use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::{CircuitBreaker, CircuitState, TripModel};
 use crate::clock::Clock;
 use crate::error::ConfigError;
+use crate::keyed::Keyed;
 
 /// How well a component, or the whole process, is doing. Ordered from best to worst.
 ///
@@ -265,6 +268,8 @@ pub enum ComponentKind {
     Bulkhead,
     /// A check of your own.
     Check,
+    /// The circuit breakers of a [`Keyed`](crate::keyed::Keyed) map: one per host.
+    KeyedCircuitBreakers,
 }
 
 /// One component's entry in a [`HealthReport`].
@@ -594,6 +599,68 @@ impl HealthRegistry {
         )
     }
 
+    /// Registers the breakers of a per-host [`Keyed`](crate::keyed::Keyed) map under its
+    /// name: healthy while every host's breaker is closed, degraded while some are not (one
+    /// host down leaves the others to serve), and unhealthy, when critical, once at least
+    /// `unhealthy_share` (in (0, 1]) of the hosts kept have breakers not closed. The reason
+    /// counts them and names up to three.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `unhealthy_share` when it is not in (0, 1], or `name` when a
+    /// component of that name is registered already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreaker;
+    /// use palisade::health::{HealthRegistry, HealthStatus};
+    /// use palisade::keyed::{Keyed, KeyedConfig};
+    ///
+    /// # #[cfg(feature = "tokio")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let per_host: Keyed<String, _> = Keyed::new(
+    ///     KeyedConfig::default(),
+    ///     CircuitBreaker::new(CircuitBreaker::builder().name("upstreams").consecutive_failures(1).build()?),
+    /// );
+    /// let health = HealthRegistry::new();
+    /// health.keyed_breakers(&per_host, true, 0.5)?;
+    /// per_host.run("a.example", || async { Ok::<_, palisade::Error<()>>(()) }).await.unwrap();
+    /// let _ = per_host.run("b.example", || async { Err::<(), _>(palisade::Error::Inner(())) }).await;
+    /// let report = health.readiness();
+    /// assert_eq!(report.status(), HealthStatus::Unhealthy, "half of the hosts are down");
+    /// assert_eq!(report.component("upstreams").unwrap().reason, "1 of 2 hosts not closed: \"b.example\"");
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "tokio"))] fn main() {}
+    /// ```
+    pub fn keyed_breakers<K, C, KC>(
+        &self,
+        keyed: &Keyed<K, CircuitBreaker<C>, KC>,
+        critical: bool,
+        unhealthy_share: f64,
+    ) -> Result<(), ConfigError>
+    where
+        K: std::hash::Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+        C: Clock + Clone,
+        KC: Clock,
+    {
+        let share = crate::validate::ratio("unhealthy_share", unhealthy_share)?;
+        let keyed = keyed.clone();
+        self.push(
+            keyed.name().into(),
+            critical,
+            false,
+            Box::new(move || {
+                (
+                    ComponentKind::KeyedCircuitBreakers,
+                    keyed_breakers_check(&keyed, share),
+                )
+            }),
+        )
+    }
+
     /// Registers a readiness check of your own under `name`. It is called on every report,
     /// on the caller's thread, so it should read state, not do I/O (keep a background task
     /// that pings the dependency and have the check read its last result).
@@ -762,6 +829,29 @@ fn breaker_check<C: Clock>(breaker: &CircuitBreaker<C>) -> Check {
         CircuitState::HalfOpen => Check::degraded("half-open: probing"),
         CircuitState::Open => Check::unhealthy(format!("open: {} rejected so far", m.rejected)),
         CircuitState::Isolated => Check::unhealthy("isolated by hand"),
+    }
+}
+
+fn keyed_breakers_check<K, C, KC>(keyed: &Keyed<K, CircuitBreaker<C>, KC>, share: f64) -> Check
+where
+    K: std::hash::Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    C: Clock + Clone,
+    KC: Clock,
+{
+    let (named, open, total) = keyed.open_keys(3);
+    if open == 0 {
+        return Check::healthy(format!("{total} hosts, every breaker closed"));
+    }
+    let names: Vec<String> = named.iter().map(|k| format!("{k:?}")).collect();
+    let more = if open > named.len() { ", ..." } else { "" };
+    let reason = format!(
+        "{open} of {total} hosts not closed: {}{more}",
+        names.join(", ")
+    );
+    if open as f64 >= share * total as f64 {
+        Check::unhealthy(reason)
+    } else {
+        Check::degraded(reason)
     }
 }
 

@@ -712,6 +712,26 @@ where
             .filter(|(_, entry)| entry.policy.state() != CircuitState::Closed)
             .count()
     }
+
+    /// The keys whose breakers are not closed now, at most `n` of them, with the number of
+    /// keys kept; for a health report's reason. Walks the whole map.
+    pub(crate) fn open_keys(&self, n: usize) -> (Vec<K>, usize, usize)
+    where
+        K: Clone,
+    {
+        let map = self.shared.map.pin();
+        let (mut keys, mut open, mut total) = (Vec::new(), 0, 0);
+        for (key, entry) in map.iter() {
+            total += 1;
+            if entry.policy.state() != CircuitState::Closed {
+                open += 1;
+                if keys.len() < n {
+                    keys.push(key.clone());
+                }
+            }
+        }
+        (keys, open, total)
+    }
 }
 
 #[cfg(all(test, not(loom)))]
