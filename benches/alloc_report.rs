@@ -267,6 +267,62 @@ fn main() {
         per_call(|| call_now(&mut theirs, black_box(1))),
     ));
 
+    // Rate limiters, each admitting every call, direct and per key; and what a new key costs
+    // (its instance and its place in the map).
+    {
+        use governor::{Quota, RateLimiter as Governor};
+        use palisade::keyed::{Keyed, KeyedConfig};
+        use palisade::rate_limiter::RateLimiter;
+        let huge = std::num::NonZeroU32::new(1 << 29).unwrap();
+        let ours = RateLimiter::new(
+            RateLimiter::builder()
+                .rate(1 << 29, Duration::from_secs(1))
+                .build()
+                .unwrap(),
+        );
+        let theirs = Governor::direct(Quota::per_second(huge));
+        rows.push((
+            "rate limiter admit",
+            "palisade try_acquire",
+            per_call(|| ours.try_acquire().unwrap()),
+        ));
+        rows.push((
+            "rate limiter admit",
+            "governor check",
+            per_call(|| theirs.check().unwrap()),
+        ));
+        let ours_keyed: Keyed<u64, _> = Keyed::new(KeyedConfig::default(), ours.clone());
+        let theirs_keyed = Governor::<u64, _, _>::keyed(Quota::per_second(huge));
+        rows.push((
+            "rate limiter admit, existing key",
+            "palisade Keyed::try_acquire",
+            per_call(|| ours_keyed.try_acquire(black_box(&7)).unwrap()),
+        ));
+        rows.push((
+            "rate limiter admit, existing key",
+            "governor keyed check_key",
+            per_call(|| theirs_keyed.check_key(black_box(&7)).unwrap()),
+        ));
+        let mut next = 1_000u64;
+        rows.push((
+            "rate limiter admit, new key",
+            "palisade Keyed::try_acquire",
+            per_call(|| {
+                next += 1;
+                ours_keyed.try_acquire(&next).unwrap()
+            }),
+        ));
+        let mut next = 1_000u64;
+        rows.push((
+            "rate limiter admit, new key",
+            "governor keyed check_key",
+            per_call(|| {
+                next += 1;
+                theirs_keyed.check_key(&next).unwrap()
+            }),
+        ));
+    }
+
     // A cached fallback keeps a copy of each success: free for a response whose clone does not
     // allocate, one allocation per call for one whose clone does. Reported, not a hot path.
     let cached = palisade::fallback::Fallback::new(

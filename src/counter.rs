@@ -100,6 +100,17 @@ impl StripedCounter {
         }
     }
 
+    /// A counter with no stripes, only the shared word: for the per-key instances of a
+    /// [`Keyed`](crate::keyed::Keyed) map, which are many, each counted by few threads at a
+    /// time, where a stripe per hardware thread would cost kilobytes per key.
+    pub(crate) fn unstriped() -> Self {
+        StripedCounter {
+            // An empty boxed slice does not allocate.
+            stripes: Box::new([]),
+            overflow: CachePadded(AtomicU64::new(0)),
+        }
+    }
+
     #[inline]
     pub(crate) fn incr(&self) {
         // The slot as cached, unchecked: "not asked yet" is past every counter's stripes
@@ -116,6 +127,10 @@ impl StripedCounter {
     #[cold]
     #[inline(never)]
     fn incr_slow(&self) {
+        if self.stripes.is_empty() {
+            self.overflow.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         match self.stripes.get(thread_slot()) {
             Some(own) => bump(own),
             None => {

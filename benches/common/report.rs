@@ -207,7 +207,7 @@ pub fn write_allocations(rows: &[(&str, &str, (f64, f64))]) {
         let kind = Kind::of(case).label();
         let _ = writeln!(md, "| {op} | {case} | {kind} | {allocs:.2} | {bytes:.0} |");
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ALLOCATIONS.md");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ALLOCATIONS.md");
     write_or_warn(&path, &md);
 }
 

@@ -241,6 +241,7 @@ impl<T> Bulkhead<T> {
         Bulkhead {
             shared: Arc::new(Shared {
                 per_key: true,
+                rejected: crate::counter::StripedCounter::unstriped(),
                 ..Shared::new(self.shared.config.clone())
             }),
             timer: self.timer.clone(),

@@ -69,6 +69,14 @@ pub(super) struct Ticket {
 }
 
 impl<C: Clock> Shared<C> {
+    /// The same state with counters for one key of many (see `StripedCounter::unstriped`).
+    pub(super) fn per_key(self) -> Self {
+        Shared {
+            rejected: StripedCounter::unstriped(),
+            ..self
+        }
+    }
+
     /// The breaker's state for `config`, reading `clock`.
     pub(super) fn new(config: CircuitBreakerConfig, clock: C) -> Self {
         let slow = config.slow_rule();

@@ -249,10 +249,9 @@ impl<C: Clock> CircuitBreaker<C> {
         C: Clone,
     {
         CircuitBreaker {
-            shared: Arc::new(Shared::new(
-                self.config().clone(),
-                self.shared.clock.clone(),
-            )),
+            shared: Arc::new(
+                Shared::new(self.config().clone(), self.shared.clock.clone()).per_key(),
+            ),
         }
     }
 

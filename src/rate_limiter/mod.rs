@@ -238,7 +238,11 @@ impl<T, C> RateLimiter<T, C> {
         C: Clone,
     {
         RateLimiter {
-            shared: Arc::new(Shared::new(self.shared.config.clone())),
+            shared: Arc::new(Shared {
+                admitted: crate::counter::StripedCounter::unstriped(),
+                limited: crate::counter::StripedCounter::unstriped(),
+                ..Shared::new(self.shared.config.clone())
+            }),
             timer: self.timer.clone(),
             clock: self.clock.clone(),
         }
