@@ -232,17 +232,23 @@ impl<T> Bulkhead<T> {
         bulkhead
     }
 
+    pub(crate) fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        &self.shared.telemetry
+    }
+
     /// A bulkhead with this one's config and timer and slots of its own, for a per-key map
     /// (no `Created` event: it is part of the map).
-    pub(crate) fn sibling(&self) -> Self
+    pub(crate) fn sibling(&self, key: Option<Arc<str>>) -> Self
     where
         T: Clone,
     {
+        let shared = Shared::new(self.shared.config.clone());
         Bulkhead {
             shared: Arc::new(Shared {
                 per_key: true,
                 rejected: crate::counter::StripedCounter::unstriped(),
-                ..Shared::new(self.shared.config.clone())
+                telemetry: shared.telemetry.for_key(key),
+                ..shared
             }),
             timer: self.timer.clone(),
         }

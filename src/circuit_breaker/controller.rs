@@ -69,10 +69,12 @@ pub(super) struct Ticket {
 }
 
 impl<C: Clock> Shared<C> {
-    /// The same state with counters for one key of many (see `StripedCounter::unstriped`).
-    pub(super) fn per_key(self) -> Self {
+    /// The same state for one key of many: counters without stripes (see
+    /// `StripedCounter::unstriped`), events that carry the key.
+    pub(super) fn per_key(self, key: Option<std::sync::Arc<str>>) -> Self {
         Shared {
             rejected: StripedCounter::unstriped(),
+            telemetry: self.telemetry.for_key(key),
             ..self
         }
     }

@@ -242,15 +242,19 @@ impl<C: Clock> CircuitBreaker<C> {
         breaker
     }
 
+    pub(crate) fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        &self.shared.telemetry
+    }
+
     /// A closed breaker with this one's config and clock and state of its own, for a
     /// per-key map (no `Created` event: it is part of the map).
-    pub(crate) fn sibling(&self) -> Self
+    pub(crate) fn sibling(&self, key: Option<Arc<str>>) -> Self
     where
         C: Clone,
     {
         CircuitBreaker {
             shared: Arc::new(
-                Shared::new(self.config().clone(), self.shared.clock.clone()).per_key(),
+                Shared::new(self.config().clone(), self.shared.clock.clone()).per_key(key),
             ),
         }
     }

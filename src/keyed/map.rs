@@ -1,6 +1,7 @@
 //! The map behind a [`Keyed`](super::Keyed): entries, leases and eviction.
 
 use std::borrow::Borrow;
+use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -96,7 +97,7 @@ impl<P> Drop for OwnedLease<P> {
 
 impl<K, P, C> Shared<K, P, C>
 where
-    K: Hash + Eq + Send + Sync + 'static,
+    K: Hash + Eq + fmt::Debug + Send + Sync + 'static,
     P: PerKey,
     C: Clock,
 {
@@ -206,13 +207,19 @@ where
                 )));
             }
         }
+        // The key's label for its events, made only when someone listens.
+        let owned = key.to_owned();
+        let label = self
+            .prototype
+            .has_listener()
+            .then(|| Arc::from(format!("{owned:?}")));
         let entry = Arc::new(Entry {
-            policy: self.prototype.sibling(),
+            policy: self.prototype.sibling(label),
             leases: Leases::new(),
             last_epoch: AtomicU64::new(self.epoch.load(Ordering::Relaxed)),
         });
         let guard = self.map.guard();
-        if self.map.try_insert(key.to_owned(), entry, &guard).is_err() {
+        if self.map.try_insert(owned, entry, &guard).is_err() {
             // Another caller made it first.
             self.count.fetch_sub(1, Ordering::Relaxed);
         }

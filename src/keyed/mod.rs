@@ -146,7 +146,7 @@ impl<K, P, C> Clone for Keyed<K, P, C> {
 
 impl<K, P, C> fmt::Debug for Keyed<K, P, C>
 where
-    K: Hash + Eq + Send + Sync + 'static,
+    K: Hash + Eq + fmt::Debug + Send + Sync + 'static,
     P: PerKey,
     C: Clock,
 {
@@ -161,7 +161,7 @@ where
 
 impl<K, P> Keyed<K, P>
 where
-    K: Hash + Eq + Send + Sync + 'static,
+    K: Hash + Eq + fmt::Debug + Send + Sync + 'static,
     P: PerKey,
 {
     /// A map whose keys each get a sibling of `prototype`, timing idleness on the
@@ -185,7 +185,7 @@ where
 
 impl<K, P, C> Keyed<K, P, C>
 where
-    K: Hash + Eq + Send + Sync + 'static,
+    K: Hash + Eq + fmt::Debug + Send + Sync + 'static,
     P: PerKey,
     C: Clock,
 {
@@ -348,7 +348,7 @@ where
 
 impl<K, T, C, KC> Keyed<K, RateLimiter<T, C>, KC>
 where
-    K: Hash + Eq + Send + Sync + 'static,
+    K: Hash + Eq + fmt::Debug + Send + Sync + 'static,
     T: Clone + Send + Sync + 'static,
     C: Clock + Clone,
     KC: Clock,
@@ -477,7 +477,7 @@ where
 
 impl<K, T, C, KC> Keyed<K, RateLimiter<T, C>, KC>
 where
-    K: Hash + Eq + Send + Sync + 'static,
+    K: Hash + Eq + fmt::Debug + Send + Sync + 'static,
     T: Timer + Clone,
     C: Clock + Clone,
     KC: Clock,
@@ -526,7 +526,7 @@ where
 
 impl<K, T, KC> Keyed<K, Bulkhead<T>, KC>
 where
-    K: Hash + Eq + Send + Sync + 'static,
+    K: Hash + Eq + fmt::Debug + Send + Sync + 'static,
     T: Timer + Clone,
     KC: Clock,
 {
@@ -603,7 +603,7 @@ where
 
 impl<K, C, KC> Keyed<K, CircuitBreaker<C>, KC>
 where
-    K: Hash + Eq + Send + Sync + 'static,
+    K: Hash + Eq + fmt::Debug + Send + Sync + 'static,
     C: Clock + Clone,
     KC: Clock,
 {

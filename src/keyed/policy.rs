@@ -35,9 +35,13 @@ pub trait PerKey: sealed::Sealed + Clone + Send + Sync + 'static {
 pub(crate) mod sealed {
     /// The methods behind [`PerKey`](super::PerKey), out of users' reach.
     pub trait Sealed {
-        /// A new instance with this one's config, timer and clock, sharing no state with it.
-        /// It reports no `Created` event: a per-key instance is part of its map.
-        fn sibling(&self) -> Self;
+        /// A new instance with this one's config, timer and clock, sharing no state with it,
+        /// whose events carry `key`. It reports no `Created` event: a per-key instance is part
+        /// of its map.
+        fn sibling(&self, key: Option<std::sync::Arc<str>>) -> Self;
+
+        /// Whether a listener is set: only then is a key's label worth making.
+        fn has_listener(&self) -> bool;
 
         /// Whether a fresh sibling would behave exactly as this instance does now. Read
         /// only while no call holds a lease on the key.
@@ -59,8 +63,12 @@ impl<T: Clone + Send + Sync + 'static, C: Clock + Clone> PerKey for RateLimiter<
 }
 
 impl<T: Clone + Send + Sync + 'static, C: Clock + Clone> sealed::Sealed for RateLimiter<T, C> {
-    fn sibling(&self) -> Self {
-        RateLimiter::sibling(self)
+    fn sibling(&self, key: Option<std::sync::Arc<str>>) -> Self {
+        RateLimiter::sibling(self, key)
+    }
+
+    fn has_listener(&self) -> bool {
+        self.telemetry().has_listener()
     }
 
     /// A bucket that is full again: its TAT is not ahead of the clock (a waiter still
@@ -85,8 +93,12 @@ impl<T: Clone + Send + Sync + 'static> PerKey for Bulkhead<T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> sealed::Sealed for Bulkhead<T> {
-    fn sibling(&self) -> Self {
-        Bulkhead::sibling(self)
+    fn sibling(&self, key: Option<std::sync::Arc<str>>) -> Self {
+        Bulkhead::sibling(self, key)
+    }
+
+    fn has_listener(&self) -> bool {
+        self.telemetry().has_listener()
     }
 
     /// No slot taken and no call waiting for one.
@@ -111,8 +123,12 @@ impl<C: Clock + Clone> PerKey for CircuitBreaker<C> {
 }
 
 impl<C: Clock + Clone> sealed::Sealed for CircuitBreaker<C> {
-    fn sibling(&self) -> Self {
-        CircuitBreaker::sibling(self)
+    fn sibling(&self, key: Option<std::sync::Arc<str>>) -> Self {
+        CircuitBreaker::sibling(self, key)
+    }
+
+    fn has_listener(&self) -> bool {
+        self.telemetry().has_listener()
     }
 
     /// Closed, or open with its break over (it reads half-open) and no probe in flight,

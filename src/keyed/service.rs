@@ -106,7 +106,7 @@ impl<S, K, P, F, C, Req> Service<Req> for KeyedService<S, K, P, F, C>
 where
     S: Service<Req> + Clone,
     S::Error: From<Rejected>,
-    K: Hash + Eq + Clone + Send + Sync + 'static,
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     P: PerKey,
     P::Layer: Layer<S>,
     <P::Layer as Layer<S>>::Service: Service<Req, Response = S::Response, Error = S::Error>,

@@ -232,16 +232,18 @@ impl<T, C> RateLimiter<T, C> {
 
     /// A limiter with this one's config, timer and clock and a full bucket of its own, for
     /// a per-key map (no `Created` event: it is part of the map).
-    pub(crate) fn sibling(&self) -> Self
+    pub(crate) fn sibling(&self, key: Option<Arc<str>>) -> Self
     where
         T: Clone,
         C: Clone,
     {
+        let shared = Shared::new(self.shared.config.clone());
         RateLimiter {
             shared: Arc::new(Shared {
                 admitted: crate::counter::StripedCounter::unstriped(),
                 limited: crate::counter::StripedCounter::unstriped(),
-                ..Shared::new(self.shared.config.clone())
+                telemetry: shared.telemetry.for_key(key),
+                ..shared
             }),
             timer: self.timer.clone(),
             clock: self.clock.clone(),
@@ -358,6 +360,10 @@ impl<T, C: Clock> RateLimiter<T, C> {
             tokens: s.gcra.tokens(self.clock.now().as_nanos(), s.rate),
             burst: s.rate.burst(),
         }
+    }
+
+    pub(crate) fn telemetry(&self) -> &crate::telemetry::Telemetry {
+        &self.shared.telemetry
     }
 
     /// Whether the bucket is full: no token spent that has not come back, no turn reserved.

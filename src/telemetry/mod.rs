@@ -57,10 +57,12 @@ pub use metrics_listener::MetricsListener;
 /// }
 /// # let _ = log;
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     policy: &'static str,
     kind: EventKind,
+    // The key of a per-key instance (see `keyed`), as its `Debug` form.
+    key: Option<Arc<str>>,
 }
 
 impl Event {
@@ -77,7 +79,43 @@ impl Event {
     /// print.on_event(&event);
     /// ```
     pub const fn new(policy: &'static str, kind: EventKind) -> Self {
-        Event { policy, kind }
+        Event {
+            policy,
+            kind,
+            key: None,
+        }
+    }
+
+    /// The key of the instance that reported the event, for the instances of a per-key
+    /// [`Keyed`](crate::keyed::Keyed) map (the key's `Debug` form); `None` for a policy of
+    /// its own. Every key's instance reports under its map's one policy name, so that
+    /// metrics keep one series per policy; the key rides here, for logs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::keyed::{Keyed, KeyedConfig};
+    /// use palisade::rate_limiter::RateLimiter;
+    /// use palisade::telemetry::Event;
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// let config = RateLimiter::builder()
+    ///     .name("per-user")
+    ///     .rate(1, Duration::from_secs(60))
+    ///     .listener(move |e: &Event| sink.lock().unwrap().push((e.policy_name(), e.key().map(String::from))))
+    ///     .build()?;
+    /// let per_user: Keyed<String, _> = Keyed::new(KeyedConfig::default(), RateLimiter::new(config));
+    /// per_user.try_acquire("ada")?;
+    /// assert!(per_user.try_acquire("ada").is_err());
+    /// let seen = seen.lock().unwrap();
+    /// assert!(seen.contains(&("per-user", Some(String::from("\"ada\"")))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
     }
 
     /// The name of the policy that reported the event.
@@ -357,11 +395,26 @@ pub(crate) use telemetry_setters;
 pub(crate) struct Telemetry {
     name: &'static str,
     listener: Option<Arc<dyn Listener>>,
+    // Set for the instance of one key in a per-key map.
+    key: Option<Arc<str>>,
 }
 
 impl Telemetry {
     pub(crate) fn new(name: &'static str, listener: Option<Arc<dyn Listener>>) -> Self {
-        Telemetry { name, listener }
+        Telemetry {
+            name,
+            listener,
+            key: None,
+        }
+    }
+
+    /// The same telemetry for the instance of one key in a per-key map, whose events carry
+    /// `key`.
+    pub(crate) fn for_key(&self, key: Option<Arc<str>>) -> Self {
+        Telemetry {
+            key,
+            ..self.clone()
+        }
     }
 
     /// Checks a builder's name (see [`validate::check_name`](crate::validate::check_name))
@@ -411,7 +464,12 @@ impl Telemetry {
     #[inline]
     pub(crate) fn emit(&self, kind: impl FnOnce() -> EventKind) {
         if let Some(listener) = &self.listener {
-            emit_cold(&**listener, Event::new(self.name, kind()));
+            let event = Event {
+                policy: self.name,
+                kind: kind(),
+                key: self.key.clone(),
+            };
+            emit_cold(&**listener, event);
         }
     }
 }
@@ -434,6 +492,7 @@ impl fmt::Debug for Telemetry {
         f.debug_struct("Telemetry")
             .field("name", &self.name)
             .field("listener", &self.listener.as_ref().map(|_| "..."))
+            .field("key", &self.key)
             .finish()
     }
 }
@@ -442,7 +501,7 @@ impl fmt::Debug for Telemetry {
 ///
 /// Rejections and timeouts are logged at `DEBUG` (they can be frequent under load and are
 /// expected behaviour); state changes, as policies add them, at `INFO`. Every record has a
-/// `policy` field.
+/// `policy` field, and a `key` field for the instances of a per-key map.
 ///
 /// # Examples
 ///
@@ -472,12 +531,14 @@ impl Listener for TracingListener {
             EventKind::TimedOut { after } => tracing::debug!(
                 target: "palisade",
                 policy,
+                key = event.key(),
                 after_ms = millis(after),
                 "call timed out"
             ),
             EventKind::Rejected(rejected) => tracing::debug!(
                 target: "palisade",
                 policy,
+                key = event.key(),
                 retry_after_ms = rejected.retry_after().map(millis),
                 reason = %rejected,
                 "call rejected"
@@ -485,6 +546,7 @@ impl Listener for TracingListener {
             EventKind::StateChanged { from, to } => tracing::info!(
                 target: "palisade",
                 policy,
+                key = event.key(),
                 from = ?from,
                 to = ?to,
                 "circuit breaker state changed"
@@ -492,6 +554,7 @@ impl Listener for TracingListener {
             EventKind::RetryScheduled { attempt, delay } => tracing::debug!(
                 target: "palisade",
                 policy,
+                key = event.key(),
                 attempt,
                 delay_ms = millis(delay),
                 "retry scheduled"
@@ -499,6 +562,7 @@ impl Listener for TracingListener {
             EventKind::RetryGaveUp { attempts, reason } => tracing::debug!(
                 target: "palisade",
                 policy,
+                key = event.key(),
                 attempts,
                 reason = ?reason,
                 "retry gave up"
@@ -506,36 +570,42 @@ impl Listener for TracingListener {
             EventKind::RetrySucceeded { attempts } => tracing::debug!(
                 target: "palisade",
                 policy,
+                key = event.key(),
                 attempts,
                 "call succeeded after retrying"
             ),
             EventKind::FallbackUsed { level } => tracing::debug!(
                 target: "palisade",
                 policy,
+                key = event.key(),
                 level,
                 "fallback used"
             ),
             EventKind::BulkheadAdmitted { in_flight } => tracing::trace!(
                 target: "palisade",
                 policy,
+                key = event.key(),
                 in_flight,
                 "bulkhead admitted a call"
             ),
             EventKind::BulkheadReleased { in_flight } => tracing::trace!(
                 target: "palisade",
                 policy,
+                key = event.key(),
                 in_flight,
                 "bulkhead slot released"
             ),
             EventKind::Created { kind } => tracing::debug!(
                 target: "palisade",
                 policy,
+                key = event.key(),
                 kind = ?kind,
                 "policy created"
             ),
             EventKind::CallRecorded { failure, slow } => tracing::trace!(
                 target: "palisade",
                 policy,
+                key = event.key(),
                 failure,
                 slow,
                 "circuit breaker recorded a call"
