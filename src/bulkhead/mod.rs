@@ -238,7 +238,7 @@ impl<T> Bulkhead<T> {
 
     /// A bulkhead with this one's config and timer and slots of its own, for a per-key map
     /// (no `Created` event: it is part of the map).
-    pub(crate) fn sibling(&self, key: Option<Arc<str>>) -> Self
+    pub(crate) fn sibling(&self, key: Option<std::sync::Arc<str>>) -> Self
     where
         T: Clone,
     {

@@ -248,7 +248,7 @@ impl<C: Clock> CircuitBreaker<C> {
 
     /// A closed breaker with this one's config and clock and state of its own, for a
     /// per-key map (no `Created` event: it is part of the map).
-    pub(crate) fn sibling(&self, key: Option<Arc<str>>) -> Self
+    pub(crate) fn sibling(&self, key: Option<std::sync::Arc<str>>) -> Self
     where
         C: Clone,
     {

@@ -158,6 +158,37 @@ where
             .map(|entry| OwnedLease { entry })
     }
 
+    /// Runs `act` on `key`'s policy (making the entry when the key is new) without a lease,
+    /// for an action that ends before this returns and that the policy itself refuses once
+    /// eviction retired it (`act` returns `None`: look again). The map's guard keeps the
+    /// entry's memory alive meanwhile.
+    #[inline]
+    pub(crate) fn unleased<Q, R>(
+        &self,
+        key: &Q,
+        act: impl Fn(&P) -> Option<R>,
+    ) -> Result<R, Rejected>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let mut spins = 0u32;
+        loop {
+            {
+                let guard = self.map.guard();
+                if let Some(entry) = self.map.get(key, &guard) {
+                    entry.touch(self.epoch.load(Ordering::Relaxed));
+                    if let Some(out) = act(&entry.policy) {
+                        return Ok(out);
+                    }
+                    spin(&mut spins);
+                    continue;
+                }
+            }
+            self.insert(key)?;
+        }
+    }
+
     /// Takes a lease on `key`'s entry and returns what `keep` makes of it (a pointer, or a
     /// clone of its `Arc`), read under the map's guard.
     #[inline]
@@ -175,14 +206,7 @@ where
                         entry.touch(self.epoch.load(Ordering::Relaxed));
                         return Ok(keep(entry));
                     }
-                    // Eviction owns the entry for the moment it takes to look at the policy
-                    // and remove it or hand it back; look again then.
-                    spins += 1;
-                    if spins % 64 == 0 {
-                        std::thread::yield_now();
-                    } else {
-                        std::hint::spin_loop();
-                    }
+                    spin(&mut spins);
                     continue;
                 }
             }
@@ -286,7 +310,7 @@ where
             if !entry.leases.try_retire() {
                 continue;
             }
-            if entry.policy.at_rest() {
+            if entry.policy.retire() {
                 self.map.remove(key, &guard);
                 self.count.fetch_sub(1, Ordering::Relaxed);
                 evicted += 1;
@@ -295,5 +319,16 @@ where
             }
         }
         evicted
+    }
+}
+
+/// Waits a moment for eviction, which owns an entry for the time it takes to look at its
+/// policy and then remove it or hand it back.
+fn spin(spins: &mut u32) {
+    *spins += 1;
+    if *spins % 64 == 0 {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
     }
 }

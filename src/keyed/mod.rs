@@ -45,8 +45,9 @@
 //! # Concurrency
 //!
 //! The map is [`papaya`]'s lock-free hash map: a call for a key already in the map takes no
-//! lock, only the map's epoch guard and two read-modify-writes on the key's own lease count
-//! (take and give back), around the policy's own atomic work. Chosen by measurement
+//! lock, only the map's epoch guard, and around the policy's own atomic work two
+//! read-modify-writes on the key's own lease count (take and give back); a rate limiter's
+//! `try_acquire` needs none, as its bucket's word itself can be retired (see below). Chosen by measurement
 //! (`benches/keyed_map.rs`, lookups of an existing key on 2 threads, aggregate ns per
 //! lookup): papaya 12.5, dashmap 37.6 (governor's keyed limiter uses dashmap), scc 31.6, a
 //! `std` `RwLock<HashMap>` 128; on one thread they were within 25.2 to 31.2 ns. papaya is
@@ -56,8 +57,12 @@
 //! A lease and eviction race on one word per key (the lease count, with a bit eviction sets
 //! while no lease is held, before it looks at the policy), so eviction never removes a key
 //! a call is using, and a call never uses a key eviction removed (loom model in
-//! `keyed/lease.rs`). A call that meets a key in the instant eviction is looking at it
-//! spins until eviction has decided.
+//! `keyed/lease.rs`). A limiter's [`try_acquire`](Keyed::try_acquire), which decides in one
+//! compare-and-swap and holds nothing afterwards, skips the lease: eviction retires a full
+//! bucket by moving its word to a mark in a compare-and-swap of its own, which fails if a
+//! caller took a token first, and a caller that finds the mark looks the key up again
+//! (loom model in `rate_limiter/gcra.rs`). A call that meets a key in the instant eviction
+//! is looking at it spins until eviction has decided.
 //!
 //! # Cancellation
 //!
@@ -411,8 +416,10 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let lease = self.shared.lease(key)?;
-        lease.policy().try_acquire_n(cost)
+        // No lease: the decision is one compare-and-swap on the bucket, which fails once
+        // eviction has retired the bucket (see `rate_limiter::gcra`).
+        self.shared
+            .unleased(key, |limiter| limiter.try_acquire_unleased(cost))?
     }
 
     /// One key's limiter state, if the key has one.

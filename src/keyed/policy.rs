@@ -43,9 +43,11 @@ pub(crate) mod sealed {
         /// Whether a listener is set: only then is a key's label worth making.
         fn has_listener(&self) -> bool;
 
-        /// Whether a fresh sibling would behave exactly as this instance does now. Read
-        /// only while no call holds a lease on the key.
-        fn at_rest(&self) -> bool;
+        /// Whether a fresh sibling would behave exactly as this instance does now (it is at
+        /// rest); if so, makes it refuse the callers that take no lease (see
+        /// [`Keyed::try_acquire`](super::super::Keyed::try_acquire)), so that it stays at
+        /// rest until it is removed. Called only while eviction holds the key's leases.
+        fn retire(&self) -> bool;
 
         /// The name the instance reports under.
         fn policy_name(&self) -> &'static str;
@@ -72,9 +74,10 @@ impl<T: Clone + Send + Sync + 'static, C: Clock + Clone> sealed::Sealed for Rate
     }
 
     /// A bucket that is full again: its TAT is not ahead of the clock (a waiter still
-    /// holding a reserved turn keeps it ahead).
-    fn at_rest(&self) -> bool {
-        self.is_full()
+    /// holding a reserved turn keeps it ahead). `try_acquire` on a key takes no lease, so
+    /// the TAT itself is retired, in the same compare-and-swap that finds it full.
+    fn retire(&self) -> bool {
+        self.try_retire()
     }
 
     fn policy_name(&self) -> &'static str {
@@ -101,8 +104,8 @@ impl<T: Clone + Send + Sync + 'static> sealed::Sealed for Bulkhead<T> {
         self.telemetry().has_listener()
     }
 
-    /// No slot taken and no call waiting for one.
-    fn at_rest(&self) -> bool {
+    /// No slot taken and no call waiting for one. Every call holds a lease.
+    fn retire(&self) -> bool {
         let m = self.metrics();
         m.in_flight == 0 && m.queued == 0
     }
@@ -137,7 +140,7 @@ impl<C: Clock + Clone> sealed::Sealed for CircuitBreaker<C> {
     /// evicted; so does one whose break is over, which a fresh sibling replaces with a
     /// closed breaker that trips again after its minimum of failures: after the idle time
     /// those results have little left to say, and no host's breaker stays for ever.
-    fn at_rest(&self) -> bool {
+    fn retire(&self) -> bool {
         matches!(self.state(), CircuitState::Closed | CircuitState::HalfOpen)
     }
 

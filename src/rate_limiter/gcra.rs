@@ -28,6 +28,14 @@
 //! behind it stays taken: moving the TAT back under them would let a newcomer take the
 //! same instant as a caller already waiting for it, over the limit.
 //!
+//! # Retiring a per-key bucket
+//!
+//! A per-key map evicts a full bucket by moving its TAT to [`RETIRED`], which no real TAT
+//! reaches, with a compare-and-swap from a TAT not ahead of the clock. A caller whose
+//! compare-and-swap loses to it, or who loads it, is told so ([`Decision::Retired`]) and
+//! looks the key up again; a caller who moved the TAT first makes the retirement fail. So a
+//! map can admit on a key without a lease of its own around the word.
+//!
 //! # Memory ordering
 //!
 //! The word publishes nothing but itself: every access is `Relaxed`, and the compare-and-
@@ -90,7 +98,13 @@ pub(crate) enum Decision {
     Refuse { retry_after_ns: u64 },
     /// The cost is above the burst: never admitted.
     Never,
+    /// The bucket was retired by its per-key map: nothing was decided.
+    Retired,
 }
+
+/// The TAT of a bucket its per-key map has retired: above every real TAT (those stay below
+/// the clock's reading plus a refill span of at most 2^62 ns).
+pub(crate) const RETIRED: u64 = u64::MAX;
 
 /// The decision for a call of `cost` tokens arriving at `now_ns`, against the TAT `tat_ns`,
 /// for a caller willing to wait up to `max_wait_ns` for its turn.
@@ -198,14 +212,18 @@ impl Gcra {
     /// the TAT for it.
     #[cfg(test)]
     pub(crate) fn acquire(&self, now_ns: u64, cost: u32, rate: Rate, max_wait_ns: u64) -> Decision {
-        self.acquire_lagging(now_ns, 0, || now_ns, cost, rate, max_wait_ns)
+        self.acquire_lagging::<true>(now_ns, 0, || now_ns, cost, rate, max_wait_ns)
     }
 
     /// As [`acquire`](Self::acquire), from a lagging reading `recent_ns` that trails the
     /// exact one by at most `lag_ns`; `exact` is read only when [`decide_lagging`] cannot
     /// settle the call, and at most once.
+    ///
+    /// With `RETIRABLE`, a retired word is told apart ([`Decision::Retired`]); without, the
+    /// word is known never to be retired (a limiter of its own, or a per-key one under a
+    /// lease) and costs no check.
     #[inline]
-    pub(crate) fn acquire_lagging(
+    pub(crate) fn acquire_lagging<const RETIRABLE: bool>(
         &self,
         recent_ns: u64,
         lag_ns: u64,
@@ -219,6 +237,9 @@ impl Gcra {
         let mut now_ns = (lag_ns == 0).then_some(recent_ns);
         let mut current = self.tat.load(Ordering::Relaxed);
         loop {
+            if RETIRABLE && current == RETIRED {
+                return Decision::Retired;
+            }
             let decision = match now_ns {
                 Some(now_ns) => decide(current, now_ns, cost, rate, max_wait_ns),
                 None => match decide_lagging(current, recent_ns, lag_ns, cost, rate, max_wait_ns) {
@@ -230,13 +251,16 @@ impl Gcra {
                         // rest: a TAT loaded before it would more often be stale at the
                         // compare-and-swap under contention.
                         current = self.tat.load(Ordering::Relaxed);
+                        if RETIRABLE && current == RETIRED {
+                            return Decision::Retired;
+                        }
                         decide(current, read, cost, rate, max_wait_ns)
                     }
                 },
             };
             let tat = match decision {
                 Decision::Admit { tat } | Decision::Wait { tat, .. } => tat,
-                Decision::Refuse { .. } | Decision::Never => return decision,
+                Decision::Refuse { .. } | Decision::Never | Decision::Retired => return decision,
             };
             match self
                 .tat
@@ -262,10 +286,15 @@ impl Gcra {
         tokens(self.tat.load(Ordering::Relaxed), now_ns, rate)
     }
 
-    /// Whether the bucket is full at `now_ns`: a TAT not ahead of the clock, which a bucket
-    /// that was never used has too.
-    pub(crate) fn is_full(&self, now_ns: u64) -> bool {
-        self.tat.load(Ordering::Relaxed) <= now_ns
+    /// Retires the bucket if it is full at `now_ns` (a TAT not ahead of the clock, which a
+    /// bucket never used has too); true if it did. See the module docs.
+    pub(crate) fn try_retire(&self, now_ns: u64) -> bool {
+        let current = self.tat.load(Ordering::Relaxed);
+        current <= now_ns
+            && self
+                .tat
+                .compare_exchange(current, RETIRED, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 }
 
@@ -276,6 +305,30 @@ mod tests;
 mod loom_tests {
     use super::*;
     use crate::sync::Arc;
+
+    /// A per-key map retiring a full bucket races a caller taking a token without a
+    /// lease: either the caller is admitted and the retirement fails (the bucket is no
+    /// longer full), or the bucket is retired and the caller is told so; never both.
+    #[test]
+    fn retiring_a_bucket_races_an_admission_and_exactly_one_wins() {
+        loom::model(|| {
+            let rate = Rate::new(2, 1_000_000_000, 2);
+            let gcra = Arc::new(Gcra::new());
+            let caller = {
+                let gcra = gcra.clone();
+                loom::thread::spawn(move || gcra.acquire(5, 1, rate, 0))
+            };
+            let retired = gcra.try_retire(5);
+            match caller.join().unwrap() {
+                Decision::Admit { .. } => {
+                    assert!(!retired, "retired a bucket a caller had just drawn from");
+                    assert_eq!(gcra.tokens(5, rate), 1);
+                }
+                Decision::Retired => assert!(retired),
+                other => panic!("unexpected {other:?}"),
+            }
+        });
+    }
 
     #[test]
     fn threads_racing_for_the_last_token_never_over_admit() {

@@ -232,7 +232,7 @@ impl<T, C> RateLimiter<T, C> {
 
     /// A limiter with this one's config, timer and clock and a full bucket of its own, for
     /// a per-key map (no `Created` event: it is part of the map).
-    pub(crate) fn sibling(&self, key: Option<Arc<str>>) -> Self
+    pub(crate) fn sibling(&self, key: Option<std::sync::Arc<str>>) -> Self
     where
         T: Clone,
         C: Clone,
@@ -366,10 +366,24 @@ impl<T, C: Clock> RateLimiter<T, C> {
         &self.shared.telemetry
     }
 
-    /// Whether the bucket is full: no token spent that has not come back, no turn reserved.
-    /// Reads the exact clock.
-    pub(crate) fn is_full(&self) -> bool {
-        self.shared.gcra.is_full(self.clock.now().as_nanos())
+    /// Retires the bucket for its per-key map if it is full: no token spent that has not
+    /// come back, no turn reserved. Reads the exact clock.
+    pub(crate) fn try_retire(&self) -> bool {
+        self.shared.gcra.try_retire(self.clock.now().as_nanos())
+    }
+
+    /// [`try_acquire_n`](Self::try_acquire_n) for a per-key map that holds no lease on the
+    /// key: `None` when the map retired the bucket meanwhile.
+    #[inline]
+    pub(crate) fn try_acquire_unleased(&self, cost: u32) -> Option<Result<(), Rejected>> {
+        Some(match self.shared.take_unleased(&self.clock, cost, 0)? {
+            Turn::Now { .. } => {
+                self.shared.admitted();
+                Ok(())
+            }
+            Turn::Refused(refusal) => Err(self.shared.refuse(refusal)),
+            Turn::Later { .. } => unreachable!("no wait was allowed"),
+        })
     }
 }
 

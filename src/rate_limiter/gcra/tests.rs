@@ -111,6 +111,7 @@ fn extreme_readings_and_waits_never_overflow() {
                             assert!(retry_after_ns > max_wait)
                         }
                         Decision::Never => assert!(cost > r.burst()),
+                        Decision::Retired => panic!("only a retired word says so"),
                     }
                     let _ = decide_lagging(tat, now, u64::MAX, cost, r, max_wait);
                 }
