@@ -245,7 +245,9 @@ impl ClientIp {
         Some(self.normalize(ip))
     }
 
-    /// This as a key function for [`KeyedLayer::new`](super::KeyedLayer::new) under axum.
+    /// This as a key function for [`KeyedLayer::new`](super::KeyedLayer::new) under axum
+    /// (requests with axum's `Body`; for another body type, call [`key`](Self::key) from
+    /// a closure of your own).
     ///
     /// # Examples
     ///
@@ -615,7 +617,9 @@ impl HeaderKey {
         Some(String::from_utf8_lossy(value).into_owned())
     }
 
-    /// This as a key function for [`KeyedLayer::new`](super::KeyedLayer::new) under axum.
+    /// This as a key function for [`KeyedLayer::new`](super::KeyedLayer::new) under axum
+    /// (requests with axum's `Body`; for another body type, call [`key`](Self::key) from
+    /// a closure of your own).
     ///
     /// # Examples
     ///
