@@ -211,6 +211,7 @@
 //! | `serde` | no | [`config`]: every config from TOML / YAML / JSON files, validated like the builders; serializable health reports |
 //! | `toml`, `yaml`, `json` | no | `serde`, and [`Policies::from_path`](config::Policies::from_path) for files in that format |
 //! | `http` | no | [`http`]: status classifier, `Retry-After` hints, a request cloner; with `tower`, load shedding with 503 |
+//! | `axum` | no | [`keyed::axum`]: per-key policies keyed by client IP (connection, or trusted proxies' `X-Forwarded-For` / `Forwarded`) or a header (implies `tower` and `http`) |
 //! | `reqwest-middleware` | no | [`http::middleware`]: a pipeline or one policy as a `reqwest_middleware::Middleware` (implies `tokio` and `http`) |
 //! | `test-util` | no | for dev-dependencies: [`TokioClock`](clock::TokioClock) as the default clock, so paused tokio time drives every policy; [`FakeClock`](clock::FakeClock) |
 //!

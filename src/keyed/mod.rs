@@ -23,6 +23,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Under axum (feature `axum`), [`axum::ClientIp`] and [`axum::HeaderKey`] read the key
+//! of a request (the client's address, from the connection or a header your proxies
+//! write; a user id or API key header) for a [`KeyedLayer`].
+//!
 //! # Bounded memory
 //!
 //! A map keeps at most [`max_keys`](KeyedConfig::max_keys) keys, and forgets a key once it
@@ -84,6 +88,9 @@
 //! ([`top_limited`](Keyed::top_limited)) or the number of open breakers
 //! ([`open_breakers`](Keyed::open_breakers)).
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod config;
 pub mod future;
 #[cfg(feature = "tower")]

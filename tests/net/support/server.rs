@@ -46,6 +46,18 @@ impl Serving {
         });
         Serving { addr, task }
     }
+
+    /// As [`start`](Self::start), with each request carrying its connection's peer address
+    /// as `ConnectInfo<SocketAddr>` (what per-client keys read).
+    pub async fn start_with_connect_info(app: Router) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app).await.unwrap();
+        });
+        Serving { addr, task }
+    }
 }
 
 impl Drop for Serving {
