@@ -268,7 +268,7 @@ pub enum ComponentKind {
     Bulkhead,
     /// A check of your own.
     Check,
-    /// The circuit breakers of a [`Keyed`](crate::keyed::Keyed) map: one per host.
+    /// The circuit breakers of a [`Keyed`] map: one per host.
     KeyedCircuitBreakers,
 }
 
@@ -599,7 +599,7 @@ impl HealthRegistry {
         )
     }
 
-    /// Registers the breakers of a per-host [`Keyed`](crate::keyed::Keyed) map under its
+    /// Registers the breakers of a per-host [`Keyed`] map under its
     /// name: healthy while every host's breaker is closed, degraded while some are not (one
     /// host down leaves the others to serve), and unhealthy, when critical, once at least
     /// `unhealthy_share` (in (0, 1]) of the hosts kept have breakers not closed. The reason

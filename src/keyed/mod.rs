@@ -602,7 +602,8 @@ where
     /// use palisade::keyed::{Keyed, KeyedConfig};
     /// use palisade::bulkhead::Bulkhead;
     ///
-    /// let sessions: Keyed<String, _> = Keyed::new(KeyedConfig::default(), Bulkhead::new(Bulkhead::builder().max_concurrent(2).build()?));
+    /// let slots = Bulkhead::with_timer(Bulkhead::builder().max_concurrent(2).build()?, |_: std::time::Duration| std::future::ready(()));
+    /// let sessions: Keyed<String, _> = Keyed::new(KeyedConfig::default(), slots);
     /// assert!(sessions.metrics("ada").is_none());
     /// # Ok::<(), palisade::ConfigError>(())
     /// ```
