@@ -270,3 +270,63 @@ fn keyed_tower_readiness_without_call_and_a_dropped_future_hold_nothing() {
     }
     assert!(!keyed.contains_key(&5), "no lease left behind");
 }
+
+/// A clock that panics while armed: a user's clock, or any user code eviction calls
+/// (the key's `Hash`/`Eq` in the map's `remove`) failing once.
+#[derive(Clone)]
+struct TrippingClock {
+    inner: FakeClock,
+    armed: Arc<AtomicBool>,
+}
+
+impl palisade::clock::Clock for TrippingClock {
+    fn now(&self) -> palisade::clock::Ticks {
+        assert!(!self.armed.load(Ordering::Relaxed), "clock failed");
+        self.inner.now()
+    }
+}
+
+/// A panic inside one eviction run (here the key's limiter's clock, read by its
+/// retirement check) must not stop eviction for good. It does: the run held the map's
+/// eviction mutex, which is now poisoned, so `try_lock` fails for ever, every later run
+/// returns 0 at once, and a full map refuses new keys for ever. (The entry it was looking
+/// at also keeps its RETIRED lease bit, so a leased call for that key, `Keyed::run` or
+/// the tower layer, would spin for ever; not exercised here, as it hangs.)
+#[test]
+#[ignore = "defect: a panic during sweep poisons the sweeps mutex: eviction never runs again and a full map refuses new keys for ever"]
+fn a_panic_during_one_eviction_run_does_not_stop_eviction_for_good() {
+    let clock = FakeClock::new();
+    let armed = Arc::new(AtomicBool::new(false));
+    let tripping = TrippingClock {
+        inner: clock.clone(),
+        armed: armed.clone(),
+    };
+    let config = RateLimiter::builder()
+        .rate(10, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let limiter = RateLimiter::with_timer_and_clock(config, no_wait as NoWait, tripping);
+    let keyed: Keyed<u32, _, _> = Keyed::with_clock(
+        KeyedConfig::builder()
+            .max_keys(1)
+            .idle(IDLE)
+            .build()
+            .unwrap(),
+        limiter,
+        clock.clone(),
+    );
+    keyed.try_acquire(&1).unwrap();
+    clock.advance(IDLE);
+    keyed.evict_idle();
+    clock.advance(IDLE);
+    armed.store(true, Ordering::Relaxed);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| keyed.evict_idle()));
+    assert!(panicked.is_err(), "the run met the failing clock");
+    armed.store(false, Ordering::Relaxed);
+    for _ in 0..5 {
+        clock.advance(IDLE);
+        keyed.evict_idle();
+    }
+    let next = keyed.try_acquire(&2);
+    assert!(next.is_ok(), "key 1 idle for 7 idle times, yet: {next:?}");
+}
