@@ -66,6 +66,9 @@ pub(crate) struct Shared<K, P, C> {
     // Keys in the map, or about to be: a place is counted before its insert, so that racing
     // inserts never take the map past `max_keys`.
     count: AtomicUsize,
+    // Inserts between their place's reservation and the end of their map insert: a caller
+    // refused a place waits for them, since one may be making its very key.
+    inserting: AtomicUsize,
     touch: Arc<Touch>,
     // How much earlier than a lease's real end its noted time may be: the lagging
     // reading's lag and the touch granule.
@@ -132,6 +135,7 @@ where
             config,
             clock,
             count: AtomicUsize::new(0),
+            inserting: AtomicUsize::new(0),
             touch: Arc::new(Touch {
                 now_lagging: Box::new(move || reader.now_lagging().as_nanos()),
                 granule_ns,
@@ -245,23 +249,23 @@ where
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let max = self.config.max_keys() as usize;
+        // Counted as under way before its place is taken: a caller that finds no place (it
+        // acquires the count this insert's reservation released) sees this insert under way.
+        // Relaxed: the reservation's release that follows publishes it.
+        self.inserting.fetch_add(1, Ordering::Relaxed);
         if !self.reserve_place(max) {
             self.sweep(false);
             if !self.reserve_place(max) {
-                // A racing caller may have just made this very key: then it has a place.
-                if self.map.pin().contains_key(key) {
-                    return Ok(());
-                }
-                return Err(Rejected::TooManyKeys(TooManyKeys::new(
-                    self.prototype.policy_name(),
-                    self.config.max_keys(),
-                )));
+                // Relaxed: only this caller's own intent, which it does not wait for.
+                self.inserting.fetch_sub(1, Ordering::Relaxed);
+                return self.refuse_unless_made(key);
             }
         }
         // The place is counted; user code runs next (the key's `ToOwned` and `Debug`, the
         // policy's sibling): if it panics, the place is given back.
         let mut place = Place {
             count: &self.count,
+            inserting: &self.inserting,
             kept: false,
         };
         // The key's label for its events, made only when someone listens.
@@ -285,10 +289,38 @@ where
         Ok(())
     }
 
+    /// Refuses a new key for want of a place, unless a racing caller is making this very key
+    /// (it then has a place): waits for the inserts under way, then looks once more.
+    #[cold]
+    fn refuse_unless_made<Q>(&self, key: &Q) -> Result<(), Rejected>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut spins = 0u32;
+        loop {
+            // Acquire: pairs with the release that ends each insert, so an insert counted
+            // out here is in the map for the lookup that follows.
+            let under_way = self.inserting.load(Ordering::Acquire);
+            if self.map.pin().contains_key(key) {
+                return Ok(());
+            }
+            if under_way == 0 {
+                return Err(Rejected::TooManyKeys(TooManyKeys::new(
+                    self.prototype.policy_name(),
+                    self.config.max_keys(),
+                )));
+            }
+            spin(&mut spins);
+        }
+    }
+
     /// Counts a place for a new key, if there is one.
     fn reserve_place(&self, max: usize) -> bool {
+        // AcqRel / Acquire: a caller refused here has read the count from the reservations
+        // that filled the map, and so sees their inserts under way (`refuse_unless_made`).
         self.count
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
             .is_ok()
@@ -368,9 +400,11 @@ where
     }
 }
 
-/// A place counted for a new key: given back on drop unless the key was inserted.
+/// A place counted for a new key: given back on drop unless the key was inserted; its
+/// drop ends the insert.
 struct Place<'a> {
     count: &'a AtomicUsize,
+    inserting: &'a AtomicUsize,
     kept: bool,
 }
 
@@ -379,6 +413,8 @@ impl Drop for Place<'_> {
         if !self.kept {
             self.count.fetch_sub(1, Ordering::Relaxed);
         }
+        // Release: the map insert before it is seen by a refused caller's acquire.
+        self.inserting.fetch_sub(1, Ordering::Release);
     }
 }
 
