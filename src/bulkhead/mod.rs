@@ -242,14 +242,8 @@ impl<T> Bulkhead<T> {
     where
         T: Clone,
     {
-        let shared = Shared::new(self.shared.config.clone());
         Bulkhead {
-            shared: Arc::new(Shared {
-                per_key: true,
-                rejected: crate::counter::StripedCounter::unstriped(),
-                telemetry: shared.telemetry.for_key(key),
-                ..shared
-            }),
+            shared: Arc::new(Shared::for_key(self.shared.config.clone(), key)),
             timer: self.timer.clone(),
         }
     }

@@ -34,6 +34,20 @@ impl Shared {
         }
     }
 
+    /// The state of one key's bulkhead in a per-key map: its counter in one word (a map of
+    /// many keys would otherwise hold a stripe per hardware thread for each), and the key's
+    /// telemetry.
+    pub(super) fn for_key(config: BulkheadConfig, key: Option<std::sync::Arc<str>>) -> Self {
+        Shared {
+            sem: Semaphore::new(config.max_concurrent, config.max_queue),
+            max_wait: config.max_wait,
+            telemetry: config.telemetry.for_key(key),
+            rejected: StripedCounter::unstriped(),
+            config,
+            per_key: true,
+        }
+    }
+
     /// Reports an admission; called by a permit that already holds the slot, so that a
     /// panicking listener unwinds through the permit's drop and the slot comes back.
     #[inline]

@@ -237,14 +237,8 @@ impl<T, C> RateLimiter<T, C> {
         T: Clone,
         C: Clone,
     {
-        let shared = Shared::new(self.shared.config.clone());
         RateLimiter {
-            shared: Arc::new(Shared {
-                admitted: crate::counter::StripedCounter::unstriped(),
-                limited: crate::counter::StripedCounter::unstriped(),
-                telemetry: shared.telemetry.for_key(key),
-                ..shared
-            }),
+            shared: Arc::new(Shared::for_key(self.shared.config.clone(), key)),
             timer: self.timer.clone(),
             clock: self.clock.clone(),
         }
