@@ -236,7 +236,7 @@ impl ClientIp {
     ///     .header("forwarded", r#"for="[2001:db8::17]:4711";proto=https"#)
     ///     .body(())?;
     /// let key = ClientIp::behind_proxies(1).forwarded().key(&req);
-    /// assert_eq!(key, Some("2001:db8::17".parse::<IpAddr>()?));
+    /// assert_eq!(key, Some("2001:db8::".parse::<IpAddr>()?), "the client's /64");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn key<B>(&self, req: &Request<B>) -> Option<IpAddr> {
