@@ -544,6 +544,7 @@ mod rate_limiter {
 
 mod keyed {
     use super::*;
+    #[cfg(feature = "tokio")]
     use palisade::bulkhead::Bulkhead;
     use palisade::keyed::{Keyed, KeyedConfig};
     use palisade::rate_limiter::RateLimiter;
