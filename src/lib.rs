@@ -253,6 +253,9 @@ pub mod pipeline;
 pub mod prelude;
 pub mod presets;
 pub mod rate_limiter;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 pub mod retry;
 mod rng;
 mod sync;

@@ -267,6 +267,16 @@ pub enum EventKind {
         /// Calls still holding a slot, as seen just before the release.
         in_flight: u32,
     },
+    /// A fleet-wide limit ([`palisade::redis`](crate::redis)) could not get its decision
+    /// from its store, and decided by its fail mode instead. Reported once per call so
+    /// decided (a metrics listener counts them); the link's own breaker reports its state
+    /// changes under the link's name.
+    LinkFailed {
+        /// Why the store did not answer.
+        cause: crate::error::LinkFailure,
+        /// What the fail mode decided.
+        decided: FailDecision,
+    },
     /// A circuit breaker counted a call's outcome (not reported while disabled, nor for
     /// ignored outcomes or results that arrive after a transition).
     CallRecorded {
@@ -275,6 +285,27 @@ pub enum EventKind {
         /// Whether it was slower than the slow-call threshold.
         slow: bool,
     },
+}
+
+/// What a fleet-wide limit decided for a call when its store could not answer (see
+/// [`EventKind::LinkFailed`]).
+///
+/// # Examples
+///
+/// ```
+/// use palisade::telemetry::FailDecision;
+///
+/// assert_ne!(FailDecision::Admitted, FailDecision::Refused);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailDecision {
+    /// Fail open: the call was admitted unchecked.
+    Admitted,
+    /// Fail closed: the call was refused with [`Rejected::Unavailable`].
+    Refused,
+    /// The local fallback decided: an in-process limit at a share of the fleet's.
+    Local,
 }
 
 /// Receives the events of the policies it is attached to.
@@ -609,6 +640,15 @@ impl Listener for TracingListener {
                 failure,
                 slow,
                 "circuit breaker recorded a call"
+            ),
+            // A warning: the fleet-wide limit is not being enforced as configured.
+            EventKind::LinkFailed { cause, decided } => tracing::warn!(
+                target: "palisade",
+                policy,
+                key = event.key(),
+                cause = %cause,
+                decided = ?decided,
+                "limit store unavailable; decided by the fail mode"
             ),
         }
     }
