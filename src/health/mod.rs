@@ -9,7 +9,7 @@
 //! | breaker, critical | closed or disabled | half-open | open or isolated |
 //! | breaker, not critical | closed or disabled | half-open, open or isolated | never |
 //! | bulkhead | below its saturation threshold | at or above it (in flight + queued over the limit) | never |
-//! | per-host breakers, critical | none open | some open | at least the given share open |
+//! | per-host breakers, critical | every breaker closed | some not closed | at least the given share open or isolated (half-open ones count as degraded) |
 //! | per-host breakers, not critical | none open | some open | never |
 //! | check, critical | as the check says | as the check says | as the check says |
 //! | check, not critical | as the check says | when the check says degraded or unhealthy | never |
@@ -838,7 +838,7 @@ where
     C: Clock + Clone,
     KC: Clock,
 {
-    let (named, open, total) = keyed.open_keys(3);
+    let (named, open, down, total) = keyed.open_keys(3);
     if open == 0 {
         return Check::healthy(format!("{total} hosts, every breaker closed"));
     }
@@ -848,7 +848,10 @@ where
         "{open} of {total} hosts not closed: {}{more}",
         names.join(", ")
     );
-    if open as f64 >= share * total as f64 {
+    // Half-open breakers count as degraded only, as a single breaker's do: the break is
+    // over and a probe decides. Counting them as down would keep a critical map unhealthy
+    // for ever, since an unhealthy instance gets no traffic to probe with.
+    if down > 0 && down as f64 >= share * total as f64 {
         Check::unhealthy(reason)
     } else {
         Check::degraded(reason)

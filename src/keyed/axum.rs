@@ -66,8 +66,10 @@
 //!
 //! IPv4 clients of a dual-stack listener appear as IPv4-mapped IPv6 addresses
 //! (`::ffff:192.0.2.1`); keys use the plain IPv4 address, so a client has one key however
-//! it was seen. One IPv6 client usually holds a whole `/64`, so it can switch addresses at
-//! will; [`ClientIp::ipv6_prefix`] keys IPv6 clients by their network instead.
+//! it was seen. One IPv6 client usually holds a whole `/64` and can switch addresses at will,
+//! so IPv6 clients are keyed by their `/64` network by default
+//! ([`DEFAULT_IPV6_PREFIX`]): keyed by whole address, one client could fill a per-IP map with
+//! fresh keys and lock every newcomer out. [`ClientIp::ipv6_prefix`] changes it.
 //!
 //! # Clone semantics
 //!
@@ -83,6 +85,9 @@ use http::header::{FORWARDED, HeaderMap, HeaderName};
 
 /// The longest header value [`HeaderKey`] uses as a key by default: 256 bytes.
 pub const DEFAULT_MAX_LEN: usize = 256;
+
+/// The IPv6 prefix length [`ClientIp`] keys by unless told otherwise: a client's `/64`.
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
 
 /// Reads the client's IP address from a request, for per-client limits; see the
 /// [module docs](self) for where the address comes from and why forwarding headers are
@@ -157,7 +162,7 @@ impl ClientIp {
         ClientIp {
             header: None,
             proxies: 0,
-            ipv6_prefix: 128,
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
         }
     }
 
@@ -192,9 +197,9 @@ impl ClientIp {
     }
 
     /// Keys IPv6 addresses by their first `bits` bits (their network), so a client cannot
-    /// get a fresh key from each address of its network. Default 128 (the whole address);
-    /// 64 is a usual choice, as one site gets at least a `/64`. Values above 128 mean 128.
-    /// IPv4 addresses are kept whole.
+    /// get a fresh key from each address of its network. Default [`DEFAULT_IPV6_PREFIX`]
+    /// (64: one site gets at least a `/64`); 128 keys each address, 48 a whole site's
+    /// allocation. Values above 128 mean 128. IPv4 addresses are kept whole.
     ///
     /// # Examples
     ///
@@ -207,7 +212,9 @@ impl ClientIp {
     /// let addr: SocketAddr = "[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:443".parse()?;
     /// req.extensions_mut().insert(ConnectInfo(addr));
     /// let network: IpAddr = "2001:db8:1:2::".parse()?;
-    /// assert_eq!(ClientIp::peer().ipv6_prefix(64).key(&req), Some(network));
+    /// assert_eq!(ClientIp::peer().key(&req), Some(network), "a /64 by default");
+    /// let whole: IpAddr = "2001:db8:1:2:aaaa:bbbb:cccc:dddd".parse()?;
+    /// assert_eq!(ClientIp::peer().ipv6_prefix(128).key(&req), Some(whole));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub const fn ipv6_prefix(mut self, bits: u8) -> Self {
@@ -351,7 +358,7 @@ impl TrustedProxies {
         ClientIp {
             header: Some(header),
             proxies: self.proxies,
-            ipv6_prefix: 128,
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
         }
     }
 }
@@ -676,15 +683,20 @@ mod tests {
     fn xff(proxies: usize, values: &[&str]) -> Option<IpAddr> {
         let headers: Vec<_> = values.iter().map(|v| ("x-forwarded-for", *v)).collect();
         let req = request(&headers, Some(PEER));
+        // Whole addresses: these tests are of the parsing.
         ClientIp::behind_proxies(proxies)
             .x_forwarded_for()
+            .ipv6_prefix(128)
             .key(&req)
     }
 
     fn fwd(proxies: usize, values: &[&str]) -> Option<IpAddr> {
         let headers: Vec<_> = values.iter().map(|v| ("forwarded", *v)).collect();
         let req = request(&headers, Some(PEER));
-        ClientIp::behind_proxies(proxies).forwarded().key(&req)
+        ClientIp::behind_proxies(proxies)
+            .forwarded()
+            .ipv6_prefix(128)
+            .key(&req)
     }
 
     #[test]
@@ -911,6 +923,19 @@ mod tests {
         assert_eq!(
             ClientIp::peer().ipv6_prefix(200).key(&req),
             ip("2001:db8:1:2:3:4:5:6")
+        );
+        assert_eq!(
+            ClientIp::peer().key(&req),
+            ip("2001:db8:1:2::"),
+            "a /64 by default"
+        );
+        assert_eq!(
+            ClientIp::behind_proxies(1).x_forwarded_for().key(&request(
+                &[("x-forwarded-for", "2001:db8:9::1")],
+                Some("[::1]:1")
+            )),
+            ip("2001:db8:9::"),
+            "and behind proxies"
         );
         let v4 = request(&[], Some("192.0.2.7:1"));
         assert_eq!(by_64.key(&v4), ip("192.0.2.7"));

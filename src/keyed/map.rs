@@ -4,8 +4,8 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, TryLockError};
 
 use super::KeyedConfig;
 use super::lease::Leases;
@@ -17,27 +17,43 @@ use crate::error::{Rejected, TooManyKeys};
 pub(crate) struct Entry<P> {
     pub(crate) policy: P,
     pub(crate) leases: Leases,
-    // The map's epoch when a call last took a lease (see `Shared::sweep`).
-    last_epoch: AtomicU64,
+    // When a lease on the entry was last given back (or the entry made), on the map's
+    // clock's lagging reading, written at most once per `Touch::granule_ns`.
+    last_touch: AtomicU64,
+    touch: Arc<Touch>,
+}
+
+/// How a lease notes the time it ends: the map's clock, shared by its entries.
+pub(crate) struct Touch {
+    now_lagging: Box<dyn Fn() -> u64 + Send + Sync>,
+    // A touch closer than this to the last one is not written: a busy key writes its
+    // entry's time a few times per idle time, not once per call. Eviction allows for it.
+    granule_ns: u64,
 }
 
 impl<P> Entry<P> {
-    /// Notes that a call used the entry in `epoch`. Written only when it changes, so the
-    /// busy keys of one epoch write it once, not once per call.
+    /// Notes that a lease on the entry ended now.
     #[inline]
-    fn touch(&self, epoch: u64) {
-        // Relaxed: an estimate of idleness; a stale value only delays or hastens eviction
-        // by an epoch, and eviction itself is guarded by the lease count.
-        if self.last_epoch.load(Ordering::Relaxed) < epoch {
-            self.last_epoch.fetch_max(epoch, Ordering::Relaxed);
+    fn touch(&self) {
+        let now = (self.touch.now_lagging)();
+        // Relaxed: the time is published by the lease's release that follows (`give_back`,
+        // which eviction's `try_retire` acquires); concurrent touches keep the latest.
+        if now >= self.last_touch.load(Ordering::Relaxed) + self.touch.granule_ns {
+            self.last_touch.fetch_max(now, Ordering::Relaxed);
         }
+    }
+
+    /// Gives a lease back, noting its end first.
+    #[inline]
+    fn release(&self) {
+        self.touch();
+        self.leases.give_back();
     }
 }
 
-/// When eviction last ran, and when the current epoch began.
+/// When eviction last ran.
 struct Sweeps {
     last_ns: u64,
-    epoch_start_ns: u64,
 }
 
 /// The state the clones of a [`Keyed`](super::Keyed) share.
@@ -45,14 +61,15 @@ pub(crate) struct Shared<K, P, C> {
     pub(crate) map: papaya::HashMap<K, Arc<Entry<P>>>,
     pub(crate) prototype: P,
     pub(crate) config: KeyedConfig,
-    pub(crate) clock: C,
+    pub(crate) clock: Arc<C>,
     idle_ns: u64,
     // Keys in the map, or about to be: a place is counted before its insert, so that racing
     // inserts never take the map past `max_keys`.
     count: AtomicUsize,
-    // Advanced by eviction at most once per idle time; entries note the epoch of their last
-    // use.
-    epoch: AtomicU64,
+    touch: Arc<Touch>,
+    // How much earlier than a lease's real end its noted time may be: the lagging
+    // reading's lag and the touch granule.
+    slack_ns: u64,
     sweeps: Mutex<Sweeps>,
 }
 
@@ -71,7 +88,7 @@ impl<'a, P> Lease<'a, P> {
 
 impl<P> Drop for Lease<'_, P> {
     fn drop(&mut self) {
-        self.entry.leases.give_back();
+        self.entry.release();
     }
 }
 
@@ -91,7 +108,7 @@ impl<P> OwnedLease<P> {
 #[cfg(feature = "tower")]
 impl<P> Drop for OwnedLease<P> {
     fn drop(&mut self) {
-        self.entry.leases.give_back();
+        self.entry.release();
     }
 }
 
@@ -103,18 +120,24 @@ where
 {
     pub(crate) fn new(config: KeyedConfig, prototype: P, clock: C) -> Self {
         let now_ns = clock.now().as_nanos();
+        let idle_ns = crate::clock::saturating_nanos(config.idle());
+        let granule_ns = idle_ns / 8;
+        let lag_ns = crate::clock::saturating_nanos(clock.max_lag());
+        let clock = Arc::new(clock);
+        let reader = clock.clone();
         Shared {
             map: papaya::HashMap::new(),
             prototype,
-            idle_ns: crate::clock::saturating_nanos(config.idle()),
+            idle_ns,
             config,
             clock,
             count: AtomicUsize::new(0),
-            epoch: AtomicU64::new(0),
-            sweeps: Mutex::new(Sweeps {
-                last_ns: now_ns,
-                epoch_start_ns: now_ns,
+            touch: Arc::new(Touch {
+                now_lagging: Box::new(move || reader.now_lagging().as_nanos()),
+                granule_ns,
             }),
+            slack_ns: granule_ns.saturating_add(lag_ns),
+            sweeps: Mutex::new(Sweeps { last_ns: now_ns }),
         }
     }
 
@@ -177,7 +200,8 @@ where
             {
                 let guard = self.map.guard();
                 if let Some(entry) = self.map.get(key, &guard) {
-                    entry.touch(self.epoch.load(Ordering::Relaxed));
+                    // No touch: the policy's own state tells how long it has been idle
+                    // (see `PerKey::retire`).
                     if let Some(out) = act(&entry.policy) {
                         return Ok(out);
                     }
@@ -203,7 +227,6 @@ where
                 let guard = self.map.guard();
                 if let Some(entry) = self.map.get(key, &guard) {
                     if entry.leases.take() {
-                        entry.touch(self.epoch.load(Ordering::Relaxed));
                         return Ok(keep(entry));
                     }
                     spin(&mut spins);
@@ -225,12 +248,22 @@ where
         if !self.reserve_place(max) {
             self.sweep(false);
             if !self.reserve_place(max) {
+                // A racing caller may have just made this very key: then it has a place.
+                if self.map.pin().contains_key(key) {
+                    return Ok(());
+                }
                 return Err(Rejected::TooManyKeys(TooManyKeys::new(
                     self.prototype.policy_name(),
                     self.config.max_keys(),
                 )));
             }
         }
+        // The place is counted; user code runs next (the key's `ToOwned` and `Debug`, the
+        // policy's sibling): if it panics, the place is given back.
+        let mut place = Place {
+            count: &self.count,
+            kept: false,
+        };
         // The key's label for its events, made only when someone listens.
         let owned = key.to_owned();
         let label = self
@@ -240,14 +273,14 @@ where
         let entry = Arc::new(Entry {
             policy: self.prototype.sibling(label),
             leases: Leases::new(),
-            last_epoch: AtomicU64::new(self.epoch.load(Ordering::Relaxed)),
+            last_touch: AtomicU64::new(self.clock.now_lagging().as_nanos()),
+            touch: self.touch.clone(),
         });
         let guard = self.map.guard();
-        if self.map.try_insert(owned, entry, &guard).is_err() {
-            // Another caller made it first.
-            self.count.fetch_sub(1, Ordering::Relaxed);
-        }
+        // Kept unless another caller made the key first.
+        place.kept = self.map.try_insert(owned, entry, &guard).is_ok();
         drop(guard);
+        drop(place);
         self.sweep_if_due();
         Ok(())
     }
@@ -266,7 +299,9 @@ where
     fn sweep_if_due(&self) {
         let last_ns = match self.sweeps.try_lock() {
             Ok(sweeps) => sweeps.last_ns,
-            Err(_) => return,
+            // A panic in an earlier eviction (a user's clock) poisons nothing it guards.
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().last_ns,
+            Err(TryLockError::WouldBlock) => return,
         };
         if self.clock.now().as_nanos().saturating_sub(last_ns) >= self.idle_ns {
             self.sweep(false);
@@ -276,33 +311,38 @@ where
     /// Evicts the keys at rest that have been idle for at least the idle time; returns how
     /// many. Only one eviction runs at a time; a call that finds one running returns 0.
     ///
-    /// Idleness is counted in epochs: an epoch lasts at least the idle time, and begins when
-    /// eviction runs after the last one ended. A key last used in an epoch two or more
-    /// before the current one was idle for a whole epoch, so for at least the idle time;
-    /// one used since may have been used a moment ago. A key is so kept for between one and
-    /// about three idle times after its last use (more when eviction runs seldom).
+    /// A key is idle when no lease on it has ended for the idle time (each lease notes its
+    /// end on the map's clock, up to `slack_ns` early, which eviction adds) and its policy
+    /// agrees (a rate limiter's bucket tells when it was last used, since `try_acquire`
+    /// takes no lease). So a key is kept for at least the idle time after its last use, and
+    /// at most about an idle time and a quarter more, while new keys keep eviction running;
+    /// a quiet spell of any length leaves every key idle.
     ///
     /// Unless `forced`, eviction runs at most once per quarter of the idle time: when the
     /// map is full, a burst of new keys would otherwise walk the whole map once each.
     pub(crate) fn sweep(&self, forced: bool) -> usize {
-        let Ok(mut sweeps) = self.sweeps.try_lock() else {
-            return 0;
+        let mut sweeps = match self.sweeps.try_lock() {
+            Ok(sweeps) => sweeps,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return 0,
         };
         let now_ns = self.clock.now().as_nanos();
         if !forced && now_ns.saturating_sub(sweeps.last_ns) < self.idle_ns / 4 {
             return 0;
         }
         sweeps.last_ns = now_ns;
-        let mut epoch = self.epoch.load(Ordering::Relaxed);
-        if now_ns.saturating_sub(sweeps.epoch_start_ns) >= self.idle_ns {
-            epoch += 1;
-            sweeps.epoch_start_ns = now_ns;
-            self.epoch.store(epoch, Ordering::Relaxed);
-        }
+        // Keys last used at or before this instant are idle; before the clock has run that
+        // long, none can be.
+        let Some(idle_before) = now_ns.checked_sub(self.idle_ns.saturating_add(self.slack_ns))
+        else {
+            return 0;
+        };
+        let idle = self.config.idle();
         let mut evicted = 0;
         let guard = self.map.guard();
         for (key, entry) in self.map.iter(&guard) {
-            if entry.last_epoch.load(Ordering::Relaxed).saturating_add(2) > epoch {
+            // A first look, without owning the entry; checked again once owned.
+            if entry.last_touch.load(Ordering::Relaxed) > idle_before {
                 continue;
             }
             // The lease count first, the policy second: once retired, no call can start on
@@ -310,15 +350,49 @@ where
             if !entry.leases.try_retire() {
                 continue;
             }
-            if entry.policy.retire() {
+            // Handed back to callers unless removed, even if the policy's check panics.
+            let mut owned = Retired {
+                leases: &entry.leases,
+                removed: false,
+            };
+            // After the retirement, which acquired the last lease's release: its end is seen.
+            if entry.last_touch.load(Ordering::Relaxed) <= idle_before && entry.policy.retire(idle)
+            {
                 self.map.remove(key, &guard);
                 self.count.fetch_sub(1, Ordering::Relaxed);
+                owned.removed = true;
                 evicted += 1;
-            } else {
-                entry.leases.unretire();
             }
         }
         evicted
+    }
+}
+
+/// A place counted for a new key: given back on drop unless the key was inserted.
+struct Place<'a> {
+    count: &'a AtomicUsize,
+    kept: bool,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// An entry eviction owns: handed back to callers on drop unless it was removed.
+struct Retired<'a> {
+    leases: &'a Leases,
+    removed: bool,
+}
+
+impl Drop for Retired<'_> {
+    fn drop(&mut self) {
+        if !self.removed {
+            self.leases.unretire();
+        }
     }
 }
 

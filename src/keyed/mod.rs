@@ -37,9 +37,13 @@
 //!   bucket has refilled, a bulkhead has no slot taken and no caller queued, a breaker is
 //!   closed or its break is over. Evicting such a key changes nothing a caller can see, so
 //!   eviction never resets a limit someone is inside;
-//! - idle: no call for the key began for at least the idle time. Idleness is counted in
-//!   epochs of at least the idle time, so a key leaves between one and about three idle
-//!   times after its last call.
+//! - idle: no call for the key ended (or, for a limiter's `try_acquire`, was admitted) for
+//!   at least the idle time. A call notes its end on the map's clock's cheap lagging
+//!   reading ([`Clock::now_lagging`]), at most a few times per idle time per key, and a
+//!   limiter's bucket records its own last admission; eviction allows for both
+//!   imprecisions, so a key is kept at least the idle time after its last call and leaves
+//!   at most about an idle time and a half after it while new keys keep eviction running.
+//!   Any quiet spell longer than the idle time leaves every key idle.
 //!
 //! Eviction runs without a task of its own: on the call that meets a new key, at most once
 //! per idle time (and once per quarter of it while the map is full), or when you call
@@ -50,8 +54,8 @@
 //!
 //! The map is [`papaya`]'s lock-free hash map: a call for a key already in the map takes no
 //! lock, only the map's epoch guard, and around the policy's own atomic work two
-//! read-modify-writes on the key's own lease count (take and give back); a rate limiter's
-//! `try_acquire` needs none, as its bucket's word itself can be retired (see below). Chosen by measurement
+//! read-modify-writes on the key's own lease count (take and give back, which also reads
+//! the lagging clock); a rate limiter's `try_acquire` needs none, as its bucket's word itself can be retired (see below). Chosen by measurement
 //! (`benches/keyed_map.rs`, lookups of an existing key on 2 threads, aggregate ns per
 //! lookup): papaya 12.5, dashmap 37.6 (governor's keyed limiter uses dashmap), scc 31.6, a
 //! `std` `RwLock<HashMap>` 128; on one thread they were within 25.2 to 31.2 ns. papaya is
@@ -728,24 +732,30 @@ where
             .count()
     }
 
-    /// The keys whose breakers are not closed now, at most `n` of them, with the number of
-    /// keys kept; for a health report's reason. Walks the whole map.
-    pub(crate) fn open_keys(&self, n: usize) -> (Vec<K>, usize, usize)
+    /// The keys whose breakers are not closed now, at most `n` of them; how many are not
+    /// closed, how many of those are open or isolated (not half-open: a breaker past its
+    /// break is waiting for a probe), and the number of keys kept; for a health report.
+    /// Walks the whole map.
+    pub(crate) fn open_keys(&self, n: usize) -> (Vec<K>, usize, usize, usize)
     where
         K: Clone,
     {
         let map = self.shared.map.pin();
-        let (mut keys, mut open, mut total) = (Vec::new(), 0, 0);
+        let (mut keys, mut not_closed, mut down, mut total) = (Vec::new(), 0, 0, 0);
         for (key, entry) in map.iter() {
             total += 1;
-            if entry.policy.state() != CircuitState::Closed {
-                open += 1;
+            let state = entry.policy.state();
+            if state != CircuitState::Closed {
+                not_closed += 1;
+                if matches!(state, CircuitState::Open | CircuitState::Isolated) {
+                    down += 1;
+                }
                 if keys.len() < n {
                     keys.push(key.clone());
                 }
             }
         }
-        (keys, open, total)
+        (keys, not_closed, down, total)
     }
 }
 

@@ -47,7 +47,7 @@ pub(crate) mod sealed {
         /// rest); if so, makes it refuse the callers that take no lease (see
         /// [`Keyed::try_acquire`](super::super::Keyed::try_acquire)), so that it stays at
         /// rest until it is removed. Called only while eviction holds the key's leases.
-        fn retire(&self) -> bool;
+        fn retire(&self, idle: std::time::Duration) -> bool;
 
         /// The name the instance reports under.
         fn policy_name(&self) -> &'static str;
@@ -73,11 +73,13 @@ impl<T: Clone + Send + Sync + 'static, C: Clock + Clone> sealed::Sealed for Rate
         self.telemetry().has_listener()
     }
 
-    /// A bucket that is full again: its TAT is not ahead of the clock (a waiter still
-    /// holding a reserved turn keeps it ahead). `try_acquire` on a key takes no lease, so
-    /// the TAT itself is retired, in the same compare-and-swap that finds it full.
-    fn retire(&self) -> bool {
-        self.try_retire()
+    /// A bucket full again for the idle time: its TAT at least `idle` behind the clock (an
+    /// admission moves the TAT past its own time; a waiter holding a reserved turn keeps it
+    /// ahead). `try_acquire` on a key takes no lease, so the bucket is this key's record of
+    /// its last use, and the TAT itself is retired, in the same compare-and-swap that finds
+    /// it idle.
+    fn retire(&self, idle: std::time::Duration) -> bool {
+        self.try_retire(idle)
     }
 
     fn policy_name(&self) -> &'static str {
@@ -104,8 +106,9 @@ impl<T: Clone + Send + Sync + 'static> sealed::Sealed for Bulkhead<T> {
         self.telemetry().has_listener()
     }
 
-    /// No slot taken and no call waiting for one. Every call holds a lease.
-    fn retire(&self) -> bool {
+    /// No slot taken and no call waiting for one. Every call holds a lease, whose end the
+    /// map notes, so the map alone knows how long the key has been idle.
+    fn retire(&self, _idle: std::time::Duration) -> bool {
         let m = self.metrics();
         m.in_flight == 0 && m.queued == 0
     }
@@ -140,7 +143,7 @@ impl<C: Clock + Clone> sealed::Sealed for CircuitBreaker<C> {
     /// evicted; so does one whose break is over, which a fresh sibling replaces with a
     /// closed breaker that trips again after its minimum of failures: after the idle time
     /// those results have little left to say, and no host's breaker stays for ever.
-    fn retire(&self) -> bool {
+    fn retire(&self, _idle: std::time::Duration) -> bool {
         matches!(self.state(), CircuitState::Closed | CircuitState::HalfOpen)
     }
 

@@ -242,5 +242,38 @@ fn a_closed_breaker_with_a_call_in_flight_is_never_evicted() {
     assert!(keyed.contains_key(&1));
     drop(call);
     assert_eq!(held(&keyed, &1), 0);
+    // Idle from the call's end, not its start.
+    assert_eq!(keyed.evict_idle(), 0, "its call just ended");
+    clock.advance(IDLE + IDLE / 4);
+    assert_eq!(keyed.evict_idle(), 1);
+}
+
+#[test]
+fn a_key_used_without_a_lease_is_kept_for_the_idle_time_after_its_last_admission() {
+    let clock = FakeClock::new();
+    let limiter = RateLimiter::with_timer_and_clock(
+        RateLimiter::builder()
+            .rate(10, Duration::from_secs(1))
+            .build()
+            .unwrap(),
+        |_: Duration| std::future::ready(()),
+        clock.clone(),
+    );
+    let keyed: Keyed<u32, _, _> = Keyed::with_clock(
+        KeyedConfig::builder().idle(IDLE).build().unwrap(),
+        limiter,
+        clock.clone(),
+    );
+    keyed.try_acquire(&1).unwrap();
+    // Used again just before the idle time from its insert is over.
+    clock.advance(IDLE * 2);
+    keyed.try_acquire(&1).unwrap();
+    clock.advance(IDLE - Duration::from_millis(1));
+    assert_eq!(
+        keyed.evict_idle(),
+        0,
+        "admitted less than the idle time ago"
+    );
+    clock.advance(Duration::from_secs(1));
     assert_eq!(keyed.evict_idle(), 1);
 }

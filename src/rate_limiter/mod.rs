@@ -366,10 +366,16 @@ impl<T, C: Clock> RateLimiter<T, C> {
         &self.shared.telemetry
     }
 
-    /// Retires the bucket for its per-key map if it is full: no token spent that has not
-    /// come back, no turn reserved. Reads the exact clock.
-    pub(crate) fn try_retire(&self) -> bool {
-        self.shared.gcra.try_retire(self.clock.now().as_nanos())
+    /// Retires the bucket for its per-key map if it has been full for `idle`: no token
+    /// spent that has not come back, no turn reserved, and no admission within `idle` (each
+    /// moves the TAT past its own clock reading, which may lag the exact clock by the
+    /// clock's `max_lag`). Reads the exact clock.
+    pub(crate) fn try_retire(&self, idle: std::time::Duration) -> bool {
+        let behind = crate::clock::saturating_nanos(idle)
+            .saturating_add(crate::clock::saturating_nanos(self.clock.max_lag()));
+        let now = self.clock.now().as_nanos();
+        // Before the clock's origin plus `idle`, no bucket can have been idle that long.
+        now >= behind && self.shared.gcra.try_retire(now - behind)
     }
 
     /// [`try_acquire_n`](Self::try_acquire_n) for a per-key map that holds no lease on the
