@@ -55,13 +55,14 @@ impl LinkShared {
         if let Some(conn) = self.conn.get() {
             return Ok(conn.clone());
         }
-        // One reconnection attempt per failed command: the link's breaker, not the
-        // manager's backoff, decides how often a dead server is tried.
+        // No retries inside the manager: a refused connection fails its round trip at once
+        // (as "connection failed", not as a timeout), the next round trip connects again,
+        // and the link's breaker, not the manager's backoff, decides how often a dead
+        // server is tried.
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.config.connect_timeout))
             .set_response_timeout(Some(self.config.round_trip_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(self.config.round_trip_timeout);
+            .set_number_of_retries(0);
         let made =
             ConnectionManager::new_lazy_with_config(self.config.client.clone(), manager_config)
                 .map_err(|e| (LinkFailure::Connection, describe(&e)))?;
