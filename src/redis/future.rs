@@ -16,9 +16,10 @@ use crate::error::Rejected;
 /// An admission decision for one call: `G` is what holds the admission (`()` for a rate
 /// limit, a [`SessionLease`](super::SessionLease) for a session limit).
 ///
-/// Dropped before it resolves, it takes nothing: a round trip in flight is abandoned
-/// (counted as nothing against the link), a turn taken while waiting is given back, and a
-/// lease taken in Redis is released.
+/// Dropped before it resolves: a round trip in flight is abandoned (counted as nothing
+/// against the link), a turn taken while waiting is given back, a lease taken in Redis is
+/// released; a rate decision the server had already made stays made (see the
+/// [module docs](super#cancellation)).
 ///
 /// # Examples
 ///

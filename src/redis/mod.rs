@@ -76,13 +76,18 @@
 //!
 //! # Cancellation
 //!
-//! Dropping an admission future before it resolves takes nothing: a round trip in flight is
-//! abandoned without counting against the link's breaker; a call waiting for its turn
-//! (`max_wait`) gives the turn back, provided no later call took a turn behind it (as
-//! in-process); a session lease Redis granted after the caller left is removed. Releases
-//! and give-backs run in tasks of their own, never blocking the dropping thread; without a
-//! tokio runtime (during its shutdown) they are left to the TTLs.
+//! Dropping an admission future never counts against the link's breaker, and never leaves
+//! a place taken for long:
+//! - a call waiting for its turn (`max_wait`) gives the turn back, provided no later call
+//!   took a turn behind it (as in-process);
+//! - a session lease that Redis granted after the caller left is removed;
+//! - a rate decision Redis had already made when the caller left stays made: the token is
+//!   spent (the safe side; the reply that would have said which instant it took never
+//!   arrived, so there is nothing exact to give back).
 //!
+//! Releases and give-backs run in tasks of their own, never blocking the dropping thread;
+//! without a tokio runtime (during its shutdown) they are left to the TTLs.
+
 //! # Secrets
 //!
 //! The URL's password appears in no `Debug` output, event, error or health reason: configs

@@ -517,9 +517,11 @@ impl SessionShared {
             .await;
         match reply {
             Ok(acquired) if acquired.admitted => {
+                // Spawned while `pending` still owns the lease: a spawn that panics (polled
+                // outside a runtime) leaves it to be removed.
+                let renewal = tokio::spawn(self.clone().renew(key.clone(), id.clone()));
                 pending.armed = false;
                 self.admitted.fetch_add(1, Ordering::Relaxed);
-                let renewal = tokio::spawn(self.clone().renew(key.clone(), id.clone()));
                 Ok(SessionLease {
                     held: Held::Redis {
                         shared: self,
