@@ -153,6 +153,8 @@
 mod duration;
 mod file;
 mod raw;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -171,6 +173,10 @@ use crate::timeout::{Timeout, TimeoutConfig};
 use crate::timer::DefaultTimer;
 
 use self::raw::{RawBulkhead, RawCircuitBreaker, RawRateLimiter, RawRetry, RawTimeout, Table};
+#[cfg(feature = "redis")]
+use self::redis::{RawRedis, RawRedisRateLimiter, RawRedisSessionLimiter};
+#[cfg(feature = "redis")]
+use crate::redis::{RedisConfig, RedisRateLimiterConfig, RedisSessionLimiterConfig};
 
 /// Named policy configs, as read from one file; see the [module docs](self) for the format.
 ///
@@ -201,6 +207,18 @@ pub struct Policies {
     pub rate_limiter: BTreeMap<String, RateLimiterConfig>,
     /// `[bulkhead.<name>]` tables.
     pub bulkhead: BTreeMap<String, BulkheadConfig>,
+    /// The `[redis]` table: the link the fleet-wide limits share.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub redis: Option<RedisConfig>,
+    /// `[redis_rate_limiter.<name>]` tables.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub redis_rate_limiter: BTreeMap<String, RedisRateLimiterConfig>,
+    /// `[redis_session_limiter.<name>]` tables.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub redis_session_limiter: BTreeMap<String, RedisSessionLimiterConfig>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -216,6 +234,26 @@ struct RawPolicies {
     rate_limiter: BTreeMap<String, Table<RawRateLimiter>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     bulkhead: BTreeMap<String, Table<RawBulkhead>>,
+    #[cfg(feature = "redis")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    redis: Option<Table<RawRedis>>,
+    #[cfg(feature = "redis")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    redis_rate_limiter: BTreeMap<String, Table<RawRedisRateLimiter>>,
+    #[cfg(feature = "redis")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    redis_session_limiter: BTreeMap<String, Table<RawRedisSessionLimiter>>,
+    // Without the feature, the Redis tables are read only to say which feature they need
+    // (rather than "unknown field").
+    #[cfg(not(feature = "redis"))]
+    #[serde(default, skip_serializing)]
+    redis: Option<serde::de::IgnoredAny>,
+    #[cfg(not(feature = "redis"))]
+    #[serde(default, skip_serializing)]
+    redis_rate_limiter: Option<serde::de::IgnoredAny>,
+    #[cfg(not(feature = "redis"))]
+    #[serde(default, skip_serializing)]
+    redis_session_limiter: Option<serde::de::IgnoredAny>,
 }
 
 impl Policies {
@@ -290,6 +328,20 @@ impl Policies {
                 })
                 .collect()
         }
+        #[cfg(not(feature = "redis"))]
+        for (key, table) in [
+            ("redis", &raw.redis),
+            ("redis_rate_limiter", &raw.redis_rate_limiter),
+            ("redis_session_limiter", &raw.redis_session_limiter),
+        ] {
+            if table.is_some() {
+                return Err(ConfigError::new(
+                    key,
+                    "needs palisade's `redis` feature (it is off)",
+                    format_args!("a [{key}] table"),
+                ));
+            }
+        }
         Ok(Policies {
             timeout: each("timeout", raw.timeout, RawTimeout::build)?,
             retry: each("retry", raw.retry, RawRetry::build)?,
@@ -300,6 +352,23 @@ impl Policies {
             )?,
             rate_limiter: each("rate_limiter", raw.rate_limiter, RawRateLimiter::build)?,
             bulkhead: each("bulkhead", raw.bulkhead, RawBulkhead::build)?,
+            #[cfg(feature = "redis")]
+            redis: raw
+                .redis
+                .map(|Table(r)| r.build(None).map_err(|e| e.in_section("redis")))
+                .transpose()?,
+            #[cfg(feature = "redis")]
+            redis_rate_limiter: each(
+                "redis_rate_limiter",
+                raw.redis_rate_limiter,
+                RawRedisRateLimiter::build,
+            )?,
+            #[cfg(feature = "redis")]
+            redis_session_limiter: each(
+                "redis_session_limiter",
+                raw.redis_session_limiter,
+                RawRedisSessionLimiter::build,
+            )?,
         })
     }
 }
@@ -475,6 +544,18 @@ impl Serialize for Policies {
             circuit_breaker: raw(&self.circuit_breaker),
             rate_limiter: raw(&self.rate_limiter),
             bulkhead: raw(&self.bulkhead),
+            #[cfg(feature = "redis")]
+            redis: self.redis.as_ref().map(|c| Table(RawRedis::from(c))),
+            #[cfg(feature = "redis")]
+            redis_rate_limiter: raw(&self.redis_rate_limiter),
+            #[cfg(feature = "redis")]
+            redis_session_limiter: raw(&self.redis_session_limiter),
+            #[cfg(not(feature = "redis"))]
+            redis: None,
+            #[cfg(not(feature = "redis"))]
+            redis_rate_limiter: None,
+            #[cfg(not(feature = "redis"))]
+            redis_session_limiter: None,
         }
         .serialize(serializer)
     }
@@ -505,6 +586,12 @@ file_shape!(BulkheadConfig, RawBulkhead);
 file_shape!(CircuitBreakerConfig, RawCircuitBreaker);
 file_shape!(RetryConfig, RawRetry);
 file_shape!(RateLimiterConfig, RawRateLimiter);
+#[cfg(feature = "redis")]
+file_shape!(RedisConfig, RawRedis);
+#[cfg(feature = "redis")]
+file_shape!(RedisRateLimiterConfig, RawRedisRateLimiter);
+#[cfg(feature = "redis")]
+file_shape!(RedisSessionLimiterConfig, RawRedisSessionLimiter);
 
 /// A key's path as the file spells it: `retry.api.backoff`; a key that is empty, blank or
 /// holds a dot is quoted (`retry."".max_attempts`), so it cannot vanish from the path.

@@ -114,6 +114,8 @@ pub use config::{
     RedisRateLimiterConfig, RedisRateLimiterConfigBuilder, RedisSessionLimiterConfig,
     RedisSessionLimiterConfigBuilder,
 };
+#[cfg(feature = "serde")]
+pub(crate) use config::{DEFAULT_SESSIONS_NAME, redact};
 pub use key::RedisKey;
 #[cfg(feature = "tower")]
 pub use layer::{FleetLimit, RedisLimitLayer};
