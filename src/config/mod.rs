@@ -300,6 +300,7 @@ impl Policies {
             .map_err(|e| {
                 let field = key_path(e.path());
                 let message = describe(e.inner(), e.path());
+                let message = without_passwords(&message);
                 ConfigError::new(
                     field,
                     "cannot be read",
@@ -620,6 +621,48 @@ fn key_path(path: &serde_path_to_error::Path) -> String {
     }
 }
 
+/// `message` with the password of every URL in it replaced by `***`, and its query (which may
+/// hold one too, as `?password=`) dropped. A format's message may quote the line it failed on
+/// (`toml`'s `Display` does) or a string value (serde's "invalid type: string ..."), and a
+/// Redis URL there may carry a password.
+fn without_passwords(message: &str) -> Cow<'_, str> {
+    if !message.contains("://") {
+        return Cow::Borrowed(message);
+    }
+    // A URL in a message ends at a space or a quote.
+    let ends = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>');
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail.find(ends).unwrap_or(tail.len());
+        let (url, after) = tail.split_at(end);
+        let authority_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+        let (authority, path) = url.split_at(authority_end);
+        match authority.rfind('@') {
+            Some(at) => {
+                match authority[..at].split_once(':') {
+                    Some((user, _)) => out.push_str(&format!("{user}:***")),
+                    None => out.push_str("***"),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        match path.find(['?', '#']) {
+            Some(q) => {
+                out.push_str(&path[..q]);
+                out.push_str("?***");
+            }
+            None => out.push_str(path),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
 fn show_key(key: &str) -> Cow<'_, str> {
     if key.trim().is_empty() || key.contains('.') {
         Cow::Owned(format!("{key:?}"))
@@ -696,6 +739,26 @@ mod tests {
         let file = r#"{ "rate_limiter": { "api": { "rate": 5 } } }"#;
         let err = Policies::load(&mut serde_json::Deserializer::from_str(file)).unwrap_err();
         assert_eq!(err.field(), "rate_limiter.api.period", "{err}");
+    }
+
+    #[test]
+    fn a_message_loses_the_passwords_of_its_urls() {
+        for (message, want) in [
+            ("no url here", "no url here"),
+            (
+                "3 | url = \"redis://ops:pw@h:6379/0\" and redis://pw@h2",
+                "3 | url = \"redis://ops:***@h:6379/0\" and redis://***@h2",
+            ),
+            (
+                "string `redis+unix:///run/r.sock?db=1&pass=pw`, expected",
+                "string `redis+unix:///run/r.sock?***`, expected",
+            ),
+            ("a://b@c:d@e/f x", "a://b@c:***@e/f x"),
+            ("redis://h/ ok", "redis://h/ ok"),
+            ("ends with ://", "ends with ://"),
+        ] {
+            assert_eq!(without_passwords(message), want);
+        }
     }
 
     #[test]
