@@ -1,8 +1,9 @@
 //! Policies from config files: TOML, YAML, JSON or any other serde format.
 //!
 //! With the `serde` feature, every config ([`TimeoutConfig`], [`RetryConfig`],
-//! [`CircuitBreakerConfig`], [`RateLimiterConfig`], [`BulkheadConfig`]) implements
-//! `Deserialize` and `Serialize`.
+//! [`CircuitBreakerConfig`], [`RateLimiterConfig`], [`BulkheadConfig`], and with the `redis`
+//! feature too the [Redis configs](#fleet-wide-limits-in-redis)) implements `Deserialize` and
+//! `Serialize`.
 //! A file's values go through the same builder as code, so a value the builder refuses is
 //! refused from a file too, with the same [`ConfigError`]. Absent keys take the builder's
 //! defaults; unknown keys are errors (a typo must not silently mean "default").
@@ -93,6 +94,105 @@
 //! whole (it cannot be read, its extension names no format, its syntax is broken) has the
 //! field `<file>`. The format's own message appears once, on one line, with its line and
 //! column, never with the file's text around it.
+//!
+//! # Fleet-wide limits in Redis
+//!
+//! With the `redis` feature, a file may also hold the link to Redis, one `[redis]` table,
+//! and the limits the fleet shares through it, `[redis_rate_limiter.<name>]` and
+//! `[redis_session_limiter.<name>]` (see [`palisade::redis`](crate::redis)):
+//!
+//! ```toml
+//! [redis]
+//! url_env = "REDIS_URL"          # or url = "redis://cache.internal:6379/0", not both
+//! key_prefix = "shop"
+//! round_trip_timeout = "50ms"
+//! connect_timeout = "1s"
+//! breaker = { trip_model = { kind = "consecutive_failures", failures = 3 }, break_duration = "1s" }
+//!
+//! [redis_rate_limiter.per_user]
+//! rate = 100
+//! period = "1s"
+//! burst = 20
+//! fail_mode = { local = 0.1 }
+//! local_reservation = { batch = 10, hold = "50ms" }
+//!
+//! [redis_session_limiter.sessions]
+//! max_per_key = 3
+//! lease_ttl = "30s"
+//! fail_mode = "closed"
+//! ```
+//!
+//! - **`[redis]`** ([`RedisConfig`](crate::redis::RedisConfig)) needs exactly one of `url` and
+//!   `url_env`, the name of an environment variable that holds the URL, read when the file
+//!   is loaded. `name` is the link's (its breaker reports under it, the health report lists
+//!   it); `key_prefix`, `round_trip_timeout` and `connect_timeout` are the builder's.
+//!   `breaker` is a table of the `[circuit_breaker.<name>]` keys, starting from the link's
+//!   defaults ([`DEFAULT_BREAKER_FAILURES`](crate::redis::DEFAULT_BREAKER_FAILURES)
+//!   consecutive failures, a break of
+//!   [`DEFAULT_BREAKER_BREAK`](crate::redis::DEFAULT_BREAKER_BREAK)) and named like the link.
+//! - **`[redis_rate_limiter.<name>]`**
+//!   ([`RedisRateLimiterConfig`](crate::redis::RedisRateLimiterConfig)) has the keys of
+//!   `[rate_limiter.<name>]`, and `local_reservation = { batch, hold }`.
+//! - **`[redis_session_limiter.<name>]`**
+//!   ([`RedisSessionLimiterConfig`](crate::redis::RedisSessionLimiterConfig)) has
+//!   `max_per_key` (required) and `lease_ttl`.
+//! - **`fail_mode`**, in both limits, is `"open"` (the default), `"closed"` or
+//!   `{ local = <share> }` ([`FailMode`](crate::redis::FailMode)).
+//! - **A limit's name is part of its keys in Redis** (`{prefix}:rl:{name}:{key}`): every
+//!   instance of a fleet must load the same name, under the same prefix, to share the limit.
+//! - **Secrets**: a URL's password appears in no error, `Debug` output or serialized form. A
+//!   [`Policies`] serializes the URL redacted (`redis://:***@host`), so a serialized config
+//!   holds no secret and cannot connect where the server wants a password; a file holding
+//!   such a URL is refused rather than sending `***` as the password. Keep the password out
+//!   of files with `url_env`, which is written back as it was read.
+//! - Without the `redis` feature, these tables are refused with an error that names it.
+//!
+//! ```
+//! # #[cfg(all(feature = "redis", feature = "toml"))]
+//! # fn main() -> Result<(), palisade::ConfigError> {
+//! use palisade::config::Policies;
+//! use palisade::redis::{FailMode, RedisLink, RedisRateLimiter, RedisSessionLimiter};
+//!
+//! let policies = Policies::from_toml_str(
+//!     r#"
+//! [redis]
+//! url = "redis://:s3cret@127.0.0.1:6379/0"
+//! round_trip_timeout = "50ms"
+//!
+//! [redis_rate_limiter.per_user]
+//! rate = 100
+//! period = "1s"
+//! fail_mode = { local = 0.1 }
+//!
+//! [redis_session_limiter.sessions]
+//! max_per_key = 3
+//! fail_mode = "closed"
+//! "#,
+//! )?;
+//! let link_config = policies.redis.clone().expect("the file has a [redis] table");
+//! assert_eq!(link_config.url(), "redis://:***@127.0.0.1:6379/0");
+//! assert!(!format!("{policies:?}").contains("s3cret"));
+//!
+//! // No I/O yet: the link connects on first use.
+//! let link = RedisLink::new(link_config);
+//! let per_user = RedisRateLimiter::new(&link, policies.redis_rate_limiter["per_user"].clone());
+//! let sessions =
+//!     RedisSessionLimiter::new(&link, policies.redis_session_limiter["sessions"].clone());
+//! assert_eq!(
+//!     policies.redis_session_limiter["sessions"].fail_mode(),
+//!     FailMode::Closed
+//! );
+//! # let _ = (per_user, sessions);
+//!
+//! let err = Policies::from_toml_str(
+//!     "[redis_rate_limiter.per_user]\nrate = 100\nperiod = \"1s\"\nfail_mode = { local = 2.0 }",
+//! )
+//! .unwrap_err();
+//! assert_eq!(err.field(), "redis_rate_limiter.per_user.fail_mode");
+//! # Ok(())
+//! # }
+//! # #[cfg(not(all(feature = "redis", feature = "toml")))] fn main() {}
+//! ```
 //!
 //! # Names
 //!
@@ -268,8 +368,8 @@ impl Policies {
     ///
     /// The first problem found, as a [`ConfigError`] whose field is the key's full path:
     /// a syntax or type error from the format (the rule "cannot be read", the format's
-    /// message, as its `Display` writes it, as the value), an unknown key, or a value the
-    /// policy's builder refuses.
+    /// message, as its `Display` writes it, as the value, with the password of any URL it
+    /// quotes replaced by `***`), an unknown key, or a value the policy's builder refuses.
     ///
     /// # Examples
     ///

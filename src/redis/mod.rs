@@ -86,7 +86,9 @@
 //! # Secrets
 //!
 //! The URL's password appears in no `Debug` output, event, error or health reason: configs
-//! show it as `***`, and the link's failure texts are redacted.
+//! show it as `***`, and the link's failure texts are redacted. A config file may name an
+//! environment variable that holds the URL instead (`url_env`), and a serialized config
+//! writes the URL redacted (see `palisade::config`, feature `serde`).
 //!
 //! # Clone semantics
 //!
