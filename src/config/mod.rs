@@ -122,7 +122,7 @@
 //! fail_mode = "closed"
 //! ```
 //!
-//! - **`[redis]`** ([`RedisConfig`](crate::redis::RedisConfig)) needs exactly one of `url` and
+//! - **`[redis]`** ([`RedisConfig`]) needs exactly one of `url` and
 //!   `url_env`, the name of an environment variable that holds the URL, read when the file
 //!   is loaded. `name` is the link's (its breaker reports under it, the health report lists
 //!   it); `key_prefix`, `round_trip_timeout` and `connect_timeout` are the builder's.
@@ -131,10 +131,10 @@
 //!   consecutive failures, a break of
 //!   [`DEFAULT_BREAKER_BREAK`](crate::redis::DEFAULT_BREAKER_BREAK)) and named like the link.
 //! - **`[redis_rate_limiter.<name>]`**
-//!   ([`RedisRateLimiterConfig`](crate::redis::RedisRateLimiterConfig)) has the keys of
+//!   ([`RedisRateLimiterConfig`]) has the keys of
 //!   `[rate_limiter.<name>]`, and `local_reservation = { batch, hold }`.
 //! - **`[redis_session_limiter.<name>]`**
-//!   ([`RedisSessionLimiterConfig`](crate::redis::RedisSessionLimiterConfig)) has
+//!   ([`RedisSessionLimiterConfig`]) has
 //!   `max_per_key` (required) and `lease_ttl`.
 //! - **`fail_mode`**, in both limits, is `"open"` (the default), `"closed"` or
 //!   `{ local = <share> }` ([`FailMode`](crate::redis::FailMode)).
