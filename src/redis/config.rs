@@ -13,6 +13,8 @@ use crate::validate;
 
 /// The link's default name (its breaker reports under it, and the health report lists it).
 pub const DEFAULT_LINK_NAME: &str = "redis";
+/// The name a session limit reports under unless given one.
+pub(crate) const DEFAULT_SESSIONS_NAME: &str = "redis_sessions";
 /// The default prefix of every key the fleet-wide limits write.
 pub const DEFAULT_KEY_PREFIX: &str = "palisade";
 /// The default time a round trip may take before it counts as failed.
@@ -103,6 +105,9 @@ impl FailMode {
 pub struct RedisConfig {
     pub(crate) client: ::redis::Client,
     pub(crate) url_redacted: Arc<str>,
+    // The environment variable a config file read the URL from, written back in its place
+    // when the config is serialized (the URL itself is written redacted).
+    pub(crate) url_env: Option<Arc<str>>,
     pub(crate) key_prefix: Arc<str>,
     pub(crate) round_trip_timeout: Duration,
     pub(crate) connect_timeout: Duration,
@@ -151,6 +156,7 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &self.url_redacted)
+            .field("url_env", &self.url_env)
             .field("key_prefix", &self.key_prefix)
             .field("round_trip_timeout", &self.round_trip_timeout)
             .field("connect_timeout", &self.connect_timeout)
@@ -401,6 +407,7 @@ impl RedisConfigBuilder {
         Ok(RedisConfig {
             client,
             url_redacted,
+            url_env: None,
             key_prefix: Arc::from(&*key_prefix),
             round_trip_timeout,
             connect_timeout,
@@ -857,7 +864,7 @@ impl RedisSessionLimiterConfigBuilder {
             max_per_key,
             lease_ttl,
             fail_mode,
-            telemetry: Telemetry::build(self.name, "redis_sessions", self.listener)?,
+            telemetry: Telemetry::build(self.name, DEFAULT_SESSIONS_NAME, self.listener)?,
         })
     }
 }

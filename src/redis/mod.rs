@@ -91,7 +91,9 @@
 //! # Secrets
 //!
 //! The URL's password appears in no `Debug` output, event, error or health reason: configs
-//! show it as `***`, and the link's failure texts are redacted.
+//! show it as `***`, and the link's failure texts are redacted. A config file may name an
+//! environment variable that holds the URL instead (`url_env`), and a serialized config
+//! writes the URL redacted (see `palisade::config`, feature `serde`).
 //!
 //! # Clone semantics
 //!
@@ -119,6 +121,8 @@ pub use config::{
     RedisRateLimiterConfig, RedisRateLimiterConfigBuilder, RedisSessionLimiterConfig,
     RedisSessionLimiterConfigBuilder,
 };
+#[cfg(feature = "serde")]
+pub(crate) use config::{DEFAULT_SESSIONS_NAME, redact};
 pub use key::RedisKey;
 #[cfg(feature = "tower")]
 pub use layer::{FleetLimit, RedisLimitLayer};
