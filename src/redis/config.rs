@@ -14,7 +14,7 @@ use crate::validate;
 /// The link's default name (its breaker reports under it, and the health report lists it).
 pub const DEFAULT_LINK_NAME: &str = "redis";
 /// The name a session limit reports under unless given one.
-pub(crate) const DEFAULT_SESSIONS_NAME: &str = "redis_sessions";
+pub const DEFAULT_SESSIONS_NAME: &str = "redis_sessions";
 /// The default prefix of every key the fleet-wide limits write.
 pub const DEFAULT_KEY_PREFIX: &str = "palisade";
 /// The default time a round trip may take before it counts as failed.
@@ -816,7 +816,7 @@ impl RedisSessionLimiterConfigBuilder {
         self
     }
 
-    crate::telemetry::telemetry_setters!();
+    crate::telemetry::telemetry_setters!(DEFAULT_SESSIONS_NAME);
 
     /// Checks every field and returns the config.
     ///

@@ -30,7 +30,7 @@
 //!   again). The key holds the bucket's theoretical arrival time in microseconds of the
 //!   **server's** clock (`TIME`), so instances whose clocks disagree still agree. The key's
 //!   TTL is the time until its bucket is full again: an idle key vanishes by itself, and a
-//!   vanished key is a full bucket. A refusal is [`Rejected::RateLimited`] with
+//!   vanished key is a full bucket. A refusal is [`Rejected::RateLimited`](crate::Rejected::RateLimited) with
 //!   `retry_after`, as in-process; weighted calls take several tokens; a cost above the
 //!   burst is refused without a round trip. Rates are in whole microseconds per token, so
 //!   at most a million calls a second per key.
@@ -57,7 +57,7 @@
 //! | Mode | The call | Reported |
 //! |---|---|---|
 //! | [`Open`](FailMode::Open) (default) | admitted unchecked | [`EventKind::LinkFailed`](crate::telemetry::EventKind::LinkFailed), decided `Admitted` |
-//! | [`Closed`](FailMode::Closed) | refused with [`Rejected::Unavailable`] (503 through [`ShedLayer`](crate::http::ShedLayer)), not "over the limit" | `LinkFailed`, decided `Refused` |
+//! | [`Closed`](FailMode::Closed) | refused with [`Rejected::Unavailable`](crate::Rejected::Unavailable) (503 through [`ShedLayer`](crate::http::ShedLayer)), not "over the limit" | `LinkFailed`, decided `Refused` |
 //! | [`Local { share }`](FailMode::Local) | decided by an in-process limit at `share` of the fleet's | `LinkFailed`, decided `Local` |
 //!
 //! [`HealthRegistry::redis`](crate::health::HealthRegistry::redis) shows the link's state.
@@ -114,15 +114,15 @@ mod session;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "serde")]
+pub(crate) use config::redact;
 pub use config::{
     DEFAULT_BREAKER_BREAK, DEFAULT_BREAKER_FAILURES, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX,
-    DEFAULT_LEASE_TTL, DEFAULT_LINK_NAME, DEFAULT_ROUND_TRIP_TIMEOUT, FailMode, MAX_LEASE_TTL,
-    MAX_RESERVATION, MAX_SESSIONS, MAX_TIMEOUT, MIN_LEASE_TTL, RedisConfig, RedisConfigBuilder,
-    RedisRateLimiterConfig, RedisRateLimiterConfigBuilder, RedisSessionLimiterConfig,
-    RedisSessionLimiterConfigBuilder,
+    DEFAULT_LEASE_TTL, DEFAULT_LINK_NAME, DEFAULT_ROUND_TRIP_TIMEOUT, DEFAULT_SESSIONS_NAME,
+    FailMode, MAX_LEASE_TTL, MAX_RESERVATION, MAX_SESSIONS, MAX_TIMEOUT, MIN_LEASE_TTL,
+    RedisConfig, RedisConfigBuilder, RedisRateLimiterConfig, RedisRateLimiterConfigBuilder,
+    RedisSessionLimiterConfig, RedisSessionLimiterConfigBuilder,
 };
-#[cfg(feature = "serde")]
-pub(crate) use config::{DEFAULT_SESSIONS_NAME, redact};
 pub use key::RedisKey;
 #[cfg(feature = "tower")]
 pub use layer::{FleetLimit, RedisLimitLayer};

@@ -361,11 +361,13 @@ impl RedisRateLimiter {
     }
 
     /// Admission of one call of cost 1 for the tower layer.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn admit_key(&self, key: String) -> Admit<()> {
         let max_wait = self.shared.config.limit.max_wait();
         Admit::new(self.shared.clone().take(key, 1, max_wait))
     }
 
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn redis_key<K: RedisKey + ?Sized>(&self, key: &K) -> String {
         self.shared.redis_key(key)
     }

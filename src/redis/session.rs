@@ -402,10 +402,12 @@ impl RedisSessionLimiter {
         }
     }
 
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn admit_key(&self, key: String) -> Admit<SessionLease> {
         Admit::new(self.shared.clone().acquire(key))
     }
 
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn redis_key<K: RedisKey + ?Sized>(&self, key: &K) -> String {
         self.shared.redis_key(key)
     }

@@ -392,9 +392,12 @@ impl<A: Listener, B: Listener> Listener for (A, B) {
 }
 
 /// The `name` and `listener` setters every config builder has (fields `name` and
-/// `listener`; the builder's module defines `DEFAULT_NAME`).
+/// `listener`; the builder's module defines `DEFAULT_NAME`, or the constant named).
 macro_rules! telemetry_setters {
     () => {
+        $crate::telemetry::telemetry_setters!(DEFAULT_NAME);
+    };
+    ($default:ident) => {
         /// The name the policy reports under, in events, rejections and metrics: a
         /// `&'static str` or a `String` (a name known at run time, interned once when the
         /// config is built, so events stay `Copy`).
@@ -403,7 +406,7 @@ macro_rules! telemetry_setters {
         /// is kept for the life of the process. Per-host or per-user instances belong to the
         /// keyed policies, which carry the key beside their parent's name.
         ///
-        /// Default: [`DEFAULT_NAME`] followed by where `build` was called, such as
+        #[doc = concat!("Default: [`", stringify!($default), "`] followed by where `build` was called, such as")]
         /// `retry@src/main.rs:12`, so that unnamed policies are told apart. Must not be empty
         /// or blank.
         pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
