@@ -315,7 +315,10 @@ async fn a_waiter_dropped_before_its_turn_gives_the_turn_back() {
     limiter.try_acquire("ada").await.unwrap();
     let first = tat(&redis, key).expect("the first call set the TAT");
 
-    // This caller's turn is 5 s away; it leaves once it has taken it (the TAT moved).
+    // This caller's turn is 5 s away; it leaves while waiting for it. Redis moving the TAT
+    // is not enough: dropped before the reply is read, the call does not know the TAT it
+    // set and cannot give its turn back (the safe side: under-admission), so it leaves
+    // well after the reply came, and well before its turn.
     let waiter = tokio::spawn({
         let limiter = limiter.clone();
         async move { limiter.acquire("ada").await }
@@ -326,6 +329,8 @@ async fn a_waiter_dropped_before_its_turn_gives_the_turn_back() {
         assert!(Instant::now() < deadline, "the waiter never took its turn");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiter.is_finished(), "the waiter should still be waiting");
     waiter.abort();
     assert!(waiter.await.unwrap_err().is_cancelled());
 

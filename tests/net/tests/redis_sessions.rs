@@ -480,7 +480,10 @@ async fn the_tower_layer_holds_the_lease_until_the_response_is_done() {
         "the lease is held while the response is pending"
     );
     let mut second = svc.clone();
-    assert_full(second.ready().await.unwrap().call(("ada".into(), 2)).await);
+    // Bounded: were it admitted, it would wait for `finish` like the first.
+    let refused =
+        tokio::time::timeout(BOUND, second.ready().await.unwrap().call(("ada".into(), 2)));
+    assert_full(refused.await.expect("a full key refuses at once"));
     // Another key is not held back.
     let bob = tokio::spawn({
         let mut svc = svc.clone();
