@@ -16,8 +16,9 @@ use crate::error::Rejected;
 /// An admission decision for one call: `G` is what holds the admission (`()` for a rate
 /// limit, a [`SessionLease`](super::SessionLease) for a session limit).
 ///
-/// Dropped before it resolves, it takes nothing: a round trip in flight is abandoned
-/// (counted as nothing against the link), a turn taken while waiting is given back, and a
+/// Dropped before it resolves, it admits nothing: a round trip in flight is abandoned
+/// (counted as nothing against the link; a rate limit's token Redis took before the reply
+/// came back stays taken, the safe side), a turn taken while waiting is given back, and a
 /// lease taken in Redis is released.
 ///
 /// # Examples

@@ -76,10 +76,13 @@
 //!
 //! # Cancellation
 //!
-//! Dropping an admission future before it resolves takes nothing: a round trip in flight is
-//! abandoned without counting against the link's breaker; a call waiting for its turn
-//! (`max_wait`) gives the turn back, provided no later call took a turn behind it (as
-//! in-process); a session lease Redis granted after the caller left is removed. Releases
+//! Dropping an admission future before it resolves never admits more than the limit. A
+//! round trip in flight is abandoned without counting against the link's breaker; if Redis
+//! had already decided it, the rate limit's token or turn stays taken (the reply that would
+//! say which TAT to give back is gone), which can only under-admit until the bucket
+//! refills. A call waiting for its turn (`max_wait`) gives the turn back, provided no later
+//! call took a turn behind it (as in-process); a session lease Redis granted after the
+//! caller left is removed. Releases
 //! and give-backs run in tasks of their own, never blocking the dropping thread; without a
 //! tokio runtime (during its shutdown) they are left to the TTLs.
 //!
