@@ -159,9 +159,9 @@ async fn fail_closed_refuses_as_unavailable_the_breaker_fails_fast_and_the_link_
     let link = link(&redis.url(), 3, pause);
     let seen = Seen::default();
     let limiter = limiter(&link, "closed", FailMode::Closed, &seen);
-    // The link's state in the health report, through its breaker.
+    // The link's state in the health report: not critical, so degraded while down.
     let health = HealthRegistry::new();
-    health.circuit_breaker(link.breaker(), false).unwrap();
+    health.redis(&link, false).unwrap();
     limiter.try_acquire("ada").await.unwrap();
     assert_eq!(health.readiness().status(), HealthStatus::Healthy);
 
@@ -180,6 +180,11 @@ async fn fail_closed_refuses_as_unavailable_the_breaker_fails_fast_and_the_link_
     assert!(seen.link_failures(FailDecision::Refused) >= 3);
     let report = health.readiness();
     assert_eq!(report.status(), HealthStatus::Degraded, "{report:?}");
+    let reason = &report.component(link.name()).unwrap().reason;
+    assert!(
+        reason.starts_with("down:") && reason.contains("last failure"),
+        "{reason}"
+    );
     assert!(report.component("redis-link").is_some(), "{report:?}");
 
     // Open: a call costs no round trip, and says when the link tries again.
