@@ -332,6 +332,38 @@ impl RedisRateLimiter {
         RunFuture::new(self.acquire(key), make)
     }
 
+    /// Runs `fut` once `key` has a token (waiting up to `max_wait`); a refused `fut` is
+    /// dropped without being polled.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use palisade::rate_limiter::RateLimiterConfig;
+    /// # use palisade::redis::{RedisConfig, RedisLink, RedisRateLimiter, RedisRateLimiterConfig};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let link = RedisLink::new(RedisConfig::builder().url("redis://127.0.0.1/").build()?);
+    /// # let limit = RateLimiterConfig::builder().rate(10, Duration::from_secs(1)).build()?;
+    /// let per_user = RedisRateLimiter::new(&link, RedisRateLimiterConfig::builder(limit).build()?);
+    /// let reply = per_user.run_once("ada", async { Ok::<_, palisade::Rejected>(42) }).await?;
+    /// assert_eq!(reply, 42);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn run_once<K, F, R, E>(&self, key: &K, fut: F) -> RunFuture<impl FnOnce() -> F, F, ()>
+    where
+        K: RedisKey + ?Sized,
+        F: Future<Output = Result<R, E>>,
+        E: From<Rejected>,
+    {
+        RunFuture::new(self.acquire(key), move || fut)
+    }
+
     /// This process's counters.
     ///
     /// # Examples

@@ -376,6 +376,39 @@ impl RedisSessionLimiter {
         RunFuture::new(self.acquire(key), make)
     }
 
+    /// Runs `fut` while holding a place for `key`; a refused `fut` is dropped without being
+    /// polled.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use palisade::redis::{RedisConfig, RedisLink, RedisSessionLimiter, RedisSessionLimiterConfig};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let link = RedisLink::new(RedisConfig::builder().url("redis://127.0.0.1/").build()?);
+    /// # let sessions = RedisSessionLimiter::new(&link, RedisSessionLimiterConfig::builder().max_per_key(2).build()?);
+    /// let out = sessions.run_once("ada", async { Ok::<_, palisade::Rejected>(7) }).await?;
+    /// assert_eq!(out, 7);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn run_once<K, F, R, E>(
+        &self,
+        key: &K,
+        fut: F,
+    ) -> RunFuture<impl FnOnce() -> F, F, SessionLease>
+    where
+        K: RedisKey + ?Sized,
+        F: Future<Output = Result<R, E>>,
+        E: From<Rejected>,
+    {
+        RunFuture::new(self.acquire(key), move || fut)
+    }
+
     /// This process's counters.
     ///
     /// # Examples

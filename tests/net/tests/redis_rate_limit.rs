@@ -624,3 +624,37 @@ async fn the_tower_layer_answers_a_refusal_as_the_error() {
         ":1\r\n"
     );
 }
+
+/// `run` and `run_once` call the user's code only when admitted: a refused closure is never
+/// called, a refused future never polled.
+#[tokio::test]
+async fn run_and_run_once_call_only_when_admitted() {
+    let server = RedisServer::start();
+    let link = link(&server.url());
+    let limiter = limiter(&link, "runs", 1, Duration::from_secs(60), 2);
+    let polled = Arc::new(AtomicU64::new(0));
+    let count = |polled: &Arc<AtomicU64>| {
+        let polled = polled.clone();
+        async move {
+            polled.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, Rejected>(())
+        }
+    };
+    limiter.run("k", || count(&polled)).await.unwrap();
+    limiter.run_once("k", count(&polled)).await.unwrap();
+    let refused = limiter.run("k", || count(&polled)).await;
+    assert!(
+        matches!(refused, Err(Rejected::RateLimited(_))),
+        "{refused:?}"
+    );
+    let refused = limiter.run_once("k", count(&polled)).await;
+    assert!(
+        matches!(refused, Err(Rejected::RateLimited(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        polled.load(Ordering::Relaxed),
+        2,
+        "only the admitted calls ran"
+    );
+}

@@ -509,3 +509,22 @@ async fn the_tower_layer_holds_the_lease_until_the_response_is_done() {
     finish.add_permits(1);
     assert_eq!(third.await.unwrap().unwrap(), "ada");
 }
+
+/// `run_once` holds the place while its future runs and frees it after.
+#[tokio::test]
+async fn run_once_holds_the_place_while_its_future_runs() {
+    let server = RedisServer::start();
+    let link = link(&server.url());
+    let sessions = sessions(&link, "once", 1, Duration::from_secs(30));
+    let key = "palisade:ss:once:ada";
+    let inside = sessions
+        .run_once("ada", async { Ok::<_, Rejected>(zcard(&server, key)) })
+        .await
+        .unwrap();
+    assert_eq!(inside, 1, "held while running");
+    let deadline = Instant::now() + BOUND;
+    while zcard(&server, key) != 0 {
+        assert!(Instant::now() < deadline, "never released");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
