@@ -175,8 +175,9 @@ where
     }
 }
 
-/// `Ok` is a success; an open circuit or a full bulkhead inside the error is ignored; every
-/// other error, timeouts included, is a failure.
+/// `Ok` is a success; a policy's rejection inside the error (an open circuit, a full
+/// bulkhead, a rate limit, a limit store that is unavailable) is ignored; every other error,
+/// timeouts included, is a failure.
 ///
 /// # Examples
 ///

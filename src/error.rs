@@ -57,6 +57,10 @@ pub enum Rejected {
     /// A per-key policy had no room for a new key: every key it keeps is in use.
     #[error(transparent)]
     TooManyKeys(#[from] TooManyKeys),
+    /// A fleet-wide limit could not reach the store that keeps it (Redis) and its fail mode
+    /// is to refuse: not "over the limit" but "the limit cannot be checked".
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
 }
 
 impl Rejected {
@@ -77,6 +81,7 @@ impl Rejected {
             Rejected::BulkheadFull(e) => e.policy_name(),
             Rejected::RateLimited(e) => e.policy_name(),
             Rejected::TooManyKeys(e) => e.policy_name(),
+            Rejected::Unavailable(e) => e.policy_name(),
         }
     }
 
@@ -102,6 +107,7 @@ impl Rejected {
             Rejected::BulkheadFull(_) => None,
             Rejected::RateLimited(e) => e.retry_after(),
             Rejected::TooManyKeys(_) => None,
+            Rejected::Unavailable(e) => e.retry_after(),
         }
     }
 
@@ -649,6 +655,145 @@ impl TooManyKeys {
     /// ```
     pub const fn max_keys(&self) -> u32 {
         self.max_keys
+    }
+}
+
+/// Why a fleet-wide limit could not get its decision from the store that keeps it (the
+/// Redis link of [`palisade::redis`](crate::redis)).
+///
+/// # Examples
+///
+/// ```
+/// use palisade::error::LinkFailure;
+///
+/// assert_eq!(LinkFailure::Timeout.to_string(), "no reply within the round-trip timeout");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkFailure {
+    /// The connection could not be made, or broke.
+    #[error("connection failed")]
+    Connection,
+    /// No reply came within the link's round-trip timeout.
+    #[error("no reply within the round-trip timeout")]
+    Timeout,
+    /// The server answered with an error (a script error, a full memory, a wrong type).
+    #[error("the server answered with an error")]
+    Server,
+    /// The reply did not have the shape the script returns.
+    #[error("malformed reply")]
+    MalformedReply,
+    /// The link's own circuit breaker is open after failed round trips: no round trip was
+    /// tried, so the decision cost nothing.
+    #[error("the link's breaker is open")]
+    BreakerOpen,
+}
+
+/// A fleet-wide limit refused a call because it could not check the limit (its store did
+/// not answer in time, or at all) and it is set to fail closed.
+///
+/// Distinct from [`RateLimited`] and [`BulkheadFull`]: the caller is not over any limit.
+/// [`ShedLayer`](crate::http::ShedLayer) answers it with 503.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::{Rejected, error::{LinkFailure, Unavailable}};
+/// use std::time::Duration;
+///
+/// let down = Unavailable::new("per-user", LinkFailure::BreakerOpen, Some(Duration::from_secs(2)));
+/// assert_eq!(Rejected::from(down).retry_after(), Some(Duration::from_secs(2)));
+/// assert_eq!(
+///     down.to_string(),
+///     "policy `per-user`: limit store unavailable (the link's breaker is open), failing closed"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("policy `{policy}`: limit store unavailable ({cause}), failing closed")]
+pub struct Unavailable {
+    policy: &'static str,
+    cause: LinkFailure,
+    // Nanoseconds, `u64::MAX` for none: the rejection stays two words and a byte.
+    retry_after_ns: u64,
+}
+
+impl Unavailable {
+    /// A refusal by the fleet-wide limit named `policy`, whose store failed with `cause`;
+    /// `retry_after` when the link knows when it will try again (its breaker's half-open
+    /// time).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::{LinkFailure, Unavailable};
+    ///
+    /// let down = Unavailable::new("sessions", LinkFailure::Timeout, None);
+    /// assert_eq!(down.cause(), LinkFailure::Timeout);
+    /// ```
+    pub const fn new(
+        policy: &'static str,
+        cause: LinkFailure,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        let retry_after_ns = match retry_after {
+            None => u64::MAX,
+            Some(d) => {
+                let ns = d.as_nanos();
+                if ns >= u64::MAX as u128 {
+                    u64::MAX - 1
+                } else {
+                    ns as u64
+                }
+            }
+        };
+        Unavailable {
+            policy,
+            cause,
+            retry_after_ns,
+        }
+    }
+
+    /// The name of the policy that refused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::{LinkFailure, Unavailable};
+    ///
+    /// assert_eq!(Unavailable::new("sessions", LinkFailure::Server, None).policy_name(), "sessions");
+    /// ```
+    pub const fn policy_name(&self) -> &'static str {
+        self.policy
+    }
+
+    /// Why the store could not answer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::{LinkFailure, Unavailable};
+    ///
+    /// let down = Unavailable::new("sessions", LinkFailure::Connection, None);
+    /// assert_eq!(down.cause(), LinkFailure::Connection);
+    /// ```
+    pub const fn cause(&self) -> LinkFailure {
+        self.cause
+    }
+
+    /// When the link will try its store again, if it knows.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::error::{LinkFailure, Unavailable};
+    ///
+    /// assert_eq!(Unavailable::new("sessions", LinkFailure::Server, None).retry_after(), None);
+    /// ```
+    pub const fn retry_after(&self) -> Option<Duration> {
+        match self.retry_after_ns {
+            u64::MAX => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! | [Bulkhead](bulkhead) | [`BulkheadLayer`](bulkhead::BulkheadLayer) | [`Bulkhead::run`](bulkhead::Bulkhead::run), [`run_once`](bulkhead::Bulkhead::run_once), permits | a timer for `max_wait` |
 //! | [Rate limiter](rate_limiter) | [`RateLimiterLayer`](rate_limiter::RateLimiterLayer) | [`RateLimiter::run`](rate_limiter::RateLimiter::run), [`run_once`](rate_limiter::RateLimiter::run_once), [`try_acquire`](rate_limiter::RateLimiter::try_acquire), [`acquire`](rate_limiter::RateLimiter::acquire) | a timer for `max_wait` |
 //! | [Per key](keyed): a limiter, bulkhead or breaker per user, IP or host | [`KeyedLayer`](keyed::KeyedLayer) | [`Keyed::run`](keyed::Keyed::run), [`try_acquire`](keyed::Keyed::try_acquire) | as the policy |
+//! | Fleet-wide in Redis: a rate or session limit per key shared by every instance | `RedisLimitLayer` | `RedisRateLimiter::run`, `RedisSessionLimiter::run` | `redis` (with `tokio`) |
 //! | [Retry](retry) | [`RetryLayer`](retry::RetryLayer) | [`Retry::run`](retry::Retry::run), [`run_with_attempt`](retry::Retry::run_with_attempt) | a timer (`tokio`) |
 //! | [Pipeline](pipeline) | [`Pipeline::layer`](pipeline::Pipeline::layer) | [`Pipeline::run`](pipeline::Pipeline::run) | a timer (`tokio`) |
 //! | [Fallback](fallback) | [`FallbackLayer`](fallback::FallbackLayer) (`fallback.layer().or_service(..)`) | [`Fallback::run`](fallback::Fallback::run) + [`or_else`](fallback::future::RunFuture::or_else) / [`or_cached`](fallback::future::RunFuture::or_cached) / [`or_value`](fallback::future::RunFuture::or_value) | none |
@@ -211,6 +212,7 @@
 //! | `serde` | no | [`config`]: every config from TOML / YAML / JSON files, validated like the builders; serializable health reports |
 //! | `toml`, `yaml`, `json` | no | `serde`, and [`Policies::from_path`](config::Policies::from_path) for files in that format |
 //! | `http` | no | [`http`]: status classifier, `Retry-After` hints, a request cloner; with `tower`, load shedding with 503 |
+//! | `redis` | no | `redis`: fleet-wide rate and session limits kept in Redis (implies `tokio`; needs Rust 1.88) |
 //! | `axum` | no | [`keyed::axum`]: per-key policies keyed by client IP (connection, or trusted proxies' `X-Forwarded-For` / `Forwarded`) or a header (implies `tower` and `http`) |
 //! | `reqwest-middleware` | no | [`http::middleware`]: a pipeline or one policy as a `reqwest_middleware::Middleware` (implies `tokio` and `http`) |
 //! | `test-util` | no | for dev-dependencies: [`TokioClock`](clock::TokioClock) as the default clock, so paused tokio time drives every policy; [`FakeClock`](clock::FakeClock) |
@@ -253,6 +255,9 @@ pub mod pipeline;
 pub mod prelude;
 pub mod presets;
 pub mod rate_limiter;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 pub mod retry;
 mod rng;
 mod sync;

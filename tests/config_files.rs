@@ -968,3 +968,527 @@ fn a_pipeline_name_that_names_no_policy_is_an_error() {
     assert_eq!(err.field(), r#""""#, "{err}");
     assert!(err.rule().contains("there are none"), "{err}");
 }
+
+// ===== The Redis link and the fleet-wide limits =====
+
+#[cfg(not(feature = "redis"))]
+#[test]
+fn a_redis_table_without_the_feature_says_which_feature() {
+    for (file, key) in [
+        ("[redis]\nurl = \"redis://127.0.0.1/\"", "redis"),
+        (
+            "[redis_rate_limiter.api]\nrate = 5\nperiod = \"1s\"",
+            "redis_rate_limiter",
+        ),
+        (
+            "[redis_session_limiter.s]\nmax_per_key = 2",
+            "redis_session_limiter",
+        ),
+    ] {
+        let err = load_toml(file).unwrap_err();
+        assert_eq!(err.field(), key, "{err}");
+        assert!(err.rule().contains("`redis` feature"), "{err}");
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis {
+    use super::*;
+    use palisade::redis::{FailMode, RedisConfig, RedisRateLimiterConfig};
+
+    const REDIS: &str = r#"
+[redis]
+url = "redis://cache.internal:6380/2"
+name = "limits"
+key_prefix = "shop"
+round_trip_timeout = "50ms"
+connect_timeout = "500ms"
+breaker = { trip_model = { kind = "consecutive_failures", failures = 3 }, max_break_duration = "30s" }
+
+[redis_rate_limiter.api]
+rate = 100
+period = "1s"
+burst = 20
+max_wait = "250ms"
+fail_mode = { local = 0.25 }
+local_reservation = { batch = 10, hold = "50ms" }
+
+[redis_rate_limiter.login]
+rate = 5
+period = "1m"
+fail_mode = "closed"
+
+[redis_session_limiter.sessions]
+max_per_key = 3
+lease_ttl = "10s"
+fail_mode = "open"
+
+[redis_session_limiter.exports]
+max_per_key = 1
+"#;
+
+    #[test]
+    fn redis_tables_read_into_the_configs_they_say() {
+        let p = load_toml(REDIS).unwrap();
+
+        let link = p.redis.as_ref().expect("a [redis] table");
+        assert_eq!(link.url(), "redis://cache.internal:6380/2");
+        assert_eq!(
+            (link.name(), link.key_prefix()),
+            ("limits", "shop"),
+            "the breaker reports as the link"
+        );
+        assert_eq!(
+            (link.round_trip_timeout(), link.connect_timeout()),
+            (ms(50), ms(500))
+        );
+        let breaker = link.breaker();
+        assert_eq!(breaker.trip_model(), TripModel::ConsecutiveFailures(3));
+        assert_eq!(
+            breaker.break_duration(),
+            palisade::redis::DEFAULT_BREAKER_BREAK,
+            "a breaker table starts from the link's defaults, not a plain breaker's"
+        );
+        assert_eq!(breaker.max_break_duration(), Duration::from_secs(30));
+
+        let api = &p.redis_rate_limiter["api"];
+        let limit = api.limit();
+        assert_eq!(limit.name(), "api", "named by its key, as in Redis's keys");
+        assert_eq!(
+            (
+                limit.count(),
+                limit.period(),
+                limit.burst(),
+                limit.max_wait()
+            ),
+            (100, Duration::from_secs(1), 20, ms(250))
+        );
+        assert_eq!(api.fail_mode(), FailMode::Local { share: 0.25 });
+        assert_eq!(api.reservation(), Some((10, ms(50))));
+        let login = &p.redis_rate_limiter["login"];
+        assert_eq!(
+            (login.fail_mode(), login.reservation()),
+            (FailMode::Closed, None)
+        );
+
+        let sessions = &p.redis_session_limiter["sessions"];
+        assert_eq!(
+            (
+                sessions.name(),
+                sessions.max_per_key(),
+                sessions.lease_ttl(),
+                sessions.fail_mode()
+            ),
+            ("sessions", 3, Duration::from_secs(10), FailMode::Open)
+        );
+        let exports = &p.redis_session_limiter["exports"];
+        assert_eq!(
+            (exports.lease_ttl(), exports.fail_mode()),
+            (palisade::redis::DEFAULT_LEASE_TTL, FailMode::Open),
+            "absent keys take the builder's defaults"
+        );
+    }
+
+    #[test]
+    fn a_link_without_a_breaker_table_gets_the_links_defaults() {
+        let p = load_toml("[redis]\nurl = \"redis://127.0.0.1/\"").unwrap();
+        let link = p.redis.unwrap();
+        assert_eq!(link.name(), palisade::redis::DEFAULT_LINK_NAME);
+        assert_eq!(link.key_prefix(), palisade::redis::DEFAULT_KEY_PREFIX);
+        assert_eq!(
+            link.round_trip_timeout(),
+            palisade::redis::DEFAULT_ROUND_TRIP_TIMEOUT
+        );
+        assert_eq!(
+            link.breaker().trip_model(),
+            TripModel::ConsecutiveFailures(palisade::redis::DEFAULT_BREAKER_FAILURES)
+        );
+        assert_eq!(
+            link.breaker().break_duration(),
+            palisade::redis::DEFAULT_BREAKER_BREAK
+        );
+    }
+
+    #[test]
+    fn redis_tables_round_trip_through_toml_and_json() {
+        let first = load_toml(REDIS).unwrap();
+        let as_toml = toml::to_string(&first).unwrap();
+        let again = load_toml(&as_toml).unwrap();
+        assert_eq!(
+            toml::to_string(&again).unwrap(),
+            as_toml,
+            "stable through TOML"
+        );
+        let as_json = serde_json::to_string(&first).unwrap();
+        let from_json = load_json(&as_json).unwrap();
+        assert_eq!(
+            toml::to_string(&from_json).unwrap(),
+            as_toml,
+            "stable through JSON"
+        );
+
+        let link = again.redis.as_ref().unwrap();
+        assert_eq!((link.name(), link.breaker().name()), ("limits", "limits"));
+        assert_eq!(link.breaker().max_break_duration(), Duration::from_secs(30));
+        let api = &again.redis_rate_limiter["api"];
+        assert_eq!(api.fail_mode(), FailMode::Local { share: 0.25 });
+        assert_eq!(api.reservation(), Some((10, ms(50))));
+        assert_eq!(api.limit().max_wait(), ms(250));
+        assert_eq!(again.redis_session_limiter["sessions"].max_per_key(), 3);
+        for line in [
+            "fail_mode = \"closed\"",
+            "url = \"redis://cache.internal:6380/2\"",
+        ] {
+            assert!(as_toml.contains(line), "{line}:\n{as_toml}");
+        }
+    }
+
+    #[test]
+    fn one_redis_config_deserializes_through_its_builder() {
+        let limit: RedisRateLimiterConfig = serde_json::from_str(
+            r#"{ "rate": 10, "period": "1s", "fail_mode": { "local": 0.5 } }"#,
+        )
+        .unwrap();
+        assert_eq!(limit.fail_mode(), FailMode::Local { share: 0.5 });
+        assert_eq!(
+            limit.limit().name(),
+            palisade::rate_limiter::DEFAULT_NAME,
+            "the plain default name"
+        );
+        let err = serde_json::from_str::<RedisConfig>(
+            r#"{ "url": "redis://h/", "round_trip_timeout": "0s" }"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("round_trip_timeout"), "{err}");
+        let link: RedisConfig = serde_json::from_str(r#"{ "url": "redis://h/" }"#).unwrap();
+        let json = serde_json::to_string(&link).unwrap();
+        let again: RedisConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&again).unwrap(), json);
+    }
+
+    /// Every Redis rule, from a file: (the file, the field the error must name).
+    const BAD: &[(&str, &str)] = &[
+        // The link.
+        ("[redis]\nkey_prefix = \"x\"", "redis.url"),
+        ("[redis]\nurl = \"http://example.com/\"", "redis.url"),
+        ("[redis]\nurl = 6379", "redis.url"),
+        (
+            "[redis]\nurl = \"redis://h/\"\nurl_env = \"REDIS_URL\"",
+            "redis.url_env",
+        ),
+        (
+            "[redis]\nurl_env = \"PALISADE_TEST_SURELY_UNSET_VARIABLE\"",
+            "redis.url_env",
+        ),
+        ("[redis]\nurl_env = \"\"", "redis.url_env"),
+        ("[redis]\nurl = \"redis://:***@h/\"", "redis.url"),
+        (
+            "[redis]\nurl = \"redis://h/\"\nround_trip_timeout = \"0s\"",
+            "redis.round_trip_timeout",
+        ),
+        (
+            "[redis]\nurl = \"redis://h/\"\nround_trip_timeout = \"2m\"",
+            "redis.round_trip_timeout",
+        ),
+        (
+            "[redis]\nurl = \"redis://h/\"\nround_trip_timeout = \"soon\"",
+            "redis.round_trip_timeout",
+        ),
+        (
+            "[redis]\nurl = \"redis://h/\"\nconnect_timeout = \"0s\"",
+            "redis.connect_timeout",
+        ),
+        (
+            "[redis]\nurl = \"redis://h/\"\nkey_prefix = \"\"",
+            "redis.key_prefix",
+        ),
+        ("[redis]\nurl = \"redis://h/\"\nname = \" \"", "redis.name"),
+        (
+            "[redis]\nurl = \"redis://h/\"\nname = \" \"\nbreaker = { break_duration = \"1s\" }",
+            "redis.name",
+        ),
+        (
+            "[redis]\nurl = \"redis://h/\"\nbreaker = { break_duration = \"0s\" }",
+            "redis.breaker.break_duration",
+        ),
+        (
+            "[redis]\nurl = \"redis://h/\"\nbreaker = { trip_model = { kind = \"consecutive_failures\", failures = 0 } }",
+            "redis.breaker.trip_model.failures",
+        ),
+        (
+            "[redis]\nurl = \"redis://h/\"\nname = \"a\"\nbreaker = { name = \"b\" }",
+            "redis.breaker.name",
+        ),
+        (
+            "[redis]\nurl = \"redis://h/\"\nbreaker = { brake_duration = \"1s\" }",
+            "redis.breaker.brake_duration",
+        ),
+        ("[redis]\nurl = \"redis://h/\"\nurls = \"x\"", "redis.urls"),
+        ("[redis.main]\nurl = \"redis://h/\"", "redis.main"),
+        ("redis = \"redis://h/\"", "redis"),
+        // The rate limit: the in-process limiter's keys and rules, then Redis's own.
+        (
+            "[redis_rate_limiter.api]\nburst = 3",
+            "redis_rate_limiter.api.rate",
+        ),
+        (
+            "[redis_rate_limiter.api]\nrate = 3",
+            "redis_rate_limiter.api.period",
+        ),
+        (
+            "[redis_rate_limiter.api]\nrate = 3\nperiod = \"1s\"\nburst = 0",
+            "redis_rate_limiter.api.burst",
+        ),
+        (
+            "[redis_rate_limiter.api]\nrate = 3\nperiod = \"1s\"\nmax_wait = \"25h\"",
+            "redis_rate_limiter.api.max_wait",
+        ),
+        (
+            "[redis_rate_limiter.api]\nrate = 2000000\nperiod = \"1s\"",
+            "redis_rate_limiter.api.rate",
+        ),
+        (
+            "[redis_rate_limiter.api]\nrate = 3\nperiod = \"1s\"\nfail_mode = { local = 1.5 }",
+            "redis_rate_limiter.api.fail_mode",
+        ),
+        (
+            "[redis_rate_limiter.api]\nrate = 3\nperiod = \"1s\"\nfail_mode = { local = nan }",
+            "redis_rate_limiter.api.fail_mode",
+        ),
+        (
+            "[redis_rate_limiter.api]\nrate = 3\nperiod = \"1s\"\nfail_mode = \"sometimes\"",
+            "redis_rate_limiter.api.fail_mode",
+        ),
+        (
+            "[redis_rate_limiter.api]\nrate = 3\nperiod = \"1s\"\nfail_mode = \"local\"",
+            "redis_rate_limiter.api.fail_mode.local",
+        ),
+        (
+            "[redis_rate_limiter.api]\nrate = 30\nperiod = \"1s\"\nlocal_reservation = { batch = 1, hold = \"50ms\" }",
+            "redis_rate_limiter.api.local_reservation.batch",
+        ),
+        (
+            "[redis_rate_limiter.api]\nrate = 30\nperiod = \"1s\"\nburst = 5\nlocal_reservation = { batch = 10, hold = \"50ms\" }",
+            "redis_rate_limiter.api.local_reservation.batch",
+        ),
+        (
+            "[redis_rate_limiter.api]\nrate = 30\nperiod = \"1s\"\nlocal_reservation = { batch = 10, hold = \"0s\" }",
+            "redis_rate_limiter.api.local_reservation.hold",
+        ),
+        (
+            "[redis_rate_limiter.api]\nrate = 30\nperiod = \"1s\"\nlocal_reservation = { batch = 10, hold = \"2m\" }",
+            "redis_rate_limiter.api.local_reservation.hold",
+        ),
+        (
+            "[redis_rate_limiter.api]\nrate = 30\nperiod = \"1s\"\nlocal_reservation = { batch = 10 }",
+            "redis_rate_limiter.api.local_reservation",
+        ),
+        (
+            "[redis_rate_limiter.api]\nrate = 3\nperiod = \"1s\"\nname = \" \"",
+            "redis_rate_limiter.api.name",
+        ),
+        (
+            "[redis_rate_limiter.api]\nrate = 3\nper = \"1s\"",
+            "redis_rate_limiter.api.per",
+        ),
+        (
+            "[redis_rate_limiter.\"\"]\nrate = 3\nperiod = \"1s\"",
+            "redis_rate_limiter.\"\"",
+        ),
+        // The session limit.
+        (
+            "[redis_session_limiter.s]\nlease_ttl = \"10s\"",
+            "redis_session_limiter.s.max_per_key",
+        ),
+        (
+            "[redis_session_limiter.s]\nmax_per_key = 0",
+            "redis_session_limiter.s.max_per_key",
+        ),
+        (
+            "[redis_session_limiter.s]\nmax_per_key = 2\nlease_ttl = \"10ms\"",
+            "redis_session_limiter.s.lease_ttl",
+        ),
+        (
+            "[redis_session_limiter.s]\nmax_per_key = 2\nfail_mode = { local = 0 }",
+            "redis_session_limiter.s.fail_mode",
+        ),
+        (
+            "[redis_session_limiter.s]\nmax_per_key = 2\nmax_per_user = 2",
+            "redis_session_limiter.s.max_per_user",
+        ),
+    ];
+
+    #[test]
+    fn every_redis_rule_is_reachable_from_a_file_and_names_the_key() {
+        let mut wrong = Vec::new();
+        for &(file, field) in BAD {
+            match load_toml(file) {
+                Ok(_) => wrong.push(format!("{file:?} loaded")),
+                Err(e) if e.field() != field => wrong.push(format!(
+                    "{file:?}: named {:?} ({e}), want {field:?}",
+                    e.field()
+                )),
+                Err(e) => assert!(!e.rule().is_empty(), "{e}"),
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn a_missing_url_env_names_the_variable() {
+        let err =
+            load_toml("[redis]\nurl_env = \"PALISADE_TEST_SURELY_UNSET_VARIABLE\"").unwrap_err();
+        assert_eq!(err.field(), "redis.url_env");
+        assert!(err.rule().contains("set"), "{err}");
+        assert_eq!(err.value(), "\"PALISADE_TEST_SURELY_UNSET_VARIABLE\"");
+    }
+
+    const SECRET: &str = "hunter2";
+
+    /// A `[redis]` table with a password and one bad line.
+    fn with_password(bad: &str) -> String {
+        format!("[redis]\nurl = \"redis://ops:{SECRET}@cache.internal:6379/0\"\n{bad}\n")
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_in_no_error_debug_or_serialized_form() {
+        let mut files: Vec<String> = [
+            "round_trip_timeout = \"0s\"",
+            "round_trip_timeout = 5",
+            "connect_timeout = \"fast\"",
+            "key_prefix = \"\"",
+            "name = \" \"",
+            "breaker = { break_duration = \"0s\" }",
+            "url_env = \"REDIS_URL\"",
+            "urll = \"redis://ops:hunter2@cache.internal/\"",
+            "[redis_rate_limiter.api]\nrate = 0\nperiod = \"1s\"",
+            "key_prefix = \"unterminated",
+            "breaker = \"redis://ops:hunter2@cache.internal/\"",
+        ]
+        .iter()
+        .map(|bad| with_password(bad))
+        .collect();
+        files.push(format!("[redis]\nurl = \"mysql://root:{SECRET}@db/\"\n"));
+        files.push(format!(
+            "[redis]\nurl = \"redis://{SECRET}@db/\"\nname = \"\"\n"
+        ));
+        files.push(format!("[redis]\nurl = \"redis://:{SECRET}@db\n"));
+        for file in &files {
+            let mut errors = Vec::new();
+            if toml::Deserializer::parse(file).is_ok() {
+                // `toml`'s own messages quote the line they failed on.
+                errors.push(load_toml(file).err());
+            }
+            #[cfg(feature = "toml")]
+            errors.push(Policies::from_toml_str(file).err());
+            for err in errors {
+                let err = err.unwrap_or_else(|| panic!("{file:?} loaded"));
+                assert!(
+                    !err.to_string().contains(SECRET) && !format!("{err:?}").contains(SECRET),
+                    "{file:?}: {err}"
+                );
+            }
+        }
+
+        let file = with_password("round_trip_timeout = \"20ms\"");
+        let policies = load_toml(&file).unwrap();
+        assert!(!format!("{policies:?}").contains(SECRET), "{policies:?}");
+        assert!(format!("{policies:?}").contains("redis://ops:***@cache.internal:6379/0"));
+        let as_toml = toml::to_string(&policies).unwrap();
+        let as_json = serde_json::to_string(&policies).unwrap();
+        for text in [&as_toml, &as_json] {
+            assert!(!text.contains(SECRET), "{text}");
+            assert!(
+                text.contains("redis://ops:***@cache.internal:6379/0"),
+                "{text}"
+            );
+        }
+        // A serialized URL, redacted, is refused rather than sent as the password `***`.
+        let err = load_toml(&as_toml).unwrap_err();
+        assert_eq!(err.field(), "redis.url", "{err}");
+        assert!(err.rule().contains("redacted"), "{err}");
+    }
+
+    #[cfg(all(feature = "yaml", feature = "json"))]
+    #[test]
+    fn a_password_is_in_no_yaml_or_json_error() {
+        let yaml = format!("redis:\n  url: \"redis://:{SECRET}@h/\"\n  round_trip_timeout: 5\n");
+        let json = format!(
+            r#"{{ "redis": {{ "url": "redis://:{SECRET}@h/", "connect_timeout": "0s" }} }}"#
+        );
+        for err in [
+            Policies::from_yaml_str(&yaml).unwrap_err(),
+            Policies::from_json_str(&json).unwrap_err(),
+            Policies::from_yaml_str(&format!("redis:\n  url: redis://:{SECRET}@h/\n url2: x\n"))
+                .unwrap_err(),
+            Policies::from_yaml_str(&format!(
+                "redis:\n  url: redis://:{SECRET}@h/\n  breaker: redis://:{SECRET}@h/\n"
+            ))
+            .unwrap_err(),
+        ] {
+            assert!(!err.to_string().contains(SECRET), "{err}");
+        }
+    }
+
+    /// The child's half of [`url_env_is_read_at_load_and_written_back_unchanged`].
+    const URL_VARIABLE: &str = "PALISADE_CONFIG_TEST_REDIS_URL";
+
+    /// Reads a URL from the environment: in a child process of this test binary, started with
+    /// the variable set, since setting this process's environment races with other tests.
+    #[test]
+    fn url_env_is_read_at_load_and_written_back_unchanged() {
+        let Ok(url) = std::env::var(URL_VARIABLE) else {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "redis::url_env_is_read_at_load_and_written_back_unchanged",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(URL_VARIABLE, format!("redis://:{SECRET}@10.1.2.3:6390/4"))
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                stdout.contains("1 passed"),
+                "the child ran the test: {stdout}"
+            );
+            return;
+        };
+        assert!(url.contains(SECRET));
+        let file = format!("[redis]\nurl_env = \"{URL_VARIABLE}\"\nkey_prefix = \"shop\"\n");
+        let policies = load_toml(&file).unwrap();
+        let link = policies.redis.as_ref().unwrap();
+        assert_eq!(link.url(), "redis://:***@10.1.2.3:6390/4");
+        assert!(!format!("{policies:?}").contains(SECRET));
+
+        let as_toml = toml::to_string(&policies).unwrap();
+        assert!(
+            as_toml.contains(&format!("url_env = \"{URL_VARIABLE}\"")),
+            "{as_toml}"
+        );
+        assert!(
+            !as_toml.contains("url ="),
+            "the URL is not written: {as_toml}"
+        );
+        assert!(!as_toml.contains(SECRET), "{as_toml}");
+        let again = load_toml(&as_toml).unwrap();
+        assert_eq!(again.redis.unwrap().url(), link.url(), "read again");
+        assert_eq!(
+            toml::to_string(&load_toml(&as_toml).unwrap()).unwrap(),
+            as_toml
+        );
+
+        // A variable holding something other than a Redis URL is named, its value redacted.
+        let err = load_toml(&format!(
+            "[redis]\nurl_env = \"{URL_VARIABLE}\"\nname = \" \"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.field(), "redis.name", "{err}");
+    }
+}

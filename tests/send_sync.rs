@@ -377,3 +377,52 @@ async fn a_call_that_is_not_send_still_runs_through_every_order() {
         assert_eq!(out, Ok(7));
     }
 }
+
+/// The fleet-wide limits: handles, leases, admission and run futures, layers and services.
+#[cfg(feature = "redis")]
+#[test]
+fn redis_limits_futures_layers_and_services() {
+    use palisade::redis::{
+        RedisConfig, RedisLink, RedisRateLimiter, RedisRateLimiterConfig, RedisSessionLimiter,
+        RedisSessionLimiterConfig,
+    };
+    let link = RedisLink::new(
+        RedisConfig::builder()
+            .url("redis://127.0.0.1/")
+            .build()
+            .unwrap(),
+    );
+    assert_send_sync(&link);
+    let limit = RateLimiter::builder()
+        .rate(10, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let rate = RedisRateLimiter::new(
+        &link,
+        RedisRateLimiterConfig::builder(limit).build().unwrap(),
+    );
+    assert_send_sync(&rate);
+    assert_send(&rate.try_acquire("ada"));
+    assert_send(&rate.acquire_n("ada", 2));
+    assert_send(&rate.run("ada", call));
+    assert_send(&link.ping());
+    let sessions = RedisSessionLimiter::new(
+        &link,
+        RedisSessionLimiterConfig::builder()
+            .max_per_key(2)
+            .build()
+            .unwrap(),
+    );
+    assert_send_sync(&sessions);
+    assert_send(&sessions.acquire("ada"));
+    assert_send(&sessions.run("ada", call));
+    _assert_send_sync::<palisade::redis::SessionLease>();
+    let layer = rate.layer(|x: &u32| *x);
+    assert_send_sync(&layer);
+    let svc = layer.layer(inner());
+    assert_send_sync(&svc);
+    response_future_is_send::<_, u32>(&svc);
+    let svc = sessions.layer(|x: &u32| x.to_string()).layer(inner());
+    assert_send_sync(&svc);
+    response_future_is_send::<_, u32>(&svc);
+}

@@ -1,8 +1,9 @@
 //! Policies from config files: TOML, YAML, JSON or any other serde format.
 //!
 //! With the `serde` feature, every config ([`TimeoutConfig`], [`RetryConfig`],
-//! [`CircuitBreakerConfig`], [`RateLimiterConfig`], [`BulkheadConfig`]) implements
-//! `Deserialize` and `Serialize`.
+//! [`CircuitBreakerConfig`], [`RateLimiterConfig`], [`BulkheadConfig`], and with the `redis`
+//! feature too the [Redis configs](#fleet-wide-limits-in-redis)) implements `Deserialize` and
+//! `Serialize`.
 //! A file's values go through the same builder as code, so a value the builder refuses is
 //! refused from a file too, with the same [`ConfigError`]. Absent keys take the builder's
 //! defaults; unknown keys are errors (a typo must not silently mean "default").
@@ -94,6 +95,105 @@
 //! field `<file>`. The format's own message appears once, on one line, with its line and
 //! column, never with the file's text around it.
 //!
+//! # Fleet-wide limits in Redis
+//!
+//! With the `redis` feature, a file may also hold the link to Redis, one `[redis]` table,
+//! and the limits the fleet shares through it, `[redis_rate_limiter.<name>]` and
+//! `[redis_session_limiter.<name>]` (see [`palisade::redis`](crate::redis)):
+//!
+//! ```toml
+//! [redis]
+//! url_env = "REDIS_URL"          # or url = "redis://cache.internal:6379/0", not both
+//! key_prefix = "shop"
+//! round_trip_timeout = "50ms"
+//! connect_timeout = "1s"
+//! breaker = { trip_model = { kind = "consecutive_failures", failures = 3 }, break_duration = "1s" }
+//!
+//! [redis_rate_limiter.per_user]
+//! rate = 100
+//! period = "1s"
+//! burst = 20
+//! fail_mode = { local = 0.1 }
+//! local_reservation = { batch = 10, hold = "50ms" }
+//!
+//! [redis_session_limiter.sessions]
+//! max_per_key = 3
+//! lease_ttl = "30s"
+//! fail_mode = "closed"
+//! ```
+//!
+//! - **`[redis]`** ([`RedisConfig`]) needs exactly one of `url` and
+//!   `url_env`, the name of an environment variable that holds the URL, read when the file
+//!   is loaded. `name` is the link's (its breaker reports under it, the health report lists
+//!   it); `key_prefix`, `round_trip_timeout` and `connect_timeout` are the builder's.
+//!   `breaker` is a table of the `[circuit_breaker.<name>]` keys, starting from the link's
+//!   defaults ([`DEFAULT_BREAKER_FAILURES`](crate::redis::DEFAULT_BREAKER_FAILURES)
+//!   consecutive failures, a break of
+//!   [`DEFAULT_BREAKER_BREAK`](crate::redis::DEFAULT_BREAKER_BREAK)) and named like the link.
+//! - **`[redis_rate_limiter.<name>]`**
+//!   ([`RedisRateLimiterConfig`]) has the keys of
+//!   `[rate_limiter.<name>]`, and `local_reservation = { batch, hold }`.
+//! - **`[redis_session_limiter.<name>]`**
+//!   ([`RedisSessionLimiterConfig`]) has
+//!   `max_per_key` (required) and `lease_ttl`.
+//! - **`fail_mode`**, in both limits, is `"open"` (the default), `"closed"` or
+//!   `{ local = <share> }` ([`FailMode`](crate::redis::FailMode)).
+//! - **A limit's name is part of its keys in Redis** (`{prefix}:rl:{name}:{key}`): every
+//!   instance of a fleet must load the same name, under the same prefix, to share the limit.
+//! - **Secrets**: a URL's password appears in no error, `Debug` output or serialized form. A
+//!   [`Policies`] serializes the URL redacted (`redis://:***@host`), so a serialized config
+//!   holds no secret and cannot connect where the server wants a password; a file holding
+//!   such a URL is refused rather than sending `***` as the password. Keep the password out
+//!   of files with `url_env`, which is written back as it was read.
+//! - Without the `redis` feature, these tables are refused with an error that names it.
+//!
+//! ```
+//! # #[cfg(all(feature = "redis", feature = "toml"))]
+//! # fn main() -> Result<(), palisade::ConfigError> {
+//! use palisade::config::Policies;
+//! use palisade::redis::{FailMode, RedisLink, RedisRateLimiter, RedisSessionLimiter};
+//!
+//! let policies = Policies::from_toml_str(
+//!     r#"
+//! [redis]
+//! url = "redis://:s3cret@127.0.0.1:6379/0"
+//! round_trip_timeout = "50ms"
+//!
+//! [redis_rate_limiter.per_user]
+//! rate = 100
+//! period = "1s"
+//! fail_mode = { local = 0.1 }
+//!
+//! [redis_session_limiter.sessions]
+//! max_per_key = 3
+//! fail_mode = "closed"
+//! "#,
+//! )?;
+//! let link_config = policies.redis.clone().expect("the file has a [redis] table");
+//! assert_eq!(link_config.url(), "redis://:***@127.0.0.1:6379/0");
+//! assert!(!format!("{policies:?}").contains("s3cret"));
+//!
+//! // No I/O yet: the link connects on first use.
+//! let link = RedisLink::new(link_config);
+//! let per_user = RedisRateLimiter::new(&link, policies.redis_rate_limiter["per_user"].clone());
+//! let sessions =
+//!     RedisSessionLimiter::new(&link, policies.redis_session_limiter["sessions"].clone());
+//! assert_eq!(
+//!     policies.redis_session_limiter["sessions"].fail_mode(),
+//!     FailMode::Closed
+//! );
+//! # let _ = (per_user, sessions);
+//!
+//! let err = Policies::from_toml_str(
+//!     "[redis_rate_limiter.per_user]\nrate = 100\nperiod = \"1s\"\nfail_mode = { local = 2.0 }",
+//! )
+//! .unwrap_err();
+//! assert_eq!(err.field(), "redis_rate_limiter.per_user.fail_mode");
+//! # Ok(())
+//! # }
+//! # #[cfg(not(all(feature = "redis", feature = "toml")))] fn main() {}
+//! ```
+//!
 //! # Names
 //!
 //! Policies report under a `&'static str` name, so that events stay `Copy` and
@@ -153,6 +253,8 @@
 mod duration;
 mod file;
 mod raw;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -171,6 +273,10 @@ use crate::timeout::{Timeout, TimeoutConfig};
 use crate::timer::DefaultTimer;
 
 use self::raw::{RawBulkhead, RawCircuitBreaker, RawRateLimiter, RawRetry, RawTimeout, Table};
+#[cfg(feature = "redis")]
+use self::redis::{RawRedis, RawRedisRateLimiter, RawRedisSessionLimiter};
+#[cfg(feature = "redis")]
+use crate::redis::{RedisConfig, RedisRateLimiterConfig, RedisSessionLimiterConfig};
 
 /// Named policy configs, as read from one file; see the [module docs](self) for the format.
 ///
@@ -201,6 +307,18 @@ pub struct Policies {
     pub rate_limiter: BTreeMap<String, RateLimiterConfig>,
     /// `[bulkhead.<name>]` tables.
     pub bulkhead: BTreeMap<String, BulkheadConfig>,
+    /// The `[redis]` table: the link the fleet-wide limits share.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub redis: Option<RedisConfig>,
+    /// `[redis_rate_limiter.<name>]` tables.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub redis_rate_limiter: BTreeMap<String, RedisRateLimiterConfig>,
+    /// `[redis_session_limiter.<name>]` tables.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub redis_session_limiter: BTreeMap<String, RedisSessionLimiterConfig>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -216,6 +334,26 @@ struct RawPolicies {
     rate_limiter: BTreeMap<String, Table<RawRateLimiter>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     bulkhead: BTreeMap<String, Table<RawBulkhead>>,
+    #[cfg(feature = "redis")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    redis: Option<Table<RawRedis>>,
+    #[cfg(feature = "redis")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    redis_rate_limiter: BTreeMap<String, Table<RawRedisRateLimiter>>,
+    #[cfg(feature = "redis")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    redis_session_limiter: BTreeMap<String, Table<RawRedisSessionLimiter>>,
+    // Without the feature, the Redis tables are read only to say which feature they need
+    // (rather than "unknown field").
+    #[cfg(not(feature = "redis"))]
+    #[serde(default, skip_serializing)]
+    redis: Option<serde::de::IgnoredAny>,
+    #[cfg(not(feature = "redis"))]
+    #[serde(default, skip_serializing)]
+    redis_rate_limiter: Option<serde::de::IgnoredAny>,
+    #[cfg(not(feature = "redis"))]
+    #[serde(default, skip_serializing)]
+    redis_session_limiter: Option<serde::de::IgnoredAny>,
 }
 
 impl Policies {
@@ -230,8 +368,8 @@ impl Policies {
     ///
     /// The first problem found, as a [`ConfigError`] whose field is the key's full path:
     /// a syntax or type error from the format (the rule "cannot be read", the format's
-    /// message, as its `Display` writes it, as the value), an unknown key, or a value the
-    /// policy's builder refuses.
+    /// message, as its `Display` writes it, as the value, with the password of any URL it
+    /// quotes replaced by `***`), an unknown key, or a value the policy's builder refuses.
     ///
     /// # Examples
     ///
@@ -262,6 +400,7 @@ impl Policies {
             .map_err(|e| {
                 let field = key_path(e.path());
                 let message = describe(e.inner(), e.path());
+                let message = without_passwords(&message);
                 ConfigError::new(
                     field,
                     "cannot be read",
@@ -290,6 +429,20 @@ impl Policies {
                 })
                 .collect()
         }
+        #[cfg(not(feature = "redis"))]
+        for (key, table) in [
+            ("redis", &raw.redis),
+            ("redis_rate_limiter", &raw.redis_rate_limiter),
+            ("redis_session_limiter", &raw.redis_session_limiter),
+        ] {
+            if table.is_some() {
+                return Err(ConfigError::new(
+                    key,
+                    "needs palisade's `redis` feature (it is off)",
+                    format_args!("a [{key}] table"),
+                ));
+            }
+        }
         Ok(Policies {
             timeout: each("timeout", raw.timeout, RawTimeout::build)?,
             retry: each("retry", raw.retry, RawRetry::build)?,
@@ -300,6 +453,23 @@ impl Policies {
             )?,
             rate_limiter: each("rate_limiter", raw.rate_limiter, RawRateLimiter::build)?,
             bulkhead: each("bulkhead", raw.bulkhead, RawBulkhead::build)?,
+            #[cfg(feature = "redis")]
+            redis: raw
+                .redis
+                .map(|Table(r)| r.build(None).map_err(|e| e.in_section("redis")))
+                .transpose()?,
+            #[cfg(feature = "redis")]
+            redis_rate_limiter: each(
+                "redis_rate_limiter",
+                raw.redis_rate_limiter,
+                RawRedisRateLimiter::build,
+            )?,
+            #[cfg(feature = "redis")]
+            redis_session_limiter: each(
+                "redis_session_limiter",
+                raw.redis_session_limiter,
+                RawRedisSessionLimiter::build,
+            )?,
         })
     }
 }
@@ -475,6 +645,18 @@ impl Serialize for Policies {
             circuit_breaker: raw(&self.circuit_breaker),
             rate_limiter: raw(&self.rate_limiter),
             bulkhead: raw(&self.bulkhead),
+            #[cfg(feature = "redis")]
+            redis: self.redis.as_ref().map(|c| Table(RawRedis::from(c))),
+            #[cfg(feature = "redis")]
+            redis_rate_limiter: raw(&self.redis_rate_limiter),
+            #[cfg(feature = "redis")]
+            redis_session_limiter: raw(&self.redis_session_limiter),
+            #[cfg(not(feature = "redis"))]
+            redis: None,
+            #[cfg(not(feature = "redis"))]
+            redis_rate_limiter: None,
+            #[cfg(not(feature = "redis"))]
+            redis_session_limiter: None,
         }
         .serialize(serializer)
     }
@@ -505,6 +687,12 @@ file_shape!(BulkheadConfig, RawBulkhead);
 file_shape!(CircuitBreakerConfig, RawCircuitBreaker);
 file_shape!(RetryConfig, RawRetry);
 file_shape!(RateLimiterConfig, RawRateLimiter);
+#[cfg(feature = "redis")]
+file_shape!(RedisConfig, RawRedis);
+#[cfg(feature = "redis")]
+file_shape!(RedisRateLimiterConfig, RawRedisRateLimiter);
+#[cfg(feature = "redis")]
+file_shape!(RedisSessionLimiterConfig, RawRedisSessionLimiter);
 
 /// A key's path as the file spells it: `retry.api.backoff`; a key that is empty, blank or
 /// holds a dot is quoted (`retry."".max_attempts`), so it cannot vanish from the path.
@@ -531,6 +719,48 @@ fn key_path(path: &serde_path_to_error::Path) -> String {
     } else {
         out
     }
+}
+
+/// `message` with the password of every URL in it replaced by `***`, and its query (which may
+/// hold one too, as `?password=`) dropped. A format's message may quote the line it failed on
+/// (`toml`'s `Display` does) or a string value (serde's "invalid type: string ..."), and a
+/// Redis URL there may carry a password.
+fn without_passwords(message: &str) -> Cow<'_, str> {
+    if !message.contains("://") {
+        return Cow::Borrowed(message);
+    }
+    // A URL in a message ends at a space or a quote.
+    let ends = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>');
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail.find(ends).unwrap_or(tail.len());
+        let (url, after) = tail.split_at(end);
+        let authority_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+        let (authority, path) = url.split_at(authority_end);
+        match authority.rfind('@') {
+            Some(at) => {
+                match authority[..at].split_once(':') {
+                    Some((user, _)) => out.push_str(&format!("{user}:***")),
+                    None => out.push_str("***"),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        match path.find(['?', '#']) {
+            Some(q) => {
+                out.push_str(&path[..q]);
+                out.push_str("?***");
+            }
+            None => out.push_str(path),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 fn show_key(key: &str) -> Cow<'_, str> {
@@ -609,6 +839,26 @@ mod tests {
         let file = r#"{ "rate_limiter": { "api": { "rate": 5 } } }"#;
         let err = Policies::load(&mut serde_json::Deserializer::from_str(file)).unwrap_err();
         assert_eq!(err.field(), "rate_limiter.api.period", "{err}");
+    }
+
+    #[test]
+    fn a_message_loses_the_passwords_of_its_urls() {
+        for (message, want) in [
+            ("no url here", "no url here"),
+            (
+                "3 | url = \"redis://ops:pw@h:6379/0\" and redis://pw@h2",
+                "3 | url = \"redis://ops:***@h:6379/0\" and redis://***@h2",
+            ),
+            (
+                "string `redis+unix:///run/r.sock?db=1&pass=pw`, expected",
+                "string `redis+unix:///run/r.sock?***`, expected",
+            ),
+            ("a://b@c:d@e/f x", "a://b@c:***@e/f x"),
+            ("redis://h/ ok", "redis://h/ ok"),
+            ("ends with ://", "ends with ://"),
+        ] {
+            assert_eq!(without_passwords(message), want);
+        }
     }
 
     #[test]

@@ -13,7 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::duration;
 use crate::bulkhead::BulkheadConfig;
-use crate::circuit_breaker::{CircuitBreakerConfig, SlowCalls, TripModel};
+use crate::circuit_breaker::{
+    CircuitBreakerConfig, CircuitBreakerConfigBuilder, SlowCalls, TripModel,
+};
 use crate::error::ConfigError;
 use crate::rate_limiter::{MAX_PERIOD, RateLimiterConfig};
 use crate::retry::{Backoff, Jitter, RetryBudget, RetryConfig};
@@ -59,7 +61,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Table<T> {
 /// The name is handed to the builder as a `String`: the builder checks every other field
 /// first and interns the name (once per distinct name) only if the whole config passes, so a
 /// refused config leaks nothing and a process that retries a bad file does not grow.
-fn build_named<B, C>(
+pub(super) fn build_named<B, C>(
     builder: B,
     name: Option<&str>,
     default: &'static str,
@@ -169,23 +171,23 @@ impl From<&BulkheadConfig> for RawBulkhead {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRateLimiter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
+    pub(super) name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    rate: Option<u32>,
+    pub(super) rate: Option<u32>,
     #[serde(
         default,
         with = "duration::option",
         skip_serializing_if = "Option::is_none"
     )]
-    period: Option<Duration>,
+    pub(super) period: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    burst: Option<u32>,
+    pub(super) burst: Option<u32>,
     #[serde(
         default,
         with = "duration::option",
         skip_serializing_if = "Option::is_none"
     )]
-    max_wait: Option<Duration>,
+    pub(super) max_wait: Option<Duration>,
 }
 
 impl RawRateLimiter {
@@ -372,7 +374,7 @@ struct RawSlowCalls {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCircuitBreaker {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
+    pub(super) name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     trip_model: Option<Table<RawTripModel>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -408,7 +410,16 @@ impl RawCircuitBreaker {
         self,
         default_name: Option<&str>,
     ) -> Result<CircuitBreakerConfig, ConfigError> {
-        let mut b = CircuitBreakerConfig::builder();
+        self.build_on(CircuitBreakerConfig::builder(), default_name)
+    }
+
+    /// [`build`](Self::build), starting from `b` rather than the breaker's defaults (the
+    /// Redis link's breaker has defaults of its own).
+    pub(super) fn build_on(
+        self,
+        mut b: CircuitBreakerConfigBuilder,
+        default_name: Option<&str>,
+    ) -> Result<CircuitBreakerConfig, ConfigError> {
         if let Some(Table(model)) = self.trip_model {
             b = b.trip_model(model.into());
         }

@@ -11,6 +11,8 @@
 //! | bulkhead | below its saturation threshold | at or above it (in flight + queued over the limit) | never |
 //! | per-host breakers, critical | every breaker closed | some not closed | at least the given share open or isolated (half-open ones count as degraded) |
 //! | per-host breakers, not critical | none open | some open | never |
+//! | Redis link, critical | its breaker closed | half-open | open or isolated |
+//! | Redis link, not critical | its breaker closed | half-open, open or isolated | never |
 //! | check, critical | as the check says | as the check says | as the check says |
 //! | check, not critical | as the check says | when the check says degraded or unhealthy | never |
 //!
@@ -270,6 +272,8 @@ pub enum ComponentKind {
     Check,
     /// The circuit breakers of a [`Keyed`] map: one per host.
     KeyedCircuitBreakers,
+    /// The link to the Redis server of fleet-wide limits (feature `redis`).
+    RedisLink,
 }
 
 /// One component's entry in a [`HealthReport`].
@@ -661,6 +665,44 @@ impl HealthRegistry {
         )
     }
 
+    /// Registers a [`RedisLink`](crate::redis::RedisLink) under its name, graded by its own
+    /// breaker: healthy while closed (round trips succeed), degraded while half-open (a
+    /// probe is deciding), and while open or isolated unhealthy when `critical`, degraded
+    /// otherwise. Whether it should be critical depends on the limits' fail modes: with
+    /// [`FailMode::Closed`](crate::redis::FailMode::Closed) an outage refuses every limited
+    /// call, so the instance should leave the load balancer; with `Open` or `Local` it still
+    /// serves. The reason names the last failure (with any password redacted).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `name` when a component of that name is registered already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::health::{HealthRegistry, HealthStatus};
+    /// use palisade::redis::{RedisConfig, RedisLink};
+    ///
+    /// let link = RedisLink::new(RedisConfig::builder().url("redis://127.0.0.1/").build()?);
+    /// let health = HealthRegistry::new();
+    /// health.redis(&link, true)?;
+    /// assert_eq!(health.readiness().status(), HealthStatus::Healthy);
+    /// link.breaker().isolate();
+    /// assert_eq!(health.readiness().status(), HealthStatus::Unhealthy);
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(&self, link: &crate::redis::RedisLink, critical: bool) -> Result<(), ConfigError> {
+        let link = link.clone();
+        self.push(
+            link.name().into(),
+            critical,
+            false,
+            Box::new(move || (ComponentKind::RedisLink, redis_check(&link))),
+        )
+    }
+
     /// Registers a readiness check of your own under `name`. It is called on every report,
     /// on the caller's thread, so it should read state, not do I/O (keep a background task
     /// that pings the dependency and have the check read its last result).
@@ -829,6 +871,29 @@ fn breaker_check<C: Clock>(breaker: &CircuitBreaker<C>) -> Check {
         CircuitState::HalfOpen => Check::degraded("half-open: probing"),
         CircuitState::Open => Check::unhealthy(format!("open: {} rejected so far", m.rejected)),
         CircuitState::Isolated => Check::unhealthy("isolated by hand"),
+    }
+}
+
+#[cfg(feature = "redis")]
+fn redis_check(link: &crate::redis::RedisLink) -> Check {
+    let m = link.metrics();
+    let last = || match &m.last_failure {
+        Some((cause, text)) => format!("last failure: {cause} ({text})"),
+        None => String::from("no failure yet"),
+    };
+    match m.state {
+        CircuitState::Closed | CircuitState::Disabled => Check::healthy(format!(
+            "connected: {} round trips, {} failed",
+            m.round_trips, m.failures
+        )),
+        CircuitState::HalfOpen => Check::degraded(format!("probing after failures; {}", last())),
+        CircuitState::Open => Check::unhealthy(format!(
+            "down: limits decided by their fail modes; {}",
+            last()
+        )),
+        CircuitState::Isolated => {
+            Check::unhealthy("isolated by hand: limits decided by their fail modes")
+        }
     }
 }
 

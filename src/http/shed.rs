@@ -30,7 +30,9 @@ use crate::error::{AsRejected, LimitCause, Rejected};
 /// - a per-key bulkhead's refusal (one caller's own concurrent calls, a session limit:
 ///   [`BulkheadFull::per_key`](crate::error::BulkheadFull::per_key)) is that caller's
 ///   doing, not the server's load: `429` too, with the layer's default `Retry-After`; a
-///   [`TooManyKeys`](crate::error::TooManyKeys) refusal is the server's: `503`;
+///   [`TooManyKeys`](crate::error::TooManyKeys) refusal is the server's: `503`; so is an
+///   [`Unavailable`](crate::error::Unavailable) one (a fleet-wide limit failing closed
+///   because its store is down), with its `retry_after` when the link's breaker knows it;
 /// - a timeout becomes `504 Gateway Timeout` (no `Retry-After`: the server is not saying it
 ///   is overloaded, only that this call took too long);
 /// - any other error becomes `500 Internal Server Error`.

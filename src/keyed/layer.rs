@@ -60,6 +60,29 @@ impl<K, P, F, C> KeyedLayer<K, P, F, C> {
     }
 }
 
+impl<K, P, C> Keyed<K, P, C> {
+    /// A tower layer applying this map under the key `key_of` reads from each request: the
+    /// same as [`KeyedLayer::new`], spelled like the fleet-wide limits'
+    /// [`layer`](crate::redis) so that switching between them leaves the stack unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use palisade::keyed::{Keyed, KeyedConfig};
+    /// use palisade::rate_limiter::RateLimiter;
+    /// use std::time::Duration;
+    ///
+    /// let limiter = RateLimiter::new(RateLimiter::builder().rate(100, Duration::from_secs(1)).build()?);
+    /// let per_tenant: Keyed<String, _> = Keyed::new(KeyedConfig::default(), limiter);
+    /// let layer = per_tenant.layer(|req: &(String, u32)| req.0.clone());
+    /// # let _ = layer;
+    /// # Ok::<(), palisade::ConfigError>(())
+    /// ```
+    pub fn layer<F>(&self, key_of: F) -> KeyedLayer<K, P, F, C> {
+        KeyedLayer::new(self.clone(), key_of)
+    }
+}
+
 impl<S, K, P, F: Clone, C> Layer<S> for KeyedLayer<K, P, F, C> {
     type Service = KeyedService<S, K, P, F, C>;
 

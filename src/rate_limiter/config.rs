@@ -37,7 +37,7 @@ pub struct RateLimiterConfig {
     pub(super) burst: u32,
     pub(super) max_wait: Duration,
     pub(super) rate: Rate,
-    pub(super) telemetry: Telemetry,
+    pub(crate) telemetry: Telemetry,
 }
 
 impl RateLimiterConfig {

@@ -1,9 +1,9 @@
 //! Events recorded through the [`metrics`] facade.
 
 use super::circuit_state::CircuitState;
-use crate::error::{FullCause, Rejected};
+use crate::error::{FullCause, LinkFailure, Rejected};
 
-use super::{Event, EventKind, GiveUp, Listener, PolicyKind};
+use super::{Event, EventKind, FailDecision, GiveUp, Listener, PolicyKind};
 
 /// A listener that records every event through the [`metrics`] facade, for whichever
 /// recorder the process installed (Prometheus, StatsD, OpenTelemetry exporters...).
@@ -14,7 +14,7 @@ use super::{Event, EventKind, GiveUp, Listener, PolicyKind};
 /// | series | kind | extra label | from |
 /// |---|---|---|---|
 /// | `palisade_timeouts_total` | counter | | a timeout cut a call short |
-/// | `palisade_rejections_total` | counter | `reason` = `circuit_open`, `bulkhead_full`, `bulkhead_wait`, `timeout` | a policy refused a call |
+/// | `palisade_rejections_total` | counter | `reason` = `circuit_open`, `bulkhead_full`, `bulkhead_wait`, `timeout`, `rate_limited`, `too_many_keys`, `unavailable` | a policy refused a call |
 /// | `palisade_circuit_state` | gauge | | 0 closed, 1 half-open, 2 open, 3 isolated, 4 disabled |
 /// | `palisade_circuit_transitions_total` | counter | `to` = the new state | a breaker changed state |
 /// | `palisade_calls_total` | counter | `outcome` = `success`, `failure` | a breaker counted a call |
@@ -26,6 +26,7 @@ use super::{Event, EventKind, GiveUp, Listener, PolicyKind};
 /// | `palisade_retry_attempts` | histogram | | attempts of a call that retried or gave up |
 /// | `palisade_fallbacks_total` | counter | `level` = 1, 2, ... | a fallback level served the call |
 /// | `palisade_bulkhead_in_flight` | gauge | | calls holding a slot |
+/// | `palisade_link_failures_total` | counter | `cause` = `connection`, `timeout`, `server`, `malformed_reply`, `breaker_open`; `decided` = `admitted`, `refused`, `local` | a fleet-wide limit decided by its fail mode |
 ///
 /// Names follow the Prometheus conventions (`_total` counters, base units in the name), so
 /// they read the same through any exporter. A series is only touched when its event
@@ -117,6 +118,15 @@ impl Listener for MetricsListener {
             // Moved by one per event rather than set from the event's count: that count is read
             // beside the slot's own update, so two events can carry the same value, and a late
             // one would overwrite a newer gauge.
+            EventKind::LinkFailed { cause, decided } => {
+                let decided = match decided {
+                    FailDecision::Admitted => "admitted",
+                    FailDecision::Refused => "refused",
+                    _ => "local",
+                };
+                metrics::counter!("palisade_link_failures_total", "policy" => policy, "cause" => link_failure_label(cause), "decided" => decided)
+                    .increment(1);
+            }
             EventKind::BulkheadAdmitted { .. } => {
                 metrics::gauge!("palisade_bulkhead_in_flight", "policy" => policy).increment(1.0);
             }
@@ -124,6 +134,16 @@ impl Listener for MetricsListener {
                 metrics::gauge!("palisade_bulkhead_in_flight", "policy" => policy).decrement(1.0);
             }
         }
+    }
+}
+
+fn link_failure_label(cause: LinkFailure) -> &'static str {
+    match cause {
+        LinkFailure::Connection => "connection",
+        LinkFailure::Timeout => "timeout",
+        LinkFailure::Server => "server",
+        LinkFailure::MalformedReply => "malformed_reply",
+        _ => "breaker_open",
     }
 }
 
@@ -135,6 +155,7 @@ fn rejection_reason(rejected: &Rejected) -> &'static str {
         Rejected::Timeout(_) => "timeout",
         Rejected::RateLimited(_) => "rate_limited",
         Rejected::TooManyKeys(_) => "too_many_keys",
+        Rejected::Unavailable(_) => "unavailable",
     }
 }
 

@@ -267,6 +267,16 @@ pub enum EventKind {
         /// Calls still holding a slot, as seen just before the release.
         in_flight: u32,
     },
+    /// A fleet-wide limit ([`palisade::redis`](crate::redis)) could not get its decision
+    /// from its store, and decided by its fail mode instead. Reported once per call so
+    /// decided (a metrics listener counts them); the link's own breaker reports its state
+    /// changes under the link's name.
+    LinkFailed {
+        /// Why the store did not answer.
+        cause: crate::error::LinkFailure,
+        /// What the fail mode decided.
+        decided: FailDecision,
+    },
     /// A circuit breaker counted a call's outcome (not reported while disabled, nor for
     /// ignored outcomes or results that arrive after a transition).
     CallRecorded {
@@ -275,6 +285,27 @@ pub enum EventKind {
         /// Whether it was slower than the slow-call threshold.
         slow: bool,
     },
+}
+
+/// What a fleet-wide limit decided for a call when its store could not answer (see
+/// [`EventKind::LinkFailed`]).
+///
+/// # Examples
+///
+/// ```
+/// use palisade::telemetry::FailDecision;
+///
+/// assert_ne!(FailDecision::Admitted, FailDecision::Refused);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailDecision {
+    /// Fail open: the call was admitted unchecked.
+    Admitted,
+    /// Fail closed: the call was refused with [`Rejected::Unavailable`].
+    Refused,
+    /// The local fallback decided: an in-process limit at a share of the fleet's.
+    Local,
 }
 
 /// Receives the events of the policies it is attached to.
@@ -361,9 +392,12 @@ impl<A: Listener, B: Listener> Listener for (A, B) {
 }
 
 /// The `name` and `listener` setters every config builder has (fields `name` and
-/// `listener`; the builder's module defines `DEFAULT_NAME`).
+/// `listener`; the builder's module defines `DEFAULT_NAME`, or the constant named).
 macro_rules! telemetry_setters {
     () => {
+        $crate::telemetry::telemetry_setters!(DEFAULT_NAME);
+    };
+    ($default:ident) => {
         /// The name the policy reports under, in events, rejections and metrics: a
         /// `&'static str` or a `String` (a name known at run time, interned once when the
         /// config is built, so events stay `Copy`).
@@ -372,7 +406,7 @@ macro_rules! telemetry_setters {
         /// is kept for the life of the process. Per-host or per-user instances belong to the
         /// keyed policies, which carry the key beside their parent's name.
         ///
-        /// Default: [`DEFAULT_NAME`] followed by where `build` was called, such as
+        #[doc = concat!("Default: [`", stringify!($default), "`] followed by where `build` was called, such as")]
         /// `retry@src/main.rs:12`, so that unnamed policies are told apart. Must not be empty
         /// or blank.
         pub fn name(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
@@ -609,6 +643,15 @@ impl Listener for TracingListener {
                 failure,
                 slow,
                 "circuit breaker recorded a call"
+            ),
+            // A warning: the fleet-wide limit is not being enforced as configured.
+            EventKind::LinkFailed { cause, decided } => tracing::warn!(
+                target: "palisade",
+                policy,
+                key = event.key(),
+                cause = %cause,
+                decided = ?decided,
+                "limit store unavailable; decided by the fail mode"
             ),
         }
     }

@@ -1,0 +1,88 @@
+//! What can key a fleet-wide limit: anything written into the Redis key's last part.
+
+use std::fmt::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// A key of a fleet-wide limit (a user, an IP, a tenant), written into the Redis key after
+/// the limit's prefix and name.
+///
+/// Implemented for strings, IP addresses, integers, references to them, and `Option` of
+/// them (what the [`keyed::axum`](crate::keyed) key functions return): `None` writes the
+/// empty key, which every caller without a key shares (the axum extractors never give an
+/// empty key for a real one). Implement it for your own key type by writing a form that
+/// two distinct keys never share.
+///
+/// # Examples
+///
+/// ```
+/// use palisade::redis::RedisKey;
+/// use std::net::Ipv4Addr;
+///
+/// let mut out = String::new();
+/// Ipv4Addr::new(10, 0, 0, 7).write_key(&mut out);
+/// assert_eq!(out, "10.0.0.7");
+///
+/// struct Tenant(u32);
+/// impl RedisKey for Tenant {
+///     fn write_key(&self, out: &mut String) {
+///         self.0.write_key(out)
+///     }
+/// }
+/// ```
+pub trait RedisKey {
+    /// Appends this key's form to `out`.
+    fn write_key(&self, out: &mut String);
+}
+
+impl RedisKey for str {
+    fn write_key(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl RedisKey for String {
+    fn write_key(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl<T: RedisKey + ?Sized> RedisKey for &T {
+    fn write_key(&self, out: &mut String) {
+        (**self).write_key(out);
+    }
+}
+
+impl<T: RedisKey + ?Sized> RedisKey for Box<T> {
+    fn write_key(&self, out: &mut String) {
+        (**self).write_key(out);
+    }
+}
+
+impl<T: RedisKey + ?Sized> RedisKey for std::sync::Arc<T> {
+    fn write_key(&self, out: &mut String) {
+        (**self).write_key(out);
+    }
+}
+
+impl<T: RedisKey> RedisKey for Option<T> {
+    fn write_key(&self, out: &mut String) {
+        if let Some(key) = self {
+            key.write_key(out);
+        }
+    }
+}
+
+macro_rules! display_keys {
+    ($($t:ty),*) => {$(
+        impl RedisKey for $t {
+            fn write_key(&self, out: &mut String) {
+                // Writing into a String cannot fail.
+                let _ = write!(out, "{self}");
+            }
+        }
+    )*};
+}
+
+display_keys!(
+    IpAddr, Ipv4Addr, Ipv6Addr, u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize
+);

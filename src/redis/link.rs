@@ -1,0 +1,206 @@
+//! The Redis link: one connection manager, the scripts, the link's own breaker and the
+//! round-trip timeout, shared by every fleet-wide limit built on it.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{ErrorKind, RedisError, RedisResult, Value};
+
+use super::config::{RedisConfig, redact};
+use super::scripts::Scripts;
+use crate::circuit_breaker::{CircuitBreaker, CircuitState};
+use crate::error::{LinkFailure, Rejected};
+
+/// A failed round trip: why, and when the link will try again if it knows (its breaker's
+/// half-open time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Failed {
+    pub(crate) cause: LinkFailure,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+pub(crate) struct LinkShared {
+    pub(crate) config: RedisConfig,
+    // Made on first use, inside the runtime: the connection manager spawns a task when
+    // built, so building it in `RedisLink::new` would tie the link to a runtime at
+    // construction (and panic outside one).
+    conn: OnceLock<ConnectionManager>,
+    pub(crate) breaker: CircuitBreaker,
+    pub(crate) scripts: Scripts,
+    round_trips: AtomicU64,
+    failures: AtomicU64,
+    // The last failure's text, for the health report and `last_failure` (never on the
+    // decision path: written only when a round trip fails).
+    last_failure: Mutex<Option<(LinkFailure, String)>>,
+}
+
+impl LinkShared {
+    pub(crate) fn new(config: RedisConfig) -> Self {
+        LinkShared {
+            breaker: CircuitBreaker::new(config.breaker.clone()),
+            config,
+            conn: OnceLock::new(),
+            scripts: Scripts::new(),
+            round_trips: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
+        }
+    }
+
+    fn connection(&self) -> Result<ConnectionManager, (LinkFailure, String)> {
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn.clone());
+        }
+        // No retries inside the manager: a refused connection fails its round trip at once
+        // (as "connection failed", not as a timeout), the next round trip connects again,
+        // and the link's breaker, not the manager's backoff, decides how often a dead
+        // server is tried.
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.config.connect_timeout))
+            .set_response_timeout(Some(self.config.round_trip_timeout))
+            .set_number_of_retries(0);
+        let made =
+            ConnectionManager::new_lazy_with_config(self.config.client.clone(), manager_config)
+                .map_err(|e| (LinkFailure::Connection, describe(&e)))?;
+        // Two callers racing here each built a lazy manager; one is kept, the other dropped
+        // before it ever connected.
+        Ok(self.conn.get_or_init(|| made).clone())
+    }
+
+    /// One round trip through the link's breaker and timeout; `parse` reads the reply, and a
+    /// reply it refuses counts as a failed round trip like any other.
+    ///
+    /// Dropped before it ends, it records nothing (the breaker's permit is dropped
+    /// unrecorded), so a caller's cancellation never counts against the link.
+    pub(crate) async fn round_trip<Fut, T>(
+        &self,
+        send: impl FnOnce(ConnectionManager) -> Fut,
+        parse: impl FnOnce(&Value) -> Result<T, LinkFailure>,
+    ) -> Result<T, Failed>
+    where
+        Fut: Future<Output = RedisResult<Value>>,
+    {
+        let permit = match self.breaker.try_acquire() {
+            Ok(permit) => permit,
+            Err(rejected) => {
+                return Err(Failed {
+                    cause: LinkFailure::BreakerOpen,
+                    retry_after: Rejected::retry_after(&rejected),
+                });
+            }
+        };
+        let outcome = match self.connection() {
+            Ok(conn) => {
+                // Relaxed: a statistic, read on its own.
+                self.round_trips.fetch_add(1, Ordering::Relaxed);
+                match tokio::time::timeout(self.config.round_trip_timeout, send(conn)).await {
+                    Ok(Ok(reply)) => parse(&reply).map_err(|cause| {
+                        (
+                            cause,
+                            format!("malformed reply: {}", short(&format!("{reply:?}"))),
+                        )
+                    }),
+                    Ok(Err(e)) => Err((classify(&e), describe(&e))),
+                    Err(_) => Err((
+                        LinkFailure::Timeout,
+                        format!("no reply within {:?}", self.config.round_trip_timeout),
+                    )),
+                }
+            }
+            Err(failed) => Err(failed),
+        };
+        match outcome {
+            Ok(value) => {
+                permit.success();
+                Ok(value)
+            }
+            Err((cause, text)) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some((cause, text));
+                // The breaker's listener runs here, after everything above is recorded.
+                permit.failure();
+                Err(Failed {
+                    cause,
+                    retry_after: None,
+                })
+            }
+        }
+    }
+
+    pub(crate) fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn last_failure(&self) -> Option<(LinkFailure, String)> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn state(&self) -> CircuitState {
+        self.breaker.state()
+    }
+}
+
+impl fmt::Debug for LinkShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisLink")
+            .field("url", &self.config.url())
+            .field("state", &self.breaker.state())
+            .field("round_trips", &self.round_trips())
+            .field("failures", &self.failures())
+            .finish()
+    }
+}
+
+/// Which kind of failure a redis error is.
+pub(crate) fn classify(e: &RedisError) -> LinkFailure {
+    if e.is_timeout() {
+        LinkFailure::Timeout
+    } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+        LinkFailure::Connection
+    } else {
+        match e.kind() {
+            ErrorKind::Parse | ErrorKind::UnexpectedReturnType => LinkFailure::MalformedReply,
+            ErrorKind::Server(_) | ErrorKind::Extension => LinkFailure::Server,
+            _ => LinkFailure::Connection,
+        }
+    }
+}
+
+/// A redis error as text for the health report: the crate's message, with anything that
+/// looks like a URL redacted (the redis crate does not quote URLs in errors today; this
+/// keeps a future message from leaking a password).
+pub(crate) fn describe(e: &RedisError) -> String {
+    let text = e.to_string();
+    let redacted: Vec<String> = text
+        .split(' ')
+        .map(|word| {
+            if word.contains("://") {
+                redact(word)
+            } else {
+                word.to_string()
+            }
+        })
+        .collect();
+    short(&redacted.join(" ")).to_string()
+}
+
+fn short(text: &str) -> &str {
+    match text.char_indices().nth(200) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
+}
+
+/// A link shared by the limits built on it.
+pub(crate) type Link = Arc<LinkShared>;
