@@ -14,7 +14,7 @@ use super::{RedisLimitService, RedisRateLimiter, RedisSessionLimiter, SessionLea
 pub trait FleetLimit: sealed::Sealed + Clone + Send + Sync + 'static {}
 
 pub(crate) mod sealed {
-    use super::Admit;
+    use super::{Admit, RedisKey};
 
     pub trait Sealed {
         /// What holds a request's admission until its response future ends.
@@ -22,21 +22,22 @@ pub(crate) mod sealed {
         /// The admission of one request for the full Redis key `key`.
         fn admit_for(&self, key: String) -> Admit<Self::Guard>;
         /// The full Redis key of a caller's key.
-        fn full_key(&self, key: &dyn super::RedisKeyDyn) -> String;
+        fn full_key(&self, key: &dyn RedisKeyDyn) -> String;
+    }
+
+    /// Object-safe view of [`RedisKey`], for the sealed trait.
+    pub trait RedisKeyDyn {
+        fn write(&self, out: &mut String);
+    }
+
+    impl<K: RedisKey + ?Sized> RedisKeyDyn for K {
+        fn write(&self, out: &mut String) {
+            self.write_key(out);
+        }
     }
 }
 
-/// Object-safe view of [`RedisKey`], for the sealed trait.
-#[doc(hidden)]
-pub trait RedisKeyDyn {
-    fn write(&self, out: &mut String);
-}
-
-impl<K: RedisKey + ?Sized> RedisKeyDyn for K {
-    fn write(&self, out: &mut String) {
-        self.write_key(out);
-    }
-}
+use sealed::RedisKeyDyn;
 
 impl FleetLimit for RedisRateLimiter {}
 
