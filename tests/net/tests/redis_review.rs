@@ -107,9 +107,9 @@ fn a_password_with_a_slash_question_mark_or_hash_never_shows() {
 #[ignore = "defect: a URL put in url_env is quoted whole (password included) in the ConfigError"]
 fn a_url_written_in_url_env_is_not_quoted() {
     let file = "[redis]\nurl_env = \"redis://:hunter2@cache.internal:6379/0\"\n";
-    let err = Policies::from_toml_str(file)
-        .err()
-        .expect("no such variable");
+    let Err(err) = Policies::from_toml_str(file) else {
+        panic!("no such variable is set");
+    };
     let text = format!("{err} {err:?}");
     assert!(!text.contains("hunter2"), "{text}");
 }
@@ -387,5 +387,160 @@ async fn callers_that_give_up_first_still_open_the_breaker() {
         palisade::circuit_breaker::CircuitState::Open,
         "{:?}",
         link.metrics()
+    );
+}
+
+fn sessions(link: &RedisLink, name: &'static str) -> RedisSessionLimiter {
+    RedisSessionLimiter::new(
+        link,
+        RedisSessionLimiterConfig::builder()
+            .name(name)
+            .max_per_key(1)
+            .lease_ttl(Duration::from_secs(30))
+            .fail_mode(FailMode::Closed)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// An acquisition the caller drops while Redis holds its script (paused writes): Redis
+/// grants the lease after the caller left, and the `Pending` guard must remove it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acquisition_dropped_while_redis_holds_it_leaves_no_lease() {
+    let redis = RedisServer::start();
+    let (link_a, link_b) = (link(&redis.url(), 1_000), link(&redis.url(), 1_000));
+    let (a, b) = (sessions(&link_a, "paused"), sessions(&link_b, "paused"));
+    // Connected and the script loaded, so the dropped call is the script itself.
+    a.acquire("warm").await.unwrap().release().await;
+    let replies = inline(redis.port(), &["CLIENT PAUSE 1000 WRITE"]);
+    assert!(replies[0].starts_with("+OK"), "{replies:?}");
+    let dropped = tokio::time::timeout(Duration::from_millis(200), a.acquire("ada")).await;
+    assert!(dropped.is_err(), "the pause held the script: {dropped:?}");
+
+    let deadline = Instant::now() + BOUND;
+    loop {
+        match b.acquire("ada").await {
+            Ok(lease) => {
+                lease.release().await;
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "the dropped lease stays: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A failed acquisition arms its `Pending` guard whatever the failure, so a refused
+/// connection (nothing can have been added) spawns a removal that fails too: each call
+/// counts twice against the link's breaker, which opens after half the configured failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "defect: a failed session acquisition counts twice on the breaker (Pending's removal after a refused connection)"]
+async fn a_failed_acquisition_counts_once_against_the_breaker() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let link = link(&format!("redis://127.0.0.1:{port}/"), 4);
+    let sessions = sessions(&link, "refused");
+    for _ in 0..2 {
+        assert!(matches!(
+            sessions.acquire("ada").await,
+            Err(Rejected::Unavailable(_))
+        ));
+    }
+    // The removals run in tasks of their own: give them time to land.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && link.metrics().failures <= 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = link.metrics();
+    assert_eq!(m.failures, 2, "{m:?}");
+    assert_eq!(
+        m.state,
+        palisade::circuit_breaker::CircuitState::Closed,
+        "{m:?}"
+    );
+}
+
+/// Keys with bytes that mean something to RESP or to a terminal, an empty key and a long
+/// one: each is a key of its own, decided by Redis, never a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_keys_are_keys_like_any_other() {
+    let redis = RedisServer::start();
+    let link = link(&redis.url(), 1_000);
+    let limiter = rate(&link, "odd");
+    let long = "x".repeat(100_000);
+    let keys = [
+        "",
+        "a b",
+        "\r\n*1\r\n$4\r\nPING\r\n",
+        "\0nul",
+        "ü→🙂",
+        "rl:odd:",
+        long.as_str(),
+    ];
+    for key in keys {
+        assert!(limiter.try_acquire(key).await.is_ok(), "{key:?}");
+    }
+    for key in keys {
+        let second = limiter.try_acquire(key).await;
+        assert!(
+            matches!(second, Err(Rejected::RateLimited(_))),
+            "{key:?}: {second:?}"
+        );
+    }
+}
+
+/// Many callers on two links churning one key's places, some giving up mid-acquisition:
+/// the places held at any instant never exceed the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churning_and_cancelled_acquisitions_never_over_admit() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let redis = RedisServer::start();
+    let (link_a, link_b) = (link(&redis.url(), 1_000), link(&redis.url(), 1_000));
+    // The same limit on two links: two instances of one fleet.
+    let (a, b) = (sessions(&link_a, "churn"), sessions(&link_b, "churn"));
+    let held = Arc::new(AtomicU32::new(0));
+    let peak = Arc::new(AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..16u32 {
+        let s = if t % 2 == 0 { a.clone() } else { b.clone() };
+        let (held, peak) = (held.clone(), peak.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..40u32 {
+                let acquire = s.acquire("ada");
+                let lease = if (t + i) % 5 == 0 {
+                    // Gives up almost at once: sometimes before, sometimes after Redis.
+                    match tokio::time::timeout(Duration::from_micros(300), acquire).await {
+                        Ok(Ok(lease)) => lease,
+                        _ => continue,
+                    }
+                } else {
+                    match acquire.await {
+                        Ok(lease) => lease,
+                        Err(_) => continue,
+                    }
+                };
+                let now = held.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                held.fetch_sub(1, Ordering::SeqCst);
+                if i % 2 == 0 {
+                    lease.release().await;
+                } else {
+                    drop(lease);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(
+        peak.load(Ordering::SeqCst) <= 1,
+        "peak {}",
+        peak.load(Ordering::SeqCst)
     );
 }
