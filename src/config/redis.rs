@@ -88,7 +88,9 @@ impl RawRedis {
                             "must name an environment variable that holds UTF-8 text"
                         }
                     };
-                    ConfigError::new("url_env", rule, &var)
+                    // A URL written here by mistake is not a variable's name, and may hold a
+                    // password: shown redacted.
+                    ConfigError::new("url_env", rule, shown_name(&var))
                 })?;
                 refuse_redacted(&url).map_err(|e| in_variable(e, &var))?;
                 (url, Some(var))
@@ -97,7 +99,7 @@ impl RawRedis {
                 return Err(ConfigError::new(
                     "url_env",
                     "must not be given with url (one of the two gives the URL)",
-                    var,
+                    shown_name(&var),
                 ));
             }
             (None, None) => {
@@ -164,13 +166,23 @@ impl RawRedis {
     }
 }
 
+/// A variable's name as an error shows it: a URL written in `url_env` by mistake is not a
+/// name, and may hold a password, so it is shown redacted.
+fn shown_name(var: &str) -> String {
+    if var.contains("://") {
+        crate::redis::redact(var)
+    } else {
+        var.to_string()
+    }
+}
+
 /// An error about the URL a variable holds, named by the file's key: `url_env`, with the
 /// variable's name and the URL redacted (as the builder gives it) as the value.
 fn in_variable(e: ConfigError, var: &str) -> ConfigError {
     ConfigError::new(
         "url_env",
         format!("must name a variable whose value {}", e.rule()),
-        format_args!("{var} = {}", e.value()),
+        format_args!("{} = {}", shown_name(var), e.value()),
     )
 }
 

@@ -423,27 +423,33 @@ pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return String::from("<not a URL>");
     };
-    // The authority ends at the first '/', '?' or '#'; user info is what precedes its last
-    // '@' (a password may itself contain '@' when not percent-encoded).
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let host = match authority.rfind('@') {
-        Some(at) => {
-            let (user_info, host) = (&authority[..at], &authority[at + 1..]);
-            match user_info.split_once(':') {
-                Some((user, _password)) => format!("{user}:***@{host}"),
-                // `redis://secret@host` is a password alone in the redis crate's reading.
-                None => format!("***@{host}"),
-            }
+    // User info is everything before the *last* '@': an unencoded password may hold '/',
+    // '?', '#' or '@' itself, so the authority cannot be cut at the first of those first.
+    // (An '@' in a path or query would only hide more than needed.)
+    let (user_info, after) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let mut out = format!("{scheme}://");
+    match user_info.map(|info| info.split_once(':')) {
+        // A user name cannot hold ':'; whatever follows the first one is the password.
+        Some(Some((user, _password))) => {
+            out.push_str(user);
+            out.push_str(":***@");
         }
-        None => authority.to_string(),
-    };
+        // `redis://secret@host` is a password alone in the redis crate's reading.
+        Some(None) => out.push_str("***@"),
+        None => {}
+    }
     // A query may carry `pass=...` (the `redis+unix` form): keep the path, drop the query.
-    let tail = match tail.find(['?', '#']) {
-        Some(q) => format!("{}?***", &tail[..q]),
-        None => tail.to_string(),
-    };
-    format!("{scheme}://{host}{tail}")
+    match after.find(['?', '#']) {
+        Some(q) => {
+            out.push_str(&after[..q]);
+            out.push_str("?***");
+        }
+        None => out.push_str(after),
+    }
+    out
 }
 
 /// The config of a [`RedisRateLimiter`](super::RedisRateLimiter): the limit itself (the
@@ -652,14 +658,16 @@ impl RedisRateLimiterConfigBuilder {
 /// [`MAX_PERIOD`](crate::rate_limiter::MAX_PERIOD), by the count's share (at least 1).
 fn local_share(limit: &RateLimiterConfig, share: f64) -> Result<RateLimiterConfig, ConfigError> {
     let burst = ((f64::from(limit.burst()) * share) as u32).max(1);
-    let stretched = limit.period().div_f64(share);
-    let (count, period) = if stretched <= crate::rate_limiter::MAX_PERIOD {
-        (limit.count(), stretched)
-    } else {
-        (
+    // Checked: a tiny share stretches the period past what a `Duration` holds.
+    let stretched = Duration::try_from_secs_f64(limit.period().as_secs_f64() / share)
+        .ok()
+        .filter(|d| *d <= crate::rate_limiter::MAX_PERIOD);
+    let (count, period) = match stretched {
+        Some(stretched) => (limit.count(), stretched),
+        None => (
             ((f64::from(limit.count()) * share) as u32).max(1),
             limit.period(),
-        )
+        ),
     };
     RateLimiterConfig::builder()
         .name(limit.name())
