@@ -606,7 +606,7 @@ impl RateShared {
                             .await
                     }
                 },
-                |reply| read_take(reply, cost, batch),
+                |reply| read_take(reply, cost, batch, max_wait_us),
             )
             .await;
         let take = match reply {

@@ -37,7 +37,11 @@ local cost = tonumber(ARGV[3])
 local max_wait = tonumber(ARGV[4])
 local batch = tonumber(ARGV[5])
 local tat = tonumber(redis.call('GET', KEYS[1]))
-if tat == nil or tat < now then tat = now end
+-- Missing, not a number, NaN, or past any TAT a limit can set (its burst and a day's wait
+-- ahead): a fresh, full bucket. Garbage must not make a key undecidable for ever.
+if tat == nil or tat ~= tat or tat < now or tat > now + burst * interval + 86400000000 then
+  tat = now
+end
 local wait = tat + (cost - burst) * interval - now
 if wait > max_wait then
   return {0, wait, 0, tat}
@@ -95,19 +99,26 @@ return {1, n + 1}
 ";
 
 /// Renews a lease that is still held (present in the set, even past its expiry: its place
-/// was never given away until a purge removed it). Returns 1 when renewed, 0 when the lease
-/// is gone.
+/// was never given away until a purge removed it). A lease the server lost (a restart
+/// without persistence, a failover, a flush) while its call still runs is added back when
+/// the key has room, so the call is counted again; when it has none, the lease is lost.
+/// Returns 1 when renewed, 2 when added back, 0 when lost.
 ///
-/// KEYS[1]: the set. ARGV: lease TTL (ms), lease id.
+/// KEYS[1]: the set. ARGV: lease TTL (ms), lease id, max per key.
 const RENEW: &str = r"
-if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local exp = now + tonumber(ARGV[1])
-redis.call('ZADD', KEYS[1], 'XX', string.format('%.0f', exp), ARGV[2])
+local renewed = 1
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+  renewed = 2
+end
+redis.call('ZADD', KEYS[1], string.format('%.0f', exp), ARGV[2])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', math.max(exp, tonumber(last[2]))))
-return 1
+return renewed
 ";
 
 /// The scripts, hashed once per link (`Script` keeps the SHA1 that `EVALSHA` sends; on
@@ -165,7 +176,12 @@ fn ints<const N: usize>(reply: &Value) -> Result<[u64; N], LinkFailure> {
     Ok(out)
 }
 
-pub(crate) fn read_take(reply: &Value, cost: u32, batch: u32) -> Result<Take, LinkFailure> {
+pub(crate) fn read_take(
+    reply: &Value,
+    cost: u32,
+    batch: u32,
+    max_wait_us: u64,
+) -> Result<Take, LinkFailure> {
     let [admitted, wait_us, taken, tat] = ints::<4>(reply)?;
     let admitted = match admitted {
         0 => false,
@@ -176,6 +192,10 @@ pub(crate) fn read_take(reply: &Value, cost: u32, batch: u32) -> Result<Take, Li
     // (another script under the same name, a bug) must not admit more than asked.
     let taken = u32::try_from(taken).map_err(|_| LinkFailure::MalformedReply)?;
     if admitted && !(cost..=batch.max(cost)).contains(&taken) {
+        return Err(LinkFailure::MalformedReply);
+    }
+    // Nor park the caller longer than it allowed.
+    if admitted && wait_us > max_wait_us {
         return Err(LinkFailure::MalformedReply);
     }
     Ok(Take {
@@ -197,6 +217,23 @@ pub(crate) fn read_acquired(reply: &Value) -> Result<Acquired, LinkFailure> {
         admitted,
         held: u32::try_from(held).unwrap_or(u32::MAX),
     })
+}
+
+/// The reply of [`RENEW`]: renewed, added back, or lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Renewed {
+    Renewed,
+    AddedBack,
+    Lost,
+}
+
+pub(crate) fn read_renewed(reply: &Value) -> Result<Renewed, LinkFailure> {
+    match reply {
+        Value::Int(1) => Ok(Renewed::Renewed),
+        Value::Int(2) => Ok(Renewed::AddedBack),
+        Value::Int(0) => Ok(Renewed::Lost),
+        _ => Err(LinkFailure::MalformedReply),
+    }
 }
 
 pub(crate) fn read_flag(reply: &Value) -> Result<bool, LinkFailure> {

@@ -11,7 +11,7 @@ use super::config::{FailMode, RedisSessionLimiterConfig};
 use super::future::{Admit, RunFuture};
 use super::key::RedisKey;
 use super::link::Link;
-use super::scripts::{read_acquired, read_flag};
+use super::scripts::{Renewed, read_acquired, read_flag, read_renewed};
 use crate::error::{BulkheadFull, FullCause, LinkFailure, Rejected, Unavailable};
 use crate::telemetry::{EventKind, FailDecision, Telemetry};
 
@@ -93,8 +93,9 @@ pub struct RedisSessionLimiterMetrics {
     pub refused: u64,
     /// Lease renewals that landed.
     pub renewed: u64,
-    /// Leases found gone at renewal (expired while Redis was unreachable, or removed by
-    /// hand): the call went on, no longer counted by the fleet.
+    /// Leases found gone at renewal with no room to add them back (expired while Redis was
+    /// unreachable, or lost by a restarted server while the key filled up): the call goes
+    /// on uncounted by the fleet until a renewal finds room again.
     pub lost: u64,
     /// Calls admitted unchecked because Redis could not decide ([`FailMode::Open`]).
     pub failed_open: u64,
@@ -648,12 +649,17 @@ impl SessionShared {
         }
     }
 
-    /// Renews the lease every third of its TTL until aborted (by the lease's release) or the
-    /// lease is found gone. A failed renewal is tried again at the next tick: with a third
-    /// of the TTL between them, two may fail before the lease runs out.
+    /// Renews the lease every third of its TTL until aborted (by the lease's release). A
+    /// failed renewal is tried again at the next tick: with a third of the TTL between them,
+    /// two may fail before the lease runs out. A lease the server lost while its call runs
+    /// (a restart without persistence, a failover) is added back when its key has room, so
+    /// the call is counted again; while the key has none, it is counted as lost and tried
+    /// again at each tick.
     async fn renew(self: Arc<Self>, key: String, id: String) {
         let every = self.config.lease_ttl / 3;
         let ttl_ms = u64::try_from(self.config.lease_ttl.as_millis()).unwrap_or(u64::MAX);
+        let max = self.config.max_per_key;
+        let mut lost = false;
         loop {
             tokio::time::sleep(every).await;
             let link = self.link.clone();
@@ -667,21 +673,27 @@ impl SessionShared {
                                 .key(key)
                                 .arg(ttl_ms)
                                 .arg(id)
+                                .arg(max)
                                 .invoke_async(&mut conn)
                                 .await
                         }
                     },
-                    read_flag,
+                    read_renewed,
                 )
                 .await;
             match renewed {
-                Ok(true) => {
+                Ok(Renewed::Renewed | Renewed::AddedBack) => {
                     self.renewed.fetch_add(1, Ordering::Relaxed);
+                    lost = false;
                 }
-                Ok(false) => {
-                    self.lost.fetch_add(1, Ordering::Relaxed);
-                    return;
+                Ok(Renewed::Lost) => {
+                    // Counted once per loss, not once per tick.
+                    if !lost {
+                        self.lost.fetch_add(1, Ordering::Relaxed);
+                    }
+                    lost = true;
                 }
+                // The link recorded it; the next tick tries again.
                 Err(_) => {}
             }
         }

@@ -239,7 +239,7 @@ fn ints(values: &[i64]) -> Value {
 #[test]
 fn replies_of_the_wrong_shape_are_malformed_never_a_panic() {
     assert_eq!(
-        read_take(&ints(&[1, 0, 1, 5]), 1, 1).unwrap(),
+        read_take(&ints(&[1, 0, 1, 5]), 1, 1, 0).unwrap(),
         scripts::Take {
             admitted: true,
             wait_us: 0,
@@ -267,11 +267,17 @@ fn replies_of_the_wrong_shape_are_malformed_never_a_panic() {
     ];
     for reply in &bad {
         assert_eq!(
-            read_take(reply, 1, 2),
+            read_take(reply, 1, 2, 0),
             Err(LinkFailure::MalformedReply),
             "{reply:?}"
         );
     }
+    // A wait longer than the caller allowed.
+    assert_eq!(
+        read_take(&ints(&[1, 1_001, 1, 5]), 1, 1, 1_000),
+        Err(LinkFailure::MalformedReply)
+    );
+    assert!(read_take(&ints(&[1, 1_000, 1, 5]), 1, 1, 1_000).is_ok());
     assert_eq!(read_acquired(&ints(&[1, 2])).unwrap().held, 2);
     assert_eq!(read_acquired(&ints(&[0])), Err(LinkFailure::MalformedReply));
     assert_eq!(
