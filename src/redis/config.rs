@@ -234,7 +234,10 @@ impl RedisConfigBuilder {
     }
 
     /// The longest one round trip (a decision, a release, a renewal) may take; a slower one
-    /// counts as failed and the call is decided by the fail mode. Default:
+    /// counts as failed and the call is decided by the fail mode. Keep it below the
+    /// deadlines of the callers (their timeouts, their clients' patience): a round trip the
+    /// caller abandons first counts as nothing, so the link's breaker only learns that a
+    /// server stopped answering from round trips that run to this timeout. Default:
     /// [`DEFAULT_ROUND_TRIP_TIMEOUT`]; valid: above zero, at most [`MAX_TIMEOUT`].
     ///
     /// # Examples

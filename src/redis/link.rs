@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -27,8 +27,9 @@ pub(crate) struct LinkShared {
     pub(crate) config: RedisConfig,
     // Made on first use, inside the runtime: the connection manager spawns a task when
     // built, so building it in `RedisLink::new` would tie the link to a runtime at
-    // construction (and panic outside one).
-    conn: OnceLock<ConnectionManager>,
+    // construction (and panic outside one). Dropped after a connection failure, so the next
+    // round trip makes a new one (see `round_trip`). The number tells managers apart.
+    conn: Mutex<(u64, Option<ConnectionManager>)>,
     pub(crate) breaker: CircuitBreaker,
     pub(crate) scripts: Scripts,
     round_trips: AtomicU64,
@@ -43,7 +44,7 @@ impl LinkShared {
         LinkShared {
             breaker: CircuitBreaker::new(config.breaker.clone()),
             config,
-            conn: OnceLock::new(),
+            conn: Mutex::new((0, None)),
             scripts: Scripts::new(),
             round_trips: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -51,9 +52,12 @@ impl LinkShared {
         }
     }
 
-    fn connection(&self) -> Result<ConnectionManager, (LinkFailure, String)> {
-        if let Some(conn) = self.conn.get() {
-            return Ok(conn.clone());
+    /// The current connection manager and its number, made now if there is none, and
+    /// whether it was made now (a fresh connection).
+    fn connection(&self) -> Result<(u64, ConnectionManager, bool), (LinkFailure, String)> {
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = &slot.1 {
+            return Ok((slot.0, conn.clone(), false));
         }
         // No retries inside the manager: a refused connection fails its round trip at once
         // (as "connection failed", not as a timeout), the next round trip connects again,
@@ -66,9 +70,20 @@ impl LinkShared {
         let made =
             ConnectionManager::new_lazy_with_config(self.config.client.clone(), manager_config)
                 .map_err(|e| (LinkFailure::Connection, describe(&e)))?;
-        // Two callers racing here each built a lazy manager; one is kept, the other dropped
-        // before it ever connected.
-        Ok(self.conn.get_or_init(|| made).clone())
+        slot.0 += 1;
+        slot.1 = Some(made.clone());
+        Ok((slot.0, made, true))
+    }
+
+    /// Drops connection manager number `n` if it is still the current one: the redis
+    /// crate's manager reconnects by itself only after an I/O error on a command, and keeps
+    /// a connection whose handshake failed (a refused password, a read-only replica after a
+    /// failover) or whose driver task died with the runtime that spawned it for ever.
+    fn drop_connection(&self, n: u64) {
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.0 == n {
+            slot.1 = None;
+        }
     }
 
     /// One round trip through the link's breaker and timeout; `parse` reads the reply, and a
@@ -78,7 +93,7 @@ impl LinkShared {
     /// unrecorded), so a caller's cancellation never counts against the link.
     pub(crate) async fn round_trip<Fut, T>(
         &self,
-        send: impl FnOnce(ConnectionManager) -> Fut,
+        send: impl Fn(ConnectionManager) -> Fut,
         parse: impl FnOnce(&Value) -> Result<T, LinkFailure>,
     ) -> Result<T, Failed>
     where
@@ -93,26 +108,45 @@ impl LinkShared {
                 });
             }
         };
-        let outcome = match self.connection() {
-            Ok(conn) => {
-                // Relaxed: a statistic, read on its own.
-                self.round_trips.fetch_add(1, Ordering::Relaxed);
-                match tokio::time::timeout(self.config.round_trip_timeout, send(conn)).await {
-                    Ok(Ok(reply)) => parse(&reply).map_err(|cause| {
-                        (
-                            cause,
-                            format!("malformed reply: {}", short(&format!("{reply:?}"))),
-                        )
-                    }),
-                    Ok(Err(e)) => Err((classify(&e), describe(&e))),
-                    Err(_) => Err((
-                        LinkFailure::Timeout,
-                        format!("no reply within {:?}", self.config.round_trip_timeout),
-                    )),
+        let deadline = tokio::time::Instant::now() + self.config.round_trip_timeout;
+        // A connection kept from before may be stale (its server restarted, its runtime
+        // gone, its handshake failed): one that fails is dropped and, within the same
+        // deadline, one fresh connection is tried before the round trip counts as failed.
+        let outcome;
+        loop {
+            let (n, conn, fresh) = match self.connection() {
+                Ok(made) => made,
+                Err(failed) => {
+                    outcome = Err(failed);
+                    break;
                 }
-            }
-            Err(failed) => Err(failed),
-        };
+            };
+            // Relaxed: a statistic, read on its own.
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+            outcome = match tokio::time::timeout_at(deadline, send(conn)).await {
+                Ok(Ok(reply)) => parse(&reply).map_err(|cause| {
+                    (
+                        cause,
+                        format!("malformed reply: {}", short(&format!("{reply:?}"))),
+                    )
+                }),
+                Ok(Err(e)) => {
+                    let cause = classify(&e);
+                    if cause == LinkFailure::Connection || stale_connection(&e) {
+                        self.drop_connection(n);
+                        if !fresh {
+                            continue;
+                        }
+                    }
+                    Err((cause, describe(&e)))
+                }
+                Err(_) => Err((
+                    LinkFailure::Timeout,
+                    format!("no reply within {:?}", self.config.round_trip_timeout),
+                )),
+            };
+            break;
+        }
         match outcome {
             Ok(value) => {
                 permit.success();
@@ -160,6 +194,17 @@ impl fmt::Debug for LinkShared {
             .field("failures", &self.failures())
             .finish()
     }
+}
+
+/// Whether an error says the connection itself is unusable though it is up: a refused or
+/// missing password, or a replica that now refuses writes.
+fn stale_connection(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::AuthenticationFailed | ErrorKind::Server(::redis::ServerErrorKind::ReadOnly)
+    ) || e
+        .code()
+        .is_some_and(|code| matches!(code, "NOAUTH" | "WRONGPASS" | "READONLY"))
 }
 
 /// Which kind of failure a redis error is.

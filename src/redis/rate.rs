@@ -443,14 +443,17 @@ impl Drop for Turn {
             // A failure leaves the turn taken, the safe side.
             let _ = link
                 .round_trip(
-                    |mut conn| async move {
-                        link_scripts(&shared)
-                            .give_back
-                            .key(&key)
-                            .arg(tat)
-                            .arg(amount)
-                            .invoke_async(&mut conn)
-                            .await
+                    |mut conn| {
+                        let (key, scripts) = (&key, &shared.link.scripts);
+                        async move {
+                            scripts
+                                .give_back
+                                .key(key)
+                                .arg(tat)
+                                .arg(amount)
+                                .invoke_async(&mut conn)
+                                .await
+                        }
                     },
                     read_flag,
                 )
@@ -459,21 +462,23 @@ impl Drop for Turn {
     }
 }
 
-fn link_scripts(shared: &RateShared) -> &super::scripts::Scripts {
-    &shared.link.scripts
-}
-
 impl RateShared {
     fn redis_key<K: RedisKey + ?Sized>(&self, key: &K) -> String {
-        let mut out = String::with_capacity(self.key_head.len() + 16);
+        // The caller's part is written on its own and appended: a `RedisKey` that replaced
+        // its buffer instead of appending could otherwise write outside the prefix.
+        let mut part = String::new();
+        key.write_key(&mut part);
+        let mut out = String::with_capacity(self.key_head.len() + part.len());
         out.push_str(&self.key_head);
-        key.write_key(&mut out);
+        out.push_str(&part);
         out
     }
 
     /// The caller's own key (after the prefix and name), for events and the local state.
     fn user_key<'a>(&self, redis_key: &'a str) -> &'a str {
-        &redis_key[self.key_head.len()..]
+        // `get`: a `RedisKey` that broke its contract (replaced the buffer rather than
+        // appending) gets an empty label, not a panic.
+        redis_key.get(self.key_head.len()..).unwrap_or("")
     }
 
     fn telemetry_for(&self, redis_key: &str) -> Telemetry {
@@ -664,6 +669,14 @@ impl RateShared {
                     .local
                     .as_ref()
                     .expect("a local fail mode builds its limiter");
+                // A cost the fleet admits but above the local share's burst takes the whole
+                // local bucket: refusing it as "never admitted" would be wrong once Redis
+                // is back.
+                let cost = self
+                    .config
+                    .local
+                    .as_ref()
+                    .map_or(cost, |l| cost.min(l.burst()));
                 match local.try_acquire_n(self.user_key(key), cost) {
                     Ok(()) => {
                         self.admitted();

@@ -221,17 +221,17 @@ pub(crate) fn read_acquired(reply: &Value) -> Result<Acquired, LinkFailure> {
 
 /// The reply of [`RENEW`]: renewed, added back, or lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Renewed {
-    Renewed,
+pub(crate) enum RenewReply {
+    Kept,
     AddedBack,
     Lost,
 }
 
-pub(crate) fn read_renewed(reply: &Value) -> Result<Renewed, LinkFailure> {
+pub(crate) fn read_renewed(reply: &Value) -> Result<RenewReply, LinkFailure> {
     match reply {
-        Value::Int(1) => Ok(Renewed::Renewed),
-        Value::Int(2) => Ok(Renewed::AddedBack),
-        Value::Int(0) => Ok(Renewed::Lost),
+        Value::Int(1) => Ok(RenewReply::Kept),
+        Value::Int(2) => Ok(RenewReply::AddedBack),
+        Value::Int(0) => Ok(RenewReply::Lost),
         _ => Err(LinkFailure::MalformedReply),
     }
 }

@@ -11,7 +11,7 @@ use super::config::{FailMode, RedisSessionLimiterConfig};
 use super::future::{Admit, RunFuture};
 use super::key::RedisKey;
 use super::link::Link;
-use super::scripts::{Renewed, read_acquired, read_flag, read_renewed};
+use super::scripts::{RenewReply, read_acquired, read_flag, read_renewed};
 use crate::error::{BulkheadFull, FullCause, LinkFailure, Rejected, Unavailable};
 use crate::telemetry::{EventKind, FailDecision, Telemetry};
 
@@ -482,14 +482,20 @@ impl Drop for Pending {
 
 impl SessionShared {
     fn redis_key<K: RedisKey + ?Sized>(&self, key: &K) -> String {
-        let mut out = String::with_capacity(self.key_head.len() + 16);
+        // The caller's part is written on its own and appended: a `RedisKey` that replaced
+        // its buffer instead of appending could otherwise write outside the prefix.
+        let mut part = String::new();
+        key.write_key(&mut part);
+        let mut out = String::with_capacity(self.key_head.len() + part.len());
         out.push_str(&self.key_head);
-        key.write_key(&mut out);
+        out.push_str(&part);
         out
     }
 
     fn user_key<'a>(&self, redis_key: &'a str) -> &'a str {
-        &redis_key[self.key_head.len()..]
+        // `get`: a `RedisKey` that broke its contract (replaced the buffer rather than
+        // appending) gets an empty label, not a panic.
+        redis_key.get(self.key_head.len()..).unwrap_or("")
     }
 
     fn telemetry_for(&self, redis_key: &str) -> Telemetry {
@@ -574,8 +580,14 @@ impl SessionShared {
             // A round trip that failed may still have added the lease (a reply lost on the
             // way back): `pending` removes it, best effort.
             Err(failed) => {
-                // No round trip was made: nothing to remove.
-                if failed.cause == LinkFailure::BreakerOpen {
+                // Nothing can have been added: no round trip was made, no connection carried
+                // it, or the script failed (its writes come after its last check). After a
+                // timeout or a malformed reply the script may have run: `pending` removes
+                // the lease.
+                if matches!(
+                    failed.cause,
+                    LinkFailure::BreakerOpen | LinkFailure::Connection | LinkFailure::Server
+                ) {
                     pending.armed = false;
                 }
                 let telemetry = self.telemetry_for(&key);
@@ -682,11 +694,11 @@ impl SessionShared {
                 )
                 .await;
             match renewed {
-                Ok(Renewed::Renewed | Renewed::AddedBack) => {
+                Ok(RenewReply::Kept | RenewReply::AddedBack) => {
                     self.renewed.fetch_add(1, Ordering::Relaxed);
                     lost = false;
                 }
-                Ok(Renewed::Lost) => {
+                Ok(RenewReply::Lost) => {
                     // Counted once per loss, not once per tick.
                     if !lost {
                         self.lost.fetch_add(1, Ordering::Relaxed);
