@@ -2,6 +2,9 @@
 
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use crate::telemetry::Telemetry;
 
 /// A key of a fleet-wide limit (a user, an IP, a tenant), written into the Redis key after
 /// the limit's prefix and name.
@@ -86,3 +89,49 @@ macro_rules! display_keys {
 display_keys!(
     IpAddr, Ipv4Addr, Ipv6Addr, u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize
 );
+
+/// Where one limit's keys live in Redis (`{prefix}:{kind}:{policy}:`), and its telemetry,
+/// which reports each key's events with the caller's key.
+pub(crate) struct KeySpace {
+    head: String,
+    telemetry: Telemetry,
+}
+
+impl KeySpace {
+    /// The keys of the limit `telemetry` names, of kind `kind` (`rl`, `ss`), under `prefix`.
+    pub(crate) fn new(prefix: &str, kind: &str, telemetry: Telemetry) -> Self {
+        KeySpace {
+            head: format!("{prefix}:{kind}:{}:", telemetry.name()),
+            telemetry,
+        }
+    }
+
+    /// The Redis key of a caller's key.
+    pub(crate) fn redis_key<K: RedisKey + ?Sized>(&self, key: &K) -> String {
+        // The caller's part is written on its own and appended: a `RedisKey` that replaced
+        // its buffer instead of appending could otherwise write outside the prefix.
+        let mut part = String::new();
+        key.write_key(&mut part);
+        let mut out = String::with_capacity(self.head.len() + part.len());
+        out.push_str(&self.head);
+        out.push_str(&part);
+        out
+    }
+
+    /// The caller's own key (after the prefix and name), for events and the local state.
+    pub(crate) fn user_key<'a>(&self, redis_key: &'a str) -> &'a str {
+        // `get`: never a panic, whatever string it is given.
+        redis_key.get(self.head.len()..).unwrap_or("")
+    }
+
+    /// The limit's telemetry for the call on `redis_key`, carrying the caller's key when a
+    /// listener will see it.
+    pub(crate) fn telemetry_for(&self, redis_key: &str) -> Telemetry {
+        if self.telemetry.has_listener() {
+            self.telemetry
+                .for_key(Some(Arc::from(self.user_key(redis_key))))
+        } else {
+            self.telemetry.clone()
+        }
+    }
+}

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::RedisLink;
 use super::config::{FailMode, RedisRateLimiterConfig};
 use super::future::{Admit, RunFuture};
-use super::key::RedisKey;
+use super::key::{KeySpace, RedisKey};
 use super::link::{Failed, Link};
 use super::scripts::{read_flag, read_take};
 use crate::error::{LimitCause, RateLimited, Rejected, Unavailable};
@@ -58,8 +58,8 @@ pub(crate) struct RateShared {
     link: Link,
     config: RedisRateLimiterConfig,
     telemetry: Telemetry,
-    // `{prefix}:rl:{name}:`, to which each call appends its key.
-    key_head: String,
+    // Its keys in Redis and its telemetry.
+    keys: KeySpace,
     local: Option<Keyed<String, RateLimiter>>,
     stash: Option<Mutex<HashMap<String, Stash>>>,
     admitted: AtomicU64,
@@ -121,7 +121,7 @@ impl RedisRateLimiter {
     /// ```
     pub fn new(link: &RedisLink, config: RedisRateLimiterConfig) -> Self {
         let telemetry = config.limit.telemetry.clone();
-        let key_head = format!("{}:rl:{}:", link.shared.config.key_prefix, telemetry.name());
+        let keys = KeySpace::new(&link.shared.config.key_prefix, "rl", telemetry.clone());
         let local = config
             .local
             .clone()
@@ -133,7 +133,7 @@ impl RedisRateLimiter {
                 link: link.shared.clone(),
                 config,
                 telemetry,
-                key_head,
+                keys,
                 local,
                 stash,
                 admitted: AtomicU64::new(0),
@@ -464,30 +464,15 @@ impl Drop for Turn {
 
 impl RateShared {
     fn redis_key<K: RedisKey + ?Sized>(&self, key: &K) -> String {
-        // The caller's part is written on its own and appended: a `RedisKey` that replaced
-        // its buffer instead of appending could otherwise write outside the prefix.
-        let mut part = String::new();
-        key.write_key(&mut part);
-        let mut out = String::with_capacity(self.key_head.len() + part.len());
-        out.push_str(&self.key_head);
-        out.push_str(&part);
-        out
+        self.keys.redis_key(key)
     }
 
-    /// The caller's own key (after the prefix and name), for events and the local state.
     fn user_key<'a>(&self, redis_key: &'a str) -> &'a str {
-        // `get`: a `RedisKey` that broke its contract (replaced the buffer rather than
-        // appending) gets an empty label, not a panic.
-        redis_key.get(self.key_head.len()..).unwrap_or("")
+        self.keys.user_key(redis_key)
     }
 
     fn telemetry_for(&self, redis_key: &str) -> Telemetry {
-        if self.telemetry.has_listener() {
-            self.telemetry
-                .for_key(Some(Arc::from(self.user_key(redis_key))))
-        } else {
-            self.telemetry.clone()
-        }
+        self.keys.telemetry_for(redis_key)
     }
 
     fn refuse(&self, redis_key: &str, rejected: Rejected) -> Rejected {

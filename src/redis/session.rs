@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use super::RedisLink;
 use super::config::{FailMode, RedisSessionLimiterConfig};
 use super::future::{Admit, RunFuture};
-use super::key::RedisKey;
+use super::key::{KeySpace, RedisKey};
 use super::link::Link;
 use super::scripts::{RenewReply, read_acquired, read_flag, read_renewed};
 use crate::error::{BulkheadFull, FullCause, LinkFailure, Rejected, Unavailable};
@@ -56,8 +56,8 @@ pub(crate) struct SessionShared {
     link: Link,
     config: RedisSessionLimiterConfig,
     telemetry: Telemetry,
-    // `{prefix}:ss:{name}:`, to which each call appends its key.
-    key_head: String,
+    // Its keys in Redis and its telemetry.
+    keys: KeySpace,
     // Leases this process holds per key while Redis is down (`FailMode::Local`); an entry
     // is removed when its count drops to zero, so the map holds only keys in use.
     local: Mutex<HashMap<String, u32>>,
@@ -261,7 +261,7 @@ impl RedisSessionLimiter {
     /// ```
     pub fn new(link: &RedisLink, config: RedisSessionLimiterConfig) -> Self {
         let telemetry = config.telemetry.clone();
-        let key_head = format!("{}:ss:{}:", link.shared.config.key_prefix, telemetry.name());
+        let keys = KeySpace::new(&link.shared.config.key_prefix, "ss", telemetry.clone());
         let local_max = match config.fail_mode {
             FailMode::Local { share } => ((f64::from(config.max_per_key) * share) as u32).max(1),
             _ => config.max_per_key,
@@ -272,7 +272,7 @@ impl RedisSessionLimiter {
                 link: link.shared.clone(),
                 config,
                 telemetry,
-                key_head,
+                keys,
                 local: Mutex::new(HashMap::new()),
                 local_max,
                 id_prefix: crate::rng::Rng::next_u64(&mut crate::rng::SeededRng::from_entropy()),
@@ -482,29 +482,11 @@ impl Drop for Pending {
 
 impl SessionShared {
     fn redis_key<K: RedisKey + ?Sized>(&self, key: &K) -> String {
-        // The caller's part is written on its own and appended: a `RedisKey` that replaced
-        // its buffer instead of appending could otherwise write outside the prefix.
-        let mut part = String::new();
-        key.write_key(&mut part);
-        let mut out = String::with_capacity(self.key_head.len() + part.len());
-        out.push_str(&self.key_head);
-        out.push_str(&part);
-        out
-    }
-
-    fn user_key<'a>(&self, redis_key: &'a str) -> &'a str {
-        // `get`: a `RedisKey` that broke its contract (replaced the buffer rather than
-        // appending) gets an empty label, not a panic.
-        redis_key.get(self.key_head.len()..).unwrap_or("")
+        self.keys.redis_key(key)
     }
 
     fn telemetry_for(&self, redis_key: &str) -> Telemetry {
-        if self.telemetry.has_listener() {
-            self.telemetry
-                .for_key(Some(Arc::from(self.user_key(redis_key))))
-        } else {
-            self.telemetry.clone()
-        }
+        self.keys.telemetry_for(redis_key)
     }
 
     fn refuse(&self, redis_key: &str, rejected: Rejected) -> Rejected {
