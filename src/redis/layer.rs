@@ -80,6 +80,10 @@ impl RedisKey for DynKey<'_> {
 /// inner service is called. Made by [`RedisRateLimiter::layer`] and
 /// [`RedisSessionLimiter::layer`].
 ///
+/// A session lease is held until the inner service's response future ends: for an HTTP
+/// server, when the response head is ready, not after a streamed body (as the in-process
+/// layers). Hold a [`SessionLease`] in the body yourself to count a download's whole length.
+///
 /// A refusal fails the request's future with the limit's rejection (converted with
 /// `S::Error: From<Rejected>`); `poll_ready` is the inner service's, since whether a request
 /// is admitted depends on its key. Put [`ShedLayer`](crate::http::ShedLayer) above it in a

@@ -41,7 +41,8 @@
 //!   their TTL. The key expires with its last lease.
 //! - **Keys**: `{prefix}:rl:{policy}:{key}` and `{prefix}:ss:{policy}:{key}`, from the
 //!   link's [`key_prefix`](RedisConfigBuilder::key_prefix), the policy's name and the
-//!   caller's [`RedisKey`] (a string, an IP, an integer, or `Option` of one).
+//!   caller's [`RedisKey`] (a string, an IP, an integer, or `Option` of one). Give limits
+//!   names without `:`, so that no name and key of one limit spell another's.
 //!
 //! Redis 5.0 or later (scripts replicated by their effects, so a script may read `TIME`
 //! before it writes); a single server or a primary with replicas, not Redis Cluster.
@@ -60,7 +61,12 @@
 //! | [`Closed`](FailMode::Closed) | refused with [`Rejected::Unavailable`](crate::Rejected::Unavailable) (503 through [`ShedLayer`](crate::http::ShedLayer)), not "over the limit" | `LinkFailed`, decided `Refused` |
 //! | [`Local { share }`](FailMode::Local) | decided by an in-process limit at `share` of the fleet's | `LinkFailed`, decided `Local` |
 //!
-//! [`HealthRegistry::redis`](crate::health::HealthRegistry::redis) shows the link's state.
+//! The local fallback counts only this process's calls, and only while Redis is down: leases
+//! it granted are not in Redis, so for as long as those calls run after Redis is back, the
+//! fleet may hold up to `max_per_key` plus them. Leases Redis lost in an outage (a restart
+//! without persistence, a failover) are added back by their next renewal when their key
+//! has room. [`HealthRegistry::redis`](crate::health::HealthRegistry::redis) shows the
+//! link's state.
 //! The link connects on first use and reconnects by itself (the redis crate's connection
 //! manager, one multiplexed connection shared by every call).
 //!
@@ -70,9 +76,11 @@
 //! [`local_reservation(batch, hold)`](RedisRateLimiterConfigBuilder::local_reservation), a
 //! round trip takes up to `batch` tokens at once and this process spends the spare ones
 //! without asking, for at most `hold`. The overshoot is bounded: every token was within the
-//! limit when Redis counted it and is spent at most `hold` later, so over any span `w` the
-//! fleet admits at most what the limit allows over `w + hold`. Unspent tokens are dropped
-//! after `hold` (never handed back), which can only under-admit.
+//! limit when Redis counted it and is spent at most `hold` later (plus the reply's one-way
+//! trip), so over any span `w` the fleet admits at most what the limit allows over
+//! `w + hold`. Unspent tokens are dropped after `hold` (never handed back), which can only
+//! under-admit. A process keeps reservations for at most 10 000 keys at once; past that,
+//! a batch's spare tokens are dropped.
 //!
 //! # Cancellation
 //!

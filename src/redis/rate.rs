@@ -61,13 +61,21 @@ pub(crate) struct RateShared {
     // Its keys in Redis and its telemetry.
     keys: KeySpace,
     local: Option<Keyed<String, RateLimiter>>,
-    stash: Option<Mutex<HashMap<String, Stash>>>,
+    stash: Option<Mutex<Stashes>>,
     admitted: AtomicU64,
     limited: AtomicU64,
     reserved: AtomicU64,
     fail_open: AtomicU64,
     fail_closed: AtomicU64,
     fail_local: AtomicU64,
+}
+
+/// The reservations of every key, and when the expired ones were last dropped.
+struct Stashes {
+    held: HashMap<String, Stash>,
+    // A full map is purged at most once per hold time: new keys that find it full of fresh
+    // reservations would otherwise each walk all of it under the lock.
+    purged_at: Instant,
 }
 
 /// Tokens a local reservation took and has not spent yet, spendable until `until`.
@@ -126,7 +134,12 @@ impl RedisRateLimiter {
             .local
             .clone()
             .map(|local| Keyed::new(KeyedConfig::default(), RateLimiter::new(local)));
-        let stash = config.reservation.map(|_| Mutex::new(HashMap::new()));
+        let stash = config.reservation.map(|_| {
+            Mutex::new(Stashes {
+                held: HashMap::new(),
+                purged_at: Instant::now(),
+            })
+        });
         telemetry.created(crate::telemetry::PolicyKind::RateLimiter);
         RedisRateLimiter {
             shared: Arc::new(RateShared {
@@ -496,11 +509,11 @@ impl RateShared {
             return false;
         };
         let mut stash = stash.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(held) = stash.get_mut(redis_key) else {
+        let Some(held) = stash.held.get_mut(redis_key) else {
             return false;
         };
         if held.until <= Instant::now() {
-            stash.remove(redis_key);
+            stash.held.remove(redis_key);
             return false;
         }
         if held.tokens < cost {
@@ -508,7 +521,7 @@ impl RateShared {
         }
         held.tokens -= cost;
         if held.tokens == 0 {
-            stash.remove(redis_key);
+            stash.held.remove(redis_key);
         }
         true
     }
@@ -523,7 +536,7 @@ impl RateShared {
         let now = Instant::now();
         let until = now + hold;
         let mut stash = stash.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(held) = stash.get_mut(redis_key) {
+        if let Some(held) = stash.held.get_mut(redis_key) {
             if held.until > now {
                 held.tokens = held.tokens.saturating_add(spare);
                 return;
@@ -532,13 +545,18 @@ impl RateShared {
             held.until = until;
             return;
         }
-        if stash.len() >= STASH_KEYS {
-            stash.retain(|_, held| held.until > now);
-            if stash.len() >= STASH_KEYS {
+        if stash.held.len() >= STASH_KEYS {
+            if now < stash.purged_at + hold {
+                // Purged less than a hold ago: these spare tokens are dropped instead.
+                return;
+            }
+            stash.purged_at = now;
+            stash.held.retain(|_, held| held.until > now);
+            if stash.held.len() >= STASH_KEYS {
                 return;
             }
         }
-        stash.insert(
+        stash.held.insert(
             redis_key.to_string(),
             Stash {
                 tokens: spare,
