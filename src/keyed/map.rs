@@ -43,11 +43,23 @@ impl<P> Entry<P> {
         }
     }
 
-    /// Gives a lease back, noting its end first.
+    /// Gives a lease back, noting its end first. The map's clock is user code: if reading
+    /// it panics, the lease is still given back (by the guard, as the panic unwinds).
     #[inline]
     fn release(&self) {
+        let give_back = GiveBack(&self.leases);
         self.touch();
-        self.leases.give_back();
+        drop(give_back);
+    }
+}
+
+/// Gives a lease back when dropped, on the normal path and as a panic unwinds.
+struct GiveBack<'a>(&'a Leases);
+
+impl Drop for GiveBack<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.give_back();
     }
 }
 

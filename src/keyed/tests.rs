@@ -277,3 +277,45 @@ fn a_key_used_without_a_lease_is_kept_for_the_idle_time_after_its_last_admission
     clock.advance(Duration::from_secs(1));
     assert_eq!(keyed.evict_idle(), 1);
 }
+
+/// The map's clock is user code, read when a lease ends: a clock that panics there still
+/// lets the lease go, so the key is not held for ever.
+#[test]
+fn a_clock_that_panics_when_a_call_ends_leaves_no_lease_held() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[derive(Clone)]
+    struct Panicky(FakeClock, Arc<AtomicBool>);
+    impl Clock for Panicky {
+        fn now(&self) -> crate::clock::Ticks {
+            self.0.now()
+        }
+        fn now_lagging(&self) -> crate::clock::Ticks {
+            assert!(!self.1.load(Ordering::Relaxed), "the clock failed");
+            self.0.now()
+        }
+    }
+    let clock = FakeClock::new();
+    let fail = Arc::new(AtomicBool::new(false));
+    let bulkhead = Bulkhead::with_timer(
+        Bulkhead::builder().max_concurrent(1).build().unwrap(),
+        no_wait as Timer,
+    );
+    let keyed: Keyed<u32, _, _> = Keyed::with_clock(
+        KeyedConfig::builder().idle(IDLE).build().unwrap(),
+        bulkhead,
+        Panicky(clock.clone(), fail.clone()),
+    );
+    let mut call = tokio_test::task::spawn(keyed.run(&1, || async { Ok::<_, Rejected>(()) }));
+    fail.store(true, Ordering::Relaxed);
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = call.poll();
+    }));
+    assert!(unwound.is_err(), "the clock's panic reached the caller");
+    drop(call);
+    assert_eq!(held(&keyed, &1), 0, "the lease was given back");
+    fail.store(false, Ordering::Relaxed);
+    clock.advance(IDLE * 2);
+    assert_eq!(keyed.evict_idle(), 1);
+}
