@@ -24,27 +24,31 @@ pub(super) struct Shared {
 // afterwards, they could include calls that came and went in between.
 impl Shared {
     pub(super) fn new(config: BulkheadConfig) -> Self {
-        Shared {
-            sem: Semaphore::new(config.max_concurrent, config.max_queue),
-            max_wait: config.max_wait,
-            telemetry: config.telemetry.clone(),
-            rejected: StripedCounter::new(),
-            config,
-            per_key: false,
-        }
+        let telemetry = config.telemetry.clone();
+        Shared::with(config, telemetry, StripedCounter::new(), false)
     }
 
     /// The state of one key's bulkhead in a per-key map: its counter in one word (a map of
     /// many keys would otherwise hold a stripe per hardware thread for each), and the key's
     /// telemetry.
     pub(super) fn for_key(config: BulkheadConfig, key: Option<std::sync::Arc<str>>) -> Self {
+        let telemetry = config.telemetry.for_key(key);
+        Shared::with(config, telemetry, StripedCounter::unstriped(), true)
+    }
+
+    fn with(
+        config: BulkheadConfig,
+        telemetry: Telemetry,
+        rejected: StripedCounter,
+        per_key: bool,
+    ) -> Self {
         Shared {
             sem: Semaphore::new(config.max_concurrent, config.max_queue),
             max_wait: config.max_wait,
-            telemetry: config.telemetry.for_key(key),
-            rejected: StripedCounter::unstriped(),
+            telemetry,
+            rejected,
             config,
-            per_key: true,
+            per_key,
         }
     }
 

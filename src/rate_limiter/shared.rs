@@ -42,25 +42,23 @@ pub(super) struct Refusal {
 
 impl Shared {
     pub(super) fn new(config: RateLimiterConfig) -> Self {
-        Shared::with_counters(config, StripedCounter::new, None)
+        let telemetry = config.telemetry.clone();
+        Shared::with(config, telemetry, StripedCounter::new)
     }
 
     /// The state of one key's limiter in a per-key map: counters in one word each (a map
     /// of many keys would otherwise hold a stripe per hardware thread for each), and the
     /// key's telemetry.
     pub(super) fn for_key(config: RateLimiterConfig, key: Option<std::sync::Arc<str>>) -> Self {
-        Shared::with_counters(config, StripedCounter::unstriped, Some(key))
+        let telemetry = config.telemetry.for_key(key);
+        Shared::with(config, telemetry, StripedCounter::unstriped)
     }
 
-    fn with_counters(
+    fn with(
         config: RateLimiterConfig,
+        telemetry: Telemetry,
         counter: fn() -> StripedCounter,
-        key: Option<Option<std::sync::Arc<str>>>,
     ) -> Self {
-        let telemetry = match key {
-            Some(key) => config.telemetry.for_key(key),
-            None => config.telemetry.clone(),
-        };
         Shared {
             gcra: Gcra::new(),
             rate: config.rate,
