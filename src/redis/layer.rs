@@ -45,7 +45,7 @@ impl sealed::Sealed for RedisRateLimiter {
     type Guard = ();
 
     fn admit_for(&self, key: String) -> Admit<()> {
-        self.admit_key(key)
+        self.admit(key, 1)
     }
 
     fn full_key(&self, key: &dyn RedisKeyDyn) -> String {
@@ -59,7 +59,7 @@ impl sealed::Sealed for RedisSessionLimiter {
     type Guard = SessionLease;
 
     fn admit_for(&self, key: String) -> Admit<SessionLease> {
-        self.admit_key(key)
+        self.admit(key)
     }
 
     fn full_key(&self, key: &dyn RedisKeyDyn) -> String {

@@ -306,9 +306,7 @@ impl RedisRateLimiter {
     /// # }
     /// ```
     pub fn acquire_n<K: RedisKey + ?Sized>(&self, key: &K, cost: u32) -> Admit<()> {
-        let key = self.shared.redis_key(key);
-        let max_wait = self.shared.config.limit.max_wait();
-        Admit::new(self.shared.clone().take(key, cost, max_wait))
+        self.admit(self.shared.redis_key(key), cost)
     }
 
     /// Runs the future `make` returns once `key` has a token (waiting up to `max_wait`).
@@ -405,11 +403,11 @@ impl RedisRateLimiter {
         }
     }
 
-    /// Admission of one call of cost 1 for the tower layer.
-    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
-    pub(crate) fn admit_key(&self, key: String) -> Admit<()> {
+    /// Admission of a call of `cost` for the full Redis key `key`, waiting up to the limit's
+    /// `max_wait` (the tower layer's, with a cost of 1).
+    pub(crate) fn admit(&self, key: String, cost: u32) -> Admit<()> {
         let max_wait = self.shared.config.limit.max_wait();
-        Admit::new(self.shared.clone().take(key, 1, max_wait))
+        Admit::new(self.shared.clone().take(key, cost, max_wait))
     }
 
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]

@@ -437,7 +437,7 @@ impl RedisSessionLimiter {
     }
 
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
-    pub(crate) fn admit_key(&self, key: String) -> Admit<SessionLease> {
+    pub(crate) fn admit(&self, key: String) -> Admit<SessionLease> {
         Admit::new(self.shared.clone().acquire(key))
     }
 
