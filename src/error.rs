@@ -546,6 +546,22 @@ impl RateLimited {
         }
     }
 
+    /// As [`new`](Self::new), from the limiter's own figure: `Some(nanoseconds)` until the
+    /// call would be admitted, or `None` for a cost above the burst. No `Duration` on the
+    /// way: a refusal is a hot path too, under overload.
+    #[inline]
+    pub(crate) const fn from_nanos(policy: &'static str, retry_after_ns: Option<u64>) -> Self {
+        let retry_after_ns = match retry_after_ns {
+            None => NEVER,
+            Some(ns) if ns >= UNKNOWN => UNKNOWN - 1,
+            Some(ns) => ns,
+        };
+        RateLimited {
+            policy,
+            retry_after_ns,
+        }
+    }
+
     /// The name of the rate limiter.
     ///
     /// # Examples

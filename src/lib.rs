@@ -177,9 +177,10 @@
 //!
 //! Policies read time from a [`Clock`](clock::Clock) and sleep on a [`Timer`](timer::Timer),
 //! never from `std::time::Instant::now()` directly. The default clock is the fast one,
-//! [`MonotonicClock`](clock::MonotonicClock): an open breaker on it checks its break against
-//! the kernel's coarse clock (a few nanoseconds) and reads the exact clock only in the break's
-//! last milliseconds, so the break still ends on time. The default timer (feature `tokio`) is
+//! [`TscClock`](clock::TscClock): the CPU's time-stamp counter for exact readings, and for
+//! an open breaker's check of its break a recent reading validated by the kernel's coarse
+//! clock (a few nanoseconds); the exact clock is read only in the break's last milliseconds,
+//! so the break still ends on time. The default timer (feature `tokio`) is
 //! tokio's; without tokio any `Fn(Duration) -> impl Future` serves as a timer.
 //!
 //! **Tests with paused time**: put `palisade = { version = "0.1", features = ["test-util"] }`

@@ -44,6 +44,7 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
 struct TickClock {
     exact: FakeClock,
     exact_reads: Arc<AtomicU64>,
+    lagging_reads: Arc<AtomicU64>,
 }
 
 const TICK: Duration = Duration::from_millis(4);
@@ -55,6 +56,7 @@ impl Clock for TickClock {
     }
 
     fn now_lagging(&self) -> Ticks {
+        self.lagging_reads.fetch_add(1, Ordering::Relaxed);
         let ns = self.exact.now().as_nanos();
         Ticks::from_nanos(ns - ns % TICK.as_nanos() as u64)
     }
@@ -146,7 +148,11 @@ proptest! {
         ops in ops(),
     ) {
         let exact = FakeClock::new();
-        let clock = TickClock { exact: exact.clone(), exact_reads: Arc::default() };
+        let clock = TickClock {
+            exact: exact.clone(),
+            exact_reads: Arc::default(),
+            lagging_reads: Arc::default(),
+        };
         let limiter = RateLimiter::with_timer_and_clock(
             RateLimiter::builder()
                 .rate(count, Duration::from_millis(period_ms))
@@ -169,6 +175,7 @@ fn refusals_of_an_empty_bucket_never_read_the_exact_clock() {
     let clock = TickClock {
         exact: exact.clone(),
         exact_reads: reads.clone(),
+        lagging_reads: Arc::default(),
     };
     let limiter = RateLimiter::with_timer_and_clock(
         RateLimiter::builder()
@@ -179,18 +186,59 @@ fn refusals_of_an_empty_bucket_never_read_the_exact_clock() {
         clock,
     );
     exact.advance(Duration::from_secs(1));
-    // A full bucket: the first admission reads the exact clock to count from it.
+    // A full bucket: the first admission reads the exact clock to count from it, and so
+    // the next one reads it first too, finds the bucket short of full, and goes back to
+    // the lagging reading.
     limiter.try_acquire().unwrap();
-    let after_first = reads.load(Ordering::Relaxed);
-    // Nine more drain it; the TAT is ahead of every reading now, so none reads it.
+    assert_eq!(reads.load(Ordering::Relaxed), 1);
+    // Nine more drain it; the TAT is ahead of every reading now.
     for _ in 0..9 {
         limiter.try_acquire().unwrap();
     }
+    assert_eq!(reads.load(Ordering::Relaxed), 2);
     for _ in 0..100 {
         assert!(limiter.try_acquire().is_err());
     }
-    assert!(after_first >= 1);
-    assert_eq!(reads.load(Ordering::Relaxed), after_first);
+    assert_eq!(
+        reads.load(Ordering::Relaxed),
+        2,
+        "a refusal read the exact clock"
+    );
+}
+
+#[test]
+fn a_limiter_that_is_not_limiting_reads_one_clock_per_admission() {
+    // Its bucket is full at every call, so every admission needs the exact reading; after
+    // the first, it takes that one alone, not the lagging one as well.
+    let exact = FakeClock::new();
+    let (exact_reads, lagging_reads) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let clock = TickClock {
+        exact: exact.clone(),
+        exact_reads: exact_reads.clone(),
+        lagging_reads: lagging_reads.clone(),
+    };
+    let limiter = RateLimiter::with_timer_and_clock(
+        RateLimiter::builder()
+            .rate(10, Duration::from_secs(1))
+            .build()
+            .unwrap(),
+        TokioTimer,
+        clock,
+    );
+    for _ in 0..50 {
+        exact.advance(Duration::from_secs(2));
+        limiter.try_acquire().unwrap();
+    }
+    let (exact_reads, lagging_reads) = (
+        exact_reads.load(Ordering::Relaxed),
+        lagging_reads.load(Ordering::Relaxed),
+    );
+    assert_eq!(exact_reads, 50);
+    assert_eq!(
+        lagging_reads, 1,
+        "only the first admission tried the lagging reading"
+    );
+    assert_eq!(limiter.metrics().admitted, 50);
 }
 
 /// A sleep that ends when the fake clock reaches its deadline (polled by hand).

@@ -426,3 +426,24 @@ fn redis_limits_futures_layers_and_services() {
     assert_send_sync(&svc);
     response_future_is_send::<_, u32>(&svc);
 }
+
+/// The production default clock (the tests here run on `TokioClock`, the `test-util`
+/// default): the clock and the handles built on it are `Send + Sync`.
+#[test]
+fn handles_on_the_production_default_clock_are_send_and_sync() {
+    use palisade::clock::TscClock;
+    _assert_send_sync::<TscClock>();
+    let breaker =
+        CircuitBreaker::with_clock(CircuitBreaker::builder().build().unwrap(), TscClock::new());
+    assert_send_sync(&breaker);
+    let limiter = RateLimiter::with_timer_and_clock(
+        RateLimiter::builder()
+            .rate(10, Duration::from_secs(1))
+            .build()
+            .unwrap(),
+        palisade::timer::TokioTimer,
+        TscClock::new(),
+    );
+    assert_send_sync(&limiter);
+    assert_send(&limiter.acquire());
+}

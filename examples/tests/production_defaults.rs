@@ -10,11 +10,11 @@ use std::any::TypeId;
 use std::time::Duration;
 
 use palisade::circuit_breaker::CircuitBreaker;
-use palisade::clock::{DefaultClock, MonotonicClock};
+use palisade::clock::{DefaultClock, TscClock};
 
 /// Whether this build has the production route; when it does not, fails if CI expected it.
 fn production_route() -> bool {
-    let production = TypeId::of::<DefaultClock>() == TypeId::of::<MonotonicClock>();
+    let production = TypeId::of::<DefaultClock>() == TypeId::of::<TscClock>();
     assert!(
         production || std::env::var_os("PALISADE_EXPECT_PRODUCTION_ROUTE").is_none(),
         "palisade was built with `test-util`: run `cargo test -p palisade-examples` on its own"
@@ -23,14 +23,14 @@ fn production_route() -> bool {
 }
 
 #[test]
-fn the_default_clock_is_the_fast_monotonic_one() {
+fn the_default_clock_is_the_fast_counter_one() {
     if !production_route() {
         return;
     }
     let clock = DefaultClock::default();
     assert_eq!(
         std::any::type_name_of_val(&clock),
-        std::any::type_name::<MonotonicClock>()
+        std::any::type_name::<TscClock>()
     );
 }
 

@@ -6,8 +6,9 @@
 //!
 //! A [`RateLimiter`] is a token bucket of `burst` tokens that refills one token every
 //! `period / count`, kept as the generic cell rate algorithm (GCRA) in one atomic word: no
-//! refill task, no lock, at most one exact clock reading per decision (often only the
-//! clock's cheap lagging one, as for an open breaker). A call takes one token
+//! refill task, no lock, one clock reading per decision in the steady state: the exact
+//! one while the limiter is not limiting (a full bucket counts from the exact time), the
+//! clock's cheap lagging one while it refuses (as for an open breaker). A call takes one token
 //! ([`try_acquire_n`](RateLimiter::try_acquire_n) and [`acquire_n`](RateLimiter::acquire_n)
 //! take several, for weighted calls). When the bucket holds too few:
 //!
@@ -321,7 +322,9 @@ impl<T, C: Clock> RateLimiter<T, C> {
     /// assert_eq!(never.cause(), LimitCause::CostAboveBurst);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[inline]
+    // `#[inline(always)]`: inlined into the caller, the cost of one folds into the decision
+    // and the rejection is built in the caller's frame.
+    #[inline(always)]
     pub fn try_acquire_n(&self, cost: u32) -> Result<(), Rejected> {
         match self.shared.take(&self.clock, cost, 0) {
             Turn::Now { .. } => {
