@@ -497,6 +497,12 @@ impl Clock for MonotonicClock {
 ///   since the tick the caller sees, so it trails by at most a tick ([`max_lag`](Clock::max_lag)
 ///   is [`MONOTONIC_MAX_LAG`], as for [`MonotonicClock`]). Elsewhere the lagging reading is
 ///   the exact one.
+/// - **A counter that goes back** (many machines restart it from zero after a suspend to
+///   RAM) would hold every clock still until it passed its old value again. The clock
+///   leaves it for the OS clock for good, carrying on from the latest reading it shared plus
+///   a tick: at once when the counter falls below its value at the first clock's creation,
+///   otherwise at the first lagging reading after the jump (until then, exact readings stand
+///   still, as any reading below an earlier one counts as that one).
 ///
 /// The counter is calibrated once and not against later NTP corrections of the OS clock, so
 /// over hours its readings may drift from the OS clock's by the system clock's frequency
@@ -529,9 +535,14 @@ struct TscSource {
     /// `None` where the kernel does not keep its own time on the counter: the OS clock then
     /// (see [`counter_trusted`]).
     counter: Option<quanta::Clock>,
-    /// The counter's raw value (or the OS clock's reading) when the source was made:
-    /// readings count from it, so they fit in nanoseconds for 584 years of uptime.
+    /// The counter's raw value when the source was made: readings count from it, so they
+    /// fit in nanoseconds for 584 years of uptime.
     base: u64,
+    /// The OS clock's reading when the source was made.
+    os_base: u64,
+    /// The OS clock, from the start without a counter, or from the moment the counter went
+    /// back.
+    fallback: OsFallback,
     // Not under loom: a process-wide static cannot hold loom's atomics, which live in one
     // model run; the loom model below builds its own.
     #[cfg(not(loom))]
@@ -543,13 +554,16 @@ impl TscSource {
         static SOURCE: std::sync::OnceLock<TscSource> = std::sync::OnceLock::new();
         SOURCE.get_or_init(|| {
             let counter = counter_trusted(kernel_clocksource().as_deref()).then(quanta::Clock::new);
-            let base = match &counter {
-                Some(counter) => counter.raw(),
-                None => os_nanos(),
+            let os_base = os_nanos();
+            let (base, fallback) = match &counter {
+                Some(counter) => (counter.raw(), OsFallback::off()),
+                None => (0, OsFallback::on_from(os_base)),
             };
             TscSource {
                 counter,
                 base,
+                os_base,
+                fallback,
                 #[cfg(not(loom))]
                 recent: recent::Recent::new(),
             }
@@ -557,13 +571,119 @@ impl TscSource {
     }
 
     /// Nanoseconds since the source was made; never below an earlier reading on the same
-    /// core (quanta answers zero for a raw value behind the base).
+    /// core, unless the counter itself went back (see [`OsFallback`]).
     #[inline]
     fn nanos(&self) -> u64 {
-        match &self.counter {
-            Some(counter) => counter.delta_as_nanos(self.base, counter.raw()),
-            None => os_nanos().saturating_sub(self.base),
+        if let Some(counter) = &self.counter {
+            if !self.fallback.is_on() {
+                let raw = counter.raw();
+                if raw >= self.base {
+                    return counter.delta_as_nanos(self.base, raw);
+                }
+                return self.leave_counter();
+            }
         }
+        self.fallback.reading(os_nanos())
+    }
+
+    /// As [`nanos`](Self::nanos), for the reading left for the lagging ones: a counter that
+    /// went back by more than a tick behind the latest shared reading is left here, at most
+    /// a tick after the jump while anything takes a lagging reading.
+    #[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
+    fn nanos_checked(&self) -> u64 {
+        let ns = self.nanos();
+        if went_back(ns, self.recent.latest()) {
+            return self.leave_counter();
+        }
+        ns
+    }
+
+    /// Leaves the counter for the OS clock, carrying on from the latest reading shared plus
+    /// a tick, or from the OS clock's time since the source was made if that is later (the
+    /// counter counted that time too, up to its drift against the OS clock).
+    #[cold]
+    #[inline(never)]
+    fn leave_counter(&self) -> u64 {
+        #[cfg(not(loom))]
+        let latest = self.recent.latest();
+        #[cfg(loom)]
+        let latest = 0u64;
+        let os = os_nanos();
+        let carry_on = latest
+            .saturating_add(saturating_nanos(MONOTONIC_MAX_LAG))
+            .max(os.saturating_sub(self.os_base));
+        self.fallback.switch(os, carry_on);
+        self.fallback.reading(os)
+    }
+}
+
+/// Whether a reading `ns` is more than a tick behind `latest`, a reading taken earlier:
+/// the counter went back (it restarts from zero after a suspend to RAM on many machines),
+/// which no skew between cores explains.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg_attr(loom, allow(dead_code))]
+fn went_back(ns: u64, latest: u64) -> bool {
+    ns.saturating_add(saturating_nanos(MONOTONIC_MAX_LAG)) < latest
+}
+
+/// The OS monotonic clock as [`TscClock`]'s source: from the start where the counter is not
+/// to be read, or from the moment it went back.
+///
+/// A counter that went back would hold every clock of the process still (a reading below
+/// an earlier one counts as that one) until it passed its old value again, which after a
+/// suspend that reset it is as long as the machine had run: breaks that never end, buckets
+/// that never refill. The source leaves the counter for good instead, and carries on from
+/// the latest reading it shared plus a tick (any exact reading taken since was at most a
+/// tick later; see [`TscSource::leave_counter`]). The switch happens once, under a lock;
+/// readers see it through `on` (`Release` / `Acquire`), which orders the offset before it.
+#[derive(Debug)]
+struct OsFallback {
+    on: std::sync::atomic::AtomicBool,
+    /// Added (wrapping) to the OS clock's reading.
+    offset: std::sync::atomic::AtomicU64,
+    switch: std::sync::Mutex<()>,
+}
+
+impl OsFallback {
+    fn off() -> Self {
+        OsFallback {
+            on: std::sync::atomic::AtomicBool::new(false),
+            offset: std::sync::atomic::AtomicU64::new(0),
+            switch: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// On from the start, counting from the OS clock's reading `os`.
+    fn on_from(os: u64) -> Self {
+        let fallback = OsFallback::off();
+        fallback.switch(os, 0);
+        fallback
+    }
+
+    #[inline]
+    fn is_on(&self) -> bool {
+        self.on.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    #[inline]
+    fn reading(&self, os: u64) -> u64 {
+        os.wrapping_add(self.offset.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Turns on (once), so that the OS clock's reading `os` reads as `carry_on`.
+    fn switch(&self, os: u64, carry_on: u64) {
+        let _guard = self
+            .switch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.on.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        self.offset.store(
+            carry_on.wrapping_sub(os),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.on.store(true, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -639,7 +759,7 @@ impl Clock for TscClock {
     #[inline]
     fn now_lagging(&self) -> Ticks {
         let source = self.source;
-        let ns = source.recent.get(coarse_nanos(), || source.nanos());
+        let ns = source.recent.get(coarse_nanos(), || source.nanos_checked());
         Ticks(ns.saturating_sub(self.origin_ns))
     }
 
@@ -662,6 +782,8 @@ impl Clock for TscClock {
 /// taken before it was stored, so it never leads the loader's own exact reading. Callers
 /// racing across a tick may store an older tick last; later callers then see a mismatch and
 /// refresh again, which costs a reading, never correctness.
+// Under loom only its model reads it: `TscSource` holds none there (see its field).
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) mod recent {
     use crate::sync::{AtomicU64, CachePadded, Ordering};
 
@@ -682,6 +804,8 @@ pub(crate) mod recent {
 
         /// The shared reading if it was taken during the coarse tick `tick`; otherwise an
         /// exact reading from `exact`, left for the other callers in this tick.
+        // Read by `TscClock::now_lagging`, which only Linux has.
+        #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
         #[inline]
         pub(crate) fn get(&self, tick: u64, exact: impl FnOnce() -> u64) -> u64 {
             let (stored_tick, reading) = &*self.tick;
@@ -692,6 +816,11 @@ pub(crate) mod recent {
             reading.fetch_max(ns, Ordering::Relaxed);
             stored_tick.store(tick, Ordering::Release);
             ns
+        }
+
+        /// The latest reading shared (zero before the first).
+        pub(crate) fn latest(&self) -> u64 {
+            self.tick.1.load(Ordering::Relaxed)
         }
     }
 }
@@ -1045,6 +1174,99 @@ mod tests {
         assert!(!counter_trusted(Some("acpi_pm\n")));
         // No sysfs, or an architecture where the question does not arise: quanta decides.
         assert!(counter_trusted(None));
+    }
+
+    /// A source over quanta's mock counter, made at the counter's value `base`.
+    #[cfg(not(loom))]
+    fn mock_source(base: u64) -> (TscSource, std::sync::Arc<quanta::Mock>) {
+        let (counter, mock) = quanta::Clock::mock();
+        mock.increment(base);
+        let source = TscSource {
+            counter: Some(counter),
+            base,
+            os_base: os_nanos(),
+            fallback: OsFallback::off(),
+            recent: recent::Recent::new(),
+        };
+        (source, mock)
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn a_counter_that_restarts_below_its_base_is_left_for_the_os_clock_without_going_back() {
+        let (source, mock) = mock_source(1_000_000_000);
+        mock.increment(5_000_000_000u64);
+        assert_eq!(source.nanos(), 5_000_000_000);
+        // The lagging readings share it.
+        assert_eq!(
+            source.recent.get(1, || source.nanos_checked()),
+            5_000_000_000
+        );
+        // A suspend resets the counter: from zero, below the source's base.
+        mock.decrement(6_000_000_000u64);
+        let after = source.nanos();
+        assert!(source.fallback.is_on());
+        assert!(
+            after >= 5_000_000_000 + saturating_nanos(MONOTONIC_MAX_LAG),
+            "carries on from the latest shared reading plus a tick, got {after}"
+        );
+        // From now on the OS clock, never back, whatever the counter does.
+        mock.increment(1u64);
+        let mut last = after;
+        for _ in 0..1_000 {
+            let ns = source.nanos();
+            assert!(ns >= last, "{ns} < {last}");
+            last = ns;
+        }
+    }
+
+    #[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
+    #[test]
+    fn a_counter_that_goes_back_but_not_below_its_base_is_left_at_the_next_lagging_reading() {
+        let (source, mock) = mock_source(1_000);
+        mock.increment(10_000_000_000u64);
+        assert_eq!(
+            source.recent.get(1, || source.nanos_checked()),
+            10_000_000_000
+        );
+        mock.decrement(4_000_000_000u64);
+        // An exact reading alone cannot tell: it reads 6 s, which the policies take for 10.
+        assert_eq!(source.nanos(), 6_000_000_000);
+        assert!(!source.fallback.is_on());
+        // The first lagging reading of the next tick compares it with the shared one.
+        let lagging = source.recent.get(2, || source.nanos_checked());
+        assert!(source.fallback.is_on());
+        assert!(lagging >= 10_000_000_000 + saturating_nanos(MONOTONIC_MAX_LAG));
+        assert!(source.nanos() >= lagging);
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_jump_back_within_a_tick_is_not_taken_for_a_reset() {
+        let tick = saturating_nanos(MONOTONIC_MAX_LAG);
+        assert!(!went_back(1_000, 1_000));
+        assert!(
+            !went_back(5 * tick, 6 * tick),
+            "a tick behind: skew or a lagging value"
+        );
+        assert!(went_back(5 * tick, 6 * tick + 1));
+        assert!(went_back(0, 10 * tick));
+    }
+
+    #[test]
+    fn the_os_fallback_switches_once_and_counts_on_from_where_it_was_told() {
+        let fallback = OsFallback::off();
+        assert!(!fallback.is_on());
+        fallback.switch(5_000, 2_000_000);
+        assert!(fallback.is_on());
+        assert_eq!(fallback.reading(5_000), 2_000_000);
+        assert_eq!(fallback.reading(6_000), 2_001_000);
+        // A second switch (a racing caller) changes nothing.
+        fallback.switch(9_000, 0);
+        assert_eq!(fallback.reading(6_000), 2_001_000);
+        // A source without a counter counts from zero at its start.
+        assert_eq!(OsFallback::on_from(700).reading(700), 0);
+        assert_eq!(OsFallback::on_from(700).reading(1_700), 1_000);
     }
 
     #[cfg(not(loom))]
