@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instruction counts per call on the hot paths (callgrind), for comparing commits on a noisy
-# shared machine: each case runs SHORT and LONG calls; (Ir(LONG) - Ir(SHORT)) / (LONG - SHORT)
-# is the cost of one call with setup cancelled. Needs valgrind. Prints a Markdown table.
+# shared machine: each case runs SHORT and LONG calls inside `measured` (the only function
+# callgrind collects in); (Ir(LONG) - Ir(SHORT)) / (LONG - SHORT) is the cost of one call.
+# Needs valgrind. Prints a Markdown table.
 # Usage: bash benches/icount.sh [case...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,8 @@ if [ ${#cases[@]} -eq 0 ]; then
     mapfile -t cases < <(sed -n '/^const CASES/,/^];/s/^ *"\([a-z0-9_]*\)",/\1/p' benches/icount.rs)
 fi
 ir() {
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 \
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null --toggle-collect='icount::measured' \
+        "$bin" "$1" "$2" 2>&1 \
         | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 echo "| case | instructions per call |"
