@@ -499,10 +499,13 @@ impl Clock for MonotonicClock {
 ///   the exact one.
 /// - **A counter that goes back** (many machines restart it from zero after a suspend to
 ///   RAM) would hold every clock still until it passed its old value again. The clock
-///   leaves it for the OS clock for good, carrying on from the latest reading it shared plus
-///   a tick: at once when the counter falls below its value at the first clock's creation,
-///   otherwise at the first lagging reading after the jump (until then, exact readings stand
-///   still, as any reading below an earlier one counts as that one).
+///   leaves it for the OS clock for good: at once when the counter falls below its value at
+///   the first clock's creation, otherwise at the first lagging reading after the jump
+///   (until then, exact readings stand still, as any reading below an earlier one counts
+///   as that one). It carries on from a reading no later than the counter's last (the
+///   latest reading it shared, or the OS clock's time less 0.1 %), so breaks may end late
+///   after such a jump, never early. The same happens when the kernel leaves the counter
+///   while the process runs (checked every 10 s on a lagging reading).
 ///
 /// The counter is calibrated once and not against later NTP corrections of the OS clock, so
 /// over hours its readings may drift from the OS clock's by the system clock's frequency
@@ -540,6 +543,10 @@ struct TscSource {
     base: u64,
     /// The OS clock's reading when the source was made.
     os_base: u64,
+    /// When the lagging readings next read the kernel's clock source again, in readings of
+    /// this source.
+    #[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
+    recheck_at: std::sync::atomic::AtomicU64,
     /// The OS clock, from the start without a counter, or from the moment the counter went
     /// back.
     fallback: OsFallback,
@@ -553,7 +560,8 @@ impl TscSource {
     fn get() -> &'static TscSource {
         static SOURCE: std::sync::OnceLock<TscSource> = std::sync::OnceLock::new();
         SOURCE.get_or_init(|| {
-            let counter = counter_trusted(kernel_clocksource().as_deref()).then(quanta::Clock::new);
+            let counter =
+                counter_trusted(kernel_clocksource(&mut [0; 32])).then(quanta::Clock::new);
             let os_base = os_nanos();
             let (base, fallback) = match &counter {
                 Some(counter) => (counter.raw(), OsFallback::off()),
@@ -563,6 +571,8 @@ impl TscSource {
                 counter,
                 base,
                 os_base,
+                #[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
+                recheck_at: std::sync::atomic::AtomicU64::new(saturating_nanos(RECHECK)),
                 fallback,
                 #[cfg(not(loom))]
                 recent: recent::Recent::new(),
@@ -586,21 +596,49 @@ impl TscSource {
         self.fallback.reading(os_nanos())
     }
 
-    /// As [`nanos`](Self::nanos), for the reading left for the lagging ones: a counter that
-    /// went back by more than a tick behind the latest shared reading is left here, at most
-    /// a tick after the jump while anything takes a lagging reading.
+    /// As [`nanos`](Self::nanos), for the reading left for the lagging ones (taken by one
+    /// caller a tick): here the counter is checked.
+    ///
+    /// - A reading more than a tick behind the latest shared one means the counter went
+    ///   back. The shared reading is loaded first: it was taken before this call's, so only
+    ///   a counter that went back puts it ahead (loaded after, a caller paused between the
+    ///   two would find it moved on by others, and take a sound counter for a broken one).
+    /// - Every [`RECHECK`] the kernel's clock source is read again (a file read of a few
+    ///   microseconds, on one caller's lagging reading), and a counter the kernel has left
+    ///   since (its watchdog found it drifting) is left too.
     #[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
     fn nanos_checked(&self) -> u64 {
+        self.checked(self.recent.latest())
+    }
+
+    /// [`nanos_checked`](Self::nanos_checked) given the shared reading loaded before it.
+    #[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
+    fn checked(&self, latest: u64) -> u64 {
         let ns = self.nanos();
-        if went_back(ns, self.recent.latest()) {
+        if went_back(ns, latest) {
             return self.leave_counter();
+        }
+        let recheck_at = self.recheck_at.load(std::sync::atomic::Ordering::Relaxed);
+        if ns >= recheck_at && !self.fallback.is_on() {
+            // Racing callers may each read the file once; no more.
+            self.recheck_at.store(
+                ns.saturating_add(saturating_nanos(RECHECK)),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            if !counter_trusted(kernel_clocksource(&mut [0; 32])) {
+                return self.leave_counter();
+            }
         }
         ns
     }
 
-    /// Leaves the counter for the OS clock, carrying on from the latest reading shared plus
-    /// a tick, or from the OS clock's time since the source was made if that is later (the
-    /// counter counted that time too, up to its drift against the OS clock).
+    /// Leaves the counter for the OS clock for good (see [`OsFallback`]), carrying on from
+    /// the later of the latest shared reading and the OS clock's time since the source was
+    /// made less [`MAX_DRIFT_PPM`] of it. Neither is ahead of what the counter read (the
+    /// counter counted that time too, and drifts from the OS clock by less than that), so
+    /// no break ends early and no bucket gains tokens; exact readings handed out since the
+    /// shared one may have been later, and clocks then stand still until the OS clock
+    /// passes them (a break ends late by that much, never early).
     #[cold]
     #[inline(never)]
     fn leave_counter(&self) -> u64 {
@@ -608,14 +646,23 @@ impl TscSource {
         let latest = self.recent.latest();
         #[cfg(loom)]
         let latest = 0u64;
-        let os = os_nanos();
-        let carry_on = latest
-            .saturating_add(saturating_nanos(MONOTONIC_MAX_LAG))
-            .max(os.saturating_sub(self.os_base));
-        self.fallback.switch(os, carry_on);
-        self.fallback.reading(os)
+        let os_base = self.os_base;
+        self.fallback.switch(os_nanos, |os| {
+            let elapsed = os.saturating_sub(os_base);
+            latest.max(elapsed - elapsed / (1_000_000 / MAX_DRIFT_PPM))
+        });
+        self.fallback.reading(os_nanos())
     }
 }
+
+/// How often a `TscClock` reads the kernel's clock source again (see
+/// [`TscSource::nanos_checked`]).
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
+const RECHECK: Duration = Duration::from_secs(10);
+
+/// The most the counter and the OS clock drift apart, in parts per million: the kernel slews
+/// its clock for NTP by at most 500 ppm, and the counter's calibration errs by far less.
+const MAX_DRIFT_PPM: u64 = 1_000;
 
 /// Whether a reading `ns` is more than a tick behind `latest`, a reading taken earlier:
 /// the counter went back (it restarts from zero after a suspend to RAM on many machines),
@@ -633,9 +680,9 @@ fn went_back(ns: u64, latest: u64) -> bool {
 /// an earlier one counts as that one) until it passed its old value again, which after a
 /// suspend that reset it is as long as the machine had run: breaks that never end, buckets
 /// that never refill. The source leaves the counter for good instead, and carries on from
-/// the latest reading it shared plus a tick (any exact reading taken since was at most a
-/// tick later; see [`TscSource::leave_counter`]). The switch happens once, under a lock;
-/// readers see it through `on` (`Release` / `Acquire`), which orders the offset before it.
+/// a reading no later than the counter's (see [`TscSource::leave_counter`]). The switch
+/// happens once, under a lock; readers see it through `on` (`Release` / `Acquire`), which
+/// orders the offset before it.
 #[derive(Debug)]
 struct OsFallback {
     on: std::sync::atomic::AtomicBool,
@@ -653,10 +700,10 @@ impl OsFallback {
         }
     }
 
-    /// On from the start, counting from the OS clock's reading `os`.
-    fn on_from(os: u64) -> Self {
+    /// On from the start, counting from the OS clock's reading `os_base`.
+    fn on_from(os_base: u64) -> Self {
         let fallback = OsFallback::off();
-        fallback.switch(os, 0);
+        fallback.switch(|| os_base, |os| os - os_base);
         fallback
     }
 
@@ -670,8 +717,10 @@ impl OsFallback {
         os.wrapping_add(self.offset.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// Turns on (once), so that the OS clock's reading `os` reads as `carry_on`.
-    fn switch(&self, os: u64, carry_on: u64) {
+    /// Turns on (once), so that the OS clock's reading then, `os()` under the lock, reads
+    /// as `carry_on` of it: a caller paused before the lock cannot base the offset on a
+    /// reading older than those others were given meanwhile.
+    fn switch(&self, os: impl FnOnce() -> u64, carry_on: impl FnOnce(u64) -> u64) {
         let _guard = self
             .switch
             .lock()
@@ -679,8 +728,9 @@ impl OsFallback {
         if self.on.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
+        let os = os();
         self.offset.store(
-            carry_on.wrapping_sub(os),
+            carry_on(os).wrapping_sub(os),
             std::sync::atomic::Ordering::Relaxed,
         );
         self.on.store(true, std::sync::atomic::Ordering::Release);
@@ -692,23 +742,28 @@ impl OsFallback {
 /// goes further: it watches the counter against other clocks at run time and leaves it
 /// when it drifts or jumps (as on some hypervisors), or never takes it when the counters
 /// of different CPUs are out of step. A `TscClock` then reads the OS clock, as the kernel
-/// does. Unknown (no sysfs, another architecture): the counter, as quanta decides.
+/// does: checked when the first clock is built, and again every [`RECHECK`] on a lagging
+/// reading. Unknown (no sysfs, another architecture): the counter, as quanta decides.
 fn counter_trusted(kernel_clocksource: Option<&str>) -> bool {
     kernel_clocksource.is_none_or(|source| source.trim() == "tsc")
 }
 
 /// The clock source the kernel keeps its time on, where that decides between the counter
-/// and the OS clock (Linux on x86).
-fn kernel_clocksource() -> Option<String> {
-    if cfg!(all(
+/// and the OS clock (Linux on x86), read into `buf` (no allocation: it is read again on
+/// a lagging reading every [`RECHECK`]).
+fn kernel_clocksource(buf: &mut [u8; 32]) -> Option<&str> {
+    if !cfg!(all(
         any(target_os = "linux", target_os = "android"),
         any(target_arch = "x86", target_arch = "x86_64")
     )) {
-        std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
-            .ok()
-    } else {
-        None
+        return None;
     }
+    use std::io::Read;
+    let mut file =
+        std::fs::File::open("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+            .ok()?;
+    let len = file.read(buf).ok()?;
+    std::str::from_utf8(&buf[..len]).ok()
 }
 
 /// The OS monotonic clock in nanoseconds, from an origin of its own.
@@ -1185,6 +1240,8 @@ mod tests {
             counter: Some(counter),
             base,
             os_base: os_nanos(),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            recheck_at: std::sync::atomic::AtomicU64::new(u64::MAX),
             fallback: OsFallback::off(),
             recent: recent::Recent::new(),
         };
@@ -1198,17 +1255,16 @@ mod tests {
         mock.increment(5_000_000_000u64);
         assert_eq!(source.nanos(), 5_000_000_000);
         // The lagging readings share it.
-        assert_eq!(
-            source.recent.get(1, || source.nanos_checked()),
-            5_000_000_000
-        );
+        assert_eq!(source.recent.get(1, || source.nanos()), 5_000_000_000);
         // A suspend resets the counter: from zero, below the source's base.
         mock.decrement(6_000_000_000u64);
         let after = source.nanos();
         assert!(source.fallback.is_on());
+        // Carries on from the latest shared reading (the OS clock has run for less).
+        assert!(after >= 5_000_000_000, "went back to {after}");
         assert!(
-            after >= 5_000_000_000 + saturating_nanos(MONOTONIC_MAX_LAG),
-            "carries on from the latest shared reading plus a tick, got {after}"
+            after < 5_000_000_000 + 1_000_000_000,
+            "jumped ahead to {after}"
         );
         // From now on the OS clock, never back, whatever the counter does.
         mock.increment(1u64);
@@ -1218,6 +1274,30 @@ mod tests {
             assert!(ns >= last, "{ns} < {last}");
             last = ns;
         }
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn a_reset_carries_on_from_the_os_clock_less_its_drift_never_ahead_of_the_counter() {
+        const HOURS_2: u64 = 7_200_000_000_000;
+        // The OS clock ran 27.4 ms more than the counter over two hours (the counter is
+        // 3.8 ppm slow, as measured on the bench VM), and no lagging reading was shared
+        // since the start: the switch carries on from the OS clock's time, less the most
+        // the two may drift apart, so it is not ahead of the counter's last reading.
+        let (mut source, mock) = mock_source(1_000_000_000);
+        source.os_base = os_nanos() - (HOURS_2 + 27_400_000);
+        mock.increment(HOURS_2);
+        let before = source.nanos();
+        mock.decrement(HOURS_2 + 500_000_000);
+        let after = source.nanos();
+        assert!(source.fallback.is_on());
+        assert!(
+            after <= before,
+            "jumped ahead by {} ms",
+            (after - before) / 1_000_000
+        );
+        // Behind by at most the drift allowance: clocks stand still that long at worst.
+        assert!(before - after <= HOURS_2 / 1_000, "{before} - {after}");
     }
 
     #[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
@@ -1236,8 +1316,27 @@ mod tests {
         // The first lagging reading of the next tick compares it with the shared one.
         let lagging = source.recent.get(2, || source.nanos_checked());
         assert!(source.fallback.is_on());
-        assert!(lagging >= 10_000_000_000 + saturating_nanos(MONOTONIC_MAX_LAG));
+        assert!(lagging >= 10_000_000_000);
         assert!(source.nanos() >= lagging);
+    }
+
+    #[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
+    #[test]
+    fn a_caller_paused_after_loading_the_shared_reading_does_not_leave_a_sound_counter() {
+        // The check loads the shared reading before its own: while it is paused, others
+        // move the shared reading on by more than a tick, and its own, taken after, is later
+        // still. Had it loaded the shared one after its own, this is a counter gone back.
+        let (source, mock) = mock_source(1_000);
+        mock.increment(1_000_000_000u64);
+        let latest = source.recent.get(1, || source.nanos_checked());
+        let loaded = source.recent.latest();
+        assert_eq!(loaded, latest);
+        mock.increment(100_000_000u64);
+        source.recent.get(2, || source.nanos()); // another caller, 100 ms on
+        mock.increment(1u64);
+        let ns = source.checked(loaded);
+        assert!(!source.fallback.is_on());
+        assert_eq!(ns, 1_100_000_001);
     }
 
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -1257,16 +1356,29 @@ mod tests {
     fn the_os_fallback_switches_once_and_counts_on_from_where_it_was_told() {
         let fallback = OsFallback::off();
         assert!(!fallback.is_on());
-        fallback.switch(5_000, 2_000_000);
+        fallback.switch(|| 5_000, |os| os + 1_995_000);
         assert!(fallback.is_on());
         assert_eq!(fallback.reading(5_000), 2_000_000);
         assert_eq!(fallback.reading(6_000), 2_001_000);
-        // A second switch (a racing caller) changes nothing.
-        fallback.switch(9_000, 0);
+        // A second switch (a racing caller) changes nothing, and reads no clock.
+        fallback.switch(
+            || unreachable!("read only by the switch that happens"),
+            |_| 0,
+        );
         assert_eq!(fallback.reading(6_000), 2_001_000);
         // A source without a counter counts from zero at its start.
         assert_eq!(OsFallback::on_from(700).reading(700), 0);
         assert_eq!(OsFallback::on_from(700).reading(1_700), 1_000);
+    }
+
+    #[test]
+    fn the_kernel_clocksource_fits_its_buffer() {
+        // The longest source names ("arch_sys_counter", "kvm-clock") fit, with the newline.
+        let mut buf = [0; 32];
+        if let Some(source) = kernel_clocksource(&mut buf) {
+            assert!(source.ends_with('\n'), "{source:?} was cut short");
+            assert!(!source.trim().is_empty());
+        }
     }
 
     #[cfg(not(loom))]
