@@ -539,8 +539,9 @@ struct TscSource {
     /// (see [`counter_trusted`]).
     counter: Option<quanta::Clock>,
     /// The counter's raw value when the source was made: readings count from it, so they
-    /// fit in nanoseconds for 584 years of uptime.
-    base: u64,
+    /// fit in nanoseconds for 584 years of uptime. [`LEFT`] once the counter is left, so
+    /// that every raw value is below it: the exact path needs no check of its own.
+    base: std::sync::atomic::AtomicU64,
     /// The OS clock's reading when the source was made.
     os_base: u64,
     /// When the lagging readings next read the kernel's clock source again, in readings of
@@ -569,7 +570,7 @@ impl TscSource {
             };
             TscSource {
                 counter,
-                base,
+                base: std::sync::atomic::AtomicU64::new(base),
                 os_base,
                 #[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
                 recheck_at: std::sync::atomic::AtomicU64::new(saturating_nanos(RECHECK)),
@@ -585,13 +586,13 @@ impl TscSource {
     #[inline]
     fn nanos(&self) -> u64 {
         if let Some(counter) = &self.counter {
-            if !self.fallback.is_on() {
-                let raw = counter.raw();
-                if raw >= self.base {
-                    return counter.delta_as_nanos(self.base, raw);
-                }
-                return self.leave_counter();
+            let raw = counter.raw();
+            // Acquire: a base of `LEFT` comes with the fallback's offset.
+            let base = self.base.load(std::sync::atomic::Ordering::Acquire);
+            if raw >= base {
+                return counter.delta_as_nanos(base, raw);
             }
+            return self.leave_counter();
         }
         self.fallback.reading(os_nanos())
     }
@@ -639,9 +640,15 @@ impl TscSource {
     /// no break ends early and no bucket gains tokens; exact readings handed out since the
     /// shared one may have been later, and clocks then stand still until the OS clock
     /// passes them (a break ends late by that much, never early).
+    ///
+    /// Once left, every exact reading comes here (its raw value is below [`LEFT`]) and reads
+    /// the OS clock without the lock.
     #[cold]
     #[inline(never)]
     fn leave_counter(&self) -> u64 {
+        if self.fallback.is_on() {
+            return self.fallback.reading(os_nanos());
+        }
         #[cfg(not(loom))]
         let latest = self.recent.latest();
         #[cfg(loom)]
@@ -651,9 +658,14 @@ impl TscSource {
             let elapsed = os.saturating_sub(os_base);
             latest.max(elapsed - elapsed / (1_000_000 / MAX_DRIFT_PPM))
         });
+        // After the switch (`Release`): a reader that loads it finds the offset set.
+        self.base.store(LEFT, std::sync::atomic::Ordering::Release);
         self.fallback.reading(os_nanos())
     }
 }
+
+/// [`TscSource::base`] once the counter is left: above every raw value.
+const LEFT: u64 = u64::MAX;
 
 /// How often a `TscClock` reads the kernel's clock source again (see
 /// [`TscSource::nanos_checked`]).
@@ -1238,7 +1250,7 @@ mod tests {
         mock.increment(base);
         let source = TscSource {
             counter: Some(counter),
-            base,
+            base: std::sync::atomic::AtomicU64::new(base),
             os_base: os_nanos(),
             #[cfg(any(target_os = "linux", target_os = "android"))]
             recheck_at: std::sync::atomic::AtomicU64::new(u64::MAX),
