@@ -168,6 +168,18 @@ proptest! {
     }
 }
 
+/// Ten calls a second, a burst of ten, on `clock`.
+fn ten_a_second(clock: TickClock) -> RateLimiter<TokioTimer, TickClock> {
+    RateLimiter::with_timer_and_clock(
+        RateLimiter::builder()
+            .rate(10, Duration::from_secs(1))
+            .build()
+            .unwrap(),
+        TokioTimer,
+        clock,
+    )
+}
+
 #[test]
 fn refusals_of_an_empty_bucket_never_read_the_exact_clock() {
     let exact = FakeClock::new();
@@ -177,14 +189,7 @@ fn refusals_of_an_empty_bucket_never_read_the_exact_clock() {
         exact_reads: reads.clone(),
         lagging_reads: Arc::default(),
     };
-    let limiter = RateLimiter::with_timer_and_clock(
-        RateLimiter::builder()
-            .rate(10, Duration::from_secs(1))
-            .build()
-            .unwrap(),
-        TokioTimer,
-        clock,
-    );
+    let limiter = ten_a_second(clock);
     exact.advance(Duration::from_secs(1));
     // A full bucket: the first admission reads the exact clock to count from it, and so
     // the next one reads it first too, finds the bucket short of full, and goes back to
@@ -217,14 +222,7 @@ fn a_limiter_that_is_not_limiting_reads_one_clock_per_admission() {
         exact_reads: exact_reads.clone(),
         lagging_reads: lagging_reads.clone(),
     };
-    let limiter = RateLimiter::with_timer_and_clock(
-        RateLimiter::builder()
-            .rate(10, Duration::from_secs(1))
-            .build()
-            .unwrap(),
-        TokioTimer,
-        clock,
-    );
+    let limiter = ten_a_second(clock);
     for _ in 0..50 {
         exact.advance(Duration::from_secs(2));
         limiter.try_acquire().unwrap();

@@ -301,18 +301,24 @@ impl Gcra {
                 return Decision::Retired;
             }
             let decision = decide(current, now_ns, cost, rate, max_wait_ns);
-            let tat = match decision {
-                Decision::Admit { tat } | Decision::Wait { tat, .. } => tat,
-                Decision::Refuse { .. } | Decision::Never | Decision::Retired => return decision,
-            };
-            match self
-                .tat
-                .compare_exchange_weak(current, tat, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return decision,
+            match self.commit(current, decision) {
+                Ok(decision) => return decision,
                 Err(seen) => current = seen,
             }
         }
+    }
+
+    /// Moves the TAT from `current` for an admission, now or later; `Err` with the TAT seen
+    /// when another caller moved it first. A refusal moves nothing.
+    #[inline(always)]
+    fn commit(&self, current: u64, decision: Decision) -> Result<Decision, u64> {
+        let tat = match decision {
+            Decision::Admit { tat } | Decision::Wait { tat, .. } => tat,
+            Decision::Refuse { .. } | Decision::Never | Decision::Retired => return Ok(decision),
+        };
+        self.tat
+            .compare_exchange_weak(current, tat, Ordering::Relaxed, Ordering::Relaxed)
+            .map(|_| decision)
     }
 
     /// The decision from the lagging reading `recent_ns` while it settles it; from the exact
@@ -348,15 +354,8 @@ impl Gcra {
                 let current = self.tat.load(Ordering::Relaxed);
                 return self.acquire_at::<RETIRABLE>(current, now_ns, cost, rate, max_wait_ns);
             };
-            let tat = match decision {
-                Decision::Admit { tat } | Decision::Wait { tat, .. } => tat,
-                Decision::Refuse { .. } | Decision::Never | Decision::Retired => return decision,
-            };
-            match self
-                .tat
-                .compare_exchange_weak(current, tat, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return decision,
+            match self.commit(current, decision) {
+                Ok(decision) => return decision,
                 Err(seen) => current = seen,
             }
         }
