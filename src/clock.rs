@@ -583,7 +583,7 @@ impl TscSource {
 
     /// Nanoseconds since the source was made; never below an earlier reading on the same
     /// core, unless the counter itself went back (see [`OsFallback`]).
-    #[inline]
+    #[inline(always)]
     fn nanos(&self) -> u64 {
         if let Some(counter) = &self.counter {
             let raw = counter.raw();
@@ -817,7 +817,9 @@ impl Default for TscClock {
 }
 
 impl Clock for TscClock {
-    #[inline]
+    // `#[inline(always)]`, with `TscSource::nanos`: left to the compiler, a rate limiter's
+    // admission called both out of line.
+    #[inline(always)]
     fn now(&self) -> Ticks {
         Ticks(self.source.nanos().saturating_sub(self.origin_ns))
     }

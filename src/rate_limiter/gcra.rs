@@ -44,6 +44,7 @@
 //! last token cannot both see it: the loser's compare-and-swap fails and it decides again
 //! against the winner's TAT (loom model below).
 
+use crate::clock::{Clock, saturating_nanos};
 use crate::sync::{AtomicU8, AtomicU64, CachePadded, Ordering};
 
 /// A rate as the core uses it, from a validated config.
@@ -228,13 +229,20 @@ impl Gcra {
     /// the TAT for it.
     #[cfg(test)]
     pub(crate) fn acquire(&self, now_ns: u64, cost: u32, rate: Rate, max_wait_ns: u64) -> Decision {
+        /// A clock stopped at one reading, without lag.
+        struct At(u64);
+        impl crate::clock::Clock for At {
+            fn now(&self) -> crate::clock::Ticks {
+                crate::clock::Ticks::from_nanos(self.0)
+            }
+        }
         let hint = ExactFirst::default();
-        self.acquire_lagging::<true>(&hint, || now_ns, 0, || now_ns, cost, rate, max_wait_ns)
+        self.acquire_lagging::<_, true>(&hint, &At(now_ns), cost, &rate, max_wait_ns)
     }
 
-    /// As [`acquire`](Self::acquire), on a clock with a lagging reading (`lagging`) that
-    /// trails the exact one (`exact`) by at most `lag_ns`. Each is read at most once, and
-    /// most decisions take one of them:
+    /// As [`acquire`](Self::acquire), on `clock`, whose lagging reading trails its exact one
+    /// by at most its `max_lag`. Each is read at most once, and most decisions take one of
+    /// them:
     ///
     /// - the lagging reading settles a refusal, and an admission into a bucket that is not
     ///   full ([`decide_lagging`]); when it cannot, the exact one is read too;
@@ -246,26 +254,27 @@ impl Gcra {
     /// With `RETIRABLE`, a retired word is told apart ([`Decision::Retired`]); without, the
     /// word is known never to be retired (a limiter of its own, or a per-key one under a
     /// lease) and costs no check.
-    #[inline]
+    // `#[inline(always)]`: the exact-first path is the whole of an admission while the
+    // limiter is not limiting (see `acquire_from_lagging` for what is kept out).
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn acquire_lagging<const RETIRABLE: bool>(
+    pub(crate) fn acquire_lagging<C: Clock, const RETIRABLE: bool>(
         &self,
         hint: &ExactFirst,
-        lagging: impl FnOnce() -> u64,
-        lag_ns: u64,
-        exact: impl FnOnce() -> u64,
+        clock: &C,
         cost: u32,
-        rate: Rate,
+        rate: &Rate,
         max_wait_ns: u64,
     ) -> Decision {
+        let lag_ns = saturating_nanos(clock.max_lag());
         // A clock without lag: its lagging reading is the exact one.
         if lag_ns == 0 {
-            let now_ns = lagging();
+            let now_ns = clock.now_lagging().as_nanos();
             let current = self.tat.load(Ordering::Relaxed);
             return self.acquire_at::<RETIRABLE>(current, now_ns, cost, rate, max_wait_ns);
         }
         if hint.0.load(Ordering::Relaxed) != 0 {
-            let now_ns = exact();
+            let now_ns = clock.now().as_nanos();
             let current = self.tat.load(Ordering::Relaxed);
             if current >= now_ns.saturating_add(lag_ns) {
                 // Short of full by more than the lag: the lagging reading would have
@@ -274,11 +283,11 @@ impl Gcra {
             }
             return self.acquire_at::<RETIRABLE>(current, now_ns, cost, rate, max_wait_ns);
         }
-        self.acquire_from_lagging::<RETIRABLE>(
+        self.acquire_from_lagging::<C, RETIRABLE>(
             hint,
-            lagging(),
+            clock.now_lagging().as_nanos(),
             lag_ns,
-            exact,
+            clock,
             cost,
             rate,
             max_wait_ns,
@@ -293,14 +302,14 @@ impl Gcra {
         mut current: u64,
         now_ns: u64,
         cost: u32,
-        rate: Rate,
+        rate: &Rate,
         max_wait_ns: u64,
     ) -> Decision {
         loop {
             if RETIRABLE && current == RETIRED {
                 return Decision::Retired;
             }
-            let decision = decide(current, now_ns, cost, rate, max_wait_ns);
+            let decision = decide(current, now_ns, cost, *rate, max_wait_ns);
             match self.commit(current, decision) {
                 Ok(decision) => return decision,
                 Err(seen) => current = seen,
@@ -328,14 +337,14 @@ impl Gcra {
     // governor in `benches/hot_path.rs`; with it inline, the admission took 1 to 2 ns more).
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
-    fn acquire_from_lagging<const RETIRABLE: bool>(
+    fn acquire_from_lagging<C: Clock, const RETIRABLE: bool>(
         &self,
         hint: &ExactFirst,
         recent_ns: u64,
         lag_ns: u64,
-        exact: impl FnOnce() -> u64,
+        clock: &C,
         cost: u32,
-        rate: Rate,
+        rate: &Rate,
         max_wait_ns: u64,
     ) -> Decision {
         let mut current = self.tat.load(Ordering::Relaxed);
@@ -344,9 +353,9 @@ impl Gcra {
                 return Decision::Retired;
             }
             let Some(decision) =
-                decide_lagging(current, recent_ns, lag_ns, cost, rate, max_wait_ns)
+                decide_lagging(current, recent_ns, lag_ns, cost, *rate, max_wait_ns)
             else {
-                let now_ns = exact();
+                let now_ns = clock.now().as_nanos();
                 hint.0.store(1, Ordering::Relaxed);
                 // Loaded again after the exact reading, which takes longer than the rest: a
                 // TAT loaded before it would more often be stale at the compare-and-swap

@@ -115,14 +115,12 @@ impl Shared {
         cost: u32,
         max_wait_ns: u64,
     ) -> Option<Turn> {
-        let lag_ns = crate::clock::saturating_nanos(clock.max_lag());
-        let decision = self.gcra.acquire_lagging::<RETIRABLE>(
+        let decision = self.gcra.acquire_lagging::<C, RETIRABLE>(
             &self.exact_first,
-            || clock.now_lagging().as_nanos(),
-            lag_ns,
-            || clock.now().as_nanos(),
+            clock,
             cost,
-            self.rate,
+            // By reference: read after the clock, so nothing is kept across its reading.
+            &self.rate,
             max_wait_ns,
         );
         Some(match decision {
