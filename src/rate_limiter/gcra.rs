@@ -333,8 +333,9 @@ impl Gcra {
     /// The decision from the lagging reading `recent_ns` while it settles it; from the exact
     /// one, read once, from the first time it does not.
     // Out of line: it keeps the exact-first path, a limiter's common case while it is not
-    // limiting, small enough to inline whole into `try_acquire` (measured against
-    // governor in `benches/hot_path.rs`; with it inline, the admission took 1 to 2 ns more).
+    // limiting, small enough to inline whole into `try_acquire`. With this part inline too,
+    // the compiler kept the whole decision a call of its own, the cost an argument
+    // (`perf annotate` of `benches/hot_path.rs`).
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn acquire_from_lagging<C: Clock, const RETIRABLE: bool>(
