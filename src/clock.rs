@@ -539,18 +539,22 @@ struct TscSource {
     /// (see [`counter_trusted`]).
     counter: Option<quanta::Clock>,
     /// The counter's raw value when the source was made: readings count from it, so they
-    /// fit in nanoseconds for 584 years of uptime. [`LEFT`] once the counter is left, so
-    /// that every raw value is below it: the exact path needs no check of its own.
+    /// fit in nanoseconds for 584 years of uptime. [`LEFT`] once the counter is left (and
+    /// from the start without one), so that every raw value is below it: the exact path
+    /// needs no check of its own.
     base: std::sync::atomic::AtomicU64,
     /// The OS clock's reading when the source was made.
     os_base: u64,
+    /// Added (wrapping) to the OS clock's reading once the counter is left, or without
+    /// one: set before `base` becomes [`LEFT`] (`Release`), so a reader that loads
+    /// [`LEFT`] (`Acquire`) reads it set.
+    os_offset: std::sync::atomic::AtomicU64,
+    /// Held while the counter is left, so that it is left once.
+    leaving: std::sync::Mutex<()>,
     /// When the lagging readings next read the kernel's clock source again, in readings of
     /// this source.
     #[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
     recheck_at: std::sync::atomic::AtomicU64,
-    /// The OS clock, from the start without a counter, or from the moment the counter went
-    /// back.
-    fallback: OsFallback,
     // Not under loom: a process-wide static cannot hold loom's atomics, which live in one
     // model run; the loom model below builds its own.
     #[cfg(not(loom))]
@@ -564,17 +568,15 @@ impl TscSource {
             let counter =
                 counter_trusted(kernel_clocksource(&mut [0; 32])).then(quanta::Clock::new);
             let os_base = os_nanos();
-            let (base, fallback) = match &counter {
-                Some(counter) => (counter.raw(), OsFallback::off()),
-                None => (0, OsFallback::on_from(os_base)),
-            };
             TscSource {
+                base: std::sync::atomic::AtomicU64::new(counter.as_ref().map_or(LEFT, |c| c.raw())),
                 counter,
-                base: std::sync::atomic::AtomicU64::new(base),
                 os_base,
+                // Without a counter, readings count from the source's start.
+                os_offset: std::sync::atomic::AtomicU64::new(0u64.wrapping_sub(os_base)),
+                leaving: std::sync::Mutex::new(()),
                 #[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
                 recheck_at: std::sync::atomic::AtomicU64::new(saturating_nanos(RECHECK)),
-                fallback,
                 #[cfg(not(loom))]
                 recent: recent::Recent::new(),
             }
@@ -582,19 +584,32 @@ impl TscSource {
     }
 
     /// Nanoseconds since the source was made; never below an earlier reading on the same
-    /// core, unless the counter itself went back (see [`OsFallback`]).
+    /// core, unless the counter itself went back (see [`leave_counter`](Self::leave_counter)).
     #[inline(always)]
     fn nanos(&self) -> u64 {
         if let Some(counter) = &self.counter {
             let raw = counter.raw();
-            // Acquire: a base of `LEFT` comes with the fallback's offset.
+            // Acquire: a base of `LEFT` comes with the OS clock's offset.
             let base = self.base.load(std::sync::atomic::Ordering::Acquire);
             if raw >= base {
                 return counter.delta_as_nanos(base, raw);
             }
             return self.leave_counter();
         }
-        self.fallback.reading(os_nanos())
+        self.os_reading()
+    }
+
+    /// Whether the OS clock is read: the counter was left, or there was none.
+    #[inline]
+    fn is_left(&self) -> bool {
+        self.base.load(std::sync::atomic::Ordering::Acquire) == LEFT
+    }
+
+    /// The OS clock's reading, carried on from the counter's (see
+    /// [`leave_counter`](Self::leave_counter)).
+    #[inline]
+    fn os_reading(&self) -> u64 {
+        os_nanos().wrapping_add(self.os_offset.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// As [`nanos`](Self::nanos), for the reading left for the lagging ones (taken by one
@@ -620,7 +635,7 @@ impl TscSource {
             return self.leave_counter();
         }
         let recheck_at = self.recheck_at.load(std::sync::atomic::Ordering::Relaxed);
-        if ns >= recheck_at && !self.fallback.is_on() {
+        if ns >= recheck_at && !self.is_left() {
             // Racing callers may each read the file once; no more.
             self.recheck_at.store(
                 ns.saturating_add(saturating_nanos(RECHECK)),
@@ -633,34 +648,47 @@ impl TscSource {
         ns
     }
 
-    /// Leaves the counter for the OS clock for good (see [`OsFallback`]), carrying on from
-    /// the later of the latest shared reading and the OS clock's time since the source was
-    /// made less [`MAX_DRIFT_PPM`] of it. Neither is ahead of what the counter read (the
-    /// counter counted that time too, and drifts from the OS clock by less than that), so
-    /// no break ends early and no bucket gains tokens; exact readings handed out since the
-    /// shared one may have been later, and clocks then stand still until the OS clock
-    /// passes them (a break ends late by that much, never early).
+    /// Leaves the counter for the OS clock for good.
     ///
-    /// Once left, every exact reading comes here (its raw value is below [`LEFT`]) and reads
-    /// the OS clock without the lock.
+    /// A counter that went back would hold every clock of the process still (a reading
+    /// below an earlier one counts as that one) until it passed its old value again, which
+    /// after a suspend that reset it is as long as the machine had run: breaks that never
+    /// end, buckets that never refill. So the source reads the OS clock from then on,
+    /// carrying on from the later of the latest shared reading and the OS clock's time since
+    /// the source was made less [`MAX_DRIFT_PPM`] of it. Neither is ahead of what the counter
+    /// read (the counter counted that time too, and drifts from the OS clock by less than
+    /// that), so no break ends early and no bucket gains tokens; exact readings handed out
+    /// since the shared one may have been later, and clocks then stand still until the OS
+    /// clock passes them (a break ends late by that much, never early).
+    ///
+    /// The switch happens once, under a lock, and reads the OS clock there: a caller paused
+    /// before the lock cannot base the offset on a reading older than those others were
+    /// given meanwhile. Once left, every exact reading comes here (its raw value is below
+    /// [`LEFT`]) and reads the OS clock without the lock.
     #[cold]
     #[inline(never)]
     fn leave_counter(&self) -> u64 {
-        if self.fallback.is_on() {
-            return self.fallback.reading(os_nanos());
+        if !self.is_left() {
+            let _guard = self
+                .leaving
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !self.is_left() {
+                #[cfg(not(loom))]
+                let latest = self.recent.latest();
+                #[cfg(loom)]
+                let latest = 0u64;
+                let os = os_nanos();
+                let elapsed = os.saturating_sub(self.os_base);
+                let carry_on = latest.max(elapsed - elapsed / (1_000_000 / MAX_DRIFT_PPM));
+                self.os_offset.store(
+                    carry_on.wrapping_sub(os),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                self.base.store(LEFT, std::sync::atomic::Ordering::Release);
+            }
         }
-        #[cfg(not(loom))]
-        let latest = self.recent.latest();
-        #[cfg(loom)]
-        let latest = 0u64;
-        let os_base = self.os_base;
-        self.fallback.switch(os_nanos, |os| {
-            let elapsed = os.saturating_sub(os_base);
-            latest.max(elapsed - elapsed / (1_000_000 / MAX_DRIFT_PPM))
-        });
-        // After the switch (`Release`): a reader that loads it finds the offset set.
-        self.base.store(LEFT, std::sync::atomic::Ordering::Release);
-        self.fallback.reading(os_nanos())
+        self.os_reading()
     }
 }
 
@@ -683,70 +711,6 @@ const MAX_DRIFT_PPM: u64 = 1_000;
 #[cfg_attr(loom, allow(dead_code))]
 fn went_back(ns: u64, latest: u64) -> bool {
     ns.saturating_add(saturating_nanos(MONOTONIC_MAX_LAG)) < latest
-}
-
-/// The OS monotonic clock as [`TscClock`]'s source: from the start where the counter is not
-/// to be read, or from the moment it went back.
-///
-/// A counter that went back would hold every clock of the process still (a reading below
-/// an earlier one counts as that one) until it passed its old value again, which after a
-/// suspend that reset it is as long as the machine had run: breaks that never end, buckets
-/// that never refill. The source leaves the counter for good instead, and carries on from
-/// a reading no later than the counter's (see [`TscSource::leave_counter`]). The switch
-/// happens once, under a lock; readers see it through `on` (`Release` / `Acquire`), which
-/// orders the offset before it.
-#[derive(Debug)]
-struct OsFallback {
-    on: std::sync::atomic::AtomicBool,
-    /// Added (wrapping) to the OS clock's reading.
-    offset: std::sync::atomic::AtomicU64,
-    switch: std::sync::Mutex<()>,
-}
-
-impl OsFallback {
-    fn off() -> Self {
-        OsFallback {
-            on: std::sync::atomic::AtomicBool::new(false),
-            offset: std::sync::atomic::AtomicU64::new(0),
-            switch: std::sync::Mutex::new(()),
-        }
-    }
-
-    /// On from the start, counting from the OS clock's reading `os_base`.
-    fn on_from(os_base: u64) -> Self {
-        let fallback = OsFallback::off();
-        fallback.switch(|| os_base, |os| os - os_base);
-        fallback
-    }
-
-    #[inline]
-    fn is_on(&self) -> bool {
-        self.on.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    #[inline]
-    fn reading(&self, os: u64) -> u64 {
-        os.wrapping_add(self.offset.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// Turns on (once), so that the OS clock's reading then, `os()` under the lock, reads
-    /// as `carry_on` of it: a caller paused before the lock cannot base the offset on a
-    /// reading older than those others were given meanwhile.
-    fn switch(&self, os: impl FnOnce() -> u64, carry_on: impl FnOnce(u64) -> u64) {
-        let _guard = self
-            .switch
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if self.on.load(std::sync::atomic::Ordering::Relaxed) {
-            return;
-        }
-        let os = os();
-        self.offset.store(
-            carry_on(os).wrapping_sub(os),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        self.on.store(true, std::sync::atomic::Ordering::Release);
-    }
 }
 
 /// Whether to read the CPU's counter, given the clock source the kernel keeps its own time
@@ -1250,16 +1214,23 @@ mod tests {
     fn mock_source(base: u64) -> (TscSource, std::sync::Arc<quanta::Mock>) {
         let (counter, mock) = quanta::Clock::mock();
         mock.increment(base);
-        let source = TscSource {
-            counter: Some(counter),
-            base: std::sync::atomic::AtomicU64::new(base),
-            os_base: os_nanos(),
+        (source_over(Some(counter), base), mock)
+    }
+
+    /// A source over `counter` (none: the OS clock), made at the counter's value `base`.
+    #[cfg(not(loom))]
+    fn source_over(counter: Option<quanta::Clock>, base: u64) -> TscSource {
+        let os_base = os_nanos();
+        TscSource {
+            base: std::sync::atomic::AtomicU64::new(if counter.is_some() { base } else { LEFT }),
+            counter,
+            os_base,
+            os_offset: std::sync::atomic::AtomicU64::new(0u64.wrapping_sub(os_base)),
+            leaving: std::sync::Mutex::new(()),
             #[cfg(any(target_os = "linux", target_os = "android"))]
             recheck_at: std::sync::atomic::AtomicU64::new(u64::MAX),
-            fallback: OsFallback::off(),
             recent: recent::Recent::new(),
-        };
-        (source, mock)
+        }
     }
 
     #[cfg(not(loom))]
@@ -1273,7 +1244,7 @@ mod tests {
         // A suspend resets the counter: from zero, below the source's base.
         mock.decrement(6_000_000_000u64);
         let after = source.nanos();
-        assert!(source.fallback.is_on());
+        assert!(source.is_left());
         // Carries on from the latest shared reading (the OS clock has run for less).
         assert!(after >= 5_000_000_000, "went back to {after}");
         assert!(
@@ -1304,7 +1275,7 @@ mod tests {
         let before = source.nanos();
         mock.decrement(HOURS_2 + 500_000_000);
         let after = source.nanos();
-        assert!(source.fallback.is_on());
+        assert!(source.is_left());
         assert!(
             after <= before,
             "jumped ahead by {} ms",
@@ -1326,10 +1297,10 @@ mod tests {
         mock.decrement(4_000_000_000u64);
         // An exact reading alone cannot tell: it reads 6 s, which the policies take for 10.
         assert_eq!(source.nanos(), 6_000_000_000);
-        assert!(!source.fallback.is_on());
+        assert!(!source.is_left());
         // The first lagging reading of the next tick compares it with the shared one.
         let lagging = source.recent.get(2, || source.nanos_checked());
-        assert!(source.fallback.is_on());
+        assert!(source.is_left());
         assert!(lagging >= 10_000_000_000);
         assert!(source.nanos() >= lagging);
     }
@@ -1349,7 +1320,7 @@ mod tests {
         source.recent.get(2, || source.nanos()); // another caller, 100 ms on
         mock.increment(1u64);
         let ns = source.checked(loaded);
-        assert!(!source.fallback.is_on());
+        assert!(!source.is_left());
         assert_eq!(ns, 1_100_000_001);
     }
 
@@ -1366,23 +1337,34 @@ mod tests {
         assert!(went_back(0, 10 * tick));
     }
 
+    #[cfg(not(loom))]
     #[test]
-    fn the_os_fallback_switches_once_and_counts_on_from_where_it_was_told() {
-        let fallback = OsFallback::off();
-        assert!(!fallback.is_on());
-        fallback.switch(|| 5_000, |os| os + 1_995_000);
-        assert!(fallback.is_on());
-        assert_eq!(fallback.reading(5_000), 2_000_000);
-        assert_eq!(fallback.reading(6_000), 2_001_000);
-        // A second switch (a racing caller) changes nothing, and reads no clock.
-        fallback.switch(
-            || unreachable!("read only by the switch that happens"),
-            |_| 0,
+    fn the_counter_is_left_once_and_a_source_without_one_counts_from_its_start() {
+        let (source, mock) = mock_source(1_000);
+        mock.increment(2_000_000_000u64);
+        source.recent.get(1, || source.nanos());
+        let first = source.leave_counter();
+        assert!(source.is_left());
+        assert!(first >= 2_000_000_000, "{first}");
+        let offset = source.os_offset.load(std::sync::atomic::Ordering::Relaxed);
+        // Another caller, or the same one again: the offset stays, the readings go on.
+        mock.increment(60_000_000_000u64);
+        source.recent.get(2, || source.nanos());
+        let second = source.leave_counter();
+        assert_eq!(
+            source.os_offset.load(std::sync::atomic::Ordering::Relaxed),
+            offset
         );
-        assert_eq!(fallback.reading(6_000), 2_001_000);
-        // A source without a counter counts from zero at its start.
-        assert_eq!(OsFallback::on_from(700).reading(700), 0);
-        assert_eq!(OsFallback::on_from(700).reading(1_700), 1_000);
+        assert!(
+            second >= first && second < first + 1_000_000_000,
+            "{first} {second}"
+        );
+        // Without a counter: the OS clock, from zero at the start.
+        let os_only = source_over(None, 0);
+        assert!(os_only.is_left());
+        let start = os_only.nanos();
+        assert!(start < 1_000_000_000, "{start}");
+        assert!(os_only.nanos() >= start);
     }
 
     #[test]
