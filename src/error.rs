@@ -528,21 +528,15 @@ impl RateLimited {
         cause: LimitCause,
         retry_after: Option<Duration>,
     ) -> Self {
-        let retry_after_ns = match (cause, retry_after) {
-            (LimitCause::CostAboveBurst, _) => NEVER,
-            (LimitCause::OverRate, None) => UNKNOWN,
+        match (cause, retry_after) {
+            (LimitCause::CostAboveBurst, _) => RateLimited::from_nanos(policy, None),
+            (LimitCause::OverRate, None) => RateLimited {
+                policy,
+                retry_after_ns: UNKNOWN,
+            },
             (LimitCause::OverRate, Some(d)) => {
-                let ns = d.as_nanos();
-                if ns >= UNKNOWN as u128 {
-                    UNKNOWN - 1
-                } else {
-                    ns as u64
-                }
+                RateLimited::from_nanos(policy, Some(crate::clock::saturating_nanos(d)))
             }
-        };
-        RateLimited {
-            policy,
-            retry_after_ns,
         }
     }
 

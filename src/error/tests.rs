@@ -45,3 +45,37 @@ fn config_error_names_field_rule_and_value() {
     assert_eq!(err.rule(), "must be in (0, 1]");
     assert_eq!(err.value(), "1.5");
 }
+
+#[test]
+fn a_rate_limit_keeps_its_retry_after_known_however_long() {
+    use super::{LimitCause, RateLimited};
+    // Durations past the word's two marks clamp below them: still a known wait, over rate.
+    for after in [
+        Duration::MAX,
+        Duration::from_nanos(u64::MAX),
+        Duration::from_nanos(u64::MAX - 1),
+    ] {
+        let limited = RateLimited::new("api", LimitCause::OverRate, Some(after));
+        assert_eq!(limited.cause(), LimitCause::OverRate);
+        assert_eq!(
+            limited.retry_after(),
+            Some(Duration::from_nanos(u64::MAX - 2))
+        );
+        assert_eq!(RateLimited::from_nanos("api", Some(u64::MAX)), limited);
+    }
+    let unknown = RateLimited::new("api", LimitCause::OverRate, None);
+    assert_eq!(
+        (unknown.cause(), unknown.retry_after()),
+        (LimitCause::OverRate, None)
+    );
+    let never = RateLimited::new(
+        "api",
+        LimitCause::CostAboveBurst,
+        Some(Duration::from_secs(1)),
+    );
+    assert_eq!(
+        (never.cause(), never.retry_after()),
+        (LimitCause::CostAboveBurst, None)
+    );
+    assert_eq!(RateLimited::from_nanos("api", None), never);
+}
