@@ -23,6 +23,54 @@ pub(crate) struct Failed {
     pub(crate) retry_after: Option<Duration>,
 }
 
+impl Failed {
+    /// Counts and reports this failed round trip as decided by `mode` (count first, then
+    /// the listener: a panicking listener leaves the count right) and returns the decision
+    /// for the caller to carry out.
+    pub(crate) fn decide(
+        self,
+        mode: super::config::FailMode,
+        counts: &FailCounts,
+        telemetry: &crate::telemetry::Telemetry,
+    ) -> crate::telemetry::FailDecision {
+        use super::config::FailMode;
+        use crate::telemetry::FailDecision;
+        let (count, decided) = match mode {
+            FailMode::Closed => (&counts.closed, FailDecision::Refused),
+            FailMode::Local { .. } => (&counts.local, FailDecision::Local),
+            _ => (&counts.open, FailDecision::Admitted),
+        };
+        // Relaxed: statistics.
+        count.fetch_add(1, Ordering::Relaxed);
+        telemetry.emit(|| crate::telemetry::EventKind::LinkFailed {
+            cause: self.cause,
+            decided,
+        });
+        decided
+    }
+}
+
+/// The calls a fleet-wide limiter could not get decided by Redis, by what its fail mode
+/// decided: its `failed_open`, `failed_closed` and `decided_locally` metrics.
+#[derive(Debug, Default)]
+pub(crate) struct FailCounts {
+    open: AtomicU64,
+    closed: AtomicU64,
+    local: AtomicU64,
+}
+
+impl FailCounts {
+    /// (admitted unchecked, refused, decided by the local share); Relaxed: statistics, each
+    /// read on its own.
+    pub(crate) fn read(&self) -> (u64, u64, u64) {
+        (
+            self.open.load(Ordering::Relaxed),
+            self.closed.load(Ordering::Relaxed),
+            self.local.load(Ordering::Relaxed),
+        )
+    }
+}
+
 pub(crate) struct LinkShared {
     pub(crate) config: RedisConfig,
     // Made on first use, inside the runtime: the connection manager spawns a task when

@@ -10,10 +10,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::RedisLink;
-use super::config::{FailMode, RedisRateLimiterConfig};
+use super::config::RedisRateLimiterConfig;
 use super::future::{Admit, RunFuture};
 use super::key::{KeySpace, RedisKey};
-use super::link::{Failed, Link};
+use super::link::{FailCounts, Failed, Link};
 use super::scripts::{read_flag, read_take};
 use crate::error::{LimitCause, RateLimited, Rejected, Unavailable};
 use crate::keyed::{Keyed, KeyedConfig};
@@ -65,9 +65,7 @@ pub(crate) struct RateShared {
     admitted: AtomicU64,
     limited: AtomicU64,
     reserved: AtomicU64,
-    fail_open: AtomicU64,
-    fail_closed: AtomicU64,
-    fail_local: AtomicU64,
+    fails: FailCounts,
 }
 
 /// The reservations of every key, and when the expired ones were last dropped.
@@ -152,9 +150,7 @@ impl RedisRateLimiter {
                 admitted: AtomicU64::new(0),
                 limited: AtomicU64::new(0),
                 reserved: AtomicU64::new(0),
-                fail_open: AtomicU64::new(0),
-                fail_closed: AtomicU64::new(0),
-                fail_local: AtomicU64::new(0),
+                fails: FailCounts::default(),
             }),
         }
     }
@@ -392,14 +388,15 @@ impl RedisRateLimiter {
     /// ```
     pub fn metrics(&self) -> RedisRateLimiterMetrics {
         let s = &self.shared;
+        let (failed_open, failed_closed, decided_locally) = s.fails.read();
         // Relaxed: statistics, each read on its own.
         RedisRateLimiterMetrics {
             admitted: s.admitted.load(Ordering::Relaxed),
             limited: s.limited.load(Ordering::Relaxed),
             reserved: s.reserved.load(Ordering::Relaxed),
-            failed_open: s.fail_open.load(Ordering::Relaxed),
-            failed_closed: s.fail_closed.load(Ordering::Relaxed),
-            decided_locally: s.fail_local.load(Ordering::Relaxed),
+            failed_open,
+            failed_closed,
+            decided_locally,
         }
     }
 
@@ -486,12 +483,12 @@ impl RateShared {
         self.keys.telemetry_for(redis_key)
     }
 
+    /// Counts and reports a refusal; one for Redis being down was counted when the fail
+    /// mode decided it (`Failed::decide`).
     fn refuse(&self, redis_key: &str, rejected: Rejected) -> Rejected {
-        match rejected {
-            Rejected::Unavailable(_) => &self.fail_closed,
-            _ => &self.limited,
+        if !matches!(rejected, Rejected::Unavailable(_)) {
+            self.limited.fetch_add(1, Ordering::Relaxed);
         }
-        .fetch_add(1, Ordering::Relaxed);
         self.telemetry_for(redis_key)
             .emit(|| EventKind::Rejected(rejected));
         rejected
@@ -648,24 +645,12 @@ impl RateShared {
     /// Decides a call Redis could not decide, by the fail mode.
     fn fail(&self, key: &str, cost: u32, failed: Failed) -> Result<(), Rejected> {
         let telemetry = self.telemetry_for(key);
-        match self.config.fail_mode {
-            FailMode::Closed => {
-                telemetry.emit(|| EventKind::LinkFailed {
-                    cause: failed.cause,
-                    decided: FailDecision::Refused,
-                });
-                Err(self.refuse(
-                    key,
-                    Unavailable::new(self.telemetry.name(), failed.cause, failed.retry_after)
-                        .into(),
-                ))
-            }
-            FailMode::Local { .. } => {
-                self.fail_local.fetch_add(1, Ordering::Relaxed);
-                telemetry.emit(|| EventKind::LinkFailed {
-                    cause: failed.cause,
-                    decided: FailDecision::Local,
-                });
+        match failed.decide(self.config.fail_mode, &self.fails, &telemetry) {
+            FailDecision::Refused => Err(self.refuse(
+                key,
+                Unavailable::new(self.telemetry.name(), failed.cause, failed.retry_after).into(),
+            )),
+            FailDecision::Local => {
                 let local = self
                     .local
                     .as_ref()
@@ -688,11 +673,6 @@ impl RateShared {
                 }
             }
             _ => {
-                self.fail_open.fetch_add(1, Ordering::Relaxed);
-                telemetry.emit(|| EventKind::LinkFailed {
-                    cause: failed.cause,
-                    decided: FailDecision::Admitted,
-                });
                 self.admitted();
                 Ok(())
             }

@@ -10,7 +10,7 @@ use super::RedisLink;
 use super::config::{FailMode, RedisSessionLimiterConfig};
 use super::future::{Admit, RunFuture};
 use super::key::{KeySpace, RedisKey};
-use super::link::Link;
+use super::link::{FailCounts, Link};
 use super::scripts::{RenewReply, read_acquired, read_flag, read_renewed};
 use crate::error::{BulkheadFull, FullCause, LinkFailure, Rejected, Unavailable};
 use crate::telemetry::{EventKind, FailDecision, Telemetry};
@@ -70,9 +70,7 @@ pub(crate) struct SessionShared {
     refused: AtomicU64,
     renewed: AtomicU64,
     lost: AtomicU64,
-    fail_open: AtomicU64,
-    fail_closed: AtomicU64,
-    fail_local: AtomicU64,
+    fails: FailCounts,
 }
 
 /// The counters of a [`RedisSessionLimiter`], for this process.
@@ -281,9 +279,7 @@ impl RedisSessionLimiter {
                 refused: AtomicU64::new(0),
                 renewed: AtomicU64::new(0),
                 lost: AtomicU64::new(0),
-                fail_open: AtomicU64::new(0),
-                fail_closed: AtomicU64::new(0),
-                fail_local: AtomicU64::new(0),
+                fails: FailCounts::default(),
             }),
         }
     }
@@ -424,15 +420,16 @@ impl RedisSessionLimiter {
     /// ```
     pub fn metrics(&self) -> RedisSessionLimiterMetrics {
         let s = &self.shared;
+        let (failed_open, failed_closed, decided_locally) = s.fails.read();
         // Relaxed: statistics, each read on its own.
         RedisSessionLimiterMetrics {
             admitted: s.admitted.load(Ordering::Relaxed),
             refused: s.refused.load(Ordering::Relaxed),
             renewed: s.renewed.load(Ordering::Relaxed),
             lost: s.lost.load(Ordering::Relaxed),
-            failed_open: s.fail_open.load(Ordering::Relaxed),
-            failed_closed: s.fail_closed.load(Ordering::Relaxed),
-            decided_locally: s.fail_local.load(Ordering::Relaxed),
+            failed_open,
+            failed_closed,
+            decided_locally,
         }
     }
 
@@ -489,12 +486,12 @@ impl SessionShared {
         self.keys.telemetry_for(redis_key)
     }
 
+    /// Counts and reports a refusal; one for Redis being down was counted when the fail
+    /// mode decided it (`Failed::decide`).
     fn refuse(&self, redis_key: &str, rejected: Rejected) -> Rejected {
-        match rejected {
-            Rejected::Unavailable(_) => &self.fail_closed,
-            _ => &self.refused,
+        if !matches!(rejected, Rejected::Unavailable(_)) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
         }
-        .fetch_add(1, Ordering::Relaxed);
         self.telemetry_for(redis_key)
             .emit(|| EventKind::Rejected(rejected));
         rejected
@@ -573,12 +570,8 @@ impl SessionShared {
                     pending.armed = false;
                 }
                 let telemetry = self.telemetry_for(&key);
-                match self.config.fail_mode {
-                    FailMode::Closed => {
-                        telemetry.emit(|| EventKind::LinkFailed {
-                            cause: failed.cause,
-                            decided: FailDecision::Refused,
-                        });
+                match failed.decide(self.config.fail_mode, &self.fails, &telemetry) {
+                    FailDecision::Refused => {
                         let down = Unavailable::new(
                             self.telemetry.name(),
                             failed.cause,
@@ -586,12 +579,7 @@ impl SessionShared {
                         );
                         Err(self.refuse(&key, down.into()))
                     }
-                    FailMode::Local { .. } => {
-                        self.fail_local.fetch_add(1, Ordering::Relaxed);
-                        telemetry.emit(|| EventKind::LinkFailed {
-                            cause: failed.cause,
-                            decided: FailDecision::Local,
-                        });
+                    FailDecision::Local => {
                         if self.take_local(&key) {
                             self.admitted.fetch_add(1, Ordering::Relaxed);
                             Ok(SessionLease {
@@ -605,11 +593,6 @@ impl SessionShared {
                         }
                     }
                     _ => {
-                        self.fail_open.fetch_add(1, Ordering::Relaxed);
-                        telemetry.emit(|| EventKind::LinkFailed {
-                            cause: failed.cause,
-                            decided: FailDecision::Admitted,
-                        });
                         self.admitted.fetch_add(1, Ordering::Relaxed);
                         Ok(SessionLease {
                             held: Held::Unchecked,
