@@ -77,7 +77,7 @@ impl Rate {
     /// comes near the end of the word.
     pub(crate) const MAX_SPAN_NS: u64 = 1 << 62;
 
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn emission_ns(&self) -> u64 {
         self.emission_ns
     }
