@@ -404,7 +404,11 @@ pub struct MonotonicClock {
 /// Linux: above the longest kernel tick (10 ms at `HZ=100`) with room for a late tick.
 ///
 /// If the kernel ever falls further behind (a stalled timekeeping CPU), an open breaker on
-/// [`MonotonicClock`] ends its break late by the excess, never early.
+/// [`MonotonicClock`] or [`TscClock`] ends its break late by the excess, never early; a
+/// rate limiter that is limiting may admit the excess's worth of tokens more, once (see
+/// the [rate limiter's semantics](crate::rate_limiter#semantics)).
+///
+/// [`TscClock`]: crate::clock::TscClock
 ///
 /// # Examples
 ///

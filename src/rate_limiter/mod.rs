@@ -31,6 +31,13 @@
 //! counts that way), keep `burst + count ≤ n`: for example `rate(n / 2, period)` with
 //! `burst(n / 2)`, or `rate(n, period)` with `burst(1)` for calls spread evenly.
 //!
+//! The bound takes the clock at its word that its lagging reading trails the exact one by
+//! at most its [`max_lag`](crate::clock::Clock::max_lag) (16 ms for the default clock on
+//! Linux: the kernel's coarse clock must tick). Should the kernel's timekeeping stall for
+//! longer (a virtual CPU held back by its host), a limiter that is limiting may admit up to
+//! the excess stall over `max_lag` divided by the interval more, once per stall; a limiter
+//! that is not limiting reads the exact clock and is not affected.
+//!
 //! # Examples
 //!
 //! ```

@@ -101,11 +101,11 @@ pub struct RedisRateLimiterMetrics {
     pub limited: u64,
     /// Calls admitted from a local reservation, with no round trip.
     pub reserved: u64,
-    /// Calls admitted unchecked because Redis could not decide ([`FailMode::Open`]).
+    /// Calls admitted unchecked because Redis could not decide ([`FailMode::Open`](crate::redis::FailMode::Open)).
     pub failed_open: u64,
-    /// Calls refused because Redis could not decide ([`FailMode::Closed`]).
+    /// Calls refused because Redis could not decide ([`FailMode::Closed`](crate::redis::FailMode::Closed)).
     pub failed_closed: u64,
-    /// Calls decided by the local fallback ([`FailMode::Local`]).
+    /// Calls decided by the local fallback ([`FailMode::Local`](crate::redis::FailMode::Local)).
     pub decided_locally: u64,
 }
 
@@ -198,7 +198,7 @@ impl RedisRateLimiter {
     ///
     /// [`Rejected::RateLimited`] with the time until the key has a token;
     /// [`Rejected::Unavailable`] when Redis cannot decide and the fail mode is
-    /// [`FailMode::Closed`].
+    /// [`FailMode::Closed`](crate::redis::FailMode::Closed).
     ///
     /// # Examples
     ///
