@@ -583,3 +583,67 @@ async fn a_turn_too_close_to_the_deadline_is_refused_at_once_and_takes_no_token(
         });
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_layer_retries_a_limited_attempt_only_when_asked_then_after_retry_after() {
+    use tower::{Layer, Service, ServiceExt};
+    for retry_rejections in [false, true] {
+        let l = ten_a_second(1, Duration::ZERO);
+        let pipeline = Pipeline::builder()
+            .retry(Retry::new(
+                Retry::builder()
+                    .max_attempts(3)
+                    .backoff(Backoff::constant(ms(10)))
+                    .retry_rejections(retry_rejections)
+                    .build()
+                    .unwrap(),
+            ))
+            .rate_limiter(l.clone())
+            .build();
+        let calls = std::sync::Arc::new(AtomicU32::new(0));
+        let seen = calls.clone();
+        let mut svc = pipeline.layer().layer(tower::service_fn(move |_: ()| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, AppError>("served") }
+        }));
+        l.try_acquire().unwrap();
+        let start = Instant::now();
+        let out = svc.ready().await.unwrap().call(()).await;
+        if retry_rejections {
+            assert_eq!(out, Ok("served"));
+            assert_eq!(start.elapsed(), ms(100), "the limiter's retry_after");
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+        } else {
+            assert!(
+                matches!(out, Err(AppError::Rejected(Rejected::RateLimited(_)))),
+                "{out:?}"
+            );
+            assert_eq!(start.elapsed(), Duration::ZERO);
+            assert_eq!(calls.load(Ordering::SeqCst), 0);
+        }
+        let m = l.metrics();
+        assert_eq!(
+            (m.admitted, m.limited),
+            (1 + u64::from(retry_rejections), 1),
+            "{m:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_service_dropped_after_its_turn_came_but_before_its_poll_gives_it_back() {
+    use tower::Layer;
+    use tower_test::mock;
+    let l = ten_a_second(1, Duration::from_secs(1));
+    let (svc, mut handle) = mock::pair::<&str, &str>();
+    handle.allow(1);
+    l.try_acquire().unwrap();
+    let mut waiting = mock::Spawn::new(l.layer().layer(svc));
+    assert!(waiting.poll_ready().is_pending());
+    advance(ms(100)).await;
+    drop(waiting);
+    l.try_acquire().unwrap();
+    assert!(l.try_acquire().is_err(), "given back once");
+    let m = l.metrics();
+    assert_eq!((m.admitted, m.limited, m.tokens), (2, 1, 0), "{m:?}");
+}
