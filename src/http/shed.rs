@@ -321,7 +321,11 @@ impl ShedLayer {
         };
         *resp.status_mut() = status;
         if let Some(after) = retry_after {
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            // Saturating: the layer's default may be as long as `Duration::MAX`, whose
+            // seconds rounded up do not fit (a wrap would say "retry now").
+            let secs = after
+                .as_secs()
+                .saturating_add(u64::from(after.subsec_nanos() > 0));
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -478,6 +482,16 @@ mod tests {
         let limited = RateLimited::new("api", LimitCause::OverRate, Some(Duration::from_secs(1)));
         let as_503 = ShedLayer::new().rate_limited_status(StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(answer(as_503, Some(limited.into())).status(), 503);
+    }
+
+    #[test]
+    fn the_longest_default_retry_after_is_sent_without_overflow() {
+        // Rounding `Duration::MAX` up to whole seconds overflowed: a panic in a debug build,
+        // and `Retry-After: 0` ("retry now") in a release one.
+        let layer = ShedLayer::new().retry_after(Duration::MAX);
+        let full = BulkheadFull::new("pool", 4, FullCause::QueueFull);
+        let full = answer(layer, Some(full.into()));
+        assert_eq!(full.headers()[RETRY_AFTER], u64::MAX.to_string().as_str());
     }
 
     #[test]

@@ -445,8 +445,9 @@ where
 
     /// The rate limiter gives the attempt a token or refuses it, at once; `None` when the
     /// attempt may wait for its turn (polled as `Limiting`). The wait is cut to what is left
-    /// of the retry's deadline: a turn that would come after it is refused at once, and takes
-    /// nothing.
+    /// of the retry's deadline, less the timer's resolution: a turn that would come at or
+    /// after the deadline, or so close to it that the sleep for it may end there, is refused
+    /// at once, and takes nothing.
     // Always inlined: see `straight`.
     #[inline(always)]
     fn take_turn(&mut self) -> Option<Result<(), Rejected>> {
@@ -458,7 +459,14 @@ where
         let max_wait = match (*self.started, p.deadline()) {
             (Some(started), Some(deadline)) => {
                 let spent = p.clock.now().saturating_duration_since(started);
-                crate::clock::saturating_nanos(deadline.saturating_sub(spent))
+                // As the retry's own delays (`retry::attempts::out_of_time`): a sleep ends up
+                // to a tick late, and a turn taken for an attempt woken with no time left
+                // would be spent on a call that is not made (the timeout inside it fails at
+                // once), so the turn must come strictly before the deadline less that tick.
+                let spare = deadline
+                    .saturating_sub(spent)
+                    .saturating_sub(p.retry().timer().resolution());
+                crate::clock::saturating_nanos(spare).saturating_sub(1)
             }
             _ => u64::MAX,
         };

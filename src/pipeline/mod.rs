@@ -56,8 +56,10 @@
 //!
 //! When the retry has a total [`deadline`](crate::retry::RetryConfigBuilder::deadline), each
 //! attempt's timeout is cut to the time left, so the last attempt cannot run past it, and so
-//! is a rate limiter's wait for a turn: a turn that would come after the deadline is refused
-//! at once with [`Rejected::RateLimited`], taking no token. The retry never waits a delay
+//! is a rate limiter's wait for a turn: a turn that would not come before the deadline, with
+//! the timer's [`resolution`](crate::timer::Timer::resolution) to spare (a sleep may end that
+//! late), is refused at once with [`Rejected::RateLimited`], taking no token, rather than
+//! spent on an attempt left no time to make its call. The retry never waits a delay
 //! that uses up the time left (it returns the last result instead), so attempts start with
 //! time to spare. An attempt the deadline cuts short (its cut timeout runs out) says nothing
 //! about the dependency: the breaker does not count it. An attempt left with no time at all
