@@ -362,3 +362,151 @@ async fn an_open_breaker_survives_a_flood_and_leaves_the_health_count_when_evict
         "0 hosts, every breaker closed"
     );
 }
+
+type Req = (&'static str, oneshot::Receiver<()>);
+
+/// The handler: each request answers once its own channel fires (or is dropped).
+fn handler() -> impl Service<Req, Response = (), Error = Rejected, Future = impl Send> + Clone {
+    tower::service_fn(|(_, rx): Req| async move {
+        rx.await.ok();
+        Ok::<_, Rejected>(())
+    })
+}
+
+/// A per-user bulkhead with a queue in front of a global fail-fast bulkhead of two slots:
+/// one user's call runs, its second waits in the user's queue. The waiting call does no
+/// work, so it must not hold a global slot, and another user's call must get the one
+/// that is free. It does not: the keyed service reserved the inner service's readiness
+/// (a global slot) in its `poll_ready` and carried it into the future, where the call
+/// then waited for its key's turn, so one user's queue drains the global limit.
+#[tokio::test(start_paused = true)]
+async fn a_call_waiting_for_its_keys_turn_holds_no_inner_reservation() {
+    let sessions: Keyed<&'static str, _> = Keyed::new(
+        KeyedConfig::default(),
+        Bulkhead::with_timer(
+            Bulkhead::builder()
+                .name("sessions")
+                .max_concurrent(1)
+                .max_queue(4)
+                .max_wait(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            TokioTimer,
+        ),
+    );
+    let global = Bulkhead::with_timer(
+        Bulkhead::builder()
+            .name("global")
+            .max_concurrent(2)
+            .build()
+            .unwrap(),
+        TokioTimer,
+    );
+    let mut svc =
+        KeyedLayer::new(sessions.clone(), |req: &Req| req.0).layer(global.layer().layer(handler()));
+    let mut call = |user: &'static str| {
+        let (tx, rx) = oneshot::channel::<()>();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        (tokio_test::task::spawn(svc.call((user, rx))), tx)
+    };
+    let (mut running, tx1) = call("ada");
+    assert!(running.poll().is_pending());
+    let (mut queued, _tx2) = call("ada");
+    assert!(
+        queued.poll().is_pending(),
+        "ada's second call waits for her slot"
+    );
+    assert_eq!(sessions.metrics("ada").map(|m| m.queued), Some(1));
+    assert_eq!(
+        global.metrics().in_flight,
+        1,
+        "only one call runs; the one waiting for its key holds a global slot"
+    );
+    let (mut other, _tx3) = call("grace");
+    let polled = other.poll();
+    assert!(
+        polled.is_pending(),
+        "grace's call runs in the free global slot: {polled:?}"
+    );
+    assert_eq!(global.metrics().in_flight, 2);
+    // Ada's first call ends: her queued call takes her slot, then the global one it gave
+    // back while it waited (a fresh clone of the inner service is made ready for it).
+    tx1.send(()).unwrap();
+    assert!(running.poll().is_ready());
+    assert_eq!(global.metrics().in_flight, 1);
+    assert!(queued.is_woken());
+    assert!(queued.poll().is_pending(), "ada's second call runs");
+    assert_eq!(global.metrics().in_flight, 2);
+    assert_eq!(
+        sessions.metrics("ada").map(|m| (m.in_flight, m.queued)),
+        Some((1, 0))
+    );
+}
+
+/// As above for a per-user rate limiter that waits for a turn: a call waiting for its key's
+/// turn holds no slot of the global bulkhead behind it, and takes one when its turn comes.
+#[tokio::test(start_paused = true)]
+async fn a_call_waiting_for_its_keys_rate_limit_turn_holds_no_inner_reservation() {
+    let per_user: Keyed<&'static str, _> = Keyed::new(
+        KeyedConfig::default(),
+        RateLimiter::new(
+            RateLimiter::builder()
+                .name("per-user")
+                .rate(1, Duration::from_secs(1))
+                .burst(1)
+                .max_wait(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        ),
+    );
+    let global = Bulkhead::with_timer(
+        Bulkhead::builder()
+            .name("global")
+            .max_concurrent(1)
+            .build()
+            .unwrap(),
+        TokioTimer,
+    );
+    let mut svc =
+        KeyedLayer::new(per_user, |req: &Req| req.0).layer(global.layer().layer(handler()));
+    let mut call = |user: &'static str| {
+        let (tx, rx) = oneshot::channel::<()>();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        (tokio_test::task::spawn(svc.call((user, rx))), tx)
+    };
+    let (mut first, tx) = call("ada");
+    assert!(first.poll().is_pending());
+    tx.send(()).unwrap();
+    assert!(
+        first.poll().is_ready(),
+        "ada's first call took her token and ended"
+    );
+    let (mut waiting, _tx) = call("ada");
+    assert!(
+        waiting.poll().is_pending(),
+        "ada's second call waits a second for her turn"
+    );
+    assert_eq!(
+        global.metrics().in_flight,
+        0,
+        "and holds no global slot meanwhile"
+    );
+    let (mut other, grace) = call("grace");
+    assert!(
+        other.poll().is_pending(),
+        "grace's call runs in the one global slot"
+    );
+    grace.send(()).unwrap();
+    assert!(other.poll().is_ready());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(waiting.is_woken());
+    assert!(
+        waiting.poll().is_pending(),
+        "ada's turn came: her call runs"
+    );
+    assert_eq!(global.metrics().in_flight, 1);
+}

@@ -114,6 +114,9 @@ pub use future::KeyedFuture;
 pub use layer::KeyedLayer;
 pub use policy::PerKey;
 #[cfg(feature = "tower")]
+#[doc(hidden)]
+pub use policy::WrapsInner;
+#[cfg(feature = "tower")]
 pub use service::KeyedService;
 
 use std::borrow::Borrow;

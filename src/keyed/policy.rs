@@ -32,6 +32,16 @@ pub trait PerKey: sealed::Sealed + Clone + Send + Sync + 'static {
     fn tower_layer(&self) -> Self::Layer;
 }
 
+/// A per-key policy's tower service, whose inner service a
+/// [`KeyedService`](super::KeyedService) call that must wait for its key's turn swaps for a
+/// fresh clone (see its docs). Implemented by the services of the [`PerKey`] policies' layers.
+#[cfg(feature = "tower")]
+#[doc(hidden)]
+pub trait WrapsInner<S> {
+    /// The wrapped service.
+    fn inner_mut(&mut self) -> &mut S;
+}
+
 pub(crate) mod sealed {
     /// The methods behind [`PerKey`](super::PerKey), out of users' reach.
     pub trait Sealed {
@@ -149,5 +159,26 @@ impl<C: Clock + Clone> sealed::Sealed for CircuitBreaker<C> {
 
     fn policy_name(&self) -> &'static str {
         self.name()
+    }
+}
+
+#[cfg(feature = "tower")]
+impl<S, T, C> WrapsInner<S> for crate::rate_limiter::RateLimiterService<S, T, C> {
+    fn inner_mut(&mut self) -> &mut S {
+        self.get_mut()
+    }
+}
+
+#[cfg(feature = "tower")]
+impl<S, T> WrapsInner<S> for crate::bulkhead::BulkheadService<S, T> {
+    fn inner_mut(&mut self) -> &mut S {
+        self.get_mut()
+    }
+}
+
+#[cfg(feature = "tower")]
+impl<S, C: Clock, Cl> WrapsInner<S> for crate::circuit_breaker::CircuitBreakerService<S, C, Cl> {
+    fn inner_mut(&mut self) -> &mut S {
+        self.get_mut()
     }
 }

@@ -8,7 +8,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::map::OwnedLease;
-use super::{Keyed, PerKey};
+use super::{Keyed, PerKey, WrapsInner};
 use crate::clock::Clock;
 use crate::error::Rejected;
 
@@ -21,7 +21,12 @@ use crate::error::Rejected;
 /// a rate limiter with `max_wait` waits for the key's turn there, a bulkhead takes the key's
 /// slot there. The inner service is cloned for each request (tower's usual way of handing a
 /// readied service to a future; axum's routers and hyper's clients are cheap to clone), and
-/// the clone made ready by `poll_ready` is the one the request goes to.
+/// the clone made ready by `poll_ready` is the one the request goes to, unless the key's
+/// policy makes the request wait (its bulkhead's queue, its limiter's turn). Then the readied
+/// clone is dropped at once, giving back what its readiness holds, and a fresh clone is made
+/// ready once the key admits the request: a call waiting for its key holds none of the
+/// inner service's capacity (a global bulkhead or limit behind a per-user one), which other
+/// keys' calls may need. Backpressure from the inner service still shows in `poll_ready`.
 ///
 /// # Cancellation
 ///
@@ -109,7 +114,8 @@ where
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     P: PerKey,
     P::Layer: Layer<S>,
-    <P::Layer as Layer<S>>::Service: Service<Req, Response = S::Response, Error = S::Error>,
+    <P::Layer as Layer<S>>::Service:
+        Service<Req, Response = S::Response, Error = S::Error> + WrapsInner<S>,
     F: Fn(&Req) -> K,
     C: Clock,
 {
@@ -134,6 +140,7 @@ where
                         svc,
                         req: Some(req),
                         lease: Some(lease),
+                        release: Some(release_inner::<S, _>),
                     },
                 }
             }
@@ -142,6 +149,15 @@ where
             },
         }
     }
+}
+
+/// Swaps the readied inner service inside the key's policy service for a fresh clone,
+/// dropping the readied one and what its readiness holds (a slot, a turn, a permit of a
+/// policy further in): a call about to wait for its key's turn must not hold the inner
+/// service's capacity meanwhile, which other keys' calls may be waiting for.
+fn release_inner<S: Clone, Svc: WrapsInner<S>>(svc: &mut Svc) {
+    let inner = svc.inner_mut();
+    *inner = inner.clone();
 }
 
 pin_project! {
@@ -170,8 +186,14 @@ pin_project! {
     where
         Svc: Service<Req>,
     {
-        // Both options are taken together, when the call is made.
-        Readying { svc: Svc, req: Option<Req>, lease: Option<OwnedLease<P>> },
+        // `req` and `lease` are taken together, when the call is made; `release` when the
+        // key's policy first makes the call wait (see `release_inner`).
+        Readying {
+            svc: Svc,
+            req: Option<Req>,
+            lease: Option<OwnedLease<P>>,
+            release: Option<fn(&mut Svc)>,
+        },
         // The key's policy service's future first: dropped before the lease.
         Called { #[pin] fut: Svc::Future, lease: OwnedLease<P> },
         Refused { rejected: Rejected },
@@ -199,8 +221,26 @@ where
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
-                StateProj::Readying { svc, req, lease } => {
-                    if let Err(e) = ready!(svc.poll_ready(cx)) {
+                StateProj::Readying {
+                    svc,
+                    req,
+                    lease,
+                    release,
+                } => {
+                    let readiness = match svc.poll_ready(cx) {
+                        Poll::Ready(readiness) => readiness,
+                        Poll::Pending => {
+                            // The inner service was made ready by `KeyedService::poll_ready`
+                            // and stays so, so the wait is the key's own (its bulkhead's
+                            // queue, its limiter's turn): the readied inner goes back now,
+                            // and a fresh clone is made ready once the key admits the call.
+                            if let Some(release) = release.take() {
+                                release(svc);
+                            }
+                            return Poll::Pending;
+                        }
+                    };
+                    if let Err(e) = readiness {
                         state.set(State::Done);
                         return Poll::Ready(Err(e));
                     }
