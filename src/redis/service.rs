@@ -18,7 +18,11 @@ use crate::error::Rejected;
 ///
 /// `poll_ready` is the inner service's. `call` hands the readied inner service to the
 /// request's future (a clone waits for the next request), which calls it once the request
-/// is admitted; a refused request never reaches it.
+/// is admitted; a refused request never reaches it. While the round trip (and any wait for
+/// a turn) is under way, the future holds none of the inner service's capacity: at its
+/// first wait it drops the readied service, giving back what its readiness holds (a slot
+/// of a bulkhead further in), and makes a fresh clone ready once the request is admitted,
+/// so requests waiting on Redis do not keep others from a local limit behind this one.
 ///
 /// # Examples
 ///
@@ -114,9 +118,15 @@ where
             state: State::Admitting {
                 admit: self.limit.admit_for(key),
                 call: Some((svc, req)),
+                release: Some(release_readied::<S>),
             },
         }
     }
+}
+
+/// Drops a readied service for a fresh clone, giving back what its readiness holds.
+fn release_readied<S: Clone>(svc: &mut S) {
+    *svc = svc.clone();
 }
 
 pin_project! {
@@ -145,7 +155,10 @@ pin_project! {
     where
         S: Service<Req>,
     {
-        Admitting { admit: Admit<G>, call: Option<(S, Req)> },
+        // `release` is taken when the readied service is swapped for a fresh clone (at
+        // the admission's first wait), which is then made ready in `Readying`.
+        Admitting { admit: Admit<G>, call: Option<(S, Req)>, release: Option<fn(&mut S)> },
+        Readying { svc: S, req: Option<Req>, guard: Option<G> },
         // The inner future first: dropped before the guard.
         Called { #[pin] fut: S::Future, guard: G },
         Done,
@@ -172,21 +185,52 @@ where
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
-                StateProj::Admitting { admit, call } => {
-                    let admitted = ready!(Pin::new(admit).poll(cx));
+                StateProj::Admitting {
+                    admit,
+                    call,
+                    release,
+                } => {
+                    let admitted = match Pin::new(admit).poll(cx) {
+                        Poll::Ready(admitted) => admitted,
+                        Poll::Pending => {
+                            if let (Some(release), Some((svc, _))) = (release.take(), call) {
+                                release(svc);
+                            }
+                            return Poll::Pending;
+                        }
+                    };
                     let Some((mut svc, req)) = call.take() else {
                         unreachable!("a call is made once");
                     };
                     match admitted {
-                        Ok(guard) => {
+                        Ok(guard) if release.is_some() => {
+                            // Admitted at the first poll: the readied service is still held.
                             let fut = svc.call(req);
                             state.set(State::Called { fut, guard });
                         }
+                        Ok(guard) => state.set(State::Readying {
+                            svc,
+                            req: Some(req),
+                            guard: Some(guard),
+                        }),
                         Err(rejected) => {
                             state.set(State::Done);
                             return Poll::Ready(Err(S::Error::from(rejected)));
                         }
                     }
+                }
+                StateProj::Readying { svc, req, guard } => {
+                    // Holding the admission (a session lease) while the inner service gets
+                    // ready, as a policy holds its slot while its inner one does.
+                    if let Err(e) = ready!(svc.poll_ready(cx)) {
+                        state.set(State::Done);
+                        return Poll::Ready(Err(e));
+                    }
+                    let (Some(req), Some(guard)) = (req.take(), guard.take()) else {
+                        unreachable!("a call is made once");
+                    };
+                    let fut = svc.call(req);
+                    state.set(State::Called { fut, guard });
                 }
                 StateProj::Called { fut, .. } => {
                     let out = ready!(fut.poll(cx));

@@ -11,6 +11,7 @@
 #[path = "../support/redis.rs"]
 mod redis_support;
 
+use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -657,4 +658,49 @@ async fn run_and_run_once_call_only_when_admitted() {
         2,
         "only the admitted calls ran"
     );
+}
+
+/// A request waiting for Redis's answer holds none of the inner service's capacity: the
+/// slot of a local bulkhead behind the layer, taken when the service was made ready, goes
+/// back at the admission's first wait and is taken again once the request is admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waiting_on_redis_holds_no_slot_of_the_service_behind() {
+    let redis = RedisServer::start();
+    let link = link(&redis.url());
+    let limiter = limiter(&link, "behind", 100, Duration::from_secs(1), 100);
+    let global = palisade::bulkhead::Bulkhead::new(
+        palisade::bulkhead::Bulkhead::builder()
+            .name("global")
+            .max_concurrent(1)
+            .build()
+            .unwrap(),
+    );
+    let inner = service_fn(|(user, body): (String, u32)| async move {
+        Ok::<_, Rejected>(format!("{user}:{body}"))
+    });
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(limiter.layer(|req: &(String, u32)| req.0.clone()))
+        .layer(global.layer())
+        .service(inner);
+
+    svc.ready().await.unwrap();
+    assert_eq!(
+        global.metrics().in_flight,
+        1,
+        "readiness took the global slot"
+    );
+    let mut fut = Box::pin(svc.call(("ada".into(), 1)));
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    assert!(
+        first.is_pending(),
+        "a round trip does not answer within its first poll"
+    );
+    assert_eq!(
+        global.metrics().in_flight,
+        0,
+        "the request waiting on Redis gave the global slot back"
+    );
+    assert_eq!(fut.await.unwrap(), "ada:1");
+    assert_eq!(global.metrics().in_flight, 0);
+    assert_eq!(global.metrics().rejected, 0, "{:?}", global.metrics());
 }
