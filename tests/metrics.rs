@@ -348,3 +348,49 @@ fn gauges_exist_from_the_moment_a_policy_is_built() {
         drop(held);
     });
 }
+
+/// Breakers kept per host share their map's policy name: their transitions are counted, but
+/// one host's state must not overwrite the state gauge for another's (with host b open and
+/// host a closing last, it once read "closed"), so they leave it alone.
+#[test]
+fn per_key_breakers_count_transitions_and_leave_the_state_gauge_alone() {
+    let rt = paused_runtime();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        rt.block_on(async {
+            let per_host: palisade::keyed::Keyed<String, _> = palisade::keyed::Keyed::new(
+                palisade::keyed::KeyedConfig::default(),
+                CircuitBreaker::new(
+                    CircuitBreaker::builder()
+                        .name("hosts")
+                        .consecutive_failures(1)
+                        .break_duration(ms(1000))
+                        .listener(MetricsListener)
+                        .build()
+                        .unwrap(),
+                ),
+            );
+            let fail = || async { Err::<(), _>(palisade::Error::Inner(())) };
+            let ok = || async { Ok::<(), palisade::Error<()>>(()) };
+            let _ = per_host.run("a", fail).await;
+            let _ = per_host.run("b", fail).await;
+            tokio::time::advance(ms(2000)).await;
+            let _ = per_host.run("a", ok).await; // a's probe succeeds: closed
+            let _ = per_host.run("b", fail).await; // b's probe fails: open again, last
+            assert_eq!(per_host.open_breakers(), 1);
+            let all = series(&snapshotter);
+            let hosts = [("policy", "hosts")];
+            assert_eq!(
+                gauge(find(&all, "palisade_circuit_state", &hosts)),
+                0.0,
+                "the prototype's value when it was built, untouched by the hosts"
+            );
+            let opened = [("policy", "hosts"), ("to", "open")];
+            assert_eq!(
+                counter(find(&all, "palisade_circuit_transitions_total", &opened)),
+                3
+            );
+        })
+    });
+}

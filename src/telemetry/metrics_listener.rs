@@ -15,7 +15,7 @@ use super::{Event, EventKind, FailDecision, GiveUp, Listener, PolicyKind};
 /// |---|---|---|---|
 /// | `palisade_timeouts_total` | counter | | a timeout cut a call short |
 /// | `palisade_rejections_total` | counter | `reason` = `circuit_open`, `bulkhead_full`, `bulkhead_wait`, `timeout`, `rate_limited`, `too_many_keys`, `unavailable` | a policy refused a call |
-/// | `palisade_circuit_state` | gauge | | 0 closed, 1 half-open, 2 open, 3 isolated, 4 disabled |
+/// | `palisade_circuit_state` | gauge | | 0 closed, 1 half-open, 2 open, 3 isolated, 4 disabled; not set by breakers kept per key (see below) |
 /// | `palisade_circuit_transitions_total` | counter | `to` = the new state | a breaker changed state |
 /// | `palisade_calls_total` | counter | `outcome` = `success`, `failure` | a breaker counted a call |
 /// | `palisade_slow_calls_total` | counter | | a breaker counted a slow call |
@@ -27,6 +27,15 @@ use super::{Event, EventKind, FailDecision, GiveUp, Listener, PolicyKind};
 /// | `palisade_fallbacks_total` | counter | `level` = 1, 2, ... | a fallback level served the call |
 /// | `palisade_bulkhead_in_flight` | gauge | | calls holding a slot |
 /// | `palisade_link_failures_total` | counter | `cause` = `connection`, `timeout`, `server`, `malformed_reply`, `breaker_open`; `decided` = `admitted`, `refused`, `local` | a fleet-wide limit decided by its fail mode |
+///
+/// Breakers kept per key by a [`Keyed`](crate::keyed::Keyed) map (one per host) report
+/// under their map's policy name, and one series cannot hold many keys' states: their
+/// transitions are counted in `palisade_circuit_transitions_total`, but they leave
+/// `palisade_circuit_state` alone (it keeps the value the map's prototype breaker set when
+/// it was built). Read how many are open from
+/// [`Keyed::open_breakers`](crate::keyed::Keyed::open_breakers) or the
+/// [health report](crate::health), which counts them; a label per key would give the
+/// recorder a series per host ever seen.
 ///
 /// Names follow the Prometheus conventions (`_total` counters, base units in the name), so
 /// they read the same through any exporter. A series is only touched when its event
@@ -82,7 +91,11 @@ impl Listener for MetricsListener {
                     .increment(1);
             }
             EventKind::StateChanged { to, .. } => {
-                metrics::gauge!("palisade_circuit_state", "policy" => policy).set(state_gauge(to));
+                // A per-key breaker's state would overwrite its siblings' (see the type's docs).
+                if event.key().is_none() {
+                    metrics::gauge!("palisade_circuit_state", "policy" => policy)
+                        .set(state_gauge(to));
+                }
                 metrics::counter!("palisade_circuit_transitions_total", "policy" => policy, "to" => state_label(to))
                     .increment(1);
             }
