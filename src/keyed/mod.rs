@@ -91,6 +91,14 @@
 //! one key's state ([`metrics`](Keyed::metrics)), the keys a limiter refused most
 //! ([`top_limited`](Keyed::top_limited)) or the number of open breakers
 //! ([`open_breakers`](Keyed::open_breakers)).
+//!
+//! Events carry the key beside the name ([`Event::key`](crate::telemetry::Event::key)).
+//! A rejection carries the name and not the key: rejections are small `Copy` values that
+//! allocate nothing, and a key is any size. The caller knows the key it asked for (the
+//! tower surface's key function computed it from the request), and the listener's
+//! `Rejected` event carries it. [`BulkheadFull::per_key`](crate::error::BulkheadFull::per_key)
+//! says whether a key's own bulkhead refused, which [`ShedLayer`](crate::http::ShedLayer)
+//! answers with 429 rather than 503.
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
