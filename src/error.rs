@@ -607,8 +607,12 @@ impl RateLimited {
 }
 
 /// A per-key policy ([`Keyed`](crate::keyed::Keyed)) refused a call for a new key: it keeps
-/// `max_keys` keys, and none of them could be evicted (each has a call in flight, or state
-/// a fresh instance would lose, or was used within the idle time).
+/// `max_keys` keys, and none of them could be evicted at its last eviction pass (each had a
+/// call in flight, or state a fresh instance would lose, or was used within the idle time).
+/// A full map runs a pass at most once per quarter of the idle time, so that a flood of new
+/// keys does not walk the map once each: a key that became evictable since is evicted by the
+/// next pass, up to that quarter later (or at once by
+/// [`Keyed::evict_idle`](crate::keyed::Keyed::evict_idle)).
 ///
 /// # Examples
 ///
