@@ -137,8 +137,8 @@ impl RateLimiterConfigBuilder {
     }
 
     /// Calls admitted at once after a quiet spell (the bucket's size), and the largest cost
-    /// one call may have. Default: the rate's `count` (a whole period's calls at once);
-    /// valid: 1 to [`MAX_BURST`].
+    /// one call may have. Default: the rate's `count` (a whole period's calls at once), or
+    /// [`MAX_BURST`] for a larger count; valid: 1 to [`MAX_BURST`].
     ///
     /// # Examples
     ///
