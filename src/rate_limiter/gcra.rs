@@ -16,7 +16,8 @@
 //! decision (none while the lagging reading settles it: see [`decide_lagging`], and
 //! [`ExactFirst`] for which reading a decision takes first). A word
 //! behind `now` means a full bucket, so no idle span can leave it stuck; at a nanosecond
-//! unit, the word reaches its end after 584 years of uptime.
+//! unit, the word reaches its end after 584 years of uptime (within a refill span of it,
+//! the TAT stops at [`LAST_TAT`] and every call is admitted).
 //!
 //! The emission interval is rounded **up** to a whole nanosecond, so the limiter never
 //! admits more than `n` per `period` (at most one nanosecond per call slower).
@@ -109,8 +110,17 @@ pub(crate) enum Decision {
 }
 
 /// The TAT of a bucket its per-key map has retired: above every real TAT (those stay below
-/// the clock's reading plus a refill span of at most 2^62 ns).
+/// the clock's reading plus a refill span of at most 2^62 ns, and never reach it: see
+/// [`LAST_TAT`]).
 pub(crate) const RETIRED: u64 = u64::MAX;
+
+/// The latest TAT an admission moves the word to. Within a refill span of the end of the
+/// word (a clock read 438 years after its origin, or a test clock advanced by
+/// `Duration::MAX`), `now + c·T` saturates; left at `u64::MAX` it would read as
+/// [`RETIRED`], and a per-key map's caller would be told to look the key up again, find
+/// the same entry, and spin for ever. Held here instead, the bucket admits every call
+/// from then on: no later turn is representable, and refusing for ever would be worse.
+pub(crate) const LAST_TAT: u64 = RETIRED - 1;
 
 /// The decision for a call of `cost` tokens arriving at `now_ns`, against the TAT `tat_ns`,
 /// for a caller willing to wait up to `max_wait_ns` for its turn.
@@ -133,7 +143,9 @@ pub(crate) fn decide(
     // A TAT behind `now` is a full bucket: counted from `now`.
     let base = tat_ns.max(now_ns);
     // cost ≤ burst, so this is at most the capacity: below 2^62.
-    let tat = base.saturating_add(u64::from(cost) * rate.emission_ns);
+    let tat = base
+        .saturating_add(u64::from(cost) * rate.emission_ns)
+        .min(LAST_TAT);
     let admitted_at = tat.saturating_sub(rate.capacity_ns());
     if admitted_at <= now_ns {
         return Decision::Admit { tat };
@@ -177,7 +189,9 @@ pub(crate) fn decide_lagging(
     if tat_ns < latest_ns {
         return None;
     }
-    let tat = tat_ns.saturating_add(u64::from(cost) * rate.emission_ns);
+    let tat = tat_ns
+        .saturating_add(u64::from(cost) * rate.emission_ns)
+        .min(LAST_TAT);
     let admitted_at = tat.saturating_sub(rate.capacity_ns());
     if admitted_at <= recent_ns {
         return Some(Decision::Admit { tat });

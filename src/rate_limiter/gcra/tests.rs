@@ -99,13 +99,19 @@ fn extreme_readings_and_waits_never_overflow() {
         for now in [0, 1, u64::MAX / 2, u64::MAX] {
             for cost in [0, 1, u32::MAX] {
                 for max_wait in [0, 1, u64::MAX] {
+                    // A TAT of `u64::MAX` is a retired word, which `decide` is not given
+                    // for a retirable one; no admission moves a word there.
                     match decide(tat, now, cost, r, max_wait) {
-                        Decision::Admit { tat: moved } => assert!(moved >= tat.min(now)),
+                        Decision::Admit { tat: moved } => {
+                            assert!(moved >= tat.min(now).min(LAST_TAT));
+                            assert!(cost == 0 || moved != RETIRED, "{tat} {now} {cost}");
+                        }
                         Decision::Wait {
                             tat: moved,
                             wait_ns,
                         } => {
-                            assert!(wait_ns > 0 && wait_ns <= max_wait && moved >= tat)
+                            assert!(wait_ns > 0 && wait_ns <= max_wait);
+                            assert!(moved >= tat.min(LAST_TAT) && moved != RETIRED);
                         }
                         Decision::Refuse { retry_after_ns } => {
                             assert!(retry_after_ns > max_wait)
@@ -113,7 +119,13 @@ fn extreme_readings_and_waits_never_overflow() {
                         Decision::Never => assert!(cost > r.burst()),
                         Decision::Retired => panic!("only a retired word says so"),
                     }
-                    let _ = decide_lagging(tat, now, u64::MAX, cost, r, max_wait);
+                    for lag in [0, 1, u64::MAX] {
+                        if let Some(Decision::Admit { tat: moved }) =
+                            decide_lagging(tat, now, lag, cost, r, max_wait)
+                        {
+                            assert!(cost == 0 || moved != RETIRED);
+                        }
+                    }
                 }
                 assert!(tokens(tat, now, r) <= r.burst());
             }

@@ -1,0 +1,305 @@
+//! Probes of the rate limiter, the per-key map and the clocks at the edges of time: readings
+//! at the top of the u64 range, clocks whose lagging reading lags by exactly its bound (or
+//! not at all, or whose bound is huge), readings that go back, timers that fire late, idle
+//! times of a nanosecond, maps full of busy keys for hours. No state may get stuck for any
+//! idle span or traffic pattern, and a lagging reading may never change an admission.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use palisade::Rejected;
+use palisade::clock::{Clock, FakeClock, Ticks};
+use palisade::keyed::{Keyed, KeyedConfig};
+use palisade::rate_limiter::RateLimiter;
+
+type NoWait = fn(Duration) -> std::future::Ready<()>;
+
+fn no_wait(_: Duration) -> std::future::Ready<()> {
+    std::future::ready(())
+}
+
+fn config(
+    count: u32,
+    period: Duration,
+    burst: u32,
+    max_wait: Duration,
+) -> palisade::rate_limiter::RateLimiterConfig {
+    RateLimiter::builder()
+        .rate(count, period)
+        .burst(burst)
+        .max_wait(max_wait)
+        .build()
+        .unwrap()
+}
+
+/// Runs `f` on a thread of its own and fails if it has not returned after a generous bound:
+/// a probe for a loop that never ends (the bound is no timing assertion; it only stands in
+/// for "forever").
+fn returns<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{what}: still running after 20 s (spinning for ever?)"))
+}
+
+// ===== the top of the clock's range =====
+
+/// A FakeClock advanced by `Duration::MAX` reads `Ticks::MAX` (the clock saturates). An
+/// admission there moves the bucket's TAT to `now + T`, which saturates to `u64::MAX`: the
+/// value a per-key map writes to retire a bucket. The key's next `try_acquire` was then told
+/// "retired, look again", found the same entry (nothing had removed it) and spun for ever.
+#[test]
+fn a_keyed_limiter_at_the_end_of_the_clock_never_spins_for_ever() {
+    let outcome = returns("keyed try_acquire at Ticks::MAX", || {
+        let clock = FakeClock::new();
+        let limiter = RateLimiter::with_timer_and_clock(
+            config(10, Duration::from_secs(1), 2, Duration::ZERO),
+            no_wait as NoWait,
+            clock.clone(),
+        );
+        let keyed: Keyed<u32, _, _> =
+            Keyed::with_clock(KeyedConfig::default(), limiter, clock.clone());
+        keyed.try_acquire(&1).unwrap();
+        clock.advance(Duration::MAX);
+        (0..5)
+            .map(|_| keyed.try_acquire(&1).is_ok())
+            .collect::<Vec<_>>()
+    });
+    assert!(
+        outcome[0],
+        "a bucket idle for centuries is full: {outcome:?}"
+    );
+}
+
+/// The same a few nanoseconds short of the end, where `now + T` overflows the word without
+/// the clock itself having saturated.
+#[test]
+fn a_keyed_limiter_a_token_short_of_the_end_of_the_clock_never_spins_for_ever() {
+    let outcome = returns("keyed try_acquire near Ticks::MAX", || {
+        let clock = FakeClock::new();
+        let limiter = RateLimiter::with_timer_and_clock(
+            config(10, Duration::from_secs(1), 2, Duration::ZERO),
+            no_wait as NoWait,
+            clock.clone(),
+        );
+        let keyed: Keyed<u32, _, _> =
+            Keyed::with_clock(KeyedConfig::default(), limiter, clock.clone());
+        clock.set(Ticks::from_nanos(u64::MAX - 50_000_000));
+        (0..5)
+            .map(|_| keyed.try_acquire(&1).is_ok())
+            .collect::<Vec<_>>()
+    });
+    assert!(outcome[0], "{outcome:?}");
+}
+
+/// A plain limiter whose clock has saturated cannot be limited exactly any more (no later
+/// turn is representable); it must not refuse for ever, nor panic.
+#[test]
+fn a_limiter_at_the_end_of_the_clock_is_never_refused_for_ever() {
+    let clock = FakeClock::new();
+    let limiter = RateLimiter::with_timer_and_clock(
+        config(1, Duration::from_secs(3600), 1, Duration::ZERO),
+        no_wait as NoWait,
+        clock.clone(),
+    );
+    limiter.try_acquire().unwrap();
+    clock.advance(Duration::MAX);
+    assert!(
+        limiter.try_acquire().is_ok(),
+        "idle for centuries: a full bucket"
+    );
+    let _ = limiter.metrics();
+}
+
+/// A clock with an origin far in the past: the same decisions as one that started at zero,
+/// as long as the readings stay a refill span (at most 2^62 ns) short of the end.
+#[test]
+fn decisions_do_not_depend_on_where_the_clock_started() {
+    for offset in [0, 1 << 40, u64::MAX / 2, u64::MAX - (1 << 62) - (1 << 50)] {
+        let base = FakeClock::new();
+        let shifted = FakeClock::new();
+        shifted.set(Ticks::from_nanos(offset));
+        let cfg = config(7, Duration::from_millis(700), 3, Duration::ZERO);
+        let a = RateLimiter::with_timer_and_clock(cfg.clone(), no_wait as NoWait, base.clone());
+        let b = RateLimiter::with_timer_and_clock(cfg, no_wait as NoWait, shifted.clone());
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for step in 0..5_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let cost = (rng % 4) as u32;
+            let ra = a.try_acquire_n(cost);
+            let rb = b.try_acquire_n(cost);
+            assert_eq!(
+                ra.map_err(|e| e.retry_after()),
+                rb.map_err(|e| e.retry_after()),
+                "offset {offset}, step {step}"
+            );
+            let d = Duration::from_nanos((rng >> 20) % 300_000_000);
+            base.advance(d);
+            shifted.advance(d);
+        }
+    }
+}
+
+// ===== lagging readings =====
+
+/// How a [`Lagging`] clock's cheap reading relates to its exact one.
+#[derive(Debug, Clone, Copy)]
+enum Lag {
+    /// Lags by exactly `max_lag` (clamped at the origin).
+    Exactly(Duration),
+    /// Does not lag, though `max_lag` says it may.
+    None(Duration),
+    /// Reads the origin, under a bound of `Duration::MAX`.
+    Unbounded,
+}
+
+/// A clock over `exact` whose lagging reading follows `lag`, counting its readings.
+#[derive(Debug, Clone)]
+struct Lagging {
+    exact: FakeClock,
+    lag: Lag,
+    reads: Arc<AtomicU64>,
+}
+
+impl Clock for Lagging {
+    fn now(&self) -> Ticks {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.exact.now()
+    }
+
+    fn now_lagging(&self) -> Ticks {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        match self.lag {
+            Lag::Exactly(d) => self.exact.now().saturating_sub(d),
+            Lag::None(_) => self.exact.now(),
+            Lag::Unbounded => Ticks::ZERO,
+        }
+    }
+
+    fn max_lag(&self) -> Duration {
+        match self.lag {
+            Lag::Exactly(d) | Lag::None(d) => d,
+            Lag::Unbounded => Duration::MAX,
+        }
+    }
+}
+
+/// A timer that records each wait and does not sleep.
+#[derive(Clone, Default)]
+struct Recorded(Arc<Mutex<Vec<Duration>>>);
+
+impl Recorded {
+    fn timer(&self) -> impl Fn(Duration) -> std::future::Ready<()> + Clone + Send + Sync + 'static {
+        let waits = self.0.clone();
+        move |d| {
+            waits.lock().unwrap().push(d);
+            std::future::ready(())
+        }
+    }
+}
+
+/// What one call got: admitted (after a wait, zero for none), or refused with a
+/// `retry_after`.
+fn outcome(r: Result<(), Rejected>, waits: &Recorded) -> Result<Duration, Option<Duration>> {
+    let wait = waits.0.lock().unwrap().pop().unwrap_or_default();
+    r.map(|()| wait).map_err(|e| e.retry_after())
+}
+
+/// Every kind of lagging reading gives the exact clock's admissions and waits; a refusal's
+/// `retry_after` is the exact one, or up to the lag longer (documented), never shorter.
+#[test]
+fn a_lagging_reading_never_changes_an_admission_or_a_wait() {
+    let lags = [
+        Lag::Exactly(Duration::from_millis(4)),
+        Lag::Exactly(Duration::from_nanos(1)),
+        Lag::Exactly(Duration::from_secs(1)),
+        Lag::Exactly(Duration::from_secs(10_000)),
+        Lag::None(Duration::from_millis(4)),
+        Lag::None(Duration::from_nanos(1)),
+        Lag::Unbounded,
+    ];
+    for lag in lags {
+        for (count, period, burst, max_wait) in [
+            (10, Duration::from_secs(1), 5, Duration::ZERO),
+            (10, Duration::from_secs(1), 1, Duration::from_millis(250)),
+            (3, Duration::from_nanos(3), 2, Duration::from_nanos(2)),
+            (
+                1,
+                Duration::from_secs(86_400),
+                2,
+                Duration::from_secs(86_400),
+            ),
+        ] {
+            let cfg = config(count, period, burst, max_wait);
+            let exact = FakeClock::new();
+            let (wa, wb) = (Recorded::default(), Recorded::default());
+            let a = RateLimiter::with_timer_and_clock(cfg.clone(), wa.timer(), exact.clone());
+            let lagging = Lagging {
+                exact: exact.clone(),
+                lag,
+                reads: Arc::default(),
+            };
+            let b = RateLimiter::with_timer_and_clock(cfg, wb.timer(), lagging.clone());
+            let slack = match lag {
+                Lag::Exactly(d) | Lag::None(d) => d,
+                Lag::Unbounded => Duration::MAX,
+            };
+            let mut rng = 0x2545_f491_4f6c_dd1du64;
+            let mut decisions = 0u64;
+            for step in 0..4_000 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let cost = (rng % 3) as u32;
+                let (oa, ob) = if rng & 8 == 0 {
+                    (
+                        outcome(a.try_acquire_n(cost), &wa),
+                        outcome(b.try_acquire_n(cost), &wb),
+                    )
+                } else {
+                    (
+                        outcome(
+                            futures_util::FutureExt::now_or_never(a.acquire_n(cost)).unwrap(),
+                            &wa,
+                        ),
+                        outcome(
+                            futures_util::FutureExt::now_or_never(b.acquire_n(cost)).unwrap(),
+                            &wb,
+                        ),
+                    )
+                };
+                decisions += 1;
+                let ctx = format!(
+                    "{lag:?} {count}/{period:?} burst {burst} wait {max_wait:?} step {step}"
+                );
+                match (oa, ob) {
+                    (Ok(x), Ok(y)) => assert_eq!(x, y, "{ctx}: waits differ"),
+                    (Err(Some(x)), Err(Some(y))) => {
+                        assert!(
+                            y >= x && y - x <= slack,
+                            "{ctx}: retry_after {y:?} against {x:?}"
+                        )
+                    }
+                    (x, y) => assert_eq!(x.map(drop), y.map(drop), "{ctx}: decisions differ"),
+                }
+                // Mostly small steps (a busy limiter), some of a period, a few of a day.
+                let d = match (rng >> 8) % 16 {
+                    0 => Duration::from_secs(86_400),
+                    1..=3 => period,
+                    _ => Duration::from_nanos((rng >> 16) % (period.as_nanos() as u64 / 2 + 2)),
+                };
+                exact.advance(d);
+            }
+            let reads = lagging.reads.load(Ordering::Relaxed);
+            assert!(
+                reads <= 2 * decisions,
+                "{lag:?}: {reads} reads for {decisions} decisions"
+            );
+        }
+    }
+}
