@@ -303,3 +303,135 @@ fn a_lagging_reading_never_changes_an_admission_or_a_wait() {
         }
     }
 }
+
+// ===== the per-key map =====
+
+fn keyed_on(
+    clock: &FakeClock,
+    max_keys: u32,
+    idle: Duration,
+    cfg: palisade::rate_limiter::RateLimiterConfig,
+) -> Keyed<u32, RateLimiter<NoWait, FakeClock>, FakeClock> {
+    let limiter = RateLimiter::with_timer_and_clock(cfg, no_wait as NoWait, clock.clone());
+    let config = KeyedConfig::builder()
+        .max_keys(max_keys)
+        .idle(idle)
+        .build()
+        .unwrap();
+    Keyed::with_clock(config, limiter, clock.clone())
+}
+
+/// Runs a call on `key` through the keyed `run` (which holds a lease, noted at its end).
+fn run_on(
+    keyed: &Keyed<u32, RateLimiter<NoWait, FakeClock>, FakeClock>,
+    key: u32,
+) -> Result<(), Rejected> {
+    futures_util::FutureExt::now_or_never(keyed.run(&key, || async { Ok::<_, Rejected>(()) }))
+        .unwrap()
+}
+
+/// A lease ending at the end of the clock notes its end time: that must not overflow (the
+/// touch compared `now` with `last + granule` unsaturated, a panic in a debug build, in the
+/// lease's drop).
+#[test]
+fn a_lease_ending_at_the_end_of_the_clock_does_not_overflow() {
+    let clock = FakeClock::new();
+    let keyed = keyed_on(
+        &clock,
+        4,
+        Duration::from_secs(60),
+        config(10, Duration::from_secs(1), 10, Duration::ZERO),
+    );
+    run_on(&keyed, 1).unwrap();
+    clock.advance(Duration::MAX);
+    run_on(&keyed, 1).unwrap();
+    run_on(&keyed, 1).unwrap();
+    run_on(&keyed, 2).unwrap();
+    keyed.evict_idle();
+}
+
+/// An idle time of one nanosecond: a key is evicted exactly once its bucket has been full
+/// for that nanosecond, not a nanosecond before, and the map never stays full.
+#[test]
+fn a_one_nanosecond_idle_time_evicts_at_its_boundary_exactly() {
+    let clock = FakeClock::new();
+    // One token each 100 ms: a call leaves the bucket full again 100 ms later.
+    let keyed = keyed_on(
+        &clock,
+        1,
+        Duration::from_nanos(1),
+        config(10, Duration::from_secs(1), 10, Duration::ZERO),
+    );
+    keyed.try_acquire(&1).unwrap();
+    clock.advance(Duration::from_millis(100));
+    assert!(
+        matches!(keyed.try_acquire(&2), Err(Rejected::TooManyKeys(_))),
+        "key 1 is full again only now: not yet idle for a nanosecond"
+    );
+    clock.advance(Duration::from_nanos(1));
+    keyed.try_acquire(&2).unwrap();
+    assert!(!keyed.contains_key(&1));
+    // The same through a lease.
+    clock.advance(Duration::from_millis(100));
+    run_on(&keyed, 2).unwrap();
+    clock.advance(Duration::from_millis(100));
+    assert!(matches!(run_on(&keyed, 3), Err(Rejected::TooManyKeys(_))));
+    clock.advance(Duration::from_nanos(1));
+    run_on(&keyed, 3).unwrap();
+}
+
+/// A map full of busy keys for three hours refuses every new key all along, and takes one
+/// again within an idle time and a quarter (the eviction pace) plus a refill of the last
+/// busy key going quiet.
+#[test]
+fn a_map_full_of_busy_keys_for_hours_then_drains() {
+    let clock = FakeClock::new();
+    let idle = Duration::from_secs(10);
+    let keyed = keyed_on(
+        &clock,
+        8,
+        idle,
+        config(10, Duration::from_secs(1), 10, Duration::ZERO),
+    );
+    for second in 0..3 * 3600u32 {
+        for key in 0..8 {
+            // Half the keys through try_acquire (no lease), half through run (a lease).
+            if key % 2 == 0 {
+                keyed.try_acquire(&key).unwrap();
+            } else {
+                run_on(&keyed, key).unwrap();
+            }
+        }
+        assert!(
+            matches!(
+                keyed.try_acquire(&(100 + second)),
+                Err(Rejected::TooManyKeys(_))
+            ),
+            "second {second}: a busy key was evicted"
+        );
+        clock.advance(Duration::from_secs(1));
+    }
+    // Quiet: a new key is refused while the old ones may be busy, then taken.
+    let quiet_from = clock.now();
+    let mut taken_after = None;
+    for ms in 0..60_000u64 {
+        if keyed.try_acquire(&1_000_000).is_ok() {
+            taken_after = Some(clock.now().saturating_duration_since(quiet_from));
+            break;
+        }
+        let _ = ms;
+        clock.advance(Duration::from_millis(1));
+    }
+    let taken_after = taken_after.expect("a map of quiet keys never took a new one");
+    assert!(
+        taken_after <= idle + idle / 4 + Duration::from_millis(101),
+        "took {taken_after:?}"
+    );
+    clock.advance(idle * 2);
+    keyed.evict_idle();
+    assert!(
+        keyed.len() <= 1,
+        "{} keys left after two idle times",
+        keyed.len()
+    );
+}

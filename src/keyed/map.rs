@@ -38,7 +38,14 @@ impl<P> Entry<P> {
         let now = (self.touch.now_lagging)();
         // Relaxed: the time is published by the lease's release that follows (`give_back`,
         // which eviction's `try_retire` acquires); concurrent touches keep the latest.
-        if now >= self.last_touch.load(Ordering::Relaxed) + self.touch.granule_ns {
+        // Saturating: a clock read near the end of its range (a test clock advanced by
+        // `Duration::MAX`) would overflow the sum, a panic in the lease's drop.
+        if now
+            >= self
+                .last_touch
+                .load(Ordering::Relaxed)
+                .saturating_add(self.touch.granule_ns)
+        {
             self.last_touch.fetch_max(now, Ordering::Relaxed);
         }
     }
