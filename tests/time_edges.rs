@@ -304,6 +304,150 @@ fn a_lagging_reading_never_changes_an_admission_or_a_wait() {
     }
 }
 
+// ===== which reading a decision takes first =====
+
+/// A clock whose lagging reading moves in ticks of `tick` behind `exact` (the kernel's
+/// coarse clock), counting each kind of reading.
+#[derive(Debug, Clone)]
+struct Ticking {
+    exact: FakeClock,
+    tick: u64,
+    exact_reads: Arc<AtomicU64>,
+    lagging_reads: Arc<AtomicU64>,
+}
+
+impl Ticking {
+    fn new(exact: &FakeClock, tick: Duration) -> Self {
+        Ticking {
+            exact: exact.clone(),
+            tick: tick.as_nanos() as u64,
+            exact_reads: Arc::default(),
+            lagging_reads: Arc::default(),
+        }
+    }
+
+    fn reads(&self) -> (u64, u64) {
+        (
+            self.exact_reads.load(Ordering::Relaxed),
+            self.lagging_reads.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Clock for Ticking {
+    fn now(&self) -> Ticks {
+        self.exact_reads.fetch_add(1, Ordering::Relaxed);
+        self.exact.now()
+    }
+
+    fn now_lagging(&self) -> Ticks {
+        self.lagging_reads.fetch_add(1, Ordering::Relaxed);
+        let ns = self.exact.now().as_nanos();
+        Ticks::from_nanos(ns - ns % self.tick)
+    }
+
+    fn max_lag(&self) -> Duration {
+        Duration::from_nanos(self.tick)
+    }
+}
+
+/// Reads per decision for a pattern of calls, each `(advance, cost, waits)`.
+fn reads_per_decision(
+    cfg: palisade::rate_limiter::RateLimiterConfig,
+    calls: impl Iterator<Item = (Duration, u32, bool)>,
+) -> (f64, u64, u64, u64) {
+    let exact = FakeClock::new();
+    let clock = Ticking::new(&exact, Duration::from_millis(4));
+    let limiter = RateLimiter::with_timer_and_clock(cfg, no_wait as NoWait, clock.clone());
+    let mut n = 0;
+    let mut admitted = 0;
+    for (advance, cost, waits) in calls {
+        exact.advance(advance);
+        let r = if waits {
+            futures_util::FutureExt::now_or_never(limiter.acquire_n(cost)).unwrap()
+        } else {
+            limiter.try_acquire_n(cost)
+        };
+        admitted += u64::from(r.is_ok());
+        n += 1;
+    }
+    let (e, l) = clock.reads();
+    ((e + l) as f64 / n as f64, e, l, admitted)
+}
+
+/// Reads per decision under steady patterns, against a clock whose lagging reading ticks
+/// every 4 ms. A decision needs one reading, the lagging or the exact one; which one it
+/// tries first is a one-bit guess from the last decision, so a pattern that alternates
+/// between a full bucket and a refusal pays both readings every other call (1.5), and
+/// nothing pays them on every call. A limiter whose callers all wait needs the exact
+/// reading for every wait: it paid both on every other call (1.5) while the guess was
+/// reset by each wait into a bucket short of full.
+#[test]
+fn which_reading_comes_first_settles_most_decisions_with_one_reading() {
+    let ms = Duration::from_millis;
+    type Case = (
+        &'static str,
+        f64,
+        palisade::rate_limiter::RateLimiterConfig,
+        Vec<(Duration, u32, bool)>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "waiting, every call waits (twice the rate)",
+            1.0,
+            config(10, Duration::from_secs(1), 1, Duration::from_secs(3600)),
+            (0..10_000).map(|_| (ms(50), 1, true)).collect(),
+        ),
+        (
+            "waiting, burst 5, twice the rate",
+            1.0,
+            config(10, Duration::from_secs(1), 5, Duration::from_secs(3600)),
+            (0..10_000).map(|_| (ms(50), 1, true)).collect(),
+        ),
+        (
+            "not limiting (half the rate)",
+            1.0,
+            config(10, Duration::from_secs(1), 10, Duration::ZERO),
+            (0..10_000).map(|_| (ms(200), 1, false)).collect(),
+        ),
+        (
+            "refusing, tight loop 1 ms, 100/s",
+            1.2,
+            config(100, Duration::from_secs(1), 10, Duration::ZERO),
+            (0..10_000).map(|_| (ms(1), 1, false)).collect(),
+        ),
+        (
+            "at the rate exactly, burst 10",
+            1.0,
+            config(100, Duration::from_secs(1), 10, Duration::ZERO),
+            (0..10_000).map(|_| (ms(10), 1, false)).collect(),
+        ),
+        (
+            "bursts of 10 after quiet spells",
+            1.1,
+            config(100, Duration::from_secs(1), 10, Duration::ZERO),
+            (0..10_000)
+                .map(|i| (if i % 10 == 0 { ms(500) } else { Duration::ZERO }, 1, false))
+                .collect(),
+        ),
+        (
+            "alternating full and refused",
+            1.5,
+            config(100, Duration::from_secs(1), 2, Duration::ZERO),
+            (0..10_000)
+                .map(|i| (if i % 2 == 0 { ms(30) } else { Duration::ZERO }, 2, false))
+                .collect(),
+        ),
+    ];
+    for (name, bound, cfg, calls) in cases {
+        let (per_decision, exact, lagging, _) = reads_per_decision(cfg, calls.into_iter());
+        assert!(
+            per_decision <= bound + 0.001,
+            "{name}: {per_decision:.3} reads a decision (exact {exact}, lagging {lagging}), above {bound}"
+        );
+    }
+}
+
 // ===== the per-key map =====
 
 fn keyed_on(

@@ -223,7 +223,8 @@ pub(crate) struct Gcra {
 
 /// Which clock reading a limiter's next decision takes first (see [`Gcra::acquire_lagging`]).
 ///
-/// Set when the last decision needed the exact reading (the bucket was full, or nearly): the
+/// Set when the last decision needed the exact reading (the bucket was full, or nearly, or
+/// the caller waits for a later turn, which counts from the exact reading): the
 /// next one takes it first instead of the lagging one, which would not settle it. A hint
 /// only: any value gives a correct decision, so it is `Relaxed`, and written only when it
 /// changes. It lives with the limiter's read-mostly fields, not beside the word: a load of
@@ -263,7 +264,8 @@ impl Gcra {
     /// - a bucket found full needs the exact reading (its new TAT counts from it), and a
     ///   limiter that is not limiting finds its bucket full on almost every call; so after
     ///   a decision that needed the exact reading, the next one reads it first, until one
-    ///   finds the bucket well short of full again.
+    ///   finds the bucket well short of full again and does not wait (a wait counts from
+    ///   the exact reading).
     ///
     /// With `RETIRABLE`, a retired word is told apart ([`Decision::Retired`]); without, the
     /// word is known never to be retired (a limiter of its own, or a per-key one under a
@@ -290,12 +292,18 @@ impl Gcra {
         if hint.0.load(Ordering::Relaxed) != 0 {
             let now_ns = clock.now().as_nanos();
             let current = self.tat.load(Ordering::Relaxed);
-            if current >= now_ns.saturating_add(lag_ns) {
-                // Short of full by more than the lag: the lagging reading would have
-                // settled this one, so the next decision starts with it again.
+            let decision = self.acquire_at::<RETIRABLE>(current, now_ns, cost, rate, max_wait_ns);
+            // Short of full by more than the lag, and not a wait (a wait counts from the
+            // exact reading, which a waiting limiter's every call then needs): the lagging
+            // reading would have settled this one, so the next decision starts with it
+            // again. Cleared on waits too, every other call of a limiter whose callers all
+            // wait paid both readings.
+            if current >= now_ns.saturating_add(lag_ns)
+                && !matches!(decision, Decision::Wait { .. })
+            {
                 hint.0.store(0, Ordering::Relaxed);
             }
-            return self.acquire_at::<RETIRABLE>(current, now_ns, cost, rate, max_wait_ns);
+            return decision;
         }
         self.acquire_from_lagging::<C, RETIRABLE>(
             hint,
