@@ -579,3 +579,140 @@ fn a_map_full_of_busy_keys_for_hours_then_drains() {
         keyed.len()
     );
 }
+
+// ===== waiters on paused time =====
+
+/// Waiters whose timers fire an hour late (the runtime was busy, or paused time jumped):
+/// each is admitted once, and after the quiet spell the bucket is full, not owed.
+#[tokio::test(start_paused = true)]
+async fn waiters_whose_timers_fire_an_hour_late_leave_a_full_bucket() {
+    let limiter = Arc::new(RateLimiter::new(config(
+        10,
+        Duration::from_secs(1),
+        5,
+        Duration::from_secs(1),
+    )));
+    for _ in 0..5 {
+        limiter.try_acquire().unwrap();
+    }
+    // Ten waiters reserve the next second's turns; none has run past its reservation.
+    let waiters: Vec<_> = (0..10)
+        .map(|_| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move { limiter.acquire().await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    assert!(
+        limiter.try_acquire().is_err(),
+        "the next second is reserved"
+    );
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    for w in waiters {
+        w.await.unwrap().unwrap();
+    }
+    let m = limiter.metrics();
+    assert_eq!((m.admitted, m.tokens), (15, 5));
+    for _ in 0..5 {
+        limiter.try_acquire().unwrap();
+    }
+    assert!(limiter.try_acquire().is_err());
+}
+
+/// A one-nanosecond emission interval: waits below tokio's millisecond resolution end
+/// late, never stuck, and the limiter never owes more than it reserved.
+#[tokio::test(start_paused = true)]
+async fn a_one_nanosecond_interval_with_waiters_never_gets_stuck() {
+    let limiter = Arc::new(RateLimiter::new(config(
+        1,
+        Duration::from_nanos(1),
+        1,
+        Duration::from_nanos(50),
+    )));
+    let waiters: Vec<_> = (0..200)
+        .map(|_| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move { limiter.acquire().await.is_ok() })
+        })
+        .collect();
+    let mut admitted = 0;
+    for w in waiters {
+        admitted += u64::from(w.await.unwrap());
+    }
+    assert!(admitted >= 51, "{admitted}");
+    tokio::time::advance(Duration::from_nanos(1)).await;
+    limiter.try_acquire().unwrap();
+    // A week of quiet on the slowest rate.
+    let daily = RateLimiter::new(config(
+        1,
+        Duration::from_secs(86_400),
+        2,
+        Duration::from_secs(86_400),
+    ));
+    daily.acquire_n(2).await.unwrap();
+    let start = tokio::time::Instant::now();
+    daily.acquire().await.unwrap();
+    // Tokio's timer ends a sleep on its millisecond grid, and the nanosecond steps above
+    // left the clock off it: up to a millisecond late, never early.
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_secs(86_400) && waited <= Duration::from_millis(86_400_001));
+    assert!(daily.try_acquire().is_err());
+    tokio::time::advance(Duration::from_secs(7 * 86_400)).await;
+    daily.acquire_n(2).await.unwrap();
+}
+
+// ===== clocks that break their contract =====
+
+/// A clock that goes back (a contract violation): no panic, and once it has passed its
+/// earlier reading again, the limiter and the map behave as before.
+#[test]
+fn a_clock_that_goes_back_holds_still_then_recovers() {
+    #[derive(Debug, Clone)]
+    struct Jumpy(Arc<AtomicU64>);
+    impl Clock for Jumpy {
+        fn now(&self) -> Ticks {
+            Ticks::from_nanos(self.0.load(Ordering::Relaxed))
+        }
+        fn now_lagging(&self) -> Ticks {
+            Ticks::from_nanos(self.0.load(Ordering::Relaxed).saturating_sub(3))
+        }
+        fn max_lag(&self) -> Duration {
+            Duration::from_nanos(3)
+        }
+    }
+    let t = Arc::new(AtomicU64::new(0));
+    let clock = Jumpy(t.clone());
+    let limiter = RateLimiter::with_timer_and_clock(
+        config(10, Duration::from_secs(1), 2, Duration::ZERO),
+        no_wait as NoWait,
+        clock.clone(),
+    );
+    let keyed: Keyed<u32, _, _> = Keyed::with_clock(
+        KeyedConfig::builder()
+            .max_keys(1)
+            .idle(Duration::from_secs(1))
+            .build()
+            .unwrap(),
+        limiter.clone(),
+        clock.clone(),
+    );
+    let hour = 3_600_000_000_000u64;
+    t.store(hour, Ordering::Relaxed);
+    limiter.try_acquire_n(2).unwrap();
+    keyed.try_acquire(&1).unwrap();
+    // Back to the origin: refusals, a map that keeps its key, no panic.
+    t.store(0, Ordering::Relaxed);
+    let r = limiter.try_acquire().unwrap_err();
+    assert!(r.retry_after().unwrap() > Duration::from_secs(3599));
+    assert!(matches!(
+        keyed.try_acquire(&2),
+        Err(Rejected::TooManyKeys(_))
+    ));
+    assert_eq!(keyed.evict_idle(), 0);
+    let _ = limiter.metrics();
+    // Past the earlier reading again: as if the clock had stood still meanwhile.
+    t.store(hour + 200_000_000, Ordering::Relaxed);
+    limiter.try_acquire_n(2).unwrap();
+    t.store(hour + 200_000_000 + 1_100_000_000, Ordering::Relaxed);
+    keyed.try_acquire(&2).unwrap();
+}
