@@ -10,11 +10,14 @@ mod code {
     pub(super) const CANCELLED: i32 = 1;
     pub(super) const UNKNOWN: i32 = 2;
     pub(super) const DEADLINE_EXCEEDED: i32 = 4;
+    pub(super) const PERMISSION_DENIED: i32 = 7;
     pub(super) const RESOURCE_EXHAUSTED: i32 = 8;
     pub(super) const ABORTED: i32 = 10;
+    pub(super) const UNIMPLEMENTED: i32 = 12;
     pub(super) const INTERNAL: i32 = 13;
     pub(super) const UNAVAILABLE: i32 = 14;
     pub(super) const DATA_LOSS: i32 = 15;
+    pub(super) const UNAUTHENTICATED: i32 = 16;
 }
 
 /// Grades gRPC results by status code.
@@ -32,7 +35,13 @@ mod code {
 /// message, in its headers ("trailers-only", how servers answer `UNAVAILABLE` and most
 /// errors). Under a tonic client (as a tower layer over a `Channel`), a policy sees the HTTP
 /// response before its body is read: this classifier reads `grpc-status` from the headers
-/// and grades a response without one as a success. On the closure surface, where tonic has
+/// and grades a `200` response without one as a success (its status comes in the
+/// trailers, after the policy has let go). A response with another HTTP status and no
+/// `grpc-status` (a proxy's bare `503` when it has no healthy upstream) is graded as the
+/// code gRPC maps that status to, as tonic reports it: `429`, `502`, `503` and `504` as
+/// `UNAVAILABLE`, `400` as `INTERNAL`, `401` as `UNAUTHENTICATED`, `403` as
+/// `PERMISSION_DENIED`, `404` as `UNIMPLEMENTED`, any other as `UNKNOWN`. On the closure
+/// surface, where tonic has
 /// already turned every status into `Result<_, tonic::Status>`, use
 /// [`with_code`](Self::with_code) to read the code from the result.
 ///
@@ -192,7 +201,10 @@ impl<B, E: AsRejected> Classifier<Response<B>, E> for GrpcClassifier {
     fn classify(&self, result: &Result<Response<B>, E>) -> Outcome {
         match result {
             Ok(resp) => match resp.headers().get("grpc-status") {
-                None => Outcome::Success,
+                None => match from_http_status(resp.status().as_u16()) {
+                    Some(code) => self.outcome(code),
+                    None => Outcome::Success,
+                },
                 Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse().ok()) {
                     Some(code) => self.outcome(code),
                     // A status we cannot read: the peer is not speaking gRPC properly.
@@ -207,6 +219,21 @@ impl<B, E: AsRejected> Classifier<Response<B>, E> for GrpcClassifier {
     #[inline]
     fn rejection<'r>(&self, result: &'r Result<Response<B>, E>) -> Option<&'r Rejected> {
         Classifier::<Response<B>, E>::rejection(&DefaultClassifier, result)
+    }
+}
+
+/// The code gRPC gives a response that has no `grpc-status` in its headers, from its HTTP
+/// status (gRPC's `http-grpc-status-mapping.md`, which tonic follows); `None` for `200`,
+/// whose status comes in the trailers.
+const fn from_http_status(status: u16) -> Option<i32> {
+    match status {
+        200 => None,
+        400 => Some(code::INTERNAL),
+        401 => Some(code::UNAUTHENTICATED),
+        403 => Some(code::PERMISSION_DENIED),
+        404 => Some(code::UNIMPLEMENTED),
+        429 | 502 | 503 | 504 => Some(code::UNAVAILABLE),
+        _ => Some(code::UNKNOWN),
     }
 }
 
@@ -251,6 +278,49 @@ mod tests {
         assert_eq!(
             g.classify(&Ok::<_, crate::error::Rejected>(garbled)),
             Outcome::Failure
+        );
+    }
+
+    #[test]
+    fn a_non_200_answer_without_grpc_status_is_graded_as_grpc_maps_it() {
+        // An L7 proxy in front of an overloaded server (envoy's "no healthy upstream")
+        // answers a bare 503 with no `grpc-status`: tonic reports UNAVAILABLE, gRPC's
+        // HTTP-to-status mapping says so. Graded a success, a breaker over the channel
+        // never opened on it.
+        let g = GrpcClassifier::new();
+        let bare = |status: u16| {
+            let resp = http::Response::builder().status(status).body(()).unwrap();
+            g.classify(&Ok::<_, crate::error::Rejected>(resp))
+        };
+        for unavailable in [429, 502, 503, 504] {
+            assert_eq!(bare(unavailable), Outcome::Failure, "{unavailable}");
+        }
+        assert_eq!(bare(400), Outcome::Failure, "INTERNAL");
+        assert_eq!(bare(500), Outcome::Failure, "UNKNOWN");
+        assert_eq!(bare(401), Outcome::Success, "UNAUTHENTICATED: the caller's");
+        assert_eq!(bare(403), Outcome::Success, "PERMISSION_DENIED");
+        assert_eq!(bare(404), Outcome::Success, "UNIMPLEMENTED");
+        assert_eq!(
+            bare(200),
+            Outcome::Success,
+            "the status comes in the trailers"
+        );
+        let quota = GrpcClassifier::new().success(14);
+        let resp = http::Response::builder().status(503).body(()).unwrap();
+        assert_eq!(
+            quota.classify(&Ok::<_, crate::error::Rejected>(resp)),
+            Outcome::Success,
+            "graded as the code it maps to, so moving the code moves it"
+        );
+        let trailers_only = http::Response::builder()
+            .status(503)
+            .header("grpc-status", "0")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            g.classify(&Ok::<_, crate::error::Rejected>(trailers_only)),
+            Outcome::Success,
+            "a grpc-status header wins, as in tonic"
         );
     }
 }

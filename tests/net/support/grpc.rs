@@ -24,6 +24,9 @@ pub enum Trouble {
     Fail(tonic::Code),
     /// Serve it after this long.
     Delay(std::time::Duration),
+    /// Answer with this bare HTTP status, no `grpc-status` and no body, as an L7 proxy in
+    /// front of the server does when it has no healthy upstream.
+    Http(u16),
 }
 
 #[derive(Default)]
@@ -131,6 +134,11 @@ where
             // A trailers-only answer: the status in the headers, no message.
             Some(Trouble::Fail(code)) => {
                 let resp = tonic::Status::new(code, "failing on command").into_http();
+                Box::pin(async move { Ok(resp) })
+            }
+            Some(Trouble::Http(code)) => {
+                let mut resp = http::Response::new(ResBody::default());
+                *resp.status_mut() = http::StatusCode::from_u16(code).unwrap();
                 Box::pin(async move { Ok(resp) })
             }
             Some(Trouble::Delay(d)) => {

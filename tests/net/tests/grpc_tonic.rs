@@ -124,6 +124,33 @@ async fn a_breaker_over_the_channel_opens_on_unavailable_and_recovers_through_a_
     assert_eq!(server.hits(), 4);
 }
 
+/// A proxy's bare 503 (no `grpc-status`) is UNAVAILABLE to tonic; the breaker over the
+/// channel must count it as the caller sees it. It counted it a success and never opened.
+#[tokio::test]
+async fn a_proxys_bare_503_without_grpc_status_opens_the_breaker() {
+    let server = GrpcServer::start().await;
+    server.then([Trouble::Http(503); 3]);
+    let breaker = CircuitBreaker::new(
+        CircuitBreaker::builder()
+            .consecutive_failures(3)
+            .break_duration(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    );
+    let stack = ServiceBuilder::new()
+        .layer(breaker.layer().classify(GrpcClassifier::new()))
+        .layer(LiftLayer)
+        .service(channel(&server).await);
+    let mut client = HealthClient::new(stack);
+
+    for _ in 0..3 {
+        let status = client.check(check()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "tonic maps the 503");
+    }
+    assert_eq!(breaker.state(), CircuitState::Open);
+    assert_eq!(server.hits(), 3);
+}
+
 #[tokio::test]
 async fn a_slow_call_is_cut_by_the_timeout_and_the_channel_keeps_serving() {
     let server = GrpcServer::start().await;
