@@ -40,10 +40,13 @@ mod code {
 /// `grpc-status` (a proxy's bare `503` when it has no healthy upstream) is graded as the
 /// code gRPC maps that status to, as tonic reports it: `429`, `502`, `503` and `504` as
 /// `UNAVAILABLE`, `400` as `INTERNAL`, `401` as `UNAUTHENTICATED`, `403` as
-/// `PERMISSION_DENIED`, `404` as `UNIMPLEMENTED`, any other as `UNKNOWN`. On the closure
-/// surface, where tonic has
-/// already turned every status into `Result<_, tonic::Status>`, use
-/// [`with_code`](Self::with_code) to read the code from the result.
+/// `PERMISSION_DENIED`, `404` as `UNIMPLEMENTED`, any other as `UNKNOWN`. A `grpc-status`
+/// other than `0` to `16` written plainly (`00`, `+5`, `17`, garbage) is graded as
+/// `UNKNOWN`, which is what tonic reports for it.
+///
+/// On the closure surface, where tonic has already turned every status into
+/// `Result<_, tonic::Status>`, use [`with_code`](Self::with_code) to read the code from the
+/// result.
 ///
 /// # Examples
 ///
@@ -205,11 +208,7 @@ impl<B, E: AsRejected> Classifier<Response<B>, E> for GrpcClassifier {
                     Some(code) => self.outcome(code),
                     None => Outcome::Success,
                 },
-                Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse().ok()) {
-                    Some(code) => self.outcome(code),
-                    // A status we cannot read: the peer is not speaking gRPC properly.
-                    None => Outcome::Failure,
-                },
+                Some(v) => self.outcome(read_code(v.as_bytes())),
             },
             Err(_) => Classifier::<Response<B>, E>::classify(&DefaultClassifier, result),
         }
@@ -219,6 +218,16 @@ impl<B, E: AsRejected> Classifier<Response<B>, E> for GrpcClassifier {
     #[inline]
     fn rejection<'r>(&self, result: &'r Result<Response<B>, E>) -> Option<&'r Rejected> {
         Classifier::<Response<B>, E>::rejection(&DefaultClassifier, result)
+    }
+}
+
+/// A `grpc-status` value as tonic reads it, byte for byte: `0` to `16` written plainly,
+/// and anything else (`00`, `+5`, `17`, garbage) `UNKNOWN`, the code the caller then sees.
+const fn read_code(value: &[u8]) -> i32 {
+    match *value {
+        [d @ b'0'..=b'9'] => (d - b'0') as i32,
+        [b'1', d @ b'0'..=b'6'] => 10 + (d - b'0') as i32,
+        _ => code::UNKNOWN,
     }
 }
 
@@ -279,6 +288,40 @@ mod tests {
             g.classify(&Ok::<_, crate::error::Rejected>(garbled)),
             Outcome::Failure
         );
+    }
+
+    #[test]
+    fn a_grpc_status_that_is_not_a_canonical_code_is_graded_as_unknown() {
+        // tonic reads `grpc-status` byte for byte ("0" to "16"); anything else reaches the
+        // caller as UNKNOWN. Parsed as a number, "00" and "+0" were graded OK and "01" as
+        // CANCELLED (ignored), while the caller got an UNKNOWN failure.
+        let g = GrpcClassifier::new();
+        let with = |g: GrpcClassifier, status: &str| {
+            let resp = http::Response::builder()
+                .header("grpc-status", status)
+                .body(())
+                .unwrap();
+            g.classify(&Ok::<_, crate::error::Rejected>(resp))
+        };
+        for odd in [
+            "00", "+0", "01", "+5", "05", "-0", "0x0", "016", "17", "fourteen", "",
+        ] {
+            assert_eq!(with(g, odd), Outcome::Failure, "{odd:?}");
+            assert_eq!(
+                with(g.ignore(2), odd),
+                Outcome::Ignore,
+                "{odd:?} is UNKNOWN"
+            );
+        }
+        for (canonical, outcome) in [
+            ("0", Outcome::Success),
+            ("1", Outcome::Ignore),
+            ("5", Outcome::Success),
+            ("14", Outcome::Failure),
+            ("16", Outcome::Success),
+        ] {
+            assert_eq!(with(g, canonical), outcome, "{canonical:?}");
+        }
     }
 
     #[test]
