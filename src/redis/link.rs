@@ -21,6 +21,11 @@ use crate::error::{LinkFailure, Rejected};
 pub(crate) struct Failed {
     pub(crate) cause: LinkFailure,
     pub(crate) retry_after: Option<Duration>,
+    /// Whether the command may have run in Redis though its reply never came back (a
+    /// timeout, a malformed reply, a connection that died after the command was written):
+    /// false only when no attempt can have reached the server, or the server answered with
+    /// an error.
+    pub(crate) may_have_run: bool,
 }
 
 impl Failed {
@@ -153,6 +158,7 @@ impl LinkShared {
                 return Err(Failed {
                     cause: LinkFailure::BreakerOpen,
                     retry_after: Rejected::retry_after(&rejected),
+                    may_have_run: false,
                 });
             }
         };
@@ -161,6 +167,9 @@ impl LinkShared {
         // gone, its handshake failed): one that fails is dropped and, within the same
         // deadline, one fresh connection is tried before the round trip counts as failed.
         let outcome;
+        // Sticky across attempts: a stale connection that died after the command was
+        // written may have run it, whatever the fresh one then does.
+        let mut may_have_run = false;
         loop {
             let (n, conn, fresh) = match self.connection() {
                 Ok(made) => made,
@@ -173,6 +182,7 @@ impl LinkShared {
             self.round_trips.fetch_add(1, Ordering::Relaxed);
             outcome = match tokio::time::timeout_at(deadline, send(conn)).await {
                 Ok(Ok(reply)) => parse(&reply).map_err(|cause| {
+                    may_have_run = true;
                     (
                         cause,
                         format!("malformed reply: {}", short(&format!("{reply:?}"))),
@@ -180,6 +190,15 @@ impl LinkShared {
                 }),
                 Ok(Err(e)) => {
                     let cause = classify(&e);
+                    // A refused connection or handshake carried no command, and a server
+                    // error is the command's own answer; any other I/O failure may have
+                    // come after the command was written.
+                    if cause != LinkFailure::Server
+                        && !e.is_connection_refusal()
+                        && !stale_connection(&e)
+                    {
+                        may_have_run = true;
+                    }
                     if cause == LinkFailure::Connection || stale_connection(&e) {
                         self.drop_connection(n);
                         if !fresh {
@@ -188,10 +207,13 @@ impl LinkShared {
                     }
                     Err((cause, describe(&e)))
                 }
-                Err(_) => Err((
-                    LinkFailure::Timeout,
-                    format!("no reply within {:?}", self.config.round_trip_timeout),
-                )),
+                Err(_) => {
+                    may_have_run = true;
+                    Err((
+                        LinkFailure::Timeout,
+                        format!("no reply within {:?}", self.config.round_trip_timeout),
+                    ))
+                }
             };
             break;
         }
@@ -208,6 +230,7 @@ impl LinkShared {
                 Err(Failed {
                     cause,
                     retry_after: None,
+                    may_have_run,
                 })
             }
         }

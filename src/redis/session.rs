@@ -12,7 +12,7 @@ use super::future::{Admit, RunFuture};
 use super::key::{KeySpace, RedisKey};
 use super::link::{FailCounts, Link};
 use super::scripts::{RenewReply, read_acquired, read_flag, read_renewed};
-use crate::error::{BulkheadFull, FullCause, LinkFailure, Rejected, Unavailable};
+use crate::error::{BulkheadFull, FullCause, Rejected, Unavailable};
 use crate::telemetry::{EventKind, FailDecision, Telemetry};
 
 /// At most `max_per_key` calls in flight per key across every instance of a service (the
@@ -557,16 +557,13 @@ impl SessionShared {
                 Err(self.refuse(&key, self.full(max)))
             }
             // A round trip that failed may still have added the lease (a reply lost on the
-            // way back): `pending` removes it, best effort.
+            // way back: a timeout, a malformed reply, a connection that died after the
+            // script was written): `pending` removes it, best effort. When nothing can have
+            // been added (no attempt reached Redis, or the script failed, its writes coming
+            // after its last check), no removal is sent, which would only fail again and
+            // count twice against the link.
             Err(failed) => {
-                // Nothing can have been added: no round trip was made, no connection carried
-                // it, or the script failed (its writes come after its last check). After a
-                // timeout or a malformed reply the script may have run: `pending` removes
-                // the lease.
-                if matches!(
-                    failed.cause,
-                    LinkFailure::BreakerOpen | LinkFailure::Connection | LinkFailure::Server
-                ) {
+                if !failed.may_have_run {
                     pending.armed = false;
                 }
                 let telemetry = self.telemetry_for(&key);
