@@ -175,6 +175,10 @@ impl SessionLease {
                 renewal,
             } => {
                 renewal.abort();
+                // Awaited before the removal: a renewal caught mid-poll on another worker
+                // could otherwise queue its command behind the removal's and add the lease
+                // back until its TTL. Once the task is gone, whatever it sent is ahead.
+                let _ = renewal.await;
                 shared.remove(key, id).await
             }
             other => {
@@ -216,6 +220,8 @@ impl Drop for SessionLease {
                 renewal.abort();
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     runtime.spawn(async move {
+                        // As in `release`: the renewal is gone before the removal is sent.
+                        let _ = renewal.await;
                         shared.remove(key, id).await;
                     });
                 }
