@@ -105,6 +105,9 @@ impl GrpcClassifier {
 
     /// Counts `code` as a failure.
     ///
+    /// Codes outside `0..=16` are not gRPC codes: they are always graded a failure, and
+    /// naming one here changes nothing.
+    ///
     /// # Examples
     ///
     /// ```
@@ -122,6 +125,9 @@ impl GrpcClassifier {
 
     /// Counts `code` as a success.
     ///
+    /// Codes outside `0..=16` are not gRPC codes: they are always graded a failure, and
+    /// naming one here changes nothing.
+    ///
     /// # Examples
     ///
     /// ```
@@ -138,6 +144,9 @@ impl GrpcClassifier {
     }
 
     /// Ignores `code`: not counted, not retried.
+    ///
+    /// Codes outside `0..=16` are not gRPC codes: they are always graded a failure, and
+    /// naming one here changes nothing.
     ///
     /// # Examples
     ///
