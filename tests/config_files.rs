@@ -1492,3 +1492,54 @@ max_per_key = 1
         assert_eq!(err.field(), "redis.name", "{err}");
     }
 }
+
+/// A name written twice under one kind is two policies for one name: JSON and YAML maps
+/// would keep the last silently (TOML refuses it as a duplicate key), so the first, maybe
+/// the one meant, would be dropped without a word. Found by feeding each format duplicate
+/// sections (`probe/config`).
+#[cfg(all(feature = "json", feature = "yaml"))]
+#[test]
+fn a_policy_named_twice_under_one_kind_is_refused_in_every_format() {
+    let kinds = [
+        ("timeout", r#"{"duration":"1s"}"#, r#"{"duration":"2s"}"#),
+        ("retry", r#"{"max_attempts":2}"#, r#"{"max_attempts":3}"#),
+        (
+            "circuit_breaker",
+            r#"{"break_duration":"1s"}"#,
+            r#"{"break_duration":"2s"}"#,
+        ),
+        (
+            "rate_limiter",
+            r#"{"rate":3,"period":"1s"}"#,
+            r#"{"rate":5,"period":"1s"}"#,
+        ),
+        (
+            "bulkhead",
+            r#"{"max_concurrent":1}"#,
+            r#"{"max_concurrent":2}"#,
+        ),
+    ];
+    for (kind, first, second) in kinds {
+        let json = format!(r#"{{"{kind}":{{"api":{first},"api":{second}}}}}"#);
+        // JSON is YAML too; a block mapping as well, to be sure of the YAML reader's own path.
+        let yaml = format!("{kind}:\n  api: {first}\n  api: {second}\n");
+        for (format, result) in [
+            ("json", Policies::from_json_str(&json)),
+            ("yaml", Policies::from_yaml_str(&yaml)),
+        ] {
+            let err = match result {
+                Ok(p) => panic!("{format} {kind}: a duplicate name loaded: {p:?}"),
+                Err(e) => e,
+            };
+            assert_eq!(err.field(), format!("{kind}.api"), "{format}: {err}");
+            assert!(err.value().contains("api"), "{format}: {err}");
+            assert!(err.value().contains("more than once"), "{format}: {err}");
+        }
+    }
+    // The same name under two kinds is one pipeline, not a duplicate.
+    let p = Policies::from_json_str(
+        r#"{"timeout":{"api":{"duration":"1s"}},"retry":{"api":{"max_attempts":2}}}"#,
+    )
+    .unwrap();
+    assert!(p.pipeline("api").is_ok());
+}

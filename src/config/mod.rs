@@ -56,7 +56,8 @@
 //!   `max`; `exponential` with `initial`, `factor`, `max`) and an optional `jitter`:
 //!   `"none"`, `"full"`, `"equal"`, `"decorrelated"` or `{ proportional = 0.2 }`.
 //! - **`name`** is optional; under [`Policies`] a policy is named by its key, which must not
-//!   be empty.
+//!   be empty and may appear once per kind (a JSON or YAML map would otherwise keep the last
+//!   of two tables silently).
 //! - **Tables** are tables: a config, a `trip_model`, `slow_calls`, `backoff` or `budget`
 //!   written as a sequence (`"db": ["pool", 4]`, which serde would otherwise read field by
 //!   field in declaration order) is refused.
@@ -272,7 +273,9 @@ use crate::retry::{Retry, RetryConfig};
 use crate::timeout::{Timeout, TimeoutConfig};
 use crate::timer::DefaultTimer;
 
-use self::raw::{RawBulkhead, RawCircuitBreaker, RawRateLimiter, RawRetry, RawTimeout, Table};
+use self::raw::{
+    RawBulkhead, RawCircuitBreaker, RawRateLimiter, RawRetry, RawTimeout, Sections, Table,
+};
 #[cfg(feature = "redis")]
 use self::redis::{RawRedis, RawRedisRateLimiter, RawRedisSessionLimiter};
 #[cfg(feature = "redis")]
@@ -324,25 +327,25 @@ pub struct Policies {
 #[derive(Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicies {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    timeout: BTreeMap<String, Table<RawTimeout>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    retry: BTreeMap<String, Table<RawRetry>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    circuit_breaker: BTreeMap<String, Table<RawCircuitBreaker>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    rate_limiter: BTreeMap<String, Table<RawRateLimiter>>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    bulkhead: BTreeMap<String, Table<RawBulkhead>>,
+    #[serde(default, skip_serializing_if = "Sections::is_empty")]
+    timeout: Sections<RawTimeout>,
+    #[serde(default, skip_serializing_if = "Sections::is_empty")]
+    retry: Sections<RawRetry>,
+    #[serde(default, skip_serializing_if = "Sections::is_empty")]
+    circuit_breaker: Sections<RawCircuitBreaker>,
+    #[serde(default, skip_serializing_if = "Sections::is_empty")]
+    rate_limiter: Sections<RawRateLimiter>,
+    #[serde(default, skip_serializing_if = "Sections::is_empty")]
+    bulkhead: Sections<RawBulkhead>,
     #[cfg(feature = "redis")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     redis: Option<Table<RawRedis>>,
     #[cfg(feature = "redis")]
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    redis_rate_limiter: BTreeMap<String, Table<RawRedisRateLimiter>>,
+    #[serde(default, skip_serializing_if = "Sections::is_empty")]
+    redis_rate_limiter: Sections<RawRedisRateLimiter>,
     #[cfg(feature = "redis")]
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    redis_session_limiter: BTreeMap<String, Table<RawRedisSessionLimiter>>,
+    #[serde(default, skip_serializing_if = "Sections::is_empty")]
+    redis_session_limiter: Sections<RawRedisSessionLimiter>,
     // Without the feature, the Redis tables are read only to say which feature they need
     // (rather than "unknown field").
     #[cfg(not(feature = "redis"))]
@@ -409,7 +412,7 @@ impl Policies {
             })?;
         fn each<R, C>(
             kind: &str,
-            tables: BTreeMap<String, Table<R>>,
+            Sections(tables): Sections<R>,
             build: impl Fn(R, Option<&str>) -> Result<C, ConfigError>,
         ) -> Result<BTreeMap<String, C>, ConfigError> {
             tables
@@ -634,10 +637,12 @@ impl Policies {
 
 impl Serialize for Policies {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        fn raw<C, R: for<'a> From<&'a C>>(m: &BTreeMap<String, C>) -> BTreeMap<String, Table<R>> {
-            m.iter()
-                .map(|(k, c)| (k.clone(), Table(R::from(c))))
-                .collect()
+        fn raw<C, R: for<'a> From<&'a C>>(m: &BTreeMap<String, C>) -> Sections<R> {
+            Sections(
+                m.iter()
+                    .map(|(k, c)| (k.clone(), Table(R::from(c))))
+                    .collect(),
+            )
         }
         RawPolicies {
             timeout: raw(&self.timeout),

@@ -4,11 +4,12 @@
 //! A file's values go through the same builder, and so the same validation, as code.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use serde::de::{MapAccess, Visitor, value::MapAccessDeserializer};
+use serde::de::{DeserializeSeed, MapAccess, Visitor, value::MapAccessDeserializer};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::duration;
@@ -51,6 +52,77 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Table<T> {
             }
         }
         deserializer.deserialize_map(Map(PhantomData)).map(Table)
+    }
+}
+
+/// The tables of one kind, by name (`[rate_limiter.<name>]`). A name given twice is refused:
+/// JSON and YAML maps would otherwise keep the last table silently (TOML refuses the
+/// duplicate key itself), dropping the first, which may be the one meant.
+#[derive(Debug)]
+pub(crate) struct Sections<T>(pub(crate) BTreeMap<String, Table<T>>);
+
+impl<T> Default for Sections<T> {
+    fn default() -> Self {
+        Sections(BTreeMap::new())
+    }
+}
+
+impl<T> Sections<T> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<T: Serialize> Serialize for Sections<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Sections<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Names<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Names<T> {
+            type Value = Sections<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let seen = out.contains_key(&name);
+                    let table = map.next_value_seed(Once {
+                        seen,
+                        name: &name,
+                        table: PhantomData,
+                    })?;
+                    out.insert(name, table);
+                }
+                Ok(Sections(out))
+            }
+        }
+        deserializer.deserialize_map(Names(PhantomData))
+    }
+}
+
+/// One name's table, refused if the name came before. Refused as the value, not after it,
+/// so that the error's path ends at the name (`rate_limiter.api`).
+struct Once<'n, T> {
+    seen: bool,
+    name: &'n str,
+    table: PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for Once<'_, T> {
+    type Value = Table<T>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Table<T>, D::Error> {
+        if self.seen {
+            return Err(serde::de::Error::custom(format_args!(
+                "the name {:?} is given more than once (a name may appear once per kind)",
+                self.name
+            )));
+        }
+        Table::deserialize(deserializer)
     }
 }
 
