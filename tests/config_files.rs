@@ -1548,7 +1548,12 @@ fn a_policy_named_twice_under_one_kind_is_refused_in_every_format() {
 /// config and admits the same calls at the same instants: odd periods (not a whole number
 /// of milliseconds, not divisible by the count), a default burst, the largest burst and a
 /// burst above the rate.
-#[cfg(all(feature = "test-util", feature = "json", feature = "yaml", feature = "toml"))]
+#[cfg(all(
+    feature = "test-util",
+    feature = "json",
+    feature = "yaml",
+    feature = "toml"
+))]
 #[test]
 fn a_rate_limiter_round_trips_through_every_format_with_the_same_admissions() {
     use palisade::clock::FakeClock;
@@ -1593,7 +1598,12 @@ fn a_rate_limiter_round_trips_through_every_format_with_the_same_admissions() {
             let back = &again.rate_limiter[config.name()];
             assert_eq!(
                 (back.name(), back.count(), back.period(), back.burst()),
-                (config.name(), config.count(), config.period(), config.burst()),
+                (
+                    config.name(),
+                    config.count(),
+                    config.period(),
+                    config.burst()
+                ),
                 "{format}"
             );
             assert_eq!(back.max_wait(), config.max_wait(), "{format}");

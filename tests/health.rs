@@ -330,3 +330,89 @@ async fn per_host_breakers_degrade_while_a_host_is_down_and_recover() {
     assert!(probe.is_ok());
     assert_eq!(health.readiness().status(), HealthStatus::Healthy);
 }
+
+/// The per-host count is exact through each change: hosts opening one by one (the share
+/// crossing the threshold), breaks ending (half-open counts as degraded, never as down), a
+/// probe closing one, and idle eviction emptying the map. `open_breakers` agrees with the
+/// report at every step.
+#[tokio::test(start_paused = true)]
+async fn per_host_counts_follow_opening_half_opening_closing_and_eviction() {
+    use palisade::keyed::{Keyed, KeyedConfig};
+    let per_host: Keyed<String, _> = Keyed::new(
+        KeyedConfig::builder()
+            .idle(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+        CircuitBreaker::new(
+            CircuitBreaker::builder()
+                .name("hosts")
+                .consecutive_failures(1)
+                .break_duration(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        ),
+    );
+    let health = HealthRegistry::new();
+    health.keyed_breakers(&per_host, true, 0.5).unwrap();
+    let seen = |want_open: usize| {
+        let c = health.readiness().component("hosts").unwrap().clone();
+        assert_eq!(per_host.open_breakers(), want_open, "{}", c.reason);
+        (c.status, c.reason.into_owned())
+    };
+    for host in ["a", "b", "c", "d", "e"] {
+        let ok = per_host
+            .run(host, || async { Ok::<_, palisade::Error<()>>(()) })
+            .await;
+        assert!(ok.is_ok());
+    }
+    assert_eq!(
+        seen(0),
+        (
+            HealthStatus::Healthy,
+            "5 hosts, every breaker closed".into()
+        )
+    );
+    let fail = |host: &'static str| {
+        per_host.run(host, || async { Err::<(), _>(palisade::Error::Inner(())) })
+    };
+    let _ = fail("b").await;
+    let _ = fail("d").await;
+    let (status, reason) = seen(2);
+    assert_eq!(status, HealthStatus::Degraded, "2 of 5 is below half");
+    assert!(reason.starts_with("2 of 5 hosts not closed: "), "{reason}");
+    assert!(
+        reason.contains("\"b\"") && reason.contains("\"d\""),
+        "{reason}"
+    );
+    let _ = fail("c").await;
+    let (status, reason) = seen(3);
+    assert_eq!(status, HealthStatus::Unhealthy, "3 of 5 is at least half");
+    assert!(reason.starts_with("3 of 5 hosts not closed: "), "{reason}");
+
+    // The breaks end: three half-open breakers are not down.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let (status, reason) = seen(3);
+    assert_eq!(status, HealthStatus::Degraded, "{reason}");
+    let probe = per_host
+        .run("b", || async { Ok::<_, palisade::Error<()>>(()) })
+        .await;
+    assert!(probe.is_ok());
+    let (status, reason) = seen(2);
+    assert_eq!(status, HealthStatus::Degraded);
+    assert!(reason.starts_with("2 of 5 hosts not closed: "), "{reason}");
+    assert!(!reason.contains("\"b\""), "{reason}");
+
+    // Idle for longer than the map keeps keys: closed and past-their-break breakers go.
+    for _ in 0..3 {
+        tokio::time::advance(Duration::from_secs(61)).await;
+        per_host.evict_idle();
+    }
+    assert!(per_host.is_empty(), "{} kept", per_host.len());
+    assert_eq!(
+        seen(0),
+        (
+            HealthStatus::Healthy,
+            "0 hosts, every breaker closed".into()
+        )
+    );
+}
