@@ -16,7 +16,8 @@
 //! dependency. The table has no rate column, but LLM APIs sell requests per minute, so the
 //! LLM preset keeps to a quota: 50 requests a minute, the lowest usage tier of Anthropic's
 //! API (the provider the seeds' LLM client calls) when this preset was written; bursts of 10,
-//! the seeds' concurrency for LLM calls; and a call waits up to 30 s for its turn, the
+//! the seeds' concurrency for LLM calls (or of the whole rate, when you set a rate below 10
+//! a minute); and a call waits up to 30 s for its turn, the
 //! seeds' LLM timeout (a call waits no longer for its turn than for its answer). Set your
 //! own tier's rate with [`rate_limiter`](Preset::rate_limiter) (a quota counted as a token
 //! bucket, as Anthropic's is, is kept by any burst up to the quota; one counted in fixed
@@ -140,8 +141,9 @@ impl Preset {
     /// For calls to a large-language-model API: slow, rate-limited, expensive.
     ///
     /// 3 retries with exponential backoff from 2 s, doubling up to 30 s; a breaker that opens
-    /// for 30 s on 5 failures within 30 s; 50 requests a minute in bursts of 10, a call
-    /// waiting up to 30 s for its turn; a 30 s timeout per attempt; 10 calls at once. See
+    /// for 30 s on 5 failures within 30 s; 50 requests a minute in bursts of 10 (of the
+    /// rate, when you set one below 10; an explicit `burst` wins), a call waiting up to 30 s
+    /// for its turn; a 30 s timeout per attempt; 10 calls at once. See
     /// the [module docs](self) for where the rate comes from, and set your own.
     ///
     /// # Examples
@@ -170,7 +172,9 @@ impl Preset {
             rate_limiter: Some(
                 RateLimiterConfig::builder()
                     .rate(LLM_RATE, secs(60))
-                    .burst(10)
+                    // Not `burst(10)`: a tier's lower rate set over the preset (as the
+                    // docs show) would keep a burst above its quota.
+                    .default_burst_at_most(10)
                     .max_wait(secs(30)),
             ),
             ..Preset::new(

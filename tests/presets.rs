@@ -296,3 +296,25 @@ async fn external_api_preset_retries_then_its_breaker_stops_the_retries() {
         CircuitState::Open
     );
 }
+
+/// A lower tier's rate set over the LLM preset, as its docs show, keeps to its quota: the
+/// preset's burst of 10 follows a rate below it (with `burst(10)` fixed, a rate of 5 a
+/// minute kept a burst of 10, twice the quota), and an explicit burst still wins.
+#[tokio::test(start_paused = true)]
+async fn a_lowered_llm_rate_keeps_its_burst_within_the_quota() {
+    let lowered = |preset: Preset| preset.build("small-tier").unwrap();
+    let mut preset = Preset::llm_api();
+    preset.rate_limiter = preset.rate_limiter.map(|l| l.rate(5, secs(60)));
+    let config = lowered(preset).rate_limiter().unwrap().config().clone();
+    assert_eq!((config.count(), config.burst()), (5, 5));
+
+    let mut preset = Preset::llm_api();
+    preset.rate_limiter = preset.rate_limiter.map(|l| l.rate(1000, secs(60)));
+    let config = lowered(preset).rate_limiter().unwrap().config().clone();
+    assert_eq!((config.count(), config.burst()), (1000, 10));
+
+    let mut preset = Preset::llm_api();
+    preset.rate_limiter = preset.rate_limiter.map(|l| l.rate(5, secs(60)).burst(3));
+    let config = lowered(preset).rate_limiter().unwrap().config().clone();
+    assert_eq!((config.count(), config.burst()), (5, 3));
+}

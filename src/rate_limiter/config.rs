@@ -98,6 +98,8 @@ impl fmt::Debug for RateLimiterConfig {
 pub struct RateLimiterConfigBuilder {
     rate: Option<(u32, Duration)>,
     burst: Option<u32>,
+    // The default burst's ceiling when `burst` is not set (see `default_burst_at_most`).
+    burst_cap: Option<u32>,
     max_wait: Duration,
     name: Option<std::borrow::Cow<'static, str>>,
     listener: Option<Arc<dyn Listener>>,
@@ -153,6 +155,13 @@ impl RateLimiterConfigBuilder {
     /// ```
     pub fn burst(mut self, burst: u32) -> Self {
         self.burst = Some(burst);
+        self
+    }
+
+    /// A default burst of the rate's count, but at most `cap`, for a preset whose burst must
+    /// follow a rate the user may lower: an explicit [`burst`](Self::burst) wins.
+    pub(crate) fn default_burst_at_most(mut self, cap: u32) -> Self {
+        self.burst_cap = Some(cap);
         self
     }
 
@@ -222,7 +231,11 @@ impl RateLimiterConfigBuilder {
                 format_args!("{count} per {period:?}"),
             ));
         }
-        let burst = self.burst.unwrap_or(count.min(MAX_BURST));
+        let burst = self.burst.unwrap_or(
+            count
+                .min(self.burst_cap.unwrap_or(MAX_BURST))
+                .min(MAX_BURST),
+        );
         if !(1..=MAX_BURST).contains(&burst) {
             return Err(ConfigError::new(
                 "burst",
