@@ -1,7 +1,9 @@
 //! Policies from config files: TOML, YAML, JSON or any other serde format.
 //!
 //! With the `serde` feature, every config ([`TimeoutConfig`], [`RetryConfig`],
-//! [`CircuitBreakerConfig`], [`RateLimiterConfig`], [`BulkheadConfig`], and with the `redis`
+//! [`CircuitBreakerConfig`], [`RateLimiterConfig`], [`BulkheadConfig`],
+//! [`KeyedConfig`](crate::keyed::KeyedConfig) (a per-key map's `max_keys` and `idle`, for a
+//! section of your own: [`Policies`] has no keyed kind), and with the `redis`
 //! feature too the [Redis configs](#fleet-wide-limits-in-redis)) implements `Deserialize` and
 //! `Serialize`.
 //! A file's values go through the same builder as code, so a value the builder refuses is
@@ -692,6 +694,7 @@ file_shape!(BulkheadConfig, RawBulkhead);
 file_shape!(CircuitBreakerConfig, RawCircuitBreaker);
 file_shape!(RetryConfig, RawRetry);
 file_shape!(RateLimiterConfig, RawRateLimiter);
+file_shape!(crate::keyed::KeyedConfig, raw::RawKeyed);
 #[cfg(feature = "redis")]
 file_shape!(RedisConfig, RawRedis);
 #[cfg(feature = "redis")]
@@ -812,6 +815,34 @@ mod tests {
         let policies = Policies::load(&mut serde_json::Deserializer::from_str(file)).unwrap();
         assert!(interned("built-by-key"));
         assert_eq!(policies.bulkhead["built-by-key"].name(), "built-by-key");
+    }
+
+    #[test]
+    fn a_keyed_config_round_trips_and_names_what_it_refuses() {
+        let config = crate::keyed::KeyedConfig::builder()
+            .max_keys(500)
+            .idle(std::time::Duration::from_secs(90))
+            .build()
+            .unwrap();
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(json, r#"{"max_keys":500,"idle":"90s"}"#);
+        let again: crate::keyed::KeyedConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(again, config);
+        let defaults: crate::keyed::KeyedConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(defaults, crate::keyed::KeyedConfig::default());
+
+        let err = serde_json::from_str::<crate::keyed::KeyedConfig>(r#"{"max_keys":0}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_keys") && err.contains('0'), "{err}");
+        let err = serde_json::from_str::<crate::keyed::KeyedConfig>(r#"{"idle":"25h"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("idle"), "{err}");
+        let err = serde_json::from_str::<crate::keyed::KeyedConfig>(r#"{"max_key":5}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_key"), "an unknown key is refused: {err}");
     }
 
     #[test]

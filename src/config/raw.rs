@@ -18,6 +18,7 @@ use crate::circuit_breaker::{
     CircuitBreakerConfig, CircuitBreakerConfigBuilder, SlowCalls, TripModel,
 };
 use crate::error::ConfigError;
+use crate::keyed::KeyedConfig;
 use crate::rate_limiter::{MAX_PERIOD, RateLimiterConfig};
 use crate::retry::{Backoff, Jitter, RetryBudget, RetryConfig};
 use crate::timeout::TimeoutConfig;
@@ -310,6 +311,44 @@ impl From<&RateLimiterConfig> for RawRateLimiter {
             period: Some(c.period()),
             burst: Some(c.burst()),
             max_wait: (!c.max_wait().is_zero()).then_some(c.max_wait()),
+        }
+    }
+}
+
+/// `max_keys = 10000`, `idle = "5m"`: the bounds of a per-key map ([`KeyedConfig`]). It has
+/// no name: a map's instances report under their prototype's.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKeyed {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) max_keys: Option<u32>,
+    #[serde(
+        default,
+        with = "duration::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(super) idle: Option<Duration>,
+}
+
+impl RawKeyed {
+    /// The config, through the builder; `_name` for the shape the other sections share.
+    pub(crate) fn build(self, _name: Option<&str>) -> Result<KeyedConfig, ConfigError> {
+        let mut b = KeyedConfig::builder();
+        if let Some(n) = self.max_keys {
+            b = b.max_keys(n);
+        }
+        if let Some(d) = self.idle {
+            b = b.idle(d);
+        }
+        b.build()
+    }
+}
+
+impl From<&KeyedConfig> for RawKeyed {
+    fn from(c: &KeyedConfig) -> Self {
+        RawKeyed {
+            max_keys: Some(c.max_keys()),
+            idle: Some(c.idle()),
         }
     }
 }

@@ -14,7 +14,9 @@ pub const MAX_IDLE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How many keys a [`Keyed`](super::Keyed) policy keeps, and when it forgets one. Build it
 /// with [`KeyedConfig::builder`]; the default keeps [`DEFAULT_MAX_KEYS`] keys and evicts
-/// those at rest for [`DEFAULT_IDLE`].
+/// those at rest for [`DEFAULT_IDLE`]. With the `serde` feature it reads and writes as
+/// `{ max_keys = 10000, idle = "5m" }` through the same builder (see
+/// [`config`](crate::config)), absent keys taking the defaults.
 ///
 /// # Examples
 ///
