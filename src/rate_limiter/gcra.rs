@@ -141,12 +141,7 @@ pub(crate) fn decide(
         return Decision::Admit { tat: tat_ns };
     }
     // A TAT behind `now` is a full bucket: counted from `now`.
-    let base = tat_ns.max(now_ns);
-    // cost ≤ burst, so this is at most the capacity: below 2^62.
-    let tat = base
-        .saturating_add(u64::from(cost) * rate.emission_ns)
-        .min(LAST_TAT);
-    let admitted_at = tat.saturating_sub(rate.capacity_ns());
+    let (tat, admitted_at) = after_taking(tat_ns.max(now_ns), cost, rate);
     if admitted_at <= now_ns {
         return Decision::Admit { tat };
     }
@@ -158,6 +153,18 @@ pub(crate) fn decide(
             retry_after_ns: wait_ns,
         }
     }
+}
+
+/// The TAT once `cost` tokens are taken from a bucket counted from `from_ns`, stopped at
+/// [`LAST_TAT`], and the time from which that call is admitted (the new TAT less the
+/// capacity): the one step [`decide`] and [`decide_lagging`] share.
+#[inline(always)]
+fn after_taking(from_ns: u64, cost: u32, rate: Rate) -> (u64, u64) {
+    // cost ≤ burst, so the step is at most the capacity: below 2^62.
+    let tat = from_ns
+        .saturating_add(u64::from(cost) * rate.emission_ns)
+        .min(LAST_TAT);
+    (tat, tat.saturating_sub(rate.capacity_ns()))
 }
 
 /// The decision for every reading in `[recent_ns, recent_ns + lag_ns]`, when one decision
@@ -189,10 +196,7 @@ pub(crate) fn decide_lagging(
     if tat_ns < latest_ns {
         return None;
     }
-    let tat = tat_ns
-        .saturating_add(u64::from(cost) * rate.emission_ns)
-        .min(LAST_TAT);
-    let admitted_at = tat.saturating_sub(rate.capacity_ns());
+    let (tat, admitted_at) = after_taking(tat_ns, cost, rate);
     if admitted_at <= recent_ns {
         return Some(Decision::Admit { tat });
     }
