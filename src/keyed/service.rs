@@ -151,13 +151,19 @@ where
     }
 }
 
-/// Swaps the readied inner service inside the key's policy service for a fresh clone,
-/// dropping the readied one and what its readiness holds (a slot, a turn, a permit of a
-/// policy further in): a call about to wait for its key's turn must not hold the inner
-/// service's capacity meanwhile, which other keys' calls may be waiting for.
+/// Swaps the readied inner service inside the key's policy service for a fresh clone (see
+/// [`release_readied`]).
 fn release_inner<S: Clone, Svc: WrapsInner<S>>(svc: &mut Svc) {
-    let inner = svc.inner_mut();
-    *inner = inner.clone();
+    release_readied(svc.inner_mut());
+}
+
+/// Swaps a readied service for a fresh clone, dropping the readied one and what its
+/// readiness holds (a slot, a turn, a permit of a policy further in): a call about to wait
+/// (for its key's turn, for Redis's answer) must not hold the inner service's capacity
+/// meanwhile, which other calls may be waiting for. The clone is made ready when the wait
+/// is over.
+pub(crate) fn release_readied<S: Clone>(svc: &mut S) {
+    *svc = svc.clone();
 }
 
 pin_project! {

@@ -12,6 +12,7 @@ use super::future::Admit;
 use super::key::RedisKey;
 use super::layer::FleetLimit;
 use crate::error::Rejected;
+use crate::keyed::service::release_readied;
 
 /// The service of a [`RedisLimitLayer`](super::RedisLimitLayer): admits each request under
 /// its key by one round trip to Redis, then calls the inner service.
@@ -122,11 +123,6 @@ where
             },
         }
     }
-}
-
-/// Drops a readied service for a fresh clone, giving back what its readiness holds.
-fn release_readied<S: Clone>(svc: &mut S) {
-    *svc = svc.clone();
 }
 
 pin_project! {
