@@ -3,8 +3,10 @@
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::telemetry::Telemetry;
+use crate::error::Rejected;
+use crate::telemetry::{EventKind, Telemetry};
 
 /// A key of a fleet-wide limit (a user, an IP, a tenant), written into the Redis key after
 /// the limit's prefix and name.
@@ -122,6 +124,24 @@ impl KeySpace {
     pub(crate) fn user_key<'a>(&self, redis_key: &'a str) -> &'a str {
         // `get`: never a panic, whatever string it is given.
         redis_key.get(self.head.len()..).unwrap_or("")
+    }
+
+    /// Counts a refusal of the call on `redis_key` in `over_limit` (the limit's own
+    /// refusals; one for Redis being down was counted when the fail mode decided it,
+    /// `Failed::decide`), then reports it.
+    pub(crate) fn refuse(
+        &self,
+        redis_key: &str,
+        over_limit: &AtomicU64,
+        rejected: Rejected,
+    ) -> Rejected {
+        if !matches!(rejected, Rejected::Unavailable(_)) {
+            // Relaxed: statistics.
+            over_limit.fetch_add(1, Ordering::Relaxed);
+        }
+        self.telemetry_for(redis_key)
+            .emit(|| EventKind::Rejected(rejected));
+        rejected
     }
 
     /// The limit's telemetry for the call on `redis_key`, carrying the caller's key when a

@@ -18,7 +18,7 @@ use super::scripts::{read_flag, read_take};
 use crate::error::{LimitCause, RateLimited, Rejected, Unavailable};
 use crate::keyed::{Keyed, KeyedConfig};
 use crate::rate_limiter::RateLimiter;
-use crate::telemetry::{EventKind, FailDecision, Telemetry};
+use crate::telemetry::{FailDecision, Telemetry};
 
 /// The most keys a local reservation keeps tokens for at once; past it, a batch's spare
 /// tokens are dropped rather than kept (the memory stays bounded whatever the keys).
@@ -483,15 +483,9 @@ impl RateShared {
         self.keys.telemetry_for(redis_key)
     }
 
-    /// Counts and reports a refusal; one for Redis being down was counted when the fail
-    /// mode decided it (`Failed::decide`).
+    /// Counts and reports a refusal (see `KeySpace::refuse`).
     fn refuse(&self, redis_key: &str, rejected: Rejected) -> Rejected {
-        if !matches!(rejected, Rejected::Unavailable(_)) {
-            self.limited.fetch_add(1, Ordering::Relaxed);
-        }
-        self.telemetry_for(redis_key)
-            .emit(|| EventKind::Rejected(rejected));
-        rejected
+        self.keys.refuse(redis_key, &self.limited, rejected)
     }
 
     fn admitted(&self) {

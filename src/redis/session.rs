@@ -13,7 +13,7 @@ use super::key::{KeySpace, RedisKey};
 use super::link::{FailCounts, Link};
 use super::scripts::{RenewReply, read_acquired, read_flag, read_renewed};
 use crate::error::{BulkheadFull, FullCause, Rejected, Unavailable};
-use crate::telemetry::{EventKind, FailDecision, Telemetry};
+use crate::telemetry::{FailDecision, Telemetry};
 
 /// At most `max_per_key` calls in flight per key across every instance of a service (the
 /// seeds' per-user session limit), kept in Redis. Cheap to clone; clones share the link,
@@ -492,15 +492,9 @@ impl SessionShared {
         self.keys.telemetry_for(redis_key)
     }
 
-    /// Counts and reports a refusal; one for Redis being down was counted when the fail
-    /// mode decided it (`Failed::decide`).
+    /// Counts and reports a refusal (see `KeySpace::refuse`).
     fn refuse(&self, redis_key: &str, rejected: Rejected) -> Rejected {
-        if !matches!(rejected, Rejected::Unavailable(_)) {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-        }
-        self.telemetry_for(redis_key)
-            .emit(|| EventKind::Rejected(rejected));
-        rejected
+        self.keys.refuse(redis_key, &self.refused, rejected)
     }
 
     fn full(&self, max: u32) -> Rejected {
